@@ -1,0 +1,107 @@
+"""Data contracts of the image-analysis stage (DESIGN §3).
+
+Frozen dataclasses, units in every name, no rounding: rounding happens only
+when a number is presented (SR, tables).  Coordinates are LPS millimetres
+(the DICOM patient coordinate system); voxel indices are (z, y, x) into the
+series volume as loaded by :func:`segmentation.io.load_series`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Vec3 = tuple[float, float, float]
+Plane = Literal["axial", "coronal", "sagittal"]
+
+
+@dataclass(frozen=True, eq=False)
+class NoduleMask:
+    """Segmentation of one nodule inside its bounding box.
+
+    ``mask`` is a boolean array (z, y, x) whose voxel ``[0, 0, 0]`` is voxel
+    ``origin_index_zyx`` of the series volume.  ``fraction`` optionally holds
+    the partial-volume weight (0..1) of each voxel (same shape), so that
+    ``volume_mm3 == fraction.sum() * voxel_volume_mm3``.
+    """
+
+    origin_index_zyx: tuple[int, int, int]
+    mask: np.ndarray
+    fraction: np.ndarray | None = None
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.mask.shape)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class MeasurementQuality:
+    """Flags that tell the protocol how far to trust the volume."""
+
+    touches_roi_edge: bool = False
+    cut_by_field_of_view: bool = False
+    juxtapleural_cut_applied: bool = False
+    vessel_detachment_applied: bool = False
+    possible_leak: bool = False
+    volumetry_unreliable: bool = False  # True -> the protocol uses mean diameter
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoduleMeasurement:
+    """Everything measured on one nodule at one time point."""
+
+    volume_mm3: float
+    mean_diameter_mm: float
+    long_axis_mm: float
+    short_axis_mm: float
+    measurement_plane: Plane
+    long_axis_endpoints_lps_mm: tuple[Vec3, Vec3]
+    short_axis_endpoints_lps_mm: tuple[Vec3, Vec3]
+    max_axial_diameter_mm: float
+    mean_hu: float
+    centroid_lps_mm: Vec3
+    solid_volume_mm3: float | None = None
+    solid_mean_diameter_mm: float | None = None
+    hu_percentiles: dict[int, float] = field(default_factory=dict)  # {10: -420.0, 50: ..., 90: ...}
+    mask: NoduleMask | None = None  # None when read back from an SR
+    quality: MeasurementQuality = field(default_factory=MeasurementQuality)
+
+
+Origin = Literal["reader", "algorithm"]
+
+
+@dataclass(frozen=True)
+class Characteristic:
+    """One characterization attribute with where it came from."""
+
+    value: object
+    origin: Origin
+    confidence: float | None = None  # 0..1 for algorithm values, None for the reader's
+
+
+@dataclass(frozen=True)
+class Characterization:
+    """What the algorithm (or the reader) says about a nodule; None = unknown."""
+
+    composition: Characteristic | None = None  # "solid" | "part-solid" | "non-solid"
+    benign_calcification: Characteristic | None = None  # bool
+    fat: Characteristic | None = None  # bool
+    pleural_distance_mm: Characteristic | None = None  # float
+    juxtapleural: Characteristic | None = None  # bool
+    perifissural: Characteristic | None = None  # bool
+    upper_lobe: Characteristic | None = None  # bool
+    lobe: Characteristic | None = None  # "RUL"|"RML"|"RLL"|"LUL"|"LLL" or "right-upper" ...
+    spiculated: Characteristic | None = None  # bool
+    airway: Characteristic | None = None  # None | "subsegmental" | "subsegmental-secretions" | "segmental-or-proximal"
+    cyst: Characteristic | None = None  # None | "thin-walled" | "thick-walled" | "multilocular"
+
+
+class NoNoduleAtSeed(ValueError):
+    """The seed does not lie in or near a nodule."""
+
+
+class SeriesError(ValueError):
+    """A CT series cannot be used for analysis; the message says why."""
