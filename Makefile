@@ -1,0 +1,39 @@
+# noduled — the two commands of the README are the contract:
+#   make run   fresh machine -> daemon running on its embedded defaults
+#   make test  fresh machine -> full test suite passing
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-deps venv demo benchmarks clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed: installing Debian's python3-venv"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,scaleout,audit]'
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/noduled serve
+
+test-deps:
+	@bash tests/setup/install_test_deps.sh
+
+# The suite runs in a private network namespace when the machine allows it:
+# every server the tests start (noduled, Orthanc, storescp) is then reachable
+# on that namespace's loopback only.
+test: $(STAMP) test-deps
+	@bash tests/setup/run_tests.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+benchmarks: $(STAMP) test-deps
+	$(BIN)/python -m benchmarks.receive
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,324 @@
+"""The archive: durable storage of received instances and their index rows.
+
+DESIGN §5: a C-STORE success status is sent only after the instance is on
+disk and in the index.  The write protocol (one instance):
+
+1. write ``archive/.incoming/<random>.part`` and fsync it;
+2. insert the index rows (patient, study, series, instance) and commit
+   (SQLite: WAL + synchronous=FULL, so the commit is on disk);
+3. rename the file to ``archive/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``
+   (atomic on one filesystem) and fsync the directory;
+4. only then report success.
+
+A crash before 2 leaves a ``.part`` file, removed by :meth:`Archive.recover`.
+A crash between 2 and 3 leaves an index row without its file; ``recover``
+finds the ``.part`` of it, and deletes row and file: that instance was never
+acknowledged, so the sender still has it and will send it again.  Therefore
+after recovery every index row has its complete file and no file is half
+written.  A second copy of an instance already archived is acknowledged and
+discarded (the first copy is kept).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from daemon.schema import instances, patients, series, studies
+
+log = logging.getLogger(__name__)
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class RejectedInstance(ValueError):
+    """The instance cannot be archived; ``status`` is the DIMSE status to send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# DIMSE C-STORE status codes (PS3.4 B.2.3)
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATASET_MISMATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    path: Path
+    duplicate: bool
+
+
+def _valid_uid(value: object) -> str | None:
+    text = str(value or "").strip().rstrip("\x00")
+    if not text or len(text) > 64 or not _UID_RE.match(text):
+        return None
+    return text
+
+
+def _da(value: object) -> dt.date | None:
+    text = str(value or "").strip()
+    try:
+        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(ds: Dataset, keyword: str, max_len: int) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text[:max_len]
+
+
+def parse_header(data: bytes) -> Dataset:
+    """Parse the header of an encoded DICOM file (preamble + meta + dataset).
+
+    Raises :class:`RejectedInstance` (0xC000) when the data are not DICOM or a
+    required UID is missing or malformed.
+    """
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        # touch the identifying elements now so that a broken header fails here
+        _ = ds.get("SOPInstanceUID"), ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {exc}") from None
+    except Exception as exc:  # pydicom raises a wide range on garbage input
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {type(exc).__name__}: {exc}") from None
+    for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
+        raw = ds.get(keyword)
+        if raw in (None, ""):
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset has no {keyword}")
+        if _valid_uid(raw) is None:
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"{keyword} {str(raw)[:70]!r} is not a valid UID")
+    return ds
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Archive:
+    """Files under ``archive_dir`` plus their rows in the index database."""
+
+    def __init__(self, archive_dir: Path, engine: Engine, *, min_free_disk_mb: int = 0) -> None:
+        self.root = Path(archive_dir)
+        self.incoming = self.root / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
+
+    # ------------------------------------------------------------------ paths
+    def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+    def path_of(self, relative: str) -> Path:
+        return self.root / relative
+
+    # ------------------------------------------------------------------ store
+    def store(self, data: bytes, *, calling_ae: str | None = None, expected_sop_uid: str | None = None) -> StoreResult:
+        """Archive one encoded instance (preamble + file meta + dataset).
+
+        Returns once the instance is durable (file and index row on disk).
+        Raises :class:`RejectedInstance` with the DIMSE status and a message
+        naming the problem; nothing is left behind in that case.
+        """
+        ds = parse_header(data)
+        sop_uid = _valid_uid(ds.SOPInstanceUID)
+        study_uid = _valid_uid(ds.StudyInstanceUID)
+        series_uid = _valid_uid(ds.SeriesInstanceUID)
+        assert sop_uid and study_uid and series_uid  # checked by parse_header
+        if expected_sop_uid and _valid_uid(expected_sop_uid) != sop_uid:
+            raise RejectedInstance(
+                STATUS_DATASET_MISMATCH,
+                f"dataset SOP Instance UID {sop_uid} differs from the request's {expected_sop_uid}",
+            )
+        if self.min_free_disk_bytes and shutil.disk_usage(self.root).free < self.min_free_disk_bytes + len(data):
+            raise RejectedInstance(
+                STATUS_OUT_OF_RESOURCES,
+                f"less than {self.min_free_disk_bytes // (1024 * 1024)} MB free in {self.root}",
+            )
+
+        relative = self.relative_path(study_uid, series_uid, sop_uid)
+        final = self.path_of(relative)
+        if final.exists() and self._has_row(sop_uid):
+            return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+
+        part = self.incoming / f"{uuid.uuid4().hex}.part"
+        try:
+            with open(part, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                self._insert_rows(ds, relative, len(data), calling_ae)
+            except IntegrityError:
+                # the same instance was archived meanwhile (another association)
+                part.unlink(missing_ok=True)
+                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(part, final)
+                _fsync_dir(final.parent)
+            except OSError:
+                self._delete_row(sop_uid)
+                raise
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise RejectedInstance(STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {exc.strerror or exc}") from None
+        return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=False)
+
+    def _has_row(self, sop_uid: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(instances.c.id).where(instances.c.sop_instance_uid == sop_uid)).first() is not None
+
+    def _delete_row(self, sop_uid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(instances).where(instances.c.sop_instance_uid == sop_uid))
+
+    def _insert_rows(self, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.engine.begin() as conn:
+            patient_pk = self._get_or_create(
+                conn,
+                patients,
+                {"patient_id": str(ds.get("PatientID", "") or "")[:64], "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64]},
+                {
+                    "name": str(ds.get("PatientName", "") or "")[:324] or None,
+                    "birth_date": _da(ds.get("PatientBirthDate")),
+                    "sex": _text(ds, "PatientSex", 16),
+                },
+            )
+            study_pk = self._get_or_create(
+                conn,
+                studies,
+                {"study_uid": str(ds.StudyInstanceUID)},
+                {
+                    "patient_pk": patient_pk,
+                    "study_date": _da(ds.get("StudyDate")),
+                    "study_time": _text(ds, "StudyTime", 16),
+                    "accession_number": _text(ds, "AccessionNumber", 16),
+                    "description": _text(ds, "StudyDescription", 64),
+                    "patient_age": _text(ds, "PatientAge", 4),
+                    "first_received_at": now,
+                    "last_received_at": now,
+                },
+                touch={"last_received_at": now},
+            )
+            series_pk = self._get_or_create(
+                conn,
+                series,
+                {"series_uid": str(ds.SeriesInstanceUID)},
+                {
+                    "study_pk": study_pk,
+                    "modality": _text(ds, "Modality", 16),
+                    "series_number": _int(ds.get("SeriesNumber")),
+                    "description": _text(ds, "SeriesDescription", 64),
+                    "frame_of_reference_uid": _valid_uid(ds.get("FrameOfReferenceUID")),
+                    "slice_thickness_mm": _float(ds.get("SliceThickness")),
+                    "convolution_kernel": _text(ds, "ConvolutionKernel", 64),
+                    "image_orientation": _text(ds, "ImageOrientationPatient", 128),
+                    "ctdivol_mgy": _float(ds.get("CTDIvol")),
+                    "manufacturer": _text(ds, "Manufacturer", 64),
+                    "last_received_at": now,
+                },
+                touch={"last_received_at": now},
+            )
+            conn.execute(
+                insert(instances).values(
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    series_pk=series_pk,
+                    sop_class_uid=str(ds.SOPClassUID),
+                    instance_number=_int(ds.get("InstanceNumber")),
+                    transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+                    path=relative,
+                    size_bytes=size,
+                    calling_ae=(calling_ae or "")[:16] or None,
+                    received_at=now,
+                )
+            )
+
+    @staticmethod
+    def _get_or_create(conn, table, key: dict, values: dict, touch: dict | None = None) -> int:  # type: ignore[no-untyped-def]
+        where = [table.c[k] == v for k, v in key.items()]
+        row = conn.execute(select(table.c.id).where(*where)).first()
+        if row is not None:
+            if touch:
+                conn.execute(update(table).where(table.c.id == row.id).values(**touch))
+            return int(row.id)
+        try:
+            with conn.begin_nested():
+                return int(conn.execute(insert(table).values(**key, **values)).inserted_primary_key[0])
+        except IntegrityError:  # created concurrently by another association
+            row = conn.execute(select(table.c.id).where(*where)).first()
+            assert row is not None
+            return int(row.id)
+
+    # --------------------------------------------------------------- recovery
+    def recover(self) -> dict[str, int]:
+        """Undo what a crash left half done (call before accepting associations).
+
+        Removes ``.part`` files; where a ``.part`` has an index row but no
+        final file (crash between commit and rename) the row goes too.
+        Returns counts for the log.
+        """
+        removed_parts = removed_rows = 0
+        for part in sorted(self.incoming.glob("*.part")):
+            try:
+                ds = parse_header(part.read_bytes())
+                sop_uid = _valid_uid(ds.SOPInstanceUID)
+                relative = self.relative_path(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(sop_uid))
+                if not self.path_of(relative).exists():
+                    with self.engine.begin() as conn:
+                        res = conn.execute(
+                            delete(instances).where(
+                                instances.c.sop_instance_uid == sop_uid, instances.c.path == relative
+                            )
+                        )
+                        removed_rows += res.rowcount or 0
+            except RejectedInstance:
+                pass  # a truncated part: no row can exist for it
+            part.unlink(missing_ok=True)
+            removed_parts += 1
+        return {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}

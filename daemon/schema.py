@@ -1,0 +1,98 @@
+"""The index database schema (SQLAlchemy Core).
+
+The archive's files are the record; the index says what is in them so that
+later stages can find a patient's studies, a study's series and a series'
+instances without opening files.  Schema changes go through Alembic
+migrations in ``daemon/migrations/versions`` (the model here and the newest
+migration must agree; ``tests/test_schema.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UID = String(64)
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False),  # (0010,0020), may be "" when absent
+    Column("issuer", String(64), nullable=False, default=""),  # (0010,0021)
+    Column("name", String(324)),  # kept for the operator's views only; never logged
+    Column("birth_date", Date),
+    Column("sex", String(16)),
+    UniqueConstraint("patient_id", "issuer", name="uq_patients_patient_id_issuer"),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("study_date", Date),
+    Column("study_time", String(16)),
+    Column("accession_number", String(16)),
+    Column("description", String(64)),
+    Column("patient_age", String(4)),  # (0010,1010) as sent, e.g. "062Y"
+    Column("first_received_at", DateTime(timezone=True), nullable=False),
+    Column("last_received_at", DateTime(timezone=True), nullable=False),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_uid", UID, nullable=False, unique=True),
+    Column("study_pk", Integer, ForeignKey("studies.id"), nullable=False, index=True),
+    Column("modality", String(16)),
+    Column("series_number", Integer),
+    Column("description", String(64)),
+    Column("frame_of_reference_uid", UID),
+    Column("slice_thickness_mm", Float),
+    Column("convolution_kernel", String(64)),
+    Column("image_orientation", String(128)),  # "1\\0\\0\\0\\1\\0" as sent
+    Column("ctdivol_mgy", Float),
+    Column("manufacturer", String(64)),
+    Column("last_received_at", DateTime(timezone=True), nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_instance_uid", UID, nullable=False, unique=True),
+    Column("series_pk", Integer, ForeignKey("series.id"), nullable=False),
+    Column("sop_class_uid", UID, nullable=False),
+    Column("instance_number", Integer),
+    Column("transfer_syntax_uid", UID, nullable=False),
+    Column("path", Text, nullable=False),  # relative to the archive directory
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("calling_ae", String(16)),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_instances_series_pk", "series_pk"),
+)

@@ -1,0 +1,302 @@
+"""noduled configuration: one TOML file plus ``NODULED_*`` environment overrides.
+
+The section and key names are part of the operator interface (DESIGN §7);
+add keys freely, never rename these.  Precedence, highest first:
+environment variables (``NODULED_SCP__PORT=11113``, nested delimiter ``__``),
+the TOML file (``--config`` or ``NODULED_CONFIG``), the embedded defaults.
+Every setting is documented in ``config/noduled.example.toml``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: 16 chars, no backslash, no control chars
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names every bad key."""
+
+
+def _check_port(name: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be 1-65535, got {value}")
+    return value
+
+
+def _check_ae_title(value: str) -> str:
+    stripped = value.strip()
+    if not stripped or not _AE_TITLE_RE.match(value) or len(value) > 16:
+        raise ValueError(
+            f"must be 1-16 printable ASCII characters without backslash, got {value!r}"
+        )
+    return stripped
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(_Section):
+    enabled: bool = False
+    cert: str = ""  # PEM certificate of this node
+    key: str = ""  # PEM private key of this node
+    ca: str = ""  # PEM CA bundle used to verify peers (client certificates)
+    require_client_cert: bool = True
+
+    @model_validator(mode="after")
+    def _files_exist_when_enabled(self) -> "TLSSettings":
+        if self.enabled:
+            for name in ("cert", "key"):
+                path = getattr(self, name)
+                if not path:
+                    raise ValueError(f"tls.{name} must be set when tls.enabled = true")
+                if not Path(path).is_file():
+                    raise ValueError(f"tls.{name} file {path!r} does not exist")
+            if self.require_client_cert and not self.ca:
+                raise ValueError("tls.ca must be set when tls.require_client_cert = true")
+        return self
+
+
+class Peer(_Section):
+    """A DICOM peer allowed to open associations (calling AE title, optional address)."""
+
+    ae_title: str
+    host: str | None = None  # IP address; None = any address
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return _check_ae_title(v)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(f"must be an IP address, got {v!r}") from None
+
+
+class SCPSettings(_Section):
+    ae_title: str = "NODULED"
+    port: int = 11112
+    # "" = automatic: 127.0.0.1 while allowed_peers is empty (loopback peers only), else 0.0.0.0
+    host: str = ""
+    allowed_peers: tuple[Peer, ...] = ()
+    tls: TLSSettings = TLSSettings()
+    max_pdu_bytes: int = 0  # 0 = unlimited: fewer, larger PDUs are faster to receive
+    max_associations: int = 16
+    network_timeout_s: float = 60.0
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return _check_ae_title(v)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port("scp.port", v)
+
+    @field_validator("max_associations")
+    @classmethod
+    def _max_assoc(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @property
+    def bind_host(self) -> str:
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.allowed_peers else "127.0.0.1"
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("./var")
+    min_free_disk_mb: int = 1024  # refuse new instances (Out of Resources) below this
+
+    @field_validator("min_free_disk_mb")
+    @classmethod
+    def _free(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be 0 or more, got {v}")
+        return v
+
+
+class DatabaseSettings(_Section):
+    url: str = ""  # "" = sqlite file index.sqlite in data_dir
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError(f"must be empty, sqlite:///PATH or postgresql+psycopg://..., got {v!r}")
+        return v
+
+
+class QueueSettings(_Section):
+    redis_url: str = ""  # "" = SqliteHuey in data_dir
+    workers: int = 2
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int) -> int:
+        if not 0 <= v <= 64:
+            raise ValueError(f"must be 0-64, got {v}")
+        return v
+
+
+class AnalysisSettings(_Section):
+    stable_age_s: float = 10.0
+    require_seeds: bool = True
+
+    @field_validator("stable_age_s")
+    @classmethod
+    def _age(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"must be 0 or more seconds, got {v}")
+        return v
+
+
+class SiteSettings(_Section):
+    family_history_lung_cancer: bool = False
+    emphysema: bool = False
+
+
+class Destination(_Section):
+    ae_title: str
+    host: str
+    port: int
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return _check_ae_title(v)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port("destinations.port", v)
+
+
+class PACSSettings(Destination):
+    retrieve: Literal["c-move", "c-get"] = "c-move"
+
+
+class HTTPSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = True
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port("http.port", v)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Settings(BaseSettings):
+    """All of noduled's settings (DESIGN §7)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NODULED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    scp: SCPSettings = SCPSettings()
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    queue: QueueSettings = QueueSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    site: SiteSettings = SiteSettings()
+    destinations: tuple[Destination, ...] = ()
+    pacs: PACSSettings | None = None
+    http: HTTPSettings = HTTPSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the TOML file's content; the environment overrides it.
+        return (env_settings, init_settings)
+
+    # --- derived paths -------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).resolve()
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'index.sqlite'}"
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known setting (see config/noduled.example.toml)"
+        elif err["type"] not in ("value_error",) and "input" in err and not isinstance(err["input"], dict):
+            msg = f"{msg}, got {err['input']!r}"
+        lines.append(f"{loc} {msg}" if loc else msg)
+    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load settings from ``config_path`` (or ``$NODULED_CONFIG``) and the environment.
+
+    Raises :class:`ConfigError` naming each bad key, e.g.
+    ``scp.port must be 1-65535, got 70000``.
+    """
+    path = config_path or os.environ.get("NODULED_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "embedded defaults + environment"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {str(p)!r} does not exist")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {str(p)!r} is not valid TOML: {exc}") from None
+        source = f"{p} + environment"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None

@@ -1,0 +1,74 @@
+"""What the node holds: studies, their series and instance counts (for ``noduled status``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from daemon.schema import instances, series, studies
+
+
+def archive_status(engine: Engine) -> dict[str, Any]:
+    """Studies (newest first) with their series and instance counts, as plain data."""
+    counts = (
+        select(instances.c.series_pk, func.count().label("n"), func.sum(instances.c.size_bytes).label("bytes"))
+        .group_by(instances.c.series_pk)
+        .subquery()
+    )
+    q = (
+        select(
+            studies.c.study_uid,
+            studies.c.study_date,
+            studies.c.accession_number,
+            studies.c.description.label("study_description"),
+            studies.c.last_received_at,
+            series.c.series_uid,
+            series.c.series_number,
+            series.c.modality,
+            series.c.description.label("series_description"),
+            series.c.slice_thickness_mm,
+            series.c.convolution_kernel,
+            func.coalesce(counts.c.n, 0).label("instances"),
+            func.coalesce(counts.c.bytes, 0).label("bytes"),
+        )
+        .select_from(studies.join(series, series.c.study_pk == studies.c.id).outerjoin(counts, counts.c.series_pk == series.c.id))
+        .order_by(studies.c.last_received_at.desc(), studies.c.study_uid, series.c.series_number, series.c.series_uid)
+    )
+    result: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            study = result.setdefault(
+                row.study_uid,
+                {
+                    "study_uid": row.study_uid,
+                    "study_date": row.study_date.isoformat() if row.study_date else None,
+                    "accession_number": row.accession_number,
+                    "description": row.study_description,
+                    "last_received_at": row.last_received_at.isoformat() if row.last_received_at else None,
+                    "instances": 0,
+                    "series": [],
+                },
+            )
+            study["instances"] += int(row.instances)
+            study["series"].append(
+                {
+                    "series_uid": row.series_uid,
+                    "series_number": row.series_number,
+                    "modality": row.modality,
+                    "description": row.series_description,
+                    "slice_thickness_mm": row.slice_thickness_mm,
+                    "convolution_kernel": row.convolution_kernel,
+                    "instances": int(row.instances),
+                    "bytes": int(row.bytes),
+                }
+            )
+    studies_list = list(result.values())
+    return {
+        "studies": studies_list,
+        "totals": {
+            "studies": len(studies_list),
+            "series": sum(len(s["series"]) for s in studies_list),
+            "instances": sum(s["instances"] for s in studies_list),
+        },
+    }

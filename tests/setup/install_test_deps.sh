@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite talks to, when missing:
+# DCMTK (storescu, findscu, dciodvfy, dsrdump, storescp), Orthanc (a real PACS),
+# iproute2 (private loopback network for the suite).
+set -euo pipefail
+need=()
+command -v storescu >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || need+=(dcmtk)
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # the orthanc package may start a system-wide instance; the tests start their own
+  if command -v service >/dev/null 2>&1; then $SUDO service orthanc stop >/dev/null 2>&1 || true; fi
+fi
