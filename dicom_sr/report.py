@@ -1,0 +1,620 @@
+"""The NLCSP assessment as a Comprehensive 3D SR, TID 1500 Measurement Report.
+
+Built with highdicom (:mod:`highdicom.sr`); this module only decides what
+goes where.  Structure of the document (codes in :mod:`dicom_sr.codes`):
+
+* root (126000, DCM) "Imaging Measurement Report" (TID 1500) with language,
+  observer contexts (device: noduled, its version and a stable device UID;
+  person: the reader named in the seed object, when known), procedure
+  reported (CT of chest, LDCT screening) and an Image Library (TID 1600) of
+  the key images;
+* per nodule a TID 1411 volumetric group (tracking identifier "Nodule N" and
+  tracking UID, finding "Nodule", finding site lung or lobe, referencing its
+  SEG segment) with volume, mean diameter, long/short axis, maximum axial
+  diameter, mean attenuation, solid component, percent volume change, VDT
+  and diameter change against the comparison study, PanCan risk, and the
+  qualitative evaluations (composition and the other characteristics, each
+  with an "Observer Type" Person/Device child saying whether the reader or
+  the algorithm assigned it; growth status; NLCSP nodule category).  The
+  template is extensible; noduled adds the nodule centre (SCOORD3D), the
+  protocol rule, the reader's seed and one "Prior comparison" container per
+  prior study (study UID and date, whether it is the comparison study, the
+  prior measurement and the changes) so that the next round can read them;
+* per nodule two TID 1410 planar groups on the key image (same tracking
+  identifier and UID): the long-axis and the short-axis line as SCOORD
+  POLYLINE "Image Region" with geometric purpose Long/Short axis (CID 219)
+  and their lengths, so viewers draw the rulers (SCOORD3D when the axes were
+  measured in a coronal or sagittal plane);
+* a document-level "Qualitative Evaluations" container (TID 1500 row 12):
+  NLCSP exam category, A flag, descriptor, management, follow-up interval and
+  due date, decisive nodule, screening round, reasons and notes.
+
+Rounding happens here, because the SR is a presentation: volumes to the
+whole mm³ (NLCSP), lengths and changes to 0.1 mm / 0.1 %, attenuation to
+the whole HU, VDT to the whole day, PanCan risk to 0.01 %.  Coordinates are
+written at full precision.
+
+Patient and General Study modules are copied from the source CT (same Study
+Instance UID); the SR has its own series; Completion COMPLETE, Verification
+UNVERIFIED, Preliminary flag PRELIMINARY (nobody verified it);
+Predecessor Documents Sequence when it replaces an earlier report.  UIDs and
+the content date/time default to values derived from the inputs, so a re-run
+on the same inputs yields the same object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from highdicom.sr import (
+    CodeContentItem,
+    CodedConcept,
+    ContainerContentItem,
+    DateContentItem,
+    NumContentItem,
+    PnameContentItem,
+    RelationshipTypeValues,
+    Scoord3DContentItem,
+    TextContentItem,
+    UIDRefContentItem,
+)
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes as pcodes
+from pydicom.uid import generate_uid
+
+from dicom_sr import codes
+from dicom_sr.findings import ExamAssessment, NoduleFinding, PriorComparison
+from dicom_sr.geometry import ImagePlane, plane_of
+from dicom_sr.seg import segment_numbers, software_version
+from segmentation.types import Characteristic, NoduleMeasurement, Vec3
+
+__all__ = ["ReportError", "build_report", "DEVICE_OBSERVER_UID", "ROUNDING"]
+
+# stable across versions and installations: identifies noduled as an observer device
+DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=["noduled", "device-observer"])
+
+# decimals used when a quantity is written (presentation rounding, see module docstring)
+ROUNDING = {
+    "volume_mm3": 0,
+    "length_mm": 1,
+    "hu": 0,
+    "percent": 1,
+    "vdt_days": 0,
+    "pancan_pct": 2,
+    "months": 0,
+    "days": 0,
+}
+
+CONTAINS = RelationshipTypeValues.CONTAINS
+HAS_OBS_CONTEXT = RelationshipTypeValues.HAS_OBS_CONTEXT
+HAS_PROPERTIES = RelationshipTypeValues.HAS_PROPERTIES
+HAS_CONCEPT_MOD = RelationshipTypeValues.HAS_CONCEPT_MOD
+
+
+class ReportError(ValueError):
+    """The assessment cannot be written as an SR of these CT images."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _round(value: float, kind: str) -> float:
+    decimals = ROUNDING[kind]
+    out = round(float(value), decimals)
+    return float(int(out)) if decimals == 0 else out
+
+
+def _measurement(name, value, kind, unit, *, derivation=None, algorithm=None) -> hd.sr.Measurement:
+    return hd.sr.Measurement(
+        name=name, value=_round(value, kind), unit=unit, derivation=derivation, algorithm_id=algorithm
+    )
+
+
+def _yes_no(flag: bool) -> CodedConcept:
+    return codes.YES if flag else codes.NO
+
+
+def _with_origin(item, characteristic: Characteristic):
+    """Attach who asserted a characteristic (Observer Type) and the algorithm's confidence."""
+    children = [
+        CodeContentItem(
+            codes.OBSERVER_TYPE,
+            codes.PERSON if characteristic.origin == "reader" else codes.DEVICE,
+            relationship_type=HAS_OBS_CONTEXT,
+        )
+    ]
+    if characteristic.confidence is not None:
+        children.append(
+            NumContentItem(codes.CONFIDENCE, float(characteristic.confidence), codes.NO_UNITS,
+                           relationship_type=HAS_PROPERTIES)
+        )
+    existing = list(item.ContentSequence) if "ContentSequence" in item else []
+    item.ContentSequence = hd.sr.ContentSequence(existing + children)
+    return item
+
+
+def _qe(name: CodedConcept, value: CodedConcept, characteristic: Characteristic | None = None):
+    qe = hd.sr.QualitativeEvaluation(name, value)
+    if characteristic is not None:
+        _with_origin(qe[0], characteristic)
+    return qe
+
+
+def _lobe_code(lobe: object) -> CodedConcept | None:
+    if lobe is None:
+        return None
+    text = str(lobe)
+    key = codes.LOBE_ALIASES.get(text.lower(), text.upper())
+    return codes.LOBES.get(key)
+
+
+def _content_datetime(ct: Dataset) -> dt.datetime:
+    date = str(ct.get("StudyDate") or ct.get("SeriesDate") or "19000101")
+    time = str(ct.get("StudyTime") or "000000").split(".")[0].ljust(6, "0")[:6]
+    return dt.datetime.strptime(date + time, "%Y%m%d%H%M%S")
+
+
+def _fingerprint(obj) -> object:
+    """A JSON-able, deterministic digest of the assessment (masks hashed)."""
+    if isinstance(obj, np.ndarray):
+        return hashlib.sha256(np.ascontiguousarray(obj).tobytes() + str(obj.shape).encode()).hexdigest()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _fingerprint(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _fingerprint(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_fingerprint(v) for v in obj]
+    if isinstance(obj, (dt.date, dt.datetime)):
+        return obj.isoformat()
+    return obj
+
+
+def assessment_digest(assessment: ExamAssessment) -> str:
+    """SHA-256 of the assessment's content (used to derive UIDs deterministically)."""
+    text = json.dumps(_fingerprint(assessment), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- key image
+class _KeyImages:
+    """Chooses the CT image on which a pair of axis end points lies."""
+
+    def __init__(self, ct_datasets: Sequence[Dataset]):
+        self.datasets = list(ct_datasets)
+        self.planes = [plane_of(ds) for ds in self.datasets]
+        self.used: dict[str, Dataset] = {}
+
+    def find(self, points: Sequence[Vec3]) -> tuple[Dataset, ImagePlane] | None:
+        """The image whose plane contains all points (within half a slice), if any."""
+        mid = np.mean(np.asarray(points, float), axis=0)
+        dists = [abs(p.from_lps(tuple(mid))[2]) for p in self.planes]
+        k = int(np.argmin(dists))
+        plane = self.planes[k]
+        thickness = float(self.datasets[k].get("SliceThickness") or 0) or 1.0
+        if len(self.planes) > 1:
+            gaps = [abs(self.planes[i].from_lps(self.planes[i + 1].position_lps_mm)[2]) for i in range(len(self.planes) - 1)]
+            thickness = min(thickness, float(np.median(gaps)) or thickness)
+        if all(abs(plane.from_lps(tuple(p))[2]) <= thickness / 2 + 1e-3 for p in points):
+            self.used[plane.sop_instance_uid] = self.datasets[k]
+            return self.datasets[k], plane
+        return None
+
+
+def _axis_group(
+    finding: NoduleFinding,
+    purpose: CodedConcept,
+    length_mm: float,
+    endpoints: tuple[Vec3, Vec3],
+    keys: _KeyImages,
+    frame_of_reference_uid: str,
+    algorithm: hd.sr.AlgorithmIdentification,
+    time_point: hd.sr.TimePointContext,
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    found = keys.find(endpoints)
+    if found is not None:
+        ds, plane = found
+        data = np.array([plane.from_lps(tuple(p))[:2] for p in endpoints], dtype=np.float32)
+        region = hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=data,
+            source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
+        )
+    else:  # measured in a plane that is not one of the CT images
+        region = hd.sr.ImageRegion3D(
+            graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
+            graphic_data=np.asarray(endpoints, dtype=np.float64),
+            frame_of_reference_uid=frame_of_reference_uid,
+        )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id),
+        referenced_region=region,
+        finding_type=codes.NODULE,
+        finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        geometric_purpose=purpose,
+        algorithm_id=algorithm,
+        time_point_context=time_point,
+        measurements=[_measurement(purpose, length_mm, "length_mm", codes.MM)],
+    )
+
+
+# --------------------------------------------------------------------------- nodule groups
+def _measurements(m: NoduleMeasurement, finding: NoduleFinding, algorithm) -> list[hd.sr.Measurement]:
+    out = [
+        _measurement(codes.VOLUME, m.volume_mm3, "volume_mm3", codes.MM3, algorithm=algorithm),
+        _measurement(codes.DIAMETER, m.mean_diameter_mm, "length_mm", codes.MM, derivation=codes.MEAN),
+        _measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM),
+        _measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM),
+        _measurement(codes.MAX_AXIAL_DIAMETER, m.max_axial_diameter_mm, "length_mm", codes.MM),
+        _measurement(codes.MEAN_ATTENUATION, m.mean_hu, "hu", codes.HU),
+    ]
+    if m.solid_volume_mm3 is not None:
+        out.append(_measurement(codes.SOLID_COMPONENT_VOLUME, m.solid_volume_mm3, "volume_mm3", codes.MM3))
+    if m.solid_mean_diameter_mm is not None:
+        out.append(_measurement(codes.SOLID_COMPONENT_DIAMETER, m.solid_mean_diameter_mm, "length_mm", codes.MM))
+    return out
+
+
+def _comparison_measurements(finding: NoduleFinding) -> list[hd.sr.Measurement]:
+    comparison = next((c for c in finding.comparisons if c.is_comparison_study), None)
+    if comparison is None:
+        return []
+    out = []
+    if comparison.volume_change_pct is not None:
+        out.append(_measurement(codes.PERCENT_VOLUME_CHANGE, comparison.volume_change_pct, "percent", codes.PERCENT))
+    if comparison.vdt_days is not None:
+        out.append(_measurement(codes.VOLUME_DOUBLING_TIME, comparison.vdt_days, "vdt_days", codes.DAYS))
+    if comparison.diameter_change_mm is not None:
+        out.append(_measurement(codes.DIFFERENCE_IN_SIZE, comparison.diameter_change_mm, "length_mm", codes.MM))
+    return out
+
+
+def _characterization_items(finding: NoduleFinding):
+    """Qualitative evaluations (and the pleural distance measurement) of the characterization."""
+    c = finding.characterization
+    evaluations = []
+    measurements = []
+    if c.composition is not None and str(c.composition.value) in codes.COMPOSITIONS:
+        evaluations.append(_qe(codes.COMPOSITION, codes.COMPOSITIONS[str(c.composition.value)], c.composition))
+    for name, concept in codes.CHARACTERISTIC_FLAGS.items():
+        ch = getattr(c, name)
+        if ch is not None and ch.value is not None:
+            evaluations.append(_qe(concept, _yes_no(bool(ch.value)), ch))
+    if c.airway is not None and c.airway.value in codes.AIRWAYS:
+        evaluations.append(_qe(codes.AIRWAY, codes.AIRWAYS[c.airway.value], c.airway))
+    if c.cyst is not None and c.cyst.value in codes.CYSTS:
+        evaluations.append(_qe(codes.CYST, codes.CYSTS[c.cyst.value], c.cyst))
+    if c.lobe is not None and _lobe_code(c.lobe.value) is not None:
+        evaluations.append(_qe(codes.LOBE, _lobe_code(c.lobe.value), c.lobe))
+    if c.pleural_distance_mm is not None and c.pleural_distance_mm.value is not None:
+        m = _measurement(codes.PLEURAL_DISTANCE, float(c.pleural_distance_mm.value), "length_mm", codes.MM)
+        _with_origin(m[0], c.pleural_distance_mm)
+        measurements.append(m)
+    return evaluations, measurements
+
+
+def _prior_container(comparison: PriorComparison) -> ContainerContentItem:
+    items: list = [
+        UIDRefContentItem(codes.STUDY_INSTANCE_UID, comparison.prior_study_uid, relationship_type=CONTAINS),
+        DateContentItem(codes.STUDY_DATE, comparison.prior_study_date, relationship_type=CONTAINS),
+        CodeContentItem(codes.COMPARISON_STUDY, _yes_no(comparison.is_comparison_study), relationship_type=CONTAINS),
+        NumContentItem(codes.DAYS_BETWEEN, float(comparison.days_between), codes.DAYS, relationship_type=CONTAINS),
+    ]
+    pm = comparison.prior_measurement
+    if pm is not None:
+        for name, value, kind, unit in (
+            (codes.VOLUME, pm.volume_mm3, "volume_mm3", codes.MM3),
+            (codes.DIAMETER, pm.mean_diameter_mm, "length_mm", codes.MM),
+            (codes.LONG_AXIS, pm.long_axis_mm, "length_mm", codes.MM),
+            (codes.SHORT_AXIS, pm.short_axis_mm, "length_mm", codes.MM),
+            (codes.MAX_AXIAL_DIAMETER, pm.max_axial_diameter_mm, "length_mm", codes.MM),
+            (codes.MEAN_ATTENUATION, pm.mean_hu, "hu", codes.HU),
+            (codes.SOLID_COMPONENT_VOLUME, pm.solid_volume_mm3, "volume_mm3", codes.MM3),
+            (codes.SOLID_COMPONENT_DIAMETER, pm.solid_mean_diameter_mm, "length_mm", codes.MM),
+        ):
+            if value is not None:
+                items.append(NumContentItem(name, _round(value, kind), unit, relationship_type=CONTAINS))
+        items.append(CodeContentItem(codes.MEASUREMENT_PLANE, codes.PLANES[pm.measurement_plane], relationship_type=CONTAINS))
+    for name, value, kind, unit in (
+        (codes.PERCENT_VOLUME_CHANGE, comparison.volume_change_pct, "percent", codes.PERCENT),
+        (codes.VOLUME_DOUBLING_TIME, comparison.vdt_days, "vdt_days", codes.DAYS),
+        (codes.DIFFERENCE_IN_SIZE, comparison.diameter_change_mm, "length_mm", codes.MM),
+    ):
+        if value is not None:
+            items.append(NumContentItem(name, _round(value, kind), unit, relationship_type=CONTAINS))
+    if comparison.growth_status is not None:
+        items.append(CodeContentItem(codes.GROWTH_STATUS, codes.GROWTH_STATUSES[comparison.growth_status], relationship_type=CONTAINS))
+    if comparison.prior_category is not None:
+        items.append(CodeContentItem(codes.PRIOR_CATEGORY, codes.CATEGORIES[comparison.prior_category], relationship_type=CONTAINS))
+        items.append(CodeContentItem(codes.PRIOR_CATEGORY_DERIVED, _yes_no(comparison.prior_category_derived), relationship_type=CONTAINS))
+    container = ContainerContentItem(codes.PRIOR_COMPARISON, relationship_type=CONTAINS)
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    return container
+
+
+def _extensions(finding: NoduleFinding, frame_of_reference_uid: str) -> list:
+    """noduled's additions to the (extensible) TID 1411 / 1501 group."""
+    items: list = []
+    m = finding.measurement
+    if m is not None:
+        items.append(Scoord3DContentItem(
+            codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, np.asarray([m.centroid_lps_mm], float),
+            frame_of_reference_uid, relationship_type=CONTAINS,
+        ))
+        for reason in m.quality.reasons:
+            items.append(TextContentItem(codes.QUALITY_REASON, reason[:1024], relationship_type=CONTAINS))
+    if finding.rule:
+        items.append(TextContentItem(codes.RULE, finding.rule, relationship_type=CONTAINS))
+    if finding.error:
+        items.append(TextContentItem(codes.ANALYSIS_ERROR, finding.error, relationship_type=CONTAINS))
+    seed = finding.seed
+    if seed is not None:
+        children: list = [
+            Scoord3DContentItem(
+                codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, np.asarray([seed.position_lps_mm], float),
+                frame_of_reference_uid, relationship_type=CONTAINS,
+            ),
+            TextContentItem(codes.SEED_SOURCE, seed.source, relationship_type=CONTAINS),
+        ]
+        if seed.label:
+            children.append(TextContentItem(codes.SEED_LABEL, seed.label, relationship_type=CONTAINS))
+        if seed.reader:
+            children.append(PnameContentItem(codes.PERSON_OBSERVER_NAME, seed.reader, relationship_type=CONTAINS))
+        for name, uid in (
+            (codes.SEED_SERIES, seed.series_uid),
+            (codes.SEED_IMAGE, seed.referenced_sop_instance_uid),
+            (codes.SEED_OBJECT, seed.seed_object_uid),
+            (codes.SEED_TRACKING_UID, seed.tracking_uid),
+        ):
+            if uid:
+                children.append(UIDRefContentItem(name, uid, relationship_type=CONTAINS))
+        if seed.tracking_id:
+            children.append(TextContentItem(codes.SEED_TRACKING_ID, seed.tracking_id, relationship_type=CONTAINS))
+        seed_item = ContainerContentItem(codes.SEED_POINT, relationship_type=CONTAINS)
+        seed_item.ContentSequence = hd.sr.ContentSequence(children)
+        items.append(seed_item)
+    for comparison in finding.comparisons:
+        items.append(_prior_container(comparison))
+    return items
+
+
+def _nodule_groups(
+    finding: NoduleFinding,
+    *,
+    seg: Dataset | None,
+    seg_numbers: dict[str, int],
+    keys: _KeyImages,
+    frame_of_reference_uid: str,
+    ct_series_uid: str,
+    algorithm: hd.sr.AlgorithmIdentification,
+    time_point: hd.sr.TimePointContext,
+) -> list:
+    tracking = hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id)
+    lobe = _lobe_code(finding.characterization.lobe.value) if finding.characterization.lobe else None
+    site = [hd.sr.FindingSite(lobe or codes.LUNG)]
+    evaluations, extra_measurements = _characterization_items(finding)
+    if finding.status is not None:
+        evaluations.append(_qe(codes.GROWTH_STATUS, codes.GROWTH_STATUSES[finding.status]))
+    if finding.category is not None:
+        evaluations.append(_qe(codes.NODULE_CATEGORY, codes.CATEGORIES[finding.category]))
+    m = finding.measurement
+    measurements = []
+    if m is not None:
+        measurements += _measurements(m, finding, algorithm)
+        evaluations.append(_qe(codes.MEASUREMENT_PLANE, codes.PLANES[m.measurement_plane]))
+        for flag, concept in codes.QUALITY_FLAGS.items():
+            if getattr(m.quality, flag):
+                evaluations.append(_qe(codes.QUALITY_FLAG, concept))
+    else:
+        evaluations.append(_qe(codes.NO_NODULE_AT_SEED, codes.YES))
+    measurements += _comparison_measurements(finding)
+    if finding.pancan_risk_pct is not None:
+        measurements.append(_measurement(codes.PANCAN_RISK, finding.pancan_risk_pct, "pancan_pct", codes.PERCENT))
+    measurements += extra_measurements
+
+    common = dict(
+        tracking_identifier=tracking,
+        finding_type=codes.NODULE,
+        finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        finding_sites=site,
+        algorithm_id=algorithm,
+        time_point_context=time_point,
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+    )
+    groups: list = []
+    if m is not None and seg is not None and finding.tracking_uid in seg_numbers:
+        volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=str(seg.SOPClassUID),
+                sop_instance_uid=str(seg.SOPInstanceUID),
+                segment_number=seg_numbers[finding.tracking_uid],
+                source_series=hd.sr.SourceSeriesForSegmentation(ct_series_uid),
+            ),
+            **common,
+        )
+    elif m is not None:
+        volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_volume_surface=hd.sr.VolumeSurface(
+                graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+                graphic_data=np.asarray([m.centroid_lps_mm], float),
+                frame_of_reference_uid=frame_of_reference_uid,
+                source_series=hd.sr.SourceSeriesForSegmentation(ct_series_uid),
+            ),
+            **common,
+        )
+    else:
+        volumetric = hd.sr.MeasurementsAndQualitativeEvaluations(**{k: v for k, v in common.items()})
+    volumetric[0].ContentSequence.extend(_extensions(finding, frame_of_reference_uid))
+    groups.append(volumetric)
+    if m is not None:
+        for purpose, length, endpoints in (
+            (codes.LONG_AXIS, m.long_axis_mm, m.long_axis_endpoints_lps_mm),
+            (codes.SHORT_AXIS, m.short_axis_mm, m.short_axis_endpoints_lps_mm),
+        ):
+            groups.append(_axis_group(finding, purpose, length, endpoints, keys, frame_of_reference_uid, algorithm, time_point))
+    return groups
+
+
+# --------------------------------------------------------------------------- document level
+def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
+    items: list = [
+        CodeContentItem(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category], relationship_type=CONTAINS),
+        CodeContentItem(codes.ADDITIONAL_FINDINGS, _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
+        CodeContentItem(codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS),
+        DateContentItem(codes.EXAM_DATE, assessment.exam_date, relationship_type=CONTAINS),
+    ]
+    if assessment.descriptor:
+        items.append(TextContentItem(codes.DESCRIPTOR, assessment.descriptor, relationship_type=CONTAINS))
+    if assessment.management:
+        items.append(TextContentItem(codes.MANAGEMENT, assessment.management, relationship_type=CONTAINS))
+    if assessment.follow_up_months is not None:
+        items.append(NumContentItem(codes.FOLLOW_UP_INTERVAL, float(assessment.follow_up_months), codes.MONTHS, relationship_type=CONTAINS))
+    if assessment.due_date is not None:
+        items.append(DateContentItem(codes.FOLLOW_UP_DATE, assessment.due_date, relationship_type=CONTAINS))
+    if assessment.decisive_tracking_uid:
+        items.append(UIDRefContentItem(codes.DECISIVE_NODULE, assessment.decisive_tracking_uid, relationship_type=CONTAINS))
+    if assessment.series_uid:
+        items.append(UIDRefContentItem(codes.ANALYSED_SERIES, assessment.series_uid, relationship_type=CONTAINS))
+    for reason in assessment.reasons:
+        items.append(TextContentItem(codes.REASON, reason, relationship_type=CONTAINS))
+    for note in assessment.notes:
+        items.append(TextContentItem(codes.NOTE, note, relationship_type=CONTAINS))
+    p = assessment.participant
+    if p is not None:
+        if p.age_years is not None:
+            items.append(NumContentItem(codes.SUBJECT_AGE, float(p.age_years), codes.YEARS, relationship_type=CONTAINS))
+        if p.sex is not None:
+            items.append(CodeContentItem(codes.SUBJECT_SEX, codes.SEXES[p.sex], relationship_type=CONTAINS))
+        for name, concept in codes.PARTICIPANT_FLAGS.items():
+            items.append(CodeContentItem(concept, _yes_no(bool(getattr(p, name))), relationship_type=CONTAINS))
+    container = ContainerContentItem(codes.QUALITATIVE_EVALUATIONS, relationship_type=CONTAINS)
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    return container
+
+
+def _reader(assessment: ExamAssessment) -> str | None:
+    for finding in assessment.findings:
+        if finding.seed is not None and finding.seed.reader:
+            return finding.seed.reader
+    return None
+
+
+# --------------------------------------------------------------------------- public
+def build_report(
+    assessment: ExamAssessment,
+    ct_datasets: list[Dataset],
+    *,
+    seg: Dataset | None,
+    predecessor: Dataset | None = None,
+    series_number: int = 9001,
+    series_uid: str | None = None,
+    instance_uid: str | None = None,
+    content_datetime: dt.datetime | None = None,
+    manufacturer: str = "noduled",
+    institution_name: str | None = None,
+    series_description: str = "noduled NLCSP nodule report",
+) -> Dataset:
+    """A Comprehensive 3D SR (TID 1500) of ``assessment`` on ``ct_datasets``.
+
+    ``ct_datasets`` are the analysed CT images (volume slice k =
+    ``ct_datasets[k]``); ``seg`` the SEG from
+    :func:`dicom_sr.seg.build_segmentation` whose segments the volumetric
+    groups reference (None: the groups reference the nodule centre instead);
+    ``predecessor`` the earlier report of the same study that this one
+    replaces.
+    """
+    if not ct_datasets:
+        raise ReportError("no CT images were given; the report must reference the analysed series")
+    ct0 = ct_datasets[0]
+    if str(ct0.StudyInstanceUID) != assessment.study_uid:
+        raise ReportError(
+            f"assessment is of study {assessment.study_uid} but the CT images belong to study {ct0.StudyInstanceUID}"
+        )
+    if predecessor is not None and str(predecessor.StudyInstanceUID) != assessment.study_uid:
+        raise ReportError(
+            f"predecessor report {predecessor.SOPInstanceUID} belongs to study {predecessor.StudyInstanceUID}, "
+            f"not to {assessment.study_uid}"
+        )
+    frame_of_reference_uid = str(ct0.get("FrameOfReferenceUID") or "")
+    if not frame_of_reference_uid:
+        raise ReportError(f"CT image {ct0.SOPInstanceUID} has no Frame of Reference UID")
+    version = software_version()
+    algorithm = hd.sr.AlgorithmIdentification(name=codes.ALGORITHM_NAME, version=version)
+    time_point = hd.sr.TimePointContext(
+        time_point=assessment.exam_date.isoformat(),
+        time_point_type=CodedConcept("C1442488", "UMLS", "Baseline") if assessment.screening_round == "baseline" else None,
+    )
+    keys = _KeyImages(ct_datasets)
+    seg_numbers = segment_numbers(assessment.findings) if seg is not None else {}
+    groups: list = []
+    for finding in assessment.findings:
+        groups += _nodule_groups(
+            finding, seg=seg, seg_numbers=seg_numbers, keys=keys,
+            frame_of_reference_uid=frame_of_reference_uid, ct_series_uid=str(ct0.SeriesInstanceUID),
+            algorithm=algorithm, time_point=time_point,
+        )
+    if not groups:  # TID 1500 needs a measurement group: the exam itself
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
+            ),
+            time_point_context=time_point,
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category])],
+        ))
+
+    device = hd.sr.ObserverContext(
+        observer_type=pcodes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=DEVICE_OBSERVER_UID, name="noduled", manufacturer_name="noduled project",
+            model_name=f"noduled {version}",
+        ),
+    )
+    reader = _reader(assessment)
+    person = None
+    if reader:
+        person = hd.sr.ObserverContext(
+            observer_type=pcodes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reader),
+        )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device),
+        procedure_reported=[codes.CT_OF_CHEST, codes.LDCT_SCREENING],
+        imaging_measurements=groups,
+        referenced_images=list(keys.used.values()) or [ct_datasets[len(ct_datasets) // 2]],
+    )
+    report[0].ContentSequence.append(_document_evaluations(assessment))
+
+    digest = assessment_digest(assessment)
+    entropy = [assessment.study_uid, str(ct0.SeriesInstanceUID), digest,
+               str(predecessor.SOPInstanceUID) if predecessor is not None else "",
+               str(seg.SOPInstanceUID) if seg is not None else ""]
+    when = content_datetime or _content_datetime(ct0)
+    evidence = list(ct_datasets) + ([seg] if seg is not None else [])
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=report,
+        series_instance_uid=series_uid or generate_uid(entropy_srcs=["noduled-sr-series", assessment.study_uid, str(ct0.SeriesInstanceUID)]),
+        series_number=series_number,
+        sop_instance_uid=instance_uid or generate_uid(entropy_srcs=["noduled-sr", *entropy]),
+        instance_number=int(predecessor.get("InstanceNumber") or 0) + 1 if predecessor is not None else 1,
+        manufacturer=manufacturer,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        institution_name=institution_name,
+        previous_versions=[predecessor] if predecessor is not None else None,
+        performed_procedure_codes=[codes.CT_OF_CHEST],
+        coding_schemes=[codes.CODING_SCHEME],
+        series_description=series_description,
+        manufacturer_model_name="noduled",
+        software_versions=version,
+        content_date=when.date(),
+        content_time=when.time(),
+        series_date=when.date(),
+        series_time=when.time(),
+    )
+    return sr
