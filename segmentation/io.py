@@ -1,0 +1,213 @@
+"""Load one axial CT series as a SimpleITK image in Hounsfield units (LPS).
+
+:func:`load_series` accepts a folder, a list of files or a list of pydicom
+datasets of ONE series, sorts the slices along the slice normal, applies the
+modality LUT (rescale slope/intercept) and returns a float32 image whose
+origin, spacing and direction map voxel indices to DICOM patient
+coordinates (LPS, mm).  Series that cannot be analysed raise
+:class:`segmentation.types.SeriesError` naming the reason: mixed series,
+localizers mixed in, missing pixel data, non-axial orientation, gantry
+tilt, missing slices or non-uniform spacing.
+
+This is the only module of :mod:`segmentation` that reads files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from segmentation.types import SeriesError
+
+#: slice normals within this angle (degrees) of the patient z axis count as axial
+AXIAL_TOLERANCE_DEG = 10.0
+#: relative tolerance on slice spacing before it is called non-uniform
+SPACING_RELATIVE_TOLERANCE = 0.05
+#: an in-plane shift of successive slices larger than this (mm per mm along z) is a gantry tilt
+TILT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class LoadedSeries:
+    """A CT series as a volume plus its headers in the volume's slice order."""
+
+    image: sitk.Image  # float32 HU, LPS, (x, y, z) indexing as SimpleITK does
+    datasets: tuple[Dataset, ...]  # pixel data released; sorted like the volume's z index
+    series_uid: str
+
+
+def image_from_array(
+    hu_zyx: np.ndarray,
+    origin_lps_mm: Sequence[float],
+    spacing_mm_xyz: Sequence[float],
+    direction: Sequence[float] | None = None,
+) -> sitk.Image:
+    """Wrap a (z, y, x) HU array as a float32 SimpleITK image (identity direction by default)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(hu_zyx, dtype=np.float32))
+    image.SetOrigin(tuple(float(v) for v in origin_lps_mm))
+    image.SetSpacing(tuple(float(v) for v in spacing_mm_xyz))
+    if direction is not None:
+        image.SetDirection(tuple(float(v) for v in direction))
+    return image
+
+
+def load_series(sources: str | os.PathLike | Iterable[str | os.PathLike | Dataset]) -> LoadedSeries:
+    """Read one CT series (folder, file paths or datasets) into an HU volume.
+
+    Files in a folder that are not DICOM (e.g. XML reads) are ignored; DICOM
+    objects without pixel data (SR, presentation states) are ignored too when
+    at least one image is present.
+    """
+    datasets = _read_all(sources)
+    images = [ds for ds in datasets if "PixelData" in ds]
+    if not images:
+        raise SeriesError(f"series has no pixel data ({len(datasets)} DICOM objects, none with images)")
+    series_uid = _single_series_uid(images)
+    _reject_localizers(images, series_uid)
+    row, col, normal = _orientation(images, series_uid)
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in images])
+    order = np.argsort(positions @ normal, kind="stable")
+    images = [images[i] for i in order]
+    positions = positions[order]
+    spacing_z = _slice_spacing(positions, normal, images, series_uid)
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in images}
+    if len(shapes) > 1:
+        raise SeriesError(f"series {series_uid} mixes image sizes {sorted(shapes)}")
+    volume = np.stack([_hu(ds, series_uid) for ds in images])
+    pixel_spacing = [float(v) for v in images[0].PixelSpacing]  # (row spacing = y, column spacing = x)
+    image = sitk.GetImageFromArray(volume.astype(np.float32, copy=False))
+    image.SetOrigin(tuple(float(v) for v in positions[0]))
+    image.SetSpacing((pixel_spacing[1], pixel_spacing[0], spacing_z))
+    image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, normal]).ravel()))
+    for ds in images:  # keep headers only: the volume holds the pixels
+        if "PixelData" in ds:
+            del ds.PixelData
+    return LoadedSeries(image=image, datasets=tuple(images), series_uid=series_uid)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _read_all(sources) -> list[Dataset]:
+    if isinstance(sources, (str, os.PathLike)):
+        folder = Path(sources)
+        if not folder.is_dir():
+            raise SeriesError(f"{folder} is not a folder")
+        paths: list = sorted(p for p in folder.rglob("*") if p.is_file())
+    else:
+        paths = list(sources)
+    datasets: list[Dataset] = []
+    for item in paths:
+        if isinstance(item, Dataset):
+            datasets.append(item)
+            continue
+        try:
+            datasets.append(pydicom.dcmread(item))
+        except (InvalidDicomError, IsADirectoryError):
+            continue  # not DICOM (XML read, README ...)
+    if not datasets:
+        raise SeriesError(f"no DICOM objects found in {sources!s}")
+    return datasets
+
+
+def _single_series_uid(images: list[Dataset]) -> str:
+    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for ds in images})
+    if len(uids) > 1:
+        counts = ", ".join(
+            f"{uid} ({sum(str(ds.get('SeriesInstanceUID', '')) == uid for ds in images)} images)" for uid in uids
+        )
+        raise SeriesError(f"mixed series: the images belong to {len(uids)} series: {counts}")
+    return uids[0]
+
+
+def _reject_localizers(images: list[Dataset], series_uid: str) -> None:
+    localizers = [ds for ds in images if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]]
+    if localizers:
+        raise SeriesError(
+            f"series {series_uid} has {len(localizers)} localizer (scout) image(s) mixed in with "
+            f"{len(images) - len(localizers)} axial images"
+        )
+    missing = [ds for ds in images if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds]
+    if missing:
+        raise SeriesError(
+            f"series {series_uid} has {len(missing)} image(s) without Image Position/Orientation (Patient)"
+        )
+
+
+def _orientation(images: list[Dataset], series_uid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    iops = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in images])
+    if np.abs(iops - iops[0]).max() > 1e-3:
+        raise SeriesError(
+            f"series {series_uid} mixes image orientations (localizers or reformats mixed in with axial images)"
+        )
+    row, col = iops[0, :3], iops[0, 3:]
+    row = row / np.linalg.norm(row)
+    col = col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    angle_deg = float(np.degrees(np.arccos(min(1.0, abs(normal[2])))))
+    if angle_deg > AXIAL_TOLERANCE_DEG:
+        raise SeriesError(
+            f"series {series_uid} is not axial: slice normal {tuple(np.round(normal, 3))} is "
+            f"{angle_deg:.0f} degrees from the patient z axis"
+        )
+    tilt = float(images[0].get("GantryDetectorTilt", 0) or 0)
+    if abs(tilt) > 0.01:
+        raise SeriesError(f"series {series_uid} was acquired with gantry tilt {tilt:g} degrees")
+    return row, col, normal
+
+
+def _slice_spacing(positions: np.ndarray, normal: np.ndarray, images: list[Dataset], series_uid: str) -> float:
+    if len(positions) < 2:
+        raise SeriesError(f"series {series_uid} has only {len(positions)} slice: a volume needs at least 2")
+    steps = np.diff(positions, axis=0)
+    along = steps @ normal
+    if np.any(along < 1e-3):
+        dup = int(np.sum(along < 1e-3))
+        raise SeriesError(f"series {series_uid} has {dup} duplicate slice position(s)")
+    sideways = np.linalg.norm(steps - np.outer(along, normal), axis=1) / along
+    if sideways.max() > TILT_TOLERANCE:
+        angle = float(np.degrees(np.arctan(sideways.max())))
+        raise SeriesError(
+            f"series {series_uid} has gantry tilt: successive slices shift sideways by {angle:.1f} degrees"
+        )
+    nominal = float(np.median(along))
+    odd = np.abs(along - nominal) > SPACING_RELATIVE_TOLERANCE * nominal
+    if odd.any():
+        other = float(along[odd][np.argmax(np.abs(along[odd] - nominal))])
+        ratio = other / nominal
+        if abs(ratio - round(ratio)) < SPACING_RELATIVE_TOLERANCE and round(ratio) >= 2:
+            gaps = int(np.sum(np.round(along[odd] / nominal) - 1))
+            raise SeriesError(
+                f"series {series_uid} has missing slices: about {gaps} slice(s) missing "
+                f"(slice spacing {nominal:.3g} mm and {other:.3g} mm)"
+            )
+        raise SeriesError(
+            f"series {series_uid} has non-uniform slice spacing ({nominal:.3g} mm and {other:.3g} mm)"
+        )
+    # use the overall extent for the spacing: less rounding error than one step
+    return float((positions[-1] - positions[0]) @ normal / (len(positions) - 1))
+
+
+def _hu(ds: Dataset, series_uid: str) -> np.ndarray:
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # decoder missing, truncated data ...
+        raise SeriesError(
+            f"series {series_uid}: pixel data of instance {ds.get('SOPInstanceUID', '?')} cannot be decoded ({exc})"
+        ) from exc
+    if pixels.ndim != 2:
+        raise SeriesError(
+            f"series {series_uid}: instance {ds.get('SOPInstanceUID', '?')} is not a single-frame image "
+            f"(pixel array shape {pixels.shape})"
+        )
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)

@@ -1,0 +1,87 @@
+"""Lung mask of a chest CT: air-filled parenchyma inside the body, holes filled.
+
+Algorithm (fast: works on a 2x in-plane subsampled grid, < 2 s on a
+512x512x300 series):
+
+1. voxels below -400 HU are air or lung;
+2. air connected to the in-plane border of the volume (outside the body,
+   the table, padding) is removed, slice by slice via 3-D labelling of the
+   low-density voxels and discarding components that touch the x/y border;
+3. the remaining components larger than 1 % of the largest one
+   (both lungs, possibly fused, plus the trachea) are kept;
+4. vessels, nodules and other holes are filled in every axial slice, and
+   shallow pleural indentations (juxtapleural nodules) are closed by a
+   per-slice morphological closing, so that a nodule touching the pleura
+   lies inside the mask while the chest wall stays outside;
+5. the mask is brought back to the full grid by nearest-neighbour upsampling.
+
+:func:`lung_mask` returns a uint8 SimpleITK image aligned with its input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+AIR_THRESHOLD_HU = -400.0
+#: radius (mm) of the per-slice closing that fills pleural indentations
+INDENTATION_CLOSING_MM = 6.0
+
+
+def lung_mask(image: sitk.Image) -> sitk.Image:
+    """Return a uint8 mask (1 = lung, holes and pleural indentations filled) aligned with ``image``."""
+    hu = sitk.GetArrayViewFromImage(image)
+    spacing_xyz = image.GetSpacing()
+    step = 2 if min(hu.shape[1:]) >= 128 else 1
+    small = hu[:, ::step, ::step] < AIR_THRESHOLD_HU
+    mask_small = lung_mask_array(small, (spacing_xyz[0] * step, spacing_xyz[1] * step, spacing_xyz[2]))
+    full = np.repeat(np.repeat(mask_small, step, axis=1), step, axis=2)[:, : hu.shape[1], : hu.shape[2]]
+    out = sitk.GetImageFromArray(full.astype(np.uint8))
+    out.CopyInformation(image)
+    return out
+
+
+def lung_mask_array(low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, float, float]) -> np.ndarray:
+    """Lung mask (bool, z, y, x) from a boolean array of air-density voxels."""
+    labels, count = ndimage.label(low_density_zyx)
+    if count == 0:
+        return np.zeros_like(low_density_zyx, dtype=bool)
+    border = np.unique(
+        np.concatenate(
+            [labels[:, 0, :].ravel(), labels[:, -1, :].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]
+        )
+    )
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    sizes[border] = 0
+    if sizes.max() == 0:
+        return np.zeros_like(low_density_zyx, dtype=bool)
+    keep = sizes >= 0.01 * sizes.max()
+    keep[0] = False
+    mask = keep[labels]
+    return _fill_slices(mask, spacing_mm_xyz)
+
+
+def _fill_slices(mask: np.ndarray, spacing_mm_xyz: tuple[float, float, float]) -> np.ndarray:
+    """Per-slice closing (pleural indentations) then hole filling, only on slices with lung."""
+    radius_px = max(1, int(round(INDENTATION_CLOSING_MM / spacing_mm_xyz[0])))
+    yy, xx = np.mgrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
+    disk = (yy**2 + xx**2) <= radius_px**2
+    out = np.zeros_like(mask)
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    for z in zs:
+        labels, count = ndimage.label(mask[z])
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            # each component (left lung, right lung) alone, so the mediastinum between them is never filled
+            y0, y1 = max(box[0].start - radius_px - 1, 0), min(box[0].stop + radius_px + 1, mask.shape[1])
+            x0, x1 = max(box[1].start - radius_px - 1, 0), min(box[1].stop + radius_px + 1, mask.shape[2])
+            crop = labels[y0:y1, x0:x1] == index
+            if crop.sum() < 4 * disk.sum():
+                out[z, y0:y1, x0:x1] |= ndimage.binary_fill_holes(crop)
+                continue
+            padded = np.pad(crop, radius_px + 1)
+            closed = ndimage.binary_closing(padded, structure=disk)
+            closed = closed[radius_px + 1 : -radius_px - 1, radius_px + 1 : -radius_px - 1]
+            out[z, y0:y1, x0:x1] |= ndimage.binary_fill_holes(closed | crop)
+    return out

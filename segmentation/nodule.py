@@ -1,0 +1,518 @@
+"""Seeded segmentation of one lung nodule (solid, part-solid or ground glass, 3-30 mm).
+
+:func:`segment_nodule` takes a CT image and a seed point (LPS mm, anywhere
+in the nodule or just beside it) and returns a fully measured
+:class:`~segmentation.types.NoduleMeasurement`.  The steps, each a small pure
+function on a region-of-interest array:
+
+1. **Adaptive ROI**: a box around the seed, enlarged (12 -> 20 -> 32 -> 48 mm
+   half-size) until the segmented nodule and the shell used for the local
+   statistics lie inside it.
+2. **Local intensities**: the parenchyma level is the lower mode of the
+   lightly smoothed ROI histogram; the nodule level is the robust core
+   intensity at the seed.  The growing threshold is their midpoint.
+   A ground-glass halo around a solid core (part-solid nodule) is detected
+   from the shell outside the first segmentation and lowers the threshold
+   to the midpoint between halo and lung.
+3. **Chest-wall separation**: the lung side (voxels below threshold, plus
+   the lung mask when given) is closed with a ball as large as the ROI, which
+   fills the indentation a juxtapleural nodule makes; dense voxels outside
+   the closed lung are chest wall / mediastinum and are cut off.
+4. **Region growing**: the connected component of dense voxels containing
+   the seed.
+5. **Vessel detachment** (Kuhnigk et al. 2006): opening with a ball whose
+   radius adapts to the nodule's inscribed radius; the parts the opening
+   removed are given back unless they reach far from the nodule (vessels),
+   i.e. an opening constrained by reconstruction.
+6. **Partial-volume correction**: voxels in a band around the boundary count
+   ``(I - mu_lung) / (mu_nodule - mu_lung)`` clipped to [0, 1]; dense
+   voxels of other structures (vessels, chest wall) in the band count 0.
+
+A seed in plain lung, in a vessel, in the chest wall, or on a structure
+that never closes inside the largest ROI raises
+:class:`~segmentation.types.NoNoduleAtSeed` ("no nodule at seed (x, y, z): why").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from segmentation.types import MeasurementQuality, NoduleMask, NoduleMeasurement, NoNoduleAtSeed
+
+#: ROI half-sizes (mm) tried in turn
+ROI_HALF_SIZES_MM = (12.0, 20.0, 32.0, 48.0)
+#: Gaussian smoothing (mm) used for thresholding and local statistics
+SMOOTHING_SIGMA_MM = 0.6
+#: a nodule must be at least this much denser than the parenchyma (HU, smoothed)
+MIN_CONTRAST_HU = 110.0
+#: a seed may lie up to this far (mm) outside the nodule
+SEED_SEARCH_RADIUS_MM = 3.0
+#: shell (mm from the boundary) where the parenchyma / halo level is measured
+SHELL_MM = (2.0, 4.5)
+#: removed-by-opening parts reaching farther than this (mm, or 0.8 x radius) are vessels
+VESSEL_REACH_MM = 3.0
+#: radius (mm) of the ball that closes the lung over juxtapleural nodules
+CLOSING_RADIUS_MM = 40.0
+#: grid step (mm) on which that closing is computed
+CLOSING_GRID_MM = 1.4
+#: the ROI default lung level when the ROI has no parenchyma (HU)
+DEFAULT_LUNG_HU = -850.0
+
+
+@dataclass
+class RoiResult:
+    """Segmentation inside one ROI (arrays are ROI-sized, z y x)."""
+
+    mask: np.ndarray  # bool, thresholded + detached nodule
+    fraction: np.ndarray  # float32 partial-volume weights (nonzero in a band just outside mask too)
+    smoothed: np.ndarray  # float32 smoothed HU
+    lung_hu: float
+    nodule_hu: float
+    threshold_hu: float
+    needs_larger_roi: bool
+    flags: dict = field(default_factory=dict)
+
+
+def segment_nodule(
+    image: sitk.Image,
+    seed_lps_mm,
+    *,
+    lung_mask: sitk.Image | None = None,
+    solid_threshold_hu: float = -300.0,
+) -> NoduleMeasurement:
+    """Segment and measure the nodule at ``seed_lps_mm`` (LPS mm) in ``image`` (HU).
+
+    Raises :class:`NoNoduleAtSeed` when the seed is not in or next to a nodule.
+    """
+    from segmentation.measure import measure_nodule
+
+    seed = tuple(float(v) for v in seed_lps_mm)
+    hu = sitk.GetArrayViewFromImage(image)
+    lung = sitk.GetArrayViewFromImage(lung_mask) if lung_mask is not None else None
+    spacing_zyx = np.array(image.GetSpacing()[::-1], dtype=float)
+    seed_zyx = np.array(image.TransformPhysicalPointToContinuousIndex(seed)[::-1])
+    if np.any(seed_zyx < -0.5) or np.any(seed_zyx > np.array(hu.shape) - 0.5):
+        raise NoNoduleAtSeed(f"{_where(seed)}: the seed lies outside the image volume")
+    result = None
+    box = None
+    for half_mm in ROI_HALF_SIZES_MM:
+        box = roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
+        roi = np.asarray(hu[box], dtype=np.float32)
+        roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
+        local_seed = seed_zyx - np.array([s.start for s in box])
+        try:
+            result = segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
+        except NoNoduleAtSeed as exc:
+            if half_mm == ROI_HALF_SIZES_MM[-1] or not getattr(exc, "retry_larger", False):
+                raise NoNoduleAtSeed(f"{_where(seed)}: {exc}") from None
+            continue
+        if not result.needs_larger_roi or _box_is_whole_image(box, hu.shape):
+            break
+    assert result is not None and box is not None
+    flags = dict(result.flags)
+    if result.needs_larger_roi:
+        flags["touches_roi_edge"] = True
+    flags["cut_by_field_of_view"] = _cut_by_fov(result.mask, box, hu)
+    quality = _quality(flags)
+    if quality.touches_roi_edge and result.mask.sum() * np.prod(spacing_zyx) > 4 / 3 * np.pi * 30.0**3:
+        raise NoNoduleAtSeed(
+            f"{_where(seed)}: the structure at the seed extends beyond a {2 * ROI_HALF_SIZES_MM[-1]:.0f} mm "
+            "region (chest wall, mediastinum, airway or a large vessel), not a nodule"
+        )
+    origin = tuple(int(s.start) for s in box)
+    nodule_mask, offset = _crop(result.mask, result.fraction, origin)
+    return measure_nodule(
+        image,
+        nodule_mask,
+        quality=quality,
+        solid_threshold_hu=solid_threshold_hu,
+        smoothed_roi=result.smoothed[offset],
+    )
+
+
+def _where(seed) -> str:
+    return "no nodule at seed ({:.1f}, {:.1f}, {:.1f})".format(*seed)
+
+
+# ---------------------------------------------------------------- ROI level
+
+
+def roi_box(center_zyx: np.ndarray, half_mm: float, spacing_zyx: np.ndarray, shape) -> tuple[slice, slice, slice]:
+    """Index box of half-size ``half_mm`` around ``center_zyx``, clipped to the volume."""
+    half = np.ceil(half_mm / spacing_zyx).astype(int)
+    c = np.round(center_zyx).astype(int)
+    lo = np.maximum(c - half, 0)
+    hi = np.minimum(c + half + 1, np.array(shape))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def _box_is_whole_image(box, shape) -> bool:
+    return all(s.start == 0 and s.stop == n for s, n in zip(box, shape))
+
+
+def segment_roi(
+    roi_hu: np.ndarray,
+    seed_zyx: np.ndarray,
+    spacing_zyx: np.ndarray,
+    *,
+    lung_roi: np.ndarray | None = None,
+    roi_half_mm: float = 20.0,
+) -> RoiResult:
+    """Segment the nodule at ``seed_zyx`` (continuous ROI index) inside one ROI array."""
+    smoothed = ndimage.gaussian_filter(roi_hu, SMOOTHING_SIGMA_MM / spacing_zyx, mode="nearest").astype(np.float32)
+    lung_hu = parenchyma_level(smoothed)
+    if lung_hu is None:
+        exc = NoNoduleAtSeed("no lung parenchyma around the seed (the seed lies outside the lung)")
+        exc.retry_larger = True  # type: ignore[attr-defined]
+        raise exc
+    start = start_voxel(smoothed, seed_zyx, spacing_zyx, lung_hu)
+    core_hu = core_level(smoothed, start, spacing_zyx)
+    threshold = lung_hu + 0.5 * (core_hu - lung_hu)
+    flags: dict = {}
+    mask = None
+    lung_side = smoothed <= threshold if lung_roi is None else (smoothed <= threshold) | lung_roi
+    closed_lung = close_lung(lung_side, spacing_zyx, CLOSING_RADIUS_MM)
+    for _ in range(5):  # threshold refinement: nodule level of the outer layer, or a ground-glass halo
+        mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
+        level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
+        halo = halo_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
+        if halo is not None and halo < threshold and halo - lung_hu >= max(60.0, 0.25 * (level - lung_hu)):
+            new_threshold = lung_hu + 0.5 * (halo - lung_hu)
+        else:
+            new_threshold = lung_hu + 0.5 * (level - lung_hu)
+        if abs(new_threshold - threshold) < 15.0:
+            break
+        threshold = new_threshold
+    assert mask is not None and closed_lung is not None
+    _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+    lung_local = shell_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
+    if lung_local is not None:
+        lung_hu = lung_local
+    nodule_hu = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
+    if nodule_hu - lung_hu < MIN_CONTRAST_HU:
+        raise NoNoduleAtSeed(
+            f"the structure at the seed ({nodule_hu:.0f} HU) is barely denser than the lung ({lung_hu:.0f} HU)"
+        )
+    other = (smoothed > threshold) & ~mask | ~closed_lung
+    fraction = partial_volume(smoothed, mask, other, lung_hu, nodule_hu, spacing_zyx)
+    needs_larger = _touches_edge(mask, spacing_zyx, SHELL_MM[1])
+    return RoiResult(mask, fraction, smoothed, lung_hu, nodule_hu, threshold, needs_larger, flags)
+
+
+def grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags):
+    """Dense component at the seed inside the closed lung, vessels detached."""
+    dense = smoothed > threshold
+    region = connected_at(dense & closed_lung, start)
+    if region is None:
+        exc = NoNoduleAtSeed(
+            "the seed lies in dense tissue outside the lung (chest wall or mediastinum), not in a nodule"
+        )
+        exc.retry_larger = True  # type: ignore[attr-defined]
+        raise exc
+    whole = connected_at(dense, start)
+    flags["juxtapleural_cut_applied"] = bool((whole & ~region).sum() > 0.1 * region.sum())
+    mask, detached = detach_vessels(region, start, spacing_zyx)
+    flags["vessel_detachment_applied"] = detached
+    return mask
+
+
+# ---------------------------------------------------------------- intensities
+
+
+def parenchyma_level(smoothed: np.ndarray) -> float | None:
+    """Lung level (HU): the mode of the smoothed histogram below -450 HU, or None without lung."""
+    low = smoothed[smoothed < -450.0]
+    if low.size < 0.05 * smoothed.size:
+        return None
+    counts, edges = np.histogram(low, bins=np.arange(-1100.0, -445.0, 10.0))
+    counts = np.convolve(counts, np.ones(3) / 3, mode="same")
+    k = int(np.argmax(counts))
+    return float(0.5 * (edges[k] + edges[k + 1]))
+
+
+def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_hu: float) -> tuple:
+    """The seed voxel, or the nearest voxel within 3 mm that is clearly denser than the lung."""
+    idx = tuple(int(v) for v in np.clip(np.round(seed_zyx), 0, np.array(smoothed.shape) - 1))
+    if smoothed[idx] - lung_hu >= MIN_CONTRAST_HU:
+        return idx
+    r = np.ceil(SEED_SEARCH_RADIUS_MM / spacing_zyx).astype(int)
+    lo = np.maximum(np.array(idx) - r, 0)
+    hi = np.minimum(np.array(idx) + r + 1, smoothed.shape)
+    sub = smoothed[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    grid = np.indices(sub.shape).reshape(3, -1).T + lo
+    dist = np.sqrt((((grid - seed_zyx) * spacing_zyx) ** 2).sum(axis=1))
+    ok = (sub.ravel() - lung_hu >= MIN_CONTRAST_HU) & (dist <= SEED_SEARCH_RADIUS_MM)
+    if not ok.any():
+        raise NoNoduleAtSeed(
+            f"only lung parenchyma ({smoothed[idx]:.0f} HU, lung {lung_hu:.0f} HU) within "
+            f"{SEED_SEARCH_RADIUS_MM:.0f} mm of the seed"
+        )
+    best = np.flatnonzero(ok)[np.argmin(dist[ok])]
+    return tuple(int(v) for v in grid[best])
+
+
+def core_level(smoothed: np.ndarray, start: tuple, spacing_zyx: np.ndarray, radius_mm: float = 1.0) -> float:
+    """Median smoothed HU within ``radius_mm`` of the start voxel."""
+    r = np.maximum(np.floor(radius_mm / spacing_zyx).astype(int), 0)
+    lo = np.maximum(np.array(start) - r, 0)
+    hi = np.minimum(np.array(start) + r + 1, smoothed.shape)
+    sub = smoothed[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    g = np.indices(sub.shape).reshape(3, -1).T + lo
+    near = np.sqrt((((g - np.array(start)) * spacing_zyx) ** 2).sum(axis=1)) <= radius_mm + 1e-6
+    return float(np.median(sub.ravel()[near]))
+
+
+def _distance_outside(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
+    return ndimage.distance_transform_edt(~mask, sampling=spacing_zyx)
+
+
+def halo_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
+    """Median smoothed HU just outside the mask (1-3 mm), other dense structures excluded."""
+    d = _distance_outside(mask, spacing_zyx)
+    shell = (d > 1.0) & (d <= 3.0) & ~dense & closed_lung
+    if shell.sum() < 10:
+        return None
+    return float(np.median(smoothed[shell]))
+
+
+def shell_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
+    """Local parenchyma level: median smoothed HU in the shell SHELL_MM around the mask."""
+    d = _distance_outside(mask, spacing_zyx)
+    shell = (d > SHELL_MM[0]) & (d <= SHELL_MM[1]) & ~dense & closed_lung
+    if shell.sum() < 20:
+        return None
+    return float(np.median(smoothed[shell]))
+
+
+def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
+    """Nodule level (HU) of the mask's outer layer, beyond the blurred edge.
+
+    Large nodules: the histogram mode of the smoothed HU 1-3 mm deep (the
+    ground-glass level of a part-solid nodule, the soft-tissue level of a
+    calcified one).  Nodules thinner than 6 mm lose contrast to blur and
+    smoothing, so their level is the mean unsmoothed HU of the deepest voxels.
+    """
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    deepest = float(depth.max())
+    if deepest >= 3.0:
+        layer = (depth >= 1.0) & (depth <= 3.0)
+        return histogram_mode(smoothed[layer])
+    deep = depth >= max(deepest - 1.0, 0.5 * deepest)
+    return float(max(np.mean(roi_hu[deep]), threshold))
+
+
+def histogram_mode(values: np.ndarray, bin_hu: float = 10.0) -> float:
+    """Mode of ``values`` (10 HU bins, smoothed over 5 bins); the median when there are few values."""
+    if values.size < 150:
+        return float(np.median(values))
+    lo, hi = float(values.min()), float(values.max())
+    edges = np.arange(lo, hi + 2 * bin_hu, bin_hu)
+    counts, edges = np.histogram(values, bins=edges)
+    counts = np.convolve(counts, np.ones(5) / 5, mode="same")
+    k = int(np.argmax(counts))
+    return float(0.5 * (edges[k] + edges[k + 1]))
+
+
+# ---------------------------------------------------------------- shape steps
+
+
+def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Morphological closing (ball of ``radius_mm``) of the lung side: fills pleural indentations.
+
+    The ROI is padded by replicating its faces (the chest wall continues
+    beyond the box); the closing runs on a ~1.4 mm grid and is brought back
+    by linear interpolation.
+    """
+    step = np.maximum(1, np.round(CLOSING_GRID_MM / spacing_zyx)).astype(int)
+    coarse = ndimage.zoom(lung_side.astype(np.float32), 1.0 / step, order=1, grid_mode=True, mode="nearest") > 0.5
+    sp = spacing_zyx * np.array(lung_side.shape) / np.array(coarse.shape)
+    pad = np.ceil(radius_mm / sp).astype(int) + 1
+    padded = np.pad(coarse, [(int(p), int(p)) for p in pad], mode="edge")
+    dilated = ndimage.distance_transform_edt(~padded, sampling=sp) <= radius_mm
+    if dilated.all():
+        return np.ones_like(lung_side)
+    closed = ndimage.distance_transform_edt(dilated, sampling=sp) > radius_mm
+    closed = closed[pad[0] : pad[0] + coarse.shape[0], pad[1] : pad[1] + coarse.shape[1], pad[2] : pad[2] + coarse.shape[2]]
+    if closed.shape != lung_side.shape:
+        zoom = np.array(lung_side.shape) / np.array(closed.shape)
+        closed = ndimage.zoom(closed.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest") > 0.5
+        closed = _fit(closed, lung_side.shape)
+    return closed | lung_side
+
+
+def _fit(a: np.ndarray, shape) -> np.ndarray:
+    out = np.zeros(shape, dtype=a.dtype)
+    n = [min(x, y) for x, y in zip(a.shape, shape)]
+    out[: n[0], : n[1], : n[2]] = a[: n[0], : n[1], : n[2]]
+    return out
+
+
+def connected_at(binary: np.ndarray, start: tuple) -> np.ndarray | None:
+    """The connected component (6-connectivity) of ``binary`` containing ``start``, or None."""
+    if not binary[start]:
+        return None
+    labels, _ = ndimage.label(binary)
+    return labels == labels[start]
+
+
+def detach_vessels(region: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Size-adaptive opening constrained by reconstruction (Kuhnigk): cut vessels, keep lobulations.
+
+    Returns the nodule mask and whether anything was cut off.
+    """
+    depth = ndimage.distance_transform_edt(region, sampling=spacing_zyx)
+    radius = inscribed_radius(depth, start, spacing_zyx)
+    open_r = max(0.5 * radius, float(spacing_zyx.min()) * 1.01)
+    core = depth > open_r
+    core_start = _nearest_true(core, start)
+    if core_start is None:
+        return region, False
+    core = connected_at(core, core_start)
+    opened = (_distance_outside(core, spacing_zyx) <= open_r + 1e-6) & region
+    removed = region & ~opened
+    if not removed.any():
+        return opened, False
+    labels, n = ndimage.label(removed)
+    dist_from_opened = _distance_outside(opened, spacing_zyx)
+    reach = ndimage.maximum(dist_from_opened, labels, index=np.arange(1, n + 1))
+    limit = max(VESSEL_REACH_MM, 0.8 * radius)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[1:] = np.asarray(reach) <= limit
+    edge = _edge_labels(labels)
+    keep[list(edge)] = False
+    keep[0] = False
+    mask = opened | keep[labels]
+    mask = connected_at(mask, core_start) if mask[core_start] else mask
+    return mask, bool((removed & ~keep[labels]).any())
+
+
+def inscribed_radius(depth: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> float:
+    """Radius (mm) of the largest ball inside the region near the seed (hill climb on the distance map)."""
+    here = np.array(start)
+    best = float(depth[start])
+    for _ in range(6):
+        r = best + 1.5
+        k = np.ceil(r / spacing_zyx).astype(int)
+        lo = np.maximum(here - k, 0)
+        hi = np.minimum(here + k + 1, depth.shape)
+        sub = depth[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        g = np.indices(sub.shape).reshape(3, -1).T + lo
+        near = np.sqrt((((g - here) * spacing_zyx) ** 2).sum(axis=1)) <= r
+        vals = np.where(near, sub.ravel(), -1)
+        j = int(np.argmax(vals))
+        if vals[j] <= best + 1e-6:
+            break
+        best, here = float(vals[j]), g[j]
+    return best
+
+
+def _nearest_true(binary: np.ndarray, start: tuple) -> tuple | None:
+    if not binary.any():
+        return None
+    if binary[start]:
+        return start
+    pts = np.argwhere(binary)
+    j = int(np.argmin(((pts - np.array(start)) ** 2).sum(axis=1)))
+    return tuple(int(v) for v in pts[j])
+
+
+def _edge_labels(labels: np.ndarray) -> set[int]:
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
+    return {int(v) for f in faces for v in np.unique(f) if v}
+
+
+def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -> bool:
+    m = np.ceil(margin_mm / spacing_zyx).astype(int)
+    pts = np.argwhere(mask)
+    if pts.size == 0:
+        return False
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return bool(np.any(lo < m) or np.any(hi > np.array(mask.shape) - 1 - m))
+
+
+def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
+    """A seed on a vessel gives a long thin tube: its extent far exceeds its thickness."""
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    radius = inscribed_radius(depth, start, spacing_zyx)
+    pts = (np.argwhere(mask) - np.array(start)) * spacing_zyx
+    reach = float(np.sqrt((pts**2).sum(axis=1)).max())
+    if radius < 2.5 and reach > 5.0 * max(radius, 0.5) and _touches_edge(mask, spacing_zyx, 0.0):
+        raise NoNoduleAtSeed(
+            f"the seed lies on a tubular structure (vessel or airway wall, about {2 * radius:.1f} mm thick, "
+            f"running beyond {reach:.0f} mm), not a nodule"
+        )
+
+
+# ---------------------------------------------------------------- partial volume
+
+
+def partial_volume(
+    smoothed: np.ndarray,
+    mask: np.ndarray,
+    other: np.ndarray,
+    lung_hu: float,
+    nodule_hu: float,
+    spacing_zyx: np.ndarray,
+) -> np.ndarray:
+    """Partial-volume weights: 1 inside, (I - lung)/(nodule - lung) clipped in the boundary band, 0 elsewhere.
+
+    The band is as wide as the blur of the scanner plus one voxel on each side;
+    voxels of other dense structures (``other``) never count.
+    """
+    width = max(1.5, 1.01 * float(spacing_zyx.max()))
+    inside_depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    outside = _distance_outside(mask, spacing_zyx)
+    band = (mask & (inside_depth <= width)) | (~mask & (outside <= width) & ~other)
+    frac = np.zeros(mask.shape, dtype=np.float32)
+    frac[mask] = 1.0
+    w = (smoothed[band] - lung_hu) / max(nodule_hu - lung_hu, 1.0)
+    frac[band] = np.clip(w, 0.0, 1.0)
+    return frac
+
+
+# ---------------------------------------------------------------- results
+
+
+def _crop(mask: np.ndarray, fraction: np.ndarray, roi_origin: tuple[int, int, int]):
+    """Crop mask and fraction to the bounding box of the fraction's support."""
+    support = (fraction > 0) | mask
+    pts = np.argwhere(support)
+    lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    origin = tuple(int(o + a) for o, a in zip(roi_origin, lo))
+    return NoduleMask(origin_index_zyx=origin, mask=mask[sl].copy(), fraction=fraction[sl].copy()), sl
+
+
+def _cut_by_fov(mask: np.ndarray, box, hu: np.ndarray) -> bool:
+    """The mask touches the volume's faces, or voxels outside the reconstruction circle (<= -1500 HU)."""
+    pts = np.argwhere(mask)
+    g = pts + np.array([s.start for s in box])
+    shape = np.array(hu.shape)
+    if np.any(g.min(axis=0) == 0) or np.any(g.max(axis=0) == shape - 1):
+        return True
+    near = ndimage.binary_dilation(mask, iterations=2)
+    return bool((np.asarray(hu[box])[near] <= -1500.0).any())
+
+
+def _quality(flags: dict) -> MeasurementQuality:
+    reasons = []
+    if flags.get("touches_roi_edge"):
+        reasons.append("segmentation reaches the edge of the largest region of interest")
+    if flags.get("cut_by_field_of_view"):
+        reasons.append("nodule cut by the field of view")
+    if flags.get("possible_leak"):
+        reasons.append("segmentation may leak into adjacent structures")
+    unreliable = bool(flags.get("touches_roi_edge") or flags.get("cut_by_field_of_view") or flags.get("possible_leak"))
+    return MeasurementQuality(
+        touches_roi_edge=bool(flags.get("touches_roi_edge")),
+        cut_by_field_of_view=bool(flags.get("cut_by_field_of_view")),
+        juxtapleural_cut_applied=bool(flags.get("juxtapleural_cut_applied")),
+        vessel_detachment_applied=bool(flags.get("vessel_detachment_applied")),
+        possible_leak=bool(flags.get("possible_leak")),
+        volumetry_unreliable=unreliable,
+        reasons=tuple(reasons),
+    )
