@@ -71,7 +71,7 @@ from pydicom.uid import generate_uid
 from dicom_sr import codes
 from dicom_sr.findings import ExamAssessment, NoduleFinding, PriorComparison
 from dicom_sr.geometry import ImagePlane, plane_of
-from dicom_sr.seg import segment_numbers, software_version
+from dicom_sr.seg import segment_numbers, software_version, stabilise
 from segmentation.types import Characteristic, NoduleMeasurement, Vec3
 
 __all__ = ["ReportError", "build_report", "DEVICE_OBSERVER_UID", "ROUNDING"]
@@ -617,4 +617,4 @@ def build_report(
         series_date=when.date(),
         series_time=when.time(),
     )
-    return sr
+    return stabilise(sr, when, entropy)

@@ -51,6 +51,25 @@ def segment_numbers(findings: Sequence[NoduleFinding]) -> dict[str, int]:
     return out
 
 
+def stabilise(ds: Dataset, when: dt.datetime, entropy: list[str]) -> Dataset:
+    """Replace what highdicom stamps from the clock or at random with values derived
+    from the inputs, so that the same inputs give byte-identical objects."""
+    ds.InstanceCreationDate = when.strftime("%Y%m%d")
+    ds.InstanceCreationTime = when.strftime("%H%M%S")
+    for item in ds.get("ContributingEquipmentSequence") or []:
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
+    if "DimensionOrganizationSequence" in ds:
+        old = {str(i.DimensionOrganizationUID) for i in ds.DimensionOrganizationSequence}
+        new = generate_uid(entropy_srcs=["noduled-dimension-organization", *entropy])
+        for item in ds.DimensionOrganizationSequence:
+            item.DimensionOrganizationUID = new
+        for item in ds.get("DimensionIndexSequence") or []:
+            if str(item.get("DimensionOrganizationUID") or "") in old:
+                item.DimensionOrganizationUID = new
+    return ds
+
+
 def _content_datetime(ct: Dataset) -> dt.datetime:
     date = str(ct.get("StudyDate") or ct.get("SeriesDate") or "19000101")
     time = str(ct.get("StudyTime") or "000000").split(".")[0].ljust(6, "0")[:6]
@@ -147,4 +166,4 @@ def build_segmentation(
         series_time=when.time(),
         omit_empty_frames=True,
     )
-    return seg
+    return stabilise(seg, when, entropy)

@@ -262,3 +262,29 @@ def dciodvfy_errors(path: Path) -> list[str]:
     proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120)
     lines = (proc.stdout + proc.stderr).splitlines()
     return [line for line in lines if line.startswith("Error")]
+
+
+def image_header(sop_uid: str, *, ipp=(-100.0, -120.0, -50.0), iop=None, spacing=(0.6, 0.8), rows=4096,
+                 cols=4096, series_uid="1.2.826.0.1.3680043.8.498.77") -> Dataset:
+    """A bare image header (geometry only) for an image a third-party object references."""
+    if iop is None:  # oblique, so that a wrong axis convention shows
+        a = np.deg2rad(20)
+        iop = [float(np.cos(a)), 0.0, float(-np.sin(a)), 0.0, 1.0, 0.0]
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.ImagePositionPatient = list(ipp)
+    ds.ImageOrientationPatient = list(iop)
+    ds.PixelSpacing = list(spacing)
+    ds.Rows, ds.Columns = rows, cols
+    return ds
+
+
+def expected_lps(header: Dataset, column: float, row: float) -> np.ndarray:
+    """Where SCOORD (column, row) of ``header`` is, computed from PS3.3 C.7.6.2.1.1 directly."""
+    s = np.asarray(header.ImagePositionPatient, float)
+    iop = np.asarray(header.ImageOrientationPatient, float)
+    dr, dc = (float(v) for v in header.PixelSpacing)
+    m = np.column_stack([iop[:3] * dc, iop[3:] * dr])  # (3, 2): pixel (i, j) -> mm
+    return s + m @ np.array([column - 0.5, row - 0.5])

@@ -1,0 +1,76 @@
+"""The SEG: valid per dciodvfy, one segment per nodule, masks where the CT says."""
+
+from __future__ import annotations
+
+import io
+
+import highdicom as hd
+import numpy as np
+import pytest
+from dataclasses import replace
+
+from dicom_sr.seg import SegmentationError, build_segmentation
+from segmentation.types import NoduleMask
+from tests.dicom_sr_support import dciodvfy_errors, make_assessment, make_ct_series, write
+
+
+@pytest.fixture(scope="module")
+def case():
+    ct = make_ct_series(seed="seg")
+    assessment = make_assessment(ct)
+    return ct, assessment, build_segmentation(assessment.findings, ct)
+
+
+def test_seg_is_valid_dicom(case, tmp_path):
+    _, _, seg = case
+    assert dciodvfy_errors(write(seg, tmp_path / "seg.dcm")) == []
+
+
+def test_one_labelled_segment_per_nodule(case):
+    ct, assessment, seg = case
+    assert seg.SegmentationType == "BINARY"
+    assert seg.StudyInstanceUID == ct[0].StudyInstanceUID and seg.SeriesInstanceUID != ct[0].SeriesInstanceUID
+    items = seg.SegmentSequence
+    assert [s.SegmentLabel for s in items] == ["Nodule 1", "Nodule 2"]
+    assert [s.TrackingUID for s in items] == [f.tracking_uid for f in assessment.findings]
+    for s in items:
+        assert s.SegmentAlgorithmType == "SEMIAUTOMATIC"
+        assert s.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+        assert s.SegmentedPropertyTypeCodeSequence[0].CodeValue == "27925004"
+        assert s.SegmentAlgorithmName == "noduled"
+
+
+def test_masks_land_on_the_right_voxels(case, tmp_path):
+    ct, assessment, seg = case
+    path = write(seg, tmp_path / "seg.dcm")
+    back = hd.seg.segread(path)
+    uids = [str(d.SOPInstanceUID) for d in ct]
+    for number, finding in enumerate(assessment.findings, start=1):
+        m = finding.measurement.mask
+        expected = np.zeros((len(ct), 64, 64), bool)
+        z0, y0, x0 = m.origin_index_zyx
+        dz, dy, dx = m.mask.shape
+        expected[z0:z0 + dz, y0:y0 + dy, x0:x0 + dx] = m.mask
+        got = back.get_pixels_by_source_instance(uids, segment_numbers=[number], skip_overlap_checks=True,
+                                                 assert_missing_frames_are_empty=True)[..., 0]
+        assert np.array_equal(got.astype(bool), expected), finding.tracking_id
+
+
+def test_deterministic(case):
+    ct, assessment, seg = case
+    again = build_segmentation(assessment.findings, ct)
+    a, b = io.BytesIO(), io.BytesIO()
+    seg.save_as(a, enforce_file_format=True)
+    again.save_as(b, enforce_file_format=True)
+    assert a.getvalue() == b.getvalue()
+
+
+def test_mask_outside_the_volume_is_refused(case):
+    ct, assessment, _ = case
+    f = assessment.findings[0]
+    bad = replace(f, measurement=replace(f.measurement, mask=NoduleMask((10, 60, 60), np.ones((4, 8, 8), bool))))
+    with pytest.raises(SegmentationError, match="lies outside the CT volume"):
+        build_segmentation([bad], ct)
+    no_mask = replace(f, measurement=replace(f.measurement, mask=None))
+    with pytest.raises(SegmentationError, match="none of the findings has a mask"):
+        build_segmentation([no_mask], ct)
