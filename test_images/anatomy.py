@@ -209,15 +209,37 @@ class Chest:
         hu = np.full(grid.shape, AIR_HU, dtype=np.float32)
         texture = smooth_texture(grid.shape, rng, self.texture_hu)
         nz, ny, nx = grid.shape
-        structures = [
-            (_ellipse_cyl(BODY_AXES), FAT_HU),
-            (_ellipse_cyl(INNER_AXES), SOFT_HU),
-            (_ribs_inside, BONE_HU),
-            (_spine_inside, SPINE_HU),
-            (lambda p: _heart_inside(p, 4.0), FAT_HU),
-            (_heart_inside, BLOOD_HU),
-            (_aorta_inside, BLOOD_HU),
+        big = 1e4
+        hc, ha = np.asarray(HEART_C), np.asarray(HEART_AXES) + 4.0
+        (axc, ayc), ar, (az0, az1) = AORTA
+        structures = [  # (inside test, HU, body-frame bounding box)
+            (_ellipse_cyl(BODY_AXES), FAT_HU, None),
+            (_ellipse_cyl(INNER_AXES), SOFT_HU, None),
+            (_ribs_inside, BONE_HU, None),
+            (_spine_inside, SPINE_HU, ((-20.0, SPINE_C[1] - 20.0, -big), (20.0, SPINE_C[1] + 43.0, big))),
+            (lambda p: _heart_inside(p, 4.0), FAT_HU, (tuple(hc - ha), tuple(hc + ha))),
+            (_heart_inside, BLOOD_HU, (tuple(hc - ha), tuple(hc + ha))),
+            (_aorta_inside, BLOOD_HU, ((axc - ar, ayc - ar, az0), (axc + ar, ayc + ar, az1))),
         ]
+
+        def scan_box(bb, k0, k1):
+            full = (slice(k0, k1), slice(0, ny), slice(0, nx))
+            if bb is None:
+                return full
+            lo, hi = np.asarray(bb[0], dtype=float), np.asarray(bb[1], dtype=float)
+            lo = np.maximum(lo, -400.0)
+            hi = np.minimum(hi, 400.0)
+            corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+            if point_map is not None:
+                corners = motion.to_scan(corners)
+            margin = 0.0 if point_map is None else 6.0
+            b = grid.index_box(corners.min(axis=0) - margin, corners.max(axis=0) + margin)
+            if b is None:
+                return None
+            ks, ke = max(b[0].start, k0), min(b[0].stop, k1)
+            if ke <= ks:
+                return None
+            return (slice(ks, ke), b[1], b[2])
         n_r = np.array([0.0, -OBLIQUE_SLOPE, 1.0]) / np.hypot(1.0, OBLIQUE_SLOPE)
         fissures = [
             lambda p: np.abs((p[..., 2] - OBLIQUE_Z0["R"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
@@ -227,9 +249,12 @@ class Chest:
         ]
         for k0 in range(0, nz, slab):
             box = (slice(k0, min(k0 + slab, nz)), slice(0, ny), slice(0, nx))
-            for inside, value in structures:
-                frac = fraction_inside(grid, box, inside, point_map=point_map)
-                paint(hu, box, frac, value)
+            for inside, value, bb in structures:
+                sbox = scan_box(bb, box[0].start, box[0].stop)
+                if sbox is None:
+                    continue
+                frac = fraction_inside(grid, sbox, inside, point_map=point_map)
+                paint(hu, sbox, frac, value)
             lung = fraction_inside(grid, box, lung_inside, point_map=point_map)
             paint(hu, box, lung, LUNG_HU + texture[box])
             inl = lung > 0

@@ -50,13 +50,13 @@ class Grid:
             return None
         return (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
 
-    def centres(self, box: tuple[slice, slice, slice]) -> np.ndarray:
-        """LPS coordinates (nz, ny, nx, 3) float64 of the voxel centres in ``box``."""
+    def centres(self, box: tuple[slice, slice, slice], dtype=np.float64) -> np.ndarray:
+        """LPS coordinates (nz, ny, nx, 3) of the voxel centres in ``box``."""
         k = np.arange(box[0].start, box[0].stop)
         j = np.arange(box[1].start, box[1].stop)
         i = np.arange(box[2].start, box[2].stop)
         o, s = self.origin_lps_mm, self.spacing_mm
-        out = np.empty((k.size, j.size, i.size, 3))
+        out = np.empty((k.size, j.size, i.size, 3), dtype=dtype)
         out[..., 0] = (o[0] + i * s[0])[None, None, :]
         out[..., 1] = (o[1] + j * s[1])[None, :, None]
         out[..., 2] = (o[2] + k * s[2])[:, None, None]
@@ -178,7 +178,7 @@ def fraction_inside(grid: Grid, box, inside: Callable[[np.ndarray], np.ndarray],
     from a face neighbour's (evaluated one voxel beyond the box too) are supersampled ``factor`` per axis."""
     n = grid.shape
     ext = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n[a])) for a, s in enumerate(box))
-    pts = grid.centres(ext)
+    pts = grid.centres(ext, np.float32)
     body = pts if point_map is None else point_map(pts)
     ins = inside(body)
     edge = np.zeros(ins.shape, dtype=bool)
@@ -195,7 +195,7 @@ def fraction_inside(grid: Grid, box, inside: Callable[[np.ndarray], np.ndarray],
     edge = edge[crop]
     if edge.any():
         idx = np.nonzero(edge)
-        off = _subsample_offsets(grid.spacing_mm, factor)
+        off = _subsample_offsets(grid.spacing_mm, factor).astype(np.float32)
         sub_c = pts[crop][idx]
         out = np.empty(len(sub_c), dtype=np.float32)
         chunk = max(1, 1_000_000 // off.shape[0])

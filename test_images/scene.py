@@ -47,12 +47,14 @@ def paint_segment(hu: np.ndarray, grid: Grid, p0, p1, r0: float, r1: float, valu
     paint(hu, box, frac, value_hu)
 
 
-def paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule, *, factor: int = 6, vessel_hu: float = VESSEL_HU) -> None:
+def paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule, *, factor: int | None = None,
+                 vessel_hu: float = VESSEL_HU) -> None:
     """Paint a nodule's vessels, then its components in order (outer first)."""
     for p0, p1, r in nodule.vessels:
         paint_segment(hu, grid, p0, p1, r, r, vessel_hu)
     for comp in nodule.components:
-        box, frac = fraction_star(grid, comp.shape, factor=factor)
+        f = factor if factor is not None else (6 if max(comp.shape.semi_axes_mm) < 6.0 else 4)
+        box, frac = fraction_star(grid, comp.shape, factor=f)
         if box is not None:
             paint(hu, box, frac, comp.hu)
 

@@ -16,6 +16,7 @@ Pure computation, no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -115,6 +116,7 @@ def fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([s * np.cos(phi), s * np.sin(phi), mu], axis=-1)
 
 
+@functools.lru_cache(maxsize=8)
 def _quadrature(n_mu: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
     """Directions (N, 3) and solid-angle weights (N,) summing to 4*pi."""
     mu, w_mu = np.polynomial.legendre.leggauss(n_mu)
@@ -191,7 +193,10 @@ def _section_axes(inside2d: np.ndarray, step_mm: float) -> tuple[float, float, n
     """Long axis (max Feret) and short axis (max width perpendicular to it) of a 2-D mask."""
     from scipy.spatial import ConvexHull  # scipy is allowed; local import keeps import time low
 
-    ii, jj = np.nonzero(inside2d)
+    from scipy import ndimage
+
+    border = inside2d & ~ndimage.binary_erosion(inside2d)
+    ii, jj = np.nonzero(border)
     if ii.size < 3:
         return 0.0, 0.0, np.zeros(2), np.zeros(2)
     # pixel corners of inside pixels on the hull -> exact extent of the pixelised section
@@ -231,7 +236,7 @@ def section_diameters(shapes_contains: Callable[[np.ndarray], np.ndarray], centr
 
 
 def max_axial_diameter(shapes_contains: Callable[[np.ndarray], np.ndarray], centroid: np.ndarray,
-                       extent_mm: float, *, n: int = 200, levels: int = 25) -> float:
+                       extent_mm: float, *, n: int = 160, levels: int = 15) -> float:
     """Largest in-plane (axial) Feret diameter over axial sections of the solid."""
     step = 2 * extent_mm / n
     g = (np.arange(n) - (n - 1) / 2) * step
@@ -248,7 +253,7 @@ def max_axial_diameter(shapes_contains: Callable[[np.ndarray], np.ndarray], cent
     k = int(np.argmax(scores))
     best = scores[k]
     dz = zs[1] - zs[0]
-    for z in np.linspace(zs[k] - dz, zs[k] + dz, 9):
+    for z in np.linspace(zs[k] - dz, zs[k] + dz, 7):
         pts = np.stack([a0.ravel() + centroid[0], a1.ravel() + centroid[1], np.full(a0.size, z)], axis=1)
         mask = shapes_contains(pts).reshape(n, n)
         if mask.sum() >= 3:
