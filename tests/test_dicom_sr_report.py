@@ -1,0 +1,197 @@
+"""The TID 1500 SR: valid, readable by DCMTK and highdicom, and shaped the way OHIF needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+import subprocess
+from dataclasses import replace
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_sr.report import ReportError, build_report
+from dicom_sr.seg import build_segmentation
+from tests.dicom_sr_support import dciodvfy_errors, expected_lps, make_assessment, make_ct_series, write
+
+
+@pytest.fixture(scope="module")
+def case():
+    ct = make_ct_series(seed="report")
+    assessment = make_assessment(ct)
+    seg = build_segmentation(assessment.findings, ct)
+    sr = build_report(assessment, ct, seg=seg)
+    return ct, assessment, seg, sr
+
+
+def _groups(sr):
+    measurements = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
+    return list(measurements.ContentSequence)
+
+
+def _items(item, code):
+    return [c for c in item.get("ContentSequence", []) if c.ConceptNameCodeSequence[0].CodeValue == code]
+
+
+def _bytes(ds):
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_sr_is_valid_and_renders(case, tmp_path):
+    _, _, seg, sr = case
+    path = write(sr, tmp_path / "sr.dcm")
+    assert dciodvfy_errors(path) == []
+    assert dciodvfy_errors(write(seg, tmp_path / "seg.dcm")) == []
+    dump = subprocess.run([shutil.which("dsrdump") or "/usr/bin/dsrdump", str(path)], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    assert "Comprehensive 3D SR" in dump.stdout and '"Nodule 2"' in dump.stdout
+    assert "E:" not in dump.stderr
+
+
+def test_highdicom_parses_it(case, tmp_path):
+    path = write(case[3], tmp_path / "sr.dcm")
+    sr = hd.sr.srread(path)
+    assert isinstance(sr, hd.sr.Comprehensive3DSR)
+    report = hd.sr.MeasurementReport.from_sequence([sr])
+    volumetric = report.get_volumetric_roi_measurement_groups()
+    planar = report.get_planar_roi_measurement_groups()
+    assert [g.tracking_identifier for g in volumetric] == ["Nodule 1", "Nodule 2"]
+    assert len(planar) == 4
+    volume = next(m for m in volumetric[0].get_measurements() if m.name.value == "118565006")
+    assert volume.unit.value == "mm3"
+    assert volume.value == round(case[1].findings[0].measurement.volume_mm3)
+
+
+def test_header_copies_patient_and_study(case):
+    ct, _, _, sr = case
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+                    "AccessionNumber", "StudyDate", "StudyTime", "StudyID", "ReferringPhysicianName"):
+        assert sr.get(keyword) == ct[0].get(keyword), keyword
+    assert sr.SeriesInstanceUID != ct[0].SeriesInstanceUID
+    assert sr.Modality == "SR"
+    assert sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
+    assert "99NLCSP" in [i.CodingSchemeDesignator for i in sr.CodingSchemeIdentificationSequence]
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def test_ohif_pitfalls(case):
+    ct, assessment, seg, sr = case
+    # root concept
+    root = sr.ConceptNameCodeSequence[0]
+    assert (root.CodeValue, root.CodingSchemeDesignator) == ("126000", "DCM")
+    # Image Library present, and which images it holds
+    library = [i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028"]
+    assert len(library) == 1
+    library_uids = {img.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                    for group in library[0].ContentSequence for img in group.ContentSequence}
+    # every group has a tracking identifier and a tracking UID
+    groups = _groups(sr)
+    for g in groups:
+        assert len(_items(g, "112039")) == 1 and len(_items(g, "112040")) == 1
+    # per nodule: a volumetric group on its SEG segment, and a POLYLINE pair on a library image
+    for finding in assessment.findings:
+        mine = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid]
+        assert all(_items(g, "112039")[0].TextValue == finding.tracking_id for g in mine)
+        segment = [i for g in mine for i in _items(g, "121191")]
+        assert len(segment) == 1 and segment[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        regions = [i for g in mine for i in _items(g, "111030")]
+        assert [r.GraphicType for r in regions] == ["POLYLINE", "POLYLINE"]
+        for r in regions:
+            assert r.ValueType == "SCOORD"
+            image_uid = r.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            assert image_uid in library_uids
+
+
+def test_rulers_are_drawn_where_the_axes_are(case):
+    ct, assessment, _, sr = case
+    by_uid = {str(d.SOPInstanceUID): d for d in ct}
+    groups = _groups(sr)
+    for finding in assessment.findings:
+        m = finding.measurement
+        mine = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid and _items(g, "111030")]
+        for g, endpoints, length in zip(mine, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm),
+                                        (m.long_axis_mm, m.short_axis_mm)):
+            region = _items(g, "111030")[0]
+            header = by_uid[region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
+            points = np.asarray(region.GraphicData, float).reshape(-1, 2)
+            for (c, r), expected in zip(points, endpoints):
+                assert np.linalg.norm(expected_lps(header, c, r) - np.asarray(expected)) < 0.01
+            num = [i for i in g.ContentSequence if i.ValueType == "NUM"][0]
+            assert float(num.MeasuredValueSequence[0].NumericValue) == round(length, 1)
+
+
+def test_document_level_evaluations(case):
+    _, assessment, _, sr = case
+    container = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "C0034375")
+    by_code = {i.ConceptNameCodeSequence[0].CodeValue: i for i in container.ContentSequence}
+    assert by_code["EXAM-CAT"].ConceptCodeSequence[0].CodeValue == "CAT4"
+    assert by_code["A-FLAG"].ConceptCodeSequence[0].CodeValue == "373066001"  # Yes
+    assert by_code["111053"].TextValue == assessment.management
+    assert float(by_code["111055"].MeasuredValueSequence[0].NumericValue) == 3
+    assert str(by_code["111054"].Date) == "20250610"
+
+
+def test_same_inputs_same_object_and_a_new_analysis_replaces_the_old(case):
+    ct, assessment, seg, sr = case
+    assert _bytes(build_report(assessment, ct, seg=seg)) == _bytes(sr)
+    changed = replace(assessment, category="3", management="Repeat LDCT in 3 months")
+    second = build_report(changed, ct, seg=seg, predecessor=sr)
+    assert second.SOPInstanceUID != sr.SOPInstanceUID
+    assert second.SeriesInstanceUID == sr.SeriesInstanceUID
+    assert second.InstanceNumber == sr.InstanceNumber + 1
+    predecessors = [sop.ReferencedSOPInstanceUID
+                    for study in second.PredecessorDocumentsSequence
+                    for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence]
+    assert predecessors == [sr.SOPInstanceUID]
+    uids = lambda d: sorted({_items(g, "112040")[0].UID for g in _groups(d)})  # noqa: E731
+    assert uids(second) == uids(sr)
+
+
+def test_exam_without_nodules_and_a_seed_without_nodule(tmp_path):
+    ct = make_ct_series(seed="empty")
+    base = make_assessment(ct, with_prior=False)
+    empty = replace(base, findings=(), category="1", decisive_tracking_uid=None, additional_findings=False)
+    sr = build_report(empty, ct, seg=None)
+    assert dciodvfy_errors(write(sr, tmp_path / "empty.dcm")) == []
+    assert len(_groups(sr)) == 1  # the exam group TID 1500 requires
+    missed = replace(base.findings[0], measurement=None, error="no nodule at seed (1, 2, 3)", category=None)
+    sr2 = build_report(replace(base, findings=(missed,)), ct, seg=None)
+    assert dciodvfy_errors(write(sr2, tmp_path / "missed.dcm")) == []
+    (group,) = _groups(sr2)
+    assert _items(group, "ERROR")[0].TextValue == "no nodule at seed (1, 2, 3)"
+
+
+def test_coronal_axes_are_written_in_3d(tmp_path):
+    ct = make_ct_series(seed="coronal")
+    a = make_assessment(ct, with_prior=False)
+    f = a.findings[0]
+    m = f.measurement
+    (x0, y0, z0), (x1, y1, z1) = m.long_axis_endpoints_lps_mm
+    coronal = replace(m, measurement_plane="coronal",
+                      long_axis_endpoints_lps_mm=((x0, y0, z0 - 2.5), (x1, y1, z1 + 2.5)))
+    sr = build_report(replace(a, findings=(replace(f, measurement=coronal),)), ct,
+                      seg=build_segmentation(a.findings[:1], ct))
+    assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
+    regions = [i for g in _groups(sr) for i in _items(g, "111030")]
+    assert [r.ValueType for r in regions] == ["SCOORD3D", "SCOORD"]
+    assert np.allclose(np.asarray(regions[0].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
+
+
+def test_study_mismatch_is_refused(case):
+    ct, assessment, seg, _ = case
+    with pytest.raises(ReportError, match="belong to study"):
+        build_report(replace(assessment, study_uid="1.2.3.4"), ct, seg=seg)
+
+
+def test_person_observer_is_the_seed_reader(case):
+    sr = case[3]
+    names = [i.PersonName for i in sr.ContentSequence if i.ValueType == "PNAME"]
+    assert names == ["Reader^Rita"]
+    assert str(sr.ContentDate) == "20250310"  # deterministic: the study's date unless the caller says otherwise
+    later = build_report(case[1], case[0], seg=case[2], content_datetime=dt.datetime(2025, 3, 11, 9, 0))
+    assert str(later.ContentDate) == "20250311"
