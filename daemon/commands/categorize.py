@@ -1,13 +1,52 @@
-"""``noduled categorize``: not yet implemented (see the project's issues)."""
+"""``noduled categorize``: the NLCSP category and management of one case (JSON in, JSON out).
+
+Reads a ``noduled.case/1`` file (or ``-`` for standard input), prints the
+``noduled.assessment/1`` JSON on standard output and exits 0; a case that fails
+validation prints the error (naming the field) on standard error and exits 2.
+``--explain`` prints the reasoning, nodule by nodule, in plain text instead.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("categorize", hidden=True)
-    def _categorize() -> None:
-        """Not yet implemented."""
-        typer.echo("noduled categorize: not implemented yet", err=True)
-        raise typer.Exit(code=2)
+    @app.command("categorize")
+    def categorize(
+        case_file: str = typer.Argument(..., metavar="CASE.json", help="Case JSON (noduled.case/1); '-' reads stdin."),
+        explain: bool = typer.Option(False, "--explain", help="Print the reasoning in plain text for each nodule."),
+        strict: bool = typer.Option(False, "--strict", help="Reject fields the case schema does not know."),
+    ) -> None:
+        """Assign the NLCSP category, management and due date to a case (JSON)."""
+        import json
+        import sys
+
+        from nlcsp.cases import CaseError, assessment_to_json, parse_case
+        from nlcsp.categorize import assess
+        from nlcsp.categorize import explain as explain_text
+
+        try:
+            text = sys.stdin.read() if case_file == "-" else Path(case_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            typer.echo(f"noduled categorize: cannot read {case_file}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(code=2) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            typer.echo(f"noduled categorize: {case_file} is not valid JSON: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        try:
+            case = parse_case(obj, strict=strict)
+            assessment = assess(case)
+        except CaseError as exc:
+            typer.echo(f"noduled categorize: invalid case: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        for warning in case.warnings:
+            typer.echo(f"noduled categorize: warning: {warning}", err=True)
+        if explain:
+            typer.echo(explain_text(assessment), nl=False)
+        else:
+            typer.echo(json.dumps(assessment_to_json(assessment), indent=2))
