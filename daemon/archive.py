@@ -28,13 +28,14 @@ import os
 import re
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from daemon.schema import instances, patients, series, studies
@@ -98,13 +99,12 @@ def _float(value: object) -> float | None:
 
 
 def _text(ds: Dataset, keyword: str, max_len: int) -> str | None:
+    """A (possibly multi-valued) element as text; numbers normalised ("1\\0\\0")."""
     value = ds.get(keyword)
     if value is None or value == "":
         return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str):
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    text = "\\".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
     return text[:max_len]
 
 
@@ -148,6 +148,8 @@ class Archive:
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.engine = engine
         self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
+        self._series_pk: dict[str, int] = {}  # series UID -> index row id, filled as series are seen
+        self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
 
     # ------------------------------------------------------------------ paths
     def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -185,18 +187,25 @@ class Archive:
         if final.exists() and self._has_row(sop_uid):
             return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
 
-        part = self.incoming / f"{uuid.uuid4().hex}.part"
+        # the part file is named by its SOP Instance UID so that recovery can
+        # find the index row of a part that was cut short (see recover()).
+        part = self.incoming / f"{sop_uid}.{uuid.uuid4().hex[:12]}.part"
         try:
             with open(part, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                self._insert_rows(ds, relative, len(data), calling_ae)
-            except IntegrityError:
-                # the same instance was archived meanwhile (another association)
-                part.unlink(missing_ok=True)
-                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                # fsync the data while the index row is committed: both must be
+                # on disk before the rename, neither depends on the other.
+                synced = self._fsync_pool.submit(os.fsync, fh.fileno())
+                try:
+                    self._insert_rows(ds, relative, len(data), calling_ae)
+                except IntegrityError:
+                    # the same instance was archived meanwhile (another association)
+                    synced.result()
+                    part.unlink(missing_ok=True)
+                    return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                finally:
+                    synced.result()
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(part, final)
@@ -219,52 +228,11 @@ class Archive:
 
     def _insert_rows(self, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
         now = dt.datetime.now(dt.timezone.utc)
+        series_uid = str(ds.SeriesInstanceUID)
         with self.engine.begin() as conn:
-            patient_pk = self._get_or_create(
-                conn,
-                patients,
-                {"patient_id": str(ds.get("PatientID", "") or "")[:64], "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64]},
-                {
-                    "name": str(ds.get("PatientName", "") or "")[:324] or None,
-                    "birth_date": _da(ds.get("PatientBirthDate")),
-                    "sex": _text(ds, "PatientSex", 16),
-                },
-            )
-            study_pk = self._get_or_create(
-                conn,
-                studies,
-                {"study_uid": str(ds.StudyInstanceUID)},
-                {
-                    "patient_pk": patient_pk,
-                    "study_date": _da(ds.get("StudyDate")),
-                    "study_time": _text(ds, "StudyTime", 16),
-                    "accession_number": _text(ds, "AccessionNumber", 16),
-                    "description": _text(ds, "StudyDescription", 64),
-                    "patient_age": _text(ds, "PatientAge", 4),
-                    "first_received_at": now,
-                    "last_received_at": now,
-                },
-                touch={"last_received_at": now},
-            )
-            series_pk = self._get_or_create(
-                conn,
-                series,
-                {"series_uid": str(ds.SeriesInstanceUID)},
-                {
-                    "study_pk": study_pk,
-                    "modality": _text(ds, "Modality", 16),
-                    "series_number": _int(ds.get("SeriesNumber")),
-                    "description": _text(ds, "SeriesDescription", 64),
-                    "frame_of_reference_uid": _valid_uid(ds.get("FrameOfReferenceUID")),
-                    "slice_thickness_mm": _float(ds.get("SliceThickness")),
-                    "convolution_kernel": _text(ds, "ConvolutionKernel", 64),
-                    "image_orientation": _text(ds, "ImageOrientationPatient", 128),
-                    "ctdivol_mgy": _float(ds.get("CTDIvol")),
-                    "manufacturer": _text(ds, "Manufacturer", 64),
-                    "last_received_at": now,
-                },
-                touch={"last_received_at": now},
-            )
+            series_pk = self._series_pk.get(series_uid)
+            if series_pk is None:
+                series_pk = self._create_series(conn, ds)
             conn.execute(
                 insert(instances).values(
                     sop_instance_uid=str(ds.SOPInstanceUID),
@@ -278,14 +246,56 @@ class Archive:
                     received_at=now,
                 )
             )
+        self._series_pk[series_uid] = series_pk  # only once the transaction committed
+
+    def _create_series(self, conn, ds: Dataset) -> int:  # type: ignore[no-untyped-def]
+        """Patient, study and series rows for the first instance of a series (get or create)."""
+        patient_pk = self._get_or_create(
+            conn,
+            patients,
+            {"patient_id": str(ds.get("PatientID", "") or "")[:64], "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64]},
+            {
+                "name": str(ds.get("PatientName", "") or "")[:324] or None,
+                "birth_date": _da(ds.get("PatientBirthDate")),
+                "sex": _text(ds, "PatientSex", 16),
+            },
+        )
+        study_pk = self._get_or_create(
+            conn,
+            studies,
+            {"study_uid": str(ds.StudyInstanceUID)},
+            {
+                "patient_pk": patient_pk,
+                "study_date": _da(ds.get("StudyDate")),
+                "study_time": _text(ds, "StudyTime", 16),
+                "accession_number": _text(ds, "AccessionNumber", 16),
+                "description": _text(ds, "StudyDescription", 64),
+                "patient_age": _text(ds, "PatientAge", 4),
+            },
+        )
+        return self._get_or_create(
+            conn,
+            series,
+            {"series_uid": str(ds.SeriesInstanceUID)},
+            {
+                "study_pk": study_pk,
+                "modality": _text(ds, "Modality", 16),
+                "series_number": _int(ds.get("SeriesNumber")),
+                "description": _text(ds, "SeriesDescription", 64),
+                "frame_of_reference_uid": _valid_uid(ds.get("FrameOfReferenceUID")),
+                "slice_thickness_mm": _float(ds.get("SliceThickness")),
+                "convolution_kernel": _text(ds, "ConvolutionKernel", 64),
+                "image_orientation": _text(ds, "ImageOrientationPatient", 128),
+                "ctdivol_mgy": _float(ds.get("CTDIvol")),
+                "manufacturer": _text(ds, "Manufacturer", 64),
+            },
+        )
 
     @staticmethod
-    def _get_or_create(conn, table, key: dict, values: dict, touch: dict | None = None) -> int:  # type: ignore[no-untyped-def]
+    def _get_or_create(conn, table, key: dict, values: dict) -> int:  # type: ignore[no-untyped-def]
         where = [table.c[k] == v for k, v in key.items()]
         row = conn.execute(select(table.c.id).where(*where)).first()
         if row is not None:
-            if touch:
-                conn.execute(update(table).where(table.c.id == row.id).values(**touch))
             return int(row.id)
         try:
             with conn.begin_nested():
@@ -299,26 +309,21 @@ class Archive:
     def recover(self) -> dict[str, int]:
         """Undo what a crash left half done (call before accepting associations).
 
-        Removes ``.part`` files; where a ``.part`` has an index row but no
-        final file (crash between commit and rename) the row goes too.
-        Returns counts for the log.
+        Removes ``.part`` files; where a part's instance has an index row but
+        no final file (a crash between the commit and the rename) the row goes
+        too: that instance was never acknowledged.  Returns counts for the log.
         """
         removed_parts = removed_rows = 0
         for part in sorted(self.incoming.glob("*.part")):
-            try:
-                ds = parse_header(part.read_bytes())
-                sop_uid = _valid_uid(ds.SOPInstanceUID)
-                relative = self.relative_path(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(sop_uid))
-                if not self.path_of(relative).exists():
-                    with self.engine.begin() as conn:
-                        res = conn.execute(
-                            delete(instances).where(
-                                instances.c.sop_instance_uid == sop_uid, instances.c.path == relative
-                            )
-                        )
-                        removed_rows += res.rowcount or 0
-            except RejectedInstance:
-                pass  # a truncated part: no row can exist for it
+            sop_uid = _valid_uid(part.name.split(".part")[0].rsplit(".", 1)[0])
+            if sop_uid is not None:
+                with self.engine.begin() as conn:
+                    row = conn.execute(
+                        select(instances.c.id, instances.c.path).where(instances.c.sop_instance_uid == sop_uid)
+                    ).first()
+                    if row is not None and not self.path_of(row.path).exists():
+                        conn.execute(delete(instances).where(instances.c.id == row.id))
+                        removed_rows += 1
             part.unlink(missing_ok=True)
             removed_parts += 1
         return {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}

@@ -59,8 +59,6 @@ studies = Table(
     Column("accession_number", String(16)),
     Column("description", String(64)),
     Column("patient_age", String(4)),  # (0010,1010) as sent, e.g. "062Y"
-    Column("first_received_at", DateTime(timezone=True), nullable=False),
-    Column("last_received_at", DateTime(timezone=True), nullable=False),
 )
 
 series = Table(
@@ -78,7 +76,6 @@ series = Table(
     Column("image_orientation", String(128)),  # "1\\0\\0\\0\\1\\0" as sent
     Column("ctdivol_mgy", Float),
     Column("manufacturer", String(64)),
-    Column("last_received_at", DateTime(timezone=True), nullable=False),
 )
 
 instances = Table(
@@ -93,6 +90,6 @@ instances = Table(
     Column("path", Text, nullable=False),  # relative to the archive directory
     Column("size_bytes", BigInteger, nullable=False),
     Column("calling_ae", String(16)),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),  # when a study was last touched is derived from these
     Index("ix_instances_series_pk", "series_pk"),
 )

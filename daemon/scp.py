@@ -65,6 +65,9 @@ TRANSFER_SYNTAXES = (
 )
 
 
+DUL_LOOP_DELAY_S = 0.001
+
+
 @dataclass
 class ReceiveCounters:
     """Counts since start (for status, health and metrics)."""
@@ -163,6 +166,11 @@ class StorageSCP:
             event.assoc.kill()
 
     def _on_established(self, event: evt.Event) -> None:
+        # pynetdicom's DUL reactor sleeps 1 ms whenever it finds no event; with
+        # a synchronous sender (one C-STORE in flight) that idle wait is paid on
+        # every instance.  A shorter delay for the life of the association
+        # raises throughput at a small CPU cost while idle.
+        event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY_S
         self._per_assoc[id(event.assoc)] = Counter()
         log.info(
             "association from %s@%s accepted",

@@ -12,7 +12,12 @@ from daemon.schema import instances, series, studies
 def archive_status(engine: Engine) -> dict[str, Any]:
     """Studies (newest first) with their series and instance counts, as plain data."""
     counts = (
-        select(instances.c.series_pk, func.count().label("n"), func.sum(instances.c.size_bytes).label("bytes"))
+        select(
+            instances.c.series_pk,
+            func.count().label("n"),
+            func.sum(instances.c.size_bytes).label("bytes"),
+            func.max(instances.c.received_at).label("last_received_at"),
+        )
         .group_by(instances.c.series_pk)
         .subquery()
     )
@@ -22,7 +27,7 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             studies.c.study_date,
             studies.c.accession_number,
             studies.c.description.label("study_description"),
-            studies.c.last_received_at,
+            counts.c.last_received_at,
             series.c.series_uid,
             series.c.series_number,
             series.c.modality,
@@ -33,7 +38,7 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             func.coalesce(counts.c.bytes, 0).label("bytes"),
         )
         .select_from(studies.join(series, series.c.study_pk == studies.c.id).outerjoin(counts, counts.c.series_pk == series.c.id))
-        .order_by(studies.c.last_received_at.desc(), studies.c.study_uid, series.c.series_number, series.c.series_uid)
+        .order_by(studies.c.id.desc(), series.c.series_number, series.c.series_uid)
     )
     result: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
@@ -51,6 +56,9 @@ def archive_status(engine: Engine) -> dict[str, Any]:
                 },
             )
             study["instances"] += int(row.instances)
+            if row.last_received_at is not None:
+                last = row.last_received_at.isoformat()
+                study["last_received_at"] = max(study["last_received_at"] or last, last)
             study["series"].append(
                 {
                     "series_uid": row.series_uid,

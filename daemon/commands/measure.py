@@ -1,13 +1,114 @@
-"""``noduled measure``: not yet implemented (see the project's issues)."""
+"""``noduled measure``: segment and measure the nodule at each LPS seed of a CT series."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _parse_seed(text: str) -> tuple[float, float, float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if len(parts) != 3:
+        raise typer.BadParameter(f"seed {text!r} must be X,Y,Z in LPS millimetres")
+    try:
+        return tuple(float(p) for p in parts)  # type: ignore[return-value]
+    except ValueError as exc:
+        raise typer.BadParameter(f"seed {text!r} must be three numbers X,Y,Z") from exc
+
+
+def measurement_to_json(m) -> dict:
+    """The DESIGN §3 NoduleMeasurement fields as JSON (the mask as its bounding box only)."""
+    q = m.quality
+    return {
+        "volume_mm3": m.volume_mm3,
+        "mean_diameter_mm": m.mean_diameter_mm,
+        "long_axis_mm": m.long_axis_mm,
+        "short_axis_mm": m.short_axis_mm,
+        "measurement_plane": m.measurement_plane,
+        "long_axis_endpoints_lps_mm": [list(p) for p in m.long_axis_endpoints_lps_mm],
+        "short_axis_endpoints_lps_mm": [list(p) for p in m.short_axis_endpoints_lps_mm],
+        "max_axial_diameter_mm": m.max_axial_diameter_mm,
+        "mean_hu": m.mean_hu,
+        "hu_percentiles": {str(k): v for k, v in m.hu_percentiles.items()},
+        "solid_volume_mm3": m.solid_volume_mm3,
+        "solid_mean_diameter_mm": m.solid_mean_diameter_mm,
+        "centroid_lps_mm": list(m.centroid_lps_mm),
+        "mask": None
+        if m.mask is None
+        else {"origin_index_zyx": list(m.mask.origin_index_zyx), "shape_zyx": list(m.mask.shape_zyx)},
+        "quality": {
+            "touches_roi_edge": q.touches_roi_edge,
+            "cut_by_field_of_view": q.cut_by_field_of_view,
+            "juxtapleural_cut_applied": q.juxtapleural_cut_applied,
+            "vessel_detachment_applied": q.vessel_detachment_applied,
+            "possible_leak": q.possible_leak,
+            "volumetry_unreliable": q.volumetry_unreliable,
+            "reasons": list(q.reasons),
+        },
+    }
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("measure", hidden=True)
-    def _measure() -> None:
-        """Not yet implemented."""
-        typer.echo("noduled measure: not implemented yet", err=True)
-        raise typer.Exit(code=2)
+    @app.command("measure")
+    def measure(
+        series_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="folder with one CT series"),
+        seed: list[str] = typer.Option(..., "--seed", help="nodule seed X,Y,Z in LPS mm (repeatable)"),
+        as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
+        solid_threshold_hu: float = typer.Option(-300.0, help="solid component threshold (HU)"),
+    ) -> None:
+        """Segment and measure the nodule at each seed (volume, axes, HU, solid component)."""
+        from segmentation.characterize import characterize
+        from segmentation.io import load_series
+        from segmentation.lungs import lung_mask
+        from segmentation.nodule import segment_nodule
+        from segmentation.types import NoNoduleAtSeed, SeriesError
+
+        seeds = [_parse_seed(s) for s in seed]
+        try:
+            series = load_series(series_dir)
+        except SeriesError as exc:
+            typer.echo(f"noduled measure: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        lungs = lung_mask(series.image)
+        rows = []
+        for s in seeds:
+            row: dict = {"seed": list(s)}
+            try:
+                m = segment_nodule(series.image, s, solid_threshold_hu=solid_threshold_hu)
+                row.update(measurement_to_json(m))
+                c = characterize(series.image, m, lung_mask=lungs)
+                row["composition"] = c.composition.value if c.composition else None
+                row["error"] = None
+            except NoNoduleAtSeed as exc:
+                row["error"] = str(exc)
+            rows.append(row)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=1))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"series {series.series_uid}")
+        for col in ("seed (LPS mm)", "volume mm³", "mean Ø mm", "long × short mm", "plane", "max axial mm",
+                    "mean HU", "solid mm³", "composition", "flags / error"):
+            table.add_column(col)
+        for r in rows:
+            seed_txt = "{:.1f}, {:.1f}, {:.1f}".format(*r["seed"])
+            if r["error"]:
+                table.add_row(seed_txt, *[""] * 8, r["error"])
+                continue
+            table.add_row(
+                seed_txt,
+                f"{r['volume_mm3']:.0f}",
+                f"{r['mean_diameter_mm']:.1f}",
+                f"{r['long_axis_mm']:.1f} × {r['short_axis_mm']:.1f}",
+                r["measurement_plane"],
+                f"{r['max_axial_diameter_mm']:.1f}",
+                f"{r['mean_hu']:.0f}",
+                f"{r['solid_volume_mm3']:.0f}" if r["solid_volume_mm3"] is not None else "",
+                r.get("composition") or "",
+                "; ".join(r["quality"]["reasons"]) or "ok",
+            )
+        Console().print(table)

@@ -34,8 +34,6 @@ def upgrade() -> None:
     sa.Column('accession_number', sa.String(length=16), nullable=True),
     sa.Column('description', sa.String(length=64), nullable=True),
     sa.Column('patient_age', sa.String(length=4), nullable=True),
-    sa.Column('first_received_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('last_received_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['patient_pk'], ['patients.id'], name=op.f('fk_studies_patient_pk_patients')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_studies')),
     sa.UniqueConstraint('study_uid', name=op.f('uq_studies_study_uid'))
@@ -56,7 +54,6 @@ def upgrade() -> None:
     sa.Column('image_orientation', sa.String(length=128), nullable=True),
     sa.Column('ctdivol_mgy', sa.Float(), nullable=True),
     sa.Column('manufacturer', sa.String(length=64), nullable=True),
-    sa.Column('last_received_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['study_pk'], ['studies.id'], name=op.f('fk_series_study_pk_studies')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_series')),
     sa.UniqueConstraint('series_uid', name=op.f('uq_series_series_uid'))

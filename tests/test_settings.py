@@ -1,0 +1,101 @@
+"""daemon.settings: the TOML keys of DESIGN §7, env overrides and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import ConfigError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("NODULED_"):
+            monkeypatch.delenv(key)
+
+
+def test_embedded_defaults_are_the_documented_ones() -> None:
+    s = load_settings()
+    assert s.scp.ae_title == "NODULED"
+    assert s.scp.port == 11112
+    assert s.scp.allowed_peers == ()
+    assert s.scp.bind_host == "127.0.0.1"  # loopback only without configuration
+    assert s.data_dir == Path("./var").resolve()
+    assert s.database_url == f"sqlite:///{Path('./var').resolve() / 'index.sqlite'}"
+    assert s.queue.redis_url == "" and s.queue.workers == 2
+    assert s.analysis.stable_age_s == 10 and s.analysis.require_seeds is True
+    assert s.destinations == () and s.pacs is None
+    assert (s.http.host, s.http.port) == ("127.0.0.1", 8080)
+
+
+def test_example_config_is_valid_and_matches_design_keys() -> None:
+    s = load_settings(REPO / "config" / "noduled.example.toml")
+    assert s.scp.ae_title == "NODULED"
+    assert s.pacs is not None and s.pacs.retrieve in ("c-move", "c-get")
+
+
+def test_toml_file_and_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(
+        '[scp]\nae_title = "NODE2"\nport = 11200\nallowed_peers = [{ae_title = "ORTHANC", host = "10.0.0.5"}]\n'
+        '[storage]\ndata_dir = "/srv/noduled"\n'
+        '[[destinations]]\nae_title = "PACS"\nhost = "10.0.0.5"\nport = 4242\n'
+    )
+    monkeypatch.setenv("NODULED_SCP__PORT", "11113")
+    monkeypatch.setenv("NODULED_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    s = load_settings(cfg)
+    assert s.scp.port == 11113  # environment wins
+    assert s.scp.ae_title == "NODE2"  # the file's other keys in the same section survive
+    assert s.scp.allowed_peers[0].ae_title == "ORTHANC" and s.scp.allowed_peers[0].host == "10.0.0.5"
+    assert s.scp.bind_host == "0.0.0.0"  # peers configured: listen on the network
+    assert s.data_dir == tmp_path / "data"
+    assert s.destinations[0].port == 4242
+
+
+def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "n.toml"
+    cfg.write_text("[scp]\nport = 12000\n")
+    monkeypatch.setenv("NODULED_CONFIG", str(cfg))
+    assert load_settings().scp.port == 12000
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[scp]\nport = 70000\n", "scp.port must be 1-65535, got 70000"),
+        ("[scp]\nae_title = \"A_TITLE_FAR_TOO_LONG\"\n", "scp.ae_title must be 1-16"),
+        ("[scp]\nprot = 1\n", "scp.prot is not a known setting"),
+        ("[queue]\nworkers = -1\n", "queue.workers must be 0-64, got -1"),
+        ("[pacs]\nae_title = \"PACS\"\nhost = \"h\"\nport = 4242\nretrieve = \"c-fetch\"\n", "pacs.retrieve"),
+        ("[database]\nurl = \"mysql://x\"\n", "database.url must be empty"),
+        ("[scp]\nallowed_peers = [{ae_title = \"X\", host = \"not-an-ip\"}]\n", "must be an IP address, got 'not-an-ip'"),
+        ("[scp.tls]\nenabled = true\n", "tls.cert must be set"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert message in str(err.value)
+
+
+def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NODULED_SCP__PORT", "0")
+    with pytest.raises(ConfigError, match="scp.port must be 1-65535, got 0"):
+        load_settings()
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scp\nport=1")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(bad)
