@@ -35,8 +35,14 @@ def measure_nodule(
     quality: MeasurementQuality | None = None,
     solid_threshold_hu: float = -300.0,
     smoothed_roi: np.ndarray | None = None,
+    nodule_hu: float | None = None,
 ) -> NoduleMeasurement:
-    """All NLCSP measurements of ``nodule`` (a mask in ``image``'s index space)."""
+    """All NLCSP measurements of ``nodule`` (a mask in ``image``'s index space).
+
+    ``nodule_hu`` is the level of the nodule's outer layer found by the
+    segmentation; when it is at or above ``solid_threshold_hu`` the whole
+    nodule is solid and the solid component is the nodule itself.
+    """
     spacing_zyx = np.array(image.GetSpacing()[::-1], dtype=float)
     voxel_mm3 = float(np.prod(spacing_zyx))
     box = tuple(slice(o, o + n) for o, n in zip(nodule.origin_index_zyx, nodule.shape_zyx))
@@ -52,7 +58,10 @@ def measure_nodule(
     solid = (smoothed >= solid_threshold_hu) & ((weights > 0.5) | nodule.mask)
     solid_volume = float(solid.sum() * voxel_mm3)
     solid_mean = None
-    if solid.sum() >= 3:
+    if nodule_hu is not None and nodule_hu >= solid_threshold_hu:
+        solid_volume = float(weights.sum() * voxel_mm3)
+        solid_mean = 0.5 * (best["long_mm"] + best["short_mm"])
+    elif solid.sum() >= 3:
         solid_axes = plane_axes(solid.astype(np.float32), spacing_zyx, to_lps)
         sp = max(solid_axes, key=lambda p: solid_axes[p]["long_mm"])
         solid_mean = 0.5 * (solid_axes[sp]["long_mm"] + solid_axes[sp]["short_mm"])

@@ -49,6 +49,8 @@ ROI_HALF_SIZES_MM = (12.0, 20.0, 32.0, 48.0)
 SMOOTHING_SIGMA_MM = 0.6
 #: a nodule must be at least this much denser than the parenchyma (HU, smoothed)
 MIN_CONTRAST_HU = 110.0
+#: a ground-glass component must be at least this much denser than the lung (HU)
+MIN_GROUND_GLASS_CONTRAST_HU = 160.0
 #: a seed may lie up to this far (mm) outside the nodule
 SEED_SEARCH_RADIUS_MM = 3.0
 #: shell (mm from the boundary) where the parenchyma / halo level is measured
@@ -131,6 +133,7 @@ def segment_nodule(
         quality=quality,
         solid_threshold_hu=solid_threshold_hu,
         smoothed_roi=result.smoothed[offset],
+        nodule_hu=result.nodule_hu,
     )
 
 
@@ -174,16 +177,22 @@ def segment_roi(
     threshold = lung_hu + 0.5 * (core_hu - lung_hu)
     flags: dict = {}
     mask = None
-    lung_side = smoothed <= threshold if lung_roi is None else (smoothed <= threshold) | lung_roi
+    air_like = smoothed <= max(lung_hu + 200.0, -500.0)  # parenchyma and ground glass, never soft tissue
+    lung_side = air_like if lung_roi is None else air_like | lung_roi
     closed_lung = close_lung(lung_side, spacing_zyx, CLOSING_RADIUS_MM)
     for _ in range(5):  # threshold refinement: nodule level of the outer layer, or a ground-glass halo
         mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
         level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
         halo = halo_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
-        if halo is not None and halo < threshold and halo - lung_hu >= max(60.0, 0.25 * (level - lung_hu)):
-            new_threshold = lung_hu + 0.5 * (halo - lung_hu)
-        else:
-            new_threshold = lung_hu + 0.5 * (level - lung_hu)
+        new_threshold = lung_hu + 0.5 * (level - lung_hu)
+        if halo is not None and halo < threshold and halo - lung_hu >= max(70.0, 0.1 * (level - lung_hu)):
+            # a ground-glass halo?  accept it only if the grown region's outer layer is a real plateau
+            trial_threshold = lung_hu + 0.5 * (halo - lung_hu)
+            trial = grow_region(smoothed, trial_threshold, start, spacing_zyx, closed_lung, dict(flags))
+            trial_level = nodule_level(roi_hu, smoothed, trial, spacing_zyx, trial_threshold)
+            plateau = trial_level - lung_hu <= 0.45 * (level - lung_hu)
+            if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau:
+                new_threshold = lung_hu + 0.5 * (trial_level - lung_hu)
         if abs(new_threshold - threshold) < 15.0:
             break
         threshold = new_threshold
@@ -206,6 +215,11 @@ def segment_roi(
 def grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags):
     """Dense component at the seed inside the closed lung, vessels detached."""
     dense = smoothed > threshold
+    if not dense[start]:  # the seed sits in the blurred rim: start from the nearest dense voxel
+        near = _nearest_true(dense, start)
+        if near is None or np.linalg.norm((np.array(near) - start) * spacing_zyx) > SEED_SEARCH_RADIUS_MM:
+            raise NoNoduleAtSeed(f"nothing denser than {threshold:.0f} HU within {SEED_SEARCH_RADIUS_MM:.0f} mm of the seed")
+        start = near
     region = connected_at(dense & closed_lung, start)
     if region is None:
         exc = NoNoduleAtSeed(
@@ -299,8 +313,10 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
     depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     deepest = float(depth.max())
     if deepest >= 3.0:
-        layer = (depth >= 1.0) & (depth <= 3.0)
-        return histogram_mode(smoothed[layer])
+        inner = max(1.0, 0.8 * float(spacing_zyx.max()))  # beyond the blur, thick slices included
+        layer = (depth >= inner) & (depth <= inner + 2.0)
+        if layer.sum() >= 8:
+            return histogram_mode(smoothed[layer])
     deep = depth >= max(deepest - 1.0, 0.5 * deepest)
     return float(max(np.mean(roi_hu[deep]), threshold))
 
