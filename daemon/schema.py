@@ -93,3 +93,90 @@ instances = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),  # when a study was last touched is derived from these
     Index("ix_instances_series_pk", "series_pk"),
 )
+
+# ----------------------------------------------------------------- analysis
+# One row per study the node has seen with CT: where its analysis stands.
+# state: "awaiting-seeds" | "queued" | "running" | "done" | "failed"
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("state", String(24), nullable=False),
+    Column("reason", Text),  # why it failed / what it waits for, in words
+    Column("seeds_fingerprint", String(64)),  # the seed objects the queued/running analysis uses
+    Column("analysed_fingerprint", String(64)),  # the seed objects of the last finished analysis
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("report_sop_uid", UID),  # the newest SR of this study
+    Column("seg_sop_uid", UID),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_analyses_state", "state"),
+)
+
+# Every assessment the node reported (one per SR; re-analyses add rows).
+assessments = Table(
+    "assessments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("report_sop_uid", UID, nullable=False, unique=True),
+    Column("seg_sop_uid", UID),
+    Column("exam_date", Date),
+    Column("screening_round", String(16)),
+    Column("category", String(2), nullable=False),
+    Column("additional_findings", Integer, nullable=False, default=0),
+    Column("management", Text),
+    Column("follow_up_months", Integer),
+    Column("due_date", Date),
+    Column("decisive_tracking_uid", UID),
+    Column("assessment_json", Text, nullable=False),  # noduled.assessment/1 document
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The longitudinal record: each nodule (tracking UID) at each time point.
+nodule_observations = Table(
+    "nodule_observations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_sop_uid", UID, nullable=False, index=True),
+    Column("study_uid", UID, nullable=False),
+    Column("patient_pk", Integer, ForeignKey("patients.id"), index=True),
+    Column("tracking_uid", UID, nullable=False, index=True),
+    Column("tracking_id", String(64), nullable=False),
+    Column("exam_date", Date),
+    Column("volume_mm3", Float),
+    Column("mean_diameter_mm", Float),
+    Column("max_axial_diameter_mm", Float),
+    Column("solid_volume_mm3", Float),
+    Column("composition", String(16)),
+    Column("status", String(24)),
+    Column("category", String(2)),
+    Column("centroid_x_mm", Float),
+    Column("centroid_y_mm", Float),
+    Column("centroid_z_mm", Float),
+    Column("derived", Integer, nullable=False, default=0),  # 1 = category derived, not reported then
+    Column("error", Text),
+)
+
+# ----------------------------------------------------------------- delivery
+# One row per (object, destination). state: "pending" | "delivered" | "expired"
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_instance_uid", UID, nullable=False),
+    Column("study_uid", UID, nullable=False),
+    Column("path", Text, nullable=False),  # relative to the archive directory
+    Column("destination", String(128), nullable=False),  # "AE@host:port"
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
+    Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)

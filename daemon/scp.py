@@ -29,6 +29,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from daemon.admission import Admission
+from daemon import metrics
 from daemon.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
 from daemon.settings import SCPSettings
 
@@ -161,6 +162,7 @@ class StorageSCP:
             # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
             log.warning("association from %s@%s rejected: %s", calling, address, reason)
             self.counters.add(rejected_associations=1)
+            metrics.ASSOCIATIONS_REJECTED.inc()
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
             event.assoc.is_rejected = True
             event.assoc.kill()
@@ -208,6 +210,7 @@ class StorageSCP:
         key = "duplicates" if result.duplicate else "stored"
         counts[key] += 1
         self.counters.add(**{key: 1})
+        metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         log.debug("stored %s (study %s)%s", result.sop_instance_uid, result.study_uid, " duplicate" if result.duplicate else "")
         return 0x0000
 
@@ -216,6 +219,7 @@ class StorageSCP:
 
         counts["failed"] += 1
         self.counters.add(failed=1)
+        metrics.INSTANCES_RECEIVED.labels("failed").inc()
         log.warning(
             "instance %s from %s refused (0x%04X): %s",
             event.request.AffectedSOPInstanceUID,
