@@ -45,7 +45,7 @@ from dicom_sr.findings import ReaderAttributes, Seed
 from dicom_sr.geometry import GeometryError, plane_of
 from dicom_sr.labels import LabelConflict, merge, parse_labels
 
-__all__ = ["SeedError", "read_seeds", "is_seed_object", "SR_SOP_CLASSES", "PS_SOP_CLASSES"]
+__all__ = ["SeedError", "read_seeds", "read_exam_labels", "is_seed_object", "SR_SOP_CLASSES", "PS_SOP_CLASSES"]
 
 SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
@@ -418,14 +418,78 @@ def _has_marks(ds: Dataset) -> bool:
     return False
 
 
+_EXAM_FIELDS = ("infection_or_inflammation", "suspicious_features", "actionable_additional_findings", "no_nodules")
+
+
+def _exam_only(attrs: ReaderAttributes) -> ReaderAttributes:
+    return ReaderAttributes(**{name: getattr(attrs, name) for name in _EXAM_FIELDS})
+
+
+def _all_texts(ds: Dataset) -> list[str]:
+    if str(ds.get("SOPClassUID") or "") in SR_SOP_CLASSES:
+        texts = []
+        for item in _walk(ds):
+            vt = _value_type(item)
+            if vt == "TEXT":
+                texts.append(str(item.get("TextValue") or ""))
+            elif vt == "CODE" and _concept(item) in _FINDING and item.get("ConceptCodeSequence"):
+                texts.append(str(item.ConceptCodeSequence[0].get("CodeMeaning") or ""))
+        return texts
+    return [
+        str(t.get("UnformattedTextValue") or "")
+        for annotation in ds.get("GraphicAnnotationSequence") or []
+        for t in annotation.get("TextObjectSequence") or []
+    ]
+
+
+def read_exam_labels(source: str | Path | Dataset | dict | list) -> ReaderAttributes:
+    """Exam-level reader labels (infection, suspicious, additional, no-nodules) anywhere in a seed
+    object, including text that marks no point — "no-nodules" usually comes that way.  Only the
+    four exam-level fields of the result are ever set."""
+    if isinstance(source, (dict, list)):
+        data = source
+    elif isinstance(source, Dataset):
+        data = None
+        ds = source
+    else:
+        path = Path(source)
+        head = path.read_bytes()[:256].lstrip() if path.is_file() else b""
+        if path.suffix.lower() == ".json" or head[:1] in (b"{", b"["):
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = None
+            ds = dcmread(path, force=True)
+    if data is not None:
+        items = data.get("seeds", []) if isinstance(data, dict) else data
+        texts = [str(data.get("labels", "")) if isinstance(data, dict) else ""]
+        texts += [str(i.get("label", "")) for i in items if isinstance(i, dict)]
+        where = "JSON seeds"
+    else:
+        texts = _all_texts(ds)
+        where = f"seed object {ds.get('SOPInstanceUID', '?')}"
+    out = ReaderAttributes()
+    for text in texts:
+        try:
+            out = merge(out, _exam_only(parse_labels(text)))
+        except LabelConflict as exc:
+            raise SeedError(f"{where}: {exc}") from None
+    return out
+
+
 def is_seed_object(ds: Dataset) -> bool:
-    """True for an SR or presentation state that carries marks and was not written by noduled."""
+    """True for an SR or presentation state not written by noduled that carries marks, or
+    exam-level reader labels (e.g. "no-nodules") without marks."""
     sop_class = str(ds.get("SOPClassUID") or "")
     if sop_class not in SR_SOP_CLASSES and sop_class not in PS_SOP_CLASSES:
         return False
     if _is_ours(ds):
         return False
-    return _has_marks(ds)
+    if _has_marks(ds):
+        return True
+    try:
+        return read_exam_labels(ds) != ReaderAttributes()
+    except SeedError:
+        return True  # contradictory labels: let the pipeline report the error
 
 
 def read_seeds(source: str | Path | Dataset | dict | list, *, images: Mapping[str, Dataset] | None = None) -> list[Seed]:

@@ -195,3 +195,10 @@ def test_person_observer_is_the_seed_reader(case):
     assert str(sr.ContentDate) == "20250310"  # deterministic: the study's date unless the caller says otherwise
     later = build_report(case[1], case[0], seg=case[2], content_datetime=dt.datetime(2025, 3, 11, 9, 0))
     assert str(later.ContentDate) == "20250311"
+
+
+def test_our_own_objects_are_not_seed_objects(case):
+    from dicom_sr.seeds import is_seed_object
+
+    _, _, seg, sr = case
+    assert not is_seed_object(sr) and not is_seed_object(seg)

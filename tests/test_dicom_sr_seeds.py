@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dicom_sr.seeds import SeedError, is_seed_object, read_seeds
+from dicom_sr.seeds import SeedError, is_seed_object, read_exam_labels, read_seeds
 from tests.dicom_sr_support import expected_lps, image_header, make_ct_series
 
 THIRD = Path("/work/shared/realdata/third-party-objects")
@@ -217,3 +217,30 @@ def test_not_a_seed_object():
     assert not is_seed_object(ct[0])
     with pytest.raises(SeedError, match="is not a seed object"):
         read_seeds(ct[0])
+
+
+def test_exam_level_labels_without_marks():
+    ct = make_ct_series(n_slices=2, seed="nn")
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"
+    ds.SOPInstanceUID = generate_uid()
+    img = Dataset()
+    img.ReferencedSOPClassUID = ct[0].SOPClassUID
+    img.ReferencedSOPInstanceUID = ct[0].SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = ct[0].SeriesInstanceUID
+    series.ReferencedImageSequence = [img]
+    ds.ReferencedSeriesSequence = [series]
+    text = Dataset()
+    text.UnformattedTextValue = "Read: No-Nodules"
+    annotation = Dataset()
+    annotation.GraphicLayer = "L1"
+    annotation.TextObjectSequence = [text]
+    ds.GraphicAnnotationSequence = [annotation]
+    assert read_seeds(ds, images={str(d.SOPInstanceUID): d for d in ct}) == []
+    assert is_seed_object(ds)  # the pipeline must see the reader's "no nodules"
+    labels = read_exam_labels(ds)
+    assert labels.no_nodules is True and labels.composition is None
+    assert read_exam_labels({"labels": "infection", "seeds": []}).infection_or_inflammation is True
+    text.UnformattedTextValue = "nothing to say"
+    assert not is_seed_object(ds)
