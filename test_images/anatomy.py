@@ -46,28 +46,39 @@ def _xyz(p):
     return p[..., 0], p[..., 1], p[..., 2]
 
 
-def lung_side_inside(p: np.ndarray, side: str) -> np.ndarray:
-    """Inside test of one lung (side 'R' at -x, 'L' at +x) in the body frame."""
+def _lung_test(p: np.ndarray, side: np.ndarray | str) -> np.ndarray:
     x, y, z = _xyz(p)
-    cx = -LUNG_CX if side == "R" else LUNG_CX
+    if isinstance(side, str):
+        right = np.full(x.shape, side == "R")
+    else:
+        right = side
+    cx = np.where(right, -LUNG_CX, LUNG_CX)
+    apex = np.where(right, DOME_APEX["R"], DOME_APEX["L"])
     ax, ay = LUNG_AXES
-    zr = np.clip((z - LUNG_MID) / (LUNG_TOP - LUNG_MID), 0.0, None)
-    s2 = 1.0 - zr**2
-    q = ((x - cx) / ax) ** 2 + (y / ay) ** 2
-    dome = DOME_APEX[side] - 45.0 * q
-    ins = (q < s2) & (z > dome)
-    # carve the heart (+3 mm) and the descending aorta (+3 mm)
-    hx, hy, hz = HEART_C
-    ha, hb, hc = (v + 3.0 for v in HEART_AXES)
-    ins &= ((x - hx) / ha) ** 2 + ((y - hy) / hb) ** 2 + ((z - hz) / hc) ** 2 > 1.0
-    (axc, ayc), ar, _ = AORTA
-    ins &= (x - axc) ** 2 + (y - ayc) ** 2 > (ar + 3.0) ** 2
+    zr = np.clip((z - LUNG_MID) * (1.0 / (LUNG_TOP - LUNG_MID)), 0.0, None)
+    q = ((x - cx) * (1.0 / ax)) ** 2 + (y * (1.0 / ay)) ** 2
+    ins = (q < 1.0 - zr * zr) & (z > apex - 45.0 * q)
+    # carve the heart (+3 mm) and the descending aorta (+3 mm), only where needed
+    idx = np.nonzero(ins)
+    if idx[0].size:
+        xi, yi, zi = x[idx], y[idx], z[idx]
+        hx, hy, hz = HEART_C
+        ha, hb, hc = (v + 3.0 for v in HEART_AXES)
+        keep = ((xi - hx) / ha) ** 2 + ((yi - hy) / hb) ** 2 + ((zi - hz) / hc) ** 2 > 1.0
+        (axc, ayc), ar, _ = AORTA
+        keep &= (xi - axc) ** 2 + (yi - ayc) ** 2 > (ar + 3.0) ** 2
+        ins[idx] = keep
     return ins
 
 
+def lung_side_inside(p: np.ndarray, side: str) -> np.ndarray:
+    """Inside test of one lung (side 'R' at -x, 'L' at +x) in the body frame."""
+    return _lung_test(p, side)
+
+
 def lung_inside(p: np.ndarray) -> np.ndarray:
-    """Inside either lung (body frame)."""
-    return lung_side_inside(p, "R") | lung_side_inside(p, "L")
+    """Inside either lung (body frame); the lungs never cross the midline."""
+    return _lung_test(p, p[..., 0] < 0)
 
 
 def lobe_of(p) -> str | None:
@@ -111,10 +122,10 @@ def vessel_tree(rng: np.random.Generator, *, min_radius_mm: float = 0.5) -> list
             roots.append((side, hilum, np.asarray(d) / np.linalg.norm(d), 3.0))
 
     def grow(side, p, d, r, depth):
-        if r < min_radius_mm or depth > 9:
+        if r < min_radius_mm or depth > 12:
             return
-        length = float(np.clip(r * rng.uniform(7.0, 11.0), 8.0, 40.0))
-        r_end = r * 0.82
+        length = float(np.clip(r * rng.uniform(6.0, 10.0), 6.0, 36.0))
+        r_end = r * 0.9
         q = p + d * length
         tries = 0
         while not (lung_side_inside(q[None], side)[0]) and tries < 3:
@@ -130,7 +141,7 @@ def vessel_tree(rng: np.random.Generator, *, min_radius_mm: float = 0.5) -> list
             perp /= np.linalg.norm(perp)
             ang = rng.uniform(0.35, 0.7)
             nd = d * np.cos(ang) + perp * np.sin(ang)
-            grow(side, q, nd / np.linalg.norm(nd), r_end * rng.uniform(0.78, 0.92), depth + 1)
+            grow(side, q, nd / np.linalg.norm(nd), r_end * rng.uniform(0.74, 0.9), depth + 1)
 
     for side, hilum, d, r in roots:
         grow(side, hilum, d, r, 0)
@@ -162,12 +173,16 @@ def _ellipse_cyl(axes, centre=(0.0, 0.0)):
 
 def _ribs_inside(p):
     x, y, z = _xyz(p)
-    rn = np.sqrt((x / RIB_AXES[0]) ** 2 + (y / RIB_AXES[1]) ** 2)
-    radial = (rn - 1.0) * 120.0
-    zr = z - 0.4 * y  # ribs descend anteriorly
-    zm = np.mod(zr - 5.0, 26.0) - 13.0
-    anterior_gap = (y < -60) & (np.abs(x) < 35)  # sternum / costal cartilage region: no rib bone
-    return (np.abs(radial) < 4.5) & (np.abs(zm) < 5.0) & (zr < 115.0) & (zr > -150.0) & ~anterior_gap
+    rn = np.sqrt((x * (1.0 / RIB_AXES[0])) ** 2 + (y * (1.0 / RIB_AXES[1])) ** 2)
+    ins = np.abs((rn - 1.0) * 120.0) < 4.5
+    idx = np.nonzero(ins)
+    if idx[0].size:
+        xi, yi, zi = x[idx], y[idx], z[idx]
+        zr = zi - 0.4 * yi  # ribs descend anteriorly
+        zm = np.mod(zr - 5.0, 26.0) - 13.0
+        anterior_gap = (yi < -60) & (np.abs(xi) < 35)  # sternum / costal cartilage region: no rib bone
+        ins[idx] = (np.abs(zm) < 5.0) & (zr < 115.0) & (zr > -150.0) & ~anterior_gap
+    return ins
 
 
 def _spine_inside(p):
@@ -176,6 +191,13 @@ def _spine_inside(p):
     post = (x**2 + (y - SPINE_C[1] - 27.0) ** 2 < 13.0**2) & ~(x**2 + (y - SPINE_C[1] - 27.0) ** 2 < 8.0**2)
     disc = np.abs(np.mod(z, 27.0) - 13.5) < 2.5
     return (body & ~disc) | post
+
+
+def _mediastinum_inside(p):
+    """Mediastinal fat between the lungs (the lungs, heart and vessels are painted over it)."""
+    x, y, z = _xyz(p)
+    return ((x / 38.0) ** 2 + ((y + 5.0) / 68.0) ** 2 < 1.0) & (z > -130.0) & (z < 90.0) & \
+        ~(x**2 + (y - SPINE_C[1]) ** 2 < 22.0**2)
 
 
 def _heart_inside(p, grow: float = 0.0):
@@ -216,6 +238,7 @@ class Chest:
             (_ellipse_cyl(BODY_AXES), FAT_HU, None),
             (_ellipse_cyl(INNER_AXES), SOFT_HU, None),
             (_ribs_inside, BONE_HU, None),
+            (_mediastinum_inside, FAT_HU, ((-40.0, -75.0, -135.0), (40.0, 70.0, 95.0))),
             (_spine_inside, SPINE_HU, ((-20.0, SPINE_C[1] - 20.0, -big), (20.0, SPINE_C[1] + 43.0, big))),
             (lambda p: _heart_inside(p, 4.0), FAT_HU, (tuple(hc - ha), tuple(hc + ha))),
             (_heart_inside, BLOOD_HU, (tuple(hc - ha), tuple(hc + ha))),

@@ -239,12 +239,16 @@ def _grid_for(size: str, centres_scan: list[np.ndarray], *, spacing=None, n_slic
 def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu: float | None = None,
                   jitter_fraction: float = 0.3, slice_thickness_mm: float | None = None,
                   spacing_mm: tuple[float, float] | None = None, n_slices: int | None = None,
-                  first_study_date: dt.date = dt.date(2024, 2, 12)) -> list[PhantomStudy]:
+                  first_study_date: dt.date = dt.date(2024, 2, 12), keep_clean: bool | None = None) -> list[PhantomStudy]:
     """The studies of case ``name`` (date order) at ``size`` 'small' or 'full', deterministic in ``seed``.
 
     ``spacing_mm`` = (pixel mm, slice spacing mm) overrides the size's lattice;
     ``slice_thickness_mm`` > slice spacing gives overlapping reconstructions.
+    ``keep_clean`` keeps the noise-free blurred image in ``clean_hu`` (default:
+    for 'small' only; it costs one more 3-D filtering pass).
     """
+    if keep_clean is None:
+        keep_clean = size == "small"
     if name not in CASES:
         raise ValueError(f"unknown case {name!r}; known cases: {', '.join(CASES)}")
     spec = CASES[name]
@@ -318,8 +322,8 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
             })
             truths.append(t)
         noisy, blurred = acquire(hu, grid.spacing_mm, rng_img, noise_sd_hu=noise,
-                                 slice_thickness_mm=slice_thickness_mm)
-        uniform = find_uniform_region(hu, anatomy.SOFT_HU)
+                                 slice_thickness_mm=slice_thickness_mm, keep_clean=keep_clean)
+        uniform = _uniform_region(hu, grid, motion)
         truth_nodules_by_study.append(truths)
         study_uid = make_uid(name, seed, size, si, "study")
         present = [t for t in truths if t is not None]
@@ -362,6 +366,25 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
         ))
     _add_growth_truth(studies, truth_nodules_by_study)
     return studies
+
+
+_UNIFORM_CANDIDATES_BODY = [(0.0, -35.0, 40.0), (0.0, -35.0, 60.0), (15.0, -30.0, -62.0), (-70.0, 0.0, -150.0),
+                            (0.0, -35.0, 20.0)]
+
+
+def _uniform_region(clean_hu: np.ndarray, grid: Grid, motion: Motion) -> dict | None:
+    """A soft-tissue box whose noise-free value is exactly uniform (for noise measurements)."""
+    for c in _UNIFORM_CANDIDATES_BODY:
+        k, j, i = np.rint(grid.lps_to_voxel(motion.to_scan(np.asarray(c)[None])[0])).astype(int)
+        lo = np.array([k - 3, j - 10, i - 10])
+        hi = np.array([k + 4, j + 11, i + 11])
+        if np.any(lo < 0) or np.any(hi > np.array(clean_hu.shape)):
+            continue
+        region = clean_hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if np.all(np.abs(region - anatomy.SOFT_HU) < 0.5):
+            return {"hu": anatomy.SOFT_HU, "index_box_kji": [[int(k - 1), int(k + 2)], [int(j - 5), int(j + 6)],
+                                                              [int(i - 5), int(i + 6)]]}
+    return find_uniform_region(clean_hu, anatomy.SOFT_HU)
 
 
 def _add_growth_truth(studies: list[PhantomStudy], by_study: list[list[dict | None]]) -> None:

@@ -7,9 +7,9 @@
   only the voxels near the surface; interior voxels are classified from a
   signed distance (or from radius bounds for star shapes) without sampling.
 - ``apply_psf``: Gaussian in-plane PSF and slice-sensitivity blur.
-- ``add_noise``: Gaussian white noise low-pass filtered (correlated, CT-like
-  texture) and scaled so that its standard deviation after filtering is the
-  requested SD.
+- ``fraction_inside``: the same for solids given only by an inside test
+  (anatomy): voxels whose inside-ness differs from a face neighbour's are
+  supersampled.
 Pure computation, no I/O.
 """
 
@@ -151,25 +151,6 @@ def apply_psf(hu: np.ndarray, spacing_mm, *, fwhm_xy_mm: float = 0.9, fwhm_z_mm:
         fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[0],
     )
     return ndimage.gaussian_filter(hu, sigma=sigma, mode="nearest", truncate=3.0)
-
-
-def correlated_noise(shape, sd_hu: float, rng: np.random.Generator, *, corr_px=(0.5, 0.8, 0.8)) -> np.ndarray:
-    """Gaussian noise, low-pass correlated (sigma ``corr_px`` voxels, z/y/x), standard deviation ``sd_hu``."""
-    if sd_hu <= 0:
-        return np.zeros(shape, dtype=np.float32)
-    white = rng.standard_normal(size=shape, dtype=np.float32)
-    coloured = ndimage.gaussian_filter(white, sigma=corr_px, mode="wrap", truncate=3.0)
-    # exact variance gain of the (separable, truncated) kernel, so the SD after filtering is sd_hu
-    gain = 1.0
-    for s in corr_px:
-        if s <= 0:
-            continue
-        delta = np.zeros(int(2 * np.ceil(3.0 * s) + 3), dtype=np.float64)
-        delta[delta.size // 2] = 1.0
-        k = ndimage.gaussian_filter1d(delta, s, mode="constant", truncate=3.0)
-        gain *= float((k**2).sum())
-    coloured *= np.float32(sd_hu / np.sqrt(gain))
-    return coloured
 
 
 def fraction_inside(grid: Grid, box, inside: Callable[[np.ndarray], np.ndarray], *, factor: int = 4,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from test_images.nodules import Nodule
-from test_images.render import Grid, apply_psf, correlated_noise, fraction_sdf, fraction_star, paint
+from scipy import ndimage
+
+from test_images.render import FWHM_TO_SIGMA, Grid, apply_psf, fraction_sdf, fraction_star, paint
 
 VESSEL_HU = 40.0
 
@@ -59,18 +61,52 @@ def paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule, *, factor: int | No
             paint(hu, box, frac, comp.hu)
 
 
-def acquire(clean_hu: np.ndarray, spacing_mm, rng: np.random.Generator, *, noise_sd_hu: float = 40.0,
-            slice_thickness_mm: float | None = None, psf_fwhm_xy_mm: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """Scanner model: PSF blur (in-plane FWHM ``psf_fwhm_xy_mm``; slice profile ~ thickness), correlated noise.
+def _gain(sigma_px: float, truncate: float) -> float:
+    """Sum of squares of the 1-D Gaussian kernel scipy uses for ``sigma_px`` and ``truncate``."""
+    if sigma_px <= 0:
+        return 1.0
+    delta = np.zeros(int(2 * np.ceil(truncate * sigma_px + 0.5) + 3), dtype=np.float64)
+    delta[delta.size // 2] = 1.0
+    k = ndimage.gaussian_filter1d(delta, sigma_px, mode="constant", truncate=truncate)
+    return float((k**2).sum())
 
-    The slice sensitivity profile is the voxel box (slice spacing) convolved
-    with a Gaussian of FWHM sqrt(max(thickness^2 - spacing^2, (0.5 thickness)^2)),
-    so overlapping reconstructions (thickness > spacing) blur more in z.
-    Returns (noisy HU clipped to the CT range, blurred noise-free HU).
+
+def acquire(clean_hu: np.ndarray, spacing_mm, rng: np.random.Generator, *, noise_sd_hu: float = 40.0,
+            slice_thickness_mm: float | None = None, psf_fwhm_xy_mm: float = 0.9,
+            keep_clean: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scanner model: PSF blur (in-plane FWHM ``psf_fwhm_xy_mm``; slice profile ~ thickness) and correlated noise.
+
+    The slice sensitivity profile is the voxel box (slice spacing, from the
+    partial-volume supersampling) convolved with a Gaussian of FWHM
+    sqrt(max(thickness^2 - spacing^2, (0.5 thickness)^2)), so overlapping
+    reconstructions (thickness > spacing) blur more in z.  Noise is white
+    Gaussian noise passed through the same reconstruction kernel (as in a real
+    scanner, the noise texture follows the kernel) and pre-scaled by the
+    kernel's exact variance gain, so its SD after filtering is ``noise_sd_hu``.
+    Returns (noisy HU clipped to the CT range, blurred noise-free HU or None
+    when ``keep_clean`` is False, which saves one 3-D filtering pass).
     """
     t = float(slice_thickness_mm if slice_thickness_mm is not None else spacing_mm[2])
     fwhm_z = float(np.sqrt(max(t**2 - spacing_mm[2] ** 2, (0.5 * t) ** 2)))
-    blurred = apply_psf(clean_hu, spacing_mm, fwhm_xy_mm=psf_fwhm_xy_mm, fwhm_z_mm=fwhm_z)
-    noisy = blurred + correlated_noise(blurred.shape, noise_sd_hu, rng)
+    sig = (fwhm_z * FWHM_TO_SIGMA / spacing_mm[2], psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[1],
+           psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[0])
+    gain = _gain(sig[0], 3.0) * _gain(sig[1], 3.0) * _gain(sig[2], 3.0)
+    scale = np.float32(noise_sd_hu / np.sqrt(gain)) if noise_sd_hu > 0 else np.float32(0)
+    blurred = None
+    if keep_clean or noise_sd_hu <= 0:
+        blurred = apply_psf(clean_hu, spacing_mm, fwhm_xy_mm=psf_fwhm_xy_mm, fwhm_z_mm=fwhm_z)
+        if noise_sd_hu <= 0:
+            noisy = blurred.copy()
+        else:
+            white = rng.standard_normal(size=clean_hu.shape, dtype=np.float32)
+            white *= scale
+            noisy = apply_psf(white, spacing_mm, fwhm_xy_mm=psf_fwhm_xy_mm, fwhm_z_mm=fwhm_z)
+            noisy += blurred
+    else:
+        work = rng.standard_normal(size=clean_hu.shape, dtype=np.float32)
+        work *= scale
+        work += clean_hu
+        noisy = apply_psf(work, spacing_mm, fwhm_xy_mm=psf_fwhm_xy_mm, fwhm_z_mm=fwhm_z)
+        del work
     np.clip(noisy, -1024.0, 3071.0, out=noisy)
-    return noisy.astype(np.float32, copy=False), blurred.astype(np.float32, copy=False)
+    return noisy.astype(np.float32, copy=False), blurred

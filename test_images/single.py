@@ -22,18 +22,40 @@ WALL_HU = 40.0
 FAT_HU = -100.0
 
 
+def _lerp_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Linear interpolation matrix (n_out, n_in) mapping a coarse axis onto a fine one (ends aligned)."""
+    pos = np.linspace(0.0, n_in - 1.0, n_out)
+    i0 = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+    w = pos - i0
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    m[np.arange(n_out), i0] = 1.0 - w
+    m[np.arange(n_out), i0 + 1] += w
+    return m
+
+
 def smooth_texture(shape, rng: np.random.Generator, amplitude_hu: float, *, coarse: int = 4,
                    sigma_coarse: float = 1.0) -> np.ndarray:
-    """Low-frequency parenchymal texture (zero mean, SD ~ ``amplitude_hu``) of ``shape``."""
+    """Low-frequency parenchymal texture (zero mean, SD ~ ``amplitude_hu``) of ``shape``.
+
+    Gaussian noise on a grid ``coarse`` times coarser, smoothed, then linearly
+    upsampled axis by axis.
+    """
     if amplitude_hu <= 0:
         return np.zeros(shape, dtype=np.float32)
+    nz, ny, nx = shape
     cshape = tuple(max(2, int(np.ceil(n / coarse)) + 1) for n in shape)
     field = ndimage.gaussian_filter(rng.standard_normal(cshape).astype(np.float32), sigma_coarse, mode="wrap")
-    field /= max(float(field.std()), 1e-6)
-    zoom = [n / c for n, c in zip(shape, cshape)]
-    up = ndimage.zoom(field, zoom, order=1, mode="nearest", grid_mode=True)
-    up = up[: shape[0], : shape[1], : shape[2]]
-    return (up * amplitude_hu).astype(np.float32)
+    field *= np.float32(amplitude_hu / max(float(field.std()), 1e-6))
+    my, mx = _lerp_matrix(ny, cshape[1]), _lerp_matrix(nx, cshape[2])
+    plane = np.einsum("yj,kji,xi->kyx", my, field, mx, optimize=True).astype(np.float32)  # (nzc, ny, nx)
+    out = np.empty(shape, dtype=np.float32)
+    pos = np.linspace(0.0, cshape[0] - 1.0, nz)
+    for k in range(nz):
+        i0 = min(int(pos[k]), cshape[0] - 2)
+        w = np.float32(pos[k] - i0)
+        np.multiply(plane[i0], 1 - w, out=out[k])
+        out[k] += w * plane[i0 + 1]
+    return out
 
 
 def find_uniform_region(clean_hu: np.ndarray, value_hu: float, *, size=(7, 21, 21), report=(3, 11, 11)) -> dict | None:
