@@ -447,7 +447,7 @@ def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -
     if pts.size == 0:
         return False
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return bool(np.any(lo < m) or np.any(hi > np.array(mask.shape) - 1 - m))
+    return bool(np.any(lo <= m) or np.any(hi >= np.array(mask.shape) - 1 - m))
 
 
 def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:

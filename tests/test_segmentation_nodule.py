@@ -1,0 +1,129 @@
+"""segmentation.nodule: volumes on analytic phantoms, failure paths, and the real LIDC scan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from segmentation.io import image_from_array
+from segmentation.nodule import segment_nodule
+from segmentation.types import NoNoduleAtSeed
+
+SPACING = (0.7, 0.7, 1.0)
+LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
+
+
+def sphere_block(diameter_mm: float, hu: float = 40.0, *, noise: float = 20.0, seed: int = 0, wall_x_mm=None,
+                 vessel_radius_mm=None):
+    """Supersampled sphere in -850 HU lung, Gaussian blur, noise; returns (image, centre LPS, true volume)."""
+    rng = np.random.default_rng(seed)
+    shape = (40, 56, 56)
+    origin = np.array([-19.25, -19.25, -19.5])
+    centre = rng.uniform(-0.3, 0.3, 3)
+    sub = 3
+    zz, yy, xx = np.meshgrid(*[(np.arange(n * sub) + 0.5) / sub - 0.5 for n in shape], indexing="ij")
+    pts = [origin[0] + xx * SPACING[0], origin[1] + yy * SPACING[1], origin[2] + zz * SPACING[2]]
+    inside = ((pts[0] - centre[0]) ** 2 + (pts[1] - centre[1]) ** 2 + (pts[2] - centre[2]) ** 2) <= (diameter_mm / 2) ** 2
+    frac = inside.reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+    img = -850.0 + frac * (hu + 850.0)
+    if wall_x_mm is not None:
+        wall = (pts[0] < wall_x_mm).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+        img = np.maximum(img, -850.0 + wall * 890.0)
+    if vessel_radius_mm is not None:
+        r2 = (pts[0] - centre[0] - 0.3 * diameter_mm / 2) ** 2 + (pts[2] - centre[2]) ** 2
+        v = (r2 <= vessel_radius_mm**2).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+        img = np.maximum(img, -850.0 + v * 890.0)
+    img = ndimage.gaussian_filter(img, 0.4 / np.array(SPACING[::-1])) + rng.normal(0, noise, shape)
+    volume = np.pi / 6 * diameter_mm**3
+    return image_from_array(img.astype(np.float32), origin, SPACING), tuple(centre), volume
+
+
+@pytest.mark.parametrize("diameter", [5.0, 10.0])
+def test_solid_sphere_volume_within_3_percent(diameter):
+    image, centre, volume = sphere_block(diameter)
+    m = segment_nodule(image, centre)
+    assert m.volume_mm3 == pytest.approx(volume, rel=0.03)
+    assert m.mean_diameter_mm == pytest.approx(diameter, abs=0.5)
+    assert not m.quality.volumetry_unreliable
+
+
+def test_off_centre_seed_gives_the_same_nodule():
+    image, centre, volume = sphere_block(8.0)
+    a = segment_nodule(image, centre)
+    b = segment_nodule(image, (centre[0] + 2.0, centre[1] - 1.0, centre[2]))
+    assert b.volume_mm3 == pytest.approx(a.volume_mm3, rel=0.01)
+
+
+def test_ground_glass_volume():
+    image, centre, volume = sphere_block(10.0, hu=-600.0)
+    m = segment_nodule(image, centre)
+    assert m.volume_mm3 == pytest.approx(volume, rel=0.08)
+    assert m.solid_volume_mm3 < 0.1 * volume
+
+
+def test_vessel_through_nodule_is_detached():
+    image, centre, volume = sphere_block(10.0, vessel_radius_mm=1.0)
+    m = segment_nodule(image, centre)
+    assert m.volume_mm3 == pytest.approx(volume + np.pi * 1.0**2 * 10.0 * 0.0, rel=0.08)
+    assert m.quality.vessel_detachment_applied
+
+
+def test_juxtapleural_nodule_is_cut_from_the_wall():
+    image, centre, volume = sphere_block(10.0, wall_x_mm=-14.0)  # wall 9 mm from the centre: not touching
+    free = segment_nodule(image, centre).volume_mm3
+    touching, c2, _ = sphere_block(10.0, wall_x_mm=centre[0] - 4.0)
+    m = segment_nodule(touching, c2)
+    assert m.volume_mm3 < 1.1 * free  # the chest wall is not part of the nodule
+    assert m.volume_mm3 > 0.6 * free
+    assert m.quality.juxtapleural_cut_applied
+
+
+def test_seed_in_plain_lung():
+    image, centre, _ = sphere_block(6.0)
+    with pytest.raises(NoNoduleAtSeed, match=r"no nodule at seed \(10.0, 10.0, 0.0\): only lung parenchyma"):
+        segment_nodule(image, (10.0, 10.0, 0.0))
+
+
+def test_seed_outside_the_image():
+    image, centre, _ = sphere_block(6.0)
+    with pytest.raises(NoNoduleAtSeed, match="outside the image volume"):
+        segment_nodule(image, (500.0, 0.0, 0.0))
+
+
+def test_seed_on_a_vessel():
+    rng = np.random.default_rng(3)
+    shape = (40, 56, 56)
+    zz, yy, xx = np.indices(shape)
+    img = np.where((xx - 28) ** 2 * 0.49 + (zz - 20) ** 2 <= 1.2**2, 40.0, -850.0)
+    img = ndimage.gaussian_filter(img, 0.6) + rng.normal(0, 20, shape)
+    image = image_from_array(img.astype(np.float32), (0.0, 0.0, 0.0), SPACING)
+    with pytest.raises(NoNoduleAtSeed, match="tubular structure"):
+        segment_nodule(image, (28 * 0.7, 20.0, 20.0))
+
+
+def test_seed_in_chest_wall():
+    image, _, _ = sphere_block(6.0, wall_x_mm=-8.0)
+    with pytest.raises(NoNoduleAtSeed, match="no nodule at seed"):
+        segment_nodule(image, (-16.0, 0.0, 0.0))
+
+
+@pytest.fixture(scope="module")
+def lidc():
+    if not LIDC.exists():
+        pytest.skip("LIDC-IDRI-0001 not available")
+    from segmentation.io import load_series
+
+    return load_series(LIDC), json.loads((LIDC / "reference.json").read_text())
+
+
+def test_lidc_volume_inside_the_readers_range(lidc):
+    series, ref = lidc
+    nodule = ref["nodules"][0]
+    m = segment_nodule(series.image, nodule["seed_lps_mm"])
+    lo, hi = min(nodule["reader_volumes_mm3"]), max(nodule["reader_volumes_mm3"])
+    assert lo <= m.volume_mm3 <= hi
+    assert min(nodule["reader_diameters_mm"]) - 5 <= m.long_axis_mm <= max(nodule["reader_diameters_mm"]) + 2
