@@ -381,8 +381,9 @@ def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library
         purpose = tree.first(g, K(codes.GEOMETRIC_PURPOSE), "CODE")
         if purpose is not None:
             points = _region_points(g, library)
-            if points is not None and len(points) >= 2:
-                axes["long" if tree.code_value(purpose) == K(codes.LONG_AXIS) else "short"] = points[:2]
+            which = {K(codes.LONG_AXIS): "long", K(codes.SHORT_AXIS): "short"}.get(tree.code_value(purpose))
+            if which and points is not None and len(points) >= 2:
+                axes[which] = points[:2]
     nums = _nums(main)
     ch: dict[str, Characteristic] = {}
     status = category = None

@@ -24,7 +24,12 @@ goes where.  Structure of the document (codes in :mod:`dicom_sr.codes`):
   identifier and UID): the long-axis and the short-axis line as SCOORD
   POLYLINE "Image Region" with geometric purpose Long/Short axis (CID 219)
   and their lengths, so viewers draw the rulers (SCOORD3D when the axes were
-  measured in a coronal or sagittal plane);
+  measured in a coronal or sagittal plane; then a third planar group marks
+  the centre as an SCOORD POINT on the nearest CT image, because OHIF draws
+  a tracked measurement from its first 2D SCOORD and cannot show one that
+  has SCOORD3D only).  OHIF merges all groups of one tracking UID and
+  draws the first SCOORD (the long axis) with every NUM of the nodule as
+  its labels;
 * a document-level "Qualitative Evaluations" container (TID 1500 row 12):
   NLCSP exam category, A flag, descriptor, management, follow-up interval and
   due date, decisive nodule, screening round, reasons and notes.
@@ -456,7 +461,37 @@ def _nodule_groups(
             (codes.SHORT_AXIS, m.short_axis_mm, m.short_axis_endpoints_lps_mm),
         ):
             groups.append(_axis_group(finding, purpose, length, endpoints, keys, frame_of_reference_uid, algorithm, time_point))
+        if not any(_has_image_region(g) for g in groups[1:]):
+            # OHIF draws a tracked measurement from its first 2D SCOORD (and fails on SCOORD3D
+            # only): mark the centre on the nearest CT image when the axes are not on one.
+            groups.append(_centre_group(finding, m.centroid_lps_mm, keys, algorithm, time_point))
     return groups
+
+
+def _has_image_region(group) -> bool:
+    return any(
+        getattr(item, "ValueType", "") == "SCOORD" for item in group[0].ContentSequence
+    )
+
+
+def _centre_group(finding, centre: Vec3, keys: "_KeyImages", algorithm, time_point):
+    k = int(np.argmin([abs(p.from_lps(centre)[2]) for p in keys.planes]))
+    ds, plane = keys.datasets[k], keys.planes[k]
+    keys.used[plane.sop_instance_uid] = ds
+    column, row, _ = plane.from_lps(centre)
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id),
+        referenced_region=hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POINT,
+            graphic_data=np.array([[column, row]], dtype=np.float32),
+            source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
+        ),
+        finding_type=codes.NODULE,
+        finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        geometric_purpose=codes.CENTER,
+        algorithm_id=algorithm,
+        time_point_context=time_point,
+    )
 
 
 # --------------------------------------------------------------------------- document level

@@ -178,7 +178,7 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
                       seg=build_segmentation(a.findings[:1], ct))
     assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
     regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    assert [r.ValueType for r in regions] == ["SCOORD3D", "SCOORD"]
+    assert [r.ValueType for r in regions] == ["SCOORD3D", "SCOORD"]  # short axis still on an axial image
     assert np.allclose(np.asarray(regions[0].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
 
 
@@ -202,3 +202,24 @@ def test_our_own_objects_are_not_seed_objects(case):
 
     _, _, seg, sr = case
     assert not is_seed_object(sr) and not is_seed_object(seg)
+
+
+def test_axes_off_the_ct_images_get_a_2d_centre_mark(tmp_path):
+    """OHIF draws a tracked measurement from its first 2D SCOORD: there must be one."""
+    ct = make_ct_series(seed="sagittal")
+    a = make_assessment(ct, with_prior=False)
+    f = a.findings[0]
+    m = f.measurement
+    c = np.asarray(m.centroid_lps_mm)
+    sag = replace(m, measurement_plane="sagittal",
+                  long_axis_endpoints_lps_mm=(tuple(c + [0, 0, -4]), tuple(c + [0, 0, 4])),
+                  short_axis_endpoints_lps_mm=(tuple(c + [0, -3, 1.0]), tuple(c + [0, 3, -1.0])))
+    sr = build_report(replace(a, findings=(replace(f, measurement=sag),)), ct,
+                      seg=build_segmentation(a.findings[:1], ct))
+    assert dciodvfy_errors(write(sr, tmp_path / "sag.dcm")) == []
+    regions = [i for g in _groups(sr) for i in _items(g, "111030")]
+    assert [(r.ValueType, r.GraphicType) for r in regions] == [("SCOORD3D", "POLYLINE"), ("SCOORD3D", "POLYLINE"),
+                                                               ("SCOORD", "POINT")]
+    header = {str(d.SOPInstanceUID): d for d in ct}[regions[2].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
+    col, row = (float(v) for v in regions[2].GraphicData)
+    assert np.linalg.norm(expected_lps(header, col, row) - c) < 0.7  # on the nearest slice
