@@ -223,3 +223,26 @@ def test_axes_off_the_ct_images_get_a_2d_centre_mark(tmp_path):
     header = {str(d.SOPInstanceUID): d for d in ct}[regions[2].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
     col, row = (float(v) for v in regions[2].GraphicData)
     assert np.linalg.norm(expected_lps(header, col, row) - c) < 0.7  # on the nearest slice
+
+
+def test_what_ohif_does_with_it(case):
+    """Mirror of OHIF's SR loading (cornerstone-dicom-sr): merge groups by tracking UID, draw the
+    first top-level 2D SCOORD, label it with every top-level NUM, find its image in the first
+    Image Library Group (126200)."""
+    _, assessment, _, sr = case
+    library = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028")
+    first_group = next(i for i in library.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126200")
+    library_uids = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in first_group.ContentSequence}
+    merged: dict[str, list] = {}
+    for group in _groups(sr):
+        items = list(group.ContentSequence)
+        uid = next(i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112040").UID
+        merged.setdefault(uid, []).extend(items)
+    assert list(merged) == [f.tracking_uid for f in assessment.findings]
+    for uid, items in merged.items():
+        assert next(i for i in items if i.ValueType == "UIDREF").UID == uid  # OHIF takes the first UIDREF
+        graphic = next(i for i in items if i.ValueType == "SCOORD")
+        assert graphic.RelationshipType == "CONTAINS"
+        assert graphic.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
+        labels = [i.ConceptNameCodeSequence[0].CodeMeaning for i in items if i.ValueType == "NUM"]
+        assert {"Volume", "Diameter", "Long axis", "Short axis"} <= set(labels)
