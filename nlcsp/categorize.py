@@ -678,7 +678,7 @@ def _decide_baseline(f: Facts, reasons: list[str]) -> Decision:
             return _decided(grown)
         return _decided(base)
     # stable or decreased against an earlier CT: note 7 when that CT is pre-NLCSP (decision 3)
-    candidates = [base] + [r for r in (note7_category(f),) if r is not None]
+    candidates = [r for r in (note7_category(f),) if r is not None] + [base]  # ties: note 7 (more specific)
     if len(candidates) > 1:
         reasons.append("candidates: " + "; ".join(r.rule for r in candidates) + " -> lowest")
     return _decided(_lowest(candidates))
