@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 import io
 import shutil
 import subprocess
@@ -246,3 +247,37 @@ def test_what_ohif_does_with_it(case):
         assert graphic.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
         labels = [i.ConceptNameCodeSequence[0].CodeMeaning for i in items if i.ValueType == "NUM"]
         assert {"Volume", "Diameter", "Long axis", "Short axis"} <= set(labels)
+
+
+LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
+
+
+@pytest.mark.skipif(not LIDC.is_dir(), reason="shared real-data folder is not mounted")
+def test_sr_and_seg_on_a_real_ct_series(tmp_path):
+    """The LIDC scanner headers (GE LightSpeed) copy into a valid SR and SEG."""
+    from segmentation.types import NoduleMask
+    from dicom_sr.geometry import plane_of
+    from dicom_sr.read_report import read_report
+
+    ct = sorted((pydicom.dcmread(p) for p in LIDC.glob("*/*/*.dcm")), key=lambda d: float(d.ImagePositionPatient[2]))
+    seed = (56.2, 86.2, -115.9)  # reference.json nodule
+    k = int(np.argmin([abs(float(d.ImagePositionPatient[2]) - seed[2]) for d in ct]))
+    plane = plane_of(ct[k])
+    c, r, _ = (int(v) for v in plane.from_lps(seed))
+    zz, yy, xx = np.mgrid[-6:7, -23:24, -23:24]
+    mask = NoduleMask((k - 6, r - 23, c - 23), ((zz * 2.5) ** 2 + (yy * 0.703) ** 2 + (xx * 0.703) ** 2) < 16 ** 2)
+    base = make_assessment(make_ct_series(seed="lidc"), with_prior=False)
+    long_axis = (plane.to_lps(c - 22, r + 0.5), plane.to_lps(c + 23, r + 0.5))
+    short_axis = (plane.to_lps(c + 0.5, r - 20), plane.to_lps(c + 0.5, r + 21))
+    f = base.findings[0]
+    m = replace(f.measurement, mask=mask, centroid_lps_mm=seed, volume_mm3=6900.2,
+                long_axis_endpoints_lps_mm=long_axis, short_axis_endpoints_lps_mm=short_axis)
+    a = replace(base, study_uid=str(ct[0].StudyInstanceUID), series_uid=str(ct[0].SeriesInstanceUID),
+                findings=(replace(f, measurement=m),))
+    seg = build_segmentation(a.findings, ct)
+    sr = build_report(a, ct, seg=seg)
+    assert dciodvfy_errors(write(seg, tmp_path / "seg.dcm")) == []
+    assert dciodvfy_errors(write(sr, tmp_path / "sr.dcm")) == []
+    back = read_report(tmp_path / "sr.dcm").findings[0].measurement
+    assert back.volume_mm3 == 6900
+    assert np.allclose(back.long_axis_endpoints_lps_mm, long_axis, atol=1e-3)
