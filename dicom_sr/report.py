@@ -538,6 +538,30 @@ def _reader(assessment: ExamAssessment) -> str | None:
     return None
 
 
+def _check(assessment: ExamAssessment) -> None:
+    """Reject values the SR has no code for, naming the field (before anything is built)."""
+    def need(value, allowed, what):
+        if value is not None and value not in allowed:
+            raise ReportError(f"{what} is {value!r}; expected one of {sorted(allowed)}")
+
+    need(assessment.category, codes.CATEGORIES, "exam category")
+    need(assessment.screening_round, codes.SCREENING_ROUNDS, "screening round")
+    if assessment.participant is not None:
+        need(assessment.participant.sex, codes.SEXES, "participant sex")
+    seen = set()
+    for f in assessment.findings:
+        if f.tracking_uid in seen:
+            raise ReportError(f"tracking UID {f.tracking_uid} is used by more than one finding")
+        seen.add(f.tracking_uid)
+        need(f.category, codes.CATEGORIES, f"category of {f.tracking_id}")
+        need(f.status, codes.GROWTH_STATUSES, f"growth status of {f.tracking_id}")
+        if f.measurement is not None:
+            need(f.measurement.measurement_plane, codes.PLANES, f"measurement plane of {f.tracking_id}")
+        for c in f.comparisons:
+            need(c.growth_status, codes.GROWTH_STATUSES, f"growth status of {f.tracking_id} vs {c.prior_study_date}")
+            need(c.prior_category, codes.CATEGORIES, f"prior category of {f.tracking_id} on {c.prior_study_date}")
+
+
 # --------------------------------------------------------------------------- public
 def build_report(
     assessment: ExamAssessment,
@@ -564,6 +588,7 @@ def build_report(
     """
     if not ct_datasets:
         raise ReportError("no CT images were given; the report must reference the analysed series")
+    _check(assessment)
     ct0 = ct_datasets[0]
     if str(ct0.StudyInstanceUID) != assessment.study_uid:
         raise ReportError(

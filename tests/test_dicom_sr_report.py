@@ -183,10 +183,15 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
     assert np.allclose(np.asarray(regions[0].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
 
 
-def test_study_mismatch_is_refused(case):
+def test_study_mismatch_and_uncoded_values_are_refused(case):
     ct, assessment, seg, _ = case
     with pytest.raises(ReportError, match="belong to study"):
         build_report(replace(assessment, study_uid="1.2.3.4"), ct, seg=seg)
+    with pytest.raises(ReportError, match=r"exam category is '4X'"):
+        build_report(replace(assessment, category="4X"), ct, seg=seg)
+    bad = replace(assessment.findings[1], status="enlarging")
+    with pytest.raises(ReportError, match="growth status of Nodule 2 is 'enlarging'"):
+        build_report(replace(assessment, findings=(assessment.findings[0], bad)), ct, seg=seg)
 
 
 def test_person_observer_is_the_seed_reader(case):
