@@ -25,7 +25,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
