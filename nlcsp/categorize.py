@@ -543,7 +543,14 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
 
     # ---- growth (note 6)
     if n.priors:
-        growth = _growth(n, case, path, reasons)
+        try:
+            growth = _growth(n, case, path, reasons)
+        except CaseError:
+            if not _growth_irrelevant(n):
+                raise
+            growth = None
+            reasons.append("priors without comparable measurements: growth not assessed (it does not change the"
+                           " category of this nodule)")
         status = growth.status if growth is not None else _cyst_status(n)
         if n.cyst is not None and n.cyst_change in ("growing-cystic-component", "growing-wall", "growing-multilocular"):
             status = "growing"
@@ -577,7 +584,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         try:
             prev_cat = previous_category(n, case, path, reasons)
         except CaseError:
-            if stepped:
+            if stepped and not _growth_irrelevant(n):
                 raise  # stepped management needs it; growth rows do not (only the G6 floor)
     f = Facts(n, case.screening_round, status, kind, size, solid, risk, prev_cat, months, since_pre, case.exam_date)
 
@@ -586,7 +593,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     rule = decision.rule
     # ---- note 13: a ground-glass nodule that doubles in size in one year
     doubled = ggn_doubled_within_a_year(n, case.exam_date)
-    if doubled is not None and category is not None and int(category) < 6:
+    if doubled is not None and category is not None and int(category) < 6 and not _growth_irrelevant(n):
         category = "6"
         rule = (f"Note 13, Category 6: a ground-glass nodule that doubles in size in one year"
                 f" (against the prior of {doubled})")
@@ -607,6 +614,13 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         reasons=tuple(reasons),
         consider_referral=decision.consider_referral and category == "5",
     )
+
+
+def _growth_irrelevant(n: Nodule) -> bool:
+    """Benign features (decision 5), secretions (10b, 10c), proven benign (note 14) and a persisting
+    segmental airway nodule (10d) have the same category whatever the growth."""
+    return (n.benign_calcification or n.fat or n.proven_benign
+            or n.airway in ("subsegmental-secretions", "segmental-or-proximal-secretions", "segmental-or-proximal"))
 
 
 def _plain_status(n: Nodule, case: Case) -> str:
