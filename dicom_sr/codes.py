@@ -155,7 +155,7 @@ CHARACTERISTIC_FLAGS: dict[str, CodedConcept] = {
 AIRWAY = _nlcsp("AIRWAY", "Airway nodule")
 AIRWAYS: dict[str, CodedConcept] = {
     "subsegmental": _nlcsp("AIRWAY-SUBSEG", "Subsegmental airway"),
-    "subsegmental-secretions": _nlcsp("AIRWAY-SUBSEG-SECR", "Subsegmental airway, secretions"),
+    "subsegmental-secretions": _nlcsp("AIRWAY-SECR", "Subsegmental airway, secretions"),
     "segmental-or-proximal": _nlcsp("AIRWAY-SEG", "Segmental or more proximal airway"),
 }
 CYST = _nlcsp("CYST", "Pulmonary cyst")
@@ -179,7 +179,7 @@ GROWTH_STATUSES: dict[str, CodedConcept] = {
 NODULE_CATEGORY = _nlcsp("NODULE-CAT", "NLCSP nodule category")
 EXAM_CATEGORY = _nlcsp("EXAM-CAT", "NLCSP exam category")
 PRIOR_CATEGORY = _nlcsp("PRIOR-CAT", "NLCSP category at prior time point")
-PRIOR_CATEGORY_DERIVED = _nlcsp("PRIOR-CAT-DERIVED", "Prior category derived by noduled")
+PRIOR_CATEGORY_DERIVED = _nlcsp("PRIOR-CAT-DERIV", "Prior category derived by noduled")
 CATEGORIES: dict[str, CodedConcept] = {
     str(n): _nlcsp(f"CAT{n}", f"NLCSP Category {n}") for n in range(7)
 }
@@ -243,8 +243,8 @@ SEED_LABEL = _nlcsp("SEED-LABEL", "Reader label")
 SEED_SERIES = _nlcsp("SEED-SERIES", "Seed series")
 SEED_IMAGE = _nlcsp("SEED-IMAGE", "Image the seed was drawn on")
 SEED_OBJECT = _nlcsp("SEED-OBJECT", "Seed object")
-SEED_TRACKING_UID = _nlcsp("SEED-TRACKING-UID", "Tracking UID written by the viewer")
-SEED_TRACKING_ID = _nlcsp("SEED-TRACKING-ID", "Tracking identifier written by the viewer")
+SEED_TRACKING_UID = _nlcsp("SEED-TRACK-UID", "Tracking UID written by the viewer")
+SEED_TRACKING_ID = _nlcsp("SEED-TRACK-ID", "Tracking identifier written by the viewer")
 
 # --- participant (TID 1006 subject context concepts) ---------------------------------------
 SUBJECT_AGE = _dcm("121033", "Subject Age")

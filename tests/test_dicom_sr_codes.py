@@ -31,3 +31,10 @@ def test_private_scheme_is_declared_and_standard_codes_are_used_for_measurements
         assert code.scheme_designator in ("SCT", "DCM")
     assert {c.scheme_designator for c in codes.CATEGORIES.values()} == {"99NLCSP"}
     assert set(codes.CATEGORIES) == {"0", "1", "2", "3", "4", "5", "6"}
+
+
+def test_codes_fit_their_value_representations():
+    # Code Value is SH (16 characters), Code Meaning LO (64)
+    for name, code in _all_codes():
+        assert len(code.value) <= 16, name
+        assert len(code.meaning) <= 64, name
