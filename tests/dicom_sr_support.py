@@ -17,7 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from dicom_sr.findings import ExamAssessment, NoduleFinding, Participant, PriorComparison, Seed
+from dicom_sr.findings import ExamAssessment, NoduleFinding, Participant, PriorComparison, ReaderAttributes, Seed
 from segmentation.types import (
     Characteristic,
     Characterization,
@@ -194,7 +194,11 @@ def make_assessment(ct: list[Dataset], *, with_prior: bool = True) -> ExamAssess
         ),
     ) if with_prior else ()
     seed1 = Seed(position_lps_mm=lps(ct, 5, 20, 22), series_uid=str(ct[0].SeriesInstanceUID), source="sr",
-                 label="Nodule A", reader="Reader^Rita")
+                 label="Nodule A spiculated", reader="Reader^Rita",
+                 attributes=ReaderAttributes(spiculated=True),
+                 referenced_sop_instance_uid=str(ct[5].SOPInstanceUID),
+                 tracking_id="cornerstoneTools@^4.0.0:Length", tracking_uid="2.25.1234567890",
+                 seed_object_uid="2.25.987654321")
     f1 = NoduleFinding(
         tracking_id="Nodule 1",
         tracking_uid=generate_uid(entropy_srcs=["test", "nodule-1"]),
