@@ -594,6 +594,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     # ---- note 13: a ground-glass nodule that doubles in size in one year
     doubled = ggn_doubled_within_a_year(n, case.exam_date)
     if doubled is not None and category is not None and int(category) < 6 and not _growth_irrelevant(n):
+        reasons.append(f"{rule} -> raised to Category 6 by note 13")
         category = "6"
         rule = (f"Note 13, Category 6: a ground-glass nodule that doubles in size in one year"
                 f" (against the prior of {doubled})")
