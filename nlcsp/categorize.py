@@ -91,6 +91,7 @@ class Facts:
     stable_months: float | None = None
     stable_since_pre_screening: bool = False
     exam_date: dt.date | None = None
+    previous_category_derived: bool = False  # no prior carried a category (C2)
 
     @property
     def path(self) -> str:
@@ -372,6 +373,12 @@ def note16_category(f: Facts) -> Row | None:
 def stepped_candidates(f: Facts) -> list[Row]:
     """Every stepped-management rule that applies to a stable or decreased nodule
     (decision 3: the lowest category wins)."""
+    if f.previous_category_derived:
+        # INTERPRETATION C3: a derived previous category is note 7's situation ("calculate PanCan risk and
+        # assign based on the pre-NLCSP CT"); the follow-up table's "Previous Category N lesion" rows and
+        # note 16 are about categories the program assigned.
+        row = first_row(NOTE_7_TABLE, f) if stable_or_decreased(f) else None
+        return [row] if row is not None else []
     rows = []
     if f.screening_round == "follow-up":
         table_row = follow_up_category(f)
@@ -496,13 +503,14 @@ def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[st
     return row.category
 
 
-def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> str:
-    """INTERPRETATION C1: the category of the most recent prior that has one (Category 0 skipped, note 8a)."""
+def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> tuple[str, bool]:
+    """INTERPRETATION C1: the category of the most recent prior that has one (Category 0 skipped, note 8a);
+    else derived (C2).  Returns (category, derived)."""
     for p in reversed(n.priors):
         if p.category is not None and p.category != "0":
             reasons.append(f"previous category {p.category} (reported on {p.date})")
-            return p.category
-    return _derive_previous_category(n, case, path, reasons)
+            return p.category, False
+    return _derive_previous_category(n, case, path, reasons), True
 
 
 def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
@@ -566,6 +574,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
             risk = computed[0]
             reasons.append(computed[1])
     prev_cat = None
+    derived = False
     months = None
     since_pre = False
     stable_since = None
@@ -582,11 +591,12 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     stepped = status in STABLE and (case.screening_round == "follow-up" or since_pre)
     if n.priors and (stepped or status in UP) and not (n.proven_benign or n.benign_calcification or n.fat):
         try:
-            prev_cat = previous_category(n, case, path, reasons)
+            prev_cat, derived = previous_category(n, case, path, reasons)
         except CaseError:
             if stepped and not _growth_irrelevant(n):
                 raise  # stepped management needs it; growth rows do not (only the G6 floor)
-    f = Facts(n, case.screening_round, status, kind, size, solid, risk, prev_cat, months, since_pre, case.exam_date)
+    f = Facts(n, case.screening_round, status, kind, size, solid, risk, prev_cat, months, since_pre, case.exam_date,
+              derived)
 
     decision = _decide(f, case, reasons)
     category = decision.category

@@ -446,6 +446,24 @@ def test_note7_previous_category_derived_by_pancan_on_the_pre_screening_ct():
     assert n.category == "5" and "Note 7" in n.rule
 
 
+def test_c3_after_a_category_0_exam_the_category_is_derived_and_note7_steps():
+    # priors carry Category 0 only (note 8a: at the 1-3-month follow-up a new category is provided).
+    # 14 mm solid nodule, 62-year-old man: PanCan 6 to < 10 % -> derived previous Category 3; stable for 2 months
+    # -> note 7: previous 3, stable < 6 months -> 3 (the follow-up row "previous Category 3 ... at 6-month
+    # follow-up" would wrongly give 2)
+    a = run("follow-up", nod(volume_mm3=1200, mean_diameter_mm=14, max_axial_diameter_mm=14,
+                             priors=[prior("2026-04-01", 1190, "0", diameter=14)]))
+    n = one(a)
+    assert n.previous_category == "3" and n.category == "3" and "Note 7" in n.rule
+
+
+def test_c3_prior_without_category_stable_three_months():
+    # 20 mm solid nodule (PanCan 10 to < 30 % -> derived previous 4), stable for exactly 3 months -> 3
+    a = run("follow-up", nod(volume_mm3=3500, mean_diameter_mm=20,
+                             priors=[prior("2026-03-01", 3450, diameter=20)]))
+    assert one(a).previous_category == "4" and one(a).category == "3"
+
+
 def test_note7_growing_against_pre_screening_ct_is_not_ignored_at_baseline():
     a = run("baseline", nod(volume_mm3=200, max_axial_diameter_mm=7.5, priors=[prior("2025-12-01", 100,
                                                                                      pre_screening=True)]))
