@@ -376,14 +376,14 @@ def _uniform_region(clean_hu: np.ndarray, grid: Grid, motion: Motion) -> dict | 
     """A soft-tissue box whose noise-free value is exactly uniform (for noise measurements)."""
     for c in _UNIFORM_CANDIDATES_BODY:
         k, j, i = np.rint(grid.lps_to_voxel(motion.to_scan(np.asarray(c)[None])[0])).astype(int)
-        lo = np.array([k - 3, j - 10, i - 10])
-        hi = np.array([k + 4, j + 11, i + 11])
+        lo = np.array([k - 4, j - 12, i - 12])
+        hi = np.array([k + 5, j + 13, i + 13])
         if np.any(lo < 0) or np.any(hi > np.array(clean_hu.shape)):
             continue
         region = clean_hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         if np.all(np.abs(region - anatomy.SOFT_HU) < 0.5):
-            return {"hu": anatomy.SOFT_HU, "index_box_kji": [[int(k - 1), int(k + 2)], [int(j - 5), int(j + 6)],
-                                                              [int(i - 5), int(i + 6)]]}
+            return {"hu": anatomy.SOFT_HU, "index_box_kji": [[int(k - 2), int(k + 3)], [int(j - 7), int(j + 8)],
+                                                              [int(i - 7), int(i + 8)]]}
     return find_uniform_region(clean_hu, anatomy.SOFT_HU)
 
 

@@ -58,7 +58,7 @@ def smooth_texture(shape, rng: np.random.Generator, amplitude_hu: float, *, coar
     return out
 
 
-def find_uniform_region(clean_hu: np.ndarray, value_hu: float, *, size=(7, 21, 21), report=(3, 11, 11)) -> dict | None:
+def find_uniform_region(clean_hu: np.ndarray, value_hu: float, *, size=(9, 23, 23), report=(5, 15, 15)) -> dict | None:
     """A box of voxels (k, j, i slices) whose noise-free value is exactly ``value_hu`` well inside a uniform area."""
     mask = np.abs(clean_hu - value_hu) < 0.5
     if not mask.any():
@@ -87,6 +87,7 @@ def render_single_nodule(
     texture_hu: float = 10.0,
     jitter_fraction: float = 0.3,
     block_voxels: tuple[int, int, int] | None = None,
+    psf_fwhm_mm: float = 0.9,
     **shape,
 ) -> PhantomStudy:
     """One nodule of ``kind`` in a lung block (``juxtapleural`` adds a chest-wall slab, ``perifissural`` a fissure).
@@ -106,12 +107,14 @@ def render_single_nodule(
         nz = max(48, int(np.ceil(extent_mm / sz)))
     else:
         nz, ny, nx = block_voxels
+    if kind == "juxtapleural" and block_voxels is None:
+        nx = max(nx, 96)  # room for a 30 mm chest-wall slab
     # nodule centre in a right-upper-lobe-like position, off the voxel lattice by a random sub-voxel shift
     centre = np.array([-80.0, -10.0, 60.0]) + rng.uniform(-0.5, 0.5, 3) * np.array([sx, sy, sz])
     origin = (centre[0] - (nx - 1) / 2 * sx, centre[1] - (ny - 1) / 2 * sy, centre[2] - (nz - 1) / 2 * sz)
     if kind == "juxtapleural":
-        # wall to the patient's right (-x) of the nodule: keep the nodule in the block
-        origin = (origin[0] + diameter_mm * 0.3, origin[1], origin[2])
+        # chest wall towards the patient's right (-x) of the nodule
+        origin = (origin[0] - 10.0, origin[1], origin[2])
     grid = Grid((nz, ny, nx), tuple(float(v) for v in origin), (sx, sy, sz))
 
     hu = np.full(grid.shape, LUNG_HU, dtype=np.float32)
@@ -119,17 +122,21 @@ def render_single_nodule(
     container = None
     uniform_value = None
     r = diameter_mm / 2
+    wall = None
     if kind == "juxtapleural":
-        x_wall = float(centre[0] - 0.55 * r)  # 45 % of the radius lies beyond the pleura
+        # an oblique pleural plane (a chest wall is never aligned with the voxel lattice); lung side: p.n > offset
+        n_wall = np.array([1.0, 0.25, 0.12]) / np.linalg.norm([1.0, 0.25, 0.12])
+        offset = float(n_wall @ centre - 0.55 * r)  # 45 % of the radius lies beyond the pleura
+        wall = {"normal": [float(v) for v in n_wall], "offset_mm": offset,
+                "note": "lung where p . normal > offset_mm; chest wall (40 HU) below, fat from offset - 30 mm"}
 
-        def container(p, _x=x_wall):
-            return p[..., 0] > _x
+        def container(p, _n=n_wall, _o=offset):
+            return p @ _n > _o
 
         box = (slice(0, nz), slice(0, ny), slice(0, nx))
-        frac = fraction_sdf(grid, box, lambda p, _x=x_wall: p[..., 0] - _x)
+        frac = fraction_sdf(grid, box, lambda p, _n=n_wall, _o=offset: p @ _n - _o)
         paint(hu, box, frac, WALL_HU)
-        x_fat = x_wall - 12.0
-        frac = fraction_sdf(grid, box, lambda p, _x=x_fat: p[..., 0] - _x)
+        frac = fraction_sdf(grid, box, lambda p, _n=n_wall, _o=offset - 30.0: p @ _n - _o)
         paint(hu, box, frac, FAT_HU)
         uniform_value = WALL_HU
     plane_normal = None
@@ -144,7 +151,7 @@ def render_single_nodule(
     paint_nodule(hu, grid, nodule)
     clean = hu
     noisy, blurred = acquire(clean, grid.spacing_mm, rng, noise_sd_hu=noise_sd_hu,
-                             slice_thickness_mm=slice_thickness_mm)
+                             slice_thickness_mm=slice_thickness_mm, psf_fwhm_xy_mm=psf_fwhm_mm)
 
     truth = nodule_truth(nodule)
     z0, dz = grid.origin_lps_mm[2], sz
@@ -174,7 +181,9 @@ def render_single_nodule(
         "origin_lps_mm": list(grid.origin_lps_mm),
         "spacing_mm": list(grid.spacing_mm),
         "noise_sd_hu": noise_sd_hu,
+        "psf_fwhm_mm": psf_fwhm_mm,
         "lung_hu": LUNG_HU,
+        "chest_wall_plane": wall,
         "uniform_regions": [r for r in [find_uniform_region(clean, uniform_value)] if r] if uniform_value else [],
         "nodules": [truth],
     }
