@@ -729,8 +729,10 @@ def _decide_follow_up(f: Facts, reasons: list[str]) -> Decision:
         twin = replace(f, status="stable", stable_months=months_between(last.date, f.exam_date),
                        stable_since_pre_screening=last.pre_screening)
         floor = stepped_candidates(twin)
+        if prev(f, "5", "6"):
+            floor.append(PREVIOUS_5_6)  # a previous Category 5/6 lesion that grows is never below 5
         if floor:
-            lowest = _lowest(floor)
+            lowest = max(floor, key=lambda r: int(r.category)) if prev(f, "5", "6") else _lowest(floor)
             if int(lowest.category) > int(row.category):
                 reasons.append(f"growth row gives Category {row.category}, stability would give {lowest.category}")
                 return Decision(lowest.category, f"{row.rule}; not lower than the Category {lowest.category} it"

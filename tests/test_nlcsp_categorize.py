@@ -350,6 +350,13 @@ def test_growth_floor_interpretation_g6():
     assert one(a).category == "3" and "INTERPRETATION G6" in one(a).rule
 
 
+def test_growth_floor_previous_5_that_grows_stays_5():
+    # previous Category 5, 12 months later grown (< 268 mm3): the growth row gives 4, note 16 would step a stable
+    # one down to 2 -- a growing previous Category 5/6 lesion is never below 5 (INTERPRETATION G6)
+    a = run("follow-up", nod(volume_mm3=250, priors=[prior(B, 120, "5")]))
+    assert one(a).status == "growing" and one(a).category == "5"
+
+
 # ============================================================== notes
 
 
