@@ -61,6 +61,12 @@ VESSEL_REACH_MM = 3.0
 CLOSING_RADIUS_MM = 40.0
 #: grid step (mm) on which that closing is computed
 CLOSING_GRID_MM = 1.4
+#: erosion slack (grid steps) that undoes the discrete dilation overshoot
+CLOSING_SLACK = 0.5
+#: the quadratic pleura fit is used only when its RMS residual (mm) is below this
+PLEURA_FIT_RMS_MM = 0.8
+#: largest opening radius (mm): vessels next to nodules are thinner than twice this
+MAX_OPENING_MM = 3.0
 #: the ROI default lung level when the ROI has no parenchyma (HU)
 DEFAULT_LUNG_HU = -850.0
 
@@ -206,8 +212,19 @@ def segment_roi(
         raise NoNoduleAtSeed(
             f"the structure at the seed ({nodule_hu:.0f} HU) is barely denser than the lung ({lung_hu:.0f} HU)"
         )
-    other = (smoothed > threshold) & ~mask | ~closed_lung
+    cut_weight = None
+    if flags.get("juxtapleural_cut_applied"):
+        refined = refine_pleural_cut(smoothed > threshold, air_like, closed_lung, mask, start, spacing_zyx)
+        if refined is not None:
+            mask, cut_weight = refined
+    other = (smoothed > threshold) & ~mask | ~closed_lung & ~mask
     fraction = partial_volume(smoothed, mask, other, lung_hu, nodule_hu, spacing_zyx)
+    if cut_weight is not None:
+        # sub-voxel cut at the pleura: straddling voxels count the share on the lung side
+        near = cut_weight < 1.0
+        fraction[mask & near] = np.minimum(fraction[mask & near], cut_weight[mask & near])
+        beyond = ~mask & near & (smoothed > threshold) & ndimage.binary_dilation(mask)
+        fraction[beyond] = cut_weight[beyond]
     needs_larger = _touches_edge(mask, spacing_zyx, SHELL_MM[1])
     return RoiResult(mask, fraction, smoothed, lung_hu, nodule_hu, threshold, needs_larger, flags)
 
@@ -232,6 +249,50 @@ def grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags):
     mask, detached = detach_vessels(region, start, spacing_zyx)
     flags["vessel_detachment_applied"] = detached
     return mask
+
+
+def refine_pleural_cut(dense, air_like, closed_lung, mask, start, spacing_zyx):
+    """Cut a juxtapleural nodule from the wall along a quadratic fit of the pleura next to it.
+
+    The ball closing leaves a lens of nodule on the wall side (or, on its
+    coarse grid, a sliver of wall on the nodule side); the pleura itself,
+    where lung touches the wall, is smooth and fits a quadratic surface.
+    Returns (mask, cut weight per voxel in [0, 1]) or None when the fit is poor.
+    """
+    wall = dense & ~closed_lung
+    if not wall.any():
+        return None
+    # pleura: dense voxels next to air, near the deep wall, away from the nodule
+    wall_zone = dense & (_distance_outside(wall, spacing_zyx) <= 2.5)
+    boundary = wall_zone & ndimage.binary_dilation(air_like) & (_distance_outside(mask, spacing_zyx) > 1.0)
+    pts = np.argwhere(boundary) * spacing_zyx
+    if len(pts) < 40:
+        return None
+    centre = pts.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((pts - centre).T))
+    normal, e1, e2 = vecs[:, 0], vecs[:, 1], vecs[:, 2]
+    lung_pts = np.argwhere(air_like)[::7] * spacing_zyx
+    if ((lung_pts - centre) @ normal).mean() < 0:
+        normal = -normal
+    design = _quadratic_design((pts - centre) @ e1, (pts - centre) @ e2)
+    coef, *_ = np.linalg.lstsq(design, (pts - centre) @ normal, rcond=None)
+    rms = float(np.sqrt(np.mean((design @ coef - (pts - centre) @ normal) ** 2)))
+    if rms > PLEURA_FIT_RMS_MM:
+        return None
+    step = float(np.abs(normal) @ spacing_zyx)  # voxel extent along the normal
+    grid = np.indices(dense.shape).reshape(3, -1).T * spacing_zyx - centre
+    surface = _quadratic_design(grid @ e1, grid @ e2) @ coef + 0.5 * step  # voxel centres sit half a voxel inside
+    height = (grid @ normal - surface).reshape(dense.shape)  # mm, > 0 on the lung side
+    near = _distance_outside(mask, spacing_zyx) <= 2.0
+    candidate = (mask | (dense & near)) & (height > 0)
+    refined = connected_at(candidate, start) if candidate[start] else None
+    if refined is None:
+        return None
+    return refined, np.clip(0.5 + height / step, 0.0, 1.0).astype(np.float32)
+
+
+def _quadratic_design(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], axis=1)
 
 
 # ---------------------------------------------------------------- intensities
@@ -351,7 +412,7 @@ def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
     dilated = ndimage.distance_transform_edt(~padded, sampling=sp) <= radius_mm
     if dilated.all():
         return np.ones_like(lung_side)
-    closed = ndimage.distance_transform_edt(dilated, sampling=sp) > radius_mm
+    closed = ndimage.distance_transform_edt(dilated, sampling=sp) > radius_mm - CLOSING_SLACK * float(sp.max())
     closed = closed[pad[0] : pad[0] + coarse.shape[0], pad[1] : pad[1] + coarse.shape[1], pad[2] : pad[2] + coarse.shape[2]]
     if closed.shape != lung_side.shape:
         zoom = np.array(lung_side.shape) / np.array(closed.shape)
@@ -382,7 +443,7 @@ def detach_vessels(region: np.ndarray, start: tuple, spacing_zyx: np.ndarray) ->
     """
     depth = ndimage.distance_transform_edt(region, sampling=spacing_zyx)
     radius = inscribed_radius(depth, start, spacing_zyx)
-    open_r = max(0.5 * radius, float(spacing_zyx.min()) * 1.01)
+    open_r = max(min(0.5 * radius, MAX_OPENING_MM), float(spacing_zyx.min()) * 1.01)
     core = depth > open_r
     core_start = _nearest_true(core, start)
     if core_start is None:
@@ -477,12 +538,15 @@ def partial_volume(
     """Partial-volume weights: 1 inside, (I - lung)/(nodule - lung) clipped in the boundary band, 0 elsewhere.
 
     The band is as wide as the blur of the scanner plus one voxel on each side;
-    voxels of other dense structures (``other``) never count.
+    voxels of other dense structures (``other``), and lung voxels nearer to
+    them than to the nodule, never count.
     """
     width = max(1.5, 1.01 * float(spacing_zyx.max()))
     inside_depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     outside = _distance_outside(mask, spacing_zyx)
-    band = (mask & (inside_depth <= width)) | (~mask & (outside <= width) & ~other)
+    # outside voxels nearer to another dense structure than to the nodule carry that structure's blur
+    nearer_other = _distance_outside(other, spacing_zyx) < outside if other.any() else np.zeros_like(mask)
+    band = (mask & (inside_depth <= width)) | (~mask & (outside <= width) & ~other & ~nearer_other)
     frac = np.zeros(mask.shape, dtype=np.float32)
     frac[mask] = 1.0
     w = (smoothed[band] - lung_hu) / max(nodule_hu - lung_hu, 1.0)
