@@ -182,11 +182,16 @@ def standard_checks(
     data_dir: Path,
     min_free_disk_mb: int,
     queue_ping: Callable[[], None] | None,
+    outbox: Any = None,
 ) -> dict[str, Check]:
-    """The node's checks: ``scp``, ``database``, ``disk`` and (when a queue is given) ``queue``.
+    """The node's checks: ``scp``, ``database``, ``disk``, and ``queue`` / ``outbox`` when given.
 
     ``scp`` is anything with ``.running`` (:class:`daemon.scp.StorageSCP`);
-    ``queue_ping`` raises when the queue is unreachable.
+    ``queue_ping`` raises when the queue is unreachable.  ``outbox`` (a
+    :class:`daemon.delivery.Outbox`) adds an informational check: deliveries
+    waiting for a destination that is down do not make the node unhealthy
+    (they are retried), so it fails only when the outbox cannot be read; its
+    detail says how many objects wait and since when, and how many expired.
     """
 
     def scp_check() -> tuple[bool, str]:
@@ -212,4 +217,12 @@ def standard_checks(
             return True, "reachable"
 
         checks["queue"] = queue_check
+    if outbox is not None:
+
+        def outbox_check() -> tuple[bool, str]:
+            summary = outbox.summary(recent_errors=0)
+            since = f" (oldest since {summary['oldest_pending']})" if summary["oldest_pending"] else ""
+            return True, f"{summary['pending']} pending{since}, {summary['delivered']} delivered, {summary['expired']} expired"
+
+        checks["outbox"] = outbox_check
     return checks
