@@ -50,23 +50,22 @@ def measure_nodule(
     weights = nodule.fraction if nodule.fraction is not None else nodule.mask.astype(np.float32)
     to_lps = index_to_lps_fn(image, nodule.origin_index_zyx)
 
-    axes = plane_axes(weights, spacing_zyx, to_lps)
+    axes = scale_axes(plane_axes(weights, spacing_zyx, to_lps), partial_volume_scale(weights))
     plane = max(axes, key=lambda p: axes[p]["long_mm"])
     best = axes[plane]
     inside = hu[nodule.mask] if nodule.mask.any() else hu.ravel()
     smoothed = smoothed_roi if smoothed_roi is not None else ndimage.gaussian_filter(hu, 0.6 / spacing_zyx)
-    solid = (smoothed >= solid_threshold_hu) & ((weights > 0.5) | nodule.mask)
-    solid_volume = float(solid.sum() * voxel_mm3)
-    solid_mean = None
     if nodule_hu is not None and nodule_hu >= solid_threshold_hu:
         solid_volume = float(weights.sum() * voxel_mm3)
         solid_mean = 0.5 * (best["long_mm"] + best["short_mm"])
-    elif solid.sum() >= 3:
-        solid_axes = plane_axes(solid.astype(np.float32), spacing_zyx, to_lps)
-        sp = max(solid_axes, key=lambda p: solid_axes[p]["long_mm"])
-        solid_mean = 0.5 * (solid_axes[sp]["long_mm"] + solid_axes[sp]["short_mm"])
     else:
+        solid_w = solid_weights(smoothed, weights, nodule.mask, spacing_zyx, solid_threshold_hu, nodule_hu)
+        solid_volume = float(solid_w.sum() * voxel_mm3)
         solid_mean = 0.0
+        if (solid_w > 0.5).sum() >= 2:
+            solid_axes = scale_axes(plane_axes(solid_w, spacing_zyx, to_lps), partial_volume_scale(solid_w))
+            sp = max(solid_axes, key=lambda p: solid_axes[p]["long_mm"])
+            solid_mean = 0.5 * (solid_axes[sp]["long_mm"] + solid_axes[sp]["short_mm"])
     w_sum = float(weights.sum())
     centroid_idx = np.array(ndimage.center_of_mass(weights)) if w_sum > 0 else np.zeros(3)
     return NoduleMeasurement(
@@ -86,6 +85,61 @@ def measure_nodule(
         mask=nodule,
         quality=quality or MeasurementQuality(),
     )
+
+
+#: attenuation of solid soft tissue (HU) used as the solid level of small solid components
+SOLID_TISSUE_HU = 30.0
+
+
+def solid_weights(smoothed, weights, mask, spacing_zyx, threshold_hu, ground_glass_hu) -> np.ndarray:
+    """Partial-volume weights of the solid component inside a ground-glass nodule.
+
+    Voxels at or above ``threshold_hu`` and a 1.5 mm band around them count
+    (I - mu_gg) / (mu_solid - mu_gg) clipped to [0, 1], with mu_gg the
+    nodule's ground-glass level and mu_solid the solid level (at least soft
+    tissue, ``SOLID_TISSUE_HU``, since small cores lose contrast to blur).
+    """
+    inside = mask | (weights > 0.5)
+    core = (smoothed >= threshold_hu) & inside
+    if not core.any():
+        return np.zeros(mask.shape, dtype=np.float32)
+    rest = inside & ~core
+    gg = ground_glass_hu if ground_glass_hu is not None else float(np.median(smoothed[rest])) if rest.any() else -600.0
+    tissue = max(SOLID_TISSUE_HU, float(np.percentile(smoothed[core], 90)))
+    near = (ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= 1.5) & inside
+    out = np.zeros(mask.shape, dtype=np.float32)
+    out[near] = np.clip((smoothed[near] - gg) / max(tissue - gg, 1.0), 0.0, 1.0)
+    deep = ndimage.distance_transform_edt(core, sampling=spacing_zyx) > 1.5
+    out[deep] = 1.0
+    return out
+
+
+def partial_volume_scale(weights: np.ndarray) -> float:
+    """Length scale that makes the 0.5 iso-surface enclose the partial-volume volume.
+
+    Blur moves the 0.5 iso-surface of a curved boundary inwards (by about
+    sigma^2 / radius), so axes measured on it are short for small nodules;
+    scaling them by (sum of weights / voxels above 0.5)^(1/3) undoes that.
+    """
+    above = int((weights > 0.5).sum())
+    if above == 0:
+        return 1.0
+    return float(np.clip((float(weights.sum()) / above) ** (1.0 / 3.0), 0.9, 1.15))
+
+
+def scale_axes(axes: dict, factor: float) -> dict:
+    """Axes lengths and endpoints scaled by ``factor`` about each axis' midpoint."""
+    out = {}
+    for plane, a in axes.items():
+        b = dict(a)
+        b["long_mm"] = a["long_mm"] * factor
+        b["short_mm"] = a["short_mm"] * factor
+        for key in ("long_ends", "short_ends"):
+            p, q = np.array(a[key][0]), np.array(a[key][1])
+            mid = 0.5 * (p + q)
+            b[key] = (tuple(float(v) for v in mid + (p - mid) * factor), tuple(float(v) for v in mid + (q - mid) * factor))
+        out[plane] = b
+    return out
 
 
 def index_to_lps_fn(image: sitk.Image, origin_index_zyx):

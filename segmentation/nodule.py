@@ -67,6 +67,14 @@ CLOSING_SLACK = 0.5
 PLEURA_FIT_RMS_MM = 0.8
 #: largest opening radius (mm): vessels next to nodules are thinner than twice this
 MAX_OPENING_MM = 3.0
+#: nodules thinner than 6 mm whose centre is denser than this (calcium) use it as their level
+SMALL_CALCIFIED_LEVEL_HU = 150.0
+#: half-width (mm) of the partial-volume band on each side of the boundary
+BAND_MM = 2.0
+#: thresholds below this (HU) mean the region was grown as ground glass
+GROUND_GLASS_THRESHOLD_HU = -575.0
+#: solid attenuation (HU) for telling the ground-glass layer from a solid core
+SOLID_HU = -300.0
 #: the ROI default lung level when the ROI has no parenchyma (HU)
 DEFAULT_LUNG_HU = -850.0
 
@@ -366,20 +374,31 @@ def shell_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None
 def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
     """Nodule level (HU) of the mask's outer layer, beyond the blurred edge.
 
-    Large nodules: the histogram mode of the smoothed HU 1-3 mm deep (the
-    ground-glass level of a part-solid nodule, the soft-tissue level of a
-    calcified one).  Nodules thinner than 6 mm lose contrast to blur and
+    Large nodules: the histogram mode of the smoothed HU 1.5-3.5 mm deep (the
+    soft-tissue level of a calcified nodule; for a region grown at a
+    ground-glass threshold, the mode of the ground-glass voxels only, so a
+    solid core does not count).  Nodules thinner than 6 mm lose contrast to blur and
     smoothing, so their level is the mean unsmoothed HU of the deepest voxels.
     """
     depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     deepest = float(depth.max())
     if deepest >= 3.0:
-        inner = max(1.0, 0.8 * float(spacing_zyx.max()))  # beyond the blur, thick slices included
+        inner = max(1.5, 0.8 * float(spacing_zyx.max()))  # beyond the blur, thick slices included
         layer = (depth >= inner) & (depth <= inner + 2.0)
-        if layer.sum() >= 8:
-            return histogram_mode(smoothed[layer])
+        values = smoothed[layer]
+        if threshold < GROUND_GLASS_THRESHOLD_HU:
+            # grown at a ground-glass threshold: the outer layer is ground glass, a solid core is not
+            glass = values[values < SOLID_HU]
+            if glass.size < 150:  # thin ground-glass rim: look closer to the edge
+                shallow = smoothed[(depth >= 1.0) & (depth <= 3.0)]
+                glass = shallow[shallow < SOLID_HU]
+            values = glass if glass.size >= 8 else values
+        if values.size >= 8:
+            return histogram_mode(values)
     deep = depth >= max(deepest - 1.0, 0.5 * deepest)
-    return float(max(np.mean(roi_hu[deep]), threshold))
+    level = float(max(np.mean(roi_hu[deep]), threshold))
+    # a small nodule with a calcified centre: its outer layer is soft tissue, not calcium
+    return min(level, SMALL_CALCIFIED_LEVEL_HU)
 
 
 def histogram_mode(values: np.ndarray, bin_hu: float = 10.0) -> float:
@@ -541,7 +560,7 @@ def partial_volume(
     voxels of other dense structures (``other``), and lung voxels nearer to
     them than to the nodule, never count.
     """
-    width = max(1.5, 1.01 * float(spacing_zyx.max()))
+    width = max(BAND_MM, 1.01 * float(spacing_zyx.max()))
     inside_depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     outside = _distance_outside(mask, spacing_zyx)
     # outside voxels nearer to another dense structure than to the nodule carry that structure's blur
