@@ -35,6 +35,7 @@ that never closes inside the largest ROI raises
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,7 @@ from scipy import ndimage
 from segmentation.types import MeasurementQuality, NoduleMask, NoduleMeasurement, NoNoduleAtSeed
 
 #: ROI half-sizes (mm) tried in turn
-ROI_HALF_SIZES_MM = (12.0, 20.0, 32.0, 48.0)
+ROI_HALF_SIZES_MM = (12.0, 16.0, 20.0, 26.0, 32.0, 40.0, 48.0)
 #: Gaussian smoothing (mm) used for thresholding and local statistics
 SMOOTHING_SIGMA_MM = 0.6
 #: a nodule must be at least this much denser than the parenchyma (HU, smoothed)
@@ -58,7 +59,7 @@ SHELL_MM = (2.0, 4.5)
 #: removed-by-opening parts reaching farther than this (mm, or 0.8 x radius) are vessels
 VESSEL_REACH_MM = 3.0
 #: radius (mm) of the ball that closes the lung over juxtapleural nodules
-CLOSING_RADIUS_MM = 40.0
+CLOSING_RADIUS_MM = 25.0
 #: grid step (mm) on which that closing is computed
 CLOSING_GRID_MM = 1.4
 #: erosion slack (grid steps) that undoes the discrete dilation overshoot
@@ -115,7 +116,8 @@ def segment_nodule(
         raise NoNoduleAtSeed(f"{_where(seed)}: the seed lies outside the image volume")
     result = None
     box = None
-    for half_mm in ROI_HALF_SIZES_MM:
+    first = first_roi_half_size(hu, seed_zyx, spacing_zyx)
+    for half_mm in [h for h in ROI_HALF_SIZES_MM if h >= first] or [ROI_HALF_SIZES_MM[-1]]:
         box = roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
         roi = np.asarray(hu[box], dtype=np.float32)
         roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
@@ -149,6 +151,25 @@ def segment_nodule(
         smoothed_roi=result.smoothed[offset],
         nodule_hu=result.nodule_hu,
     )
+
+
+def first_roi_half_size(hu, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> float:
+    """Smallest ROI half-size (mm) likely to hold the nodule: from the inscribed radius at the seed.
+
+    A quick look in the smallest ROI: the dense blob at the seed (above the
+    midpoint of the lung and seed levels) and the largest ball inside it near
+    the seed.  The ROI must hold the nodule plus the shell for the lung level.
+    """
+    box = roi_box(seed_zyx, ROI_HALF_SIZES_MM[0], spacing_zyx, hu.shape)
+    roi = ndimage.gaussian_filter(np.asarray(hu[box], dtype=np.float32), SMOOTHING_SIGMA_MM / spacing_zyx)
+    lung = parenchyma_level(roi)
+    start = tuple(int(v) for v in np.clip(np.round(seed_zyx - [b.start for b in box]), 0, np.array(roi.shape) - 1))
+    if lung is None or roi[start] - lung < MIN_CONTRAST_HU:
+        return ROI_HALF_SIZES_MM[0]
+    blob = connected_at(roi > lung + 0.5 * (roi[start] - lung), start)
+    depth = ndimage.distance_transform_edt(blob, sampling=spacing_zyx)
+    radius = inscribed_radius(depth, start, spacing_zyx)
+    return 1.3 * radius + SHELL_MM[1]
 
 
 def _where(seed) -> str:
@@ -193,7 +214,11 @@ def segment_roi(
     mask = None
     air_like = smoothed <= max(lung_hu + 200.0, -500.0)  # parenchyma and ground glass, never soft tissue
     lung_side = air_like if lung_roi is None else air_like | lung_roi
-    closed_lung = close_lung(lung_side, spacing_zyx, CLOSING_RADIUS_MM)
+    probe = connected_at(smoothed > lung_hu + 0.5 * MIN_CONTRAST_HU, start)
+    if probe is not None and not _touches_edge(probe, spacing_zyx, 0.0):
+        closed_lung = np.ones(smoothed.shape, dtype=bool)  # isolated in the lung: no wall to cut off
+    else:
+        closed_lung = close_lung(lung_side, spacing_zyx, CLOSING_RADIUS_MM)
     for _ in range(5):  # threshold refinement: nodule level of the outer layer, or a ground-glass halo
         mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
         level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
@@ -349,8 +374,33 @@ def core_level(smoothed: np.ndarray, start: tuple, spacing_zyx: np.ndarray, radi
     return float(np.median(sub.ravel()[near]))
 
 
+_cache = threading.local()
+
+
+def _cached_edt(mask: np.ndarray, spacing_zyx: np.ndarray, inside: bool) -> np.ndarray:
+    """Euclidean distance map of ``mask`` (inside: depth; outside: distance to it), memoised per mask object.
+
+    The segmentation asks for the same maps of the same mask from several
+    small functions; the last few are kept (per thread) to avoid recomputing.
+    """
+    store = getattr(_cache, "items", None)
+    if store is None:
+        store = _cache.items = []
+    for m, sp, ins, result in store:
+        if m is mask and ins == inside and np.array_equal(sp, spacing_zyx):
+            return result
+    result = ndimage.distance_transform_edt(mask if inside else ~mask, sampling=spacing_zyx)
+    store.append((mask, np.array(spacing_zyx), inside, result))
+    del store[:-6]
+    return result
+
+
 def _distance_outside(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
-    return ndimage.distance_transform_edt(~mask, sampling=spacing_zyx)
+    return _cached_edt(mask, spacing_zyx, inside=False)
+
+
+def _depth(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
+    return _cached_edt(mask, spacing_zyx, inside=True)
 
 
 def halo_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
@@ -380,7 +430,7 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
     solid core does not count).  Nodules thinner than 6 mm lose contrast to blur and
     smoothing, so their level is the mean unsmoothed HU of the deepest voxels.
     """
-    depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    depth = _depth(mask, spacing_zyx)
     deepest = float(depth.max())
     if deepest >= 3.0:
         inner = max(1.5, 0.8 * float(spacing_zyx.max()))  # beyond the blur, thick slices included
@@ -532,7 +582,7 @@ def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -
 
 def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
     """A seed on a vessel gives a long thin tube: its extent far exceeds its thickness."""
-    depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    depth = _depth(mask, spacing_zyx)
     radius = inscribed_radius(depth, start, spacing_zyx)
     pts = (np.argwhere(mask) - np.array(start)) * spacing_zyx
     reach = float(np.sqrt((pts**2).sum(axis=1)).max())
@@ -561,7 +611,7 @@ def partial_volume(
     them than to the nodule, never count.
     """
     width = max(BAND_MM, 1.01 * float(spacing_zyx.max()))
-    inside_depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    inside_depth = _depth(mask, spacing_zyx)
     outside = _distance_outside(mask, spacing_zyx)
     # outside voxels nearer to another dense structure than to the nodule carry that structure's blur
     nearer_other = _distance_outside(other, spacing_zyx) < outside if other.any() else np.zeros_like(mask)
