@@ -270,15 +270,16 @@ class Chest:
             lambda p: np.maximum(np.abs(p[..., 2] - HORIZONTAL_Z) - 0.2,
                                  (OBLIQUE_Z0["R"] + OBLIQUE_SLOPE * p[..., 1]) - p[..., 2]),
         ]
+        cache: dict = {}
         for k0 in range(0, nz, slab):
             box = (slice(k0, min(k0 + slab, nz)), slice(0, ny), slice(0, nx))
             for inside, value, bb in structures:
                 sbox = scan_box(bb, box[0].start, box[0].stop)
                 if sbox is None:
                     continue
-                frac = fraction_inside(grid, sbox, inside, point_map=point_map)
+                frac = fraction_inside(grid, sbox, inside, point_map=point_map, cache=cache)
                 paint(hu, sbox, frac, value)
-            lung = fraction_inside(grid, box, lung_inside, point_map=point_map)
+            lung = fraction_inside(grid, box, lung_inside, point_map=point_map, cache=cache)
             paint(hu, box, lung, LUNG_HU + texture[box])
             inl = lung > 0
             if inl.any():
@@ -299,16 +300,12 @@ class Chest:
                     region = hu[box]
                     region[sel] += f * (FISSURE_HU - region[sel])
 
-        def seg(s: Segment, dr: float, value: float) -> None:
-            p0, p1 = np.asarray(s.p0), np.asarray(s.p1)
-            if point_map is not None:
-                p0, p1 = motion.to_scan(p0), motion.to_scan(p1)
+        airways = airway_segments()
+        segs = [(s, 0.0, SOFT_HU) for s in airways] + [(s, 1.5, AIR_HU) for s in airways] + \
+            [(s, 0.0, BLOOD_HU) for s in self.vessels]
+        ends_body = np.array([[s.p0, s.p1] for s, _, _ in segs], dtype=float)  # (n, 2, 3)
+        ends_scan = ends_body if point_map is None else motion.to_scan(ends_body)  # one batched inversion
+        for (s, dr, value), (p0, p1) in zip(segs, ends_scan):
             paint_segment(hu, grid, p0, p1, s.r0 - dr, s.r1 - dr, value, point_map=point_map,
                           margin_mm=2.0, sdf_points=(s.p0, s.p1))
-
-        for s in airway_segments():
-            seg(s, 0.0, SOFT_HU)
-            seg(s, 1.5, AIR_HU)
-        for s in self.vessels:
-            seg(s, 0.0, BLOOD_HU)
         return hu

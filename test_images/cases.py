@@ -19,7 +19,7 @@ from test_images import anatomy
 from test_images.motion import Motion
 from test_images.nodules import jittered_seed, make_nodule, nodule_truth
 from test_images.render import Grid
-from test_images.scene import acquire, paint_nodule, segment_sdf
+from test_images.scene import acquire, paint_nodule
 from test_images.single import find_uniform_region
 from test_images.study import PhantomStudy, age_at, make_patient, make_uid
 
@@ -164,11 +164,15 @@ _LOBE_BOX = {  # body-frame sampling boxes (x, y, z ranges) per lobe, kept compa
 
 
 def _min_vessel_clearance(p, chest: anatomy.Chest) -> float:
-    best = np.inf
-    for s in chest.vessels:
-        d = segment_sdf(s.p0, s.p1, s.r0, s.r1)(np.asarray(p, dtype=float)[None])[0]
-        best = min(best, d)
-    return best
+    """Smallest distance (mm) from ``p`` to the surface of any vessel (negative inside one)."""
+    a = np.array([s.p0 for s in chest.vessels])
+    b = np.array([s.p1 for s in chest.vessels])
+    r0 = np.array([s.r0 for s in chest.vessels])
+    r1 = np.array([s.r1 for s in chest.vessels])
+    ab = b - a
+    t = np.clip(((np.asarray(p) - a) * ab).sum(1) / (ab * ab).sum(1), 0.0, 1.0)
+    d = np.linalg.norm(np.asarray(p) - (a + t[:, None] * ab), axis=1) - (r0 + (r1 - r0) * t)
+    return float(d.min())
 
 
 def _place(spec: NoduleSpec, rng, chest, placed: list[tuple[np.ndarray, float]]) -> np.ndarray:

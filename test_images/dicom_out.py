@@ -191,6 +191,9 @@ def _seed_points(study: PhantomStudy) -> list[dict]:
 
 
 def _fix_dates(ds: Dataset, study: PhantomStudy, series_time: str) -> None:
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = _da(study.study_date) + series_time
     for kw in ("ContentDate", "InstanceCreationDate", "PresentationCreationDate", "SeriesDate"):
         if kw in ds:
             setattr(ds, kw, _da(study.study_date))

@@ -49,9 +49,16 @@ class Motion:
         """Scanner-frame LPS (..., 3) -> body frame."""
         if self.is_identity:
             return p_scan
-        q = (np.asarray(p_scan) - np.asarray(self.translation_mm, dtype=float)) @ self.rotation
+        p = np.asarray(p_scan)
+        dt = p.dtype if p.dtype in (np.float32, np.float64) else np.float64
+        r = self.rotation.astype(dt)
+        t = np.asarray(self.translation_mm, dtype=dt)
+        d = [p[..., 0] - t[0], p[..., 1] - t[1], p[..., 2] - t[2]]
+        q = np.empty(p.shape, dtype=dt)
+        for j in range(3):  # q = (p - t) @ R, written out (much faster than matmul on (N, 3))
+            q[..., j] = d[0] * r[0, j] + d[1] * r[1, j] + d[2] * r[2, j]
         if any(self.breathing_mm):
-            q = q + self._u(q)
+            q += self._u(q)
         return q
 
     def to_scan(self, p_body: np.ndarray) -> np.ndarray:
@@ -61,8 +68,12 @@ class Motion:
             return p
         q = p.copy()
         if any(self.breathing_mm):
-            for _ in range(60):
-                q = p - self._u(q)
+            for _ in range(100):
+                q_new = p - self._u(q)
+                done = np.max(np.abs(q_new - q)) < 1e-10
+                q = q_new
+                if done:
+                    break
         return q @ self.rotation.T + np.asarray(self.translation_mm, dtype=float)
 
     def as_truth(self) -> dict:

@@ -154,13 +154,23 @@ def apply_psf(hu: np.ndarray, spacing_mm, *, fwhm_xy_mm: float = 0.9, fwhm_z_mm:
 
 
 def fraction_inside(grid: Grid, box, inside: Callable[[np.ndarray], np.ndarray], *, factor: int = 4,
-                    point_map: PointMap | None = None) -> np.ndarray:
+                    point_map: PointMap | None = None, cache: dict | None = None) -> np.ndarray:
     """Partial-volume fraction (in ``box``) of the solid {inside(p)}: voxels whose inside-ness differs
-    from a face neighbour's (evaluated one voxel beyond the box too) are supersampled ``factor`` per axis."""
+    from a face neighbour's (evaluated one voxel beyond the box too) are supersampled ``factor`` per axis.
+
+    ``cache`` (a dict) keeps the last box's mapped voxel centres for the next call on the same box.
+    """
     n = grid.shape
     ext = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n[a])) for a, s in enumerate(box))
-    pts = grid.centres(ext, np.float32)
-    body = pts if point_map is None else point_map(pts)
+    key = tuple((s.start, s.stop) for s in ext)
+    if cache is not None and key in cache:
+        pts, body = cache[key]
+    else:
+        pts = grid.centres(ext, np.float32)
+        body = pts if point_map is None else point_map(pts)
+        if cache is not None:
+            cache.clear()
+            cache[key] = (pts, body)
     ins = inside(body)
     edge = np.zeros(ins.shape, dtype=bool)
     for ax in range(3):

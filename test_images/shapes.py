@@ -119,7 +119,9 @@ def fibonacci_directions(n: int) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _quadrature(n_mu: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
     """Directions (N, 3) and solid-angle weights (N,) summing to 4*pi."""
-    mu, w_mu = np.polynomial.legendre.leggauss(n_mu)
+    from scipy.special import roots_legendre  # fast (asymptotic) nodes for large n
+
+    mu, w_mu = roots_legendre(n_mu)
     phi = (np.arange(n_phi) + 0.5) * (2 * np.pi / n_phi)
     s = np.sqrt(1 - mu**2)
     u = np.stack(

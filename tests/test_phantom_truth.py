@@ -50,7 +50,7 @@ CASES = [
     ("solid", 6.0, {}),
     ("solid", 9.0, {"elongation": 1.6}),
     ("lobulated", 10.0, {}),
-    ("spiculated", 9.0, {}),
+    ("spiculated", 7.0, {}),
     ("ggn", 12.0, {}),
     ("perifissural", 7.0, {}),
 ]
