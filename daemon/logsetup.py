@@ -23,5 +23,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     noisy_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    for name in ("pynetdicom", "alembic", "huey", "sqlalchemy"):
+    for name in ("pynetdicom", "alembic", "huey", "sqlalchemy", "highdicom"):
         logging.getLogger(name).setLevel(noisy_level)

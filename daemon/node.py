@@ -1,28 +1,108 @@
-"""The running node: wires settings, index, archive and the SCP together."""
+"""The running node: wires settings, index, archive, SCP, queue, pipeline, outbox and health."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from daemon import metrics
+from daemon.analysis import SiteDefaults
 from daemon.archive import Archive
 from daemon.db import open_index
+from daemon.jobs import RETRIES, JobQueue, make_huey
+from daemon.pipeline import NodeContext, PermanentError, analyze_study, utcnow
+from daemon.schema import analyses
 from daemon.scp import StorageSCP
 from daemon.settings import Settings
+from daemon.stability import StabilityMonitor
 
 log = logging.getLogger(__name__)
 
 
 class Node:
-    """Everything ``noduled serve`` runs, started and stopped as one."""
+    """Everything ``noduled serve`` runs, started and stopped as one.
 
-    def __init__(self, settings: Settings) -> None:
+    ``workers`` analysis threads run inside the node (``[queue] workers``);
+    with ``workers = 0`` the analyses are left to ``noduled worker``
+    processes sharing the queue and the index.
+    """
+
+    def __init__(self, settings: Settings, *, serve_dicom: bool = True) -> None:
+        from daemon.delivery import Outbox, RetryPolicy
+
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = open_index(settings.database_url)
         self.archive = Archive(settings.archive_dir, self.engine, min_free_disk_mb=settings.storage.min_free_disk_mb)
-        self.scp = StorageSCP(settings.scp, self.archive)
-        self._stopped = threading.Event()
+        self.scp = StorageSCP(settings.scp, self.archive) if serve_dicom else None
+        d = settings.delivery
+        self.outbox = Outbox(
+            self.engine,
+            settings.archive_dir,
+            settings.destinations,
+            calling_ae=settings.scp.ae_title,
+            policy=RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, max_age_s=d.max_age_days * 86400),
+        )
+        self.context = NodeContext(
+            engine=self.engine,
+            archive=self.archive,
+            site=SiteDefaults(settings.site.family_history_lung_cancer, settings.site.emphysema),
+            enqueue_delivery=self._enqueue_delivery,
+        )
+        self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
+        self.monitor = StabilityMonitor(
+            self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s, require_seeds=settings.analysis.require_seeds
+        )
+        self.health = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------- analysis
+    def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str) -> None:
+        self.outbox.enqueue(sop_uid, study_uid, relative_path)
+        self.outbox.wake()
+
+    def run_analysis(self, study_uid: str, attempt: int = 1) -> None:
+        """One analysis job; permanent errors mark the study failed, transient ones are retried."""
+        try:
+            result = analyze_study(self.context, study_uid, require_seeds=self.settings.analysis.require_seeds)
+        except PermanentError as exc:
+            self._failed(study_uid, str(exc))
+            return
+        except Exception as exc:
+            if attempt > RETRIES:
+                self._failed(study_uid, f"gave up after {attempt} attempts: {type(exc).__name__}: {exc}")
+                return
+            log.warning("study %s: attempt %d failed (%s: %s), will retry", study_uid, attempt, type(exc).__name__, exc)
+            raise
+        if result is not None:
+            metrics.STUDIES_ANALYSED.labels("done").inc()
+
+    def _failed(self, study_uid: str, reason: str) -> None:
+        from sqlalchemy import update
+
+        log.warning("study %s: analysis failed: %s", study_uid, reason)
+        metrics.STUDIES_ANALYSED.labels("failed").inc()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.study_uid == study_uid)
+                .values(state="failed", reason=reason, finished_at=utcnow(), analysed_fingerprint=analyses.c.seeds_fingerprint, updated_at=utcnow())
+            )
+
+    # ------------------------------------------------------------ lifecycle
+    def _loop(self, name: str, body, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    body()
+                except Exception:
+                    log.exception("%s: unexpected error (continuing)", name)
+                self._stop.wait(interval_s)
+
+        t = threading.Thread(target=run, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def start(self) -> None:
         recovered = self.archive.recover()
@@ -32,12 +112,49 @@ class Node:
                 "%(unacknowledged_rows_removed)d unacknowledged index rows removed",
                 recovered,
             )
-        self.scp.start()
+        if self.queue.single_process:
+            self.queue.flush_study_locks(self.monitor.interrupted())
+        self.queue.start_workers(self.settings.queue.workers)
+        self.monitor.resume()
+        if self.scp is not None:
+            self.scp.start()
+        tick = min(1.0, max(0.1, self.settings.analysis.stable_age_s / 4))
+        self._loop("stability", self.monitor.tick, tick)
+        t = threading.Thread(target=self.outbox.run, args=(self._stop,), name="delivery", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.settings.http.enabled:
+            self._start_health()
+
+    def _start_health(self) -> None:
+        from daemon.health import HealthServer, standard_checks
+
+        checks = standard_checks(
+            scp=self.scp,
+            engine=self.engine,
+            data_dir=self.settings.data_dir,
+            min_free_disk_mb=self.settings.storage.min_free_disk_mb,
+            queue_ping=self.queue.ping,
+        )
+        gauges = {
+            "noduled_queue_depth": lambda: float(self.queue.depth()),
+            "noduled_outbox_pending": lambda: float(self.outbox.summary()["pending"]),
+        }
+        self.health = HealthServer(self.settings.http.host, self.settings.http.port, checks, gauges)
+        self.health.start()
+        log.info("health and metrics on http://%s:%d/healthz and /metrics", self.settings.http.host, self.health.port)
 
     def stop(self) -> None:
-        self.scp.stop()
+        if self.scp is not None:
+            self.scp.stop()
+        self._stop.set()
+        self.outbox.wake()
+        self.queue.stop_workers()
+        if self.health is not None:
+            self.health.stop()
+        for t in self._threads:
+            t.join(timeout=10)
         self.engine.dispose()
-        self._stopped.set()
 
     def wait(self) -> None:
-        self._stopped.wait()
+        self._stop.wait()

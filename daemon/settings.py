@@ -170,6 +170,21 @@ class AnalysisSettings(_Section):
         return v
 
 
+class DeliverySettings(_Section):
+    """Retries of the outbox (C-STORE of reports to the destinations)."""
+
+    retry_initial_s: float = 30.0  # first retry after this; doubles each attempt
+    retry_max_s: float = 3600.0  # ... up to this
+    max_age_days: float = 7.0  # then the object is reported as expired (never silently dropped)
+
+    @field_validator("retry_initial_s", "retry_max_s", "max_age_days")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be more than 0, got {v}")
+        return v
+
+
 class SiteSettings(_Section):
     family_history_lung_cancer: bool = False
     emphysema: bool = False
@@ -232,6 +247,7 @@ class Settings(BaseSettings):
     analysis: AnalysisSettings = AnalysisSettings()
     site: SiteSettings = SiteSettings()
     destinations: tuple[Destination, ...] = ()
+    delivery: DeliverySettings = DeliverySettings()
     pacs: PACSSettings | None = None
     http: HTTPSettings = HTTPSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from daemon.schema import instances, series, studies
+from daemon.schema import analyses, assessments, instances, series, studies
 
 
 def archive_status(engine: Engine) -> dict[str, Any]:
@@ -71,6 +71,9 @@ def archive_status(engine: Engine) -> dict[str, Any]:
                     "bytes": int(row.bytes),
                 }
             )
+    for uid, analysis in analysis_status(engine).items():
+        if uid in result:
+            result[uid]["analysis"] = analysis
     studies_list = list(result.values())
     return {
         "studies": studies_list,
@@ -80,3 +83,31 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             "instances": sum(s["instances"] for s in studies_list),
         },
     }
+
+
+def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Per study: where its analysis stands and, when reported, the NLCSP category."""
+    q = select(
+        analyses.c.study_uid,
+        analyses.c.state,
+        analyses.c.reason,
+        analyses.c.report_sop_uid,
+        analyses.c.finished_at,
+        assessments.c.category,
+        assessments.c.additional_findings,
+        assessments.c.follow_up_months,
+        assessments.c.due_date,
+    ).select_from(analyses.outerjoin(assessments, assessments.c.report_sop_uid == analyses.c.report_sop_uid))
+    out: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            out[row.study_uid] = {
+                "state": row.state,
+                "reason": row.reason,
+                "report_sop_uid": row.report_sop_uid,
+                "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+                "category": (row.category + ("A" if row.additional_findings else "")) if row.category else None,
+                "follow_up_months": row.follow_up_months,
+                "due_date": row.due_date.isoformat() if row.due_date else None,
+            }
+    return out

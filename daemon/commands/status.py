@@ -22,39 +22,49 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from daemon.db import open_index
+        from daemon.delivery import outbox_summary
         from daemon.status import archive_status
 
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)
         data = archive_status(engine)
+        data["outbox"] = outbox_summary(engine)
         engine.dispose()
         if as_json:
             typer.echo(json.dumps(data, indent=2))
             return
         console = Console()
         table = Table(title=f"noduled archive: {settings.archive_dir}", show_lines=False)
-        for col in ("study date", "accession", "study / series", "modality", "thickness mm", "kernel", "instances"):
-            table.add_column(col, justify="right" if col in ("instances", "thickness mm") else "left")
+        for col in ("study date", "study / series", "modality", "mm", "instances", "analysis"):
+            table.add_column(col, justify="right" if col in ("instances", "mm") else "left")
         for study in data["studies"]:
+            a = study.get("analysis") or {}
+            state = a.get("state", "-")
+            if a.get("category"):
+                state += f": Category {a['category']}"
+            if a.get("reason"):
+                state += f" ({a['reason']})"
             table.add_row(
                 study["study_date"] or "-",
-                study["accession_number"] or "-",
-                f"[bold]{study['description'] or '(no description)'}[/bold]\n{study['study_uid']}",
-                "",
+                f"[bold]{study['description'] or '(no description)'}[/bold] {study['accession_number'] or ''}\n{study['study_uid']}",
                 "",
                 "",
                 str(study["instances"]),
+                state,
             )
             for s in study["series"]:
                 table.add_row(
                     "",
-                    "",
                     f"  #{s['series_number'] if s['series_number'] is not None else '-'} {s['description'] or ''}",
                     s["modality"] or "-",
-                    f"{s['slice_thickness_mm']:.2f}" if s["slice_thickness_mm"] is not None else "-",
-                    s["convolution_kernel"] or "-",
+                    f"{s['slice_thickness_mm']:.2f}" if s["slice_thickness_mm"] is not None else "",
                     str(s["instances"]),
+                    "",
                 )
         console.print(table)
         t = data["totals"]
         console.print(f"{t['studies']} studies, {t['series']} series, {t['instances']} instances")
+        o = data["outbox"]
+        console.print(f"deliveries: {o.get('pending', 0)} pending, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired")
+        for err in o.get("recent_errors", [])[:5]:
+            console.print(f"  last error: {err}")

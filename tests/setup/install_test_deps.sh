@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite talks to, when missing:
-# DCMTK (storescu, findscu, dciodvfy, dsrdump, storescp), Orthanc (a real PACS),
-# iproute2 (private loopback network for the suite).
+# DCMTK (storescu, echoscu, findscu, dsrdump, storescp), dicom3tools (dciodvfy),
+# Orthanc (a real PACS), iproute2 (private loopback network for the suite).
 set -euo pipefail
 need=()
-command -v storescu >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || need+=(dcmtk)
+command -v storescu >/dev/null 2>&1 && command -v dsrdump >/dev/null 2>&1 || need+=(dcmtk)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)

@@ -130,13 +130,13 @@ class NodedServer:
 class OrthancServer:
     """A real Orthanc PACS (Debian package) with its own storage and ports."""
 
-    def __init__(self, workdir: Path, *, aet: str = "ORTHANC", modalities: dict | None = None) -> None:
+    def __init__(self, workdir: Path, *, aet: str = "ORTHANC", modalities: dict | None = None, dicom_port: int | None = None) -> None:
         if shutil.which("Orthanc") is None:
             raise RuntimeError("Orthanc is not installed (make test installs the Debian package 'orthanc')")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
-        self.dicom_port = free_port()
+        self.dicom_port = dicom_port or free_port()
         self.aet = aet
         self.config = {
             "Name": "noduled-test-orthanc",

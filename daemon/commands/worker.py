@@ -1,0 +1,26 @@
+"""``noduled worker``: analysis workers only (scale-out: several machines share Redis + PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from daemon.commands.common import ConfigOption, settings_or_exit
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        config: Optional[Path] = ConfigOption,
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker threads (default: [queue] workers)."),
+    ) -> None:
+        """Run analysis workers in the foreground (no DICOM listener); Ctrl-C stops them."""
+        from daemon.logsetup import configure_logging
+        from daemon.node import Node
+
+        settings = settings_or_exit(config)
+        configure_logging(settings.logging.level)
+        node = Node(settings, serve_dicom=False)
+        node.queue.run_forever(workers if workers is not None else max(1, settings.queue.workers))

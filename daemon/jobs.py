@@ -1,0 +1,96 @@
+"""The job queue (huey): analyses run as tasks, one per study at a time.
+
+``SqliteHuey`` in the data directory by default (durable on one machine,
+workers embedded in ``noduled serve``), ``RedisHuey`` when ``[queue]
+redis_url`` is set (workers anywhere: ``noduled worker``).  The queue carries
+only study UIDs; the analysis state itself lives in the index (``analyses``),
+so an analysis interrupted by a crash is found and queued again at start
+(:meth:`daemon.stability.StabilityMonitor.resume`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from huey import Huey, RedisHuey, SqliteHuey
+
+log = logging.getLogger(__name__)
+
+RETRIES = 4  # transient failures (database busy, disk full for a while ...)
+RETRY_DELAY_S = 5
+LOCK_TTL_S = 3600  # a worker that died holding a lock releases it after this
+
+
+def make_huey(data_dir: Path, redis_url: str = "") -> Huey:
+    if redis_url:
+        return RedisHuey("noduled", url=redis_url, results=False)
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("noduled", filename=str(Path(data_dir) / "queue.sqlite"), results=False)
+
+
+class JobQueue:
+    """``enqueue(study_uid)`` -> ``run_analysis(study_uid)`` in a worker, one per study at a time."""
+
+    def __init__(self, huey: Huey, run_analysis: Callable[[str, int], None]) -> None:
+        self.huey = huey
+        self._consumer = None
+        # SQLite storage has no lock expiry; its single process flushes stale locks at start
+        lock_ttl = LOCK_TTL_S if isinstance(huey, RedisHuey) else None
+
+        @huey.task(retries=RETRIES, retry_delay=RETRY_DELAY_S, retry_backoff=2, context=True, name="analyze_study")
+        def analyze_study_task(study_uid: str, task=None) -> None:  # type: ignore[no-untyped-def]
+            attempt = RETRIES - (task.retries if task is not None else RETRIES) + 1
+            # one analysis per study at a time; a locked study is retried later
+            with huey.lock_task(f"analyze:{study_uid}", ttl=lock_ttl):
+                run_analysis(study_uid, attempt)
+
+        self._task = analyze_study_task
+
+    def enqueue(self, study_uid: str) -> None:
+        self._task(study_uid)
+
+    def depth(self) -> int:
+        return int(self.huey.pending_count())
+
+    def ping(self) -> None:
+        """Raises when the queue's storage cannot be reached."""
+        self.huey.pending_count()
+
+    @property
+    def single_process(self) -> bool:
+        """SQLite queue: one node process owns it, so a lock found at start is a crash's."""
+        return not isinstance(self.huey, RedisHuey)
+
+    def flush_study_locks(self, study_uids) -> None:  # type: ignore[no-untyped-def]
+        """Release the per-study locks a killed process left behind (SQLite locks do not expire)."""
+        if study_uids:
+            self.huey.flush_locks(*(f"analyze:{uid}" for uid in study_uids))
+
+    def start_workers(self, workers: int) -> None:
+        """Start ``workers`` worker threads in this process (non-blocking)."""
+        if workers <= 0:
+            return
+        self._consumer = self.huey.create_consumer(
+            workers=workers,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.05,
+            backoff=1.5,
+            max_delay=0.25,  # an idle worker looks for new jobs at least 4 times a second
+        )
+        self._consumer.start()
+        log.info("%d analysis worker(s) started", workers)
+
+    def stop_workers(self) -> None:
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None
+
+    def run_forever(self, workers: int) -> None:
+        """``noduled worker``: run workers in the foreground until SIGINT/SIGTERM."""
+        consumer = self.huey.create_consumer(
+            workers=max(1, workers), worker_type="thread", periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.25
+        )
+        consumer.run()

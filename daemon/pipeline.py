@@ -1,0 +1,258 @@
+"""``analyze_study(study_uid)``: the node's analysis of one archived study (DESIGN §1).
+
+The thin I/O shell around :func:`daemon.analysis.analyze`: it reads the
+study's CT images and seed objects from the archive, runs the pure stages,
+stores the SR and SEG in the archive (so they are indexed like any received
+instance), records the assessment and every nodule in the index (the
+longitudinal record), and queues both objects for delivery.
+
+Idempotent: the SR and SEG UIDs are derived from the study and its seed
+objects, so running the same analysis twice stores, records and delivers the
+same objects once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine, insert, select, update
+
+from daemon import metrics
+from daemon.analysis import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
+from daemon.archive import Archive
+from daemon.schema import analyses, assessments, instances, nodule_observations, series, studies
+
+log = logging.getLogger(__name__)
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+SEED_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+)
+OUR_MANUFACTURER = "noduled"
+
+
+class PermanentError(Exception):
+    """The study cannot be analysed as it is; retrying will not help."""
+
+
+@dataclass
+class NodeContext:
+    """What a running analysis needs from the node."""
+
+    engine: Engine
+    archive: Archive
+    site: SiteDefaults
+    enqueue_delivery: Callable[[str, str, str], None] | None = None  # (sop_uid, study_uid, relative path)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    ct_paths: list[Path]
+    seed_paths: list[Path]  # SR / GSPS not written by noduled
+    candidate_uids: tuple[str, ...]  # their SOP Instance UIDs (what the stability check fingerprints)
+
+
+def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
+    """The study's CT images and candidate seed objects, from the index."""
+    q = (
+        select(instances.c.path, instances.c.sop_class_uid, instances.c.sop_instance_uid, series.c.manufacturer)
+        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .where(studies.c.study_uid == study_uid)
+        .order_by(instances.c.path)
+    )
+    ct, seeds, uids = [], [], []
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            if row.sop_class_uid == CT_IMAGE_STORAGE:
+                ct.append(archive.path_of(row.path))
+            elif is_seed_candidate(row.sop_class_uid, row.manufacturer):
+                seeds.append(archive.path_of(row.path))
+                uids.append(row.sop_instance_uid)
+    return StudyFiles(ct, seeds, tuple(uids))
+
+
+def is_seed_candidate(sop_class_uid: str, manufacturer: str | None) -> bool:
+    """An SR or GSPS not written by noduled: it may carry the reader's seeds."""
+    return sop_class_uid in SEED_CLASSES and (manufacturer or "").strip().lower() != OUR_MANUFACTURER
+
+
+def candidates_fingerprint(sop_uids) -> str:  # type: ignore[no-untyped-def]
+    """Identifies the set of seed candidates of a study; a new one means re-analysis."""
+    return hashlib.sha256("\n".join(sorted(sop_uids)).encode()).hexdigest()[:32]
+
+
+def seed_objects(paths: list[Path]) -> list[Dataset]:
+    """The seed objects among ``paths`` (SR/GSPS that carry marks or reader labels)."""
+    from dicom_sr.seeds import is_seed_object
+
+    out = []
+    for path in paths:
+        ds = dcmread(path)
+        if is_seed_object(ds):
+            out.append(ds)
+    return out
+
+
+def _set_state(engine: Engine, study_uid: str, **values) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(update(analyses).where(analyses.c.study_uid == study_uid).values(updated_at=utcnow(), **values))
+
+
+def _store(ctx: NodeContext, ds: Dataset) -> str:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    result = ctx.archive.store(buf.getvalue(), calling_ae=None)
+    return ctx.archive.relative_path(result.study_uid, result.series_uid, result.sop_instance_uid)
+
+
+def _predecessor(ctx: NodeContext, study_uid: str) -> Dataset | None:
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            select(instances.c.path)
+            .select_from(analyses.join(instances, instances.c.sop_instance_uid == analyses.c.report_sop_uid))
+            .where(analyses.c.study_uid == study_uid)
+        ).first()
+    return dcmread(ctx.archive.path_of(row.path)) if row else None
+
+
+def _record(ctx: NodeContext, study_uid: str, result: AnalysisResult) -> None:
+    """The assessment and every nodule, into the index (idempotent per SR)."""
+    a = result.assessment
+    sr_uid = str(result.report.SOPInstanceUID)
+    with ctx.engine.begin() as conn:
+        if conn.execute(select(assessments.c.id).where(assessments.c.report_sop_uid == sr_uid)).first():
+            return
+        patient_pk = conn.execute(select(studies.c.patient_pk).where(studies.c.study_uid == study_uid)).scalar_one_or_none()
+        conn.execute(
+            insert(assessments).values(
+                study_uid=study_uid,
+                report_sop_uid=sr_uid,
+                seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+                exam_date=a.exam_date,
+                screening_round=a.screening_round,
+                category=a.category,
+                additional_findings=int(a.additional_findings),
+                management=a.management,
+                follow_up_months=a.follow_up_months,
+                due_date=a.due_date,
+                decisive_tracking_uid=a.decisive_tracking_uid,
+                assessment_json=json.dumps(result.assessment_json, sort_keys=True),
+                created_at=utcnow(),
+            )
+        )
+        for f in a.findings:
+            m = f.measurement
+            c = f.characterization.composition
+            centroid = m.centroid_lps_mm if m is not None else (None, None, None)
+            conn.execute(
+                insert(nodule_observations).values(
+                    report_sop_uid=sr_uid,
+                    study_uid=study_uid,
+                    patient_pk=patient_pk,
+                    tracking_uid=f.tracking_uid,
+                    tracking_id=f.tracking_id,
+                    exam_date=a.exam_date,
+                    volume_mm3=m.volume_mm3 if m else None,
+                    mean_diameter_mm=m.mean_diameter_mm if m else None,
+                    max_axial_diameter_mm=m.max_axial_diameter_mm if m else None,
+                    solid_volume_mm3=m.solid_volume_mm3 if m else None,
+                    composition=str(c.value) if c is not None else None,
+                    status=f.status,
+                    category=f.category,
+                    centroid_x_mm=centroid[0],
+                    centroid_y_mm=centroid[1],
+                    centroid_z_mm=centroid[2],
+                    derived=0,
+                    error=f.error,
+                )
+            )
+
+
+def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = True) -> AnalysisResult | None:
+    """Analyse ``study_uid`` from the archive; None when its seeds were analysed already.
+
+    Raises :class:`PermanentError` (with the reason in words) for a study that
+    cannot be analysed; other exceptions are transient (the job is retried).
+    """
+    from daemon.analysis import AnalysisError
+    from dicom_sr.report import ReportError
+    from dicom_sr.seeds import SeedError
+    from dicom_sr.seg import SegmentationError
+    from segmentation.types import SeriesError
+
+    files = study_files(ctx.engine, ctx.archive, study_uid)
+    if not files.ct_paths:
+        raise PermanentError("the study has no CT images")
+    fingerprint = candidates_fingerprint(files.candidate_uids)
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(analyses).where(analyses.c.study_uid == study_uid)).first()
+    if row is not None and row.state == "done" and row.analysed_fingerprint == fingerprint:
+        log.info("study %s: seeds already analysed, nothing to do", study_uid)
+        return None
+    seeds = seed_objects(files.seed_paths)
+    if not seeds:
+        if require_seeds:
+            _set_state(
+                ctx.engine, study_uid, state="awaiting-seeds", seeds_fingerprint=fingerprint,
+                reason=f"no seed object among {len(files.seed_paths)} SR/GSPS objects" if files.seed_paths else "no seed object yet",
+            )
+            return None
+        raise PermanentError(
+            "no seeds: noduled measures the nodules a reader marks; mark them (SR or GSPS) or label the exam 'no-nodules'"
+        )
+    _set_state(ctx.engine, study_uid, state="running", started_at=utcnow(), seeds_fingerprint=fingerprint, reason=None)
+    try:
+        datasets = [dcmread(p) for p in files.ct_paths]
+        result = analyze(
+            AnalysisInputs(study_datasets=datasets, seed_objects=seeds, site=ctx.site, predecessor=_predecessor(ctx, study_uid))
+        )
+    except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
+        raise PermanentError(str(exc)) from None
+    for stage, seconds in result.timings_s.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        log.debug("study %s: stage %s took %.3f s", study_uid, stage, seconds)
+
+    seg_path = _store(ctx, result.seg) if result.seg is not None else None
+    sr_path = _store(ctx, result.report)
+    _record(ctx, study_uid, result)
+    if ctx.enqueue_delivery is not None:
+        if result.seg is not None and seg_path is not None:
+            ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
+        ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path)
+    _set_state(
+        ctx.engine,
+        study_uid,
+        state="done",
+        finished_at=utcnow(),
+        analysed_fingerprint=fingerprint,
+        report_sop_uid=str(result.report.SOPInstanceUID),
+        seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+        reason=None,
+    )
+    log.info(
+        "study %s analysed: category %s%s, %d nodules, %.1f s",
+        study_uid,
+        result.assessment.category,
+        "A" if result.assessment.additional_findings else "",
+        len(result.assessment.findings),
+        sum(result.timings_s.values()),
+    )
+    return result
+
