@@ -32,8 +32,13 @@ test-deps:
 test: $(STAMP) test-deps
 	@bash tests/setup/run_tests.sh $(BIN)/pytest $(PYTEST_ARGS)
 
+# noduled + a real Orthanc on loopback, two phantom studies sent, their reports printed
+demo: $(STAMP) test-deps
+	$(BIN)/python -m benchmarks.demo
+
 benchmarks: $(STAMP) test-deps
 	$(BIN)/python -m benchmarks.receive
+	$(BIN)/python -m benchmarks.latency
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -312,7 +312,7 @@ def case_for(
         reliable = not m.quality.volumetry_unreliable
         juxtapleural = bool(_value(c.juxtapleural)) or bool(_value(c.perifissural))
         nodule: dict[str, Any] = {
-            "id": f.tracking_uid,
+            "id": f.tracking_id,  # "Nodule 1": unique in the exam, readable in the rules
             "composition": composition,
             "volume_mm3": m.volume_mm3 if reliable else None,
             "mean_diameter_mm": m.mean_diameter_mm,
@@ -360,9 +360,10 @@ def exam_assessment(
 ) -> ExamAssessment:
     """Stage 5 output joined with the findings: the report's content."""
     by_id = {n["id"]: n for n in assessment_json["nodules"]}
+    uid_of = {f.tracking_id: f.tracking_uid for f in findings}
     out = []
     for f in findings:
-        n = by_id.get(f.tracking_uid)
+        n = by_id.get(f.tracking_id)
         if n is None:
             out.append(f)
             continue
@@ -386,7 +387,7 @@ def exam_assessment(
         management=assessment_json["management"],
         follow_up_months=assessment_json["follow_up_months"],
         due_date=dt.date.fromisoformat(due) if due else None,
-        decisive_tracking_uid=assessment_json.get("decisive_nodule"),
+        decisive_tracking_uid=uid_of.get(assessment_json.get("decisive_nodule") or ""),
         findings=tuple(out),
         participant=participant,
         series_uid=series_uid,

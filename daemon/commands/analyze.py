@@ -78,9 +78,10 @@ def register(app: typer.Typer) -> None:
         (out / "case.json").write_text(json.dumps(result.case_json, indent=2) + "\n")
 
         a = result.assessment
+        console_out = Console()
         table = Table(title=f"NLCSP Category {a.category}{'A' if a.additional_findings else ''}: {a.descriptor}")
-        for col in ("nodule", "volume mm³", "mean diameter mm", "composition", "category", "rule"):
-            table.add_column(col)
+        for col in ("nodule", "volume mm³", "mean Ø mm", "composition", "PanCan %", "category"):
+            table.add_column(col, justify="left" if col in ("nodule", "composition") else "right")
         for f in a.findings:
             m = f.measurement
             table.add_row(
@@ -88,11 +89,13 @@ def register(app: typer.Typer) -> None:
                 f"{m.volume_mm3:.0f}" if m else "-",
                 f"{m.mean_diameter_mm:.1f}" if m else "-",
                 str(f.characterization.composition.value) if f.characterization.composition else "-",
+                f"{f.pancan_risk_pct:.2f}" if f.pancan_risk_pct is not None else "-",
                 f.category or "-",
-                f.rule or (f.error or ""),
             )
-        Console().print(table)
-        Console().print(f"management: {a.management}")
-        Console().print(
+        console_out.print(table)
+        for f in a.findings:
+            console_out.print(f"{f.tracking_id}: {f.rule or f.error or ''}")
+        console_out.print(f"management: {a.management}")
+        console_out.print(
             "stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings_s.items()) + f"; written to {out}"
         )

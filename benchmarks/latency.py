@@ -1,0 +1,73 @@
+"""Latency: last instance received -> SR stored in PACS, for a full-size screening study.
+
+    python -m benchmarks.latency [--case multi] [--size full] [--json out.json]
+
+A full-size ``multi`` phantom (512x512, ~300 slices, 7 nodules, no priors) is
+sent to noduled with storescu; noduled analyses it and delivers the SR and
+SEG to a real Orthanc.  Printed: seconds from the last instance acknowledged
+to the SR found in Orthanc, with the stability wait (``stable_age_s``)
+excluded, and the split by stage read from the node's /metrics.
+Target: <= 10 s on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.netns import reexec_in_private_network
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.e2e import Harness  # noqa: E402
+
+STABLE_AGE_S = 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", default="multi")
+    parser.add_argument("--size", default="full", choices=("full", "small"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    reexec_in_private_network()
+    from test_images import generate_case, write_study
+
+    with tempfile.TemporaryDirectory(prefix="noduled-latency-") as tmp:
+        tmpdir = Path(tmp)
+        t0 = time.perf_counter()
+        study = generate_case(args.case, size=args.size, seed=args.seed)[0]
+        paths = write_study(study, tmpdir / "study")
+        print(f"generated {args.case}/{args.size}: {study.hu.shape[0]} slices {study.hu.shape[2]}x{study.hu.shape[1]}, "
+              f"{len(study.nodules)} nodules in {time.perf_counter() - t0:.1f} s")
+        harness = Harness.start(tmpdir / "servers", stable_age_s=STABLE_AGE_S)
+        try:
+            files = [Path(p) for p in paths["ct"]] + [Path(paths["sr"])]
+            t_send = time.monotonic()
+            t_last = harness.send(files)
+            harness.wait_for_sr(study.study_uid)
+            t_sr = time.monotonic()
+            stages = harness.stage_seconds()
+        finally:
+            harness.stop()
+    total = t_sr - t_last - STABLE_AGE_S
+    analysed = sum(stages.values())
+    print(f"\nlatency for {len(files)} instances ({t_last - t_send:.1f} s to send)")
+    print(f"{'stage':<28} {'seconds':>8}")
+    for stage, seconds in stages.items():
+        print(f"{'analysis: ' + stage:<28} {seconds:>8.2f}")
+    print(f"{'queue + store + deliver':<28} {max(0.0, total - analysed):>8.2f}")
+    print(f"{'total (stable_age excluded)':<28} {total:>8.2f}   target <= 10 s")
+    if args.json:
+        args.json.write_text(json.dumps({"case": args.case, "size": args.size, "instances": len(files), "stages_s": stages,
+                                         "total_s": total, "stable_age_s": STABLE_AGE_S}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
