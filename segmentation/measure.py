@@ -89,6 +89,8 @@ def measure_nodule(
 
 #: attenuation of solid soft tissue (HU) used as the solid level of small solid components
 SOLID_TISSUE_HU = 30.0
+#: half-width (mm) of the partial-volume band around the solid core
+SOLID_BAND_MM = 2.0
 
 
 def solid_weights(smoothed, weights, mask, spacing_zyx, threshold_hu, ground_glass_hu) -> np.ndarray:
@@ -106,10 +108,10 @@ def solid_weights(smoothed, weights, mask, spacing_zyx, threshold_hu, ground_gla
     rest = inside & ~core
     gg = ground_glass_hu if ground_glass_hu is not None else float(np.median(smoothed[rest])) if rest.any() else -600.0
     tissue = max(SOLID_TISSUE_HU, float(np.percentile(smoothed[core], 90)))
-    near = (ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= 1.5) & inside
+    near = (ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= SOLID_BAND_MM) & inside
     out = np.zeros(mask.shape, dtype=np.float32)
     out[near] = np.clip((smoothed[near] - gg) / max(tissue - gg, 1.0), 0.0, 1.0)
-    deep = ndimage.distance_transform_edt(core, sampling=spacing_zyx) > 1.5
+    deep = ndimage.distance_transform_edt(core, sampling=spacing_zyx) > SOLID_BAND_MM
     out[deep] = 1.0
     return out
 

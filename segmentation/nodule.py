@@ -76,6 +76,10 @@ BAND_MM = 2.0
 GROUND_GLASS_THRESHOLD_HU = -575.0
 #: solid attenuation (HU) for telling the ground-glass layer from a solid core
 SOLID_HU = -300.0
+#: a first level between SOLID_HU and this (HU) is a solid core averaged with ground glass
+MIXED_LEVEL_HU = -100.0
+#: attenuation of solid soft tissue (HU): a mixed first level is compared with this
+SOLID_TISSUE_HU = 30.0
 #: the ROI default lung level when the ROI has no parenchyma (HU)
 DEFAULT_LUNG_HU = -850.0
 
@@ -224,12 +228,14 @@ def segment_roi(
         level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
         halo = halo_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
         new_threshold = lung_hu + 0.5 * (level - lung_hu)
-        if halo is not None and halo < threshold and halo - lung_hu >= max(70.0, 0.1 * (level - lung_hu)):
-            # a ground-glass halo?  accept it only if the grown region's outer layer is a real plateau
-            trial_threshold = lung_hu + 0.5 * (halo - lung_hu)
+        halo_seen = halo is not None and halo < threshold and halo - lung_hu >= max(70.0, 0.1 * (level - lung_hu))
+        mixed = SOLID_HU < level < MIXED_LEVEL_HU  # seed at a solid core's edge: core and glass averaged
+        if halo_seen or mixed:
+            # a ground-glass component?  accept it only if the grown region's outer layer is a real plateau
+            trial_threshold = lung_hu + 0.5 * (halo - lung_hu) if halo_seen else lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
             trial = grow_region(smoothed, trial_threshold, start, spacing_zyx, closed_lung, dict(flags))
             trial_level = nodule_level(roi_hu, smoothed, trial, spacing_zyx, trial_threshold)
-            plateau = trial_level - lung_hu <= 0.45 * (level - lung_hu)
+            plateau = trial_level - lung_hu <= 0.45 * (max(level, SOLID_TISSUE_HU) - lung_hu)
             if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau:
                 new_threshold = lung_hu + 0.5 * (trial_level - lung_hu)
         if abs(new_threshold - threshold) < 15.0:
@@ -432,17 +438,16 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
     """
     depth = _depth(mask, spacing_zyx)
     deepest = float(depth.max())
+    if threshold < GROUND_GLASS_THRESHOLD_HU:
+        # grown at a ground-glass threshold: the outer layer is ground glass, a solid core is not
+        for inner, enough in ((max(1.5, 0.8 * float(spacing_zyx.max())), 150), (1.0, 30), (0.5, 8)):
+            values = smoothed[(depth >= inner) & (depth <= inner + 2.0)]
+            glass = values[values < SOLID_HU]
+            if glass.size >= enough:
+                return histogram_mode(glass)
     if deepest >= 3.0:
         inner = max(1.5, 0.8 * float(spacing_zyx.max()))  # beyond the blur, thick slices included
-        layer = (depth >= inner) & (depth <= inner + 2.0)
-        values = smoothed[layer]
-        if threshold < GROUND_GLASS_THRESHOLD_HU:
-            # grown at a ground-glass threshold: the outer layer is ground glass, a solid core is not
-            glass = values[values < SOLID_HU]
-            if glass.size < 150:  # thin ground-glass rim: look closer to the edge
-                shallow = smoothed[(depth >= 1.0) & (depth <= 3.0)]
-                glass = shallow[shallow < SOLID_HU]
-            values = glass if glass.size >= 8 else values
+        values = smoothed[(depth >= inner) & (depth <= inner + 2.0)]
         if values.size >= 8:
             return histogram_mode(values)
     deep = depth >= max(deepest - 1.0, 0.5 * deepest)
