@@ -118,7 +118,8 @@ def vessel_tree(rng: np.random.Generator, *, min_radius_mm: float = 0.5) -> list
     roots = []
     for side, sx in (("R", -1.0), ("L", 1.0)):
         hilum = np.array([sx * 38.0, 5.0, -5.0])
-        for d in ([sx * 0.7, -0.5, 0.6], [sx * 0.8, 0.2, -0.5], [sx * 0.6, 0.6, 0.1], [sx * 0.6, -0.7, -0.3]):
+        for d in ([sx * 0.7, -0.5, 0.6], [sx * 0.8, 0.2, -0.5], [sx * 0.6, 0.6, 0.1], [sx * 0.6, -0.7, -0.3],
+                  [sx * 0.5, 0.3, 0.8], [sx * 0.5, 0.5, -0.8], [sx * 0.9, -0.2, 0.1]):
             roots.append((side, hilum, np.asarray(d) / np.linalg.norm(d), 3.0))
 
     def grow(side, p, d, r, depth):
@@ -264,11 +265,13 @@ class Chest:
                 return None
             return (slice(ks, ke), b[1], b[2])
         n_r = np.array([0.0, -OBLIQUE_SLOPE, 1.0]) / np.hypot(1.0, OBLIQUE_SLOPE)
-        fissures = [
-            lambda p: np.abs((p[..., 2] - OBLIQUE_Z0["R"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
-            lambda p: np.abs((p[..., 2] - OBLIQUE_Z0["L"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
-            lambda p: np.maximum(np.abs(p[..., 2] - HORIZONTAL_Z) - 0.2,
-                                 (OBLIQUE_Z0["R"] + OBLIQUE_SLOPE * p[..., 1]) - p[..., 2]),
+        fissures = [  # thin sheets (0.4 mm), each restricted to its lung (sdf of the intersection, approx.)
+            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["R"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
+                                 p[..., 0]),
+            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["L"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
+                                 -p[..., 0]),
+            lambda p: np.maximum(np.maximum(np.abs(p[..., 2] - HORIZONTAL_Z) - 0.2,
+                                            (OBLIQUE_Z0["R"] + OBLIQUE_SLOPE * p[..., 1]) - p[..., 2]), p[..., 0]),
         ]
         cache: dict = {}
         for k0 in range(0, nz, slab):

@@ -77,12 +77,12 @@ def case_specs() -> dict[str, CaseSpec]:
     """All named cases."""
     c: dict[str, CaseSpec] = {}
     c["solid-sizes"] = CaseSpec("solid-sizes", "solid spheres and ellipsoids 3-30 mm", [
-        NoduleSpec("N1", "solid", 4.0, "RUL"),
+        NoduleSpec("N1", "solid", 3.0, "RUL"),
         NoduleSpec("N2", "solid", 6.0, "RUL", params={"elongation": 1.0}),
         NoduleSpec("N3", "solid", 8.0, "RLL", params={"elongation": 1.4}),
         NoduleSpec("N4", "solid", 12.0, "RML"),
         NoduleSpec("N5", "solid", 20.0, "RLL", params={"elongation": 1.3}),
-        NoduleSpec("N6", "solid", 28.0, "RUL"),
+        NoduleSpec("N6", "solid", 30.0, "RUL"),
     ])
     c["juxtavascular"] = CaseSpec("juxtavascular", "solid nodules touching or crossed by 1-3 mm vessels", [
         NoduleSpec("N1", "juxtavascular", 7.0, "RUL", params={"n_vessels": 1, "vessel_radius_mm": 0.8}),
@@ -95,9 +95,9 @@ def case_specs() -> dict[str, CaseSpec]:
         NoduleSpec("N3", "perifissural", 6.0, "RLL"),
     ])
     c["ggn"] = CaseSpec("ggn", "non-solid (ground-glass) nodules 8-35 mm", [
-        NoduleSpec("N1", "ggn", 9.0, "RUL"),
-        NoduleSpec("N2", "ggn", 18.0, "RLL"),
-        NoduleSpec("N3", "ggn", 30.0, "RUL", params={"elongation": 1.2}),
+        NoduleSpec("N1", "ggn", 9.0, "LUL"),
+        NoduleSpec("N2", "ggn", 18.0, "LLL"),
+        NoduleSpec("N3", "ggn", 30.0, "LUL", params={"elongation": 1.2}),
     ])
     c["part-solid"] = CaseSpec("part-solid", "part-solid nodules with solid cores of known size", [
         NoduleSpec("N1", "part-solid", 12.0, "RUL", params={"core_diameter_mm": 4.0}),
@@ -109,9 +109,9 @@ def case_specs() -> dict[str, CaseSpec]:
         NoduleSpec("N3", "spiculated", 9.0, "RML"),
     ])
     c["benign"] = CaseSpec("benign", "calcified (central and complete) and fat-containing nodules", [
-        NoduleSpec("N1", "calcified", 8.0, "RUL", params={"calcification": "central"}),
-        NoduleSpec("N2", "calcified", 5.0, "RLL", params={"calcification": "complete"}),
-        NoduleSpec("N3", "fat", 14.0, "RLL"),
+        NoduleSpec("N1", "calcified", 8.0, "LUL", params={"calcification": "central"}),
+        NoduleSpec("N2", "calcified", 5.0, "LLL", params={"calcification": "complete"}),
+        NoduleSpec("N3", "fat", 14.0, "LLL"),
     ])
     c["no-nodules"] = CaseSpec("no-nodules", "normal chest, read as no nodules", [], exam_labels=[["no-nodules"]])
     c["multi"] = CaseSpec("multi", "seven nodules of mixed kinds in one study", [
@@ -194,7 +194,8 @@ def _place(spec: NoduleSpec, rng, chest, placed: list[tuple[np.ndarray, float]])
                 continue
         elif spec.kind == "perifissural":
             z0 = anatomy.OBLIQUE_Z0[side]
-            p[2] = z0 + anatomy.OBLIQUE_SLOPE * p[1]
+            # centred on the oblique fissure, nudged 0.2 mm to the side of its lobe
+            p[2] = z0 + anatomy.OBLIQUE_SLOPE * p[1] + (-0.2 if spec.lobe_hint in ("RLL", "LLL") else 0.2)
             if not anatomy.lung_side_inside(p[None], side)[0]:
                 continue
         else:
@@ -232,7 +233,7 @@ def _grid_for(size: str, centres_scan: list[np.ndarray], *, spacing=None, n_slic
         if span[0] > (n - 40) * px or span[1] > (n - 40) * px or span[2] > (nz - 26) * sz:
             raise ValueError(f"nodules span {span.round(1).tolist()} mm: too far apart for the 'small' field")
     else:
-        mid = np.array([-80.0, 0.0, 30.0])
+        mid = np.array([-80.0, 0.0, 10.0])
     origin = (mid[0] - px * (n - 1) / 2, mid[1] - px * (n - 1) / 2, mid[2] - sz * (nz - 1) / 2)
     # lattice aligned with the full grid, so small is a crop of full
     o_full = np.array([-px * (SIZES['full'][0] - 1) / 2, -px * (SIZES['full'][0] - 1) / 2, FULL_Z0])

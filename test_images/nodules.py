@@ -230,18 +230,51 @@ def _contains_fn(shape: StarShape):
     return shape.contains
 
 
+def _is_plain_ellipsoid(shape: StarShape) -> bool:
+    return not shape.lobes and not shape.spicules and shape.container is None
+
+
+def ellipsoid_sections(shape: StarShape) -> dict[str, dict[str, float]]:
+    """Exact long/short axes of the central axial, coronal and sagittal sections of an ellipsoid.
+
+    The section of x^T A x <= 1 by the plane spanned by unit vectors (e1, e2)
+    is the ellipse with matrix B = E^T A E; its axes are 2 / sqrt(eig(B)).
+    """
+    a = np.asarray(shape.semi_axes_mm, dtype=float)
+    amat = shape.rotation @ np.diag(1.0 / a**2) @ shape.rotation.T
+    eye = np.eye(3)
+    out = {}
+    for name, (i, j) in {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}.items():
+        e = eye[:, [i, j]]
+        lam = np.linalg.eigvalsh(e.T @ amat @ e)
+        out[name] = {"long_axis_mm": float(2 / np.sqrt(lam.min())), "short_axis_mm": float(2 / np.sqrt(lam.max()))}
+    return out
+
+
 def nodule_truth(nodule: Nodule) -> dict:
-    """Analytic ground truth of ``nodule`` (volumes, diameters, centroid) as a JSON-able dict."""
+    """Analytic ground truth of ``nodule`` (volumes, diameters, centroid) as a JSON-able dict.
+
+    Plain ellipsoids use closed forms (volume 4/3 pi abc, centroid = centre,
+    section axes from the section ellipse; the largest axial section of an
+    ellipsoid is the central one).  Other shapes use quadrature and fine 2-D
+    sections of the analytic indicator (see :mod:`test_images.shapes`).
+    """
     outer = nodule.outer
-    vol, centroid = volume_and_centroid(outer)
-    rmin, rmax = outer.radius_bounds_mm()
-    off = float(np.linalg.norm(centroid - np.asarray(outer.centre_lps_mm)))
-    extent = rmax + off + 0.2
-    planes = section_diameters(outer.contains, centroid, extent)
+    if _is_plain_ellipsoid(outer):
+        vol = float(4.0 / 3.0 * np.pi * np.prod(outer.semi_axes_mm))
+        centroid = np.asarray(outer.centre_lps_mm, dtype=float)
+        planes = ellipsoid_sections(outer)
+        max_ax = planes["axial"]["long_axis_mm"]
+    else:
+        vol, centroid = volume_and_centroid(outer)
+        rmin, rmax = outer.radius_bounds_mm()
+        off = float(np.linalg.norm(centroid - np.asarray(outer.centre_lps_mm)))
+        extent = rmax + off + 0.2
+        planes = section_diameters(outer.contains, centroid, extent)
+        max_ax = max_axial_diameter(outer.contains, centroid, extent)
     best = max(planes, key=lambda k: (round(planes[k]["long_axis_mm"], 6), planes[k]["short_axis_mm"]))
     long_axis = planes[best]["long_axis_mm"]
     short_axis = planes[best]["short_axis_mm"]
-    max_ax = max_axial_diameter(outer.contains, centroid, extent)
     comp = nodule.composition
     solid_volume = vol
     solid_mean_d = (long_axis + short_axis) / 2
@@ -250,14 +283,18 @@ def nodule_truth(nodule: Nodule) -> dict:
     elif comp == "part-solid":
         core = next(c.shape for c in nodule.components if c.role == "solid-core")
         solid_volume, core_centroid = volume_and_centroid(core)
-        cmin, cmax = core.radius_bounds_mm()
-        cp = section_diameters(core.contains, core_centroid, cmax + 0.2)
+        if _is_plain_ellipsoid(core):
+            cp = ellipsoid_sections(core)
+        else:
+            cmin, cmax = core.radius_bounds_mm()
+            cp = section_diameters(core.contains, core_centroid, cmax + 0.2)
         cb = max(cp, key=lambda k: cp[k]["long_axis_mm"])
         solid_mean_d = (cp[cb]["long_axis_mm"] + cp[cb]["short_axis_mm"]) / 2
     hu_outer = nodule.components[0].hu
     comp_truth = []
     for c in nodule.components[1:]:
-        v, _ = volume_and_centroid(c.shape)
+        v = (float(4.0 / 3.0 * np.pi * np.prod(c.shape.semi_axes_mm)) if _is_plain_ellipsoid(c.shape)
+             else volume_and_centroid(c.shape)[0])
         comp_truth.append({"role": c.role, "hu": c.hu, "volume_mm3": v})
     return {
         "kind": nodule.kind,

@@ -89,6 +89,14 @@ class StarShape:
         """Boolean inside test for points (N, 3) in LPS mm (container applied)."""
         p = np.asarray(points_lps_mm, dtype=np.float64)
         q = (p - np.asarray(self.centre_lps_mm)) @ self.rotation  # local = R^T (p - c)
+        if not self.lobes and not self.spicules:  # plain ellipsoid: the quadratic form
+            a = np.asarray(self.semi_axes_mm, dtype=np.float64)
+            inside = ((q / a) ** 2).sum(axis=-1) <= 1.0
+            if self.container is not None:
+                idx = np.nonzero(inside)[0]
+                if idx.size:
+                    inside[idx] = self.container(p[idx])
+            return inside
         rho = np.sqrt((q**2).sum(axis=-1))
         safe = np.where(rho > 0, rho, 1.0)
         inside = rho <= self.radius_mm(q / safe[..., None])
