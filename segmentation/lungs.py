@@ -36,8 +36,11 @@ def lung_mask(image: sitk.Image) -> sitk.Image:
     step = 2 if min(hu.shape[1:]) >= 128 else 1
     small = hu[:, ::step, ::step] < AIR_THRESHOLD_HU
     mask_small = lung_mask_array(small, (spacing_xyz[0] * step, spacing_xyz[1] * step, spacing_xyz[2]))
-    full = np.repeat(np.repeat(mask_small, step, axis=1), step, axis=2)[:, : hu.shape[1], : hu.shape[2]]
-    out = sitk.GetImageFromArray(full.astype(np.uint8))
+    full = np.empty((hu.shape[0], mask_small.shape[1] * step, mask_small.shape[2] * step), dtype=np.uint8)
+    for dy in range(step):  # nearest-neighbour upsampling by strided assignment (fast, one pass each)
+        for dx in range(step):
+            full[:, dy::step, dx::step] = mask_small
+    out = sitk.GetImageFromArray(full[:, : hu.shape[1], : hu.shape[2]])
     out.CopyInformation(image)
     return out
 

@@ -80,8 +80,8 @@ SOLID_HU = -300.0
 MIXED_LEVEL_HU = -100.0
 #: attenuation of solid soft tissue (HU): a mixed first level is compared with this
 SOLID_TISSUE_HU = 30.0
-#: the ROI default lung level when the ROI has no parenchyma (HU)
-DEFAULT_LUNG_HU = -850.0
+#: a mask this many times larger than its inscribed ball is flagged as a possible leak
+LEAK_VOLUME_RATIO = 12.0
 
 
 @dataclass
@@ -243,6 +243,9 @@ def segment_roi(
         threshold = new_threshold
     assert mask is not None and closed_lung is not None
     _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+    inscribed = inscribed_radius(_depth(mask, spacing_zyx), _nearest_true(mask, start) or start, spacing_zyx)
+    ball_mm3 = 4.0 / 3.0 * np.pi * max(inscribed, float(spacing_zyx.min())) ** 3
+    flags["possible_leak"] = bool(mask.sum() * np.prod(spacing_zyx) > LEAK_VOLUME_RATIO * ball_mm3)
     lung_local = shell_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
     if lung_local is not None:
         lung_hu = lung_local
@@ -431,15 +434,19 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
     """Nodule level (HU) of the mask's outer layer, beyond the blurred edge.
 
     Large nodules: the histogram mode of the smoothed HU 1.5-3.5 mm deep (the
-    soft-tissue level of a calcified nodule; for a region grown at a
-    ground-glass threshold, the mode of the ground-glass voxels only, so a
-    solid core does not count).  Nodules thinner than 6 mm lose contrast to blur and
-    smoothing, so their level is the mean unsmoothed HU of the deepest voxels.
+    soft-tissue level of a calcified nodule).  For a region grown at a
+    ground-glass threshold: the mode of the ground-glass voxels only, so a
+    solid core does not count.  Nodules thinner than 6 mm lose contrast to
+    blur and smoothing, so their level is the mean unsmoothed HU of the
+    deepest voxels (capped at soft tissue when the centre is calcified).
     """
     depth = _depth(mask, spacing_zyx)
     deepest = float(depth.max())
+    deep = depth >= max(deepest - 1.0, 0.5 * deepest)
     if threshold < GROUND_GLASS_THRESHOLD_HU:
         # grown at a ground-glass threshold: the outer layer is ground glass, a solid core is not
+        if deepest < 3.0 and np.mean(roi_hu[deep]) < SOLID_HU:
+            return float(np.mean(roi_hu[deep]))  # small pure ground glass: its least blurred voxels
         for inner, enough in ((max(1.5, 0.8 * float(spacing_zyx.max())), 150), (1.0, 30), (0.5, 8)):
             values = smoothed[(depth >= inner) & (depth <= inner + 2.0)]
             glass = values[values < SOLID_HU]
@@ -450,7 +457,6 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
         values = smoothed[(depth >= inner) & (depth <= inner + 2.0)]
         if values.size >= 8:
             return histogram_mode(values)
-    deep = depth >= max(deepest - 1.0, 0.5 * deepest)
     level = float(max(np.mean(roi_hu[deep]), threshold))
     # a small nodule with a calcified centre: its outer layer is soft tissue, not calcium
     return min(level, SMALL_CALCIFIED_LEVEL_HU)
