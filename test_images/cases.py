@@ -244,13 +244,16 @@ def _grid_for(size: str, centres_scan: list[np.ndarray], *, spacing=None, n_slic
 def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu: float | None = None,
                   jitter_fraction: float = 0.3, slice_thickness_mm: float | None = None,
                   spacing_mm: tuple[float, float] | None = None, n_slices: int | None = None,
-                  first_study_date: dt.date = dt.date(2024, 2, 12), keep_clean: bool | None = None) -> list[PhantomStudy]:
+                  first_study_date: dt.date = dt.date(2024, 2, 12), keep_clean: bool | None = None,
+                  images: bool = True) -> list[PhantomStudy]:
     """The studies of case ``name`` (date order) at ``size`` 'small' or 'full', deterministic in ``seed``.
 
     ``spacing_mm`` = (pixel mm, slice spacing mm) overrides the size's lattice;
     ``slice_thickness_mm`` > slice spacing gives overlapping reconstructions.
     ``keep_clean`` keeps the noise-free blurred image in ``clean_hu`` (default:
     for 'small' only; it costs one more 3-D filtering pass).
+    ``images=False`` computes the truth only (no rendering): ``hu`` is then an
+    empty (0, 0, 0) array and ``truth["images"]`` is False.
     """
     if keep_clean is None:
         keep_clean = size == "small"
@@ -282,7 +285,7 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
         centres = [c for ns, f, c, _ in nodules if f is not None]
         grid = _grid_for(size, centres, spacing=spacing_mm, n_slices=n_slices)
         rng_img = np.random.default_rng([seed, 15, si, sum(map(ord, name))])
-        hu = chest.render(grid, rng_img, motion)
+        hu = chest.render(grid, rng_img, motion) if images else None
 
         def container(p, _m=motion):
             return anatomy.lung_inside(_m.to_body(p))
@@ -309,7 +312,8 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
                         g = core_growth[si] ** (1 / 3)
                         comps[k] = _replace(comp, shape=comp.shape.scaled(g / 1.0))
                 nod = _replace(nod, components=tuple(comps))
-            paint_nodule(hu, grid, nod)
+            if images:
+                paint_nodule(hu, grid, nod)
             t = nodule_truth(nod)
             cbody = motion.to_body(np.asarray(t["centroid_lps_mm"])[None])[0]
             lobe = anatomy.lobe_of(cbody)
@@ -326,9 +330,12 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
                 "volume_factor": factor,
             })
             truths.append(t)
-        noisy, blurred = acquire(hu, grid.spacing_mm, rng_img, noise_sd_hu=noise,
-                                 slice_thickness_mm=slice_thickness_mm, keep_clean=keep_clean)
-        uniform = _uniform_region(hu, grid, motion)
+        if images:
+            noisy, blurred = acquire(hu, grid.spacing_mm, rng_img, noise_sd_hu=noise,
+                                     slice_thickness_mm=slice_thickness_mm, keep_clean=keep_clean)
+            uniform = _uniform_region(hu, grid, motion)
+        else:
+            noisy, blurred, uniform = np.zeros((0, 0, 0), dtype=np.float32), None, None
         truth_nodules_by_study.append(truths)
         study_uid = make_uid(name, seed, size, si, "study")
         present = [t for t in truths if t is not None]
@@ -357,6 +364,7 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
                 "lung_hu": anatomy.LUNG_HU,
                 "soft_tissue_hu": anatomy.SOFT_HU,
                 "motion": motion.as_truth(),
+                "images": images,
                 "uniform_regions": [u for u in [uniform] if u],
                 "exam_labels": spec.exam_labels[si] if si < len(spec.exam_labels) else [],
                 "nodules": present,

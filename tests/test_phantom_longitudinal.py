@@ -65,8 +65,14 @@ def test_known_motion_maps_nodules_between_studies(growth):
         assert follow.clean_hu[k, j, i] > -200
 
 
+def test_truth_only_mode_gives_the_same_truth(growth):
+    fast = generate_case("growth", "small", seed=0, images=False)
+    assert [s.nodules for s in fast] == [s.nodules for s in growth]
+    assert fast[0].hu.size == 0 and fast[0].truth["images"] is False
+
+
 def test_slow_growth_three_time_points():
-    studies = generate_case("slow-growth", "small", seed=1)
+    studies = generate_case("slow-growth", "small", seed=1, images=False)
     assert len(studies) == 3 and len({s.patient["id"] for s in studies}) == 1
     vols = [next(n for n in s.nodules if n["id"] == "N1")["volume_mm3"] for s in studies]
     days = [(s.study_date - studies[0].study_date).days for s in studies]
@@ -79,7 +85,7 @@ def test_slow_growth_three_time_points():
 
 
 def test_ggn_growth_develops_a_solid_core():
-    studies = generate_case("ggn-growth", "small", seed=2)
+    studies = generate_case("ggn-growth", "small", seed=2, images=False)
     ps = [next(n for n in s.nodules if n["id"] == "N2") for s in studies]
     assert [p["composition"] for p in ps] == ["part-solid"] * 3
     assert ps[0]["solid_volume_mm3"] < ps[1]["solid_volume_mm3"] < ps[2]["solid_volume_mm3"]
