@@ -1,11 +1,12 @@
-"""The job queue (huey): analyses run as tasks, one per study at a time.
+"""The job queue (huey): analyses run as tasks.
 
 ``SqliteHuey`` in the data directory by default (durable on one machine,
 workers embedded in ``noduled serve``), ``RedisHuey`` when ``[queue]
 redis_url`` is set (workers anywhere: ``noduled worker``).  The queue carries
-only study UIDs; the analysis state itself lives in the index (``analyses``),
-so an analysis interrupted by a crash is found and queued again at start
-(:meth:`daemon.stability.StabilityMonitor.resume`).
+only study UIDs; the analysis state itself lives in the index (``analyses``):
+one analysis per study at a time is a lease on its row (see
+:func:`daemon.pipeline.claim_study`), and an analysis interrupted by a crash
+is found there and queued again (:class:`daemon.stability.StabilityMonitor`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from huey import Huey, RedisHuey, SqliteHuey
 
 log = logging.getLogger(__name__)
 
-RETRIES = 4  # transient failures (database busy, disk full for a while ...)
+RETRIES = 4  # transient failures (study busy in another worker, database busy, disk full for a while ...)
 RETRY_DELAY_S = 5
-LOCK_TTL_S = 3600  # a worker that died holding a lock releases it after this
 
 
 def make_huey(data_dir: Path, redis_url: str = "") -> Huey:
@@ -36,15 +36,11 @@ class JobQueue:
     def __init__(self, huey: Huey, run_analysis: Callable[[str, int], None]) -> None:
         self.huey = huey
         self._consumer = None
-        # SQLite storage has no lock expiry; its single process flushes stale locks at start
-        lock_ttl = LOCK_TTL_S if isinstance(huey, RedisHuey) else None
 
         @huey.task(retries=RETRIES, retry_delay=RETRY_DELAY_S, retry_backoff=2, context=True, name="analyze_study")
         def analyze_study_task(study_uid: str, task=None) -> None:  # type: ignore[no-untyped-def]
             attempt = RETRIES - (task.retries if task is not None else RETRIES) + 1
-            # one analysis per study at a time; a locked study is retried later
-            with huey.lock_task(f"analyze:{study_uid}", ttl=lock_ttl):
-                run_analysis(study_uid, attempt)
+            run_analysis(study_uid, attempt)
 
         self._task = analyze_study_task
 
@@ -60,13 +56,8 @@ class JobQueue:
 
     @property
     def single_process(self) -> bool:
-        """SQLite queue: one node process owns it, so a lock found at start is a crash's."""
+        """SQLite queue: one node process owns queue and analyses, so a running analysis found at start is a crash's."""
         return not isinstance(self.huey, RedisHuey)
-
-    def flush_study_locks(self, study_uids) -> None:  # type: ignore[no-untyped-def]
-        """Release the per-study locks a killed process left behind (SQLite locks do not expire)."""
-        if study_uids:
-            self.huey.flush_locks(*(f"analyze:{uid}" for uid in study_uids))
 
     def start_workers(self, workers: int) -> None:
         """Start ``workers`` worker threads in this process (non-blocking)."""

@@ -10,7 +10,7 @@ from daemon.analysis import SiteDefaults
 from daemon.archive import Archive
 from daemon.db import open_index
 from daemon.jobs import RETRIES, JobQueue, make_huey
-from daemon.pipeline import NodeContext, PermanentError, analyze_study, utcnow
+from daemon.pipeline import NodeContext, PermanentError, StudyBusy, analyze_study, utcnow
 from daemon.schema import analyses
 from daemon.scp import StorageSCP
 from daemon.settings import Settings
@@ -69,6 +69,9 @@ class Node:
         except PermanentError as exc:
             self._failed(study_uid, str(exc))
             return
+        except StudyBusy:
+            log.info("study %s is being analysed by another worker; trying again later", study_uid)
+            raise
         except Exception as exc:
             if attempt > RETRIES:
                 self._failed(study_uid, f"gave up after {attempt} attempts: {type(exc).__name__}: {exc}")
@@ -87,7 +90,7 @@ class Node:
             conn.execute(
                 update(analyses)
                 .where(analyses.c.study_uid == study_uid)
-                .values(state="failed", reason=reason, finished_at=utcnow(), analysed_fingerprint=analyses.c.seeds_fingerprint, updated_at=utcnow())
+                .values(state="failed", reason=reason, finished_at=utcnow(), lease_until=None, analysed_fingerprint=analyses.c.seeds_fingerprint, updated_at=utcnow())
             )
 
     # ------------------------------------------------------------ lifecycle
@@ -112,10 +115,8 @@ class Node:
                 "%(unacknowledged_rows_removed)d unacknowledged index rows removed",
                 recovered,
             )
-        if self.queue.single_process:
-            self.queue.flush_study_locks(self.monitor.interrupted())
         self.queue.start_workers(self.settings.queue.workers)
-        self.monitor.resume()
+        self.monitor.resume(all_running=self.queue.single_process)
         if self.scp is not None:
             self.scp.start()
         tick = min(1.0, max(0.1, self.settings.analysis.stable_age_s / 4))

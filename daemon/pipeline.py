@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 
 from daemon import metrics
 from daemon.analysis import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
@@ -46,6 +46,13 @@ OUR_MANUFACTURER = "noduled"
 
 class PermanentError(Exception):
     """The study cannot be analysed as it is; retrying will not help."""
+
+
+class StudyBusy(Exception):
+    """Another worker is analysing the study right now (try again later)."""
+
+
+LEASE = dt.timedelta(minutes=15)  # longer than any analysis; a dead worker's study is taken over after it
 
 
 @dataclass
@@ -108,6 +115,26 @@ def seed_objects(paths: list[Path]) -> list[Dataset]:
         if is_seed_object(ds):
             out.append(ds)
     return out
+
+
+def claim_study(engine: Engine, study_uid: str, fingerprint: str) -> None:
+    """Take the study's analysis lease (one analysis per study at a time), or raise :class:`StudyBusy`."""
+    now = utcnow()
+    with engine.begin() as conn:
+        free = or_(analyses.c.state != "running", analyses.c.lease_until.is_(None), analyses.c.lease_until < now)
+        taken = conn.execute(
+            update(analyses)
+            .where(analyses.c.study_uid == study_uid, free)
+            .values(state="running", started_at=now, lease_until=now + LEASE, seeds_fingerprint=fingerprint,
+                    attempts=analyses.c.attempts + 1, reason=None, updated_at=now)
+        ).rowcount
+        if not taken:
+            exists = conn.execute(select(analyses.c.id).where(analyses.c.study_uid == study_uid)).first()
+            if exists is None:
+                conn.execute(insert(analyses).values(study_uid=study_uid, state="running", started_at=now, lease_until=now + LEASE,
+                                                     seeds_fingerprint=fingerprint, attempts=1, updated_at=now))
+                return
+            raise StudyBusy(study_uid)
 
 
 def _set_state(engine: Engine, study_uid: str, **values) -> None:  # type: ignore[no-untyped-def]
@@ -217,7 +244,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         raise PermanentError(
             "no seeds: noduled measures the nodules a reader marks; mark them (SR or GSPS) or label the exam 'no-nodules'"
         )
-    _set_state(ctx.engine, study_uid, state="running", started_at=utcnow(), seeds_fingerprint=fingerprint, reason=None)
+    claim_study(ctx.engine, study_uid, fingerprint)
     try:
         datasets = [dcmread(p) for p in files.ct_paths]
         result = analyze(
@@ -241,6 +268,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         study_uid,
         state="done",
         finished_at=utcnow(),
+        lease_until=None,
         analysed_fingerprint=fingerprint,
         report_sop_uid=str(result.report.SOPInstanceUID),
         seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,

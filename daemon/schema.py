@@ -111,6 +111,7 @@ analyses = Table(
     Column("seg_sop_uid", UID),
     Column("queued_at", DateTime(timezone=True)),
     Column("started_at", DateTime(timezone=True)),
+    Column("lease_until", DateTime(timezone=True)),  # a running analysis owns the study until then
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_analyses_state", "state"),

@@ -68,18 +68,31 @@ class StabilityMonitor:
         self.require_seeds = require_seeds
         self._cursor = 0  # highest instance id looked at
         self._waiting: set[str] = set()  # studies that changed and are not yet stable
+        self._ticks = 0
 
-    def interrupted(self) -> list[str]:
-        """Studies whose analysis a previous run queued or started but did not finish."""
+    def interrupted(self, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
+        """Analyses that were queued or started and will not finish by themselves.
+
+        ``all_running``: this process owns every analysis (SQLite queue), so
+        at start any "running" one was cut off by a crash; otherwise only
+        those whose lease ran out (their worker died) count.
+        """
+        now = now or utcnow()
         with self.engine.connect() as conn:
-            return list(conn.execute(select(analyses.c.study_uid).where(analyses.c.state.in_(("queued", "running")))).scalars())
+            rows = conn.execute(select(analyses.c.study_uid, analyses.c.state, analyses.c.lease_until).where(analyses.c.state.in_(("queued", "running"))))
+            out = []
+            for uid, state, lease in rows:
+                lease = lease.replace(tzinfo=dt.timezone.utc) if lease is not None and lease.tzinfo is None else lease
+                if all_running or (state == "running" and lease is not None and lease < now):
+                    out.append(uid)
+            return out
 
-    def resume(self) -> list[str]:
-        """At start: re-enqueue analyses a previous run queued or started but did not finish."""
-        rows = self.interrupted()
-        with self.engine.begin() as conn:
-            if rows:
-                conn.execute(update(analyses).where(analyses.c.study_uid.in_(rows)).values(state="queued", updated_at=utcnow()))
+    def resume(self, *, all_running: bool) -> list[str]:
+        """Queue again the analyses a crashed process or worker left unfinished."""
+        rows = self.interrupted(all_running=all_running)
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(update(analyses).where(analyses.c.study_uid.in_(rows)).values(state="queued", lease_until=None, updated_at=utcnow()))
         for study_uid in rows:
             log.info("study %s: analysis interrupted by a restart, queued again", study_uid)
             self.enqueue(study_uid)
@@ -88,6 +101,9 @@ class StabilityMonitor:
     def tick(self, now: dt.datetime | None = None) -> list[str]:
         """One pass; returns the studies enqueued."""
         now = now or utcnow()
+        self._ticks += 1
+        if self._ticks % 60 == 0:  # now and then: analyses whose worker died (lease expired)
+            self.resume(all_running=False)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(studies.c.study_uid, func.max(instances.c.id))

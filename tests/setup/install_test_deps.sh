@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite talks to, when missing:
 # DCMTK (storescu, echoscu, findscu, dsrdump, storescp), dicom3tools (dciodvfy),
-# Orthanc (a real PACS), iproute2 (private loopback network for the suite).
+# Orthanc (a real PACS), Redis and PostgreSQL (the scale-out tests start their
+# own throw-away servers on 127.0.0.1), iproute2 (private loopback network).
 set -euo pipefail
 need=()
 command -v storescu >/dev/null 2>&1 && command -v dsrdump >/dev/null 2>&1 || need+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,6 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # the orthanc package may start a system-wide instance; the tests start their own
-  if command -v service >/dev/null 2>&1; then $SUDO service orthanc stop >/dev/null 2>&1 || true; fi
+  # the packages may start system-wide instances; the tests start their own
+  if command -v service >/dev/null 2>&1; then
+    for svc in orthanc redis-server postgresql; do $SUDO service "$svc" stop >/dev/null 2>&1 || true; done
+  fi
 fi

@@ -216,3 +216,124 @@ class StoreSCP:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the 'postgres' user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (make test installs the Debian package 'postgresql')")
+    return str(found[-1])
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (Debian package binaries)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        # its own folder outside pytest's (0700, root-owned) temporary tree: the server runs as 'postgres'
+        self.workdir = Path(tempfile.mkdtemp(prefix="noduled-pg-"))
+        self.datadir = self.workdir / "pgdata"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://noduled@127.0.0.1:{self.port}/noduled"
+
+    def start(self) -> "PostgresServer":
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres_user([postgres_bin("initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "noduled", "--no-sync"]),
+            check=True, capture_output=True,
+        )
+        self._log = open(self.workdir / "postgres.log", "ab")
+        self.proc = subprocess.Popen(
+            _as_postgres_user([postgres_bin("postgres"), "-D", str(self.datadir), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.workdir), "-F"]),
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, timeout_s=30, proc=self.proc)
+        import psycopg
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=noduled dbname=postgres", autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE noduled")
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class RedisServer:
+    """A throw-away Redis on 127.0.0.1 (Debian package redis-server)."""
+
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("Redis is not installed (make test installs the Debian package 'redis-server')")
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+class NodedWorker:
+    """``noduled worker`` on the configuration of a :class:`NodedServer`."""
+
+    def __init__(self, server: NodedServer) -> None:
+        self.server = server
+        self.log_path = server.workdir / "worker.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "NodedWorker":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NODULED_")}
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [NODULED, "worker", "--config", str(self.server.config_path), "--workers", "1"],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.server.workdir,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
