@@ -320,20 +320,18 @@ def nodule_truth(nodule: Nodule) -> dict:
 
 def jittered_seed(nodule: Nodule, centroid, rng: np.random.Generator, *, jitter_fraction: float = 0.3,
                   snap_z: callable | None = None) -> list[float]:
-    """A reader's click: the centroid moved by up to ``jitter_fraction`` of the radius, inside the nodule.
+    """A reader's click: on the slice nearest the centroid, moved in-plane by up to ``jitter_fraction`` of the
+    (smallest) radius, always inside the nodule.
 
     ``snap_z`` maps a z (mm) to the nearest slice position, since readers click on slices.
     """
     rmin, _ = nodule.outer.radius_bounds_mm()
-    c = np.asarray(centroid, dtype=float)
+    c = np.asarray(centroid, dtype=float).copy()
+    if snap_z is not None:
+        c[2] = snap_z(c[2])
     for _ in range(200):
-        d = _random_unit(rng, 1)[0]
-        p = c + d * rng.uniform(0, jitter_fraction) * max(rmin, 0.5)
-        if snap_z is not None:
-            p[2] = snap_z(p[2])
+        phi = rng.uniform(0, 2 * np.pi)
+        p = c + np.array([np.cos(phi), np.sin(phi), 0.0]) * rng.uniform(0, jitter_fraction) * max(rmin, 0.5)
         if nodule.outer.contains(p[None, :])[0]:
             return [float(v) for v in p]
-    p = c.copy()
-    if snap_z is not None:
-        p[2] = snap_z(p[2])
-    return [float(v) for v in p]
+    return [float(v) for v in c]
