@@ -206,6 +206,8 @@ def _place(spec: NoduleSpec, rng, chest, placed: list[tuple[np.ndarray, float]])
             zf = anatomy.OBLIQUE_Z0[side] + anatomy.OBLIQUE_SLOPE * p[1]
             if abs(p[2] - zf) / np.hypot(1, anatomy.OBLIQUE_SLOPE) < r + 2.0:
                 continue
+            if side == "R" and p[2] > zf and abs(p[2] - anatomy.HORIZONTAL_Z) < r + 2.0:
+                continue
         if spec.kind not in ("juxtavascular",) and _min_vessel_clearance(p, chest) < r + 2.0:
             continue
         if any(np.linalg.norm(p - q) < r + rq + 6.0 for q, rq in placed):
