@@ -95,14 +95,14 @@ def fraction_sdf(grid: Grid, box, sdf: Callable[[np.ndarray], np.ndarray], *, fa
     mm, negative inside.  Voxels with |sdf| below 1.5 half-diagonals are
     supersampled ``factor`` per axis; the others are 0 or 1.
     """
-    pts = grid.centres(box)
+    pts = grid.centres(box, np.float32)
     body = pts if point_map is None else point_map(pts)
     d = sdf(body)
     frac = (d < 0).astype(np.float32)
     edge = np.abs(d) < 1.5 * grid.half_diagonal_mm
     if edge.any():
         idx = np.nonzero(edge)
-        off = _subsample_offsets(grid.spacing_mm, factor)
+        off = _subsample_offsets(grid.spacing_mm, factor).astype(np.float32)
         sub = pts[idx][:, None, :] + off[None, :, :]
         if point_map is not None:
             sub = point_map(sub)

@@ -17,17 +17,19 @@ VESSEL_HU = 40.0
 
 def segment_sdf(p0, p1, r0: float, r1: float):
     """Signed distance (approx., exact for r0 == r1) to a tapered capsule from p0 (radius r0) to p1 (r1)."""
-    a = np.asarray(p0, dtype=np.float64)
-    b = np.asarray(p1, dtype=np.float64)
-    ab = b - a
-    L2 = float(ab @ ab)
+    a64 = np.asarray(p0, dtype=np.float64)
+    ab64 = np.asarray(p1, dtype=np.float64) - a64
+    L2 = float(ab64 @ ab64)
 
     def sdf(p: np.ndarray) -> np.ndarray:
-        ap = p - a
-        t = np.clip((ap @ ab) / L2, 0.0, 1.0)
-        closest = a + t[..., None] * ab
-        d = np.sqrt(((p - closest) ** 2).sum(-1))
-        return d - (r0 + (r1 - r0) * t)
+        dt = p.dtype if p.dtype == np.float32 else np.float64
+        a, ab = a64.astype(dt), ab64.astype(dt)
+        dx, dy, dz = p[..., 0] - a[0], p[..., 1] - a[1], p[..., 2] - a[2]
+        t = np.clip((dx * ab[0] + dy * ab[1] + dz * ab[2]) * dt.type(1.0 / L2), 0.0, 1.0)
+        dx -= t * ab[0]
+        dy -= t * ab[1]
+        dz -= t * ab[2]
+        return np.sqrt(dx * dx + dy * dy + dz * dz) - (r0 + (r1 - r0) * t)
 
     return sdf
 
