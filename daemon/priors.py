@@ -1,0 +1,578 @@
+"""Prior studies of a patient: from the local index, else from the PACS.
+
+Implements the query/retrieve half of issue 8 (DESIGN §3 step 4):
+
+* :func:`priors_in_index` — earlier studies of the patient that the archive
+  already holds (CT, or the SR/SEG objects noduled wrote: they carry the
+  tracking UIDs and earlier categories);
+* :func:`query_pacs` — the same question asked of the configured PACS by
+  C-FIND (Study Root, STUDY level, then SERIES level per study);
+* :func:`best_ct_series` — the series of a prior study best suited for
+  comparison (thin axial lung reconstruction);
+* :func:`retrieve` — fetch a study (or some of its series) by C-MOVE to the
+  node's own Storage SCP, or by C-GET on one association whose C-STORE
+  sub-operations are handed to a ``store`` callback (normally
+  :meth:`daemon.archive.Archive.store`).
+
+When the PACS cannot be reached or refuses, :class:`PriorsUnavailable` is
+raised with a message starting "waiting for prior study from PACS: " that the
+pipeline shows as the job's status while it delays the job.
+
+Patient ID and issuer are query keys: they are never logged at INFO or
+above; log lines carry study UIDs and counts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config, build_role, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+from sqlalchemy import Engine, func, select
+
+from daemon.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
+from daemon.schema import instances, patients, series, studies
+from daemon.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
+from daemon.settings import PACSSettings
+
+log = logging.getLogger(__name__)
+
+# pynetdicom prints C-FIND/C-MOVE identifiers (Patient ID among them) at INFO;
+# noduled holds that logger at WARNING, but a host application might not.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+NODULED_MANUFACTURER = "noduled"
+WAITING = "waiting for prior study from PACS"
+_OUR_OBJECT_MODALITIES = ("SR", "SEG")
+_DAYS_PER_YEAR = 365.25
+
+
+class PriorsUnavailable(Exception):
+    """The PACS cannot be asked or refuses; the message is the job's status in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{WAITING}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PriorSeries:
+    series_uid: str
+    modality: str
+    description: str | None
+    slice_thickness_mm: float | None
+    n_instances: int | None
+    manufacturer: str | None
+    convolution_kernel: str | None = None  # added: lets best_ct_series prefer lung kernels
+
+
+@dataclass(frozen=True)
+class PriorStudy:
+    study_uid: str
+    study_date: dt.date | None
+    description: str | None
+    modalities: tuple[str, ...]
+    source: Literal["index", "pacs"]
+    series: tuple[PriorSeries, ...] = ()
+
+    @property
+    def has_ct(self) -> bool:
+        return "CT" in self.modalities or any(s.modality == "CT" for s in self.series)
+
+    @property
+    def our_reports(self) -> tuple[PriorSeries, ...]:
+        """The SR/SEG series noduled wrote in this study (earlier reports)."""
+        return tuple(s for s in self.series if _is_ours(s))
+
+
+@dataclass(frozen=True)
+class RetrieveResult:
+    completed: int
+    failed: int
+    warning: int
+    message: str
+
+    @property
+    def complete(self) -> bool:
+        """Every sub-operation succeeded (possibly with warnings)."""
+        return self.failed == 0
+
+
+def _is_ours(s: PriorSeries) -> bool:
+    return s.modality in _OUR_OBJECT_MODALITIES and (s.manufacturer or "").strip().lower() == NODULED_MANUFACTURER
+
+
+def lookback_window(before: dt.date, lookback_years: float) -> tuple[dt.date, dt.date]:
+    """First and last study date that count as prior: ``[before - lookback, before - 1 day]``."""
+    if lookback_years <= 0:
+        raise ValueError(f"lookback_years must be more than 0, got {lookback_years}")
+    start = before - dt.timedelta(days=round(lookback_years * _DAYS_PER_YEAR))
+    return start, before - dt.timedelta(days=1)
+
+
+def _keep_study(modalities: Iterable[str], study_series: Sequence[PriorSeries]) -> bool:
+    """A prior is a study with CT, or one holding an SR/SEG written by noduled."""
+    mods = set(modalities) | {s.modality for s in study_series}
+    return "CT" in mods or any(_is_ours(s) for s in study_series)
+
+
+# ------------------------------------------------------------------ index
+def priors_in_index(
+    engine: Engine, *, patient_id: str, issuer: str, before: dt.date, lookback_years: float = 10
+) -> list[PriorStudy]:
+    """Earlier studies of the patient already in the archive, newest first.
+
+    A study counts when its StudyDate lies in the look-back window before
+    ``before`` and it holds CT or an SR/SEG written by noduled.  ``issuer`` is
+    the Issuer of Patient ID as indexed ("" when the objects carry none).
+    Studies without a StudyDate are left out (their order is unknown).
+    """
+    first, last = lookback_window(before, lookback_years)
+    counts = (
+        select(instances.c.series_pk, func.count().label("n")).group_by(instances.c.series_pk).subquery()
+    )
+    q = (
+        select(
+            studies.c.study_uid,
+            studies.c.study_date,
+            studies.c.description.label("study_description"),
+            series.c.series_uid,
+            series.c.modality,
+            series.c.description,
+            series.c.slice_thickness_mm,
+            series.c.manufacturer,
+            series.c.convolution_kernel,
+            func.coalesce(counts.c.n, 0).label("n"),
+        )
+        .select_from(
+            patients.join(studies, studies.c.patient_pk == patients.c.id)
+            .join(series, series.c.study_pk == studies.c.id)
+            .outerjoin(counts, counts.c.series_pk == series.c.id)
+        )
+        .where(
+            patients.c.patient_id == patient_id,
+            patients.c.issuer == (issuer or ""),
+            studies.c.study_date >= first,
+            studies.c.study_date <= last,
+        )
+        .order_by(studies.c.study_date.desc(), studies.c.study_uid, series.c.series_number, series.c.series_uid)
+    )
+    grouped: dict[str, tuple[dt.date | None, str | None, list[PriorSeries]]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            entry = grouped.setdefault(row.study_uid, (row.study_date, row.study_description, []))
+            entry[2].append(
+                PriorSeries(
+                    series_uid=row.series_uid,
+                    modality=(row.modality or "").upper(),
+                    description=row.description,
+                    slice_thickness_mm=row.slice_thickness_mm,
+                    n_instances=int(row.n),
+                    manufacturer=row.manufacturer,
+                    convolution_kernel=row.convolution_kernel,
+                )
+            )
+    result = []
+    for uid, (date, description, study_series) in grouped.items():
+        if not _keep_study((), study_series):
+            continue
+        modalities = tuple(sorted({s.modality for s in study_series if s.modality}))
+        result.append(PriorStudy(uid, date, description, modalities, "index", tuple(study_series)))
+    log.debug("index holds %d prior studies before %s", len(result), before)
+    return result
+
+
+# ------------------------------------------------------------ best series
+_NOT_PRIMARY_AXIAL = ("COR", "SAG", "MIP", "MPR", "SCOUT", "LOCALI", "TOPO", "SURVIEW", "3D", "VRT", "MINIP", "DOSE")
+_LUNG_WORDS = ("LUNG", "PULM", "LUNGE", "POUMON", "THORAX", "CHEST")
+# reconstruction kernels for lung (sharp) images by vendor family
+_LUNG_KERNELS = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "I50", "I70", "LUNG", "BONEPLUS", "BONE", "FC5", "FC8", "YA", "YB", "YC", "L ")
+
+
+def _lung_score(s: PriorSeries) -> int:
+    text = (s.description or "").upper()
+    kernel = (s.convolution_kernel or "").upper().strip()
+    score = 0
+    if any(word in text for word in _LUNG_WORDS):
+        score += 1
+    if kernel and (any(kernel.startswith(k.strip()) for k in _LUNG_KERNELS if k.strip()) or "LUNG" in kernel):
+        score += 1
+    return score
+
+
+def _thickness_class(thickness_mm: float | None) -> int:
+    if thickness_mm is None:
+        return 1
+    if thickness_mm <= 1.5:
+        return 2  # thin: volumetry works
+    if thickness_mm <= 3.0:
+        return 1
+    return 0
+
+
+def best_ct_series(study: PriorStudy) -> PriorSeries | None:
+    """The series of ``study`` best suited for nodule comparison, or None without CT.
+
+    Ranking, most important first: a primary axial stack (not a localizer,
+    MIP or coronal/sagittal reformat by description, more than 10 images when
+    known), thin slices (≤ 1.5 mm, then ≤ 3 mm), lung description or sharp
+    lung kernel, more instances, thinner slices.
+    """
+    candidates = [s for s in study.series if s.modality == "CT"]
+    if not candidates:
+        return None
+
+    def key(s: PriorSeries) -> tuple:
+        text = (s.description or "").upper()
+        axial_stack = not any(word in text for word in _NOT_PRIMARY_AXIAL) and (s.n_instances is None or s.n_instances > 10)
+        return (
+            axial_stack,
+            _thickness_class(s.slice_thickness_mm),
+            _lung_score(s),
+            s.n_instances or 0,
+            -(s.slice_thickness_mm if s.slice_thickness_mm is not None else 99.0),
+            s.series_uid,  # deterministic tie-break
+        )
+
+    return max(candidates, key=key)
+
+
+# ------------------------------------------------------------------ network
+def _ae(calling_ae: str, timeout_s: float) -> AE:
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = timeout_s
+    ae.dimse_timeout = timeout_s
+    ae.network_timeout = timeout_s
+    ae.connection_timeout = min(timeout_s, 10.0)
+    return ae
+
+
+def _why_not_established(pacs: PACSSettings, assoc) -> str:  # type: ignore[no-untyped-def]
+    where = f"{pacs.ae_title} at {pacs.host}:{pacs.port}"
+    if assoc.is_rejected:
+        return f"{where} rejected the association (is this node's AE title known to the PACS?)"
+    try:  # pynetdicom reports a failed TCP connection as an abort: find out which it was
+        with socket.create_connection((pacs.host, pacs.port), timeout=5):
+            pass
+    except OSError as exc:
+        return f"cannot connect to {where} ({exc.strerror or exc})"
+    if assoc.is_aborted:
+        return f"{where} aborted the association request"
+    return f"{where} accepts connections but did not answer the association request"
+
+
+def _status_text(status: int) -> str:
+    names = {
+        0xA700: "out of resources",
+        0xA701: "out of resources: unable to calculate number of matches",
+        0xA702: "out of resources: unable to perform sub-operations",
+        0xA801: "move destination unknown",
+        0xA900: "identifier does not match SOP class",
+        0xB000: "sub-operations complete, one or more failures",
+        0xC000: "unable to process",
+        0x0122: "SOP class not supported",
+        0x0124: "not authorised",
+        0xFE00: "cancelled",
+    }
+    if status in names:
+        return f"0x{status:04X} {names[status]}"
+    if 0xC000 <= status <= 0xCFFF:
+        return f"0x{status:04X} unable to process"
+    return f"0x{status:04X}"
+
+
+def _str(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value) or None
+    return str(value).strip() or None
+
+
+def _date(value: object) -> dt.date | None:
+    text = str(value or "").strip()
+    try:
+        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+    except ValueError:
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _modalities(ds: Dataset) -> tuple[str, ...]:
+    value = ds.get("ModalitiesInStudy")
+    if value in (None, ""):
+        return ()
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value).split("\\")
+    return tuple(sorted({str(v).strip().upper() for v in values if str(v).strip()}))
+
+
+def _find(assoc, pacs: PACSSettings, query: Dataset, what: str) -> list[Dataset]:  # type: ignore[no-untyped-def]
+    """Run one C-FIND on an open association; every pending identifier, or PriorsUnavailable."""
+    matches: list[Dataset] = []
+    for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        if not status:  # no response within the DIMSE timeout, or the association went away
+            raise PriorsUnavailable(f"{pacs.ae_title} did not answer the {what} query (timeout or connection lost)")
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01):
+            if identifier is not None:
+                matches.append(identifier)
+        elif code != 0x0000:
+            comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
+            raise PriorsUnavailable(f"{pacs.ae_title} refused the {what} query: {_status_text(code)}{comment}")
+    return matches
+
+
+def query_pacs(
+    pacs: PACSSettings,
+    *,
+    calling_ae: str,
+    patient_id: str,
+    issuer: str | None,
+    before: dt.date,
+    lookback_years: float = 10,
+    timeout_s: float = 30,
+) -> list[PriorStudy]:
+    """Earlier studies of the patient held by the PACS, newest first, their series described.
+
+    STUDY level C-FIND (Study Root) on Patient ID (+ Issuer of Patient ID when
+    known) and the StudyDate range of the look-back window; ModalitiesInStudy
+    is asked as a return key and studies are kept when they hold CT or an
+    SR/SEG written by noduled (our earlier reports, found by the series'
+    Manufacturer).  One SERIES level C-FIND per study describes its series.
+    Answers are checked again here (exact Patient ID, issuer, date window),
+    because PACS differ in how they match (wildcards, empty issuers).
+    """
+    if not patient_id:
+        raise ValueError("a prior search needs the current study's Patient ID; this study has none")
+    first, last = lookback_window(before, lookback_years)
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = patient_id
+    query.IssuerOfPatientID = issuer or ""
+    query.StudyDate = f"{first:%Y%m%d}-{last:%Y%m%d}"
+    query.StudyInstanceUID = ""
+    query.StudyDescription = ""
+    query.ModalitiesInStudy = ""
+    query.NumberOfStudyRelatedInstances = ""
+
+    ae = _ae(calling_ae, timeout_s)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title)
+    if not assoc.is_established:
+        raise PriorsUnavailable(_why_not_established(pacs, assoc))
+    try:
+        found: list[PriorStudy] = []
+        seen: set[str] = set()
+        for ident in _find(assoc, pacs, query, "study"):
+            uid = _str(ident, "StudyInstanceUID")
+            date = _date(ident.get("StudyDate"))
+            if not uid or uid in seen:
+                continue
+            if _str(ident, "PatientID") not in (None, patient_id):
+                continue  # wildcard or case-insensitive matching on the PACS: not this patient
+            answered_issuer = _str(ident, "IssuerOfPatientID")
+            if issuer and answered_issuer and answered_issuer != issuer:
+                continue
+            if date is None or not first <= date <= last:
+                continue
+            seen.add(uid)
+            modalities = _modalities(ident)
+            if modalities and "CT" not in modalities and not set(modalities) & set(_OUR_OBJECT_MODALITIES):
+                continue  # e.g. an MR or a radiograph: no series query needed
+            study_series = tuple(_series_of(assoc, pacs, uid))
+            if not _keep_study(modalities, study_series):
+                continue
+            all_modalities = tuple(sorted(set(modalities) | {s.modality for s in study_series if s.modality}))
+            found.append(PriorStudy(uid, date, _str(ident, "StudyDescription"), all_modalities, "pacs", study_series))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    found.sort(key=lambda s: (s.study_date or dt.date.min, s.study_uid), reverse=True)
+    log.info(
+        "PACS %s holds %d prior studies in %s..%s: %s",
+        pacs.ae_title, len(found), first, last, ", ".join(s.study_uid for s in found) or "none",
+    )
+    return found
+
+
+def _series_of(assoc, pacs: PACSSettings, study_uid: str) -> list[PriorSeries]:  # type: ignore[no-untyped-def]
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = ""
+    query.Modality = ""
+    query.SeriesNumber = ""
+    query.SeriesDescription = ""
+    query.Manufacturer = ""
+    query.SliceThickness = ""
+    query.ConvolutionKernel = ""
+    query.NumberOfSeriesRelatedInstances = ""
+    result = []
+    for ident in _find(assoc, pacs, query, f"series of study {study_uid}"):
+        uid = _str(ident, "SeriesInstanceUID")
+        if not uid:
+            continue
+        result.append(
+            (
+                _int(ident.get("SeriesNumber")) or 0,
+                PriorSeries(
+                    series_uid=uid,
+                    modality=(_str(ident, "Modality") or "").upper(),
+                    description=_str(ident, "SeriesDescription"),
+                    slice_thickness_mm=_float(ident.get("SliceThickness")),
+                    n_instances=_int(ident.get("NumberOfSeriesRelatedInstances")),
+                    manufacturer=_str(ident, "Manufacturer"),
+                    convolution_kernel=_str(ident, "ConvolutionKernel"),
+                ),
+            )
+        )
+    result.sort(key=lambda item: (item[0], item[1].series_uid))
+    return [s for _, s in result]
+
+
+# ----------------------------------------------------------------- retrieve
+def _identifiers(study_uid: str, series_uids: Sequence[str]) -> list[Dataset]:
+    if not series_uids:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study_uid
+        return [ds]
+    result = []
+    for uid in series_uids:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "SERIES"
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = uid
+        result.append(ds)
+    return result
+
+
+def retrieve(
+    pacs: PACSSettings,
+    *,
+    calling_ae: str,
+    study_uid: str,
+    series_uids: Sequence[str] = (),
+    method: Literal["c-move", "c-get"],
+    move_destination: str | None = None,
+    store: Callable[[bytes], object] | None = None,
+    timeout_s: float = 300,
+) -> RetrieveResult:
+    """Fetch a study (or only ``series_uids`` of it) from the PACS.
+
+    ``c-move``: the PACS sends the instances to ``move_destination`` (default
+    ``calling_ae``: the node's own Storage SCP, which must be running and
+    known to the PACS); when this returns, the SCP has archived them.
+    ``c-get``: one association carries the Get context and storage contexts
+    for CT, the SR classes, GSPS and SEG with SCP role selection; each
+    received instance (encoded with its file meta) is passed to ``store``,
+    whose :class:`~daemon.archive.RejectedInstance` becomes the C-STORE status.
+
+    Raises :class:`PriorsUnavailable` when the PACS cannot be reached, refuses
+    the request or fails it as a whole; partial failures are counted in the
+    :class:`RetrieveResult` (``complete`` is False then).
+    """
+    if method not in ("c-move", "c-get"):
+        raise ValueError(f"retrieve method must be 'c-move' or 'c-get', got {method!r}")
+    if method == "c-get" and store is None:
+        raise ValueError("a C-GET retrieval needs a store callback for the received instances")
+    destination = move_destination or calling_ae
+
+    ae = _ae(calling_ae, timeout_s)
+    handlers = []
+    roles = []
+    if method == "c-move":
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    else:
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        for sop_class in STORAGE_CLASSES:
+            ae.add_requested_context(sop_class, list(TRANSFER_SYNTAXES))
+            roles.append(build_role(sop_class, scp_role=True))
+        stored = {"n": 0, "refused": 0}
+
+        def on_store(event: evt.Event) -> object:
+            try:
+                assert store is not None
+                store(event.encoded_dataset(include_meta=True))
+            except RejectedInstance as exc:
+                stored["refused"] += 1
+                log.warning("instance %s of study %s refused: %s", event.request.AffectedSOPInstanceUID, study_uid, exc)
+                return exc.status
+            except Exception:
+                stored["refused"] += 1
+                log.exception("instance %s of study %s could not be stored", event.request.AffectedSOPInstanceUID, study_uid)
+                return STATUS_CANNOT_UNDERSTAND
+            stored["n"] += 1
+            return 0x0000
+
+        handlers.append((evt.EVT_C_STORE, on_store))
+
+    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles or None, evt_handlers=handlers or None)
+    if not assoc.is_established:
+        raise PriorsUnavailable(_why_not_established(pacs, assoc))
+    completed = failed = warning = 0
+    try:
+        for identifier in _identifiers(study_uid, series_uids):
+            if method == "c-move":
+                responses = assoc.send_c_move(identifier, destination, StudyRootQueryRetrieveInformationModelMove)
+            else:
+                responses = assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
+            final = None
+            for status, _ in responses:
+                if not status:
+                    raise PriorsUnavailable(
+                        f"{pacs.ae_title} stopped answering while sending study {study_uid} (timeout or connection lost)"
+                    )
+                code = int(status.Status)
+                if code in (0xFF00, 0xFF01):
+                    continue
+                final = status
+            if final is None:
+                raise PriorsUnavailable(f"{pacs.ae_title} gave no final answer for study {study_uid}")
+            code = int(final.Status)
+            c = int(final.get("NumberOfCompletedSuboperations") or 0)
+            f = int(final.get("NumberOfFailedSuboperations") or 0)
+            w = int(final.get("NumberOfWarningSuboperations") or 0)
+            if code == 0xA801:
+                raise PriorsUnavailable(
+                    f"{pacs.ae_title} does not know the move destination {destination} "
+                    f"(add it with this node's address and port to the PACS's DICOM nodes)"
+                )
+            if code not in (0x0000, 0xB000) and not (code == 0xA702 and c > 0):
+                comment = f" ({final.ErrorComment})" if "ErrorComment" in final else ""
+                raise PriorsUnavailable(
+                    f"{pacs.ae_title} could not send study {study_uid}: {_status_text(code)}{comment}"
+                )
+            completed, failed, warning = completed + c, failed + f, warning + w
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    what = f"study {study_uid}" + (f" ({len(series_uids)} series)" if series_uids else "")
+    message = f"{method.upper()} of {what} from {pacs.ae_title}: {completed} completed, {failed} failed, {warning} warnings"
+    (log.warning if failed else log.info)("%s", message)
+    return RetrieveResult(completed, failed, warning, message)
