@@ -243,11 +243,36 @@ def test_two_studies_interleaved_on_concurrent_associations(noduled_server, phan
         assert state["category"] == expected_assessment(case)["category"]
 
 
-def test_ct_without_seeds_is_awaiting_seeds_until_they_arrive(noduled_server, phantoms, dcmtk) -> None:  # type: ignore[no-untyped-def]
+def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_server, phantoms, dcmtk) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
     case = phantoms["sr"]
     uid = case["truth"]["study_uid"]
-    node = noduled_server(node_config(None))
+    http_port = free_port()
+    node = noduled_server({**node_config(None), "http": {"enabled": True, "host": "127.0.0.1", "port": http_port}})
     assert storescu(node.port, [Path(p) for p in case["paths"]["ct"]]).wait(timeout=120) == 0
     assert wait_for(lambda: analysis_state(node, uid).get("state") == "awaiting-seeds", 20, "awaiting seeds")
     assert storescu(node.port, [Path(case["paths"]["sr"])]).wait(timeout=60) == 0
-    assert wait_for(lambda: analysis_state(node, uid).get("state") == "done", 60, "the analysis once seeds arrived")
+    first = wait_for(lambda: (a := analysis_state(node, uid)) and a.get("state") == "done" and a, 60, "the analysis once seeds arrived")
+
+    # the reader adds a presentation state: re-analysis, a new SR replacing the first
+    assert storescu(node.port, [Path(case["paths"]["gsps"])]).wait(timeout=60) == 0
+    second = wait_for(
+        lambda: (a := analysis_state(node, uid)) and a.get("state") == "done" and a["report_sop_uid"] != first["report_sop_uid"] and a,
+        60, "the re-analysis",
+    )
+    srs = {dcmread(p).SOPInstanceUID: dcmread(p) for p in (node.data_dir / "archive" / uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).Modality == "SR" and dcmread(p, stop_before_pixels=True).Manufacturer == "noduled"}
+    assert set(srs) == {first["report_sop_uid"], second["report_sop_uid"]}
+    newer, older = srs[second["report_sop_uid"]], srs[first["report_sop_uid"]]
+    ref = newer.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == first["report_sop_uid"]
+    old_uids = {f.tracking_uid for f in read_report(older).assessment.findings}
+    new_uids = {f.tracking_uid for f in read_report(newer).assessment.findings}
+    assert new_uids == old_uids  # the same nodules keep their tracking UIDs
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as rsp:
+        assert rsp.status == 200 and json.loads(rsp.read())["status"] == "ok"
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as rsp:
+        metrics_text = rsp.read().decode()
+    assert 'noduled_studies_analysed_total{outcome="done"} 2.0' in metrics_text
+    assert 'noduled_instances_received_total{outcome="stored"}' in metrics_text
