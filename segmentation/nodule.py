@@ -82,6 +82,8 @@ MIXED_LEVEL_HU = -100.0
 SOLID_TISSUE_HU = 30.0
 #: a mask this many times larger than its inscribed ball is flagged as a possible leak
 LEAK_VOLUME_RATIO = 12.0
+#: a ground-glass component must extend at least this far (mm, median) beyond the solid part
+MIN_GLASS_RIM_MM = 1.5
 
 
 @dataclass
@@ -236,7 +238,8 @@ def segment_roi(
             trial = grow_region(smoothed, trial_threshold, start, spacing_zyx, closed_lung, dict(flags))
             trial_level = nodule_level(roi_hu, smoothed, trial, spacing_zyx, trial_threshold)
             plateau = trial_level - lung_hu <= 0.45 * (max(level, SOLID_TISSUE_HU) - lung_hu)
-            if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau:
+            rim = glass_rim_mm(mask, trial, spacing_zyx)  # a blurred solid edge alone is ~1 mm wide
+            if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau and rim >= MIN_GLASS_RIM_MM:
                 new_threshold = lung_hu + 0.5 * (trial_level - lung_hu)
         if abs(new_threshold - threshold) < 15.0:
             break
@@ -338,6 +341,14 @@ def _quadratic_design(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- intensities
+
+
+def glass_rim_mm(inner: np.ndarray, outer: np.ndarray, spacing_zyx: np.ndarray) -> float:
+    """Median distance (mm) from the boundary of ``outer`` to ``inner``: the thickness of a ground-glass rim."""
+    boundary = outer & ~ndimage.binary_erosion(outer)
+    if not boundary.any():
+        return 0.0
+    return float(np.median(_distance_outside(inner, spacing_zyx)[boundary]))
 
 
 def parenchyma_level(smoothed: np.ndarray) -> float | None:
@@ -458,6 +469,9 @@ def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
         if values.size >= 8:
             return histogram_mode(values)
     level = float(max(np.mean(roi_hu[deep]), threshold))
+    if level >= SOLID_HU:
+        # a small solid nodule is soft tissue: a lower centre value is partial volume, not tissue
+        level = max(level, SOLID_TISSUE_HU)
     # a small nodule with a calcified centre: its outer layer is soft tissue, not calcium
     return min(level, SMALL_CALCIFIED_LEVEL_HU)
 
