@@ -40,7 +40,7 @@ class LoadedSeries:
     """A CT series as a volume plus its headers in the volume's slice order."""
 
     image: sitk.Image  # float32 HU, LPS, (x, y, z) indexing as SimpleITK does
-    datasets: tuple[Dataset, ...]  # pixel data released; sorted like the volume's z index
+    datasets: tuple[Dataset, ...]  # sorted like the volume's z index; pixel data released when read from files
     series_uid: str
 
 
@@ -66,6 +66,8 @@ def load_series(sources: str | os.PathLike | Iterable[str | os.PathLike | Datase
     objects without pixel data (SR, presentation states) are ignored too when
     at least one image is present.
     """
+    if not isinstance(sources, (str, os.PathLike)):
+        sources = list(sources)
     datasets = _read_all(sources)
     images = [ds for ds in datasets if "PixelData" in ds]
     if not images:
@@ -87,13 +89,19 @@ def load_series(sources: str | os.PathLike | Iterable[str | os.PathLike | Datase
     image.SetOrigin(tuple(float(v) for v in positions[0]))
     image.SetSpacing((pixel_spacing[1], pixel_spacing[0], spacing_z))
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, normal]).ravel()))
-    for ds in images:  # keep headers only: the volume holds the pixels
-        if "PixelData" in ds:
-            del ds.PixelData
+    if not _given_datasets(sources):  # ours to trim: keep headers only, the volume holds the pixels
+        for ds in images:
+            if "PixelData" in ds:
+                del ds.PixelData
     return LoadedSeries(image=image, datasets=tuple(images), series_uid=series_uid)
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _given_datasets(sources) -> bool:
+    """True when the caller passed Dataset objects (never modify those)."""
+    return not isinstance(sources, (str, os.PathLike)) and any(isinstance(s, Dataset) for s in sources)
 
 
 def _read_all(sources) -> list[Dataset]:

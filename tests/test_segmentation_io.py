@@ -111,3 +111,9 @@ def test_image_from_array_geometry():
     img = image_from_array(np.zeros((3, 4, 5)), (1.0, 2.0, 3.0), (0.5, 0.6, 2.0))
     assert img.GetSize() == (5, 4, 3)
     assert img.TransformIndexToPhysicalPoint((1, 1, 1)) == pytest.approx((1.5, 2.6, 5.0))
+
+
+def test_given_datasets_keep_their_pixels():
+    slices = [ct_slice(z) for z in (0.0, 1.0, 2.0)]
+    load_series(iter(slices))
+    assert all("PixelData" in ds for ds in slices)
