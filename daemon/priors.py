@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -272,6 +273,18 @@ def _why_not_established(pacs: PACSSettings, assoc) -> str:  # type: ignore[no-u
     return f"{where} accepts connections but did not answer the association request"
 
 
+def _no_answer(pacs: PACSSettings, assoc, what: str, elapsed_s: float) -> str:  # type: ignore[no-untyped-def]
+    """Why a request got no response: the PACS hung up (elapsed < timeout) or did not answer in time."""
+    calling = assoc.requestor.ae_title.strip()
+    if assoc.is_aborted or elapsed_s < 0.9 * assoc.dimse_timeout:
+        # Orthanc, for one, drops the association when a calling AE it does not know asks a question
+        return (
+            f"{pacs.ae_title} ended the association without answering {what} "
+            f"(is {calling} allowed to query and retrieve from it?)"
+        )
+    return f"{pacs.ae_title} did not answer {what} within {assoc.dimse_timeout:g} s"
+
+
 def _status_text(status: int) -> str:
     names = {
         0xA700: "out of resources",
@@ -334,9 +347,10 @@ def _modalities(ds: Dataset) -> tuple[str, ...]:
 def _find(assoc, pacs: PACSSettings, query: Dataset, what: str) -> list[Dataset]:  # type: ignore[no-untyped-def]
     """Run one C-FIND on an open association; every pending identifier, or PriorsUnavailable."""
     matches: list[Dataset] = []
+    started = time.monotonic()
     for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
         if not status:  # no response within the DIMSE timeout, or the association went away
-            raise PriorsUnavailable(f"{pacs.ae_title} did not answer the {what} query (timeout or connection lost)")
+            raise PriorsUnavailable(_no_answer(pacs, assoc, f"the {what} query", time.monotonic() - started))
         code = int(status.Status)
         if code in (0xFF00, 0xFF01):
             if identifier is not None:
@@ -543,11 +557,12 @@ def retrieve(
             else:
                 responses = assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
             final = None
+            started = time.monotonic()
             for status, _ in responses:
                 if not status:
-                    raise PriorsUnavailable(
-                        f"{pacs.ae_title} stopped answering while sending study {study_uid} (timeout or connection lost)"
-                    )
+                    elapsed_s = time.monotonic() - started
+                    raise PriorsUnavailable(_no_answer(pacs, assoc, f"the {method.upper()} of study {study_uid}", elapsed_s))
+                started = time.monotonic()
                 code = int(status.Status)
                 if code in (0xFF00, 0xFF01):
                     continue
@@ -565,8 +580,12 @@ def retrieve(
                 )
             if code not in (0x0000, 0xB000) and not (code == 0xA702 and c > 0):
                 comment = f" ({final.ErrorComment})" if "ErrorComment" in final else ""
+                hint = ""
+                if method == "c-move" and c == 0:
+                    # Orthanc and others answer an unknown destination with a plain 0xC000
+                    hint = f"; is the move destination {destination} known to the PACS and listening?"
                 raise PriorsUnavailable(
-                    f"{pacs.ae_title} could not send study {study_uid}: {_status_text(code)}{comment}"
+                    f"{pacs.ae_title} could not send study {study_uid}: {_status_text(code)}{comment}{hint}"
                 )
             completed, failed, warning = completed + c, failed + f, warning + w
     finally:
