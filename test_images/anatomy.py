@@ -94,14 +94,25 @@ def lobe_of(p) -> str | None:
 
 
 def pleural_distance_mm(p, side: str, direction) -> float:
-    """Distance from ``p`` along ``direction`` to the first point outside the lung (ray march, 0.05 mm)."""
+    """Distance from ``p`` along ``direction`` to the first point outside the lung (0.25 mm march + bisection)."""
     d = np.asarray(direction, dtype=float)
     d /= np.linalg.norm(d)
-    t = np.arange(0.0, 200.0, 0.05)
-    pts = np.asarray(p, dtype=float)[None] + t[:, None] * d[None]
-    ins = lung_side_inside(pts, side)
+    p = np.asarray(p, dtype=float)
+    t = np.arange(0.0, 200.0, 0.25)
+    ins = lung_side_inside(p[None] + t[:, None] * d[None], side)
     out = np.nonzero(~ins)[0]
-    return float(t[out[0]]) if out.size else float("inf")
+    if not out.size:
+        return float("inf")
+    if out[0] == 0:
+        return 0.0
+    lo, hi = float(t[out[0] - 1]), float(t[out[0]])
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if lung_side_inside((p + mid * d)[None], side)[0]:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ def vessel_tree(rng: np.random.Generator, *, min_radius_mm: float = 0.5) -> list
     def grow(side, p, d, r, depth):
         if r < min_radius_mm or depth > 12:
             return
-        length = float(np.clip(r * rng.uniform(6.0, 10.0), 6.0, 36.0))
+        length = float(np.clip(r * rng.uniform(10.0, 15.0), 7.0, 45.0))
         r_end = r * 0.9
         q = p + d * length
         tries = 0

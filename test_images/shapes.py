@@ -108,6 +108,8 @@ class StarShape:
 
     def radius_bounds_mm(self) -> tuple[float, float]:
         """Conservative (min, max) of r(u) over all directions (before the container)."""
+        if not self.lobes and not self.spicules:  # plain ellipsoid: exact
+            return float(min(self.semi_axes_mm)), float(max(self.semi_axes_mm))
         u = fibonacci_directions(4000)
         r = self.radius_mm(u)
         extra = [self.radius_mm(np.asarray(d, dtype=float)[None, :])[0] for d, _, _ in self.spicules]
