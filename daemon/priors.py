@@ -196,18 +196,21 @@ def priors_in_index(
 
 # ------------------------------------------------------------ best series
 _NOT_PRIMARY_AXIAL = ("COR", "SAG", "MIP", "MPR", "SCOUT", "LOCALI", "TOPO", "SURVIEW", "3D", "VRT", "MINIP", "DOSE")
-_LUNG_WORDS = ("LUNG", "PULM", "LUNGE", "POUMON", "THORAX", "CHEST")
-# reconstruction kernels for lung (sharp) images by vendor family
-_LUNG_KERNELS = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "I50", "I70", "LUNG", "BONEPLUS", "BONE", "FC5", "FC8", "YA", "YB", "YC", "L ")
+_LUNG_WORDS = ("LUNG", "PULM", "POUMON")  # "Lung 1.0", "Pulmo", "Lungenfenster"
+# sharp (lung) reconstruction kernels by vendor: Siemens B50-B80/Br5x-6x/Bl5x-7x/I50-I70,
+# GE LUNG/BONE/BONEPLUS, Philips L/YA/YB/YC, Canon FC5x/FC8x
+_LUNG_KERNEL_PREFIXES = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "BL7", "I50", "I70", "FC5", "FC8", "LUNG")
+_LUNG_KERNELS = {"L", "YA", "YB", "YC", "BONE", "BONEPLUS"}
 
 
 def _lung_score(s: PriorSeries) -> int:
+    """0-2: one point for a lung description, one for a lung kernel."""
     text = (s.description or "").upper()
     kernel = (s.convolution_kernel or "").upper().strip()
     score = 0
     if any(word in text for word in _LUNG_WORDS):
         score += 1
-    if kernel and (any(kernel.startswith(k.strip()) for k in _LUNG_KERNELS if k.strip()) or "LUNG" in kernel):
+    if kernel and (kernel in _LUNG_KERNELS or kernel.startswith(_LUNG_KERNEL_PREFIXES)):
         score += 1
     return score
 
@@ -247,6 +250,24 @@ def best_ct_series(study: PriorStudy) -> PriorSeries | None:
         )
 
     return max(candidates, key=key)
+
+
+def series_to_fetch(remote: PriorStudy, local: PriorStudy | None = None) -> tuple[str, ...]:
+    """Series UIDs of a PACS prior that the node needs and does not hold complete.
+
+    Needed: the best CT series (:func:`best_ct_series`) and every SR/SEG
+    noduled wrote (earlier reports: tracking UIDs and categories).  A series
+    counts as held when the index has it with at least as many instances as
+    the PACS reports (or at all, when the PACS gives no count).
+    """
+    wanted = [s for s in (best_ct_series(remote), *remote.our_reports) if s is not None]
+    held = {s.series_uid: s.n_instances or 0 for s in (local.series if local else ())}
+    missing = []
+    for s in wanted:
+        have = held.get(s.series_uid)
+        if have is None or (s.n_instances is not None and have < s.n_instances):
+            missing.append(s.series_uid)
+    return tuple(dict.fromkeys(missing))
 
 
 # ------------------------------------------------------------------ network

@@ -159,3 +159,23 @@ def test_query_pacs_when_nothing_listens_says_why_in_words() -> None:
     assert message.startswith("waiting for prior study from PACS: cannot connect to PACS at 127.0.0.1:")
     assert "refused" in message.lower()
     assert "P1" not in message
+
+
+def test_series_to_fetch_is_the_best_ct_and_our_reports_not_yet_held() -> None:
+    from daemon.priors import series_to_fetch
+
+    remote = _study(
+        _series("thick", description="Thorax 5.0", thickness=5.0, n=70),
+        _series("thin", description="Lung 1.0", thickness=1.0, n=300, kernel="B60f"),
+        _series("report", modality="SR", manufacturer="noduled", n=1),
+        _series("seg", modality="SEG", manufacturer="noduled", n=1),
+        _series("cad", modality="SR", manufacturer="OtherVendor", n=1),
+    )
+    assert series_to_fetch(remote) == ("thin", "report", "seg")
+    # held completely: nothing to fetch; the CT cut short (120 of 300 images): fetched again
+    complete = _study(_series("thin", n=300), _series("report", modality="SR", n=1), _series("seg", modality="SEG", n=1))
+    assert series_to_fetch(remote, complete) == ()
+    partial = _study(_series("thin", n=120), _series("report", modality="SR", n=1))
+    assert series_to_fetch(remote, partial) == ("thin", "seg")
+    # a report-only prior (our earlier SR, its CT purged from the PACS)
+    assert series_to_fetch(_study(_series("report", modality="SR", manufacturer="noduled", n=1))) == ("report",)

@@ -15,7 +15,7 @@ from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate
 
 from daemon.archive import Archive
 from daemon.db import open_index
-from daemon.priors import PriorsUnavailable, best_ct_series, priors_in_index, query_pacs, retrieve
+from daemon.priors import PriorsUnavailable, best_ct_series, priors_in_index, query_pacs, retrieve, series_to_fetch
 from daemon.settings import PACSSettings
 from tests.support.ct_series import ct_slice
 
@@ -156,10 +156,14 @@ def test_retrieve_c_get_stores_every_instance_in_the_archive(orthanc, tmp_path: 
     archive = Archive(tmp_path / "archive", open_index(f"sqlite:///{tmp_path / 'index.sqlite'}"))
     cfg = settings_of(pacs)
 
-    # one series only: the best one of the prior
+    # query, choose, fetch: only the best series of the prior (the 1 mm one)
+    prior = next(s for s in query_pacs(cfg, calling_ae=SCU, patient_id="PRI-1", issuer="HOSP-A", before=CURRENT) if s.study_uid == h.first.uid)
     thin_uid = list(h.first.series)[0]
-    result = retrieve(cfg, calling_ae=SCU, study_uid=h.first.uid, series_uids=[thin_uid], method="c-get", store=archive.store)
+    assert series_to_fetch(prior) == (thin_uid,)
+    result = retrieve(cfg, calling_ae=SCU, study_uid=h.first.uid, series_uids=series_to_fetch(prior), method="c-get", store=archive.store)
     assert (result.completed, result.failed, result.warning) == (4, 0, 0) and result.complete
+    (local,) = priors_in_index(archive.engine, patient_id="PRI-1", issuer="HOSP-A", before=CURRENT)
+    assert [s.series_uid for s in local.series] == [thin_uid] and series_to_fetch(prior, local) == ()
 
     # the whole study (the thin series again: kept once) and a study with our SR
     result = retrieve(cfg, calling_ae=SCU, study_uid=h.first.uid, method="c-get", store=archive.store)
