@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -276,14 +276,12 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
     for si, day in enumerate(spec.study_days):
         motion = spec.motions[si]
         date = first_study_date + dt.timedelta(days=day)
-        rng_nod = np.random.default_rng([seed, 13, sum(map(ord, name))])  # same shapes at every time point
         nodules = []
         for ns in spec.nodules:
             rng_k = np.random.default_rng([seed, 14, sum(map(ord, name)), int(ns.id[1:])])
             factor = ns.volume_factor[si] if si < len(ns.volume_factor) else ns.volume_factor[-1]
             c_scan = motion.to_scan(np.asarray(centres_body[ns.id])[None])[0]
             nodules.append((ns, factor, c_scan, rng_k))
-        del rng_nod
         centres = [c for ns, f, c, _ in nodules if f is not None]
         grid = _grid_for(size, centres, spacing=spacing_mm, n_slices=n_slices)
         rng_img = np.random.default_rng([seed, 15, si, sum(map(ord, name))])
@@ -306,14 +304,12 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
             scale = factor ** (1 / 3)
             nod = base.transformed(c_scan, motion.rotation, scale, container=container)
             if core_growth is not None:
-                from dataclasses import replace as _replace
-
                 comps = list(nod.components)
                 for k, comp in enumerate(comps):
                     if comp.role == "solid-core":
                         g = core_growth[si] ** (1 / 3)
-                        comps[k] = _replace(comp, shape=comp.shape.scaled(g / 1.0))
-                nod = _replace(nod, components=tuple(comps))
+                        comps[k] = replace(comp, shape=comp.shape.scaled(g))
+                nod = replace(nod, components=tuple(comps))
             if images:
                 paint_nodule(hu, grid, nod)
             t = nodule_truth(nod)
