@@ -541,6 +541,7 @@ def retrieve(
     ae = _ae(calling_ae, timeout_s)
     handlers = []
     roles = []
+    refusals: list[str] = []  # C-GET: why this node refused instances (reasons, no patient data)
     if method == "c-move":
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
     else:
@@ -548,21 +549,19 @@ def retrieve(
         for sop_class in STORAGE_CLASSES:
             ae.add_requested_context(sop_class, list(TRANSFER_SYNTAXES))
             roles.append(build_role(sop_class, scp_role=True))
-        stored = {"n": 0, "refused": 0}
 
         def on_store(event: evt.Event) -> object:
             try:
                 assert store is not None
                 store(event.encoded_dataset(include_meta=True))
             except RejectedInstance as exc:
-                stored["refused"] += 1
+                refusals.append(str(exc))
                 log.warning("instance %s of study %s refused: %s", event.request.AffectedSOPInstanceUID, study_uid, exc)
                 return exc.status
-            except Exception:
-                stored["refused"] += 1
+            except Exception as exc:
+                refusals.append(f"internal error: {type(exc).__name__}")
                 log.exception("instance %s of study %s could not be stored", event.request.AffectedSOPInstanceUID, study_uid)
                 return STATUS_CANNOT_UNDERSTAND
-            stored["n"] += 1
             return 0x0000
 
         handlers.append((evt.EVT_C_STORE, on_store))
@@ -602,9 +601,14 @@ def retrieve(
             if code not in (0x0000, 0xB000) and not (code == 0xA702 and c > 0):
                 comment = f" ({final.ErrorComment})" if "ErrorComment" in final else ""
                 hint = ""
-                if method == "c-move" and c == 0:
+                if refusals:
+                    hint = f"; this node refused {len(refusals)} instances: {refusals[-1]}"
+                elif method == "c-move" and c == 0:
                     # Orthanc and others answer an unknown destination with a plain 0xC000
-                    hint = f"; is the move destination {destination} known to the PACS and listening?"
+                    hint = (
+                        f"; is the move destination {destination} known to the PACS, listening, "
+                        f"and accepting associations from {pacs.ae_title}?"
+                    )
                 raise PriorsUnavailable(
                     f"{pacs.ae_title} could not send study {study_uid}: {_status_text(code)}{comment}{hint}"
                 )
@@ -614,5 +618,7 @@ def retrieve(
             assoc.release()
     what = f"study {study_uid}" + (f" ({len(series_uids)} series)" if series_uids else "")
     message = f"{method.upper()} of {what} from {pacs.ae_title}: {completed} completed, {failed} failed, {warning} warnings"
+    if refusals:
+        message += f"; this node refused {len(refusals)} instances: {refusals[-1]}"
     (log.warning if failed else log.info)("%s", message)
     return RetrieveResult(completed, failed, warning, message)

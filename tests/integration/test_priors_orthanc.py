@@ -13,7 +13,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from daemon.archive import Archive
+from daemon.archive import Archive, RejectedInstance
 from daemon.db import open_index
 from daemon.priors import PriorsUnavailable, best_ct_series, priors_in_index, query_pacs, retrieve, series_to_fetch
 from daemon.settings import PACSSettings
@@ -170,6 +170,18 @@ def test_retrieve_c_get_stores_every_instance_in_the_archive(orthanc, tmp_path: 
     assert (result.completed, result.failed) == (6, 0)
     result = retrieve(cfg, calling_ae=SCU, study_uid=h.second.uid, method="c-get", store=archive.store)
     assert (result.completed, result.failed) == (4, 0)
+
+    # an instance this node refuses is counted, not hidden; the rest is stored
+    refused_uid = h.other_issuer.series[list(h.other_issuer.series)[0]][0]
+
+    def picky_store(data: bytes) -> None:
+        if refused_uid.encode() in data:
+            raise RejectedInstance(0xA700, "less than 1024 MB free in /var/noduled")
+        archive.store(data)
+
+    result = retrieve(cfg, calling_ae=SCU, study_uid=h.other_issuer.uid, method="c-get", store=picky_store)
+    assert (result.completed, result.failed) == (1, 1) and not result.complete
+    assert "this node refused 1 instances: less than 1024 MB free" in result.message
 
     for study in (h.first, h.second):
         for series_uid, sop_uids in study.series.items():
