@@ -59,7 +59,9 @@ def measure_nodule(
         solid_volume = float(weights.sum() * voxel_mm3)
         solid_mean = 0.5 * (best["long_mm"] + best["short_mm"])
     else:
-        solid_w = solid_weights(smoothed, weights, nodule.mask, spacing_zyx, solid_threshold_hu, nodule_hu)
+        # light smoothing only: a small core's blur must not overlap the nodule's blurred outer edge
+        lightly = ndimage.gaussian_filter(hu, SOLID_SMOOTHING_MM / spacing_zyx) if SOLID_SMOOTHING_MM > 0 else hu
+        solid_w = solid_weights(lightly, weights, nodule.mask, spacing_zyx, solid_threshold_hu, nodule_hu)
         solid_volume = float(solid_w.sum() * voxel_mm3)
         solid_mean = 0.0
         if (solid_w > 0.5).sum() >= 2:
@@ -89,6 +91,8 @@ def measure_nodule(
 
 #: attenuation of solid soft tissue (HU) used as the solid level of small solid components
 SOLID_TISSUE_HU = 30.0
+#: Gaussian smoothing (mm) of the image the solid-component weights are taken from
+SOLID_SMOOTHING_MM = 0.45
 #: half-width (mm) of the partial-volume band around the solid core
 SOLID_BAND_MM = 2.0
 
