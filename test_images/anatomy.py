@@ -93,8 +93,11 @@ def lobe_of(p) -> str | None:
     return None
 
 
-def pleural_distance_mm(p, side: str, direction) -> float:
-    """Distance from ``p`` along ``direction`` to the first point outside the lung (0.25 mm march + bisection)."""
+def pleural_distance_mm(p, side: str, direction, *, refine: bool = True) -> float:
+    """Distance from ``p`` along ``direction`` to the first point outside the lung.
+
+    A 0.25 mm march, refined by bisection to ~1e-8 mm when ``refine`` (else exact to 0.25 mm).
+    """
     d = np.asarray(direction, dtype=float)
     d /= np.linalg.norm(d)
     p = np.asarray(p, dtype=float)
@@ -106,7 +109,7 @@ def pleural_distance_mm(p, side: str, direction) -> float:
     if out[0] == 0:
         return 0.0
     lo, hi = float(t[out[0] - 1]), float(t[out[0]])
-    for _ in range(30):
+    for _ in range(30 if refine else 0):
         mid = 0.5 * (lo + hi)
         if lung_side_inside((p + mid * d)[None], side)[0]:
             lo = mid

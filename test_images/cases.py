@@ -200,7 +200,7 @@ def _place(spec: NoduleSpec, rng, chest, placed: list[tuple[np.ndarray, float]])
                 continue
         else:
             dirs = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=float)
-            if min(anatomy.pleural_distance_mm(p, side, d) for d in dirs) < r + 4.0:
+            if min(anatomy.pleural_distance_mm(p, side, d, refine=False) for d in dirs) < r + 4.0:
                 continue
             # keep free nodules off the fissures
             zf = anatomy.OBLIQUE_Z0[side] + anatomy.OBLIQUE_SLOPE * p[1]
