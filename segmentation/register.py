@@ -1,0 +1,432 @@
+"""Registration of a prior CT to the current one, and nodule correspondence across time points.
+
+Implements the image part of issue 8 ("find the same nodules in prior studies"):
+
+* :func:`register` estimates a transform that maps points of the *current*
+  study (LPS mm) to the *prior* study (LPS mm): a rigid stage (Euler3D), then
+  an affine stage, then a coarse B-spline stage for breathing differences.
+  All stages run on lung-masked, block-averaged (~3 mm) images with the HU
+  clipped to the lung-to-soft-tissue range, by multi-resolution mean-squares
+  registration (the two studies are CT of the same patient, so their HU agree).
+  Translation is initialised by trying the scanner frame as it is, the
+  centres of the two fields of view and the centres of mass of the two lung
+  masks, keeping the start with the best metric; this tolerates several cm of
+  table/repositioning shift and a few degrees of rotation.
+* :class:`Registration` holds the composite transform and maps points both
+  ways (the inverse by Newton/fixed-point iteration on the composite).
+* :func:`find_in_prior` re-segments a nodule at its mapped position in the
+  prior with the same algorithm as the current study
+  (:func:`segmentation.nodule.segment_nodule`), searching the neighbourhood
+  when the mapped point misses.
+* :func:`match_nodules` assigns current to prior nodules one-to-one (Hungarian
+  on the distance after mapping) and labels the rest new / resolved.
+
+Pure computation: no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from segmentation.types import NoduleMeasurement, NoNoduleAtSeed
+
+Vec3 = tuple[float, float, float]
+
+#: HU window the registration compares (air-filled lung .. soft tissue); bone and contrast are clipped
+CLIP_HU = (-1000.0, 200.0)
+#: target voxel size (mm) of the working images (block averaging of the original voxels)
+WORKING_SPACING_MM = 3.0
+#: margin (mm) by which the lung mask is dilated to make the metric mask (includes pleura, diaphragm, mediastinum)
+MASK_MARGIN_MM = 10.0
+#: B-spline control-point spacing (mm): coarse, breathing-scale deformations only
+BSPLINE_GRID_MM = 60.0
+#: a registration is rejected when less than this fraction of the current lung lands in prior lung
+MIN_LUNG_OVERLAP = 0.6
+
+
+class RegistrationError(RuntimeError):
+    """The prior study could not be registered to the current one; the message says why."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Maps points of the CURRENT study (LPS mm) into the PRIOR study (LPS mm).
+
+    ``transform`` is an ITK composite (fixed = current, moving = prior): a point
+    of the current study goes through the B-spline, then the affine, then the
+    rigid transform (``stages`` lists the stages in the order they were
+    estimated).  ``metric_value`` is the final mean-squares metric (HU^2, on
+    the clipped working images); ``lung_overlap`` the fraction of the current
+    lung mask that maps into the prior lung mask.
+    """
+
+    transform: sitk.Transform
+    metric_value: float
+    stages: tuple[str, ...]
+    seconds: float
+    lung_overlap: float = float("nan")
+
+    def current_to_prior(self, point_lps_mm: Sequence[float]) -> Vec3:
+        """Map a point of the current study (LPS mm) into the prior study (LPS mm)."""
+        p = self.transform.TransformPoint(tuple(float(v) for v in point_lps_mm))
+        return (float(p[0]), float(p[1]), float(p[2]))
+
+    def prior_to_current(self, point_lps_mm: Sequence[float], *, tolerance_mm: float = 1e-3,
+                         max_iterations: int = 50) -> Vec3:
+        """Map a point of the prior study (LPS mm) into the current study (inverse of :meth:`current_to_prior`).
+
+        Solves ``current_to_prior(x) == point`` by Newton iteration with the
+        Jacobian estimated by central differences (the deformation is smooth,
+        so a handful of iterations reach sub-micrometre residuals).
+        """
+        y = np.asarray([float(v) for v in point_lps_mm])
+        jac = self._jacobian(y)  # start from the inverse of the local linearisation around y
+        x = y.copy()
+        for _ in range(max_iterations):
+            r = np.asarray(self.transform.TransformPoint(tuple(x))) - y
+            if np.linalg.norm(r) < tolerance_mm:
+                return (float(x[0]), float(x[1]), float(x[2]))
+            jac = self._jacobian(x)
+            x = x - np.linalg.solve(jac, r)
+        raise RegistrationError(
+            f"the inverse mapping of ({y[0]:.1f}, {y[1]:.1f}, {y[2]:.1f}) mm did not converge "
+            f"(residual {np.linalg.norm(r):.3f} mm after {max_iterations} iterations)"
+        )
+
+    def _jacobian(self, x: np.ndarray, h_mm: float = 0.5) -> np.ndarray:
+        jac = np.empty((3, 3))
+        for j in range(3):
+            d = np.zeros(3)
+            d[j] = h_mm
+            jac[:, j] = (np.asarray(self.transform.TransformPoint(tuple(x + d)))
+                         - np.asarray(self.transform.TransformPoint(tuple(x - d)))) / (2 * h_mm)
+        return jac
+
+
+@dataclass(frozen=True)
+class NoduleMatch:
+    """Correspondence of one nodule between the current study and a prior.
+
+    ``current_index`` / ``prior_index`` index the centroid lists given to
+    :func:`match_nodules`; ``distance_mm`` is the distance between the mapped
+    current centroid and the prior centroid (None unless matched).
+    """
+
+    current_index: int | None
+    prior_index: int | None
+    distance_mm: float | None
+    status: Literal["matched", "new", "resolved"]
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(
+    current: sitk.Image,
+    prior: sitk.Image,
+    *,
+    current_lungs: sitk.Image | None = None,
+    prior_lungs: sitk.Image | None = None,
+    deformable: bool = True,
+) -> Registration:
+    """Register ``prior`` (moving) to ``current`` (fixed): rigid, affine, then (``deformable``) a coarse B-spline.
+
+    ``current_lungs`` / ``prior_lungs`` are optional lung masks aligned with
+    their images (as from :func:`segmentation.lungs.lung_mask`); without them
+    the masks are computed on the downsampled images.  Raises
+    :class:`RegistrationError` when the images do not overlap or the result
+    does not superimpose the lungs.
+    """
+    t0 = time.perf_counter()
+    fixed = _working_image(current, "current")
+    moving = _working_image(prior, "prior")
+    fixed_lungs = _working_lungs(fixed, current, current_lungs, "current")
+    moving_lungs = _working_lungs(moving, prior, prior_lungs, "prior")
+    fixed_mask = _dilate(fixed_lungs, MASK_MARGIN_MM)
+    moving_mask = _dilate(moving_lungs, MASK_MARGIN_MM)
+
+    rigid = _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_lungs)
+    stages = ["rigid"]
+    rigid, _ = _run(fixed, moving, fixed_mask, moving_mask, rigid, None, kind="rigid")
+
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(rigid.GetCenter())
+    affine, metric = _run(fixed, moving, fixed_mask, moving_mask, affine, rigid, kind="affine")
+    stages.append("affine")
+    linear = sitk.CompositeTransform([rigid, affine])  # affine applied first, then rigid
+
+    transforms: list[sitk.Transform] = [rigid, affine]
+    if deformable:
+        mesh = [max(1, int(round(sz * sp / BSPLINE_GRID_MM)))
+                for sz, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
+        bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
+        bspline, metric = _run(fixed, moving, fixed_mask, moving_mask, bspline, linear, kind="bspline")
+        transforms.append(bspline)
+        stages.append("bspline")
+    composite = sitk.CompositeTransform(transforms)  # last added is applied first
+    overlap = _lung_overlap(fixed_lungs, moving_lungs, composite)
+    if overlap < MIN_LUNG_OVERLAP:
+        raise RegistrationError(
+            f"registration failed: only {overlap:.0%} of the current lung maps into the prior lung "
+            f"(at least {MIN_LUNG_OVERLAP:.0%} expected); the studies may not show the same region"
+        )
+    return Registration(transform=composite, metric_value=float(metric), stages=tuple(stages),
+                        seconds=time.perf_counter() - t0, lung_overlap=float(overlap))
+
+
+def _working_image(image: sitk.Image, which: str) -> sitk.Image:
+    """Block-average to ~WORKING_SPACING_MM voxels and clip HU (float32)."""
+    if image.GetDimension() != 3:
+        raise RegistrationError(f"the {which} image is {image.GetDimension()}-D; registration needs a 3-D CT volume")
+    size = image.GetSize()
+    if min(size) < 2:
+        raise RegistrationError(f"the {which} image ({size[0]} x {size[1]} x {size[2]} voxels) is too thin to register")
+    factors = [max(1, int(round(WORKING_SPACING_MM / sp))) for sp in image.GetSpacing()]
+    factors = [min(f, max(1, n // 8)) for f, n in zip(factors, size)]
+    img = sitk.Cast(image, sitk.sitkFloat32)
+    if any(f > 1 for f in factors):
+        img = sitk.BinShrink(img, factors)
+    return sitk.Clamp(img, sitk.sitkFloat32, CLIP_HU[0], CLIP_HU[1])
+
+
+def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None, which: str) -> sitk.Image:
+    """Lung mask (uint8) on the working grid, resampled from ``lungs`` or from the lung mask of ``image``.
+
+    When no lung can be delineated (e.g. a field of view that cuts through the
+    chest wall), all air-density voxels (< -400 HU) stand in for the lungs.
+    """
+    if lungs is None:
+        from segmentation.lungs import lung_mask
+
+        lungs = lung_mask(image)
+    mask = sitk.Resample(sitk.Cast(lungs > 0, sitk.sitkUInt8), work, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                         sitk.sitkUInt8)
+    if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
+        mask = sitk.Cast(work < -400.0, sitk.sitkUInt8)
+    if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
+        raise RegistrationError(f"the {which} image shows no lung (no air-density region); cannot register it")
+    return mask
+
+
+def _dilate(mask: sitk.Image, margin_mm: float) -> sitk.Image:
+    radius = [max(1, int(round(margin_mm / sp))) for sp in mask.GetSpacing()]
+    return sitk.BinaryDilate(mask, radius, sitk.sitkBall, 0, 1)
+
+
+def _centre_of_mass(mask: sitk.Image) -> np.ndarray:
+    arr = sitk.GetArrayViewFromImage(mask)
+    c_zyx = ndimage.center_of_mass(arr > 0)
+    return np.asarray(mask.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in c_zyx[::-1])))
+
+
+def _field_centre(image: sitk.Image) -> np.ndarray:
+    size = np.asarray(image.GetSize(), dtype=float)
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
+
+
+def _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_lungs) -> sitk.Euler3DTransform:
+    """Euler3D centred on the current lungs, translated by the best of a few candidate offsets.
+
+    Candidates: no offset (same scanner frame), field-of-view centres, lung
+    centres of mass.  Each is scored by the metric after a short
+    translation-only registration at the coarsest level.
+    """
+    centre = _centre_of_mass(fixed_lungs)
+    offsets = [np.zeros(3), _field_centre(moving) - _field_centre(fixed),
+               _centre_of_mass(moving_lungs) - centre]
+    best = None
+    for offset in offsets:
+        tr = sitk.TranslationTransform(3, tuple(float(v) for v in offset))
+        try:
+            tr, value = _run(fixed, moving, fixed_mask, moving_mask, tr, None, kind="translation")
+        except RegistrationError:
+            continue
+        if best is None or value < best[1]:
+            best = (np.asarray(tr.GetOffset()), value)
+    if best is None:
+        raise RegistrationError(
+            "registration failed: the prior and current images do not overlap for any initial alignment "
+            "(no common field of view)"
+        )
+    rigid = sitk.Euler3DTransform()
+    rigid.SetCenter(tuple(float(v) for v in centre))
+    rigid.SetTranslation(tuple(float(v) for v in best[0]))
+    return rigid
+
+
+def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, kind: str):
+    """One multi-resolution registration stage; returns (optimized transform, final metric)."""
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMeanSquares()
+    reg.SetMetricFixedMask(fixed_mask)
+    reg.SetMetricMovingMask(moving_mask)
+    reg.SetMetricSamplingStrategy(reg.NONE)
+    reg.SetInterpolator(sitk.sitkLinear)
+    if kind == "translation":
+        reg.SetShrinkFactorsPerLevel([2])
+        reg.SetSmoothingSigmasPerLevel([2.0])
+        reg.SetOptimizerAsRegularStepGradientDescent(learningRate=4.0, minStep=0.5, numberOfIterations=40,
+                                                     gradientMagnitudeTolerance=1e-6)
+        reg.SetOptimizerScalesFromPhysicalShift()
+    elif kind in ("rigid", "affine"):
+        reg.SetShrinkFactorsPerLevel([2, 1])
+        reg.SetSmoothingSigmasPerLevel([2.0, 0.0])
+        reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.02, numberOfIterations=100,
+                                                     gradientMagnitudeTolerance=1e-6, relaxationFactor=0.6)
+        reg.SetOptimizerScalesFromPhysicalShift()
+    else:  # bspline
+        reg.SetShrinkFactorsPerLevel([1])
+        reg.SetSmoothingSigmasPerLevel([0.0])
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(0.15, seed=20240212)  # fixed seed: deterministic results
+        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-4, numberOfIterations=15,
+                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=30)
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    if moving_initial is not None:
+        reg.SetMovingInitialTransform(moving_initial)
+    reg.SetInitialTransform(transform, inPlace=True)
+    try:
+        reg.Execute(fixed, moving)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "outside" in text or "samples" in text.lower():
+            raise RegistrationError(
+                f"{kind} registration failed: too few points of the current lung map into the prior image "
+                "(the studies do not overlap)"
+            ) from None
+        raise RegistrationError(f"{kind} registration failed: {text.strip().splitlines()[-1]}") from None
+    return transform, reg.GetMetricValue()
+
+
+def _lung_overlap(fixed_lungs: sitk.Image, moving_lungs: sitk.Image, transform: sitk.Transform) -> float:
+    """Fraction of current-lung voxels (whose mapped point lies inside the prior image) that land in prior lung."""
+    warped = sitk.Resample(moving_lungs, fixed_lungs, transform, sitk.sitkNearestNeighbor, 255, sitk.sitkUInt8)
+    w = sitk.GetArrayViewFromImage(warped)
+    f = sitk.GetArrayViewFromImage(fixed_lungs) > 0
+    inside = f & (w != 255)
+    if inside.sum() < 0.2 * f.sum():
+        return 0.0
+    return float(np.count_nonzero(inside & (w == 1)) / np.count_nonzero(inside))
+
+
+# --------------------------------------------------------------------------- nodules in the prior
+
+#: grid step (mm) of the neighbourhood search when the mapped point misses the nodule
+SEARCH_STEP_MM = 2.0
+#: voxels denser than this (HU, after light smoothing) are candidate nodule points; ground glass is included
+CANDIDATE_MIN_HU = -700.0
+#: at most this many candidate points are tried with the segmentation
+MAX_CANDIDATES = 12
+
+
+def find_in_prior(
+    prior: sitk.Image,
+    mapped_seed_lps_mm: Sequence[float],
+    *,
+    prior_lungs: sitk.Image | None = None,
+    search_radius_mm: float = 8.0,
+) -> NoduleMeasurement | None:
+    """Re-segment, in the prior, the nodule whose current position maps to ``mapped_seed_lps_mm``.
+
+    First :func:`segmentation.nodule.segment_nodule` at the mapped point; if it
+    finds nothing there (or a nodule whose centroid lies farther than
+    ``search_radius_mm``), candidate points within ``search_radius_mm`` (local
+    density maxima on a ~2 mm grid, nearest first) are tried, and the result
+    whose centroid is closest to the mapped point is returned.  None when there
+    is no nodule within ``search_radius_mm``.
+    """
+    from segmentation.nodule import segment_nodule
+
+    seed = np.asarray([float(v) for v in mapped_seed_lps_mm])
+    tried: list[NoduleMeasurement] = []
+    try:
+        m = segment_nodule(prior, tuple(seed), lung_mask=prior_lungs)
+        if np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed) <= search_radius_mm:
+            return m
+        tried.append(m)
+    except NoNoduleAtSeed:
+        pass
+    best: tuple[float, NoduleMeasurement] | None = None
+    for point in _candidate_points(prior, seed, search_radius_mm):
+        if best is not None and np.linalg.norm(point - seed) > best[0] + 1.0:
+            break  # candidates come nearest first; no farther start can beat a nodule this close
+        try:
+            m = segment_nodule(prior, tuple(point), lung_mask=prior_lungs)
+        except NoNoduleAtSeed:
+            continue
+        d = float(np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed))
+        if d <= search_radius_mm and (best is None or d < best[0]):
+            best = (d, m)
+    return best[1] if best is not None else None
+
+
+def _candidate_points(image: sitk.Image, seed: np.ndarray, radius_mm: float) -> list[np.ndarray]:
+    """Dense local maxima within ``radius_mm`` of ``seed`` (LPS mm), nearest first, at most MAX_CANDIDATES."""
+    spacing_zyx = np.asarray(image.GetSpacing()[::-1], dtype=float)
+    size_zyx = np.asarray(image.GetSize()[::-1])
+    c_zyx = np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(seed))[::-1])
+    half = np.ceil((radius_mm + 2.0) / spacing_zyx).astype(int)
+    lo = np.maximum(np.floor(c_zyx).astype(int) - half, 0)
+    hi = np.minimum(np.ceil(c_zyx).astype(int) + half + 1, size_zyx)
+    if np.any(hi <= lo):
+        return []
+    arr = sitk.GetArrayViewFromImage(image)[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+    smooth = ndimage.gaussian_filter(arr, sigma=1.0 / spacing_zyx)
+    footprint = np.maximum(1, np.round(SEARCH_STEP_MM / spacing_zyx)).astype(int) * 2 + 1
+    peaks = (smooth == ndimage.maximum_filter(smooth, size=tuple(footprint))) & (smooth > CANDIDATE_MIN_HU)
+    idx = np.argwhere(peaks) + lo
+    if idx.size == 0:
+        return []
+    dist = np.linalg.norm((idx - c_zyx) * spacing_zyx, axis=1)
+    keep = dist <= radius_mm
+    idx, dist = idx[keep], dist[keep]
+    order = np.argsort(dist, kind="stable")[:MAX_CANDIDATES]
+    return [np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in idx[i][::-1])))
+            for i in order]
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def match_nodules(
+    current_centroids_lps: Sequence[Sequence[float]],
+    prior_centroids_lps: Sequence[Sequence[float]],
+    registration,
+    *,
+    max_distance_mm: float = 10.0,
+) -> list[NoduleMatch]:
+    """One-to-one correspondence of current and prior nodules after mapping current -> prior.
+
+    ``registration`` is a :class:`Registration` (anything with
+    ``current_to_prior``).  The assignment minimises the total distance
+    (Hungarian algorithm); pairs farther apart than ``max_distance_mm`` are not
+    matched.  Returns one entry per current nodule in input order
+    ("matched" or "new"), then one per unmatched prior nodule ("resolved").
+    """
+    current = [np.asarray(registration.current_to_prior(c), dtype=float) for c in current_centroids_lps]
+    prior = [np.asarray(p, dtype=float) for p in prior_centroids_lps]
+    pairs: dict[int, tuple[int, float]] = {}
+    if current and prior:
+        dist = np.linalg.norm(np.asarray(current)[:, None, :] - np.asarray(prior)[None, :, :], axis=2)
+        big = max_distance_mm * 1e3 + float(dist.max())
+        cost = np.where(dist <= max_distance_mm, dist, big)
+        rows, cols = linear_sum_assignment(cost)
+        for r, c in zip(rows, cols):
+            if dist[r, c] <= max_distance_mm:
+                pairs[int(r)] = (int(c), float(dist[r, c]))
+    out = []
+    for i in range(len(current)):
+        if i in pairs:
+            out.append(NoduleMatch(i, pairs[i][0], pairs[i][1], "matched"))
+        else:
+            out.append(NoduleMatch(i, None, None, "new"))
+    matched_prior = {c for c, _ in pairs.values()}
+    out.extend(NoduleMatch(None, j, None, "resolved") for j in range(len(prior)) if j not in matched_prior)
+    return out
