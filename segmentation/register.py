@@ -200,7 +200,8 @@ def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None
     """Lung mask (uint8) on the working grid, resampled from ``lungs`` or from the lung mask of ``image``.
 
     When no lung can be delineated (e.g. a field of view that cuts through the
-    chest wall), all air-density voxels (< -400 HU) stand in for the lungs.
+    chest wall), the lung-density voxels (-980 .. -400 HU on the block-averaged
+    image; outside air is about -1000 HU) stand in for the lungs.
     """
     if lungs is None:
         from segmentation.lungs import lung_mask
@@ -209,7 +210,7 @@ def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None
     mask = sitk.Resample(sitk.Cast(lungs > 0, sitk.sitkUInt8), work, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                          sitk.sitkUInt8)
     if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
-        mask = sitk.Cast(work < -400.0, sitk.sitkUInt8)
+        mask = sitk.Cast((work < -400.0) & (work > -980.0), sitk.sitkUInt8)
     if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
         raise RegistrationError(f"the {which} image shows no lung (no air-density region); cannot register it")
     return mask
@@ -324,6 +325,8 @@ SEARCH_STEP_MM = 2.0
 CANDIDATE_MIN_HU = -700.0
 #: at most this many candidate points are tried with the segmentation
 MAX_CANDIDATES = 12
+#: size-aware choice in :func:`find_in_prior`: a doubling (or halving) of volume counts like this many mm of distance
+VOLUME_MISMATCH_MM_PER_DOUBLING = 2.0
 
 
 def find_in_prior(
@@ -332,6 +335,7 @@ def find_in_prior(
     *,
     prior_lungs: sitk.Image | None = None,
     search_radius_mm: float = 8.0,
+    expected_volume_mm3: float | None = None,
 ) -> NoduleMeasurement | None:
     """Re-segment, in the prior, the nodule whose current position maps to ``mapped_seed_lps_mm``.
 
@@ -339,32 +343,59 @@ def find_in_prior(
     finds nothing there (or a nodule whose centroid lies farther than
     ``search_radius_mm``), candidate points within ``search_radius_mm`` (local
     density maxima on a ~2 mm grid, nearest first) are tried, and the result
-    whose centroid is closest to the mapped point is returned.  None when there
-    is no nodule within ``search_radius_mm``.
+    whose centroid is closest to the mapped point is returned.
+
+    ``expected_volume_mm3`` (the nodule's current volume) makes the choice
+    size-aware: every structure found in the neighbourhood is scored by its
+    centroid distance plus ``VOLUME_MISMATCH_MM_PER_DOUBLING`` per doubling of
+    volume difference, so that a vessel fragment next to the mapped point does
+    not win over the nodule a few mm away.  None when there is no nodule within
+    ``search_radius_mm``.
     """
     from segmentation.nodule import segment_nodule
 
     seed = np.asarray([float(v) for v in mapped_seed_lps_mm])
-    tried: list[NoduleMeasurement] = []
-    try:
-        m = segment_nodule(prior, tuple(seed), lung_mask=prior_lungs)
-        if np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed) <= search_radius_mm:
-            return m
-        tried.append(m)
-    except NoNoduleAtSeed:
-        pass
-    best: tuple[float, NoduleMeasurement] | None = None
-    for point in _candidate_points(prior, seed, search_radius_mm):
-        if best is not None and np.linalg.norm(point - seed) > best[0] + 1.0:
-            break  # candidates come nearest first; no farther start can beat a nodule this close
-        try:
-            m = segment_nodule(prior, tuple(point), lung_mask=prior_lungs)
-        except NoNoduleAtSeed:
-            continue
+
+    def score(m: NoduleMeasurement) -> float:
         d = float(np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed))
-        if d <= search_radius_mm and (best is None or d < best[0]):
-            best = (d, m)
-    return best[1] if best is not None else None
+        if expected_volume_mm3 is None or expected_volume_mm3 <= 0 or m.volume_mm3 <= 0:
+            return d
+        return d + VOLUME_MISMATCH_MM_PER_DOUBLING * abs(np.log2(m.volume_mm3 / expected_volume_mm3))
+
+    found: list[NoduleMeasurement] = []
+
+    def attempt(point) -> NoduleMeasurement | None:
+        try:
+            m = segment_nodule(prior, tuple(float(v) for v in point), lung_mask=prior_lungs)
+        except NoNoduleAtSeed:
+            return None
+        if np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed) > search_radius_mm:
+            return None
+        if all(np.linalg.norm(np.subtract(m.centroid_lps_mm, f.centroid_lps_mm)) > 0.5 for f in found):
+            found.append(m)
+        return m
+
+    direct = attempt(seed)
+    if direct is not None and expected_volume_mm3 is None:
+        return direct
+    for point in _candidate_points(prior, seed, search_radius_mm):
+        if found and expected_volume_mm3 is None and np.linalg.norm(point - seed) > min(map(score, found)) + 1.0:
+            break  # candidates come nearest first; no farther start can beat a nodule this close
+        if any(_inside(f, prior, point) for f in found):
+            continue  # this start lies in a structure already segmented
+        attempt(point)
+    return min(found, key=score) if found else None
+
+
+def _inside(m: NoduleMeasurement, image: sitk.Image, point: np.ndarray) -> bool:
+    """Whether ``point`` (LPS mm) falls in the mask of measurement ``m`` (segmented on ``image``)."""
+    if m.mask is None:
+        return False
+    idx = np.rint(np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in point))[::-1]))
+    local = idx.astype(int) - np.asarray(m.mask.origin_index_zyx)
+    if np.any(local < 0) or np.any(local >= np.asarray(m.mask.mask.shape)):
+        return False
+    return bool(m.mask.mask[tuple(local)])
 
 
 def _candidate_points(image: sitk.Image, seed: np.ndarray, radius_mm: float) -> list[np.ndarray]:
