@@ -128,6 +128,8 @@ def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasureme
         d_mm = max(float(dist[nod].min()) - 0.5 * float(spacing_zyx.min()), 0.0) if nod.any() else float("nan")
         out["pleural_distance_mm"] = Characteristic(round(d_mm, 2), "algorithm", 0.8)
         out["juxtapleural"] = Characteristic(bool(d_mm <= JUXTAPLEURAL_MM), "algorithm", 0.8 if abs(d_mm - 1) > 1 else 0.6)
+    else:  # only lung within 25 mm of the nodule: far from the pleura (the distance is at least that)
+        out["juxtapleural"] = Characteristic(False, "algorithm", 0.9)
     lobe, conf = approximate_lobe(lung, np.array(image.TransformPhysicalPointToContinuousIndex(m.centroid_lps_mm)[::-1]), spacing_zyx, image)
     if lobe is not None:
         out["lobe"] = Characteristic(lobe, "algorithm", conf)
@@ -153,17 +155,35 @@ def approximate_lobe(lung: np.ndarray, centroid_zyx: np.ndarray, spacing_zyx: np
     a = (centroid_zyx[1] - ys.min()) / max(ys.max() - ys.min(), 1)  # 0 anterior .. 1 posterior
     if not y_post:
         a = 1 - a
-    mid_x = 0.5 * (xs.min() + xs.max())
-    right = (centroid_zyx[2] < mid_x) == x_left
+    right = _is_right(lung, centroid_zyx, image, x_left)
     fissure_h = 0.1 + 0.6 * a  # oblique fissure height at this antero-posterior position
     upper = h > fissure_h
     margin = abs(h - fissure_h)
     conf = round(float(min(0.9, 0.5 + margin)), 2)
+    if z_lo == 0 or z_hi == lung.shape[0] - 1:
+        conf = round(conf * 0.5, 2)  # the scan range cuts the lung: its height, and so the lobe, is uncertain
     if right:
         if upper and h < 0.6 and a < 0.5:
             return "RML", round(conf * 0.8, 2)
         return ("RUL" if upper else "RLL"), conf
     return ("LUL" if upper else "LLL"), conf
+
+
+def _is_right(lung: np.ndarray, centroid_zyx: np.ndarray, image: sitk.Image, x_left: bool) -> bool:
+    """Laterality: the midline between the two lungs when both are in view, else x = 0 (the scanner's
+    isocentre, near the patient's midline) in patient coordinates (LPS: +x is the patient's left)."""
+    z = int(np.clip(round(float(centroid_zyx[0])), 0, lung.shape[0] - 1))
+    labels, count = ndimage.label(np.asarray(lung[z], dtype=bool))
+    if count >= 2:
+        sizes = np.bincount(labels.ravel())[1:]
+        a, b = np.argsort(sizes)[::-1][:2] + 1
+        if sizes[b - 1] > 0.2 * sizes[a - 1]:
+            xa = float(np.mean(np.nonzero(labels == a)[1]))
+            xb = float(np.mean(np.nonzero(labels == b)[1]))
+            mid_x = 0.5 * (xa + xb)
+            return bool((centroid_zyx[2] < mid_x) == x_left)
+    x_lps = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in centroid_zyx[::-1]])[0]
+    return bool(x_lps < 0)
 
 
 def merge_reader_attributes(algorithm: Characterization, reader) -> Characterization:

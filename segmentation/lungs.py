@@ -5,8 +5,10 @@ Algorithm (fast: works on a 2x in-plane subsampled grid, < 2 s on a
 
 1. voxels below -400 HU are air or lung;
 2. air connected to the in-plane border of the volume (outside the body,
-   the table, padding) is removed, slice by slice via 3-D labelling of the
-   low-density voxels and discarding components that touch the x/y border;
+   the table, padding) is removed: 3-D labelling of the low-density voxels,
+   discarding components that touch the x/y border and have the density of
+   air (mean below -950 HU).  A lung cut by a tight field of view also
+   touches the border, but its density is that of parenchyma (~-850 HU);
 3. the remaining components larger than 1 % of the largest one
    (both lungs, possibly fused, plus the trachea) are kept;
 4. vessels, nodules and other holes are filled in every axial slice, and
@@ -25,6 +27,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 AIR_THRESHOLD_HU = -400.0
+#: a border-touching low-density component denser than this on average is lung cut by the field of view
+OUTSIDE_AIR_MEAN_HU = -950.0
 #: radius (mm) of the per-slice closing that fills pleural indentations
 INDENTATION_CLOSING_MM = 6.0
 
@@ -34,8 +38,9 @@ def lung_mask(image: sitk.Image) -> sitk.Image:
     hu = sitk.GetArrayViewFromImage(image)
     spacing_xyz = image.GetSpacing()
     step = 2 if min(hu.shape[1:]) >= 128 else 1
-    small = hu[:, ::step, ::step] < AIR_THRESHOLD_HU
-    mask_small = lung_mask_array(small, (spacing_xyz[0] * step, spacing_xyz[1] * step, spacing_xyz[2]))
+    hu_small = hu[:, ::step, ::step]
+    small = hu_small < AIR_THRESHOLD_HU
+    mask_small = lung_mask_array(small, (spacing_xyz[0] * step, spacing_xyz[1] * step, spacing_xyz[2]), hu_small)
     full = np.empty((hu.shape[0], mask_small.shape[1] * step, mask_small.shape[2] * step), dtype=np.uint8)
     for dy in range(step):  # nearest-neighbour upsampling by strided assignment (fast, one pass each)
         for dx in range(step):
@@ -45,8 +50,10 @@ def lung_mask(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def lung_mask_array(low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, float, float]) -> np.ndarray:
-    """Lung mask (bool, z, y, x) from a boolean array of air-density voxels."""
+def lung_mask_array(
+    low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, float, float], hu_zyx: np.ndarray | None = None
+) -> np.ndarray:
+    """Lung mask (bool, z, y, x) from a boolean array of air-density voxels (and their HU, when known)."""
     labels, count = ndimage.label(low_density_zyx)
     if count == 0:
         return np.zeros_like(low_density_zyx, dtype=bool)
@@ -57,6 +64,10 @@ def lung_mask_array(low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, fl
     )
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
+    border = border[border > 0]
+    if hu_zyx is not None and border.size:
+        mean_hu = np.asarray(ndimage.mean(hu_zyx, labels, border))
+        border = border[mean_hu < OUTSIDE_AIR_MEAN_HU]  # air outside the body; lung cut by the FOV stays
     sizes[border] = 0
     if sizes.max() == 0:
         return np.zeros_like(low_density_zyx, dtype=bool)

@@ -27,3 +27,29 @@ def test_two_lungs_inside_a_body():
     assert not mask[10, 64, 64]  # mediastinum between the lungs
     assert not mask[10, 64, 120]  # chest wall
     assert abs(int(mask[10].sum()) - int((left | right)[...].sum())) < 0.1 * (left | right).sum()
+
+
+def test_lung_cut_by_a_tight_field_of_view_is_still_lung():
+    """A reconstruction field of view that cuts through the lung makes the lung touch the
+    image border like the air outside the body; its density tells them apart."""
+    from test_images import generate_case
+
+    from segmentation.io import image_from_array
+
+    study = generate_case("solid-sizes", size="small", seed=1, images=True)[0]
+    image = image_from_array(study.hu, study.origin_lps_mm, study.spacing_mm)
+    mask = sitk.GetArrayViewFromImage(lung_mask(image))
+    assert mask.mean() > 0.2
+    for n in study.nodules:  # every nodule lies inside the lung mask
+        i, j, k = image.TransformPhysicalPointToIndex(tuple(n["centroid_lps_mm"]))
+        assert mask[k, j, i] == 1, n["id"]
+
+    # with one lung in view, laterality still comes out right (patient coordinates, not the lung's box)
+    from segmentation.characterize import characterize
+    from segmentation.nodule import segment_nodule
+
+    lungs = lung_mask(image)
+    for n in study.nodules:
+        c = characterize(image, segment_nodule(image, n["seed_lps_mm"], lung_mask=lungs), lung_mask=lungs)
+        assert c.lobe is not None and c.lobe.value[0] == n["lobe"][0], (n["id"], c.lobe, n["lobe"])
+        assert not c.juxtapleural.value or n["attachment"] != "free", n["id"]
