@@ -244,6 +244,8 @@ def _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_l
                _centre_of_mass(moving_lungs) - centre]
     best = None
     for offset in offsets:
+        if _box_overlap(fixed, moving, offset) < 0.2:
+            continue  # this start leaves (almost) no common field of view
         tr = sitk.TranslationTransform(3, tuple(float(v) for v in offset))
         try:
             tr, value = _run(fixed, moving, fixed_mask, moving_mask, tr, None, kind="translation")
@@ -260,6 +262,22 @@ def _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_l
     rigid.SetCenter(tuple(float(v) for v in centre))
     rigid.SetTranslation(tuple(float(v) for v in best[0]))
     return rigid
+
+
+def _box_overlap(fixed: sitk.Image, moving: sitk.Image, offset: np.ndarray) -> float:
+    """Fraction of the fixed image's bounding box that, shifted by ``offset`` (mm), lies in the moving one's."""
+
+    def box(image):
+        size = np.asarray(image.GetSize(), dtype=float)
+        corners = np.array([image.TransformContinuousIndexToPhysicalPoint(tuple(c * (size - 1)))
+                            for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T])
+        return corners.min(axis=0), corners.max(axis=0)
+
+    f_lo, f_hi = box(fixed)
+    m_lo, m_hi = box(moving)
+    f_lo, f_hi = f_lo + offset, f_hi + offset
+    inter = np.clip(np.minimum(f_hi, m_hi) - np.maximum(f_lo, m_lo), 0, None)
+    return float(np.prod(inter) / max(np.prod(f_hi - f_lo), 1e-9))
 
 
 def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, kind: str):

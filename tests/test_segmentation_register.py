@@ -181,3 +181,18 @@ def test_match_nodules_respects_max_distance_and_applies_the_mapping():
         (0, 0, "matched"), (1, None, "new"), (None, 1, "resolved")]
     assert match_nodules([], prior, _Shift((0, 0, 0)))[0].status == "resolved"
     assert [m.status for m in match_nodules(current, [], _Shift((0, 0, 0)))] == ["new", "new"]
+
+
+def test_registration_recovers_a_larger_rotation_and_table_offset(growth):
+    """The prior re-sampled with 5 degrees more rotation, and its frame moved 60 mm along the table."""
+    extra = sitk.Euler3DTransform()
+    extra.SetCenter(tuple(np.mean([n["centroid_lps_mm"] for n in growth["prior_study"].nodules], axis=0)))
+    extra.SetRotation(0.0, np.deg2rad(3.0), np.deg2rad(4.0))  # 5 degrees about an oblique axis
+    rotated = sitk.Resample(growth["prior"], growth["prior"], extra, sitk.sitkLinear, -1000.0)
+    table_mm = np.array([0.0, 0.0, 60.0])
+    rotated.SetOrigin(tuple(np.add(rotated.GetOrigin(), table_mm)))
+    reg = register(growth["current"], rotated)
+    inverse = extra.GetInverse()
+    for cur, pri in _pairs(growth["prior_study"], growth["current_study"]):
+        expected = np.asarray(inverse.TransformPoint(tuple(pri["centroid_lps_mm"]))) + table_mm
+        assert np.linalg.norm(np.subtract(reg.current_to_prior(cur["centroid_lps_mm"]), expected)) < 2.0
