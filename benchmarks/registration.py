@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         errs = " ".join(f"{e:.2f}" for e in r["error_mm"])
         lin = f"{r['linear_error_max_mm']:.2f}" if "linear_error_max_mm" in r else "-"
         find = f"{r['find_error_max_mm']:.2f}" if "find_error_max_mm" in r else "-"
-        print(f"{r['case']:<12} {r['seed']:>4} {r['size']:<5} {r['current']}->{r['prior']:<2} {r['nodules_in_both']:>2} "
+        pair = f"{r['current']}->{r['prior']}"
+        print(f"{r['case']:<12} {r['seed']:>4} {r['size']:<5} {pair:>5} {r['nodules_in_both']:>2} "
               f"{r['unregistered_max_mm']:>8.1f} {r['error_max_mm']:>7.2f} {errs:<22} {lin:>7} "
               f"{r['inverse_error_max_mm']:>7.2f} {'ok' if r['matching_correct'] else 'WRONG':>5} {r['new']:>3} "
               f"{r['resolved']:>3} {find:>7} {r['register_wall_s']:>10.1f} {r['register_cpu_s']:>6.1f} "

@@ -83,12 +83,13 @@ class Registration:
         """Map a point of the prior study (LPS mm) into the current study (inverse of :meth:`current_to_prior`).
 
         Solves ``current_to_prior(x) == point`` by Newton iteration with the
-        Jacobian estimated by central differences (the deformation is smooth,
-        so a handful of iterations reach sub-micrometre residuals).
+        Jacobian estimated by central differences (the transform is nearly
+        affine and smooth, so a few iterations reach ``tolerance_mm``).
+        Raises :class:`RegistrationError` if it does not converge.
         """
         y = np.asarray([float(v) for v in point_lps_mm])
-        jac = self._jacobian(y)  # start from the inverse of the local linearisation around y
         x = y.copy()
+        r = np.zeros(3)
         for _ in range(max_iterations):
             r = np.asarray(self.transform.TransformPoint(tuple(x))) - y
             if np.linalg.norm(r) < tolerance_mm:
