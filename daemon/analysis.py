@@ -6,8 +6,9 @@ database I/O, so ``noduled analyze`` (folders) and the node's pipeline
 (:mod:`daemon.pipeline`, archive + index) run exactly the same code.
 
 Stages: seeds (read the reader's marks) -> load (CT series -> volume) ->
-segment (measure + characterize every seed) -> assess (NLCSP) -> report
-(TID 1500 SR + SEG).  Each stage's duration is in ``AnalysisResult.timings_s``.
+segment (measure + characterize every seed) -> priors (register each prior
+CT, find and re-measure every nodule on it; :mod:`daemon.comparison`) ->
+assess (NLCSP) -> report (TID 1500 SR + SEG).  Each stage's duration is in ``AnalysisResult.timings_s``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from daemon.comparison import ComparisonResult, PriorExam, case_priors, compare_with_priors, prior_comparisons
 from dicom_sr.findings import ExamAssessment, NoduleFinding, Participant, ReaderAttributes, Seed
 
 log = logging.getLogger(__name__)
@@ -45,28 +47,14 @@ class SiteDefaults:
 
 
 @dataclass(frozen=True)
-class PriorNodule:
-    """A nodule reported on an earlier exam of the same patient (from our own SRs)."""
-
-    tracking_uid: str
-    tracking_id: str
-    study_uid: str
-    exam_date: dt.date
-    volume_mm3: float | None
-    mean_diameter_mm: float | None
-    category: str | None
-    centroid_lps_mm: tuple[float, float, float] | None
-    derived: bool = False
-
-
-@dataclass(frozen=True)
 class AnalysisInputs:
     study_datasets: Sequence[Dataset]  # every CT image of the study (pixels for the analysed series at least)
     seed_objects: Sequence[Dataset | dict]  # SR / GSPS datasets, or JSON seed documents
     site: SiteDefaults = SiteDefaults()
     predecessor: Dataset | None = None  # our earlier SR of this study, replaced by this one
-    screening_round: str | None = None  # None: baseline unless priors are given
+    screening_round: str | None = None  # None: follow-up when a prior screening exam is given, else baseline
     participant_overrides: dict[str, Any] = field(default_factory=dict)  # age_years, sex, family history, emphysema
+    priors: Sequence[PriorExam] = ()  # earlier CT exams of the patient (daemon.comparison)
 
 
 @dataclass(frozen=True)
@@ -213,7 +201,7 @@ def read_all_seeds(seed_objects: Sequence[Dataset | dict], images: dict[str, Dat
     return seeds, flags
 
 
-def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequence[NoduleFinding] = ()) -> list[NoduleFinding]:
+def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequence[NoduleFinding] = (), lungs=None) -> list[NoduleFinding]:  # type: ignore[no-untyped-def]
     """Stage 3: one finding per nodule; seeds on an already-found nodule are merged into it.
 
     Tracking identity: a nodule of the report this one replaces keeps its
@@ -223,7 +211,7 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
     from segmentation.lungs import lung_mask
     from segmentation.types import NoNoduleAtSeed
 
-    lungs = lung_mask(image)
+    lungs = lung_mask(image) if lungs is None else lungs
 
     def volume_index(position: Sequence[float]) -> tuple[int, int, int]:
         i, j, k = image.TransformPhysicalPointToIndex(tuple(float(v) for v in position))
@@ -301,8 +289,9 @@ def case_for(
     screening_round: str,
     participant: Participant,
     flags: ReaderAttributes,
+    history: dict[str, list] | None = None,
 ) -> dict[str, Any]:
-    """Stage 5 input: the ``noduled.case/1`` document of this exam."""
+    """Stage 5 input: the ``noduled.case/1`` document of this exam (``history``: prior observations by tracking id)."""
     nodules = []
     for f in findings:
         m, c = f.measurement, f.characterization
@@ -325,7 +314,7 @@ def case_for(
             "juxtapleural_typical": juxtapleural and composition == "solid" and not bool(_value(c.spiculated)),
             "airway": _value(c.airway),
             "cyst": _value(c.cyst),
-            "priors": [],
+            "priors": case_priors((history or {}).get(f.tracking_id, [])),
         }
         if composition == "part-solid":
             nodule["solid_component_volume_mm3"] = m.solid_volume_mm3 if reliable else None
@@ -357,6 +346,7 @@ def exam_assessment(
     study_uid: str,
     series_uid: str,
     participant: Participant,
+    comparison: ComparisonResult | None = None,
 ) -> ExamAssessment:
     """Stage 5 output joined with the findings: the report's content."""
     by_id = {n["id"]: n for n in assessment_json["nodules"]}
@@ -367,6 +357,8 @@ def exam_assessment(
         if n is None:
             out.append(f)
             continue
+        observations = comparison.history.get(f.tracking_id, []) if comparison is not None else []
+        exam_date = dt.date.fromisoformat(assessment_json["exam_date"])
         out.append(
             replace(
                 f,
@@ -374,6 +366,7 @@ def exam_assessment(
                 pancan_risk_pct=n.get("pancan_risk_pct"),
                 category=n["category"],
                 rule=n["rule"],
+                comparisons=prior_comparisons(f, observations, exam_date, n),
             )
         )
     due = assessment_json.get("due_date")
@@ -392,7 +385,7 @@ def exam_assessment(
         participant=participant,
         series_uid=series_uid,
         reasons=(assessment_json["rule"],),
-        notes=tuple(assessment_json.get("notes") or ()),
+        notes=tuple(assessment_json.get("notes") or ()) + tuple(comparison.notes if comparison is not None else ()),
     )
 
 
@@ -438,16 +431,31 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         if contents.assessment is not None:
             previous = list(contents.assessment.findings)
     with timer.stage("segment"):
-        findings = segment_seeds(loaded.image, seeds, study_uid, previous)
+        from segmentation.lungs import lung_mask
+
+        lungs = lung_mask(loaded.image)
+        findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
+    comparison = None
+    if inputs.priors:
+        with timer.stage("priors"):
+            comparison = compare_with_priors(loaded.image, lungs, findings, inputs.priors)
+            findings = comparison.findings
     with timer.stage("assess"):
         participant = participant_from_headers(ct0, inputs.site, inputs.participant_overrides)
-        screening_round = inputs.screening_round or "baseline"
-        case_json = case_for(findings, exam_date=_study_date(ct0), screening_round=screening_round, participant=participant, flags=flags)
+        screening_round = inputs.screening_round or (
+            "follow-up" if any(not p.pre_screening for p in inputs.priors) else "baseline"
+        )
+        case_json = case_for(
+            findings, exam_date=_study_date(ct0), screening_round=screening_round, participant=participant, flags=flags,
+            history=comparison.history if comparison is not None else None,
+        )
         try:
             assessment_json = assessment_to_json(assess(parse_case(case_json)))
         except CaseError as exc:
             raise AnalysisError(f"the protocol engine refused the case: {exc}") from None
-        assessment = exam_assessment(assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant)
+        assessment = exam_assessment(
+            assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+        )
     fingerprint = seeds_fingerprint(inputs.seed_objects)
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])

@@ -48,6 +48,9 @@ class Node:
             archive=self.archive,
             site=SiteDefaults(settings.site.family_history_lung_cancer, settings.site.emphysema),
             enqueue_delivery=self._enqueue_delivery,
+            lookback_years=settings.analysis.lookback_years,
+            max_priors=int(settings.analysis.max_priors),
+            screening_description_regex=settings.analysis.screening_description_regex,
         )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,9 @@ from sqlalchemy import Engine, insert, or_, select, update
 
 from daemon import metrics
 from daemon.analysis import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
+from daemon.comparison import PriorExam, PriorNodule
 from daemon.archive import Archive
-from daemon.schema import analyses, assessments, instances, nodule_observations, series, studies
+from daemon.schema import analyses, assessments, instances, nodule_observations, patients, series, studies
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class NodeContext:
     archive: Archive
     site: SiteDefaults
     enqueue_delivery: Callable[[str, str, str], None] | None = None  # (sop_uid, study_uid, relative path)
+    lookback_years: float = 10.0
+    max_priors: int = 4
+    screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
 
 
 def utcnow() -> dt.datetime:
@@ -159,6 +164,92 @@ def _predecessor(ctx: NodeContext, study_uid: str) -> Dataset | None:
     return dcmread(ctx.archive.path_of(row.path)) if row else None
 
 
+def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
+    """The patient's earlier CT exams in the archive, with what noduled reported on them.
+
+    Same patient = same Patient ID and issuer (never an empty Patient ID);
+    within ``lookback_years``; at most ``max_priors`` (the earliest, which
+    note 6 compares against, and the most recent ones).
+    """
+    with ctx.engine.connect() as conn:
+        current = conn.execute(
+            select(studies.c.patient_pk, studies.c.study_date, patients.c.patient_id)
+            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk))
+            .where(studies.c.study_uid == study_uid)
+        ).first()
+        if current is None or current.study_date is None or not (current.patient_id or "").strip():
+            return []
+        since = current.study_date - dt.timedelta(days=round(365.25 * ctx.lookback_years))
+        rows = conn.execute(
+            select(studies.c.study_uid, studies.c.study_date, studies.c.description)
+            .where(studies.c.patient_pk == current.patient_pk, studies.c.study_date < current.study_date, studies.c.study_date >= since)
+            .order_by(studies.c.study_date)
+        ).all()
+    if len(rows) > ctx.max_priors:
+        rows = [rows[0], *rows[-(ctx.max_priors - 1):]]
+    screening = re.compile(ctx.screening_description_regex)
+    out = []
+    for row in rows:
+        paths = _best_ct_series(ctx, row.study_uid)
+        reported = _reported_nodules(ctx, row.study_uid)
+        if not paths and not reported:
+            continue
+        out.append(
+            PriorExam(
+                study_uid=row.study_uid,
+                exam_date=row.study_date,
+                ct_datasets=tuple(dcmread(p) for p in paths),
+                reported=reported,
+                pre_screening=not screening.search(row.description or ""),
+            )
+        )
+    return out
+
+
+def _best_ct_series(ctx: NodeContext, study_uid: str) -> list[Path]:
+    """The thinnest axial CT series of a study (most images on a tie)."""
+    q = (
+        select(series.c.series_uid, series.c.slice_thickness_mm, series.c.image_orientation, instances.c.path)
+        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE)
+    )
+    by_series: dict[str, tuple[float, list[Path]]] = {}
+    with ctx.engine.connect() as conn:
+        for row in conn.execute(q):
+            iop = [float(v) for v in (row.image_orientation or "").split("\\") if v.strip()]
+            if len(iop) == 6 and abs(iop[0] * iop[4] - iop[1] * iop[3]) < 0.9:
+                continue  # not axial
+            entry = by_series.setdefault(row.series_uid, (row.slice_thickness_mm or 99.0, []))
+            entry[1].append(ctx.archive.path_of(row.path))
+    if not by_series:
+        return []
+    _, paths = min(by_series.values(), key=lambda e: (e[0], -len(e[1])))
+    return paths
+
+
+def _reported_nodules(ctx: NodeContext, study_uid: str) -> tuple[PriorNodule, ...]:
+    """The nodules of noduled's newest report of a study."""
+    with ctx.engine.connect() as conn:
+        sr = conn.execute(
+            select(assessments.c.report_sop_uid).where(assessments.c.study_uid == study_uid).order_by(assessments.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        if sr is None:
+            return ()
+        rows = conn.execute(select(nodule_observations).where(nodule_observations.c.report_sop_uid == sr)).all()
+    return tuple(
+        PriorNodule(
+            tracking_uid=r.tracking_uid,
+            tracking_id=r.tracking_id,
+            volume_mm3=r.volume_mm3,
+            mean_diameter_mm=r.mean_diameter_mm,
+            category=r.category,
+            centroid_lps_mm=(r.centroid_x_mm, r.centroid_y_mm, r.centroid_z_mm) if r.centroid_x_mm is not None else None,
+        )
+        for r in rows
+        if r.error is None
+    )
+
+
 def _record(ctx: NodeContext, study_uid: str, result: AnalysisResult) -> None:
     """The assessment and every nodule, into the index (idempotent per SR)."""
     a = result.assessment
@@ -248,7 +339,13 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     try:
         datasets = [dcmread(p) for p in files.ct_paths]
         result = analyze(
-            AnalysisInputs(study_datasets=datasets, seed_objects=seeds, site=ctx.site, predecessor=_predecessor(ctx, study_uid))
+            AnalysisInputs(
+                study_datasets=datasets,
+                seed_objects=seeds,
+                site=ctx.site,
+                predecessor=_predecessor(ctx, study_uid),
+                priors=prior_exams(ctx, study_uid),
+            )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
         raise PermanentError(str(exc)) from None

@@ -161,6 +161,26 @@ class QueueSettings(_Section):
 class AnalysisSettings(_Section):
     stable_age_s: float = 10.0
     require_seeds: bool = True
+    lookback_years: float = 10.0  # prior CT of the patient compared within this many years
+    max_priors: int = 4  # the earliest and the most recent priors within the look-back
+    # a prior CT whose study description matches is a screening LDCT; any other is pre-screening CT (note 7)
+    screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
+
+    @field_validator("screening_description_regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression ({exc}), got {v!r}") from None
+        return v
+
+    @field_validator("lookback_years", "max_priors")
+    @classmethod
+    def _positive_number(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be more than 0, got {v}")
+        return v
 
     @field_validator("stable_age_s")
     @classmethod

@@ -291,3 +291,34 @@ def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_s
         metrics_text = rsp.read().decode()
     assert 'noduled_studies_analysed_total{outcome="done"} 2.0' in metrics_text
     assert 'noduled_instances_received_total{outcome="stored"}' in metrics_text
+
+
+def test_follow_up_study_is_compared_with_the_prior_in_the_archive(noduled_server, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
+    """The 'growth' pair, one round at a time: the follow-up is assessed as a follow-up round,
+    each nodule keeps its tracking UID and gets the growth status truth.json states."""
+    from test_images import generate_case, write_study
+
+    studies = generate_case("growth", size="small", seed=0)
+    written = [write_study(s, tmp_path / f"t{i}") for i, s in enumerate(studies)]
+    node = noduled_server(node_config(None))
+    reports = []
+    for study, paths in zip(studies, written):
+        assert storescu(node.port, ct_and(paths, "sr")).wait(timeout=120) == 0
+        state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the analysis")
+        sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+        reports.append(read_report(dcmread(sr_path)).assessment)
+    baseline, follow_up = reports
+    assert baseline.screening_round == "baseline" and follow_up.screening_round == "follow-up"
+
+    def truth_of(finding, study):  # type: ignore[no-untyped-def]
+        c = finding.measurement.centroid_lps_mm
+        return min(study.nodules, key=lambda n: sum((a - b) ** 2 for a, b in zip(n["centroid_lps_mm"], c)))
+
+    base_uid = {truth_of(f, studies[0])["tracking_uid"]: f.tracking_uid for f in baseline.findings}
+    for f in follow_up.findings:
+        truth = truth_of(f, studies[1])
+        assert f.status == truth["growth"]["status"], (truth["id"], f.status)
+        if truth["growth"]["status"] != "new":
+            assert f.tracking_uid == base_uid[truth["tracking_uid"]]
+            assert f.comparisons and f.comparisons[0].prior_study_uid == studies[0].study_uid
+    assert any("(resolved)" in note for note in follow_up.notes)

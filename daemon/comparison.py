@@ -1,0 +1,206 @@
+"""Prior comparison: find each current nodule on the patient's earlier CT (a pure stage).
+
+For every prior exam (oldest first) the prior CT is registered to the current
+one (:func:`segmentation.register.register`), each current nodule's centroid
+is mapped into the prior and re-segmented there with the same algorithm
+(:func:`segmentation.register.find_in_prior`), so that volumes at both time
+points come from one method.  Where noduled reported on a prior exam, its
+nodules are matched first (:func:`segmentation.register.match_nodules`): a
+matched nodule keeps its tracking UID and identifier for the life of the
+programme, and a reported nodule with no current match is "resolved".
+
+The result feeds the protocol engine (``priors`` of each nodule in the
+``noduled.case/1`` document) and the SR (``PriorComparison``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from pydicom.dataset import Dataset
+
+from dicom_sr.findings import NoduleFinding, PriorComparison
+from segmentation.types import NoduleMeasurement
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PriorNodule:
+    """A nodule noduled reported on an earlier exam (from the index)."""
+
+    tracking_uid: str
+    tracking_id: str
+    volume_mm3: float | None
+    mean_diameter_mm: float | None
+    category: str | None
+    centroid_lps_mm: tuple[float, float, float] | None
+
+
+@dataclass(frozen=True)
+class PriorExam:
+    """An earlier CT exam of the same patient."""
+
+    study_uid: str
+    exam_date: dt.date
+    ct_datasets: tuple[Dataset, ...] = ()  # its CT series; empty: only reported values can be used
+    reported: tuple[PriorNodule, ...] = ()  # what noduled reported on it, if it did
+    pre_screening: bool = False  # a CT before the screening programme (note 7)
+
+
+@dataclass(frozen=True)
+class PriorObservation:
+    """One current nodule on one prior exam."""
+
+    exam: PriorExam
+    measurement: NoduleMeasurement | None  # re-measured on the prior CT
+    reported: PriorNodule | None  # the same nodule in noduled's report of that exam
+
+    @property
+    def volume_mm3(self) -> float | None:
+        if self.measurement is not None and not self.measurement.quality.volumetry_unreliable:
+            return self.measurement.volume_mm3
+        return self.reported.volume_mm3 if self.reported is not None and self.measurement is None else None
+
+    @property
+    def mean_diameter_mm(self) -> float | None:
+        if self.measurement is not None:
+            return self.measurement.mean_diameter_mm
+        return self.reported.mean_diameter_mm if self.reported is not None else None
+
+
+@dataclass
+class ComparisonResult:
+    findings: list[NoduleFinding]
+    history: dict[str, list[PriorObservation]] = field(default_factory=dict)  # tracking_id -> observations, oldest first
+    notes: list[str] = field(default_factory=list)
+
+
+def _number(tracking_id: str) -> int:
+    tail = tracking_id.split()[-1] if tracking_id.split() else ""
+    return int(tail) if tail.isdigit() else 0
+
+
+def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]) -> ComparisonResult:  # type: ignore[no-untyped-def]
+    """Every current finding on every prior exam, and identities carried over from earlier reports."""
+    from segmentation.io import load_series
+    from segmentation.lungs import lung_mask
+    from segmentation.register import RegistrationError, find_in_prior, match_nodules, register
+    from segmentation.types import SeriesError
+
+    findings = list(findings)
+    measured = [i for i, f in enumerate(findings) if f.measurement is not None]
+    observations: dict[int, list[PriorObservation]] = {i: [] for i in measured}
+    identity: dict[int, PriorNodule] = {}  # current index -> reported prior nodule (newest report wins)
+    notes: list[str] = []
+    last_reported: tuple[PriorExam, list[int]] | None = None  # the newest report, and its nodules not matched
+    for exam in sorted(priors, key=lambda e: e.exam_date):
+        when = exam.exam_date.isoformat()
+        registration = prior_image = prior_lungs = None
+        if exam.ct_datasets:
+            try:
+                loaded = load_series(list(exam.ct_datasets))
+                prior_image = loaded.image
+                prior_lungs = lung_mask(prior_image)
+                registration = register(image, prior_image, current_lungs=lungs, prior_lungs=prior_lungs)
+            except (SeriesError, RegistrationError) as exc:
+                notes.append(f"prior CT of {when} (study {exam.study_uid}) could not be compared: {exc}")
+                registration = None
+        matched_reported: dict[int, PriorNodule] = {}
+        unmatched: list[int] = []
+        if exam.reported and registration is not None:
+            reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
+            matches = match_nodules([findings[i].measurement.centroid_lps_mm for i in measured],  # type: ignore[union-attr]
+                                    [p.centroid_lps_mm for p in reported], registration)
+            for m in matches:
+                if m.status == "matched":
+                    matched_reported[measured[m.current_index]] = reported[m.prior_index]  # type: ignore[index]
+                elif m.status == "resolved":
+                    unmatched.append(m.prior_index)  # type: ignore[arg-type]
+            last_reported = (exam, unmatched) if exam.reported else last_reported
+            identity.update(matched_reported)
+        elif exam.reported:
+            notes.append(f"noduled's report of {when} could not be matched: its CT is not available for registration")
+        for i in measured:
+            m_current = findings[i].measurement
+            measurement = None
+            if registration is not None and prior_image is not None:
+                mapped = registration.current_to_prior(m_current.centroid_lps_mm)  # type: ignore[union-attr]
+                measurement = find_in_prior(prior_image, mapped, prior_lungs=prior_lungs, expected_volume_mm3=m_current.volume_mm3)  # type: ignore[union-attr]
+            reported_here = matched_reported.get(i)
+            if measurement is not None or reported_here is not None:
+                observations[i].append(PriorObservation(exam, measurement, reported_here))
+    # identities: a matched nodule keeps its tracking UID and identifier; new ones are numbered after all others
+    taken = {p.tracking_id for p in identity.values()}
+    next_number = 1 + max([_number(t) for t in taken] + [_number(p.tracking_id) for e in priors for p in e.reported], default=0)
+    for i, f in enumerate(findings):
+        if i in identity:
+            p = identity[i]
+            findings[i] = replace(f, tracking_id=p.tracking_id, tracking_uid=p.tracking_uid)
+        elif taken or any(e.reported for e in priors):
+            findings[i] = replace(f, tracking_id=f"Nodule {next_number}")
+            next_number += 1
+    if last_reported is not None:
+        exam, unmatched = last_reported
+        reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
+        for k in unmatched:
+            p = reported[k]
+            notes.append(f"{p.tracking_id} of {exam.exam_date.isoformat()} is not seen on this exam (resolved)")
+    history = {findings[i].tracking_id: obs for i, obs in observations.items()}
+    return ComparisonResult(findings=findings, history=history, notes=notes)
+
+
+def case_priors(observations: Sequence[PriorObservation]) -> list[dict]:
+    """The ``priors`` of one nodule in the ``noduled.case/1`` document."""
+    out = []
+    for o in observations:
+        volume, diameter = o.volume_mm3, o.mean_diameter_mm
+        if volume is None and diameter is None:
+            continue
+        out.append(
+            {
+                "date": o.exam.exam_date.isoformat(),
+                "volume_mm3": volume,
+                "mean_diameter_mm": diameter,
+                "category": o.reported.category if o.reported is not None else None,
+                "pre_screening": o.exam.pre_screening,
+            }
+        )
+    return out
+
+
+def prior_comparisons(
+    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: dict
+) -> tuple[PriorComparison, ...]:
+    """The SR's comparisons of one nodule: change against every prior, the protocol's comparison study marked."""
+    from nlcsp.growth import percent_volume_change, volume_doubling_time_days
+
+    m = finding.measurement
+    comparison_date = assessed.get("comparison_date")
+    out = []
+    for o in observations:
+        days = (exam_date - o.exam.exam_date).days
+        v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
+        change = percent_volume_change(v1, v2) if v1 and v2 else None
+        vdt = volume_doubling_time_days(v1, v2, days) if v1 and v2 and days > 0 and v1 != v2 else None
+        d1 = o.mean_diameter_mm
+        is_comparison = comparison_date == o.exam.exam_date.isoformat()
+        out.append(
+            PriorComparison(
+                prior_study_uid=o.exam.study_uid,
+                prior_study_date=o.exam.exam_date,
+                prior_measurement=o.measurement,
+                days_between=days,
+                volume_change_pct=change,
+                vdt_days=vdt if vdt is None or abs(vdt) != float("inf") else None,
+                diameter_change_mm=(m.mean_diameter_mm - d1) if m is not None and d1 is not None else None,
+                growth_status=assessed.get("status") if is_comparison else None,
+                prior_category=o.reported.category if o.reported is not None else None,
+                prior_category_derived=False,
+                is_comparison_study=is_comparison,
+            )
+        )
+    return tuple(out)
