@@ -55,6 +55,7 @@ class AnalysisInputs:
     screening_round: str | None = None  # None: follow-up when a prior screening exam is given, else baseline
     participant_overrides: dict[str, Any] = field(default_factory=dict)  # age_years, sex, family history, emphysema
     priors: Sequence[PriorExam] = ()  # earlier CT exams of the patient (daemon.comparison)
+    notes: Sequence[str] = ()  # said in the report (e.g. "reported without priors: ...")
 
 
 @dataclass(frozen=True)
@@ -456,6 +457,8 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = exam_assessment(
             assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
+        if inputs.notes:
+            assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])

@@ -10,7 +10,7 @@ from daemon.analysis import SiteDefaults
 from daemon.archive import Archive
 from daemon.db import open_index
 from daemon.jobs import RETRIES, JobQueue, make_huey
-from daemon.pipeline import NodeContext, PermanentError, StudyBusy, analyze_study, utcnow
+from daemon.pipeline import NodeContext, PermanentError, StudyBusy, WaitingForPriors, analyze_study, utcnow
 from daemon.schema import analyses
 from daemon.scp import StorageSCP
 from daemon.settings import Settings
@@ -51,6 +51,8 @@ class Node:
             lookback_years=settings.analysis.lookback_years,
             max_priors=int(settings.analysis.max_priors),
             screening_description_regex=settings.analysis.screening_description_regex,
+            pacs=settings.pacs,
+            ae_title=settings.scp.ae_title,
         )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
@@ -75,6 +77,9 @@ class Node:
         except StudyBusy:
             log.info("study %s is being analysed by another worker; trying again later", study_uid)
             raise
+        except WaitingForPriors as exc:
+            log.warning("study %s: %s (will try again)", study_uid, exc)
+            return
         except Exception as exc:
             if attempt > RETRIES:
                 self._failed(study_uid, f"gave up after {attempt} attempts: {type(exc).__name__}: {exc}")

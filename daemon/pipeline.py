@@ -31,6 +31,7 @@ from daemon import metrics
 from daemon.analysis import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
 from daemon.comparison import PriorExam, PriorNodule
 from daemon.archive import Archive
+from daemon.settings import PACSSettings
 from daemon.schema import analyses, assessments, instances, nodule_observations, patients, series, studies
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class StudyBusy(Exception):
     """Another worker is analysing the study right now (try again later)."""
 
 
+class WaitingForPriors(Exception):
+    """The PACS could not give the priors; the study waits (the monitor queues it again)."""
+
+
 LEASE = dt.timedelta(minutes=15)  # longer than any analysis; a dead worker's study is taken over after it
 
 
@@ -68,6 +73,8 @@ class NodeContext:
     lookback_years: float = 10.0
     max_priors: int = 4
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
+    pacs: PACSSettings | None = None  # where priors are queried and retrieved from
+    ae_title: str = "NODULED"  # ours: calling AE and C-MOVE destination
 
 
 def utcnow() -> dt.datetime:
@@ -164,6 +171,45 @@ def _predecessor(ctx: NodeContext, study_uid: str) -> Dataset | None:
     return dcmread(ctx.archive.path_of(row.path)) if row else None
 
 
+def _fetch_priors(ctx: NodeContext, study_uid: str) -> list[str]:
+    """Retrieve the patient's priors the PACS holds and the archive does not; notes for the report.
+
+    When the PACS cannot give them, the study waits (:class:`WaitingForPriors`)
+    unless it has waited ``report_without_priors_after_min`` already: then
+    the report goes out without them and says so.
+    """
+    from daemon.priors import PriorsUnavailable, fetch_missing_priors
+
+    if ctx.pacs is None:
+        return []
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            select(patients.c.patient_id, patients.c.issuer, studies.c.study_date, analyses.c.queued_at, analyses.c.state)
+            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk).outerjoin(analyses, analyses.c.study_uid == studies.c.study_uid))
+            .where(studies.c.study_uid == study_uid)
+        ).first()
+    if row is None or row.study_date is None:
+        return []
+    try:
+        fetch_missing_priors(
+            ctx.pacs, engine=ctx.engine, calling_ae=ctx.ae_title, patient_id=row.patient_id or "", issuer=row.issuer or "",
+            before=row.study_date, store=lambda data: ctx.archive.store(data, calling_ae=ctx.pacs.ae_title),  # type: ignore[union-attr]
+            lookback_years=ctx.lookback_years, max_studies=ctx.max_priors,
+        )
+    except PriorsUnavailable as exc:
+        waited_min = 0.0
+        if row.queued_at is not None:
+            queued = row.queued_at if row.queued_at.tzinfo else row.queued_at.replace(tzinfo=dt.timezone.utc)
+            waited_min = (utcnow() - queued).total_seconds() / 60
+        limit = ctx.pacs.report_without_priors_after_min
+        if limit and waited_min >= limit:
+            log.warning("study %s: reporting without priors after %.0f min: %s", study_uid, waited_min, exc)
+            return [f"Reported without prior comparison from PACS after waiting {waited_min:.0f} min: {exc}"]
+        _set_state(ctx.engine, study_uid, state="waiting-priors", reason=str(exc), lease_until=None)
+        raise WaitingForPriors(str(exc)) from None
+    return []
+
+
 def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
     """The patient's earlier CT exams in the archive, with what noduled reported on them.
 
@@ -234,7 +280,7 @@ def _reported_nodules(ctx: NodeContext, study_uid: str) -> tuple[PriorNodule, ..
             select(assessments.c.report_sop_uid).where(assessments.c.study_uid == study_uid).order_by(assessments.c.id.desc()).limit(1)
         ).scalar_one_or_none()
         if sr is None:
-            return ()
+            return _reported_in_archived_sr(ctx, study_uid)
         rows = conn.execute(select(nodule_observations).where(nodule_observations.c.report_sop_uid == sr)).all()
     return tuple(
         PriorNodule(
@@ -247,6 +293,36 @@ def _reported_nodules(ctx: NodeContext, study_uid: str) -> tuple[PriorNodule, ..
         )
         for r in rows
         if r.error is None
+    )
+
+
+def _reported_in_archived_sr(ctx: NodeContext, study_uid: str) -> tuple[PriorNodule, ...]:
+    """Nodules of noduled's newest SR of a study that the index has no record of (e.g. retrieved
+    from PACS by a freshly installed node): read back from the SR itself."""
+    from dicom_sr.read_report import read_report
+
+    q = (
+        select(instances.c.path)
+        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .where(studies.c.study_uid == study_uid, series.c.manufacturer == OUR_MANUFACTURER, instances.c.sop_class_uid.in_(SEED_CLASSES))
+    )
+    with ctx.engine.connect() as conn:
+        paths = [ctx.archive.path_of(r.path) for r in conn.execute(q)]
+    reports = [c for c in (read_report(dcmread(p)) for p in paths) if c.assessment is not None]
+    if not reports:
+        return ()
+    newest = max(reports, key=lambda c: (c.content_date or dt.date.min, c.sop_instance_uid))
+    return tuple(
+        PriorNodule(
+            tracking_uid=f.tracking_uid,
+            tracking_id=f.tracking_id,
+            volume_mm3=f.measurement.volume_mm3,
+            mean_diameter_mm=f.measurement.mean_diameter_mm,
+            category=f.category,
+            centroid_lps_mm=f.measurement.centroid_lps_mm,
+        )
+        for f in newest.assessment.findings  # type: ignore[union-attr]
+        if f.measurement is not None
     )
 
 
@@ -337,6 +413,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         )
     claim_study(ctx.engine, study_uid, fingerprint)
     try:
+        notes = _fetch_priors(ctx, study_uid)
         datasets = [dcmread(p) for p in files.ct_paths]
         result = analyze(
             AnalysisInputs(
@@ -345,6 +422,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
                 site=ctx.site,
                 predecessor=_predecessor(ctx, study_uid),
                 priors=prior_exams(ctx, study_uid),
+                notes=notes,
             )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:

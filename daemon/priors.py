@@ -622,3 +622,46 @@ def retrieve(
         message += f"; this node refused {len(refusals)} instances: {refusals[-1]}"
     (log.warning if failed else log.info)("%s", message)
     return RetrieveResult(completed, failed, warning, message)
+
+
+# ------------------------------------------------------------------ orchestration
+def fetch_missing_priors(
+    pacs: PACSSettings,
+    *,
+    engine: Engine,
+    calling_ae: str,
+    patient_id: str,
+    issuer: str,
+    before: dt.date,
+    store: Callable[[bytes], object],
+    lookback_years: float = 10,
+    max_studies: int = 4,
+) -> list[str]:
+    """Bring into the archive what the PACS holds of the patient's priors and the node does not.
+
+    For each earlier study the PACS holds (the earliest and the most recent
+    ``max_studies``): its best CT series and noduled's earlier SR/SEG, unless
+    the index has them complete already.  Returns the study UIDs fetched.
+    Raises :class:`PriorsUnavailable` when the PACS cannot be asked, or a
+    retrieval is incomplete: the analysis then waits rather than report
+    without the priors.
+    """
+    if not patient_id.strip():
+        return []
+    remote = query_pacs(pacs, calling_ae=calling_ae, patient_id=patient_id, issuer=issuer or None, before=before, lookback_years=lookback_years)
+    if len(remote) > max_studies:  # newest first: keep the most recent ones and the earliest
+        remote = [*remote[: max_studies - 1], remote[-1]]
+    local = {s.study_uid: s for s in priors_in_index(engine, patient_id=patient_id, issuer=issuer, before=before, lookback_years=lookback_years)}
+    fetched = []
+    for study in remote:
+        wanted = series_to_fetch(study, local.get(study.study_uid))
+        if not wanted:
+            continue
+        result = retrieve(
+            pacs, calling_ae=calling_ae, study_uid=study.study_uid, series_uids=wanted, method=pacs.retrieve, store=store,
+        )
+        if not result.complete:
+            raise PriorsUnavailable(f"prior study {study.study_uid} came back incomplete: {result.message}")
+        log.info("prior study %s: %d instances retrieved (%s)", study.study_uid, result.completed, pacs.retrieve)
+        fetched.append(study.study_uid)
+    return fetched

@@ -228,6 +228,16 @@ class Destination(_Section):
 
 class PACSSettings(Destination):
     retrieve: Literal["c-move", "c-get"] = "c-move"
+    # when the PACS cannot give the priors, wait (retrying) rather than report without them;
+    # after this many minutes report anyway, and the SR says so (0 = wait indefinitely)
+    report_without_priors_after_min: float = 0.0
+
+    @field_validator("report_without_priors_after_min")
+    @classmethod
+    def _minutes(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"must be 0 or more minutes, got {v}")
+        return v
 
 
 class HTTPSettings(_Section):

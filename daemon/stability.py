@@ -98,12 +98,23 @@ class StabilityMonitor:
             self.enqueue(study_uid)
         return list(rows)
 
+    def retry_waiting(self) -> list[str]:
+        """Queue again the studies waiting for their priors from PACS."""
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(select(analyses.c.study_uid).where(analyses.c.state == "waiting-priors")).scalars())
+            if rows:
+                conn.execute(update(analyses).where(analyses.c.study_uid.in_(rows)).values(state="queued", updated_at=utcnow()))
+        for study_uid in rows:
+            self.enqueue(study_uid)
+        return rows
+
     def tick(self, now: dt.datetime | None = None) -> list[str]:
         """One pass; returns the studies enqueued."""
         now = now or utcnow()
         self._ticks += 1
-        if self._ticks % 60 == 0:  # now and then: analyses whose worker died (lease expired)
+        if self._ticks % 60 == 0:  # now and then: analyses whose worker died, studies waiting for priors
             self.resume(all_running=False)
+            self.retry_waiting()
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(studies.c.study_uid, func.max(instances.c.id))
