@@ -78,6 +78,24 @@ def expected_assessment(case: dict, upper_lobe: dict[str, bool] | None = None) -
     return assessment_to_json(assess(parse_case(case_json)))
 
 
+def expected_statuses(study, round_: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Growth status per truth nodule: the protocol engine (note 6) on the true volumes and dates."""
+    nodules = []
+    for n in study.nodules:
+        priors = [
+            {"date": p["study_date"], "volume_mm3": p["prior_volume_mm3"]}
+            for p in n["growth"]["priors"]
+            if p.get("present") and p.get("prior_volume_mm3")
+        ]
+        nodules.append({"id": n["id"], "composition": n["composition"], "volume_mm3": n["volume_mm3"],
+                        "mean_diameter_mm": n["mean_diameter_mm"], "max_axial_diameter_mm": n["max_axial_diameter_mm"],
+                        "solid_component_volume_mm3": n.get("solid_volume_mm3") if n["composition"] == "part-solid" else None,
+                        "priors": priors})
+    case = {"schema": "noduled.case/1", "exam_date": study.study_date.isoformat(), "screening_round": round_,
+            "participant": {"age_years": study.patient["age_years"], "sex": study.patient["sex"]}, "nodules": nodules}
+    return {n["id"]: n["status"] for n in assessment_to_json(assess(parse_case(case)))["nodules"]}
+
+
 def ct_and(paths: dict, *seed_keys: str) -> list[Path]:
     return [Path(p) for p in paths["ct"]] + [Path(paths[k]) for k in seed_keys]
 
@@ -293,12 +311,13 @@ def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_s
     assert 'noduled_instances_received_total{outcome="stored"}' in metrics_text
 
 
-def test_follow_up_study_is_compared_with_the_prior_in_the_archive(noduled_server, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
-    """The 'growth' pair, one round at a time: the follow-up is assessed as a follow-up round,
-    each nodule keeps its tracking UID and gets the growth status truth.json states."""
+@pytest.mark.parametrize("case", ["growth", "slow-growth", "ggn-growth"])
+def test_rounds_are_compared_with_the_priors_in_the_archive(noduled_server, tmp_path, dcmtk, case) -> None:  # type: ignore[no-untyped-def]
+    """Longitudinal phantoms, one round at a time on one node: every follow-up round is assessed as
+    such, each nodule keeps its tracking UID across all rounds and gets the growth status truth.json states."""
     from test_images import generate_case, write_study
 
-    studies = generate_case("growth", size="small", seed=0)
+    studies = generate_case(case, size="small", seed=0)
     written = [write_study(s, tmp_path / f"t{i}") for i, s in enumerate(studies)]
     node = noduled_server(node_config(None))
     reports = []
@@ -307,18 +326,18 @@ def test_follow_up_study_is_compared_with_the_prior_in_the_archive(noduled_serve
         state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the analysis")
         sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
         reports.append(read_report(dcmread(sr_path)).assessment)
-    baseline, follow_up = reports
-    assert baseline.screening_round == "baseline" and follow_up.screening_round == "follow-up"
+    assert [r.screening_round for r in reports] == ["baseline"] + ["follow-up"] * (len(studies) - 1)
 
     def truth_of(finding, study):  # type: ignore[no-untyped-def]
         c = finding.measurement.centroid_lps_mm
         return min(study.nodules, key=lambda n: sum((a - b) ** 2 for a, b in zip(n["centroid_lps_mm"], c)))
 
-    base_uid = {truth_of(f, studies[0])["tracking_uid"]: f.tracking_uid for f in baseline.findings}
-    for f in follow_up.findings:
-        truth = truth_of(f, studies[1])
-        assert f.status == truth["growth"]["status"], (truth["id"], f.status)
-        if truth["growth"]["status"] != "new":
-            assert f.tracking_uid == base_uid[truth["tracking_uid"]]
-            assert f.comparisons and f.comparisons[0].prior_study_uid == studies[0].study_uid
-    assert any("(resolved)" in note for note in follow_up.notes)
+    uid_of: dict[str, str] = {}  # truth tracking UID -> ours, fixed at first sight
+    for k, (study, report) in enumerate(zip(studies, reports)):
+        expected = expected_statuses(study, round_="follow-up" if k else "baseline")
+        for f in report.findings:
+            truth = truth_of(f, study)
+            assert f.status == expected[truth["id"]], (case, study.study_date, truth["id"], f.status, expected[truth["id"]])
+            assert uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid  # stable across all rounds
+    if studies[-1].truth.get("resolved_nodules"):
+        assert any("(resolved)" in note for note in reports[-1].notes)
