@@ -27,8 +27,10 @@ class Harness:
     http_port: int
 
     @classmethod
-    def start(cls, workdir: Path, *, stable_age_s: float = 1.0, log_level: str = "INFO") -> "Harness":
+    def start(cls, workdir: Path, *, stable_age_s: float = 1.0, log_level: str = "INFO", retrieve: str | None = None) -> "Harness":
+        """``retrieve``: "c-move" or "c-get" to let noduled fetch priors from the Orthanc (None: no [pacs])."""
         pacs_port, http_port = free_port(), free_port()
+        pacs_config = {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve}} if retrieve else {}
         node = NodedServer(
             workdir / "noduled",
             extra={
@@ -38,6 +40,7 @@ class Harness:
                 "destinations": [{"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port}],
                 "http": {"enabled": True, "host": "127.0.0.1", "port": http_port},
                 "logging": {"level": log_level},
+                **pacs_config,
             },
         )
         pacs = OrthancServer(workdir / "orthanc", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port)

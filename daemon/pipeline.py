@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,7 +414,9 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         )
     claim_study(ctx.engine, study_uid, fingerprint)
     try:
+        t_fetch = time.perf_counter()
         notes = _fetch_priors(ctx, study_uid)
+        metrics.STAGE_SECONDS.labels("fetch_priors").observe(time.perf_counter() - t_fetch)
         datasets = [dcmread(p) for p in files.ct_paths]
         result = analyze(
             AnalysisInputs(
