@@ -180,8 +180,14 @@ def prior_comparisons(
 
     m = finding.measurement
     comparison_date = assessed.get("comparison_date")
+    latest = max((o.exam.exam_date for o in observations), default=None)
     out = []
     for o in observations:
+        category = o.reported.category if o.reported is not None else None
+        derived = False
+        if category is None and o.exam.exam_date == latest and assessed.get("previous_category"):
+            # never reported by noduled: the protocol engine derived the previous category
+            category, derived = assessed["previous_category"], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
         change = percent_volume_change(v1, v2) if v1 and v2 else None
@@ -198,8 +204,8 @@ def prior_comparisons(
                 vdt_days=vdt if vdt is None or abs(vdt) != float("inf") else None,
                 diameter_change_mm=(m.mean_diameter_mm - d1) if m is not None and d1 is not None else None,
                 growth_status=assessed.get("status") if is_comparison else None,
-                prior_category=o.reported.category if o.reported is not None else None,
-                prior_category_derived=False,
+                prior_category=category,
+                prior_category_derived=derived,
                 is_comparison_study=is_comparison,
             )
         )

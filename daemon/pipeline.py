@@ -353,6 +353,7 @@ def _record(ctx: NodeContext, study_uid: str, result: AnalysisResult) -> None:
             )
         )
         for f in a.findings:
+            _record_prior_time_points(conn, f, patient_pk, sr_uid)
             m = f.measurement
             c = f.characterization.composition
             centroid = m.centroid_lps_mm if m is not None else (None, None, None)
@@ -378,6 +379,30 @@ def _record(ctx: NodeContext, study_uid: str, result: AnalysisResult) -> None:
                     error=f.error,
                 )
             )
+
+
+def _record_prior_time_points(conn, finding, patient_pk, sr_uid: str) -> None:  # type: ignore[no-untyped-def]
+    """The nodule at earlier time points noduled had no record of (re-measured on the prior CT):
+    into the longitudinal record, marked derived."""
+    for c in finding.comparisons:
+        known = conn.execute(
+            select(nodule_observations.c.id).where(
+                nodule_observations.c.tracking_uid == finding.tracking_uid, nodule_observations.c.study_uid == c.prior_study_uid
+            )
+        ).first()
+        if known is not None or c.prior_measurement is None:
+            continue
+        pm = c.prior_measurement
+        conn.execute(
+            insert(nodule_observations).values(
+                report_sop_uid=sr_uid, study_uid=c.prior_study_uid, patient_pk=patient_pk,
+                tracking_uid=finding.tracking_uid, tracking_id=finding.tracking_id, exam_date=c.prior_study_date,
+                volume_mm3=pm.volume_mm3, mean_diameter_mm=pm.mean_diameter_mm, max_axial_diameter_mm=pm.max_axial_diameter_mm,
+                solid_volume_mm3=pm.solid_volume_mm3, composition=None, status=None, category=c.prior_category,
+                centroid_x_mm=pm.centroid_lps_mm[0], centroid_y_mm=pm.centroid_lps_mm[1], centroid_z_mm=pm.centroid_lps_mm[2],
+                derived=1, error=None,
+            )
+        )
 
 
 def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = True) -> AnalysisResult | None:

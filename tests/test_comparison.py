@@ -88,3 +88,20 @@ def test_follow_up_report_records_the_comparison_study(growth: dict) -> None:
     compared = [c for f in back.findings for c in f.comparisons]
     assert compared and all(c.prior_study_uid == prior_uid for c in compared)
     assert any(c.is_comparison_study for c in compared)
+
+
+def test_prior_never_reported_gets_a_derived_category(growth: dict, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A prior exam noduled never assessed (only its CT): the nodules are re-measured on it and the
+    previous category the protocol needs is derived, and marked so."""
+    from test_images import write_study
+
+    studies = growth["studies"]
+    written = [write_study(s, tmp_path / f"t{i}") for i, s in enumerate(studies)]
+    prior = PriorExam(studies[0].study_uid, studies[0].study_date, tuple(dcmread(p) for p in written[0]["ct"]))
+    result = analyze(AnalysisInputs(study_datasets=[dcmread(p) for p in written[1]["ct"]], seed_objects=[dcmread(written[1]["sr"])], priors=[prior]))
+    compared = [c for f in result.assessment.findings for c in f.comparisons]
+    assert compared and all(c.prior_category_derived and c.prior_category in {"1", "2", "3", "4", "5", "6"} for c in compared)
+    from dicom_sr.read_report import read_report
+
+    back = read_report(result.report).assessment
+    assert all(c.prior_category_derived for f in back.findings for c in f.comparisons)  # the SR says "derived"
