@@ -47,6 +47,8 @@ WORKING_SPACING_MM = 3.0
 MASK_MARGIN_MM = 10.0
 #: B-spline control-point spacing (mm): coarse, breathing-scale deformations only
 BSPLINE_GRID_MM = 60.0
+#: at most this many metric samples per stage (random subset with a fixed seed beyond it: deterministic)
+MAX_METRIC_SAMPLES = 50_000
 #: a registration is rejected when less than this fraction of the current lung lands in prior lung
 MIN_LUNG_OVERLAP = 0.6
 
@@ -287,7 +289,12 @@ def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, k
     reg.SetMetricAsMeanSquares()
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetMetricMovingMask(moving_mask)
-    reg.SetMetricSamplingStrategy(reg.NONE)
+    n_mask = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask)))
+    if n_mask > MAX_METRIC_SAMPLES:  # large fields of view: a fixed random subset keeps each stage fast
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(MAX_METRIC_SAMPLES / n_mask, seed=20240212)
+    else:
+        reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
     if kind == "translation":
         reg.SetShrinkFactorsPerLevel([2])
@@ -305,7 +312,7 @@ def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, k
         reg.SetShrinkFactorsPerLevel([1])
         reg.SetSmoothingSigmasPerLevel([0.0])
         reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(0.15, seed=20240212)  # fixed seed: deterministic results
+        reg.SetMetricSamplingPercentage(min(0.15, MAX_METRIC_SAMPLES / 4 / n_mask), seed=20240212)  # fixed seed
         reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-4, numberOfIterations=15,
                                  maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=30)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
