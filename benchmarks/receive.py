@@ -28,6 +28,9 @@ from tests.support.ct_series import write_ct_series  # noqa: E402
 from tests.support.servers import NodedServer, StoreSCP  # noqa: E402
 
 
+NODE_EXTRA: dict = {}
+
+
 def send(port: int, aec: str, files: list[Path]) -> float:
     t0 = time.perf_counter()
     done = subprocess.run(["storescu", "-aec", aec, "127.0.0.1", str(port), *map(str, files)], capture_output=True, text=True)
@@ -56,7 +59,7 @@ def main() -> None:
                 times["storescp"].append(send(ref.port, "STORESCP", files))
             finally:
                 ref.stop()
-            node = NodedServer(tmpdir / f"noduled-{r}", extra={"logging": {"level": "WARNING"}}).start()
+            node = NodedServer(tmpdir / f"noduled-{r}", extra={"logging": {"level": "WARNING"}, **NODE_EXTRA}).start()
             try:
                 times["noduled"].append(send(node.port, "NODULED", files))
                 assert node.status()["totals"]["instances"] == args.slices

@@ -53,8 +53,6 @@ class RejectedInstance(ValueError):
         self.status = status
 
 
-_INSERT_INSTANCE = insert(instances)
-
 # DIMSE C-STORE status codes (PS3.4 B.2.3)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -152,6 +150,11 @@ class Archive:
         self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
         self._series_pk: dict[str, int] = {}  # series UID -> index row id, filled as series are seen
         self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
+        self._sqlite = engine.dialect.name == "sqlite"
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        columns = ("sop_instance_uid", "series_pk", "sop_class_uid", "instance_number", "transfer_syntax_uid",
+                   "path", "size_bytes", "calling_ae", "received_at")
+        self._insert_sql = f"INSERT INTO instances ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
     # ------------------------------------------------------------------ paths
     def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -231,26 +234,40 @@ class Archive:
     def _insert_rows(self, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         series_uid = str(ds.SeriesInstanceUID)
-        with self.engine.begin() as conn:
-            series_pk = self._series_pk.get(series_uid)
-            if series_pk is None:
+        series_pk = self._series_pk.get(series_uid)
+        if series_pk is None:  # first instance of a series: patient, study, series rows (SQLAlchemy Core)
+            with self.engine.begin() as conn:
                 series_pk = self._create_series(conn, ds)
-            # one statement object, parameters apart: compiled once, ~10x cheaper per instance
-            conn.execute(
-                _INSERT_INSTANCE,
-                {
-                    "sop_instance_uid": str(ds.SOPInstanceUID),
-                    "series_pk": series_pk,
-                    "sop_class_uid": str(ds.SOPClassUID),
-                    "instance_number": _int(ds.get("InstanceNumber")),
-                    "transfer_syntax_uid": str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
-                    "path": relative,
-                    "size_bytes": size,
-                    "calling_ae": (calling_ae or "")[:16] or None,
-                    "received_at": now,
-                },
-            )
-        self._series_pk[series_uid] = series_pk  # only once the transaction committed
+            self._series_pk[series_uid] = series_pk
+        row = (
+            str(ds.SOPInstanceUID),
+            series_pk,
+            str(ds.SOPClassUID),
+            _int(ds.get("InstanceNumber")),
+            str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+            relative,
+            size,
+            (calling_ae or "")[:16] or None,
+            now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else now,
+        )
+        # the hot path (one row per received instance) on the pooled DBAPI connection: SQLAlchemy's
+        # statement execution costs ~1 ms per row here, the plain DBAPI call ~0.1 ms
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute(self._insert_sql, row)
+                raw.commit()
+            except self.engine.dialect.dbapi.IntegrityError:
+                raw.rollback()
+                raise IntegrityError(self._insert_sql, row, Exception("duplicate SOP Instance UID")) from None
+            except Exception:
+                raw.rollback()
+                raise
+            finally:
+                cur.close()
+        finally:
+            raw.close()  # back to the pool
 
     def _create_series(self, conn, ds: Dataset) -> int:  # type: ignore[no-untyped-def]
         """Patient, study and series rows for the first instance of a series (get or create)."""

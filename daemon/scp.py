@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from daemon.admission import Admission
 from daemon import metrics
 from daemon.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
+from daemon.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ TRANSFER_SYNTAXES = (
 )
 
 
-DUL_LOOP_DELAY_S = 0.001
+DUL_LOOP_DELAY_S = 0.00005
 
 
 @dataclass
@@ -196,11 +197,13 @@ class StorageSCP:
     def _on_store(self, event: evt.Event) -> object:
         counts = self._per_assoc.setdefault(id(event.assoc), Counter())
         calling = event.assoc.requestor.ae_title.strip()
+        request = event.request
         try:
+            meta = file_meta_bytes(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax))
             result = self.archive.store(
-                event.encoded_dataset(include_meta=True),
+                meta + request.DataSet.getvalue(),
                 calling_ae=calling,
-                expected_sop_uid=event.request.AffectedSOPInstanceUID,
+                expected_sop_uid=request.AffectedSOPInstanceUID,
             )
         except RejectedInstance as exc:
             return self._failure(counts, exc.status, str(exc), event)

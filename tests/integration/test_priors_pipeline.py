@@ -16,13 +16,16 @@ from tests.support.servers import OrthancServer, free_port
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _write(case: str, root: Path) -> dict:
     from test_images import generate_case, write_study
 
-    root = tmp_path_factory.mktemp("growth-pacs")
-    studies = generate_case("growth", size="small", seed=0)
+    studies = generate_case(case, size="small", seed=0)
     return {"studies": studies, "written": [write_study(s, root / f"t{i}") for i, s in enumerate(studies)]}
+
+
+@pytest.fixture(scope="module")
+def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _write("growth", tmp_path_factory.mktemp("growth-pacs"))
 
 
 def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: str = "NODULED"):  # type: ignore[no-untyped-def]
@@ -40,51 +43,52 @@ def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: st
     )
 
 
-@pytest.mark.parametrize("retrieve", ["c-move", "c-get"])
-def test_fresh_node_fetches_prior_and_report_from_pacs(noduled_server, growth, tmp_path, retrieve, dcmtk) -> None:  # type: ignore[no-untyped-def]
-    studies, written = growth["studies"], growth["written"]
-    pacs_port = free_port()
-    first = _node(noduled_server, "round1", pacs_port, retrieve)
-    second = _node(noduled_server, "round2", pacs_port, retrieve, ae_title="NODULED2")  # the PACS knows each node by its AE
-    pacs = OrthancServer(
-        tmp_path / "pacs",
-        dicom_port=pacs_port,
-        modalities={"round1": ["NODULED", "127.0.0.1", first.port], "round2": ["NODULED2", "127.0.0.1", second.port]},
-    ).start()
-    try:
-        # round 1 (baseline) on one node; its SR lands in the PACS
-        first.start()
-        up = pacs.upload(ct_and(written[0], "sr"))
-        pacs.rest("POST", "/modalities/round1/store", up[0]["ParentStudy"].encode())
-        wait_for(lambda: SR_CLASS in reports_in(pacs, studies[0].study_uid), 90, "the baseline SR in the PACS")
-        first.stop()
-        baseline = read_report(
-            dcmread(next(p for p in (first.data_dir / "archive" / studies[0].study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).Modality == "SR" and dcmread(p, stop_before_pixels=True).Manufacturer == "noduled"))
-        ).assessment
+@pytest.mark.parametrize(
+    ("case", "retrieve"), [("growth", "c-move"), ("growth", "c-get"), ("slow-growth", "c-move"), ("ggn-growth", "c-get")]
+)
+def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path, case, retrieve, dcmtk) -> None:  # type: ignore[no-untyped-def]
+    """Each round on a freshly installed node holding nothing: the priors (CT and noduled's earlier
+    SRs) come from the PACS; identities carry over through the SRs the PACS holds."""
+    from tests.integration.test_pipeline_orthanc import expected_statuses
 
-        # round 2 on a freshly installed node holding nothing
-        second.start()
-        up = pacs.upload(ct_and(written[1], "sr"))
-        pacs.rest("POST", "/modalities/round2/store", up[0]["ParentStudy"].encode())
-        state = wait_for(lambda: (a := analysis_state(second, studies[1].study_uid)) and a.get("state") == "done" and a, 120, "the follow-up analysis")
-        sr_path = next(p for p in (second.data_dir / "archive" / studies[1].study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
-        follow_up = read_report(dcmread(sr_path)).assessment
+    data = _write(case, tmp_path / "phantom")
+    studies, written = data["studies"], data["written"]
+    pacs_port = free_port()
+    nodes = [_node(noduled_server, f"round{k}", pacs_port, retrieve, ae_title=f"NODULED{k}") for k in range(len(studies))]
+    pacs = OrthancServer(
+        tmp_path / "pacs", dicom_port=pacs_port,
+        modalities={f"round{k}": [f"NODULED{k}", "127.0.0.1", node.port] for k, node in enumerate(nodes)},
+    ).start()
+    reports = []
+    try:
+        for k, (study, paths, node) in enumerate(zip(studies, written, nodes)):
+            node.start()
+            up = pacs.upload(ct_and(paths, "sr"))
+            pacs.rest("POST", f"/modalities/round{k}/store", up[0]["ParentStudy"].encode())
+            state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, f"round {k}")
+            wait_for(lambda: SR_CLASS in reports_in(pacs, study.study_uid), 60, f"the SR of round {k} in the PACS")
+            sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+            reports.append(read_report(dcmread(sr_path)).assessment)
+            if k:
+                fetched = {s["study_uid"] for s in node.status()["studies"]}
+                assert {s.study_uid for s in studies[:k]} <= fetched  # every prior came from the PACS
+            node.stop()
     finally:
         pacs.stop()
 
-    assert studies[0].study_uid in {s["study_uid"] for s in second.status()["studies"]}  # the prior was fetched
-    assert follow_up.screening_round == "follow-up"
+    assert [r.screening_round for r in reports] == ["baseline"] + ["follow-up"] * (len(studies) - 1)
 
     def truth_of(finding, study):  # type: ignore[no-untyped-def]
         c = finding.measurement.centroid_lps_mm
         return min(study.nodules, key=lambda n: sum((a - b) ** 2 for a, b in zip(n["centroid_lps_mm"], c)))
 
-    base_uid = {truth_of(f, studies[0])["tracking_uid"]: f.tracking_uid for f in baseline.findings}
-    for f in follow_up.findings:
-        truth = truth_of(f, studies[1])
-        assert f.status == truth["growth"]["status"], (truth["id"], f.status)
-        if truth["growth"]["status"] != "new":
-            assert f.tracking_uid == base_uid[truth["tracking_uid"]]  # identity carried over from the PACS's SR
+    uid_of: dict[str, str] = {}
+    for k, (study, report) in enumerate(zip(studies, reports)):
+        expected = expected_statuses(study, round_="follow-up" if k else "baseline")
+        for f in report.findings:
+            truth = truth_of(f, study)
+            assert f.status == expected[truth["id"]], (case, k, truth["id"], f.status, expected[truth["id"]])
+            assert uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid  # identity across rounds
 
 
 def test_pacs_down_makes_the_study_wait_with_the_reason(noduled_server, growth, dcmtk) -> None:  # type: ignore[no-untyped-def]
