@@ -120,6 +120,7 @@ def test_sigkill_mid_transfer_loses_nothing_acknowledged(noduled_server, series_
     # no partial file in the archive proper: files appear there only by atomic rename
     for path in files_after_kill:
         dcmread(path)  # parses completely
+    parts_after_kill = list((node.data_dir / "archive" / ".incoming").iterdir())
 
     node.start()  # restart: recovery runs before listening
     assert list((node.data_dir / "archive" / ".incoming").iterdir()) == []
@@ -137,7 +138,8 @@ def test_sigkill_mid_transfer_loses_nothing_acknowledged(noduled_server, series_
     # whose response was on the wire when the process died (at most one per
     # association); it is complete, and sending it again is harmless.
     assert indexed - len(acked) in (0, 1)
-    assert "recovered from an interrupted run" in node.log() or indexed == len(acked)
+    if parts_after_kill:  # what the killed transfer left half done was cleaned up, and said so
+        assert "recovered from an interrupted run" in node.log()
 
     # the sender resends everything: the archive completes, no duplicates
     again = storescu(node.port, series_300)
