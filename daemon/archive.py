@@ -38,6 +38,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from daemon.dicomvalues import da_to_date, to_float, to_int
 from daemon.schema import instances, patients, series, studies
 
 log = logging.getLogger(__name__)
@@ -74,28 +75,6 @@ def _valid_uid(value: object) -> str | None:
     if not text or len(text) > 64 or not _UID_RE.match(text):
         return None
     return text
-
-
-def _da(value: object) -> dt.date | None:
-    text = str(value or "").strip()
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
-    except ValueError:
-        return None
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value).strip()) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _float(value: object) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 def _text(ds: Dataset, keyword: str, max_len: int) -> str | None:
@@ -243,7 +222,7 @@ class Archive:
             str(ds.SOPInstanceUID),
             series_pk,
             str(ds.SOPClassUID),
-            _int(ds.get("InstanceNumber")),
+            to_int(ds.get("InstanceNumber")),
             str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
             relative,
             size,
@@ -277,7 +256,7 @@ class Archive:
             {"patient_id": str(ds.get("PatientID", "") or "")[:64], "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64]},
             {
                 "name": str(ds.get("PatientName", "") or "")[:324] or None,
-                "birth_date": _da(ds.get("PatientBirthDate")),
+                "birth_date": da_to_date(ds.get("PatientBirthDate")),
                 "sex": _text(ds, "PatientSex", 16),
             },
         )
@@ -287,7 +266,7 @@ class Archive:
             {"study_uid": str(ds.StudyInstanceUID)},
             {
                 "patient_pk": patient_pk,
-                "study_date": _da(ds.get("StudyDate")),
+                "study_date": da_to_date(ds.get("StudyDate")),
                 "study_time": _text(ds, "StudyTime", 16),
                 "accession_number": _text(ds, "AccessionNumber", 16),
                 "description": _text(ds, "StudyDescription", 64),
@@ -301,13 +280,13 @@ class Archive:
             {
                 "study_pk": study_pk,
                 "modality": _text(ds, "Modality", 16),
-                "series_number": _int(ds.get("SeriesNumber")),
+                "series_number": to_int(ds.get("SeriesNumber")),
                 "description": _text(ds, "SeriesDescription", 64),
                 "frame_of_reference_uid": _valid_uid(ds.get("FrameOfReferenceUID")),
-                "slice_thickness_mm": _float(ds.get("SliceThickness")),
+                "slice_thickness_mm": to_float(ds.get("SliceThickness")),
                 "convolution_kernel": _text(ds, "ConvolutionKernel", 64),
                 "image_orientation": _text(ds, "ImageOrientationPatient", 128),
-                "ctdivol_mgy": _float(ds.get("CTDIvol")),
+                "ctdivol_mgy": to_float(ds.get("CTDIvol")),
                 "manufacturer": _text(ds, "Manufacturer", 64),
             },
         )

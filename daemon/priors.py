@@ -42,6 +42,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from sqlalchemy import Engine, func, select
 
 from daemon.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
+from daemon.dicomvalues import da_to_date, to_float, to_int
 from daemon.schema import instances, patients, series, studies
 from daemon.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
 from daemon.settings import PACSSettings
@@ -335,28 +336,6 @@ def _str(ds: Dataset, keyword: str) -> str | None:
     return str(value).strip() or None
 
 
-def _date(value: object) -> dt.date | None:
-    text = str(value or "").strip()
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
-    except ValueError:
-        return None
-
-
-def _float(value: object) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value).strip()) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def _modalities(ds: Dataset) -> tuple[str, ...]:
     value = ds.get("ModalitiesInStudy")
     if value in (None, ""):
@@ -425,7 +404,7 @@ def query_pacs(
         seen: set[str] = set()
         for ident in _find(assoc, pacs, query, "study"):
             uid = _str(ident, "StudyInstanceUID")
-            date = _date(ident.get("StudyDate"))
+            date = da_to_date(ident.get("StudyDate"))
             if not uid or uid in seen:
                 continue
             if _str(ident, "PatientID") not in (None, patient_id):
@@ -474,13 +453,13 @@ def _series_of(assoc, pacs: PACSSettings, study_uid: str) -> list[PriorSeries]: 
             continue
         result.append(
             (
-                _int(ident.get("SeriesNumber")) or 0,
+                to_int(ident.get("SeriesNumber")) or 0,
                 PriorSeries(
                     series_uid=uid,
                     modality=(_str(ident, "Modality") or "").upper(),
                     description=_str(ident, "SeriesDescription"),
-                    slice_thickness_mm=_float(ident.get("SliceThickness")),
-                    n_instances=_int(ident.get("NumberOfSeriesRelatedInstances")),
+                    slice_thickness_mm=to_float(ident.get("SliceThickness")),
+                    n_instances=to_int(ident.get("NumberOfSeriesRelatedInstances")),
                     manufacturer=_str(ident, "Manufacturer"),
                     convolution_kernel=_str(ident, "ConvolutionKernel"),
                 ),

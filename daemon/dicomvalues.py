@@ -1,0 +1,30 @@
+"""Lenient conversions of DICOM attribute values as PACS and modalities send them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def da_to_date(value: object) -> dt.date | None:
+    """A DA value ("20260601", possibly with trailing text) as a date; None when absent or invalid."""
+    text = str(value or "").strip()
+    try:
+        return dt.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+    except ValueError:
+        return None
+
+
+def to_int(value: object) -> int | None:
+    """An IS value as an int; None when absent or invalid."""
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def to_float(value: object) -> float | None:
+    """A DS/FD value as a float; None when absent or invalid."""
+    try:
+        return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
