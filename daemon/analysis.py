@@ -210,7 +210,8 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
     """
     from segmentation.characterize import characterize, merge_reader_attributes
     from segmentation.lungs import lung_mask
-    from segmentation.types import NoNoduleAtSeed
+    from segmentation.nodule import segment_nodule
+    from segmentation.types import Characterization, NoNoduleAtSeed
 
     lungs = lung_mask(image) if lungs is None else lungs
 
@@ -228,7 +229,7 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
             findings[findings.index(same)] = replace(same, characterization=merged)
             continue
         try:
-            m = segment_nodule_at(image, seed, lungs)
+            m = segment_nodule(image, seed.position_lps_mm, lung_mask=lungs)
         except NoNoduleAtSeed as exc:
             m, error = None, str(exc)
         else:
@@ -256,10 +257,8 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
                 next_number += 1
             tracking_id, tracking_uid = f"Nodule {next_number}", _tracking_uid(study_uid, seed, centroid)
             used_ids.add(tracking_id)
-        characterization = characterize(image, m, lung_mask=lungs) if m is not None else None
-        from segmentation.types import Characterization
-
-        characterization = merge_reader_attributes(characterization or Characterization(), seed.attributes)
+        algorithm = characterize(image, m, lung_mask=lungs) if m is not None else Characterization()
+        characterization = merge_reader_attributes(algorithm, seed.attributes)
         findings.append(
             NoduleFinding(
                 tracking_id=tracking_id,
@@ -271,12 +270,6 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
             )
         )
     return findings
-
-
-def segment_nodule_at(image, seed: Seed, lungs):  # type: ignore[no-untyped-def]
-    from segmentation.nodule import segment_nodule
-
-    return segment_nodule(image, seed.position_lps_mm, lung_mask=lungs)
 
 
 def _value(characteristic) -> Any:  # type: ignore[no-untyped-def]

@@ -63,14 +63,7 @@ class JobQueue:
         """Start ``workers`` worker threads in this process (non-blocking)."""
         if workers <= 0:
             return
-        self._consumer = self.huey.create_consumer(
-            workers=workers,
-            worker_type="thread",
-            periodic=False,
-            initial_delay=0.05,
-            backoff=1.5,
-            max_delay=0.25,  # an idle worker looks for new jobs at least 4 times a second
-        )
+        self._consumer = self._create_consumer(workers)
         self._consumer.start()
         log.info("%d analysis worker(s) started", workers)
 
@@ -81,7 +74,14 @@ class JobQueue:
 
     def run_forever(self, workers: int) -> None:
         """``noduled worker``: run workers in the foreground until SIGINT/SIGTERM."""
-        consumer = self.huey.create_consumer(
-            workers=max(1, workers), worker_type="thread", periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.25
+        self._create_consumer(max(1, workers)).run()
+
+    def _create_consumer(self, workers: int):  # type: ignore[no-untyped-def]
+        return self.huey.create_consumer(
+            workers=workers,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.05,
+            backoff=1.5,
+            max_delay=0.25,  # an idle worker looks for new jobs at least 4 times a second
         )
-        consumer.run()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy import update
+
 from daemon import metrics
 from daemon.analysis import SiteDefaults
 from daemon.archive import Archive
@@ -90,8 +92,6 @@ class Node:
             metrics.STUDIES_ANALYSED.labels("done").inc()
 
     def _failed(self, study_uid: str, reason: str) -> None:
-        from sqlalchemy import update
-
         log.warning("study %s: analysis failed: %s", study_uid, reason)
         metrics.STUDIES_ANALYSED.labels("failed").inc()
         with self.engine.begin() as conn:

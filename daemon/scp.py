@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from collections import Counter
-from dataclasses import dataclass, field
 
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -70,22 +68,6 @@ TRANSFER_SYNTAXES = (
 DUL_LOOP_DELAY_S = 0.00005
 
 
-@dataclass
-class ReceiveCounters:
-    """Counts since start (for status, health and metrics)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    stored: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    rejected_associations: int = 0
-
-    def add(self, **deltas: int) -> None:
-        with self.lock:
-            for key, value in deltas.items():
-                setattr(self, key, getattr(self, key) + value)
-
-
 class StorageSCP:
     """Verification + Storage SCP writing into an :class:`Archive`."""
 
@@ -93,7 +75,6 @@ class StorageSCP:
         self.settings = settings
         self.archive = archive
         self.admission = Admission(settings.allowed_peers)
-        self.counters = ReceiveCounters()
         self._per_assoc: dict[int, Counter[str]] = {}
         self._server = None
         self.ae = self._make_ae()
@@ -162,7 +143,6 @@ class StorageSCP:
         if reason is not None:
             # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
             log.warning("association from %s@%s rejected: %s", calling, address, reason)
-            self.counters.add(rejected_associations=1)
             metrics.ASSOCIATIONS_REJECTED.inc()
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
             event.assoc.is_rejected = True
@@ -212,7 +192,6 @@ class StorageSCP:
             return self._failure(counts, STATUS_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}", event)
         key = "duplicates" if result.duplicate else "stored"
         counts[key] += 1
-        self.counters.add(**{key: 1})
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         log.debug("stored %s (study %s)%s", result.sop_instance_uid, result.study_uid, " duplicate" if result.duplicate else "")
         return 0x0000
@@ -221,7 +200,6 @@ class StorageSCP:
         from pydicom.dataset import Dataset
 
         counts["failed"] += 1
-        self.counters.add(failed=1)
         metrics.INSTANCES_RECEIVED.labels("failed").inc()
         log.warning(
             "instance %s from %s refused (0x%04X): %s",

@@ -14,9 +14,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 _AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: 16 chars, no backslash, no control chars
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names every bad key."""
 
 
-def _check_port(name: str, value: int) -> int:
+def _check_port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise ValueError(f"must be 1-65535, got {value}")
     return value
@@ -39,6 +39,10 @@ def _check_ae_title(value: str) -> str:
             f"must be 1-16 printable ASCII characters without backslash, got {value!r}"
         )
     return stripped
+
+
+Port = Annotated[int, AfterValidator(_check_port)]
+AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 
 
 class _Section(BaseModel):
@@ -69,13 +73,8 @@ class TLSSettings(_Section):
 class Peer(_Section):
     """A DICOM peer allowed to open associations (calling AE title, optional address)."""
 
-    ae_title: str
+    ae_title: AETitle
     host: str | None = None  # IP address; None = any address
-
-    @field_validator("ae_title")
-    @classmethod
-    def _ae(cls, v: str) -> str:
-        return _check_ae_title(v)
 
     @field_validator("host")
     @classmethod
@@ -89,8 +88,8 @@ class Peer(_Section):
 
 
 class SCPSettings(_Section):
-    ae_title: str = "NODULED"
-    port: int = 11112
+    ae_title: AETitle = "NODULED"
+    port: Port = 11112
     # "" = automatic: 127.0.0.1 while allowed_peers is empty (loopback peers only), else 0.0.0.0
     host: str = ""
     allowed_peers: tuple[Peer, ...] = ()
@@ -98,16 +97,6 @@ class SCPSettings(_Section):
     max_pdu_bytes: int = 0  # 0 = unlimited: fewer, larger PDUs are faster to receive
     max_associations: int = 16
     network_timeout_s: float = 60.0
-
-    @field_validator("ae_title")
-    @classmethod
-    def _ae(cls, v: str) -> str:
-        return _check_ae_title(v)
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        return _check_port("scp.port", v)
 
     @field_validator("max_associations")
     @classmethod
@@ -211,19 +200,9 @@ class SiteSettings(_Section):
 
 
 class Destination(_Section):
-    ae_title: str
+    ae_title: AETitle
     host: str
-    port: int
-
-    @field_validator("ae_title")
-    @classmethod
-    def _ae(cls, v: str) -> str:
-        return _check_ae_title(v)
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        return _check_port("destinations.port", v)
+    port: Port
 
 
 class PACSSettings(Destination):
@@ -242,13 +221,8 @@ class PACSSettings(Destination):
 
 class HTTPSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     enabled: bool = True
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        return _check_port("http.port", v)
 
 
 class LoggingSettings(_Section):

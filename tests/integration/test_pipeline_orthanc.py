@@ -273,7 +273,7 @@ def test_two_studies_interleaved_on_concurrent_associations(noduled_server, phan
         uid = case["truth"]["study_uid"]
         state = wait_for(lambda: (s := analysis_state(node, uid)) and s.get("state") == "done" and s, 90, f"analysis of {uid}")
         assert state["category"] in ("4", "5")  # the 28 mm nodule of solid-sizes (exact categories: the forwarding test)
-        assert len([n for n in json.loads(json.dumps(node.status()))["studies"] if n["study_uid"] == uid]) == 1
+        assert len([n for n in node.status()["studies"] if n["study_uid"] == uid]) == 1
 
 
 def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_server, phantoms, dcmtk) -> None:  # type: ignore[no-untyped-def]
