@@ -58,6 +58,8 @@ SEED_SEARCH_RADIUS_MM = 3.0
 SHELL_MM = (2.0, 4.5)
 #: removed-by-opening parts reaching farther than this (mm, or 0.8 x radius) are vessels
 VESSEL_REACH_MM = 3.0
+#: without a lung mask, air-like components this near the seed (mm) are the nodule's lung
+SIDE_RADIUS_MM = 8.0
 #: radius (mm) of the ball that closes the lung over juxtapleural nodules
 CLOSING_RADIUS_MM = 25.0
 #: grid step (mm) on which that closing is computed
@@ -219,7 +221,7 @@ def segment_roi(
     flags: dict = {}
     mask = None
     air_like = smoothed <= max(lung_hu + 200.0, -500.0)  # parenchyma and ground glass, never soft tissue
-    lung_side = air_like if lung_roi is None else air_like | lung_roi
+    lung_side = lung_side_of(air_like, lung_roi, start, spacing_zyx)
     probe = connected_at(smoothed > lung_hu + 0.5 * MIN_CONTRAST_HU, start)
     if probe is not None and not _touches_edge(probe, spacing_zyx, 0.0):
         closed_lung = np.ones(smoothed.shape, dtype=bool)  # isolated in the lung: no wall to cut off
@@ -513,6 +515,27 @@ def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
         closed = ndimage.zoom(closed.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest") > 0.5
         closed = _fit(closed, lung_side.shape)
     return closed | lung_side
+
+
+def lung_side_of(air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple, spacing_zyx: np.ndarray) -> np.ndarray:
+    """The lung around the nodule: air-like components that are lung, never the air outside the body.
+
+    A large ROI at the lung's edge reaches through the chest wall to the air
+    outside the body; closing that air together with the lung would fill the
+    whole wall.  Kept: the air-like components that overlap the lung mask or,
+    without one, come within ``SIDE_RADIUS_MM`` of the seed.
+    """
+    labels, _ = ndimage.label(air_like)
+    if lung_roi is not None:
+        keep = np.unique(labels[lung_roi])
+    else:
+        r = np.ceil(SIDE_RADIUS_MM / spacing_zyx).astype(int)
+        lo = np.maximum(np.array(start) - r, 0)
+        hi = np.minimum(np.array(start) + r + 1, air_like.shape)
+        keep = np.unique(labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
+    keep = keep[keep > 0]
+    side = np.isin(labels, keep)
+    return side if lung_roi is None else side | lung_roi
 
 
 def _fit(a: np.ndarray, shape) -> np.ndarray:

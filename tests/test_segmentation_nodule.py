@@ -18,11 +18,13 @@ LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
 
 
 def sphere_block(diameter_mm: float, hu: float = 40.0, *, noise: float = 20.0, seed: int = 0, wall_x_mm=None,
-                 vessel_radius_mm=None):
-    """Supersampled sphere in -850 HU lung, Gaussian blur, noise; returns (image, centre LPS, true volume)."""
+                 vessel_radius_mm=None, body_edge_x_mm=None, shape=(40, 56, 56)):
+    """Supersampled sphere in -850 HU lung, Gaussian blur, noise; returns (image, centre LPS, true volume).
+
+    ``wall_x_mm``: chest wall (+40 HU) for x below it; ``body_edge_x_mm``: air outside the body (-1000 HU)
+    for x below that."""
     rng = np.random.default_rng(seed)
-    shape = (40, 56, 56)
-    origin = np.array([-19.25, -19.25, -19.5])
+    origin = -0.5 * (np.array(shape[::-1]) - 1) * np.array(SPACING)
     centre = rng.uniform(-0.3, 0.3, 3)
     sub = 3
     zz, yy, xx = np.meshgrid(*[(np.arange(n * sub) + 0.5) / sub - 0.5 for n in shape], indexing="ij")
@@ -33,6 +35,9 @@ def sphere_block(diameter_mm: float, hu: float = 40.0, *, noise: float = 20.0, s
     if wall_x_mm is not None:
         wall = (pts[0] < wall_x_mm).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
         img = np.maximum(img, -850.0 + wall * 890.0)
+    if body_edge_x_mm is not None:
+        outside = (pts[0] < body_edge_x_mm).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+        img = img - outside * (img + 1000.0)
     if vessel_radius_mm is not None:
         r2 = (pts[0] - centre[0] - 0.3 * diameter_mm / 2) ** 2 + (pts[2] - centre[2]) ** 2
         v = (r2 <= vessel_radius_mm**2).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
@@ -80,6 +85,17 @@ def test_juxtapleural_nodule_is_cut_from_the_wall():
     assert m.volume_mm3 < 1.1 * free  # the chest wall is not part of the nodule
     assert m.volume_mm3 > 0.6 * free
     assert m.quality.juxtapleural_cut_applied
+
+
+def test_juxtapleural_nodule_near_the_body_edge():
+    """A thin chest wall with air outside the body inside the ROI: closing the lung must not close that air
+    with the lung and take the whole wall for lung (a full-size phantom regression)."""
+    image, centre, _ = sphere_block(7.0, wall_x_mm=-14.0, shape=(48, 90, 90))
+    free = segment_nodule(image, centre).volume_mm3
+    touching, c2, _ = sphere_block(7.0, wall_x_mm=-2.8, body_edge_x_mm=-14.0, shape=(48, 90, 90))
+    m = segment_nodule(touching, c2)
+    assert m.volume_mm3 == pytest.approx(free, rel=0.1)
+    assert not m.quality.volumetry_unreliable
 
 
 def test_seed_in_plain_lung():
