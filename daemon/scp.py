@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from daemon.admission import Admission
-from daemon import metrics
+from daemon import fastpath, metrics
 from daemon.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
 from daemon.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
@@ -154,6 +154,8 @@ class StorageSCP:
         # every instance.  A shorter delay for the life of the association
         # raises throughput at a small CPU cost while idle.
         event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY_S
+        # large recv_into reads and no fixed 1 ms sleep in the acceptor loop (daemon/fastpath.py)
+        fastpath.install(event.assoc)
         self._per_assoc[id(event.assoc)] = Counter()
         log.info(
             "association from %s@%s accepted",
