@@ -28,7 +28,7 @@ from nlcsp import pancan
 from nlcsp.cases import CaseError
 from nlcsp.dates import months_between
 from nlcsp.management import DESCRIPTORS, management_for
-from nlcsp.types import Assessment, Case, Nodule, NoduleAssessment
+from nlcsp.types import Assessment, Case, ExamFindings, Nodule, NoduleAssessment, Prior
 
 # Decision 1: volume thresholds when a volume is given, else the diameter in brackets.
 T4 = (34.0, 4.0)
@@ -479,8 +479,9 @@ def _pancan(n: Nodule, kind: str, case: Case, age_years: float, path: str) -> tu
 
 
 def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> str:
-    """INTERPRETATION C2: no prior carries a category -> the baseline table applied to the
-    most recent measured prior (note 7: "calculate PanCan risk ... based on the pre-NLCSP CT")."""
+    """INTERPRETATION C2, last resort: no prior time point gives a category by the rounds (only Category 0,
+    unmeasured or unclassifiable priors) -> the baseline table applied to the most recent measured prior
+    (note 7: "calculate PanCan risk ... based on the pre-NLCSP CT")."""
     prior = next((p for p in reversed(n.priors) if p.volume_mm3 or p.mean_diameter_mm), None)
     if prior is None:
         raise CaseError(f"{path}.priors", f"no prior of nodule {n.id!r} has a category or a measurement")
@@ -497,19 +498,127 @@ def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[st
     row = baseline_category(f)
     assert row is not None
     reasons.append(
-        f"no prior carries a category: previous Category {row.category} derived from the prior of {prior.date}"
-        f" ({row.rule}{'; ' + risk[1] if risk else ''})"
+        f"no prior time point gives a category by the rounds: previous Category {row.category} derived from the"
+        f" baseline table on the prior of {prior.date} ({row.rule}{'; ' + risk[1] if risk else ''})"
     )
     return row.category
 
 
+@dataclass(frozen=True)
+class _Derived(Prior):
+    """A prior time point whose category the engine derived (INTERPRETATION C2); never in a case.
+
+    ``steps`` are the time points assessed to get it, in date order (the first may be a category
+    reported on a prior), for the explanation.
+    """
+
+    steps: tuple[str, ...] = ()
+
+
+def _measured(p: Prior) -> bool:
+    return p.volume_mm3 is not None or p.mean_diameter_mm is not None
+
+
+def _as_of(n: Nodule, case: Case, p: Prior, screening_round: str, priors: Iterable[Prior]) -> tuple[Nodule, Case]:
+    """The nodule and the exam as they were on the prior ``p``: its measurements only (priors carry no
+    solid component, cyst change or maximal axial diameter), the participant's age then (INTERPRETATION C2)."""
+    then = replace(n, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm, max_axial_diameter_mm=None,
+                   solid_component_volume_mm3=None, solid_component_mean_diameter_mm=None, cyst_change=None,
+                   proven_benign=False, priors=tuple(priors))
+    age = case.participant.age_years
+    participant = replace(case.participant,
+                          age_years=age - (case.exam_date - p.date).days / 365.25 if age is not None else None)
+    exam = replace(case, exam_date=p.date, screening_round=screening_round, participant=participant,
+                   exam_findings=ExamFindings(nodule_count=nodule_count(case)), nodules=(then,), warnings=())
+    return then, exam
+
+
+def _categorised(p: Prior) -> bool:
+    """Gives a previous category (C1): a category other than 0 (note 8a)."""
+    return p.category is not None and p.category != "0"
+
+
+def _derive_time_point(n: Nodule, case: Case, earlier: list[Prior], p: Prior) -> tuple[Prior, str | None]:
+    """The category of the uncategorised prior ``p`` (INTERPRETATION C2): ``p`` with its derived category
+    (a :class:`_Derived`), or ``p`` unchanged when it gives none; and a line for the explanation."""
+    if not _measured(p):
+        return p, f"prior of {p.date}: no category and no measurement, not assessed (INTERPRETATION C2)"
+    usable = [q for q in earlier if q.category is not None or _measured(q)]
+    screening_before = any(not q.pre_screening for q in usable)
+    if p.pre_screening and screening_before:
+        return p, (f"prior of {p.date}: a CT between screening rounds (pre_screening) is not a screening round;"
+                   " no category of its own (INTERPRETATION C2)")
+    fallback = None
+    if p.pre_screening:  # note 7: "calculate PanCan risk and assign based on the pre-NLCSP CT"
+        label = "pre-screening CT, baseline table (note 7)"
+        a = assess_nodule(*_as_of(n, case, p, "baseline", ()))
+    else:
+        label = "follow-up round" if screening_before else "baseline round"
+        then, exam = _as_of(n, case, p, "follow-up" if screening_before else "baseline", usable)
+        try:
+            a = assess_nodule(then, exam)
+        except CaseError as exc:
+            if not usable:
+                raise
+            if exc.path.endswith(".solid_component_volume_mm3"):
+                # a prior carries no solid component: the lowest row of a new or growing part-solid nodule
+                fallback = "its solid component is not known: taken as < 34 mm3 (< 4 mm), the lowest row"
+                a = assess_nodule(replace(then, solid_component_volume_mm3=0.0), exam)
+            else:
+                fallback = f"it cannot be assessed as a {label}: {exc}"
+                label = "baseline table on that CT alone"
+                a = assess_nodule(*_as_of(n, case, p, "baseline", ()))
+    if a.category is None:
+        return p, f"prior of {p.date}: not classified then ({a.rule}); no category (INTERPRETATION C2)"
+    step = f"{p.date} ({label}: Category {a.category})"
+    steps: tuple[str, ...] = (step,)
+    if a.previous_category is not None:
+        source = next((q for q in reversed(usable) if _categorised(q)), None)
+        if isinstance(source, _Derived):
+            steps = (*source.steps, step)
+        elif source is not None:
+            steps = (f"the Category {source.category} reported on {source.date}", step)
+    how = (f"prior of {p.date} never assessed: Category {a.category} derived as a {label}"
+           + (f" ({fallback})" if fallback else "") + f" by {a.rule}")
+    derived = _Derived(date=p.date, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm,
+                       category=a.category, pre_screening=p.pre_screening, steps=steps)
+    return derived, how
+
+
+def _prior_categories(n: Nodule, case: Case) -> tuple[list[Prior], list[str]]:
+    """INTERPRETATION C2: the priors with the category of every uncategorised time point after the last
+    categorised one derived by assessing the time points in date order -- each with :func:`assess_nodule`,
+    its own priors being the earlier time points with their categories (reported or derived).  Priors
+    before the most recent categorised one cannot be the previous category (C1) and are left as they are."""
+    priors = list(n.priors)
+    last = max((i for i, p in enumerate(priors) if _categorised(p)), default=-1)
+    notes: list[str] = []
+    for i in range(last + 1, len(priors)):
+        if priors[i].category is not None:
+            notes.append(f"prior of {priors[i].date}: Category 0 is not a previous category (note 8a)")
+            continue
+        priors[i], note = _derive_time_point(n, case, priors[:i], priors[i])
+        if note is not None:
+            notes.append(note)
+    return priors, notes
+
+
 def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> tuple[str, bool]:
-    """INTERPRETATION C1: the category of the most recent prior that has one (Category 0 skipped, note 8a);
-    else derived (C2).  Returns (category, derived)."""
-    for p in reversed(n.priors):
-        if p.category is not None and p.category != "0":
-            reasons.append(f"previous category {p.category} (reported on {p.date})")
-            return p.category, False
+    """INTERPRETATION C1: the category of the most recent prior that has one (Category 0 skipped, note 8a),
+    prior time points never assessed getting theirs by assessing the rounds in date order (C2); else the
+    baseline table on the most recent measured prior.  Returns (category, derived)."""
+    priors, notes = _prior_categories(n, case)
+    reasons.extend(notes)
+    for p in reversed(priors):
+        if not _categorised(p):
+            continue
+        assert p.category is not None
+        if isinstance(p, _Derived):
+            reasons.append(f"previous Category {p.category} derived by assessing the prior time points in date"
+                           f" order: {' then '.join(p.steps)} (INTERPRETATION C2)")
+            return p.category, True
+        reasons.append(f"previous category {p.category} (reported on {p.date})")
+        return p.category, False
     return _derive_previous_category(n, case, path, reasons), True
 
 

@@ -472,6 +472,159 @@ def test_c3_prior_without_category_stable_three_months():
     assert one(a).previous_category == "4" and one(a).category == "3"
 
 
+# ------------------------------------------------ C2: prior time points never assessed, derived round by round
+
+# A 7 mm solid, spiculated, upper-lobe nodule of a 62-year-old woman with emphysema: PanCan 10 to < 30 %
+# (about 10.3-10.6 % at ages 60-62) -> baseline table, Category 4 ("Baseline nodule with PanCan risk 10% to
+# < 30%").  The same nodule at 6.6 mm is 6 to < 10 % (Category 3).
+LADY_62 = {"age_years": 62, "sex": "F", "emphysema": True}
+
+
+def lady_nodule(*priors: dict[str, Any]) -> dict[str, Any]:
+    return nod(volume_mm3=182, mean_diameter_mm=7, max_axial_diameter_mm=7, upper_lobe=True, spiculated=True,
+               priors=list(priors))
+
+
+def test_c2_three_rounds_previous_category_follows_the_stepped_path():
+    """Baseline 2024-06-01: 7 mm, Baseline table Category 4 (PanCan 10 to < 30 %).  2025-06-01, stable for 12
+    months against it: note 7 "Any nodule stable for 9 to 24 months" -> 2 (C3: its previous category is derived).
+    The exam of 2026-06-01, stable 24 months: previous Category 2 (the stepped path), not the 4 that the baseline
+    table gives the 2025-06-01 CT alone; note 7 "stable for 9 to 24 months" -> 2."""
+    a = run("follow-up", lady_nodule(prior("2024-06-01", 180, diameter=7), prior("2025-06-01", 181, diameter=7)),
+            participant=LADY_62)
+    n = one(a)
+    assert n.previous_category == "2"
+    assert n.category == "2" and "9 to 24 months" in n.rule
+    assert any("derived by assessing the prior time points in date order: 2024-06-01 (baseline round: Category 4)"
+               " then 2025-06-01 (follow-up round: Category 2)" in r for r in n.reasons)
+    assert any(r.startswith("prior of 2024-06-01 never assessed: Category 4 derived as a baseline round") and
+               "PanCan risk 10% to < 30%" in r for r in n.reasons)
+
+
+def test_c2_stepped_path_changes_the_category():
+    """Baseline 2025-09-01: Category 4 (PanCan 10 to < 30 %).  3-month LDCT 2025-12-01, stable: note 7 "previous
+    Category 4, stable for 3 or more months" -> 3 (the follow-up table's "Previous Category 4 lesion ... stable at
+    3-month follow-up LDCT" says the same).  Exam 2026-05-15, stable 8.5 months since the baseline: note 7 "previous
+    Category 3, stable for 6 or more months" -> 2.  Deriving from the last CT alone gave previous 4 -> 3."""
+    a = run("follow-up", lady_nodule(prior("2025-09-01", 180, diameter=7), prior("2025-12-01", 181, diameter=7)),
+            participant=LADY_62, exam="2026-05-15")
+    n = one(a)
+    assert n.previous_category == "3"
+    assert n.category == "2" and "previous Category 3, stable for 6 or more months" in n.rule
+
+
+def test_c2_growth_at_a_prior_round_sets_the_previous_category():
+    """62-year-old man.  Baseline 2024-06-01: 120 mm3 (6.1 mm sphere-equivalent, PanCan < 1.5 %) -> Category 1.
+    2025-06-01: 250 mm3, +108 % with VDT about 345 days -> growing (note 6); Follow-up table "Solid nodule: Growing
+    < 268 mm3 (< 8 mm)" -> 4.  Exam 2025-09-01 (the 3-month LDCT): 255 mm3, stable against 2025-06-01 for 3 months
+    (G2, G5) -> note 7 "previous Category 4, stable for 3 or more months" -> 3.  The baseline table on the
+    2025-06-01 CT alone (7.8 mm, PanCan 1.5 to < 6 %) gave previous 2 -> Category 2."""
+    a = run("follow-up", nod(volume_mm3=255, max_axial_diameter_mm=8,
+                             priors=[prior("2024-06-01", 120), prior("2025-06-01", 250)]), exam="2025-09-01")
+    n = one(a)
+    assert n.status == "stable" and n.stable_since == dt.date(2025, 6, 1)
+    assert n.previous_category == "4"
+    assert n.category == "3" and "previous Category 4, stable for 3 or more months" in n.rule
+    assert any("2024-06-01 (baseline round: Category 1) then 2025-06-01 (follow-up round: Category 4)" in r
+               for r in n.reasons)
+    assert any("growing < 268 mm3" in r and r.startswith("prior of 2025-06-01") for r in n.reasons)
+
+
+def test_c2_category_0_prior_is_skipped():
+    """Baseline 2024-06-01 -> 4; 2025-06-01 stable 12 months -> 2 (note 7, 9 to 24 months); 2025-09-01 reported
+    Category 0 (note 8a).  The repeat scan 2025-11-01: the Category 0 is not a previous category (note 8a: "a new
+    category ... should be provided"), so the previous category is the 2 of 2025-06-01, not a category derived
+    from the Category 0 CT (the baseline table gives that CT 4).  Stable 17 months: note 7 -> 2."""
+    a = run("follow-up", lady_nodule(prior("2024-06-01", 180, diameter=7), prior("2025-06-01", 181, diameter=7),
+                                     prior("2025-09-01", 183, "0", diameter=7)),
+            participant=LADY_62, exam="2025-11-01")
+    n = one(a)
+    assert n.previous_category == "2" and n.category == "2"
+    assert any("prior of 2025-09-01: Category 0 is not a previous category (note 8a)" in r for r in n.reasons)
+
+
+def test_c2_prior_without_category_or_measurement_is_skipped():
+    """2025-09-01 baseline -> 4.  2025-12-01: no category and no measurement (unusable): skipped, not a round of
+    the derivation.  2026-06-01: a follow-up round against 2025-09-01, stable 9 months -> note 7 "Any nodule stable
+    for 9 to 24 months" -> 2.  Exam 2026-09-01, stable 12 months: previous 2 (the baseline table on 2026-06-01
+    alone gave 4); note 7 -> 2."""
+    a = run("follow-up", lady_nodule(prior("2025-09-01", 180, diameter=7), prior("2025-12-01"),
+                                     prior("2026-06-01", 181, diameter=7)),
+            participant=LADY_62, exam="2026-09-01")
+    n = one(a)
+    assert n.previous_category == "2" and n.category == "2"
+    assert any("prior of 2025-12-01: no category and no measurement" in r for r in n.reasons)
+    assert any("2025-09-01 (baseline round: Category 4) then 2026-06-01 (follow-up round: Category 2)" in r
+               for r in n.reasons)
+
+
+def test_c2_part_solid_growing_at_a_prior_round_takes_the_lowest_part_solid_row():
+    """62-year-old man, part-solid nodule.  Baseline 2024-06-01: 300 mm3 (8.3 mm) -> PanCan 1.5 to < 6 % -> 2.
+    2025-06-01: 600 mm3, +100 % in a year -> growing; priors carry no solid component, so the lowest row for it,
+    "Part solid nodule: New or growing < 34 mm3 (< 4 mm) solid component" -> 4.  Exam 2025-09-01, stable 3 months
+    against 2025-06-01: note 7 "previous Category 4, stable for 3 or more months" -> 3.  (The baseline table on
+    the 2025-06-01 CT alone gave 2.)"""
+    a = run("follow-up", nod(composition="part-solid", volume_mm3=610, max_axial_diameter_mm=11,
+                             solid_component_volume_mm3=50,
+                             priors=[prior("2024-06-01", 300), prior("2025-06-01", 600)]),
+            exam="2025-09-01")
+    n = one(a)
+    assert n.previous_category == "4" and n.category == "3"
+    assert any("solid component is not known" in r for r in n.reasons)
+
+
+def test_c2_pre_screening_ct_then_baseline_round():
+    """Pre-NLCSP CT 2022-06-01 (age 58): note 7 "calculate PanCan risk and assign based on the pre-NLCSP CT"
+    -> PanCan 6 to < 10 % -> 3; it is not a screening round.  Baseline LDCT 2024-06-01 (age 60), stable 24 months
+    against the pre-NLCSP CT: B1, note 7 "Any nodule stable for 9 to 24 months" -> 2 against the baseline table's
+    4, lowest -> 2.  Follow-up 2025-06-01, stable 36 months since the pre-NLCSP CT: previous 2 (the baseline
+    table on the 2024-06-01 CT alone gave 4); note 7 "stable for more than 24 months" -> 1."""
+    a = run("follow-up", lady_nodule(prior("2022-06-01", 180, diameter=7, pre_screening=True),
+                                     prior("2024-06-01", 181, diameter=7)),
+            participant=LADY_62, exam="2025-06-01")
+    n = one(a)
+    assert n.previous_category == "2" and n.category == "1"
+    assert any("2022-06-01 (pre-screening CT, baseline table (note 7): Category 3) then 2024-06-01 (baseline round:"
+               " Category 2)" in r for r in n.reasons)
+
+
+def test_c2_ct_between_screening_rounds_is_not_a_round():
+    """Baseline LDCT 2024-06-01 -> 4.  A non-NLCSP CT on 2025-01-01 (pre_screening: not a screening LDCT) shows
+    the nodule at 6.6 mm (the baseline table would give it 3): not a round, no category of its own, a comparison
+    scan only.  Exam 2025-06-01: the previous category is the 4 of the baseline round; stable 12 months ->
+    note 7 "Any nodule stable for 9 to 24 months" -> 2."""
+    a = run("follow-up", lady_nodule(prior("2024-06-01", 180, diameter=7),
+                                     prior("2025-01-01", 150, diameter=6.6, pre_screening=True)),
+            participant=LADY_62, exam="2025-06-01")
+    n = one(a)
+    assert n.previous_category == "4" and n.category == "2"
+    assert any("prior of 2025-01-01: a CT between screening rounds" in r for r in n.reasons)
+
+
+def test_c2_uncategorised_round_after_a_reported_category_uses_the_follow_up_table():
+    """Reported Category 4 on 2025-09-01 (previous category as given, C1, not derived).  2025-12-01, never assessed,
+    stable at the 3-month LDCT: Follow-up table "Previous Category 4 lesion ... stable ... at 3-month follow-up
+    LDCT" -> 3.  Exam 2026-06-01: previous 3, derived (C3: note 7); stable 9 months since 2025-09-01 -> note 7
+    "Any nodule stable for 9 to 24 months" -> 2.  (Before: the reported 4 was taken as the previous category.)"""
+    a = run("follow-up", lady_nodule(prior("2025-09-01", 180, "4", diameter=7), prior("2025-12-01", 181, diameter=7)),
+            participant=LADY_62)
+    n = one(a)
+    assert n.previous_category == "3" and n.category == "2"
+    assert any("the Category 4 reported on 2025-09-01 then 2025-12-01 (follow-up round: Category 3)" in r
+               for r in n.reasons)
+    assert any("Follow-up table, Category 3: Previous Category 4 lesion" in r for r in n.reasons)
+
+
+def test_c2_nothing_to_derive_after_the_most_recent_reported_category():
+    # the earlier uncategorised prior is never assessed: no PanCan, so no age or sex is needed
+    a = run("follow-up", nod(volume_mm3=300, priors=[prior("2024-06-01", 300), prior("2025-06-01", 300, "2")]),
+            participant={})
+    n = one(a)
+    # stable since 2024-06-01: Follow-up table "Previous Category 2 lesion ... stable ... 24 months or more" -> 1
+    assert n.previous_category == "2" and n.category == "1"
+    assert not any("derived" in r for r in n.reasons)
+
+
 def test_note7_growing_against_pre_screening_ct_is_not_ignored_at_baseline():
     a = run("baseline", nod(volume_mm3=200, max_axial_diameter_mm=7.5, priors=[prior("2025-12-01", 100,
                                                                                      pre_screening=True)]))
