@@ -66,9 +66,10 @@ def main() -> None:
             files = [Path(p) for p in paths["ct"]] + [Path(paths["sr"])]
             t_send = time.monotonic()
             t_last = harness.send(files)
-            harness.wait_for_sr(study.study_uid)
+            sr_id = harness.wait_for_sr(study.study_uid)
             t_sr = time.monotonic()
             stages = harness.stage_seconds()
+            nodules = _measured_nodules(harness, sr_id, study)
         finally:
             harness.stop()
     total = t_sr - t_last - STABLE_AGE_S
@@ -79,9 +80,39 @@ def main() -> None:
         print(f"{'analysis: ' + stage:<28} {seconds:>8.2f}")
     print(f"{'queue + store + deliver':<28} {max(0.0, total - analysed):>8.2f}")
     print(f"{'total (stable_age excluded)':<28} {total:>8.2f}   target <= {20 if args.with_prior else 10} s")
+    print(f"\n{'nodule':<12} {'kind':<14} {'true mm3':>9} {'SR mm3':>9} {'error %':>8}")
+    for row in nodules:
+        measured = f"{row['sr_volume_mm3']:9.0f} {100 * (row['sr_volume_mm3'] / row['true_volume_mm3'] - 1):8.1f}" if row["sr_volume_mm3"] else f"{'-':>9} {row['error']}"
+        print(f"{row['tracking_id']:<12} {row['kind']:<14} {row['true_volume_mm3']:9.0f} {measured}")
+    print(f"nodules measured: {sum(1 for r in nodules if r['sr_volume_mm3'])} of {len(nodules)} seeded")
     if args.json:
         args.json.write_text(json.dumps({"case": args.case, "size": args.size, "with_prior": args.with_prior, "instances": len(files), "stages_s": stages,
-                                         "total_s": total, "stable_age_s": STABLE_AGE_S}, indent=2))
+                                         "total_s": total, "stable_age_s": STABLE_AGE_S, "nodules": nodules}, indent=2))
+
+
+def _measured_nodules(harness, sr_id: str, study) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Each seeded nodule's true volume next to the volume in the SR noduled stored (or its error)."""
+    import io
+    import math
+
+    import pydicom
+
+    from dicom_sr.read_report import read_report
+
+    report = read_report(pydicom.dcmread(io.BytesIO(harness.pacs.rest("GET", f"/instances/{sr_id}/file"))))
+    findings = list(report.findings)
+    rows = []
+    for k, nodule in enumerate(study.nodules):
+        # the finding whose seed is this nodule's seed
+        finding = min(findings, key=lambda f: math.dist(f.seed.position_lps_mm, nodule["seed_lps_mm"]) if f.seed else math.inf,
+                      default=None)
+        if finding is not None and (finding.seed is None or math.dist(finding.seed.position_lps_mm, nodule["seed_lps_mm"]) > 0.5):
+            finding = None
+        m = finding.measurement if finding is not None else None
+        rows.append({"tracking_id": f"Nodule {k + 1}", "kind": nodule["kind"], "true_volume_mm3": nodule["volume_mm3"],
+                     "sr_volume_mm3": m.volume_mm3 if m is not None else None,
+                     "error": (finding.error if finding is not None else "not in the SR") if m is None else None})
+    return rows
 
 
 if __name__ == "__main__":

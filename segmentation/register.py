@@ -53,6 +53,10 @@ MAX_METRIC_SAMPLES = 50_000
 MIN_LUNG_OVERLAP = 0.6
 
 
+#: pixel types BinShrink averages without loss of precision (others are cast to float32 first)
+_SHRINKABLE = (sitk.sitkFloat32, sitk.sitkFloat64)
+
+
 class RegistrationError(RuntimeError):
     """The prior study could not be registered to the current one; the message says why."""
 
@@ -193,10 +197,10 @@ def _working_image(image: sitk.Image, which: str) -> sitk.Image:
         raise RegistrationError(f"the {which} image ({size[0]} x {size[1]} x {size[2]} voxels) is too thin to register")
     factors = [max(1, int(round(WORKING_SPACING_MM / sp))) for sp in image.GetSpacing()]
     factors = [min(f, max(1, n // 8)) for f, n in zip(factors, size)]
-    img = sitk.Cast(image, sitk.sitkFloat32)
-    if any(f > 1 for f in factors):
-        img = sitk.BinShrink(img, factors)
-    return sitk.Clamp(img, sitk.sitkFloat32, CLIP_HU[0], CLIP_HU[1])
+    img = image
+    if any(f > 1 for f in factors):  # shrink first: casting a full-size series costs more than the shrink
+        img = sitk.BinShrink(img if img.GetPixelID() in _SHRINKABLE else sitk.Cast(img, sitk.sitkFloat32), factors)
+    return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, CLIP_HU[0], CLIP_HU[1])
 
 
 def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None, which: str) -> sitk.Image:
@@ -210,8 +214,10 @@ def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None
         from segmentation.lungs import lung_mask
 
         lungs = lung_mask(image)
-    mask = sitk.Resample(sitk.Cast(lungs > 0, sitk.sitkUInt8), work, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
-                         sitk.sitkUInt8)
+    if lungs.GetPixelID() != sitk.sitkUInt8:
+        lungs = sitk.Cast(lungs > 0, sitk.sitkUInt8)
+    mask = sitk.Resample(lungs, work, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    mask = sitk.Cast(mask > 0, sitk.sitkUInt8)  # working-grid size: cheap
     if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
         mask = sitk.Cast((work < -400.0) & (work > -980.0), sitk.sitkUInt8)
     if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
@@ -313,8 +319,8 @@ def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, k
         reg.SetSmoothingSigmasPerLevel([0.0])
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         reg.SetMetricSamplingPercentage(min(0.15, MAX_METRIC_SAMPLES / 4 / n_mask), seed=20240212)  # fixed seed
-        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-4, numberOfIterations=15,
-                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=30)
+        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-4, numberOfIterations=8,
+                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=16)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     if moving_initial is not None:
         reg.SetMovingInitialTransform(moving_initial)
