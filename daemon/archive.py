@@ -3,9 +3,11 @@
 DESIGN §5: a C-STORE success status is sent only after the instance is on
 disk and in the index.  The write protocol (one instance):
 
-1. write ``archive/.incoming/<random>.part`` and fsync it;
+1. write ``archive/.incoming/<SOPUID>.<random>.part`` and fsync it;
 2. insert the index rows (patient, study, series, instance) and commit
-   (SQLite: WAL + synchronous=FULL, so the commit is on disk);
+   (SQLite: WAL + synchronous=FULL, so the commit is on disk); the fsync of
+   1 runs in a pool thread meanwhile (and, when the request's SOP Instance
+   UID is known, while the header is parsed), both are waited for;
 3. rename the file to ``archive/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``
    (atomic on one filesystem) and fsync the directory;
 4. only then report success.
@@ -28,7 +30,7 @@ import os
 import re
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +120,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_fsync_close(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, fsync and close it (runs in the archive's pool)."""
+    try:
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += os.write(fd, view[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Archive:
     """Files under ``archive_dir`` plus their rows in the index database."""
 
@@ -128,6 +142,7 @@ class Archive:
         self.engine = engine
         self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
         self._series_pk: dict[str, int] = {}  # series UID -> index row id, filled as series are seen
+        self._dirs: set[str] = set()  # series folders known to exist
         self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
         self._sqlite = engine.dialect.name == "sqlite"
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -150,57 +165,110 @@ class Archive:
         Raises :class:`RejectedInstance` with the DIMSE status and a message
         naming the problem; nothing is left behind in that case.
         """
-        ds = parse_header(data)
-        sop_uid = _valid_uid(ds.SOPInstanceUID)
-        study_uid = _valid_uid(ds.StudyInstanceUID)
-        series_uid = _valid_uid(ds.SeriesInstanceUID)
-        assert sop_uid and study_uid and series_uid  # checked by parse_header
-        if expected_sop_uid and _valid_uid(expected_sop_uid) != sop_uid:
-            raise RejectedInstance(
-                STATUS_DATASET_MISMATCH,
-                f"dataset SOP Instance UID {sop_uid} differs from the request's {expected_sop_uid}",
-            )
-        if self.min_free_disk_bytes and shutil.disk_usage(self.root).free < self.min_free_disk_bytes + len(data):
-            raise RejectedInstance(
-                STATUS_OUT_OF_RESOURCES,
-                f"less than {self.min_free_disk_bytes // (1024 * 1024)} MB free in {self.root}",
-            )
-
-        relative = self.relative_path(study_uid, series_uid, sop_uid)
-        final = self.path_of(relative)
-        if final.exists() and self._has_row(sop_uid):
-            return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
-
-        # the part file is named by its SOP Instance UID so that recovery can
-        # find the index row of a part that was cut short (see recover()).
-        part = self.incoming / f"{sop_uid}.{uuid.uuid4().hex[:12]}.part"
+        # With the request's SOP Instance UID known the bytes go to disk first and their fsync runs
+        # while the header is parsed and the index row committed; the part file carries that UID
+        # (see recover()), and an instance whose dataset names another UID is refused below.
+        early_uid = _valid_uid(expected_sop_uid) if expected_sop_uid else None
+        self._check_free_space(len(data))
+        part = synced = None
         try:
-            with open(part, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                # fsync the data while the index row is committed: both must be
-                # on disk before the rename, neither depends on the other.
-                synced = self._fsync_pool.submit(os.fsync, fh.fileno())
-                try:
-                    self._insert_rows(ds, relative, len(data), calling_ae)
-                except IntegrityError:
-                    # the same instance was archived meanwhile (another association)
-                    synced.result()
-                    part.unlink(missing_ok=True)
-                    return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
-                finally:
-                    synced.result()
+            if early_uid is not None:
+                part, synced = self._write_part(early_uid, data)
+            ds = parse_header(data)
+            sop_uid = _valid_uid(ds.SOPInstanceUID)
+            study_uid = _valid_uid(ds.StudyInstanceUID)
+            series_uid = _valid_uid(ds.SeriesInstanceUID)
+            assert sop_uid and study_uid and series_uid  # checked by parse_header
+            if expected_sop_uid and _valid_uid(expected_sop_uid) != sop_uid:
+                raise RejectedInstance(
+                    STATUS_DATASET_MISMATCH,
+                    f"dataset SOP Instance UID {sop_uid} differs from the request's {expected_sop_uid}",
+                )
+            relative = self.relative_path(study_uid, series_uid, sop_uid)
+            final = self.path_of(relative)
+            if part is None and final.exists() and self._has_row(sop_uid):
+                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+            # (with the part already written a second copy is told by the unique index below)
+            if part is None:
+                part, synced = self._write_part(sop_uid, data)
+            assert synced is not None
             try:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, final)
+                # the file's fsync runs meanwhile: both must be on disk before the rename,
+                # neither depends on the other.
+                self._insert_rows(ds, relative, len(data), calling_ae)
+            except IntegrityError:
+                # the same instance was archived meanwhile (another association)
+                self._discard(part, synced)
+                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+            try:
+                synced.result()  # the fsync's OSError, if any, is raised here
+                self._ensure_dir(final.parent)
+                try:
+                    os.replace(part, final)
+                except FileNotFoundError:  # the folder went away since it was made: make it again
+                    self._ensure_dir(final.parent, known=False)
+                    os.replace(part, final)
                 _fsync_dir(final.parent)
             except OSError:
                 self._delete_row(sop_uid)
                 raise
         except OSError as exc:
-            part.unlink(missing_ok=True)
+            self._discard(part, synced)
             raise RejectedInstance(STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {exc.strerror or exc}") from None
+        except BaseException:  # refused (RejectedInstance) or unexpected: nothing is left behind
+            self._discard(part, synced)
+            raise
         return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=False)
+
+    def _check_free_space(self, size: int) -> None:
+        if self.min_free_disk_bytes and shutil.disk_usage(self.root).free < self.min_free_disk_bytes + size:
+            raise RejectedInstance(
+                STATUS_OUT_OF_RESOURCES,
+                f"less than {self.min_free_disk_bytes // (1024 * 1024)} MB free in {self.root}",
+            )
+
+    def _write_part(self, sop_uid: str, data: bytes) -> tuple[Path, Future[None]]:
+        """Create a part file; writing ``data``, its fsync and close run in the pool (the future).
+
+        The part file is named by its SOP Instance UID so that recovery can find the
+        index row of a part that was cut short (see recover()).
+        """
+        part = self.incoming / f"{sop_uid}.{uuid.uuid4().hex[:12]}.part"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            return part, self._fsync_pool.submit(_write_fsync_close, fd, data)
+        except BaseException:
+            os.close(fd)
+            part.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _discard(part: Path | None, synced: Future[None] | None) -> None:
+        """Remove a part file that will not be archived (after its fsync/close has finished)."""
+        if synced is not None:
+            try:
+                synced.result()
+            except OSError:
+                pass
+        if part is not None:
+            part.unlink(missing_ok=True)
+
+    def _ensure_dir(self, path: Path, *, known: bool = True) -> None:
+        """Create a series folder (once per process); a new folder's entry is fsynced in its parent."""
+        key = str(path)
+        if known and key in self._dirs:
+            return
+        missing = []
+        p = path
+        while p != self.root and not p.is_dir():
+            missing.append(p)
+            p = p.parent
+        for p in reversed(missing):
+            p.mkdir(exist_ok=True)
+            _fsync_dir(p.parent)
+        if len(self._dirs) > 10_000:
+            self._dirs.clear()
+        self._dirs.add(key)
 
     def _has_row(self, sop_uid: str) -> bool:
         with self.engine.connect() as conn:

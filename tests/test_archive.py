@@ -131,3 +131,55 @@ def test_recovery_keeps_an_acknowledged_instance(archive: Archive) -> None:
     (archive.incoming / f"{stored.sop_instance_uid}.1234.part").write_bytes(data)  # a second copy was in flight
     assert archive.recover() == {"partial_files_removed": 1, "unacknowledged_rows_removed": 0}
     assert stored.path.read_bytes() == data and count(archive, instances) == 1
+
+
+# --- the receive path: request UID known, part written and fsynced while the header is parsed
+
+
+def test_store_with_the_request_uid_writes_first_and_keeps_every_rule(archive: Archive) -> None:
+    ds = make()
+    data = encode(ds)
+    first = archive.store(data, expected_sop_uid=ds.SOPInstanceUID)
+    assert not first.duplicate and first.path.read_bytes() == data and count(archive, instances) == 1
+    second = archive.store(data, expected_sop_uid=ds.SOPInstanceUID)  # told by the unique index
+    assert second.duplicate and second.path == first.path and first.path.read_bytes() == data
+    assert count(archive, instances) == 1 and list(archive.incoming.iterdir()) == []
+
+
+def test_refused_instances_leave_no_part_file(archive: Archive) -> None:
+    ds = make()
+    with pytest.raises(RejectedInstance) as err:
+        archive.store(encode(ds), expected_sop_uid="1.2.999")
+    assert err.value.status == STATUS_DATASET_MISMATCH
+    with pytest.raises(RejectedInstance) as err:
+        archive.store(b"\x00" * 128 + b"DICM" + b"\xff" * 500, expected_sop_uid="1.2.3")
+    assert err.value.status == STATUS_CANNOT_UNDERSTAND
+    assert count(archive, instances) == 0 and list(archive.incoming.iterdir()) == []
+
+
+def test_failed_fsync_is_refused_and_its_row_removed(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.archive as archive_module
+
+    def broken(fd: int, data: bytes) -> None:
+        import os
+
+        os.close(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(archive_module, "_write_fsync_close", broken)
+    ds = make()
+    with pytest.raises(RejectedInstance, match="Input/output error") as err:
+        archive.store(encode(ds), expected_sop_uid=ds.SOPInstanceUID)
+    assert err.value.status == 0xA700
+    assert count(archive, instances) == 0 and list(archive.incoming.iterdir()) == []
+    assert not (archive.root / "1.2.3.4" / "1.2.3.4.5" / f"{ds.SOPInstanceUID}.dcm").exists()
+
+
+def test_series_folder_removed_behind_the_archive_is_made_again(archive: Archive) -> None:
+    import shutil
+
+    first = archive.store(encode(make(0)))
+    shutil.rmtree(first.path.parent)  # cached as existing
+    ds = make(1)
+    second = archive.store(encode(ds), expected_sop_uid=ds.SOPInstanceUID)
+    assert second.path.exists() and second.path.parent == first.path.parent
