@@ -1,10 +1,11 @@
-"""Receive fast path: two per-association replacements of pynetdicom internals.
+"""Receive fast path: per-association replacements of pynetdicom internals.
 
 This is the ONE place where noduled reaches into pynetdicom's internals (for
 pynetdicom 3.0.x).  :func:`install` is called for every accepted association
 (from the ``EVT_ESTABLISHED`` handler, in the association's own thread, before
-pynetdicom enters its acceptor loop) and changes two things on that
-association's objects only, never on the classes:
+pynetdicom enters its acceptor loop) and changes three things on that
+association's objects only, never pynetdicom's classes (the socket object's
+class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
 
 1. ``AssociationSocket.recv``: stock pynetdicom reads a PDU in 4096-byte
    ``socket.recv`` calls appended to a ``bytearray`` (about 130 calls and
@@ -16,7 +17,17 @@ association's objects only, never on the classes:
    propagate to the DUL, which turns them into Evt17 as before.  TLS sockets
    (``ssl.SSLSocket``) support ``recv_into`` the same way.
 
-2. ``Association._run_reactor``: the stock acceptor loop sleeps a fixed 1 ms
+2. ``AssociationSocket.ready``: the DUL thread polls the socket with a
+   zero-timeout ``select`` and sleeps 50 us (``_run_loop_delay``) between idle
+   turns, some 20,000 wake-ups a second per association that compete for the
+   two CPU cores with the thread storing the instances.  :attr:`_FastSocket.ready`
+   waits in ``select`` (up to :data:`READY_WAIT_S`) on the socket *and* on an
+   eventfd that is signalled whenever a primitive is queued for the DUL to
+   send (``to_provider_queue.put`` is wrapped on that one queue), so incoming
+   PDUs and outgoing responses are both handled at once, without the spinning.
+   ARTIM, idle timer and DUL stop are noticed within :data:`READY_WAIT_S`.
+
+3. ``Association._run_reactor``: the stock acceptor loop sleeps a fixed 1 ms
    before every look at the DIMSE message queue, so a complete C-STORE request
    waits 0.5 ms on average before its handler runs.  :func:`_run_reactor`
    is the same loop, in the same order, except that it *waits on the queue*
@@ -32,46 +43,123 @@ the association then runs on stock pynetdicom, slower but correct.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import select
 import socket
+import ssl
 import types
+import weakref
 from typing import Any
 
 import pynetdicom
 from pynetdicom import evt
+from pynetdicom.transport import AssociationSocket
 
 log = logging.getLogger(__name__)
 
 REACTOR_WAIT_S = 0.001  # the stock loop's sleep; the longest a release/abort waits to be noticed
+READY_WAIT_S = 0.005  # the longest the DUL waits in select() before looking at its timers again
 _RECV_CHUNK = 1 << 20  # upper bound for one recv_into call
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux
 _SUPPORTED = pynetdicom.__version__.startswith("3.0.")
 _ASSOC_ATTRS = ("_kill", "_is_paused", "_reactor_checkpoint", "dimse", "dul", "acse", "_serve_request",
                 "is_established", "is_released", "is_aborted", "kill", "release", "abort", "network_timeout_response")
+_SOCKET_ATTRS = ("socket", "_is_connected", "event_queue", "assoc")
 _warned = False
 
 
-def _recv_into(self: Any, nr_bytes: int) -> bytearray:
-    """``AssociationSocket.recv`` reading into one preallocated buffer (see module docstring)."""
-    sock = self.socket
-    buf = bytearray(nr_bytes)
-    view = memoryview(buf)
-    nr_read = 0
-    quickack = _QUICKACK if self._noduled_tcp else 0
-    try:
-        while nr_read < nr_bytes:
-            if quickack:
-                sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-            n = sock.recv_into(view[nr_read:], min(nr_bytes - nr_read, _RECV_CHUNK))
-            if not n:  # connection closed by the peer: return what we have, as stock pynetdicom does
-                break
-            nr_read += n
-    finally:
-        view.release()
-    if nr_read < nr_bytes:
-        del buf[nr_read:]
-    return buf
+class _Waker:
+    """An fd that becomes readable when :meth:`signal` is called (eventfd, or a socket pair)."""
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._write_fd = self.fd
+            fds = (self.fd,)
+        else:  # pragma: no cover - not Linux
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._pair = (r, w)
+            self.fd, self._write_fd = r.detach(), w.detach()
+            fds = (self.fd, self._write_fd)
+        weakref.finalize(self, _close_fds, fds)
+
+    def signal(self) -> None:
+        try:
+            os.write(self._write_fd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except (BlockingIOError, OSError):
+            pass  # already signalled (counter/buffer full) or closing: the DUL looks anyway
+
+    def drain(self) -> None:
+        try:
+            os.read(self.fd, 4096)
+        except (BlockingIOError, OSError):
+            pass
+
+
+def _close_fds(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _FastSocket(AssociationSocket):
+    """``AssociationSocket`` with the two receive-side methods of the module docstring.
+
+    Never instantiated: :func:`install` assigns it as the ``__class__`` of an
+    accepted association's socket (same attributes, no new slots).
+    """
+
+    _noduled_tcp = False
+    _noduled_waker: _Waker | None = None
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes``; a short result means the peer closed the connection (as stock)."""
+        sock = self.socket
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        nr_read = 0
+        quickack = _QUICKACK if self._noduled_tcp else 0
+        try:
+            while nr_read < nr_bytes:
+                if quickack:
+                    # ACK at once: a sender with Nagle's algorithm holds the short last segment of
+                    # an image until the previous ones are ACKed, which delayed ACK puts off 40 ms.
+                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+                n = sock.recv_into(view[nr_read:], min(nr_bytes - nr_read, _RECV_CHUNK))
+                if not n:  # connection closed by the peer: return what we have, as stock pynetdicom does
+                    break
+                nr_read += n
+        finally:
+            view.release()
+        if nr_read < nr_bytes:
+            del buf[nr_read:]
+        return buf
+
+    @property
+    def ready(self) -> bool:
+        """Stock ``ready``, but waiting up to READY_WAIT_S for data or for something to send."""
+        waker = self._noduled_waker
+        if waker is None:
+            return super().ready
+        if self.socket is None or self._is_connected is False:
+            return False
+        if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
+            return True  # TLS data already decrypted, select() cannot see it (pynetdicom #528)
+        try:
+            ready, _, _ = select.select([self.socket, waker.fd], [], [], READY_WAIT_S)
+        except (OSError, TimeoutError, ValueError):
+            # Evt17: Transport connection closed
+            self.event_queue.put("Evt17")
+            return False
+        if waker.fd in ready:
+            waker.drain()
+        return self.socket in ready
 
 
 def _next_msg(dimse: Any, timeout: float) -> tuple[Any, Any]:
@@ -152,8 +240,12 @@ def supported(assoc: Any) -> bool:
         return False
     if not hasattr(assoc.dimse, "msg_queue") or not isinstance(assoc.dimse.msg_queue, queue.Queue):
         return False
+    if not isinstance(getattr(assoc.dul, "to_provider_queue", None), queue.Queue):
+        return False
     sock = getattr(assoc.dul, "socket", None)
-    return sock is not None and hasattr(sock, "socket") and hasattr(sock.socket, "recv_into")
+    if type(sock) is not AssociationSocket or not all(hasattr(sock, name) for name in _SOCKET_ATTRS):
+        return False
+    return hasattr(sock.socket, "recv_into") and isinstance(getattr(AssociationSocket, "ready", None), property)
 
 
 def install(assoc: Any) -> bool:
@@ -167,7 +259,17 @@ def install(assoc: Any) -> bool:
             log.warning("pynetdicom %s internals not as expected: receive fast path off (stock behaviour)", pynetdicom.__version__)
         return False
     sock = assoc.dul.socket
+    waker = _Waker()
+    provider_queue = assoc.dul.to_provider_queue
+    stock_put = provider_queue.put
+
+    def put(item: Any, block: bool = True, timeout: float | None = None) -> None:
+        stock_put(item, block, timeout)
+        waker.signal()
+
+    provider_queue.put = put  # this association's queue only
+    sock.__class__ = _FastSocket
     sock._noduled_tcp = _is_tcp(sock.socket)
-    sock.recv = types.MethodType(_recv_into, sock)
+    sock._noduled_waker = waker
     assoc._run_reactor = types.MethodType(_run_reactor, assoc)
     return True
