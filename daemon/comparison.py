@@ -180,13 +180,13 @@ def prior_comparisons(
 
     m = finding.measurement
     comparison_date = assessed.get("comparison_date")
-    latest = max((o.exam.exam_date for o in observations), default=None)
     out = []
     for o in observations:
         category = o.reported.category if o.reported is not None else None
         derived = False
-        if category is None and o.exam.exam_date == latest and assessed.get("previous_category"):
-            # never reported by noduled: the protocol engine derived the previous category
+        if (category is None and assessed.get("previous_category_derived")
+                and assessed.get("previous_category_date") == o.exam.exam_date.isoformat()):
+            # never reported by noduled: the protocol engine derived this time point's category
             category, derived = assessed["previous_category"], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)

@@ -315,6 +315,8 @@ def nodule_to_json(a: NoduleAssessment) -> dict[str, Any]:
         "pancan_risk_pct": _round(a.pancan_risk_pct, 4),
         "rule": a.rule,
         "previous_category": a.previous_category,
+        "previous_category_date": _date(a.previous_category_date),
+        "previous_category_derived": a.previous_category_derived,
         "stable_since": _date(a.stable_since),
         "stable_months": _round(a.stable_months, 1),
     }

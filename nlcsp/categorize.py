@@ -478,7 +478,7 @@ def _pancan(n: Nodule, kind: str, case: Case, age_years: float, path: str) -> tu
     return risk, how
 
 
-def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> str:
+def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> tuple[str, bool, dt.date]:
     """INTERPRETATION C2, last resort: no prior time point gives a category by the rounds (only Category 0,
     unmeasured or unclassifiable priors) -> the baseline table applied to the most recent measured prior
     (note 7: "calculate PanCan risk ... based on the pre-NLCSP CT")."""
@@ -501,7 +501,7 @@ def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[st
         f"no prior time point gives a category by the rounds: previous Category {row.category} derived from the"
         f" baseline table on the prior of {prior.date} ({row.rule}{'; ' + risk[1] if risk else ''})"
     )
-    return row.category
+    return row.category, True, prior.date
 
 
 @dataclass(frozen=True)
@@ -603,10 +603,10 @@ def _prior_categories(n: Nodule, case: Case) -> tuple[list[Prior], list[str]]:
     return priors, notes
 
 
-def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> tuple[str, bool]:
+def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> tuple[str, bool, dt.date]:
     """INTERPRETATION C1: the category of the most recent prior that has one (Category 0 skipped, note 8a),
     prior time points never assessed getting theirs by assessing the rounds in date order (C2); else the
-    baseline table on the most recent measured prior.  Returns (category, derived)."""
+    baseline table on the most recent measured prior.  Returns (category, derived, date of that time point)."""
     priors, notes = _prior_categories(n, case)
     reasons.extend(notes)
     for p in reversed(priors):
@@ -616,10 +616,10 @@ def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> t
         if isinstance(p, _Derived):
             reasons.append(f"previous Category {p.category} derived by assessing the prior time points in date"
                            f" order: {' then '.join(p.steps)} (INTERPRETATION C2)")
-            return p.category, True
+            return p.category, True, p.date
         reasons.append(f"previous category {p.category} (reported on {p.date})")
-        return p.category, False
-    return _derive_previous_category(n, case, path, reasons), True
+        return p.category, False, p.date
+    return _derive_previous_category(n, case, path, reasons)
 
 
 def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
@@ -683,6 +683,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
             risk = computed[0]
             reasons.append(computed[1])
     prev_cat = None
+    prev_date = None
     derived = False
     months = None
     since_pre = False
@@ -700,7 +701,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     stepped = status in STABLE and (case.screening_round == "follow-up" or since_pre)
     if n.priors and (stepped or status in UP) and not (n.proven_benign or n.benign_calcification or n.fat):
         try:
-            prev_cat, derived = previous_category(n, case, path, reasons)
+            prev_cat, derived, prev_date = previous_category(n, case, path, reasons)
         except CaseError:
             if stepped and not _growth_irrelevant(n):
                 raise  # stepped management needs it; growth rows do not (only the G6 floor)
@@ -729,6 +730,8 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         comparison_date=growth.comparison.date if growth is not None else None,
         pancan_risk_pct=risk,
         previous_category=prev_cat,
+        previous_category_date=prev_date,
+        previous_category_derived=derived,
         stable_since=stable_since,
         stable_months=months,
         reasons=tuple(reasons),

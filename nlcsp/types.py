@@ -135,6 +135,8 @@ class NoduleAssessment:
     comparison_date: dt.date | None = None
     pancan_risk_pct: float | None = None
     previous_category: str | None = None
+    previous_category_date: dt.date | None = None  # the prior time point the previous category belongs to
+    previous_category_derived: bool = False  # derived by noduled (INTERPRETATION C2), not reported then
     stable_since: dt.date | None = None
     stable_months: float | None = None
     reasons: tuple[str, ...] = ()  # every step of the reasoning, for --explain

@@ -105,3 +105,25 @@ def test_prior_never_reported_gets_a_derived_category(growth: dict, tmp_path) ->
 
     back = read_report(result.report).assessment
     assert all(c.prior_category_derived for f in back.findings for c in f.comparisons)  # the SR says "derived"
+
+
+def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
+    """The engine may derive the previous category on an earlier time point than the latest prior (the latest
+    being a CT between rounds, a Category 0 exam or unmeasured): the SR shows it on that time point only, and
+    never shows a category reported on an earlier prior as if derived for the latest one."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from daemon.comparison import PriorObservation, prior_comparisons
+
+    older = PriorExam("1.2.3.1", dt.date(2024, 1, 10))
+    between = PriorExam("1.2.3.2", dt.date(2024, 9, 1), pre_screening=True)
+    observations = [PriorObservation(older, None, None), PriorObservation(between, None, None)]
+    finding = SimpleNamespace(measurement=None)
+    derived = {"previous_category": "3", "previous_category_derived": True, "previous_category_date": "2024-01-10"}
+    by_date = {c.prior_study_date: c for c in prior_comparisons(finding, observations, dt.date(2025, 1, 15), derived)}  # type: ignore[arg-type]
+    assert (by_date[older.exam_date].prior_category, by_date[older.exam_date].prior_category_derived) == ("3", True)
+    assert (by_date[between.exam_date].prior_category, by_date[between.exam_date].prior_category_derived) == (None, False)
+    reported_earlier = {"previous_category": "3", "previous_category_derived": False, "previous_category_date": "2024-01-10"}
+    out = prior_comparisons(finding, observations, dt.date(2025, 1, 15), reported_earlier)  # type: ignore[arg-type]
+    assert all(c.prior_category is None and not c.prior_category_derived for c in out)
