@@ -26,6 +26,10 @@ class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
    send (``to_provider_queue.put`` is wrapped on that one queue), so incoming
    PDUs and outgoing responses are both handled at once, without the spinning.
    ARTIM, idle timer and DUL stop are noticed within :data:`READY_WAIT_S`.
+   The DUL's own idle sleep (``_run_loop_delay``) is set to 0, as the waiting
+   happens in ``ready``.  pynetdicom's standard PDU/DIMSE log handlers are
+   unbound from the association while the ``pynetdicom`` logger is below INFO
+   (their lines would be dropped; formatting them costs time per image).
 
 3. ``Association._run_reactor``: the stock acceptor loop sleeps a fixed 1 ms
    before every look at the DIMSE message queue, so a complete C-STORE request
@@ -48,6 +52,7 @@ import queue
 import select
 import socket
 import ssl
+import time
 import types
 import weakref
 from typing import Any
@@ -60,6 +65,7 @@ log = logging.getLogger(__name__)
 
 REACTOR_WAIT_S = 0.001  # the stock loop's sleep; the longest a release/abort waits to be noticed
 READY_WAIT_S = 0.005  # the longest the DUL waits in select() before looking at its timers again
+_CLOSED_WAIT_S = 0.0005  # ready() on a closed socket, while the DUL winds down
 _RECV_CHUNK = 1 << 20  # upper bound for one recv_into call
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux
@@ -148,6 +154,7 @@ class _FastSocket(AssociationSocket):
         if waker is None:
             return super().ready
         if self.socket is None or self._is_connected is False:
+            time.sleep(_CLOSED_WAIT_S)  # the DUL loop no longer sleeps (install()): do not spin until it stops
             return False
         if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
             return True  # TLS data already decrypted, select() cannot see it (pynetdicom #528)
@@ -271,5 +278,32 @@ def install(assoc: Any) -> bool:
     sock.__class__ = _FastSocket
     sock._noduled_tcp = _is_tcp(sock.socket)
     sock._noduled_waker = waker
+    # ready() now does the waiting, so the DUL's idle sleep (which delays every response by
+    # ~0.1 ms: 50 us plus the kernel's timer slack) is not needed
+    assoc.dul._run_loop_delay = 0.0
     assoc._run_reactor = types.MethodType(_run_reactor, assoc)
+    _drop_silent_log_handlers(assoc)
     return True
+
+
+def _drop_silent_log_handlers(assoc: Any) -> None:
+    """Unbind pynetdicom's standard PDU/DIMSE log handlers when their output would be dropped anyway.
+
+    They format every PDU and DIMSE message for INFO/DEBUG lines; noduled holds the
+    ``pynetdicom`` logger at WARNING unless DEBUG is asked for (daemon/logsetup.py).
+    """
+    if logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        return
+    try:
+        from pynetdicom import _handlers
+
+        pairs = (
+            (evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
+            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler),
+            (evt.EVT_PDU_RECV, _handlers.standard_pdu_recv_handler),
+            (evt.EVT_PDU_SENT, _handlers.standard_pdu_sent_handler),
+        )
+        for event, handler in pairs:
+            assoc.unbind(event, handler)
+    except (ImportError, AttributeError, KeyError, ValueError):  # other internals: keep them bound
+        pass
