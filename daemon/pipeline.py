@@ -204,8 +204,10 @@ def _fetch_priors(ctx: NodeContext, study_uid: str) -> list[str]:
             waited_min = (utcnow() - queued).total_seconds() / 60
         limit = ctx.pacs.report_without_priors_after_min
         if limit and waited_min >= limit:
-            log.warning("study %s: reporting without priors after %.0f min: %s", study_uid, waited_min, exc)
-            return [f"Reported without prior comparison from PACS after waiting {waited_min:.0f} min: {exc}"]
+            why = str(exc).removeprefix("waiting for prior study from PACS: ")
+            log.warning("study %s: reporting without priors after %.1f min: %s", study_uid, waited_min, why)
+            return [f"Reported without prior comparison: the PACS did not give the prior studies within the site's limit"
+                    f" of {limit:g} min (waited {waited_min:.1f} min; {why})"]
         _set_state(ctx.engine, study_uid, state="waiting-priors", reason=str(exc), lease_until=None)
         raise WaitingForPriors(str(exc)) from None
     return []

@@ -28,7 +28,7 @@ def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return _write("growth", tmp_path_factory.mktemp("growth-pacs"))
 
 
-def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: str = "NODULED"):  # type: ignore[no-untyped-def]
+def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: str = "NODULED", **pacs):  # type: ignore[no-untyped-def]
     return noduled_server(
         {
             "scp": {"ae_title": ae_title, "allowed_peers": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}]},
@@ -36,7 +36,7 @@ def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: st
             "queue": {"workers": 1},
             "delivery": {"retry_initial_s": 0.5, "retry_max_s": 1.0},
             "destinations": [{"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port}],
-            "pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve},
+            "pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve, **pacs},
         },
         name=name,
         start=False,
@@ -99,3 +99,21 @@ def test_pacs_down_makes_the_study_wait_with_the_reason(noduled_server, growth, 
     assert subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)], capture_output=True).returncode == 0
     state = wait_for(lambda: (a := analysis_state(node, growth["studies"][1].study_uid)) and a.get("state") == "waiting-priors" and a, 60, "waiting for priors")
     assert state["reason"].startswith("waiting for prior study from PACS:") and "Connection refused" in state["reason"]
+
+
+def test_site_may_report_without_priors_after_a_wait(noduled_server, growth, dcmtk) -> None:  # type: ignore[no-untyped-def]
+    """pacs.report_without_priors_after_min: the study waits for its priors first; once the site's limit has
+    passed the report goes out without them, and the SR says why."""
+    import subprocess
+
+    node = _node(noduled_server, "impatient", free_port(), "c-move", report_without_priors_after_min=0.05).start()  # 3 s
+    study = growth["studies"][1]
+    files = ct_and(growth["written"][1], "sr")
+    assert subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)], capture_output=True).returncode == 0
+    wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "waiting-priors", 60, "waiting for priors first")
+    state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the report without priors")
+    sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+    report = read_report(dcmread(sr_path)).assessment
+    said = [n for n in report.notes if n.startswith("Reported without prior comparison: the PACS did not give the prior")]
+    assert said and "limit of 0.05 min" in said[0] and "cannot connect to ORTHANC" in said[0], report.notes
+    assert all(not f.comparisons for f in report.findings)
