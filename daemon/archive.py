@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,6 +121,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_MAX_SPARES = 2
+
+
 def _write_fsync_close(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd``, fsync and close it (runs in the archive's pool)."""
     try:
@@ -139,10 +144,14 @@ class Archive:
         self.root = Path(archive_dir)
         self.incoming = self.root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        self.spare_dir = self.root / ".spare"  # see _make_spare()
+        self.spare_dir.mkdir(exist_ok=True)
         self.engine = engine
         self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
         self._series_pk: dict[str, int] = {}  # series UID -> index row id, filled as series are seen
         self._dirs: set[str] = set()  # series folders known to exist
+        self._spares: list[tuple[Path, int]] = []  # empty files ready to become part files
+        self._spares_lock = threading.Lock()
         self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
         self._sqlite = engine.dialect.name == "sqlite"
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -234,13 +243,45 @@ class Archive:
         index row of a part that was cut short (see recover()).
         """
         part = self.incoming / f"{sop_uid}.{uuid.uuid4().hex[:12]}.part"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = self._take_spare(part)
+        if fd is None:
+            fd = os.open(part, _CREATE_FLAGS, 0o666)
         try:
-            return part, self._fsync_pool.submit(_write_fsync_close, fd, data)
+            synced = self._fsync_pool.submit(_write_fsync_close, fd, data)
         except BaseException:
             os.close(fd)
             part.unlink(missing_ok=True)
             raise
+        self._fsync_pool.submit(self._make_spare)
+        return part, synced
+
+    # Creating a file costs up to ~0.5 ms of kernel time on a busy ext4 (inode allocation);
+    # an empty "spare" made beforehand in the pool is renamed to the part's name instead.
+    # Spares (in archive/.spare, same filesystem) carry no data and no UID; recover() removes any left over.
+    def _make_spare(self) -> None:
+        with self._spares_lock:
+            if len(self._spares) >= _MAX_SPARES:
+                return
+        path = self.spare_dir / f"{uuid.uuid4().hex}.spare"
+        try:
+            fd = os.open(path, _CREATE_FLAGS, 0o666)
+        except OSError:
+            return  # the receive path creates its part files itself
+        with self._spares_lock:
+            self._spares.append((path, fd))
+
+    def _take_spare(self, part: Path) -> int | None:
+        """An open, empty file renamed to ``part``, or None (no spare ready)."""
+        with self._spares_lock:
+            if not self._spares:
+                return None
+            path, fd = self._spares.pop()
+        try:
+            os.rename(path, part)
+        except OSError:  # removed meanwhile (recover()): make the part file directly
+            os.close(fd)
+            return None
+        return fd
 
     @staticmethod
     def _discard(part: Path | None, synced: Future[None] | None) -> None:
@@ -377,7 +418,7 @@ class Archive:
     def recover(self) -> dict[str, int]:
         """Undo what a crash left half done (call before accepting associations).
 
-        Removes ``.part`` files; where a part's instance has an index row but
+        Removes ``.part`` files (and the empty ``.spare`` ones); where a part's instance has an index row but
         no final file (a crash between the commit and the rename) the row goes
         too: that instance was never acknowledged.  Returns counts for the log.
         """
@@ -394,4 +435,6 @@ class Archive:
                         removed_rows += 1
             part.unlink(missing_ok=True)
             removed_parts += 1
+        for spare in self.spare_dir.glob("*.spare"):  # empty files made ahead of need (_make_spare)
+            spare.unlink(missing_ok=True)
         return {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}

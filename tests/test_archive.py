@@ -183,3 +183,23 @@ def test_series_folder_removed_behind_the_archive_is_made_again(archive: Archive
     ds = make(1)
     second = archive.store(encode(ds), expected_sop_uid=ds.SOPInstanceUID)
     assert second.path.exists() and second.path.parent == first.path.parent
+
+
+def test_part_files_come_from_spares_made_ahead_and_recovery_removes_left_overs(archive: Archive) -> None:
+    archive._make_spare()
+    archive._make_spare()
+    archive._make_spare()  # at most two are kept
+    assert len(list(archive.spare_dir.iterdir())) == 2
+    ds = make(0)
+    archive.store(encode(ds), expected_sop_uid=ds.SOPInstanceUID)  # uses one, a new one is made in the pool
+    archive._fsync_pool.submit(lambda: None).result()
+    assert 1 <= len(list(archive.spare_dir.iterdir())) <= 2
+    for path, _ in list(archive._spares):  # gone behind the archive's back: parts are created directly
+        path.unlink()
+    ds = make(1)
+    assert archive.store(encode(ds), expected_sop_uid=ds.SOPInstanceUID).path.read_bytes() == encode(ds)
+    archive._fsync_pool.submit(lambda: None).result()
+    archive._make_spare()
+    assert archive.recover() == {"partial_files_removed": 0, "unacknowledged_rows_removed": 0}
+    assert list(archive.spare_dir.iterdir()) == [] and list(archive.incoming.iterdir()) == []
+    assert count(archive, instances) == 2
