@@ -158,3 +158,37 @@ def test_ready_waits_for_data_or_for_something_to_send() -> None:
     assert fast.ready is True  # readable at EOF: the DUL reads it and sees the connection closed
     a.close()
     assert fast.ready is False and fast.event_queue.get_nowait() == "Evt17"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("sop_instance", ["1.2.3.4.5", "1.2.3.4.56", "1.2.826.0.1.3680043.8.498." + "1" * 37])
+def test_hand_encoded_store_success_response_is_what_pynetdicom_encodes(sop_instance: str) -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 65535
+    rsp.AffectedSOPClassUID = CTImageStorage
+    rsp.AffectedSOPInstanceUID = sop_instance
+    rsp.Status = 0x0000
+    msg = C_STORE_RSP()
+    msg.primitive_to_message(rsp)
+    (pdata,) = list(msg.encode_msg(1, 16384))
+    assert pdata.presentation_data_value_list == [(1, b"\x03" + fastpath.encode_store_success_rsp(rsp))]  # type: ignore[operator]
+
+
+def test_other_responses_are_left_to_pynetdicom() -> None:
+    from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 1
+    rsp.AffectedSOPClassUID = CTImageStorage
+    rsp.AffectedSOPInstanceUID = "1.2.3"
+    rsp.Status = 0xC000
+    assert fastpath.encode_store_success_rsp(rsp) is None
+    rsp.Status = 0x0000
+    rsp.ErrorComment = "warning text"
+    assert fastpath.encode_store_success_rsp(rsp) is None
+    echo = C_ECHO()
+    echo.MessageIDBeingRespondedTo = 1
+    echo.Status = 0
+    assert fastpath.encode_store_success_rsp(echo) is None
