@@ -192,3 +192,44 @@ def test_other_responses_are_left_to_pynetdicom() -> None:
     echo.MessageIDBeingRespondedTo = 1
     echo.Status = 0
     assert fastpath.encode_store_success_rsp(echo) is None
+
+
+def test_tls_associations_use_the_fast_path_too(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    from daemon.settings import TLSSettings
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    archive = Archive(tmp_path / "archive", open_index(f"sqlite:///{tmp_path / 'index.sqlite'}"))
+    tls = TLSSettings(enabled=True, cert=str(cert), key=str(key), require_client_cert=False)
+    server = StorageSCP(SCPSettings(ae_title="NODULED", port=free_port(), host="127.0.0.1", tls=tls), archive)
+    server.start()
+    seen: list[str] = []
+    server._server.bind(evt.EVT_RELEASED, lambda e: seen.append(type(e.assoc.dul.socket).__name__))  # type: ignore[union-attr]
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        client_ctx.check_hostname = False
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0, tls_args=(client_ctx, None))
+        assert assoc.is_established
+        big = ct_slice("1.2.3.4", "1.2.3.4.9", 0, np.arange(512 * 512, dtype=np.int16).reshape(512, 512))
+        for i in range(3):
+            ds = big if i == 0 else ct_slice("1.2.3.4", "1.2.3.4.9", i, np.full((64, 64), i, dtype=np.int16))
+            assert assoc.send_c_store(ds).Status == 0
+        assoc.release()
+        _wait_for(seen, 1)
+        assert seen == ["_FastSocket"]
+        back = dcmread(archive.root / "1.2.3.4" / "1.2.3.4.9" / f"{big.SOPInstanceUID}.dcm")
+        assert np.array_equal(back.pixel_array, big.pixel_array)
+    finally:
+        server.stop()
