@@ -83,12 +83,19 @@ def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path
         return min(study.nodules, key=lambda n: sum((a - b) ** 2 for a, b in zip(n["centroid_lps_mm"], c)))
 
     uid_of: dict[str, str] = {}
+    checked = 0
     for k, (study, report) in enumerate(zip(studies, reports)):
         expected = expected_statuses(study, round_="follow-up" if k else "baseline")
         for f in report.findings:
             truth = truth_of(f, study)
             assert f.status == expected[truth["id"]], (case, k, truth["id"], f.status, expected[truth["id"]])
             assert uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid  # identity across rounds
+            true_change = {str(p["study_date"]): p.get("volume_change_pct") for p in truth["growth"]["priors"]}
+            for c in f.comparisons:  # the issue: within 5 percentage points for solid nodules >= 5 mm
+                if truth["kind"] == "solid" and truth["mean_diameter_mm"] >= 5 and true_change.get(c.prior_study_date.isoformat()) is not None:
+                    assert c.volume_change_pct == pytest.approx(true_change[c.prior_study_date.isoformat()], abs=5.0), (case, k, truth["id"], c.prior_study_date)
+                    checked += 1
+    assert checked or case == "ggn-growth"  # every solid case had changes to check
 
 
 def test_pacs_down_makes_the_study_wait_with_the_reason(noduled_server, growth, dcmtk) -> None:  # type: ignore[no-untyped-def]
