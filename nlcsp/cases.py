@@ -317,6 +317,7 @@ def nodule_to_json(a: NoduleAssessment) -> dict[str, Any]:
         "previous_category": a.previous_category,
         "previous_category_date": _date(a.previous_category_date),
         "previous_category_derived": a.previous_category_derived,
+        "derived_prior_categories": {d.isoformat(): c for d, c in a.derived_prior_categories},
         "stable_since": _date(a.stable_since),
         "stable_months": _round(a.stable_months, 1),
     }

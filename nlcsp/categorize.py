@@ -622,6 +622,19 @@ def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> t
     return _derive_previous_category(n, case, path, reasons)
 
 
+def derived_prior_categories(n: Nodule, case: Case) -> tuple[tuple[dt.date, str], ...]:
+    """INTERPRETATION C2 for the record: the category of every prior time point noduled never assessed
+    (after the last categorised one), derived by assessing the rounds in date order; empty when the
+    nodule has no such prior or the rounds cannot be assessed (e.g. no age for PanCan)."""
+    if not n.priors or all(p.category is not None for p in n.priors):
+        return ()
+    try:
+        priors, _ = _prior_categories(n, case)
+    except CaseError:
+        return ()
+    return tuple((p.date, p.category) for p in priors if isinstance(p, _Derived) and p.category is not None)
+
+
 def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
     """Note 13: a non-solid nodule that doubled in size (volume, or sphere-equivalent from the
     mean diameter) against a prior at most 365 days earlier (INTERPRETATION N13)."""
@@ -859,7 +872,8 @@ def assess(case: Case) -> Assessment:
     """The NLCSP assessment of ``case``: every nodule, then the exam (note 1, 8, 13, 15)."""
     nodules = []
     for n in case.nodules:
-        nodules.append(assess_nodule(n, case))
+        a = assess_nodule(n, case)
+        nodules.append(replace(a, derived_prior_categories=derived_prior_categories(n, case)))
     category, rule, decisive, consider = exam_category(case, nodules)
     findings = case.exam_findings
     management = management_for(

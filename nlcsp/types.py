@@ -137,6 +137,7 @@ class NoduleAssessment:
     previous_category: str | None = None
     previous_category_date: dt.date | None = None  # the prior time point the previous category belongs to
     previous_category_derived: bool = False  # derived by noduled (INTERPRETATION C2), not reported then
+    derived_prior_categories: tuple[tuple[dt.date, str], ...] = ()  # (date, category) of priors never assessed
     stable_since: dt.date | None = None
     stable_months: float | None = None
     reasons: tuple[str, ...] = ()  # every step of the reasoning, for --explain

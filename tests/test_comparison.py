@@ -124,3 +124,19 @@ def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
     reported_earlier = {"previous_category": "3", "previous_category_derived": False, "previous_category_date": "2024-01-10"}
     out = prior_comparisons(finding, observations, dt.date(2025, 1, 15), reported_earlier)  # type: ignore[arg-type]
     assert all(c.prior_category is None and not c.prior_category_derived for c in out)
+
+
+def test_every_derived_prior_category_is_shown_with_its_time_point() -> None:
+    """The engine's derived category of every prior time point noduled never assessed goes on that time point."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from daemon.comparison import PriorObservation, prior_comparisons
+
+    exams = [PriorExam("1.2.3.1", dt.date(2024, 6, 1)), PriorExam("1.2.3.2", dt.date(2025, 6, 1))]
+    assessed = {"previous_category": "2", "previous_category_derived": True, "previous_category_date": "2025-06-01",
+                "derived_prior_categories": {"2024-06-01": "4", "2025-06-01": "2"}}
+    out = prior_comparisons(SimpleNamespace(measurement=None), [PriorObservation(e, None, None) for e in exams],  # type: ignore[arg-type]
+                            dt.date(2026, 6, 1), assessed)
+    assert [(c.prior_study_date.isoformat(), c.prior_category, c.prior_category_derived) for c in out] == [
+        ("2024-06-01", "4", True), ("2025-06-01", "2", True)]

@@ -824,3 +824,26 @@ def test_growth_never_lowers_a_category(composition, v0, factor, previous, month
         return int(one(run("follow-up", n)).category)
 
     assert cat(v0) <= cat(v0 * factor)
+
+
+def test_c2_every_prior_time_point_gets_its_derived_category_for_the_record():
+    """The stepped path above (2024-06-01 baseline -> 4, 2025-06-01 stable 12 months -> 2): the assessment
+    carries both derived categories, each with its date, for the SR and the longitudinal record -- not only the
+    previous category -- and, in the JSON, the date the previous category belongs to."""
+    from nlcsp.cases import nodule_to_json
+
+    n = one(run("follow-up", lady_nodule(prior("2024-06-01", 180, diameter=7), prior("2025-06-01", 181, diameter=7)),
+                participant=LADY_62))
+    assert n.derived_prior_categories == ((dt.date(2024, 6, 1), "4"), (dt.date(2025, 6, 1), "2"))
+    out = nodule_to_json(n)
+    assert out["derived_prior_categories"] == {"2024-06-01": "4", "2025-06-01": "2"}
+    assert (out["previous_category"], out["previous_category_date"], out["previous_category_derived"]) == ("2", "2025-06-01", True)
+
+
+def test_c2_reported_prior_categories_are_not_derived_again():
+    """A prior with a reported category (here 2025-06-01: 3) is the record's category; nothing before it is
+    derived, and a Category 0 prior keeps its 0 (note 8a)."""
+    n = one(run("follow-up", lady_nodule(prior("2024-06-01", 180, diameter=7), prior("2025-06-01", 181, "3", diameter=7),
+                                         prior("2025-09-01", 183, "0", diameter=7)),
+                participant=LADY_62, exam="2025-11-01"))
+    assert n.derived_prior_categories == ()
