@@ -70,7 +70,11 @@ def composition(m: NoduleMeasurement) -> Characteristic:
         value, margin = "part-solid", min(share - 0.02, 0.6 - share)
     else:
         value, margin = "non-solid", 0.02 - share
-    return Characteristic(value, "algorithm", round(float(min(0.99, 0.6 + 2.0 * margin)), 2))
+    confidence = min(0.99, 0.6 + 2.0 * margin)
+    if m.quality.too_small_for_volumetry:
+        # thinner than the blur: a solid nodule's attenuation is averaged down towards ground glass
+        confidence = min(confidence, 0.3)
+    return Characteristic(value, "algorithm", round(float(confidence), 2))
 
 
 def calcification(smoothed: np.ndarray, mask: np.ndarray, depth: np.ndarray, spacing_zyx: np.ndarray) -> Characteristic:

@@ -74,6 +74,8 @@ MAX_OPENING_MM = 3.0
 SMALL_CALCIFIED_LEVEL_HU = 150.0
 #: half-width (mm) of the partial-volume band on each side of the boundary
 BAND_MM = 2.0
+#: a mask thinner than this (deepest voxel, mm) with a sub-solid level is too small for volumetry
+MIN_PLATEAU_DEPTH_MM = 2.0
 #: half-width (HU) of the window around a histogram peak whose values give the level
 MODE_WINDOW_HU = 60.0
 #: thresholds below this (HU) mean the region was grown as ground glass
@@ -261,6 +263,9 @@ def segment_roi(
         raise NoNoduleAtSeed(
             f"the structure at the seed ({nodule_hu:.0f} HU) is barely denser than the lung ({lung_hu:.0f} HU)"
         )
+    # a nodule thinner than the blur has no plateau: a sub-solid level may be a solid nodule's blurred peak
+    # (a 3 mm solid nodule reads -300 to -650 HU), and the volume then comes out 1.5-4 times too large
+    flags["too_small_for_volumetry"] = bool(nodule_hu < SOLID_HU and float(_depth(mask, spacing_zyx).max()) < MIN_PLATEAU_DEPTH_MM)
     cut_weight = None
     if flags.get("juxtapleural_cut_applied"):
         refined = refine_pleural_cut(smoothed > threshold, air_like, closed_lung, mask, start, spacing_zyx)
@@ -723,13 +728,18 @@ def _quality(flags: dict) -> MeasurementQuality:
         reasons.append("nodule cut by the field of view")
     if flags.get("possible_leak"):
         reasons.append("segmentation may leak into adjacent structures")
-    unreliable = bool(flags.get("touches_roi_edge") or flags.get("cut_by_field_of_view") or flags.get("possible_leak"))
+    if flags.get("too_small_for_volumetry"):
+        reasons.append("nodule under about 4 mm thick whose attenuation cannot be told from partial volume:"
+                       " volume unreliable")
+    unreliable = bool(flags.get("touches_roi_edge") or flags.get("cut_by_field_of_view") or flags.get("possible_leak")
+                      or flags.get("too_small_for_volumetry"))
     return MeasurementQuality(
         touches_roi_edge=bool(flags.get("touches_roi_edge")),
         cut_by_field_of_view=bool(flags.get("cut_by_field_of_view")),
         juxtapleural_cut_applied=bool(flags.get("juxtapleural_cut_applied")),
         vessel_detachment_applied=bool(flags.get("vessel_detachment_applied")),
         possible_leak=bool(flags.get("possible_leak")),
+        too_small_for_volumetry=bool(flags.get("too_small_for_volumetry")),
         volumetry_unreliable=unreliable,
         reasons=tuple(reasons),
     )

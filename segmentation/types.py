@@ -45,6 +45,7 @@ class MeasurementQuality:
     juxtapleural_cut_applied: bool = False
     vessel_detachment_applied: bool = False
     possible_leak: bool = False
+    too_small_for_volumetry: bool = False  # thinner than the blur with a sub-solid level (partial volume)
     volumetry_unreliable: bool = False  # True -> the protocol uses mean diameter
     reasons: tuple[str, ...] = ()
 

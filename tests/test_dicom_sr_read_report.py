@@ -125,3 +125,19 @@ def test_not_a_measurement_report():
     ct = make_ct_series(n_slices=1, seed="nr")
     with pytest.raises(ReportError, match="not a structured report"):
         read_report(ct[0])
+
+
+def test_every_quality_flag_round_trips(tmp_path):
+    """Each measurement-quality flag (e.g. 'too small for volumetry') is coded in the SR and read back."""
+    from segmentation.types import MeasurementQuality
+
+    ct = make_ct_series(seed="quality")
+    assessment = make_assessment(ct, with_prior=False)
+    names = [n for n in MeasurementQuality.__dataclass_fields__ if n != "reasons"]
+    quality = MeasurementQuality(**{n: True for n in names}, reasons=("under about 4 mm thick", "may leak"))
+    first = assessment.findings[0]
+    assessment = replace(assessment, findings=(replace(first, measurement=replace(first.measurement, quality=quality)),
+                                               *assessment.findings[1:]))
+    seg = build_segmentation(assessment.findings, ct)
+    got = read_report(write(build_report(assessment, ct, seg=seg), tmp_path / "sr.dcm")).findings[0]
+    assert got.measurement.quality == quality
