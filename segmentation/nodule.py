@@ -14,8 +14,9 @@ function on a region-of-interest array:
    A ground-glass halo around a solid core (part-solid nodule) is detected
    from the shell outside the first segmentation and lowers the threshold
    to the midpoint between halo and lung.
-3. **Chest-wall separation**: the lung side (voxels below threshold, plus
-   the lung mask when given) is closed with a ball as large as the ROI, which
+3. **Chest-wall separation**: the lung side (air-like components that are
+   lung -- never the air outside the body -- plus the lung mask when given)
+   is closed with a ball as large as the ROI, which
    fills the indentation a juxtapleural nodule makes; dense voxels outside
    the closed lung are chest wall / mediastinum and are cut off.
 4. **Region growing**: the connected component of dense voxels containing
@@ -27,6 +28,11 @@ function on a region-of-interest array:
 6. **Partial-volume correction**: voxels in a band around the boundary count
    ``(I - mu_lung) / (mu_nodule - mu_lung)`` clipped to [0, 1]; dense
    voxels of other structures (vessels, chest wall) in the band count 0.
+
+A nodule thinner than the blur whose level is below solid attenuation (a
+3 mm solid nodule's blurred peak reads -300 to -650 HU) is measured but
+flagged ``too_small_for_volumetry``: its volume is unreliable and the
+protocol falls back to the mean diameter.
 
 A seed in plain lung, in a vessel, in the chest wall, or on a structure
 that never closes inside the largest ROI raises
