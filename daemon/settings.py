@@ -26,12 +26,6 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names every bad key."""
 
 
-def _check_port(value: int) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError(f"must be 1-65535, got {value}")
-    return value
-
-
 def _check_ae_title(value: str) -> str:
     stripped = value.strip()
     if not stripped or not _AE_TITLE_RE.match(value) or len(value) > 16:
@@ -41,7 +35,24 @@ def _check_ae_title(value: str) -> str:
     return stripped
 
 
-Port = Annotated[int, AfterValidator(_check_port)]
+def _bounded(low: float, *, above: bool = False, high: float | None = None, unit: str = "") -> AfterValidator:
+    """A range check for a numeric setting, with the message operators see ("must be 0-64, got -1")."""
+
+    def check(value: float) -> float:
+        if (value > low if above else value >= low) and (high is None or value <= high):
+            return value
+        if high is not None:
+            expected = f"{low:g}-{high:g}"
+        elif above:
+            expected = f"more than {low:g}"
+        else:
+            expected = f"0 or more{unit}" if low == 0 else f"at least {low:g}"
+        raise ValueError(f"must be {expected}, got {value}")
+
+    return AfterValidator(check)
+
+
+Port = Annotated[int, _bounded(1, high=65535)]
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 
 
@@ -95,15 +106,8 @@ class SCPSettings(_Section):
     allowed_peers: tuple[Peer, ...] = ()
     tls: TLSSettings = TLSSettings()
     max_pdu_bytes: int = 0  # 0 = unlimited: fewer, larger PDUs are faster to receive
-    max_associations: int = 16
+    max_associations: Annotated[int, _bounded(1)] = 16
     network_timeout_s: float = 60.0
-
-    @field_validator("max_associations")
-    @classmethod
-    def _max_assoc(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"must be at least 1, got {v}")
-        return v
 
     @property
     def bind_host(self) -> str:
@@ -114,14 +118,7 @@ class SCPSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path("./var")
-    min_free_disk_mb: int = 1024  # refuse new instances (Out of Resources) below this
-
-    @field_validator("min_free_disk_mb")
-    @classmethod
-    def _free(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError(f"must be 0 or more, got {v}")
-        return v
+    min_free_disk_mb: Annotated[int, _bounded(0)] = 1024  # refuse new instances (Out of Resources) below this
 
 
 class DatabaseSettings(_Section):
@@ -137,21 +134,14 @@ class DatabaseSettings(_Section):
 
 class QueueSettings(_Section):
     redis_url: str = ""  # "" = SqliteHuey in data_dir
-    workers: int = 2
-
-    @field_validator("workers")
-    @classmethod
-    def _workers(cls, v: int) -> int:
-        if not 0 <= v <= 64:
-            raise ValueError(f"must be 0-64, got {v}")
-        return v
+    workers: Annotated[int, _bounded(0, high=64)] = 2
 
 
 class AnalysisSettings(_Section):
-    stable_age_s: float = 10.0
+    stable_age_s: Annotated[float, _bounded(0, unit=" seconds")] = 10.0
     require_seeds: bool = True
-    lookback_years: float = 10.0  # prior CT of the patient compared within this many years
-    max_priors: int = 4  # the earliest and the most recent priors within the look-back
+    lookback_years: Annotated[float, _bounded(0, above=True)] = 10.0  # prior CT of the patient compared within this many years
+    max_priors: Annotated[int, _bounded(0, above=True)] = 4  # the earliest and the most recent priors within the look-back
     # a prior CT whose study description matches is a screening LDCT; any other is pre-screening CT (note 7)
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
 
@@ -164,34 +154,13 @@ class AnalysisSettings(_Section):
             raise ValueError(f"is not a valid regular expression ({exc}), got {v!r}") from None
         return v
 
-    @field_validator("lookback_years", "max_priors")
-    @classmethod
-    def _positive_number(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"must be more than 0, got {v}")
-        return v
-
-    @field_validator("stable_age_s")
-    @classmethod
-    def _age(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError(f"must be 0 or more seconds, got {v}")
-        return v
-
 
 class DeliverySettings(_Section):
     """Retries of the outbox (C-STORE of reports to the destinations)."""
 
-    retry_initial_s: float = 30.0  # first retry after this; doubles each attempt
-    retry_max_s: float = 3600.0  # ... up to this
-    max_age_days: float = 7.0  # then the object is reported as expired (never silently dropped)
-
-    @field_validator("retry_initial_s", "retry_max_s", "max_age_days")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"must be more than 0, got {v}")
-        return v
+    retry_initial_s: Annotated[float, _bounded(0, above=True)] = 30.0  # first retry after this; doubles each attempt
+    retry_max_s: Annotated[float, _bounded(0, above=True)] = 3600.0  # ... up to this
+    max_age_days: Annotated[float, _bounded(0, above=True)] = 7.0  # then the object is reported as expired (never silently dropped)
 
 
 class SiteSettings(_Section):
@@ -209,14 +178,7 @@ class PACSSettings(Destination):
     retrieve: Literal["c-move", "c-get"] = "c-move"
     # when the PACS cannot give the priors, wait (retrying) rather than report without them;
     # after this many minutes report anyway, and the SR says so (0 = wait indefinitely)
-    report_without_priors_after_min: float = 0.0
-
-    @field_validator("report_without_priors_after_min")
-    @classmethod
-    def _minutes(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError(f"must be 0 or more minutes, got {v}")
-        return v
+    report_without_priors_after_min: Annotated[float, _bounded(0, unit=" minutes")] = 0.0
 
 
 class HTTPSettings(_Section):
