@@ -24,7 +24,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,6 +60,7 @@ def main() -> None:
     import SimpleITK as sitk
 
     from segmentation.io import load_series
+    from segmentation.measure import planimetric_volume_mm3
     from segmentation.nodule import segment_nodule
 
     ref = json.loads((args.data / "reference.json").read_text())["nodules"][0]
@@ -85,10 +85,7 @@ def main() -> None:
     print(f"{'':<8} {'':>8} {'':>9} {'':>8} {', '.join(f'{v:.0f}' for v in references):>10}  (reference.json, sorted)")
     print("sorted means:", ", ".join(f"{v:.0f}" for v in sorted(means)))
 
-    ring = np.zeros((1, 3, 3), dtype=bool)
-    ring[0, 1, :] = ring[0, :, 1] = True
-    outline = ndimage.binary_dilation(ours, ring) & ~ours
-    planimetric = (ours.sum() + 0.5 * outline.sum()) * voxel_mm3
+    planimetric = planimetric_volume_mm3(mask, image.GetSpacing()[::-1])
     print(f"\nnoduled: partial-volume volume {m.volume_mm3:.0f} mm3 (reported), mask {ours.sum() * voxel_mm3:.0f} mm3, "
           f"in the readers' convention {planimetric:.0f} mm3; readers' range {references[0]:.0f}-{references[-1]:.0f} mm3")
     print("\nslice  noduled  readers (pixels)")

@@ -242,3 +242,15 @@ def section_axes(weights2d: np.ndarray, spacing_2d: np.ndarray):
     long_pts = np.stack([hull[i], hull[j]]) / spacing_2d
     short_pts = np.stack([t_best * u + s_lo * v, t_best * u + s_hi * v]) / spacing_2d
     return long_mm, short_mm, long_pts, short_pts
+
+
+def planimetric_volume_mm3(mask: np.ndarray, spacing_zyx) -> float:
+    """Volume of ``mask`` (z, y, x) in the convention of readers' outlines (LIDC, pylidc): each axial
+    outline runs through the centres of the first pixels outside the nodule, so the planimetric
+    polygon takes the mask plus half of its in-plane outline ring.  For comparison with reader
+    volumes only; the measurement itself is the partial-volume volume."""
+    ring = np.zeros((1, 3, 3), dtype=bool)
+    ring[0, 1, :] = ring[0, :, 1] = True
+    padded = np.pad(np.asarray(mask, dtype=bool), 1)
+    outline = ndimage.binary_dilation(padded, ring) & ~padded
+    return float((padded.sum() + 0.5 * outline.sum()) * np.prod(spacing_zyx))
