@@ -188,10 +188,6 @@ def prior_comparisons(
         if category is None and when in (assessed.get("derived_prior_categories") or {}):
             # never reported by noduled: the protocol engine derived this time point's category (C2)
             category, derived = assessed["derived_prior_categories"][when], True
-        elif (category is None and assessed.get("previous_category_derived")
-                and assessed.get("previous_category_date") == when):
-            # the engine's last resort (C2): the baseline table on this prior alone
-            category, derived = assessed["previous_category"], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
         change = percent_volume_change(v1, v2) if v1 and v2 else None

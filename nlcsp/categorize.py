@@ -873,7 +873,10 @@ def assess(case: Case) -> Assessment:
     nodules = []
     for n in case.nodules:
         a = assess_nodule(n, case)
-        nodules.append(replace(a, derived_prior_categories=derived_prior_categories(n, case)))
+        derived = dict(derived_prior_categories(n, case))
+        if a.previous_category_derived and a.previous_category_date not in derived:
+            derived[a.previous_category_date] = a.previous_category  # C2's last resort
+        nodules.append(replace(a, derived_prior_categories=tuple(sorted(derived.items()))))
     category, rule, decisive, consider = exam_category(case, nodules)
     findings = case.exam_findings
     management = management_for(

@@ -117,11 +117,13 @@ def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
     between = PriorExam("1.2.3.2", dt.date(2024, 9, 1), pre_screening=True)
     observations = [PriorObservation(older, None, None), PriorObservation(between, None, None)]
     finding = SimpleNamespace(measurement=None)
-    derived = {"previous_category": "3", "previous_category_derived": True, "previous_category_date": "2024-01-10"}
+    derived = {"previous_category": "3", "previous_category_derived": True, "previous_category_date": "2024-01-10",
+               "derived_prior_categories": {"2024-01-10": "3"}}
     by_date = {c.prior_study_date: c for c in prior_comparisons(finding, observations, dt.date(2025, 1, 15), derived)}  # type: ignore[arg-type]
     assert (by_date[older.exam_date].prior_category, by_date[older.exam_date].prior_category_derived) == ("3", True)
     assert (by_date[between.exam_date].prior_category, by_date[between.exam_date].prior_category_derived) == (None, False)
-    reported_earlier = {"previous_category": "3", "previous_category_derived": False, "previous_category_date": "2024-01-10"}
+    reported_earlier = {"previous_category": "3", "previous_category_derived": False, "previous_category_date": "2024-01-10",
+                        "derived_prior_categories": {}}
     out = prior_comparisons(finding, observations, dt.date(2025, 1, 15), reported_earlier)  # type: ignore[arg-type]
     assert all(c.prior_category is None and not c.prior_category_derived for c in out)
 

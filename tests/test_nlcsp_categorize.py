@@ -847,3 +847,12 @@ def test_c2_reported_prior_categories_are_not_derived_again():
                                          prior("2025-09-01", 183, "0", diameter=7)),
                 participant=LADY_62, exam="2025-11-01"))
     assert n.derived_prior_categories == ()
+
+
+def test_c2_last_resort_category_is_recorded_on_its_time_point():
+    """Only a Category 0 prior (the 1-3-month repeat after it, note 8a): no time point gives a category by the
+    rounds, so C2's last resort takes the baseline table on that prior; the record carries it on that date."""
+    n = one(run("follow-up", lady_nodule(prior("2025-09-01", 183, "0", diameter=7)), participant=LADY_62,
+                exam="2025-11-01"))
+    assert n.previous_category_derived and n.previous_category_date == dt.date(2025, 9, 1)
+    assert n.derived_prior_categories == ((dt.date(2025, 9, 1), n.previous_category),)
