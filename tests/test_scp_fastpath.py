@@ -139,7 +139,9 @@ def test_recv_timeout_propagates_as_in_stock_pynetdicom() -> None:
     b.close()
 
 
-def test_ready_waits_for_data_or_for_something_to_send() -> None:
+def test_ready_waits_for_data_or_for_something_to_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a wait long enough that a loaded machine cannot blur "waited" and "woken at once"
+    monkeypatch.setattr(fastpath, "READY_WAIT_S", 0.5)
     a, b = socket.socketpair()
     fast = _fast_socket(a)
     assert fast.ready is False  # no waker yet: stock zero-timeout select
@@ -148,12 +150,12 @@ def test_ready_waits_for_data_or_for_something_to_send() -> None:
     t0 = time.monotonic()
     assert fast.ready is False
     assert time.monotonic() - t0 >= fastpath.READY_WAIT_S * 0.8  # waited, did not spin
-    threading.Timer(0.002, b.sendall, args=(b"x",)).start()
+    threading.Timer(0.01, b.sendall, args=(b"x",)).start()
     assert fast.ready is True
     a.recv(1)
     waker.signal()
     t0 = time.monotonic()
-    assert fast.ready is False and time.monotonic() - t0 < fastpath.READY_WAIT_S  # woken by the waker at once
+    assert fast.ready is False and time.monotonic() - t0 < fastpath.READY_WAIT_S / 2  # woken by the waker at once
     b.close()
     assert fast.ready is True  # readable at EOF: the DUL reads it and sees the connection closed
     a.close()
