@@ -84,6 +84,7 @@ class Node:
             return
         except Exception as exc:
             if attempt > RETRIES:
+                log.error("study %s: attempt %d failed, giving up", study_uid, attempt, exc_info=True)
                 self._failed(study_uid, f"gave up after {attempt} attempts: {type(exc).__name__}: {exc}")
                 return
             log.warning("study %s: attempt %d failed (%s: %s), will retry", study_uid, attempt, type(exc).__name__, exc)
@@ -139,10 +140,11 @@ class Node:
             data_dir=self.settings.data_dir,
             min_free_disk_mb=self.settings.storage.min_free_disk_mb,
             queue_ping=self.queue.ping,
+            outbox=self.outbox,
         )
         gauges = {
             "noduled_queue_depth": lambda: float(self.queue.depth()),
-            "noduled_outbox_pending": lambda: float(self.outbox.summary()["pending"]),
+            "noduled_outbox_pending": lambda: float(self.outbox.pending_count()),  # one COUNT, not the summary
         }
         self.health = HealthServer(self.settings.http.host, self.settings.http.port, checks, gauges)
         self.health.start()

@@ -88,6 +88,20 @@ def seeds_fingerprint(seed_objects: Sequence[Dataset | dict]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
 
 
+def _check_same_patient(seed_objects: Sequence[Dataset | dict], ct: Dataset) -> None:  # type: ignore[type-arg]
+    """A seed object of another patient (Patient ID and issuer differ from the CT's) is refused."""
+    def who(ds: Dataset) -> tuple[str, str]:
+        return str(ds.get("PatientID") or "").strip(), str(ds.get("IssuerOfPatientID") or "").strip()
+
+    patient = who(ct)
+    for obj in seed_objects:
+        if isinstance(obj, Dataset) and who(obj)[0] and patient[0] and who(obj) != patient:
+            raise AnalysisError(
+                f"seed object {obj.get('SOPInstanceUID', '?')} belongs to another patient than the CT images"
+                " (Patient ID or issuer differ)"
+            )
+
+
 # --------------------------------------------------------------------------- the chain
 def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     """Run stages 1-6 on one exam."""
@@ -109,6 +123,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         ct_by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
 
     with timer.stage("seeds"):
+        _check_same_patient(inputs.seed_objects, ct_images[0])
         seeds, flags = read_all_seeds(inputs.seed_objects, image_headers(ct_images))
         if not seeds and not flags.no_nodules and inputs.seed_objects:
             raise AnalysisError("the seed objects mark no nodule and are not labelled 'no-nodules'")

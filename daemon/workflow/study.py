@@ -59,12 +59,22 @@ class NodeContext:
 
 
 def seed_objects(paths: list[Path]) -> list[Dataset]:
-    """The seed objects among ``paths`` (SR/GSPS that carry marks or reader labels)."""
+    """The seed objects among ``paths`` (SR/GSPS that carry marks or reader labels).
+
+    An unreadable candidate is a :class:`PermanentError` (retrying reads the same bytes).
+    """
     from dicom_sr.seeds import is_seed_object
 
     out = []
     for path in paths:
-        ds = dcmread(path)
+        try:
+            ds = dcmread(path)
+        except OSError:
+            raise  # the archive's disk: may pass, retried
+        except Exception as exc:  # not DICOM, truncated, malformed: the same on every retry
+            raise PermanentError(
+                f"seed object {path.name} is not readable DICOM: {type(exc).__name__}: {exc}"
+            ) from None
         if is_seed_object(ds):
             out.append(ds)
     return out
