@@ -368,3 +368,15 @@ def _drop_silent_log_handlers(assoc: Any) -> None:
             assoc.unbind(event, handler)
     except (ImportError, AttributeError, KeyError, ValueError):  # other internals: keep them bound
         pass
+
+
+def hide_identifiers_in_logs() -> None:
+    """Never let pynetdicom log C-FIND/C-MOVE/C-GET identifiers (Patient ID among them).
+
+    pynetdicom prints them at INFO; noduled holds that logger at WARNING, but a host
+    application might not.  Called before each query/retrieve association (idempotent).
+    """
+    from pynetdicom import _config
+
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False

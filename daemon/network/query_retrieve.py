@@ -31,24 +31,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, build_role, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window, may_hold_priors
+from daemon.network.fastpath import hide_identifiers_in_logs
 from daemon.network.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
 from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
 from daemon.storage.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
 
 log = logging.getLogger(__name__)
-
-# pynetdicom prints C-FIND/C-MOVE identifiers (Patient ID among them) at INFO;
-# noduled holds that logger at WARNING, but a host application might not.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
 
 WAITING = "waiting for prior study from PACS"
 
@@ -76,6 +72,7 @@ class RetrieveResult:
 
 # ------------------------------------------------------------------ network
 def _ae(calling_ae: str, timeout_s: float) -> AE:
+    hide_identifiers_in_logs()
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = timeout_s
     ae.dimse_timeout = timeout_s

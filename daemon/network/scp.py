@@ -66,9 +66,6 @@ TRANSFER_SYNTAXES = (
 )
 
 
-DUL_LOOP_DELAY_S = 0.00005
-
-
 class StorageSCP:
     """Verification + Storage SCP writing into an :class:`Archive`."""
 
@@ -150,12 +147,7 @@ class StorageSCP:
             event.assoc.kill()
 
     def _on_established(self, event: evt.Event) -> None:
-        # pynetdicom's DUL reactor sleeps 1 ms whenever it finds no event; with
-        # a synchronous sender (one C-STORE in flight) that idle wait is paid on
-        # every instance.  A shorter delay for the life of the association
-        # raises throughput at a small CPU cost while idle.
-        event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY_S
-        # large recv_into reads and no fixed 1 ms sleep in the acceptor loop (daemon/fastpath.py)
+        # large recv_into reads, no idle sleeps in the DUL and acceptor loops (daemon/network/fastpath.py)
         fastpath.install(event.assoc)
         self._per_assoc[id(event.assoc)] = Counter()
         log.info(
