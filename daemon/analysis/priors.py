@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from daemon.analysis.sop_classes import is_ours
+from daemon.analysis.sop_classes import is_noduled_object
 
 _OUR_OBJECT_MODALITIES = ("SR", "SEG")
 _DAYS_PER_YEAR = 365.25
@@ -52,7 +52,7 @@ class PriorStudy:
 
 
 def is_our_series(s: PriorSeries) -> bool:
-    return s.modality in _OUR_OBJECT_MODALITIES and is_ours(s.manufacturer)
+    return s.modality in _OUR_OBJECT_MODALITIES and is_noduled_object(s.manufacturer)
 
 
 def lookback_window(before: dt.date, lookback_years: float) -> tuple[dt.date, dt.date]:

@@ -39,7 +39,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window, may_hold_priors
 from daemon.network.fastpath import hide_identifiers_in_logs
-from daemon.network.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
+from daemon.analysis.sop_classes import STORAGE_CLASSES
+from daemon.network.scp import TRANSFER_SYNTAXES
 from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
 from daemon.storage.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings

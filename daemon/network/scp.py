@@ -11,21 +11,9 @@ import ssl
 from collections import Counter
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    BasicTextSRStorage,
-    ComprehensiveSRStorage,
-    Comprehensive3DSRStorage,
-    CTImageStorage,
-    EnhancedCTImageStorage,
-    EnhancedSRStorage,
-    GrayscaleSoftcopyPresentationStateStorage,
-    KeyObjectSelectionDocumentStorage,
-    SecondaryCaptureImageStorage,
-    SegmentationStorage,
-    Verification,
-    XRayRadiationDoseSRStorage,
-)
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.admission import Admission
 from daemon.network import fastpath
 from daemon.ops import metrics
@@ -34,21 +22,6 @@ from daemon.network.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
 
 log = logging.getLogger(__name__)
-
-STORAGE_CLASSES = (
-    CTImageStorage,
-    EnhancedCTImageStorage,
-    BasicTextSRStorage,
-    EnhancedSRStorage,
-    ComprehensiveSRStorage,
-    Comprehensive3DSRStorage,
-    GrayscaleSoftcopyPresentationStateStorage,
-    SegmentationStorage,
-    KeyObjectSelectionDocumentStorage,
-    # accepted so that a whole CT study can be forwarded; archived, not analysed
-    XRayRadiationDoseSRStorage,
-    SecondaryCaptureImageStorage,
-)
 
 TRANSFER_SYNTAXES = (
     "1.2.840.10008.1.2",  # Implicit VR Little Endian

@@ -168,7 +168,11 @@ def _reported_in_archived_sr(engine: Engine, archive: Archive, study_uid: str) -
     q = (
         select(instances.c.path)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid, series.c.manufacturer == OUR_MANUFACTURER, instances.c.sop_class_uid.in_(SEED_CLASSES))
+        .where(
+            studies.c.study_uid == study_uid,
+            func.lower(func.trim(series.c.manufacturer)) == OUR_MANUFACTURER,  # is_noduled_object, in SQL
+            instances.c.sop_class_uid.in_(SEED_CLASSES),
+        )
     )
     with engine.connect() as conn:
         paths = [archive.path_of(r.path) for r in conn.execute(q)]

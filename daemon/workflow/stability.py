@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
-from daemon.analysis.sop_classes import CT_IMAGE_STORAGE, is_ours, is_seed_candidate
+from daemon.analysis.sop_classes import CT_IMAGE_STORAGE, is_noduled_object, is_seed_candidate
 from daemon.storage.schema import instances, series, studies
 from daemon.workflow import state
 from daemon.workflow.state import utcnow
@@ -47,7 +47,7 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
     last: dt.datetime | None = None
     with engine.connect() as conn:
         for row in conn.execute(q):
-            if is_ours(row.manufacturer):
+            if is_noduled_object(row.manufacturer):
                 continue  # our own reports do not make a study unstable
             received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=dt.timezone.utc)
             last = received if last is None or received > last else last
