@@ -28,7 +28,7 @@ from daemon.storage.schema import analyses
 LEASE = dt.timedelta(minutes=15)  # longer than any analysis; a dead worker's study is taken over after it
 
 
-class AnalysisState(str, enum.Enum):
+class AnalysisState(enum.StrEnum):
     """The values of ``analyses.state``."""
 
     NEW = "new"  # seen with CT, not yet decided
@@ -38,9 +38,6 @@ class AnalysisState(str, enum.Enum):
     WAITING_PRIORS = "waiting-priors"  # the PACS did not give the priors yet; the monitor queues it again
     DONE = "done"  # reported: SR (and SEG) stored, recorded and queued for delivery
     FAILED = "failed"  # cannot be analysed as it is; the reason is in ``analyses.reason``
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class StudyBusy(Exception):
