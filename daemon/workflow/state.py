@@ -51,13 +51,6 @@ def utcnow() -> dt.datetime:
 Clock = Callable[[], dt.datetime]
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """``value`` as aware UTC (SQLite gives naive datetimes back)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.timezone.utc)
-
-
 def candidates_fingerprint(sop_uids: Iterable[str]) -> str:
     """Identifies the set of seed candidates of a study; a new one means re-analysis
     (``analyses.seeds_fingerprint`` and ``analysed_fingerprint``)."""
@@ -91,8 +84,7 @@ def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = 
             )
         )
         out = []
-        for uid, state, lease in rows:
-            lease = _aware(lease)
+        for uid, state, lease in rows:  # lease: aware UTC (storage.types.UTCDateTime)
             if all_running or (state == AnalysisState.RUNNING and lease is not None and lease < now):
                 out.append(uid)
         return out
