@@ -43,7 +43,7 @@ from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.scp import TRANSFER_SYNTAXES
 from daemon.network.status import status_text
 from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
-from daemon.storage.dicomvalues import da_to_date, to_float, to_int
+from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
 
 log = logging.getLogger(__name__)
