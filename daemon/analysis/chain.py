@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
-from daemon.analysis.protocol import SiteDefaults, case_for, exam_assessment, participant_from_headers, study_date
+from daemon.analysis.protocol import SiteDefaults, build_case, case_to_json, exam_assessment, participant_from_headers, study_date
 from daemon.analysis.series import series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from dicom_sr.findings import ExamAssessment, NoduleFinding
@@ -109,7 +109,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     from dicom_sr.report import build_report
     from dicom_sr.seg import build_segmentation
     from dicom_sr.seeds import image_headers
-    from nlcsp.cases import CaseError, assessment_to_json, parse_case
+    from nlcsp.cases import CaseError, assessment_to_json
     from nlcsp.categorize import assess
     from segmentation.io import load_series
 
@@ -151,16 +151,19 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         screening_round = inputs.screening_round or (
             "follow-up" if any(not p.pre_screening for p in inputs.priors) else "baseline"
         )
-        case_json = case_for(
+        if screening_round not in ("baseline", "follow-up"):
+            raise AnalysisError(f"screening round must be 'baseline' or 'follow-up' (got {screening_round!r})")
+        case = build_case(
             findings, exam_date=study_date(ct0), screening_round=screening_round, participant=participant, flags=flags,
             history=comparison.history if comparison is not None else None,
         )
         try:
-            assessment_json = assessment_to_json(assess(parse_case(case_json)))
+            engine_assessment = assess(case)
         except CaseError as exc:
             raise AnalysisError(f"the protocol engine refused the case: {exc}") from None
+        case_json, assessment_json = case_to_json(case), assessment_to_json(engine_assessment)  # the edges
         assessment = exam_assessment(
-            assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+            engine_assessment, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))

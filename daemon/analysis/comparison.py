@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pydicom.dataset import Dataset
 
 from dicom_sr.findings import NoduleFinding, PriorComparison
+from nlcsp import types as nl
 from segmentation.types import NoduleMeasurement
 
 log = logging.getLogger(__name__)
@@ -153,47 +154,47 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
     return ComparisonResult(findings=findings, history=history, notes=notes)
 
 
-def case_priors(observations: Sequence[PriorObservation]) -> list[dict]:
-    """The ``priors`` of one nodule in the ``noduled.case/1`` document."""
+def case_priors(observations: Sequence[PriorObservation]) -> tuple[nl.Prior, ...]:
+    """The priors of one nodule in the protocol engine's case, oldest first."""
     out = []
     for o in observations:
         volume, diameter = o.volume_mm3, o.mean_diameter_mm
         if volume is None and diameter is None:
             continue
         out.append(
-            {
-                "date": o.exam.exam_date.isoformat(),
-                "volume_mm3": volume,
-                "mean_diameter_mm": diameter,
-                "category": o.reported.category if o.reported is not None else None,
-                "pre_screening": o.exam.pre_screening,
-            }
+            nl.Prior(
+                date=o.exam.exam_date,
+                volume_mm3=volume,
+                mean_diameter_mm=diameter,
+                category=o.reported.category if o.reported is not None else None,
+                pre_screening=o.exam.pre_screening,
+            )
         )
-    return out
+    return tuple(sorted(out, key=lambda p: p.date))
 
 
 def prior_comparisons(
-    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: dict
+    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: nl.NoduleAssessment
 ) -> tuple[PriorComparison, ...]:
     """The SR's comparisons of one nodule: change against every prior, the protocol's comparison study marked."""
     from nlcsp.growth import percent_volume_change, volume_doubling_time_days
 
     m = finding.measurement
-    comparison_date = assessed.get("comparison_date")
+    comparison_date = assessed.comparison_date
+    derived_categories = dict(assessed.derived_prior_categories)
     out = []
     for o in observations:
         category = o.reported.category if o.reported is not None else None
         derived = False
-        when = o.exam.exam_date.isoformat()
-        if category is None and when in (assessed.get("derived_prior_categories") or {}):
+        if category is None and o.exam.exam_date in derived_categories:
             # never reported by noduled: the protocol engine derived this time point's category (C2)
-            category, derived = assessed["derived_prior_categories"][when], True
+            category, derived = derived_categories[o.exam.exam_date], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
         change = percent_volume_change(v1, v2) if v1 and v2 else None
         vdt = volume_doubling_time_days(v1, v2, days) if v1 and v2 and days > 0 and v1 != v2 else None
         d1 = o.mean_diameter_mm
-        is_comparison = comparison_date == o.exam.exam_date.isoformat()
+        is_comparison = comparison_date == o.exam.exam_date
         out.append(
             PriorComparison(
                 prior_study_uid=o.exam.study_uid,
@@ -203,7 +204,7 @@ def prior_comparisons(
                 volume_change_pct=change,
                 vdt_days=vdt if vdt is None or abs(vdt) != float("inf") else None,
                 diameter_change_mm=(m.mean_diameter_mm - d1) if m is not None and d1 is not None else None,
-                growth_status=assessed.get("status") if is_comparison else None,
+                growth_status=assessed.status if is_comparison else None,
                 prior_category=category,
                 prior_category_derived=derived,
                 is_comparison_study=is_comparison,
