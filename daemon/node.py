@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from daemon.analysis.protocol import SiteDefaults
 from daemon.network.scp import StorageSCP
@@ -17,6 +18,9 @@ from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
 from daemon.workflow.study import NodeContext, PermanentError, analyze_study
+
+if TYPE_CHECKING:
+    from daemon.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class Node:
         self.monitor = StabilityMonitor(
             self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s, require_seeds=settings.analysis.require_seeds
         )
-        self.health = None
+        self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

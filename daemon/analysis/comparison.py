@@ -115,7 +115,7 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
         if exam.reported and registration is not None:
             reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
             matches = match_nodules([findings[i].measurement.centroid_lps_mm for i in measured],  # type: ignore[union-attr]
-                                    [p.centroid_lps_mm for p in reported], registration)
+                                    [p.centroid_lps_mm for p in reported if p.centroid_lps_mm is not None], registration)
             for m in matches:
                 if m.status == "matched":
                     matched_reported[measured[m.current_index]] = reported[m.prior_index]  # type: ignore[index]

@@ -12,8 +12,13 @@ from dicom_sr.findings import NoduleFinding, ReaderAttributes, Seed
 
 
 def _merge_exam_flags(flags: ReaderAttributes, more: ReaderAttributes) -> ReaderAttributes:
-    names = ("infection_or_inflammation", "suspicious_features", "actionable_additional_findings", "no_nodules")
-    return replace(flags, **{n: bool(getattr(flags, n)) or bool(getattr(more, n)) for n in names})
+    return replace(
+        flags,
+        infection_or_inflammation=bool(flags.infection_or_inflammation) or bool(more.infection_or_inflammation),
+        suspicious_features=bool(flags.suspicious_features) or bool(more.suspicious_features),
+        actionable_additional_findings=bool(flags.actionable_additional_findings) or bool(more.actionable_additional_findings),
+        no_nodules=bool(flags.no_nodules) or bool(more.no_nodules),
+    )
 
 
 def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Callable) -> bool:  # type: ignore[type-arg]
@@ -66,6 +71,7 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
             merged = merge_reader_attributes(same.characterization, seed.attributes)
             findings[findings.index(same)] = replace(same, characterization=merged)
             continue
+        error: str | None
         try:
             m = segment_nodule(image, seed.position_lps_mm, lung_mask=lungs)
         except NoNoduleAtSeed as exc:

@@ -73,7 +73,7 @@ def build_case(
     history: Mapping[str, Sequence[PriorObservation]] | None = None,
 ) -> nl.Case:
     """Stage 5 input: the protocol engine's case of this exam (``history``: prior observations by tracking id)."""
-    nodules = []
+    nodules: list[nl.Nodule] = []
     for f in findings:
         m, c = f.measurement, f.characterization
         if m is None:
