@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from daemon.analysis.identity import assign_identities
 from dicom_sr.findings import NoduleFinding, PriorComparison
 from nlcsp import types as nl
 from segmentation.types import NoduleMeasurement
@@ -80,11 +81,6 @@ class ComparisonResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _number(tracking_id: str) -> int:
-    tail = tracking_id.split()[-1] if tracking_id.split() else ""
-    return int(tail) if tail.isdigit() else 0
-
-
 def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]) -> ComparisonResult:  # type: ignore[no-untyped-def]
     """Every current finding on every prior exam, and identities carried over from earlier reports."""
     from segmentation.io import load_series
@@ -134,16 +130,13 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
             reported_here = matched_reported.get(i)
             if measurement is not None or reported_here is not None:
                 observations[i].append(PriorObservation(exam, measurement, reported_here))
-    # identities: a matched nodule keeps its tracking UID and identifier; new ones are numbered after all others
-    taken = {p.tracking_id for p in identity.values()}
-    next_number = 1 + max([_number(t) for t in taken] + [_number(p.tracking_id) for e in priors for p in e.reported], default=0)
-    for i, f in enumerate(findings):
-        if i in identity:
-            p = identity[i]
-            findings[i] = replace(f, tracking_id=p.tracking_id, tracking_uid=p.tracking_uid)
-        elif taken or any(e.reported for e in priors):
-            findings[i] = replace(f, tracking_id=f"Nodule {next_number}")
-            next_number += 1
+    # identities (daemon.analysis.identity): a matched nodule keeps its tracking UID and identifier;
+    # new ones are numbered after all others
+    if identity or any(e.reported for e in priors):
+        findings = assign_identities(
+            findings, {i: (p.tracking_id, p.tracking_uid) for i, p in identity.items()},
+            (p.tracking_id for e in priors for p in e.reported),
+        )
     if last_reported is not None:
         exam, unmatched = last_reported
         reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
