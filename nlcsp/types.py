@@ -2,7 +2,7 @@
 
 Standard-library dataclasses only (frozen); units in every name; no rounding here
 (rounding happens at presentation, in :mod:`nlcsp.cases` and :func:`nlcsp.categorize.explain`).
-The JSON spelling of these objects is ``noduled.case/1`` and ``noduled.assessment/1``
+The JSON spelling of these objects is ``noduled.case/2`` (``/1`` accepted) and ``noduled.assessment/1``
 (see :mod:`nlcsp.cases`).
 """
 
@@ -81,6 +81,11 @@ class Prior:
     mean_diameter_mm: float | None = None
     category: str | None = None  # NLCSP category reported then ("0".."6")
     pre_screening: bool = False
+    # noduled.case/2: what note 6 and the part-solid rows need of a prior measured elsewhere
+    composition: Composition | None = None
+    solid_component_volume_mm3: float | None = None
+    solid_component_mean_diameter_mm: float | None = None
+    max_axial_diameter_mm: float | None = None
 
 
 @dataclass(frozen=True)
