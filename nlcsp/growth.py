@@ -27,10 +27,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from nlcsp.common import DIAMETER_LIMIT_MM, EPS, percent_volume_change, volume_doubling_time_days
+from nlcsp.common import (
+    DIAMETER_LIMIT_MM,
+    EPS,
+    percent_volume_change,
+    volume_doubling_time_days,
+)
 from nlcsp.dates import months_between
 
-__all__ = ["percent_volume_change", "volume_doubling_time_days", "classify_change", "assess_growth", "Scan"]
+__all__ = ["Scan", "assess_growth", "classify_change", "percent_volume_change", "volume_doubling_time_days"]
 
 GROWTH_PCT = 25.0  # note 5a / 6: -25 % .. +25 % is within measurement error
 VDT_LIMIT_DAYS = 600.0
