@@ -20,6 +20,7 @@ from nlcsp.types import (
     COMPOSITIONS,
     CYST_CHANGES,
     CYSTS,
+    LUNG_RADS_CATEGORIES,
     Assessment,
     Case,
     ExamFindings,
@@ -63,6 +64,10 @@ _FINDINGS_KEYS = {
     "actionable_additional_findings",
     "nodule_count",
     "infection_follow_up_months",
+    # Lung-RADS (lungrads reads them; the schema is shared)
+    "prior_ct_being_located",
+    "lungs_not_evaluable",
+    "significant_findings",
 }
 _NODULE_KEYS = {
     "id",
@@ -83,6 +88,7 @@ _NODULE_KEYS = {
     "cyst_fluid_containing",
     "cyst_multiple",
     "proven_benign",
+    "additional_suspicious_features",  # Lung-RADS 4X
     "priors",
 }
 _PRIOR_KEYS_1 = {"date", "volume_mm3", "mean_diameter_mm", "category", "pre_screening"}
@@ -91,6 +97,7 @@ _PRIOR_KEYS = _PRIOR_KEYS_1 | {  # noduled.case/2
     "solid_component_volume_mm3",
     "solid_component_mean_diameter_mm",
     "max_axial_diameter_mm",
+    "lung_rads_category",  # Lung-RADS v2022 category reported then
 }
 
 
@@ -185,6 +192,26 @@ def _category(r: _Reader, key: str) -> str | None:
     return value
 
 
+def _lung_rads_category(r: _Reader, key: str) -> str | None:
+    value = r.get(key)
+    if value is None:
+        return None
+    text = str(value).strip().upper() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text not in LUNG_RADS_CATEGORIES:
+        raise CaseError(r.at(key), f"must be a Lung-RADS category {', '.join(LUNG_RADS_CATEGORIES)} or null"
+                        f" (got {value!r})")
+    return text
+
+
+def _strings(r: _Reader, key: str) -> tuple[str, ...]:
+    value = r.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise CaseError(r.at(key), f"must be an array of non-empty strings (got {value!r})")
+    return tuple(v.strip() for v in value)
+
+
 def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
                extra_top_keys: frozenset[str] = frozenset(), extra_nodule_keys: frozenset[str] = frozenset()) -> Case:
     """Validate a decoded ``noduled.case/2`` (or ``/1``) object and build the :class:`Case`.
@@ -226,6 +253,9 @@ def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
         actionable_additional_findings=f.boolean("actionable_additional_findings"),
         nodule_count=f.integer("nodule_count", 1, 10_000),
         infection_follow_up_months=f.integer("infection_follow_up_months", 1, 3),
+        prior_ct_being_located=f.boolean("prior_ct_being_located"),
+        lungs_not_evaluable=f.boolean("lungs_not_evaluable"),
+        significant_findings=_strings(f, "significant_findings"),
     )
 
     raw_nodules = top.get("nodules")
@@ -290,6 +320,7 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
             solid_component_volume_mm3=q.number("solid_component_volume_mm3", positive=False),
             solid_component_mean_diameter_mm=q.number("solid_component_mean_diameter_mm", positive=False),
             max_axial_diameter_mm=q.number("max_axial_diameter_mm"),
+            lung_rads_category=_lung_rads_category(q, "lung_rads_category"),
         )
         _plausible(q.path, prior.volume_mm3, prior.mean_diameter_mm, prior.solid_component_volume_mm3,
                    prior.solid_component_mean_diameter_mm)
@@ -317,6 +348,7 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
         cyst_fluid_containing=r.boolean("cyst_fluid_containing"),
         cyst_multiple=r.boolean("cyst_multiple"),
         proven_benign=r.boolean("proven_benign"),
+        additional_suspicious_features=r.boolean("additional_suspicious_features"),
         priors=tuple(priors),
         index=i,
     )
@@ -370,6 +402,7 @@ def assessment_to_json(assessment: Assessment) -> dict[str, Any]:
     """The ``noduled.assessment/1`` object of an :class:`Assessment`."""
     return {
         "schema": ASSESSMENT_SCHEMA,
+        "protocol": "nlcsp",  # the engine (lungrads writes "lung-rads-2022")
         "exam_date": assessment.exam_date.isoformat(),
         "screening_round": assessment.screening_round,
         "category": assessment.category,

@@ -691,9 +691,9 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         if n.cyst is not None and n.cyst_change in ("growing-cystic-component", "growing-wall", "growing-multilocular"):
             status = "growing"
             if growth is not None:  # the note-6 line said "stable": say what grew instead (note 11f)
-                change = growth.change
+                delta = growth.change.diameter_change_mm or 0.0
                 reasons[-1] = (f"note 11f: cyst_change {n.cyst_change} is cyst growth ({_CYST_GROWTH[n.cyst_change]});"
-                               f" the mean diameter of the whole cyst changed {change.diameter_change_mm:+.1f} mm"
+                               f" the mean diameter of the whole cyst changed {delta:+.1f} mm"
                                f" since {growth.comparison.date}, which does not decide here: growing")
         elif n.composition == "part-solid" and n.cyst is None and n.airway is None:
             solid_growth = _solid_component_growth(n, case, reasons)
