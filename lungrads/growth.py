@@ -21,7 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from nlcsp.common import DIAMETER_LIMIT_MM, at_least, more_than, round_mm, sphere_diameter_mm
+from nlcsp.common import (
+    DIAMETER_LIMIT_MM,
+    at_least,
+    more_than,
+    round_mm,
+    sphere_diameter_mm,
+)
 from nlcsp.dates import months_between
 
 WINDOW_MONTHS = 12.0

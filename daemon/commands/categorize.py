@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         """Assign the category, management and due date of a protocol (NLCSP or Lung-RADS v2022) to a case."""
         import json
         import sys
-        from typing import Any, Callable
+        from collections.abc import Callable
+        from typing import Any
 
         from nlcsp.cases import CaseError, parse_case
 
