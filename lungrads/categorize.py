@@ -417,6 +417,11 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
             if grown is not None and base is not None and RANK[grown.category] > RANK[base.category]:
                 reasons.append(f"{base.rule} -> raised by growth against the earlier CT")
                 row = grown
+    elif status in STABLE and prev is None and n.priors and not persistent_segmental_airway(facts):
+        # INTERPRETATION C1: no prior gives a category (e.g. the 1-3 month scan after a Category 0 exam): "re-categorise
+        # by the most suspicious remaining nodule" -- the size rows, as at first detection
+        reasons.append("no prior Lung-RADS category (only Category 0 or unmeasured priors): the size rows decide")
+        row = category_row(replace(facts, status="baseline"))
     else:
         row = category_row(facts)
     if row is None:

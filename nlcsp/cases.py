@@ -158,7 +158,7 @@ class _Reader:
             return None
         if value not in allowed:
             raise CaseError(self.at(key), f"must be one of {', '.join(allowed)} or null (got {value!r})")
-        return value
+        return str(value)
 
     def date(self, key: str) -> dt.date:
         value = self.obj.get(key)
@@ -189,7 +189,7 @@ def _category(r: _Reader, key: str) -> str | None:
         value = str(value)
     if value not in CATEGORIES:
         raise CaseError(r.at(key), f'must be a category "0".."6" or null (got {r.get(key)!r})')
-    return value
+    return str(value)
 
 
 def _lung_rads_category(r: _Reader, key: str) -> str | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from nlcsp import growth as growth_mod
 from nlcsp import pancan
@@ -29,7 +29,8 @@ from nlcsp.cases import CaseError
 from nlcsp.common import Size, more_than
 from nlcsp.dates import months_between
 from nlcsp.management import DESCRIPTORS, FOLLOW_UP_MONTHS, management_for
-from nlcsp.types import Assessment, Case, ExamFindings, Nodule, NoduleAssessment, Prior
+from nlcsp.types import (Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior,
+                         ScreeningRound)
 
 # Decision 1: volume thresholds when a volume is given, else the diameter in brackets.
 T4 = (34.0, 4.0)
@@ -534,7 +535,7 @@ def _as_of(n: Nodule, case: Case, p: Prior, screening_round: str, priors: Iterab
     age = case.participant.age_years
     participant = replace(case.participant,
                           age_years=age - (case.exam_date - p.date).days / 365.25 if age is not None else None)
-    exam = replace(case, exam_date=p.date, screening_round=screening_round, participant=participant,
+    exam = replace(case, exam_date=p.date, screening_round=cast(ScreeningRound, screening_round), participant=participant,
                    exam_findings=ExamFindings(nodule_count=nodule_count(case)), nodules=(then,), warnings=())
     return then, exam
 
@@ -669,12 +670,12 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     growth = None
     # ---- not classified (note 11a, 11g, 11h)
     if n.cyst == "thin-walled":
-        return NoduleAssessment(n.id, None, _plain_status(n, case), "Note 11a: thin-walled cyst (unilocular, uniform"
+        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), "Note 11a: thin-walled cyst (unilocular, uniform"
                                 " wall < 2 mm) is benign and not classified or managed in the NLCSP protocol",
                                 reasons=tuple(reasons))
     if n.cyst is not None and (n.cyst_fluid_containing or n.cyst_multiple) and n.cyst_change is None:
         which = "11g: fluid-containing cyst" if n.cyst_fluid_containing else "11h: multiple cysts"
-        return NoduleAssessment(n.id, None, _plain_status(n, case), f"Note {which}, not classified in the NLCSP"
+        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), f"Note {which}, not classified in the NLCSP"
                                 " protocol unless other concerning features are identified", reasons=tuple(reasons))
 
     # ---- growth (note 6)
@@ -929,7 +930,8 @@ def assess(case: Case) -> Assessment:
     for n in case.nodules:
         a = assess_nodule(n, case)
         derived = dict(derived_prior_categories(n, case))
-        if a.previous_category_derived and a.previous_category_date not in derived:
+        if (a.previous_category_derived and a.previous_category_date is not None and a.previous_category is not None
+                and a.previous_category_date not in derived):
             derived[a.previous_category_date] = a.previous_category  # C2's last resort
         nodules.append(replace(a, derived_prior_categories=tuple(sorted(derived.items()))))
     category, rule, decisive, consider = exam_category(case, nodules)

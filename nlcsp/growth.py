@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, cast, Sequence
 
 from nlcsp.common import (
     DIAMETER_LIMIT_MM,
@@ -115,7 +115,8 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
                 status, rule = "stable", "increase > 25% and VDT >= 600 days over a single scan interval: not slow growth"
         else:
             status, rule = "stable", "change between -25% and +25%"
-        return Change(earlier, later, intervals, "volume", status, days, months, pct, vdt, dchange, f"{what}: {rule}")
+        return Change(earlier, later, intervals, "volume", cast(Status, status), days, months, pct, vdt, dchange,
+                      f"{what}: {rule}")
     if dchange is None:
         raise MissingMeasurement(
             f"scans of {earlier.date} and {later.date} share no measurement"
@@ -136,7 +137,8 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
             status, rule = "slowly-growing", "increase of more than 1.5 mm over more than 24 months"
     else:
         status, rule = "stable", "change between -1.5 mm and +1.5 mm"
-    return Change(earlier, later, intervals, "diameter", status, days, months, None, None, dchange, f"{what}: {rule}")
+    return Change(earlier, later, intervals, "diameter", cast(Status, status), days, months, None, None, dchange,
+                  f"{what}: {rule}")
 
 
 @dataclass(frozen=True)

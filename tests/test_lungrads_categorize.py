@@ -350,3 +350,9 @@ def test_exam_category_is_the_highest_nodule_category(specs):
                                                     else {})) for i, (d, c) in enumerate(specs)]
     a = run("baseline", *nodules)
     assert a.category == max((n.category for n in a.nodules if n.category), key=RANK.__getitem__)
+
+
+def test_the_scan_after_a_category_0_exam_is_recategorised_by_size():
+    # "At the short-term follow-up, re-categorise by the most suspicious remaining nodule"
+    a = run("follow-up", nod(9, priors=[prior("2026-04-01", 9, "0")]))
+    assert a.category == "4A" and a.nodules[0].previous_category is None
