@@ -40,6 +40,7 @@ def assessment_to_json(a: LungRadsAssessment) -> dict[str, Any]:
         "screening_round": a.screening_round,
         "category": a.category,
         "s_modifier": a.s_modifier,
+        "additional_findings": a.s_modifier,  # the same flag under the NLCSP document's name (readers of both)
         "s_findings": list(a.s_findings),
         "label": a.label,
         "descriptor": a.descriptor,
