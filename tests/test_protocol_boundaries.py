@@ -91,3 +91,50 @@ def test_both_engines_use_the_one_shared_growth_arithmetic():
     assert nlcsp.growth.volume_doubling_time_days is nlcsp.common.volume_doubling_time_days
     assert lungrads.growth.more_than is nlcsp.common.more_than
     assert lungrads.categorize.Size is nlcsp.categorize.Size is nlcsp.common.Size
+
+
+# ------------------------------------------------------------------ properties shared by both engines
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NLCSP_RANK = {c: i for i, c in enumerate("0123456")}
+_LR_RANK = {c: i for i, c in enumerate(("0", "1", "2", "3", "4A", "4B", "4X"))}
+
+
+def _nodules(specs: list[tuple[float, str, bool]]) -> list[dict[str, Any]]:
+    out = []
+    for i, (d, composition, grown) in enumerate(specs):
+        n: dict[str, Any] = {"id": str(i), "composition": composition, "mean_diameter_mm": d, "max_axial_diameter_mm": d}
+        if composition == "part-solid":
+            n["solid_component_mean_diameter_mm"] = round(d / 2, 1)
+        if grown:
+            n["priors"] = [{"date": "2025-06-01", "mean_diameter_mm": max(1.0, d - 2.0), "category": "2",
+                            "lung_rads_category": "2"}]
+        out.append(n)
+    return out
+
+
+SPECS = st.lists(st.tuples(st.floats(1, 40), st.sampled_from(["solid", "part-solid", "non-solid"]), st.booleans()),
+                 min_size=1, max_size=5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(SPECS)
+def test_exam_category_is_the_highest_nodule_category_in_both_protocols(specs):
+    obj = {"schema": "noduled.case/2", "exam_date": "2026-06-01", "screening_round": "follow-up",
+           "participant": {"age_years": 62, "sex": "M"}, "nodules": _nodules(specs)}
+    case_ = parse_case(obj, today=TODAY)
+    a = nlcsp.categorize.assess(case_)
+    assert a.category == max((n.category for n in a.nodules if n.category), key=_NLCSP_RANK.__getitem__)
+    b = lungrads.categorize.assess(case_)
+    assert b.category == max((n.category for n in b.nodules if n.category), key=_LR_RANK.__getitem__)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.floats(1, 60), st.floats(1, 60), st.sampled_from(["baseline", "follow-up"]))
+def test_a_larger_solid_nodule_never_gets_a_lower_lung_rads_or_nlcsp_new_category(d1, d2, rnd):
+    small, large = sorted((d1, d2))
+    lr = lambda d: _LR_RANK[lr_cat(rnd, composition="solid", mean_diameter_mm=d)]  # noqa: E731
+    assert lr(small) <= lr(large)
+    nl = lambda d: _NLCSP_RANK[nlcsp_cat("follow-up", composition="solid", mean_diameter_mm=d)]  # noqa: E731
+    assert nl(small) <= nl(large)
