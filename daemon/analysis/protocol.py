@@ -1,11 +1,20 @@
-"""The adapter to and from the protocol engine (pure): participant facts, the case document, the assessment read back."""
+"""The adapter to and from the protocol engines (pure): participant facts, the case document, the assessment read back.
+
+Two engines read the same ``noduled.case/2`` document: ``nlcsp`` (default) and ``lungrads``
+(ACR Lung-RADS v2022), chosen by ``[analysis] protocol``; :func:`assess_case` is the one typed
+door to both.  An audit protocol (``[analysis] audit_protocol``) is computed alongside by
+:func:`audit_case`, recorded and never reported.  The categories the longitudinal record carries
+on priors are those of the site's protocol, so for Lung-RADS they are handed over as
+``lung_rads_category`` (NLCSP's ``category`` is another scale).
+"""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from pydicom.dataset import Dataset
 
@@ -70,7 +79,7 @@ def case_for(
     flags: ReaderAttributes,
     history: dict[str, list] | None = None,
 ) -> dict[str, Any]:
-    """Stage 5 input: the ``noduled.case/1`` document of this exam (``history``: prior observations by tracking id)."""
+    """Stage 5 input: the ``noduled.case/2`` document of this exam (``history``: prior observations by tracking id)."""
     nodules = []
     for f in findings:
         m, c = f.measurement, f.characterization
@@ -100,7 +109,7 @@ def case_for(
             nodule["solid_component_mean_diameter_mm"] = m.solid_mean_diameter_mm
         nodules.append(nodule)
     return {
-        "schema": "noduled.case/1",
+        "schema": "noduled.case/2",
         "exam_date": exam_date.isoformat(),
         "screening_round": screening_round,
         "participant": {
@@ -130,6 +139,8 @@ def exam_assessment(
     """Stage 5 output joined with the findings: the report's content."""
     by_id = {n["id"]: n for n in assessment_json["nodules"]}
     uid_of = {f.tracking_id: f.tracking_uid for f in findings}
+    protocol = str(assessment_json.get("protocol") or "nlcsp")
+    valid = _CATEGORIES[protocol]
     out = []
     for f in findings:
         n = by_id.get(f.tracking_id)
@@ -145,7 +156,9 @@ def exam_assessment(
                 pancan_risk_pct=n.get("pancan_risk_pct"),
                 category=n["category"],
                 rule=n["rule"],
-                comparisons=prior_comparisons(f, observations, exam_date, n),
+                # a prior category of another protocol (the site switched) is not this protocol's: not reported
+                comparisons=tuple(c if c.prior_category in valid else replace(c, prior_category=None)
+                                  for c in prior_comparisons(f, observations, exam_date, n)),
             )
         )
     due = assessment_json.get("due_date")
@@ -165,6 +178,8 @@ def exam_assessment(
         series_uid=series_uid,
         reasons=(assessment_json["rule"],),
         notes=tuple(assessment_json.get("notes") or ()) + tuple(comparison.notes if comparison is not None else ()),
+        protocol=protocol,
+        protocol_version=PROTOCOL_VERSIONS.get(protocol, ""),
     )
 
 
@@ -174,3 +189,77 @@ def study_date(ct: Dataset) -> dt.date:
         return dt.datetime.strptime(text[:8], "%Y%m%d").date()
     except ValueError:
         raise AnalysisError(f"study {ct.get('StudyInstanceUID')} has no valid StudyDate ({text!r}); the follow-up due date needs it") from None
+
+
+# --------------------------------------------------------------------------- the protocol engines
+Protocol = Literal["nlcsp", "lung-rads-2022"]
+PROTOCOLS: tuple[str, ...] = ("nlcsp", "lung-rads-2022")
+PROTOCOL_VERSIONS: dict[str, str] = {"nlcsp": "", "lung-rads-2022": "v2022"}
+_CATEGORIES: dict[str, frozenset[str | None]] = {
+    "nlcsp": frozenset({None, "0", "1", "2", "3", "4", "5", "6"}),
+    "lung-rads-2022": frozenset({None, "0", "1", "2", "3", "4A", "4B", "4X"}),
+}
+
+
+class ProtocolError(ValueError):
+    """The protocol engine refused the case (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class ProtocolAssessment:
+    protocol: str
+    protocol_version: str
+    category: str  # NLCSP "0".."6"; Lung-RADS "0", "1", "2", "3", "4A", "4B", "4X"
+    label: str  # as reported: NLCSP "4A" = Category 4 with the A flag; Lung-RADS "4AS" = 4A with S
+    assessment_json: dict[str, Any]
+
+
+def case_for_protocol(case_json: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """The case as ``protocol`` reads it: for Lung-RADS the priors' recorded categories move to
+    ``lung_rads_category``."""
+    if protocol != "lung-rads-2022":
+        return case_json
+    out = copy.deepcopy(case_json)
+    for nodule in out.get("nodules") or []:
+        for prior in nodule.get("priors") or []:
+            if "category" in prior:
+                prior["lung_rads_category"] = prior.pop("category")
+    return out
+
+
+def assess_case(case_json: dict[str, Any], protocol: str) -> ProtocolAssessment:
+    """The assessment of ``case_json`` by ``protocol`` (``nlcsp`` or ``lung-rads-2022``)."""
+    from nlcsp.cases import CaseError, parse_case
+
+    if protocol not in PROTOCOLS:
+        raise ProtocolError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
+    try:
+        case = parse_case(case_for_protocol(case_json, protocol))
+        if protocol == "nlcsp":
+            from nlcsp.cases import assessment_to_json
+            from nlcsp.categorize import assess
+
+            a = assess(case)
+            return ProtocolAssessment(protocol, "", a.category, a.category + ("A" if a.additional_findings else ""),
+                                      assessment_to_json(a))
+        from lungrads.cases import assessment_to_json as lr_json
+        from lungrads.categorize import assess as lr_assess
+
+        r = lr_assess(case)
+        return ProtocolAssessment(protocol, PROTOCOL_VERSIONS[protocol], r.category, r.label, lr_json(r))
+    except CaseError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def audit_case(case_json: dict[str, Any], protocol: str) -> tuple[ProtocolAssessment | None, str | None]:
+    """The audit protocol's assessment, or the reason it could not be made (an audit never fails an analysis).
+    The case's prior categories belong to the site's protocol, so the audit derives its own (dropped here)."""
+    stripped = copy.deepcopy(case_json)
+    for nodule in stripped.get("nodules") or []:
+        for prior in nodule.get("priors") or []:
+            prior.pop("category", None)
+            prior.pop("lung_rads_category", None)
+    try:
+        return assess_case(stripped, protocol), None
+    except ProtocolError as exc:
+        return None, f"audit protocol {protocol}: {exc}"
