@@ -216,14 +216,17 @@ class ProtocolAssessment:
 
 def case_for_protocol(case_json: dict[str, Any], protocol: str) -> dict[str, Any]:
     """The case as ``protocol`` reads it: for Lung-RADS the priors' recorded categories move to
-    ``lung_rads_category``."""
-    if protocol != "lung-rads-2022":
-        return case_json
+    ``lung_rads_category``; a category the protocol does not have is dropped."""
     out = copy.deepcopy(case_json)
+    valid = _CATEGORIES.get(protocol, frozenset())
     for nodule in out.get("nodules") or []:
         for prior in nodule.get("priors") or []:
-            if "category" in prior:
-                prior["lung_rads_category"] = prior.pop("category")
+            category = prior.pop("category", None)
+            # a recorded category of the other protocol (the site switched: "5" is no Lung-RADS category, "4A" no
+            # NLCSP one) is dropped -- the engine derives that time point's category; "0".."3" cannot be told apart
+            if category not in valid:
+                category = None
+            prior["lung_rads_category" if protocol == "lung-rads-2022" else "category"] = category
     return out
 
 
