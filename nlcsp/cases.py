@@ -231,7 +231,7 @@ def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
     prior_keys = _PRIOR_KEYS_1 if schema == "noduled.case/1" else _PRIOR_KEYS
     exam_date = top.date("exam_date")
     today = today if today is not None else dt.date.today()
-    if exam_date > today:
+    if exam_date > today + dt.timedelta(days=1):  # one day of grace: the scanner's time zone may be ahead of ours
         raise CaseError("exam_date", f"exam_date {exam_date} is after today ({today})")
     screening_round = top.choice("screening_round", ("baseline", "follow-up"), required=True)
 

@@ -88,6 +88,10 @@ def test_exam_date_after_today_is_refused():
     assert str(info.value) == "exam_date 2099-01-01 is after today (2026-12-02)"
     assert info.value.path == "exam_date"
     assert parse_case(case("baseline", exam="2026-12-02"), today=TODAY).exam_date == TODAY  # today is fine
+    # one day of grace (the scanner's time zone may be ahead of the node's), not two
+    assert parse_case(case("baseline", exam="2026-12-03"), today=TODAY).exam_date == dt.date(2026, 12, 3)
+    with pytest.raises(CaseError, match="exam_date 2026-12-04 is after today"):
+        parse_case(case("baseline", exam="2026-12-04"), today=TODAY)
 
 
 @pytest.mark.parametrize("where", ["nodule", "prior"])
