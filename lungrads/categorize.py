@@ -24,8 +24,7 @@ from lungrads.growth import Growth, MissingMeasurement, Point, assess_growth
 from lungrads.management import DESCRIPTORS, management_for
 from lungrads.types import RANK, LungRadsAssessment, NoduleResult
 from nlcsp.cases import CaseError
-from nlcsp.categorize import ggn_doubled_within_a_year
-from nlcsp.common import Size, round_mm
+from nlcsp.common import Size, doubled_within_a_year, round_mm
 from nlcsp.types import Case, ExamFindings, Nodule, Prior, ScreeningRound
 
 # sizes: mean diameter (mm) with the sphere-equivalent volume (mm3) in brackets (INTERPRETATION S1)
@@ -248,7 +247,10 @@ def category_4x(category: str, n: Nodule, exam_date: dt.date, previous: str | No
             return "spiculated: Category 3 or 4 nodule with an additional feature (spiculation) -> 4X"
         if row is STABLE_4B and previous == "4X":
             return "Category 4X lesion stable, not proven benign: stays 4X (INTERPRETATION M3)"
-    doubled = ggn_doubled_within_a_year(n, exam_date)
+    doubled = None
+    if n.composition == "non-solid" and n.cyst is None and n.airway is None:
+        doubled = doubled_within_a_year(exam_date, n.volume_mm3, n.mean_diameter_mm,
+                                        ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors))
     if doubled is not None and not (n.proven_benign or n.benign_calcification or n.fat):
         return f"a ground-glass nodule that doubles in size in one year (against the prior of {doubled}) -> 4X"
     return None

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, cast
 from nlcsp import growth as growth_mod
 from nlcsp import pancan
 from nlcsp.cases import CaseError
-from nlcsp.common import Size, more_than
+from nlcsp.common import Size, doubled_within_a_year, more_than
 from nlcsp.dates import months_between
 from nlcsp.management import DESCRIPTORS, FOLLOW_UP_MONTHS, management_for
 from nlcsp.types import (Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior,
@@ -647,16 +647,8 @@ def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
     mean diameter) against a prior at most 365 days earlier (INTERPRETATION N13)."""
     if n.composition != "non-solid" or n.cyst is not None or n.airway is not None:
         return None
-    for p in n.priors:
-        if (exam_date - p.date).days > 365:
-            continue
-        if n.volume_mm3 is not None and p.volume_mm3 is not None:
-            if n.volume_mm3 >= 2.0 * p.volume_mm3:
-                return p.date
-        elif n.mean_diameter_mm is not None and p.mean_diameter_mm is not None:
-            if (n.mean_diameter_mm / p.mean_diameter_mm) ** 3 >= 2.0:
-                return p.date
-    return None
+    return doubled_within_a_year(exam_date, n.volume_mm3, n.mean_diameter_mm,
+                                 ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors))
 
 
 def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:

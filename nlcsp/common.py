@@ -16,7 +16,9 @@ Calendar arithmetic (months between dates, date + N months) is :mod:`nlcsp.dates
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -74,6 +76,25 @@ def sphere_diameter_mm(volume_mm3: float) -> float:
 def sphere_volume_mm3(diameter_mm: float) -> float:
     """The volume of the sphere of ``diameter_mm``: π d³ / 6."""
     return math.pi * diameter_mm**3 / 6.0
+
+
+def doubled_within_a_year(
+    exam_date: dt.date, volume_mm3: float | None, mean_diameter_mm: float | None,
+    priors: Iterable[tuple[dt.date, float | None, float | None]],
+) -> dt.date | None:
+    """The date of the first prior at most 365 days before ``exam_date`` against which the size at least
+    doubled: the volume (when both have one), else the sphere equivalent of the mean diameter ((d2/d1)^3 >= 2).
+    NLCSP note 13 and Lung-RADS 4X: "a ground-glass nodule that doubles in size in one year"."""
+    for date, prior_volume, prior_diameter in priors:
+        if (exam_date - date).days > 365:
+            continue
+        if volume_mm3 is not None and prior_volume is not None:
+            if volume_mm3 >= 2.0 * prior_volume:
+                return date
+        elif mean_diameter_mm is not None and prior_diameter is not None:
+            if (mean_diameter_mm / prior_diameter) ** 3 >= 2.0:
+                return date
+    return None
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def test_both_engines_use_the_one_shared_growth_arithmetic():
     assert nlcsp.growth.volume_doubling_time_days is nlcsp.common.volume_doubling_time_days
     assert lungrads.growth.more_than is nlcsp.common.more_than
     assert lungrads.categorize.Size is nlcsp.categorize.Size is nlcsp.common.Size
+    assert lungrads.categorize.doubled_within_a_year is nlcsp.categorize.doubled_within_a_year
 
 
 # ------------------------------------------------------------------ properties shared by both engines
