@@ -8,13 +8,39 @@ adds -- ``lung_rads_category`` on priors, ``additional_suspicious_features`` on 
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 from typing import Any
 
 from lungrads import PROTOCOL, PROTOCOL_NAME, PROTOCOL_VERSION
 from lungrads.types import LungRadsAssessment, NoduleResult
-from nlcsp.cases import ASSESSMENT_SCHEMA, CaseError, parse_case
+from nlcsp.cases import ASSESSMENT_SCHEMA, CaseError
+from nlcsp.cases import parse_case as parse_shared_case
+from nlcsp.types import Case
 
 __all__ = ["CaseError", "assessment_to_json", "nodule_to_json", "parse_case"]
+
+
+def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None) -> Case:
+    """The shared case (:func:`nlcsp.cases.parse_case`) read for Lung-RADS: a prior's ``category`` is the category
+    reported then in the protocol being run, so without a ``lung_rads_category`` it is taken as the Lung-RADS
+    category (``"4A"`` on a prior of a Lung-RADS case means 4A; INTERPRETATION C1)."""
+    moved: set[str] = set()
+    if isinstance(obj, dict) and isinstance(obj.get("nodules"), list):
+        obj = copy.deepcopy(obj)
+        for i, nodule in enumerate(obj["nodules"]):
+            priors = nodule.get("priors") if isinstance(nodule, dict) else None
+            for j, prior in enumerate(priors if isinstance(priors, list) else []):
+                if isinstance(prior, dict) and prior.get("lung_rads_category") is None and "category" in prior:
+                    prior["lung_rads_category"] = prior.pop("category")
+                    moved.add(f"nodules[{i}].priors[{j}].lung_rads_category")
+    try:
+        return parse_shared_case(obj, strict=strict, today=today)
+    except CaseError as exc:
+        if exc.path not in moved:
+            raise
+        # name the field the case wrote
+        raise CaseError(exc.path.removesuffix("lung_rads_category") + "category", str(exc)[len(exc.path) + 2:]) from None
 
 
 def nodule_to_json(r: NoduleResult) -> dict[str, Any]:

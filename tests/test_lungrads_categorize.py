@@ -356,3 +356,16 @@ def test_the_scan_after_a_category_0_exam_is_recategorised_by_size():
     # "At the short-term follow-up, re-categorise by the most suspicious remaining nodule"
     a = run("follow-up", nod(9, priors=[prior("2026-04-01", 9, "0")]))
     assert a.category == "4A" and a.nodules[0].previous_category is None
+
+
+def test_a_lung_rads_case_may_give_the_prior_category_as_category():
+    from lungrads.cases import parse_case as parse_lung_rads_case
+
+    obj = {"schema": "noduled.case/2", "exam_date": EXAM, "screening_round": "follow-up",
+           "nodules": [nod(9, priors=[{"date": M3, "mean_diameter_mm": 9, "category": "4A"}])]}
+    a = assess(parse_lung_rads_case(obj, today=TODAY))
+    assert a.nodules[0].previous_category == "4A" and not a.nodules[0].previous_category_derived
+    assert a.category == "3"  # "Category 4A lesion stable or decreased at 3-month follow-up"
+    obj["nodules"][0]["priors"][0]["category"] = "4C"
+    with pytest.raises(CaseError, match=r"^nodules\[0\]\.priors\[0\]\.category: must be a Lung-RADS category"):
+        parse_lung_rads_case(obj, today=TODAY)

@@ -29,16 +29,19 @@ def register(app: typer.Typer) -> None:
         from collections.abc import Callable
         from typing import Any
 
-        from nlcsp.cases import CaseError, parse_case
+        from nlcsp.cases import CaseError
 
+        parse_case: Callable[..., Any]
         assess: Callable[[Any], Any]
         to_json: Callable[[Any], dict[str, Any]]
         explain_text: Callable[[Any], str]
         if protocol == "nlcsp":
+            from nlcsp.cases import parse_case
             from nlcsp.cases import assessment_to_json as to_json
             from nlcsp.categorize import assess
             from nlcsp.categorize import explain as explain_text
         elif protocol == "lung-rads-2022":
+            from lungrads.cases import parse_case
             from lungrads.cases import assessment_to_json as to_json
             from lungrads.categorize import assess
             from lungrads.categorize import explain as explain_text
