@@ -17,6 +17,7 @@ import pytest
 import lungrads.categorize
 import nlcsp.categorize
 from lungrads.cases import assessment_to_json as lr_json
+from lungrads.cases import parse_case as lr_parse_case
 from nlcsp.cases import CaseError, assessment_to_json, parse_case
 
 TODAY = dt.date(2026, 12, 2)
@@ -112,12 +113,12 @@ def test_random_cases_never_crash(protocol):
     for _ in range(N_CASES):
         obj = random_case(rng)
         try:
-            case = parse_case(obj, today=TODAY)
             if protocol == "nlcsp":
+                case = parse_case(obj, today=TODAY)
                 out = assessment_to_json(nlcsp.categorize.assess(case))
                 assert out["category"] in ("0", "1", "2", "3", "4", "5", "6")
-            else:
-                out = lr_json(lungrads.categorize.assess(case))
+            else:  # the path of `noduled categorize --protocol lung-rads-2022`
+                out = lr_json(lungrads.categorize.assess(lr_parse_case(obj, today=TODAY)))
                 assert out["category"] in ("0", "1", "2", "3", "4A", "4B", "4X")
             assessed += 1
         except CaseError as exc:
