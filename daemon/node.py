@@ -59,6 +59,8 @@ class Node:
             screening_description_regex=settings.analysis.screening_description_regex,
             pacs=settings.pacs,
             ae_title=settings.scp.ae_title,
+            protocol=settings.analysis.protocol,
+            audit_protocol=settings.analysis.audit_protocol,
         )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(

@@ -144,6 +144,15 @@ class AnalysisSettings(_Section):
     max_priors: Annotated[int, _bounded(0, above=True)] = 4  # the earliest and the most recent priors within the look-back
     # a prior CT whose study description matches is a screening LDCT; any other is pre-screening CT (note 7)
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
+    # the protocol the reports carry; the audit protocol (optional) is computed alongside and recorded, not reported
+    protocol: Literal["nlcsp", "lung-rads-2022"] = "nlcsp"
+    audit_protocol: Literal["", "nlcsp", "lung-rads-2022"] = ""
+
+    @model_validator(mode="after")
+    def _audit_differs(self) -> "AnalysisSettings":
+        if self.audit_protocol == self.protocol:
+            raise ValueError(f"audit_protocol must differ from protocol (both {self.protocol!r}); leave it empty for none")
+        return self
 
     @field_validator("screening_description_regex")
     @classmethod

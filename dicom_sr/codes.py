@@ -184,6 +184,30 @@ PRIOR_CATEGORY_DERIVED = _nlcsp("PRIOR-CAT-DERIV", "Prior category derived by no
 CATEGORIES: dict[str, CodedConcept] = {
     str(n): _nlcsp(f"CAT{n}", f"NLCSP Category {n}") for n in range(7)
 }
+# ACR Lung-RADS v2022 (issue 15).  SNOMED CT has the observable "Lung Imaging Reporting and Data System
+# category" (1362105002, as used by the HL7 Lithuanian lung-screening FHIR IG) but no codes for the category
+# values, and DICOM defines no context group for them: the values are in the declared private scheme.
+LUNG_RADS_EXAM_CATEGORY = _sct("1362105002", "Lung Imaging Reporting and Data System category")
+LUNG_RADS_NODULE_CATEGORY = _nlcsp("LR-NODULE-CAT", "Lung-RADS nodule category")
+LUNG_RADS_PRIOR_CATEGORY = _nlcsp("LR-PRIOR-CAT", "Lung-RADS category at prior time point")
+LUNG_RADS_CATEGORIES: dict[str, CodedConcept] = {
+    c: _nlcsp(f"LR{c}", f"Lung-RADS Category {c}") for c in ("0", "1", "2", "3", "4A", "4B", "4X")
+}
+LUNG_RADS_S_MODIFIER = _nlcsp("LR-S", "Lung-RADS S modifier (significant findings, non lung cancer)")
+PROTOCOL = _nlcsp("PROTOCOL", "Screening protocol")
+PROTOCOL_VERSION = _nlcsp("PROTOCOL-VERSION", "Screening protocol version")
+PROTOCOL_NAMES: dict[str, str] = {"nlcsp": "NLCSP Nodule Management Protocol", "lung-rads-2022": "ACR Lung-RADS"}
+
+
+def category_concepts(protocol: str) -> tuple[CodedConcept, CodedConcept, CodedConcept, dict[str, CodedConcept]]:
+    """(exam category, nodule category, prior category, value codes) of ``protocol``."""
+    if protocol == "lung-rads-2022":
+        return LUNG_RADS_EXAM_CATEGORY, LUNG_RADS_NODULE_CATEGORY, LUNG_RADS_PRIOR_CATEGORY, LUNG_RADS_CATEGORIES
+    if protocol == "nlcsp":
+        return EXAM_CATEGORY, NODULE_CATEGORY, PRIOR_CATEGORY, CATEGORIES
+    raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_NAMES)} (got {protocol!r})")
+
+
 ADDITIONAL_FINDINGS = _nlcsp("A-FLAG", "Actionable additional findings (A)")
 DESCRIPTOR = _nlcsp("DESCRIPTOR", "NLCSP risk descriptor")
 MANAGEMENT = _dcm("111053", "Recommended Follow-up")

@@ -83,7 +83,7 @@ class NoduleFinding:
     comparisons: tuple[PriorComparison, ...] = ()
     status: GrowthStatus | None = None
     pancan_risk_pct: float | None = None
-    category: str | None = None  # "0".."6"
+    category: str | None = None  # "0".."6" (NLCSP) or a Lung-RADS category, the protocol of the assessment
     rule: str | None = None  # the protocol row or note that decided the category
     error: str | None = None  # e.g. "no nodule at seed (x, y, z)"
 
@@ -104,8 +104,8 @@ class ExamAssessment:
     study_uid: str
     exam_date: dt.date
     screening_round: Literal["baseline", "follow-up"]
-    category: str  # "0".."6"
-    additional_findings: bool  # the A flag (note 15)
+    category: str  # "0".."6" (NLCSP); Lung-RADS: "0", "1", "2", "3", "4A", "4B", "4X" (see ``protocol``)
+    additional_findings: bool  # the A flag (note 15); Lung-RADS: the S modifier
     descriptor: str  # "Very low risk", ...
     management: str
     follow_up_months: int | None
@@ -116,3 +116,7 @@ class ExamAssessment:
     series_uid: str | None = None  # the CT series analysed
     reasons: tuple[str, ...] = ()  # exam-level rules applied (note 8, 13, 15 ...)
     notes: tuple[str, ...] = ()  # e.g. "reported without priors: PACS unreachable after 30 min"
+    # the protocol of ``category`` (and of every finding's and prior's category): "nlcsp" ("0".."6") or
+    # "lung-rads-2022" ("0", "1", "2", "3", "4A", "4B", "4X"; ``additional_findings`` is then the S modifier)
+    protocol: str = "nlcsp"
+    protocol_version: str = ""

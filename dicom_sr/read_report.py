@@ -239,7 +239,7 @@ _AIRWAYS = _inverse(codes.AIRWAYS)
 _CYSTS = _inverse(codes.CYSTS)
 _LOBES = _inverse(codes.LOBES)
 _GROWTH = _inverse(codes.GROWTH_STATUSES)
-_CATEGORIES = _inverse(codes.CATEGORIES)
+_CATEGORIES = {**_inverse(codes.CATEGORIES), **_inverse(codes.LUNG_RADS_CATEGORIES)}  # code values differ
 _PLANES = _inverse(codes.PLANES)
 _QUALITY = _inverse(codes.QUALITY_FLAGS)
 _FLAGS = {K(v): k for k, v in codes.CHARACTERISTIC_FLAGS.items()}
@@ -298,7 +298,7 @@ def _prior(container: Dataset) -> PriorComparison:
             derived = tree.code_value(item) == K(codes.YES)
         elif c == K(codes.GROWTH_STATUS):
             status = _GROWTH.get(tree.code_value(item))
-        elif c == K(codes.PRIOR_CATEGORY):
+        elif c in (K(codes.PRIOR_CATEGORY), K(codes.LUNG_RADS_PRIOR_CATEGORY)):
             category = _CATEGORIES.get(tree.code_value(item))
         elif c == K(codes.MEASUREMENT_PLANE):
             plane = _PLANES.get(tree.code_value(item), "axial")
@@ -413,7 +413,7 @@ def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library
                 ch["pleural_distance_mm"] = _with(v[0], item)
         elif c == K(codes.GROWTH_STATUS):
             status = _GROWTH.get(value)
-        elif c == K(codes.NODULE_CATEGORY):
+        elif c in (K(codes.NODULE_CATEGORY), K(codes.LUNG_RADS_NODULE_CATEGORY)):
             category = _CATEGORIES.get(value)
         elif c == K(codes.MEASUREMENT_PLANE):
             plane = _PLANES.get(value, "axial")
@@ -475,9 +475,12 @@ def _assessment(ds: Dataset, root: Dataset, findings: tuple[NoduleFinding, ...])
     for item in tree.children(container) if container is not None else []:
         c, vt = tree.concept(item), tree.value_type(item)
         value = tree.code_value(item) if vt == "CODE" else None
-        if c == K(codes.EXAM_CATEGORY):
+        if c in (K(codes.EXAM_CATEGORY), K(codes.LUNG_RADS_EXAM_CATEGORY)):
             values["category"] = _CATEGORIES.get(value)
-        elif c == K(codes.ADDITIONAL_FINDINGS):
+            values["protocol"] = "lung-rads-2022" if c == K(codes.LUNG_RADS_EXAM_CATEGORY) else "nlcsp"
+        elif c == K(codes.PROTOCOL_VERSION):
+            values["protocol_version"] = tree.text(item)
+        elif c in (K(codes.ADDITIONAL_FINDINGS), K(codes.LUNG_RADS_S_MODIFIER)):
             values["additional_findings"] = value == K(codes.YES)
         elif c == K(codes.SCREENING_ROUND):
             values["screening_round"] = _ROUNDS.get(value)
@@ -531,6 +534,8 @@ def _assessment(ds: Dataset, root: Dataset, findings: tuple[NoduleFinding, ...])
         series_uid=values.get("series_uid"),
         reasons=tuple(values["reasons"]),
         notes=tuple(values["notes"]),
+        protocol=values.get("protocol", "nlcsp"),
+        protocol_version=values.get("protocol_version") or "",
     )
 
 

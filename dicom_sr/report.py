@@ -301,7 +301,7 @@ def _characterization_items(finding: NoduleFinding):
     return evaluations, measurements
 
 
-def _prior_container(comparison: PriorComparison) -> ContainerContentItem:
+def _prior_container(comparison: PriorComparison, protocol: str = "nlcsp") -> ContainerContentItem:
     items: list = [
         UIDRefContentItem(codes.STUDY_INSTANCE_UID, comparison.prior_study_uid, relationship_type=CONTAINS),
         DateContentItem(codes.STUDY_DATE, comparison.prior_study_date, relationship_type=CONTAINS),
@@ -333,14 +333,15 @@ def _prior_container(comparison: PriorComparison) -> ContainerContentItem:
     if comparison.growth_status is not None:
         items.append(CodeContentItem(codes.GROWTH_STATUS, codes.GROWTH_STATUSES[comparison.growth_status], relationship_type=CONTAINS))
     if comparison.prior_category is not None:
-        items.append(CodeContentItem(codes.PRIOR_CATEGORY, codes.CATEGORIES[comparison.prior_category], relationship_type=CONTAINS))
+        _, _, prior_concept, values = codes.category_concepts(protocol)
+        items.append(CodeContentItem(prior_concept, values[comparison.prior_category], relationship_type=CONTAINS))
         items.append(CodeContentItem(codes.PRIOR_CATEGORY_DERIVED, _yes_no(comparison.prior_category_derived), relationship_type=CONTAINS))
     container = ContainerContentItem(codes.PRIOR_COMPARISON, relationship_type=CONTAINS)
     container.ContentSequence = hd.sr.ContentSequence(items)
     return container
 
 
-def _extensions(finding: NoduleFinding, frame_of_reference_uid: str) -> list:
+def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: str = "nlcsp") -> list:
     """noduled's additions to the (extensible) TID 1411 / 1501 group."""
     items: list = []
     m = finding.measurement
@@ -382,7 +383,7 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str) -> list:
         seed_item.ContentSequence = hd.sr.ContentSequence(children)
         items.append(seed_item)
     for comparison in finding.comparisons:
-        items.append(_prior_container(comparison))
+        items.append(_prior_container(comparison, protocol))
     return items
 
 
@@ -396,6 +397,7 @@ def _nodule_groups(
     ct_series_uid: str,
     algorithm: hd.sr.AlgorithmIdentification,
     time_point: hd.sr.TimePointContext,
+    protocol: str = "nlcsp",
 ) -> list:
     tracking = hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id)
     lobe = _lobe_code(finding.characterization.lobe.value) if finding.characterization.lobe else None
@@ -404,7 +406,8 @@ def _nodule_groups(
     if finding.status is not None:
         evaluations.append(_qe(codes.GROWTH_STATUS, codes.GROWTH_STATUSES[finding.status]))
     if finding.category is not None:
-        evaluations.append(_qe(codes.NODULE_CATEGORY, codes.CATEGORIES[finding.category]))
+        _, nodule_concept, _, values = codes.category_concepts(protocol)
+        evaluations.append(_qe(nodule_concept, values[finding.category]))
     m = finding.measurement
     measurements = []
     if m is not None:
@@ -453,7 +456,7 @@ def _nodule_groups(
         )
     else:
         volumetric = hd.sr.MeasurementsAndQualitativeEvaluations(**{k: v for k, v in common.items()})
-    volumetric[0].ContentSequence.extend(_extensions(finding, frame_of_reference_uid))
+    volumetric[0].ContentSequence.extend(_extensions(finding, frame_of_reference_uid, protocol))
     groups.append(volumetric)
     if m is not None:
         for purpose, length, endpoints in (
@@ -496,12 +499,18 @@ def _centre_group(finding, centre: Vec3, keys: "_KeyImages", algorithm, time_poi
 
 # --------------------------------------------------------------------------- document level
 def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
+    exam_concept, _, _, values = codes.category_concepts(assessment.protocol)
+    lung_rads = assessment.protocol == "lung-rads-2022"
     items: list = [
-        CodeContentItem(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category], relationship_type=CONTAINS),
-        CodeContentItem(codes.ADDITIONAL_FINDINGS, _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
+        TextContentItem(codes.PROTOCOL, codes.PROTOCOL_NAMES[assessment.protocol], relationship_type=CONTAINS),
+        CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS),
+        CodeContentItem(codes.LUNG_RADS_S_MODIFIER if lung_rads else codes.ADDITIONAL_FINDINGS,
+                        _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
         CodeContentItem(codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS),
         DateContentItem(codes.EXAM_DATE, assessment.exam_date, relationship_type=CONTAINS),
     ]
+    if assessment.protocol_version:
+        items.insert(1, TextContentItem(codes.PROTOCOL_VERSION, assessment.protocol_version, relationship_type=CONTAINS))
     if assessment.descriptor:
         items.append(TextContentItem(codes.DESCRIPTOR, assessment.descriptor, relationship_type=CONTAINS))
     if assessment.management:
@@ -544,7 +553,10 @@ def _check(assessment: ExamAssessment) -> None:
         if value is not None and value not in allowed:
             raise ReportError(f"{what} is {value!r}; expected one of {sorted(allowed)}")
 
-    need(assessment.category, codes.CATEGORIES, "exam category")
+    if assessment.protocol not in codes.PROTOCOL_NAMES:
+        raise ReportError(f"protocol is {assessment.protocol!r}; expected one of {sorted(codes.PROTOCOL_NAMES)}")
+    categories = codes.category_concepts(assessment.protocol)[3]
+    need(assessment.category, categories, "exam category")
     need(assessment.screening_round, codes.SCREENING_ROUNDS, "screening round")
     if assessment.participant is not None:
         need(assessment.participant.sex, codes.SEXES, "participant sex")
@@ -553,13 +565,13 @@ def _check(assessment: ExamAssessment) -> None:
         if f.tracking_uid in seen:
             raise ReportError(f"tracking UID {f.tracking_uid} is used by more than one finding")
         seen.add(f.tracking_uid)
-        need(f.category, codes.CATEGORIES, f"category of {f.tracking_id}")
+        need(f.category, categories, f"category of {f.tracking_id}")
         need(f.status, codes.GROWTH_STATUSES, f"growth status of {f.tracking_id}")
         if f.measurement is not None:
             need(f.measurement.measurement_plane, codes.PLANES, f"measurement plane of {f.tracking_id}")
         for c in f.comparisons:
             need(c.growth_status, codes.GROWTH_STATUSES, f"growth status of {f.tracking_id} vs {c.prior_study_date}")
-            need(c.prior_category, codes.CATEGORIES, f"prior category of {f.tracking_id} on {c.prior_study_date}")
+            need(c.prior_category, categories, f"prior category of {f.tracking_id} on {c.prior_study_date}")
 
 
 # --------------------------------------------------------------------------- public
@@ -615,7 +627,7 @@ def build_report(
         groups += _nodule_groups(
             finding, seg=seg, seg_numbers=seg_numbers, keys=keys,
             frame_of_reference_uid=frame_of_reference_uid, ct_series_uid=str(ct0.SeriesInstanceUID),
-            algorithm=algorithm, time_point=time_point,
+            algorithm=algorithm, time_point=time_point, protocol=assessment.protocol,
         )
     if not groups:  # TID 1500 needs a measurement group: the exam itself
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -623,7 +635,8 @@ def build_report(
                 uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
             ),
             time_point_context=time_point,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category])],
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(*(lambda c: (c[0], c[3][assessment.category]))(
+                codes.category_concepts(assessment.protocol)))],
         ))
 
     device = hd.sr.ObserverContext(

@@ -20,6 +20,7 @@ from nlcsp.types import (
     COMPOSITIONS,
     CYST_CHANGES,
     CYSTS,
+    LUNG_RADS_CATEGORIES,
     Assessment,
     Case,
     ExamFindings,
@@ -29,7 +30,10 @@ from nlcsp.types import (
     Prior,
 )
 
-CASE_SCHEMA = "noduled.case/1"
+CASE_SCHEMA = "noduled.case/2"
+# /2 adds to each prior what note 6 and the part-solid rows need (composition, solid component, maximal axial
+# diameter); every /1 document is a valid /2 document, so both are accepted.
+CASE_SCHEMAS: tuple[str, ...] = ("noduled.case/1", CASE_SCHEMA)
 ASSESSMENT_SCHEMA = "noduled.assessment/1"
 
 # which cyst_change goes with which cyst (follow-up table, atypical pulmonary cyst rows)
@@ -47,7 +51,9 @@ class CaseError(ValueError):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        # a message that already starts with the field's name ("exam_date 2099-01-01 is after today") is not prefixed
+        named = not path or message.startswith(path + " ")
+        super().__init__(message if named else f"{path}: {message}")
 
 
 _TOP_KEYS = {"schema", "exam_date", "screening_round", "participant", "exam_findings", "nodules"}
@@ -58,6 +64,10 @@ _FINDINGS_KEYS = {
     "actionable_additional_findings",
     "nodule_count",
     "infection_follow_up_months",
+    # Lung-RADS (lungrads reads them; the schema is shared)
+    "prior_ct_being_located",
+    "lungs_not_evaluable",
+    "significant_findings",
 }
 _NODULE_KEYS = {
     "id",
@@ -78,9 +88,17 @@ _NODULE_KEYS = {
     "cyst_fluid_containing",
     "cyst_multiple",
     "proven_benign",
+    "additional_suspicious_features",  # Lung-RADS 4X
     "priors",
 }
-_PRIOR_KEYS = {"date", "volume_mm3", "mean_diameter_mm", "category", "pre_screening"}
+_PRIOR_KEYS_1 = {"date", "volume_mm3", "mean_diameter_mm", "category", "pre_screening"}
+_PRIOR_KEYS = _PRIOR_KEYS_1 | {  # noduled.case/2
+    "composition",
+    "solid_component_volume_mm3",
+    "solid_component_mean_diameter_mm",
+    "max_axial_diameter_mm",
+    "lung_rads_category",  # Lung-RADS v2022 category reported then
+}
 
 
 class _Reader:
@@ -140,7 +158,7 @@ class _Reader:
             return None
         if value not in allowed:
             raise CaseError(self.at(key), f"must be one of {', '.join(allowed)} or null (got {value!r})")
-        return value
+        return str(value)
 
     def date(self, key: str) -> dt.date:
         value = self.obj.get(key)
@@ -171,20 +189,50 @@ def _category(r: _Reader, key: str) -> str | None:
         value = str(value)
     if value not in CATEGORIES:
         raise CaseError(r.at(key), f'must be a category "0".."6" or null (got {r.get(key)!r})')
-    return value
+    return str(value)
 
 
-def parse_case(obj: Any, *, strict: bool = False) -> Case:
-    """Validate a decoded ``noduled.case/1`` object and build the :class:`Case`.
+def _lung_rads_category(r: _Reader, key: str) -> str | None:
+    value = r.get(key)
+    if value is None:
+        return None
+    text = str(value).strip().upper() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text not in LUNG_RADS_CATEGORIES:
+        raise CaseError(r.at(key), f"must be a Lung-RADS category {', '.join(LUNG_RADS_CATEGORIES)} or null"
+                        f" (got {value!r})")
+    return text
 
-    Raises :class:`CaseError` naming the field.  ``strict`` also rejects unknown keys.
+
+def _strings(r: _Reader, key: str) -> tuple[str, ...]:
+    value = r.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise CaseError(r.at(key), f"must be an array of non-empty strings (got {value!r})")
+    return tuple(v.strip() for v in value)
+
+
+def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
+               extra_top_keys: frozenset[str] = frozenset(), extra_nodule_keys: frozenset[str] = frozenset()) -> Case:
+    """Validate a decoded ``noduled.case/2`` (or ``/1``) object and build the :class:`Case`.
+
+    Raises :class:`CaseError` naming the field.  ``strict`` also rejects unknown keys and a
+    missing ``schema``.  ``today`` (default: the system date) is the date an exam may not be
+    after.  ``extra_*_keys`` are keys another protocol's reader handles (``lungrads``): not
+    reported as unknown.
     """
     warnings: list[str] = []
-    top = _Reader(obj, "", _TOP_KEYS, warnings, strict)
+    top = _Reader(obj, "", _TOP_KEYS | extra_top_keys, warnings, strict)
     schema = top.get("schema")
-    if schema is not None and schema != CASE_SCHEMA:
-        raise CaseError("schema", f"must be {CASE_SCHEMA!r} (got {schema!r})")
+    if schema is None and strict:
+        raise CaseError("schema", f"is required with --strict ({' or '.join(map(repr, CASE_SCHEMAS))})")
+    if schema is not None and schema not in CASE_SCHEMAS:
+        raise CaseError("schema", f"must be one of {', '.join(map(repr, CASE_SCHEMAS))} (got {schema!r})")
+    prior_keys = _PRIOR_KEYS_1 if schema == "noduled.case/1" else _PRIOR_KEYS
     exam_date = top.date("exam_date")
+    today = today if today is not None else dt.date.today()
+    if exam_date > today + dt.timedelta(days=1):  # one day of grace: the scanner's time zone may be ahead of ours
+        raise CaseError("exam_date", f"exam_date {exam_date} is after today ({today})")
     screening_round = top.choice("screening_round", ("baseline", "follow-up"), required=True)
 
     p = _Reader(top.get("participant") or {}, "participant", _PARTICIPANT_KEYS, warnings, strict)
@@ -205,6 +253,9 @@ def parse_case(obj: Any, *, strict: bool = False) -> Case:
         actionable_additional_findings=f.boolean("actionable_additional_findings"),
         nodule_count=f.integer("nodule_count", 1, 10_000),
         infection_follow_up_months=f.integer("infection_follow_up_months", 1, 3),
+        prior_ct_being_located=f.boolean("prior_ct_being_located"),
+        lungs_not_evaluable=f.boolean("lungs_not_evaluable"),
+        significant_findings=_strings(f, "significant_findings"),
     )
 
     raw_nodules = top.get("nodules")
@@ -215,7 +266,7 @@ def parse_case(obj: Any, *, strict: bool = False) -> Case:
     nodules = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_nodules):
-        nodule = _parse_nodule(raw, i, exam_date, warnings, strict)
+        nodule = _parse_nodule(raw, i, exam_date, warnings, strict, prior_keys, extra_nodule_keys)
         if nodule.id in seen:
             raise CaseError(f"nodules[{i}].id", f"duplicates nodules[{seen[nodule.id]}].id ({nodule.id!r})")
         seen[nodule.id] = i
@@ -223,9 +274,10 @@ def parse_case(obj: Any, *, strict: bool = False) -> Case:
     return Case(exam_date, screening_round, participant, findings, tuple(nodules), tuple(warnings))  # type: ignore[arg-type]
 
 
-def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], strict: bool) -> Nodule:
+def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], strict: bool,
+                  prior_keys: set[str], extra_keys: frozenset[str]) -> Nodule:
     path = f"nodules[{i}]"
-    r = _Reader(raw, path, _NODULE_KEYS, warnings, strict)
+    r = _Reader(raw, path, _NODULE_KEYS | extra_keys, warnings, strict)
     ident = r.get("id")
     if ident is None:
         ident = str(i + 1)
@@ -251,31 +303,40 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
         raise CaseError(r.at("priors"), f"must be an array (got {_kind(raw_priors)})")
     priors: list[Prior] = []
     for j, raw_prior in enumerate(raw_priors):
-        q = _Reader(raw_prior, f"{path}.priors[{j}]", _PRIOR_KEYS, warnings, strict)
+        q = _Reader(raw_prior, f"{path}.priors[{j}]", prior_keys, warnings, strict)
         date = q.date("date")
         if not date < exam_date:
             raise CaseError(q.at("date"), f"must be before the exam date {exam_date} (got {date})")
         for k, other in enumerate(priors):
             if other.date == date:
                 raise CaseError(q.at("date"), f"duplicates {path}.priors[{k}].date ({date})")
-        priors.append(
-            Prior(
-                date=date,
-                volume_mm3=q.number("volume_mm3"),
-                mean_diameter_mm=q.number("mean_diameter_mm"),
-                category=_category(q, "category"),
-                pre_screening=q.boolean("pre_screening"),
-            )
+        prior = Prior(
+            date=date,
+            volume_mm3=q.number("volume_mm3"),
+            mean_diameter_mm=q.number("mean_diameter_mm"),
+            category=_category(q, "category"),
+            pre_screening=q.boolean("pre_screening"),
+            composition=q.choice("composition", COMPOSITIONS),  # type: ignore[arg-type]
+            solid_component_volume_mm3=q.number("solid_component_volume_mm3", positive=False),
+            solid_component_mean_diameter_mm=q.number("solid_component_mean_diameter_mm", positive=False),
+            max_axial_diameter_mm=q.number("max_axial_diameter_mm"),
+            lung_rads_category=_lung_rads_category(q, "lung_rads_category"),
         )
+        _plausible(q.path, prior.volume_mm3, prior.mean_diameter_mm, prior.solid_component_volume_mm3,
+                   prior.solid_component_mean_diameter_mm)
+        priors.append(prior)
     priors.sort(key=lambda p: p.date)
+    _plausible(path, r.number("volume_mm3"), r.number("mean_diameter_mm"),
+               r.number("solid_component_volume_mm3", positive=False),
+               r.number("solid_component_mean_diameter_mm", positive=False))
     return Nodule(
         id=ident,
         composition=composition,  # type: ignore[arg-type]
         volume_mm3=r.number("volume_mm3"),
         mean_diameter_mm=r.number("mean_diameter_mm"),
         max_axial_diameter_mm=r.number("max_axial_diameter_mm"),
-        solid_component_volume_mm3=r.number("solid_component_volume_mm3"),
-        solid_component_mean_diameter_mm=r.number("solid_component_mean_diameter_mm"),
+        solid_component_volume_mm3=r.number("solid_component_volume_mm3", positive=False),
+        solid_component_mean_diameter_mm=r.number("solid_component_mean_diameter_mm", positive=False),
         upper_lobe=r.boolean("upper_lobe"),
         spiculated=r.boolean("spiculated"),
         benign_calcification=r.boolean("benign_calcification"),
@@ -287,9 +348,23 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
         cyst_fluid_containing=r.boolean("cyst_fluid_containing"),
         cyst_multiple=r.boolean("cyst_multiple"),
         proven_benign=r.boolean("proven_benign"),
+        additional_suspicious_features=r.boolean("additional_suspicious_features"),
         priors=tuple(priors),
         index=i,
     )
+
+
+def _plausible(path: str, volume: float | None, diameter: float | None, solid_volume: float | None,
+               solid_diameter: float | None) -> None:
+    """A solid component is part of the nodule: it cannot be larger than the whole."""
+    for part, whole, unit in (("solid_component_volume_mm3", "volume_mm3", volume),
+                              ("solid_component_mean_diameter_mm", "mean_diameter_mm", diameter)):
+        value = solid_volume if part == "solid_component_volume_mm3" else solid_diameter
+        if value is not None and unit is not None and value > unit:
+            raise CaseError(f"{path}.{part}", f"{path}.{part} ({value:g}) exceeds {whole} ({unit:g}):"
+                            " the solid component is part of the nodule")
+        if value is not None and value < 0:
+            raise CaseError(f"{path}.{part}", f"must be 0 or more (got {value:g})")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -327,6 +402,7 @@ def assessment_to_json(assessment: Assessment) -> dict[str, Any]:
     """The ``noduled.assessment/1`` object of an :class:`Assessment`."""
     return {
         "schema": ASSESSMENT_SCHEMA,
+        "protocol": "nlcsp",  # the engine (lungrads writes "lung-rads-2022")
         "exam_date": assessment.exam_date.isoformat(),
         "screening_round": assessment.screening_round,
         "category": assessment.category,

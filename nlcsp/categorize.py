@@ -21,14 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from nlcsp import growth as growth_mod
 from nlcsp import pancan
 from nlcsp.cases import CaseError
+from nlcsp.common import Size, doubled_within_a_year, more_than
 from nlcsp.dates import months_between
-from nlcsp.management import DESCRIPTORS, management_for
-from nlcsp.types import Assessment, Case, ExamFindings, Nodule, NoduleAssessment, Prior
+from nlcsp.management import DESCRIPTORS, FOLLOW_UP_MONTHS, management_for
+from nlcsp.types import (Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior,
+                         ScreeningRound)
 
 # Decision 1: volume thresholds when a volume is given, else the diameter in brackets.
 T4 = (34.0, 4.0)
@@ -39,21 +41,6 @@ T30 = (14137.0, 30.0)
 
 UP = ("growing", "slowly-growing")
 STABLE = ("stable", "decreased")
-
-
-@dataclass(frozen=True)
-class Size:
-    """A size to compare with the protocol's "mm3 (mm)" thresholds (decision 1)."""
-
-    value: float
-    unit: str  # "mm3" or "mm"
-    field: str  # the case field it came from
-
-    def below(self, threshold: tuple[float, float]) -> bool:
-        return self.value < (threshold[0] if self.unit == "mm3" else threshold[1])
-
-    def __str__(self) -> str:
-        return f"{self.value:g} {self.unit} ({self.field})"
 
 
 def nodule_size(n: Nodule) -> Size | None:
@@ -92,6 +79,7 @@ class Facts:
     stable_since_pre_screening: bool = False
     exam_date: dt.date | None = None
     previous_category_derived: bool = False  # no prior carried a category (C2)
+    previous_category_date: dt.date | None = None  # the exam whose category (and interval) was the previous one
 
     @property
     def path(self) -> str:
@@ -363,9 +351,22 @@ def note7_category(f: Facts) -> Row | None:
     return first_row(NOTE_7_TABLE, f)
 
 
+def delayed_scan(f: Facts) -> bool:
+    """Note 16 is for participants who "return for follow-up scans after durations longer than those
+    specified by the protocol": this exam is later than the interval the previous category recommended,
+    counted from the exam that had it (note 2).  Categories 5 and 6 specify no interval (referral):
+    a return is never on a protocol schedule, so note 16 applies (INTERPRETATION N16)."""
+    if f.previous_category is None or f.previous_category_date is None or f.exam_date is None:
+        return False
+    interval = FOLLOW_UP_MONTHS.get(f.previous_category)
+    if interval is None:
+        return f.previous_category in ("5", "6")
+    return more_than(months_between(f.previous_category_date, f.exam_date), float(interval))
+
+
 def note16_category(f: Facts) -> Row | None:
-    """Note 16: a stable (or decreased) nodule at a follow-up round, whatever the interval."""
-    if not (stable_or_decreased(f) and f.screening_round == "follow-up"):
+    """Note 16: a stable (or decreased) nodule at a follow-up round whose scan came late (INTERPRETATION N16)."""
+    if not (stable_or_decreased(f) and f.screening_round == "follow-up" and delayed_scan(f)):
         return None
     return first_row(NOTE_16_TABLE, f)
 
@@ -486,8 +487,11 @@ def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[st
     if prior is None:
         raise CaseError(f"{path}.priors", f"no prior of nodule {n.id!r} has a category or a measurement")
     as_then = replace(n, volume_mm3=prior.volume_mm3, mean_diameter_mm=prior.mean_diameter_mm,
-                      max_axial_diameter_mm=None, solid_component_volume_mm3=None,
-                      solid_component_mean_diameter_mm=None, cyst_change=None, priors=())
+                      max_axial_diameter_mm=prior.max_axial_diameter_mm,
+                      composition=prior.composition or n.composition,
+                      solid_component_volume_mm3=prior.solid_component_volume_mm3,
+                      solid_component_mean_diameter_mm=prior.solid_component_mean_diameter_mm, cyst_change=None,
+                      priors=())
     sink: list[str] = []
     size = nodule_size(as_then)
     kind = _kind(as_then, size, path, sink)
@@ -520,15 +524,18 @@ def _measured(p: Prior) -> bool:
 
 
 def _as_of(n: Nodule, case: Case, p: Prior, screening_round: str, priors: Iterable[Prior]) -> tuple[Nodule, Case]:
-    """The nodule and the exam as they were on the prior ``p``: its measurements only (priors carry no
-    solid component, cyst change or maximal axial diameter), the participant's age then (INTERPRETATION C2)."""
-    then = replace(n, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm, max_axial_diameter_mm=None,
-                   solid_component_volume_mm3=None, solid_component_mean_diameter_mm=None, cyst_change=None,
+    """The nodule and the exam as they were on the prior ``p``: its measurements (``noduled.case/2`` priors may
+    carry composition, solid component and maximal axial diameter; never a cyst change), the participant's
+    age then (INTERPRETATION C2)."""
+    then = replace(n, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm,
+                   max_axial_diameter_mm=p.max_axial_diameter_mm, composition=p.composition or n.composition,
+                   solid_component_volume_mm3=p.solid_component_volume_mm3,
+                   solid_component_mean_diameter_mm=p.solid_component_mean_diameter_mm, cyst_change=None,
                    proven_benign=False, priors=tuple(priors))
     age = case.participant.age_years
     participant = replace(case.participant,
                           age_years=age - (case.exam_date - p.date).days / 365.25 if age is not None else None)
-    exam = replace(case, exam_date=p.date, screening_round=screening_round, participant=participant,
+    exam = replace(case, exam_date=p.date, screening_round=cast(ScreeningRound, screening_round), participant=participant,
                    exam_findings=ExamFindings(nodule_count=nodule_count(case)), nodules=(then,), warnings=())
     return then, exam
 
@@ -640,16 +647,8 @@ def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
     mean diameter) against a prior at most 365 days earlier (INTERPRETATION N13)."""
     if n.composition != "non-solid" or n.cyst is not None or n.airway is not None:
         return None
-    for p in n.priors:
-        if (exam_date - p.date).days > 365:
-            continue
-        if n.volume_mm3 is not None and p.volume_mm3 is not None:
-            if n.volume_mm3 >= 2.0 * p.volume_mm3:
-                return p.date
-        elif n.mean_diameter_mm is not None and p.mean_diameter_mm is not None:
-            if (n.mean_diameter_mm / p.mean_diameter_mm) ** 3 >= 2.0:
-                return p.date
-    return None
+    return doubled_within_a_year(exam_date, n.volume_mm3, n.mean_diameter_mm,
+                                 ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors))
 
 
 def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
@@ -663,12 +662,12 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     growth = None
     # ---- not classified (note 11a, 11g, 11h)
     if n.cyst == "thin-walled":
-        return NoduleAssessment(n.id, None, _plain_status(n, case), "Note 11a: thin-walled cyst (unilocular, uniform"
+        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), "Note 11a: thin-walled cyst (unilocular, uniform"
                                 " wall < 2 mm) is benign and not classified or managed in the NLCSP protocol",
                                 reasons=tuple(reasons))
     if n.cyst is not None and (n.cyst_fluid_containing or n.cyst_multiple) and n.cyst_change is None:
         which = "11g: fluid-containing cyst" if n.cyst_fluid_containing else "11h: multiple cysts"
-        return NoduleAssessment(n.id, None, _plain_status(n, case), f"Note {which}, not classified in the NLCSP"
+        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), f"Note {which}, not classified in the NLCSP"
                                 " protocol unless other concerning features are identified", reasons=tuple(reasons))
 
     # ---- growth (note 6)
@@ -684,6 +683,15 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         status = growth.status if growth is not None else _cyst_status(n)
         if n.cyst is not None and n.cyst_change in ("growing-cystic-component", "growing-wall", "growing-multilocular"):
             status = "growing"
+            if growth is not None:  # the note-6 line said "stable": say what grew instead (note 11f)
+                delta = growth.change.diameter_change_mm or 0.0
+                reasons[-1] = (f"note 11f: cyst_change {n.cyst_change} is cyst growth ({_CYST_GROWTH[n.cyst_change]});"
+                               f" the mean diameter of the whole cyst changed {delta:+.1f} mm"
+                               f" since {growth.comparison.date}, which does not decide here: growing")
+        elif n.composition == "part-solid" and n.cyst is None and n.airway is None:
+            solid_growth = _solid_component_growth(n, case, reasons)
+            if solid_growth is not None:
+                status, growth = solid_growth[0], solid_growth[1] or growth
     elif n.cyst_change is not None:
         status = "growing" if n.cyst_change.startswith("growing") else "stable"
         reasons.append(f"cyst_change {n.cyst_change} without priors: the cyst is not new")
@@ -701,7 +709,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     months = None
     since_pre = False
     stable_since = None
-    if growth is not None and growth.stable_since is not None:
+    if growth is not None and growth.stable_since is not None and status in STABLE:
         stable_since = growth.stable_since.date
         months = months_between(stable_since, case.exam_date)
         since_pre = growth.stable_since.pre_screening
@@ -719,7 +727,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
             if stepped and not _growth_irrelevant(n):
                 raise  # stepped management needs it; growth rows do not (only the G6 floor)
     f = Facts(n, case.screening_round, status, kind, size, solid, risk, prev_cat, months, since_pre, case.exam_date,
-              derived)
+              derived, prev_date)
 
     decision = _decide(f, case, reasons)
     category = decision.category
@@ -750,6 +758,46 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         reasons=tuple(reasons),
         consider_referral=decision.consider_referral and category == "5",
     )
+
+
+_CYST_GROWTH = {
+    "growing-cystic-component": "size of the cystic component",
+    "growing-wall": "wall thickness",
+    "growing-multilocular": "size of the multilocular cyst",
+}
+
+
+def _solid_component_growth(
+    n: Nodule, case: Case, reasons: list[str]
+) -> tuple[str, growth_mod.GrowthAssessment | None] | None:
+    """INTERPRETATION G8: the growth of a part-solid nodule is that of its solid component ("New or growing
+    ... solid component") when priors carry one (``noduled.case/2``); a prior that was non-solid (or whose
+    solid component was 0) means the solid component is new.  None: no prior says (whole-nodule growth)."""
+    if solid_component_size(n) is None:
+        return None
+    told = [p for p in n.priors if p.composition == "non-solid" or p.solid_component_volume_mm3 is not None
+            or p.solid_component_mean_diameter_mm is not None]
+    if not told:
+        return None
+    last = told[-1]
+    if last.composition == "non-solid" or not (last.solid_component_volume_mm3 or last.solid_component_mean_diameter_mm):
+        reasons.append(f"the solid component is new since the prior of {last.date} (no solid component then):"
+                       " growing solid component (INTERPRETATION G8)")
+        return "growing", None
+    scans = [growth_mod.Scan(p.date, p.solid_component_volume_mm3 or None, p.solid_component_mean_diameter_mm or None,
+                             p.pre_screening)
+             for p in told if p.solid_component_volume_mm3 or p.solid_component_mean_diameter_mm]
+    current = growth_mod.Scan(case.exam_date, n.solid_component_volume_mm3 or None,
+                              n.solid_component_mean_diameter_mm or None)
+    try:
+        result = growth_mod.assess_growth([*scans, current])
+    except growth_mod.MissingMeasurement as exc:
+        reasons.append(f"solid component growth not measurable ({exc}): whole-nodule growth (INTERPRETATION G8)")
+        return None
+    reasons.extend(result.trajectory)
+    reasons.append(f"note 6 on the solid component (INTERPRETATION G8): {result.status} against"
+                   f" {result.comparison.date}: {result.change.reason}")
+    return result.status, result
 
 
 def _growth_irrelevant(n: Nodule) -> bool:
@@ -874,7 +922,8 @@ def assess(case: Case) -> Assessment:
     for n in case.nodules:
         a = assess_nodule(n, case)
         derived = dict(derived_prior_categories(n, case))
-        if a.previous_category_derived and a.previous_category_date not in derived:
+        if (a.previous_category_derived and a.previous_category_date is not None and a.previous_category is not None
+                and a.previous_category_date not in derived):
             derived[a.previous_category_date] = a.previous_category  # C2's last resort
         nodules.append(replace(a, derived_prior_categories=tuple(sorted(derived.items()))))
     category, rule, decisive, consider = exam_category(case, nodules)

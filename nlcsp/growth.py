@@ -7,7 +7,7 @@ status         volumetry                                    mean diameter
 ============== ============================================ ==========================================
 growing        increase > 25 % and VDT < 600 days            increase > 1.5 mm, 24 months or less
 slowly growing increase > 25 % and VDT > 600 days, on more   increase > 1.5 mm over more than 24 months
-               than one scan interval
+               than one scan interval                       (no scan-interval condition)
 stable         change between -25 % and +25 %, or increase   change between -1.5 mm and +1.5 mm
                > 25 % with VDT > 600 days but not slow growth
 decreased      decrease of 25 % or more                     decrease of 1.5 mm or more
@@ -25,15 +25,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, cast, Sequence
 
+from nlcsp.common import (
+    DIAMETER_LIMIT_MM,
+    EPS,
+    percent_volume_change,
+    volume_doubling_time_days,
+)
 from nlcsp.dates import months_between
+
+__all__ = ["Scan", "assess_growth", "classify_change", "percent_volume_change", "volume_doubling_time_days"]
 
 GROWTH_PCT = 25.0  # note 5a / 6: -25 % .. +25 % is within measurement error
 VDT_LIMIT_DAYS = 600.0
-DIAMETER_LIMIT_MM = 1.5
 DIAMETER_GROWING_MONTHS = 24.0
-_EPS = 1e-9  # measurements are given to 0.1 mm / 1 mm3: guards 7.3 - 5.8 = 1.4999999999999996
+_EPS = EPS  # nlcsp.common: one tolerance for both protocols
 
 Status = Literal["growing", "slowly-growing", "stable", "decreased"]
 Method = Literal["volume", "diameter"]
@@ -42,28 +49,6 @@ UP: frozenset[str] = frozenset({"growing", "slowly-growing"})
 
 class MissingMeasurement(ValueError):
     """Two scans share no measurement (volume on both, or mean diameter on both)."""
-
-
-def percent_volume_change(v1: float, v2: float) -> float:
-    """Percent change from volume ``v1`` to ``v2`` (mm3): (v2 - v1) / v1 * 100."""
-    if not v1 > 0:
-        raise ValueError(f"percent_volume_change: earlier volume must be > 0 mm3 (got {v1})")
-    return (v2 - v1) / v1 * 100.0
-
-
-def volume_doubling_time_days(v1: float, v2: float, days: float) -> float:
-    """Volume doubling time Δt·ln 2 / ln(V2/V1) in days.
-
-    Negative for a shrinking nodule (the halving time), ``math.inf`` when V2 == V1.
-    """
-    if not (v1 > 0 and v2 > 0):
-        raise ValueError(f"volume_doubling_time_days: volumes must be > 0 mm3 (got {v1}, {v2})")
-    if not days > 0:
-        raise ValueError(f"volume_doubling_time_days: interval must be > 0 days (got {days})")
-    ratio = math.log(v2 / v1)
-    if ratio == 0.0:
-        return math.inf
-    return days * math.log(2.0) / ratio
 
 
 @dataclass(frozen=True)
@@ -97,9 +82,10 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
     """The note-6 status of ``later`` against ``earlier``.
 
     Volumetry when both scans have a volume (and ``volumetry`` is allowed), otherwise
-    the mean diameter (note 5b; note 11f for cysts).  "Slowly growing" needs the
-    comparison to span more than one scan interval; the same change over a single
-    interval is "stable" (INTERPRETATION G3).
+    the mean diameter (note 5b; note 11f for cysts).  By volumetry "slowly growing" needs
+    the comparison to span more than one scan interval, the same change over a single
+    interval is "stable" (INTERPRETATION G3); the mean-diameter column has no such
+    condition (decision 4).
     """
     days = (later.date - earlier.date).days
     if days <= 0:
@@ -129,7 +115,8 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
                 status, rule = "stable", "increase > 25% and VDT >= 600 days over a single scan interval: not slow growth"
         else:
             status, rule = "stable", "change between -25% and +25%"
-        return Change(earlier, later, intervals, "volume", status, days, months, pct, vdt, dchange, f"{what}: {rule}")
+        return Change(earlier, later, intervals, "volume", cast(Status, status), days, months, pct, vdt, dchange,
+                      f"{what}: {rule}")
     if dchange is None:
         raise MissingMeasurement(
             f"scans of {earlier.date} and {later.date} share no measurement"
@@ -144,15 +131,14 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
     elif dchange > DIAMETER_LIMIT_MM + _EPS:
         if months <= DIAMETER_GROWING_MONTHS + _EPS:
             status, rule = "growing", "increase of more than 1.5 mm, 24 months or less"
-        elif intervals > 1:
-            status, rule = "slowly-growing", (
-                f"increase of more than 1.5 mm over more than 24 months, on more than one scan interval ({intervals})"
-            )
         else:
-            status, rule = "stable", "increase > 1.5 mm over > 24 months in a single scan interval: not slow growth"
+            # note 6, mean-diameter column: "Increase of more than 1.5mm, over more than 24 months" -- no
+            # scan-interval condition (that is the volumetry column's); INTERPRETATION decision 4
+            status, rule = "slowly-growing", "increase of more than 1.5 mm over more than 24 months"
     else:
         status, rule = "stable", "change between -1.5 mm and +1.5 mm"
-    return Change(earlier, later, intervals, "diameter", status, days, months, None, None, dchange, f"{what}: {rule}")
+    return Change(earlier, later, intervals, "diameter", cast(Status, status), days, months, None, None, dchange,
+                  f"{what}: {rule}")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def pancan_logit(
         raise ValueError(f"PanCan: nodule_count must be >= 1 (got {nodule_count})")
     if composition not in ("solid", "part-solid", "non-solid"):
         raise ValueError(f"PanCan: composition must be solid, part-solid or non-solid (got {composition!r})")
-    return (
+    return float(
         INTERCEPT
         + AGE_PER_YEAR * (age_years - AGE_CENTRE_YEARS)
         + FEMALE * female

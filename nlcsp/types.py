@@ -2,7 +2,7 @@
 
 Standard-library dataclasses only (frozen); units in every name; no rounding here
 (rounding happens at presentation, in :mod:`nlcsp.cases` and :func:`nlcsp.categorize.explain`).
-The JSON spelling of these objects is ``noduled.case/1`` and ``noduled.assessment/1``
+The JSON spelling of these objects is ``noduled.case/2`` (``/1`` accepted) and ``noduled.assessment/1``
 (see :mod:`nlcsp.cases`).
 """
 
@@ -44,6 +44,7 @@ CYST_CHANGES: tuple[str, ...] = (
     "increased-loculation-or-opacity",
 )
 CATEGORIES: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6")
+LUNG_RADS_CATEGORIES: tuple[str, ...] = ("0", "1", "2", "3", "4A", "4B", "4X")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class ExamFindings:
     actionable_additional_findings: bool = False
     nodule_count: int | None = None
     infection_follow_up_months: int | None = None
+    # read by lungrads only (the case schema is shared; nlcsp ignores them):
+    prior_ct_being_located: bool = False  # Lung-RADS 0: prior chest CT being located for comparison
+    lungs_not_evaluable: bool = False  # Lung-RADS 0: part or all of the lungs cannot be evaluated
+    significant_findings: tuple[str, ...] = ()  # Lung-RADS S: the significant non-lung-cancer findings, in words
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,12 @@ class Prior:
     mean_diameter_mm: float | None = None
     category: str | None = None  # NLCSP category reported then ("0".."6")
     pre_screening: bool = False
+    # noduled.case/2: what note 6 and the part-solid rows need of a prior measured elsewhere
+    composition: Composition | None = None
+    solid_component_volume_mm3: float | None = None
+    solid_component_mean_diameter_mm: float | None = None
+    max_axial_diameter_mm: float | None = None
+    lung_rads_category: str | None = None  # Lung-RADS v2022 category reported then (read by lungrads only)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class Nodule:
     cyst_fluid_containing: bool = False  # note 11g
     cyst_multiple: bool = False  # note 11h: one of multiple cysts
     proven_benign: bool = False  # note 14
+    additional_suspicious_features: bool = False  # Lung-RADS 4X features on this nodule (read by lungrads only)
     priors: tuple[Prior, ...] = ()
     index: int = 0  # position in the case's "nodules" list (for field paths in messages)
 

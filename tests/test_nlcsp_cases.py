@@ -65,7 +65,7 @@ def _with(path: list, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (["schema"], "noduled.case/2", "schema: must be 'noduled.case/1'"),
+        (["schema"], "noduled.case/3", "schema: must be one of 'noduled.case/1', 'noduled.case/2'"),
         (["exam_date"], KeyError, "exam_date: is required"),
         (["exam_date"], "01/06/2026", "exam_date: must be a date YYYY-MM-DD"),
         (["screening_round"], "annual", "screening_round: must be one of baseline, follow-up"),

@@ -87,3 +87,29 @@ def test_the_installed_command_is_wired(tmp_path: Path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["category"] == "4"
+
+
+def test_protocol_lung_rads_on_the_same_case(tmp_path: Path):
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(CASE))
+    nlcsp = json.loads(_run([str(path)]).output)
+    result = _run(["--protocol", "lung-rads-2022", str(path)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert nlcsp["protocol"] == "nlcsp"
+    # nodule 1: 480 mm3 solid at baseline, no mean diameter -> 268 to < 1,767 mm3 -> 4A; nodule 2: 20 mm3 -> 2
+    assert (out["protocol"], out["protocol_version"], out["category"]) == ("lung-rads-2022", "v2022", "4A")
+    assert [n["category"] for n in out["nodules"]] == ["4A", "2"] and out["due_date"] == "2026-09-01"
+    explained = _run(["--protocol", "lung-rads-2022", "--explain", str(path)])
+    assert explained.exit_code == 0 and "ACR Lung-RADS v2022" in explained.output
+
+
+def test_unknown_protocol_and_strict_without_schema(tmp_path: Path):
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(CASE))
+    bad = _run(["--protocol", "lungrads", str(path)])
+    assert bad.exit_code == 2 and "--protocol must be nlcsp or lung-rads-2022" in bad.output
+    path.write_text(json.dumps({k: v for k, v in CASE.items() if k != "schema"}))
+    for protocol in ("nlcsp", "lung-rads-2022"):
+        strict = _run(["--strict", "--protocol", protocol, str(path)])
+        assert strict.exit_code == 2 and "schema: is required with --strict" in strict.output

@@ -114,7 +114,8 @@ def diam(date, d):
         (5.8, 7.3, D(2025, 6, 1), D(2026, 6, 1), 1, "stable"),  # +1.5 mm is not "more than 1.5mm"
         # "Slowly growing: Increase of more than 1.5mm, over more than 24 months"
         (5.8, 7.4, D(2024, 5, 31), D(2026, 6, 1), 2, "slowly-growing"),
-        (5.8, 7.4, D(2024, 5, 31), D(2026, 6, 1), 1, "stable"),  # single interval: decision 4
+        # no "more than one scan interval" in the diameter column (corrected decision 4): one interval is enough
+        (5.8, 7.4, D(2024, 5, 31), D(2026, 6, 1), 1, "slowly-growing"),
         # "Stable: Change of between -1.5mm and +1.5mm"
         (6.0, 4.6, D(2025, 6, 1), D(2026, 6, 1), 1, "stable"),
         # "Decreased: Decrease of 1.5 mm or more"

@@ -76,6 +76,8 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
         ("[database]\nurl = \"mysql://x\"\n", "database.url must be empty"),
         ("[scp]\nallowed_peers = [{ae_title = \"X\", host = \"not-an-ip\"}]\n", "must be an IP address, got 'not-an-ip'"),
         ("[scp.tls]\nenabled = true\n", "tls.cert must be set"),
+        ("[analysis]\nprotocol = \"lung-rads\"\n", "analysis.protocol"),
+        ("[analysis]\nprotocol = \"lung-rads-2022\"\naudit_protocol = \"lung-rads-2022\"\n", "audit_protocol must differ"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, toml: str, message: str) -> None:
@@ -99,3 +101,11 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("[scp\nport=1")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_settings(bad)
+
+
+def test_protocol_defaults_to_nlcsp_and_lung_rads_with_nlcsp_audit(tmp_path: Path) -> None:
+    assert (load_settings(None).analysis.protocol, load_settings(None).analysis.audit_protocol) == ("nlcsp", "")
+    cfg = tmp_path / "n.toml"
+    cfg.write_text('[analysis]\nprotocol = "lung-rads-2022"\naudit_protocol = "nlcsp"\n')
+    a = load_settings(cfg).analysis
+    assert (a.protocol, a.audit_protocol) == ("lung-rads-2022", "nlcsp")

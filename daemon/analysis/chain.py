@@ -9,7 +9,7 @@ Stages: seeds (read the reader's marks; :mod:`daemon.analysis.findings`) -> load
 chosen by :mod:`daemon.analysis.series` -> volume) -> segment (measure + characterize every seed,
 tracking identity by :mod:`daemon.analysis.identity`) -> priors (register each prior
 CT, find and re-measure every nodule on it; :mod:`daemon.analysis.comparison`) ->
-assess (NLCSP, through :mod:`daemon.analysis.protocol`) -> report (TID 1500 SR + SEG).  Each stage's duration is in ``AnalysisResult.timings_s``.
+assess (NLCSP or Lung-RADS v2022, through :mod:`daemon.analysis.protocol`) -> report (TID 1500 SR + SEG).  Each stage's duration is in ``AnalysisResult.timings_s``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,18 @@ from pydicom.uid import generate_uid
 from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
-from daemon.analysis.protocol import SiteDefaults, build_case, case_to_json, exam_assessment, participant_from_headers, study_date
+from daemon.analysis.protocol import (
+    ProtocolAssessment,
+    ProtocolError,
+    SiteDefaults,
+    assess_case,
+    audit_case,
+    build_case,
+    case_to_json,
+    exam_assessment,
+    participant_from_headers,
+    study_date,
+)
 from daemon.analysis.series import series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from dicom_sr.findings import ExamAssessment, NoduleFinding
@@ -49,17 +60,20 @@ class AnalysisInputs:
     participant_overrides: dict[str, Any] = field(default_factory=dict)  # age_years, sex, family history, emphysema
     priors: Sequence[PriorExam] = ()  # earlier CT exams of the patient (daemon.analysis.comparison)
     notes: Sequence[str] = ()  # said in the report (e.g. "reported without priors: ...")
+    protocol: str = "nlcsp"  # the protocol reported: "nlcsp" or "lung-rads-2022" ([analysis] protocol)
+    audit_protocol: str = ""  # computed alongside and recorded, never reported ("" = none)
 
 
 @dataclass(frozen=True)
 class AnalysisResult:
     assessment: ExamAssessment
-    case_json: dict[str, Any]  # noduled.case/1 given to the protocol engine (reproducible with `noduled categorize`)
-    assessment_json: dict[str, Any]  # noduled.assessment/1
+    case_json: dict[str, Any]  # noduled.case/2 given to the protocol engine (reproducible with `noduled categorize`)
+    assessment_json: dict[str, Any]  # noduled.assessment/1 of ``assessment.protocol``
     report: Dataset
     seg: Dataset | None
     seeds_fingerprint: str
     timings_s: dict[str, float]
+    audit: ProtocolAssessment | None = None  # the audit protocol's assessment (recorded, not reported)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,10 +122,8 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     """Run stages 1-6 on one exam."""
     from dicom_sr.read_report import read_report
     from dicom_sr.report import build_report
-    from dicom_sr.seg import build_segmentation
     from dicom_sr.seeds import image_headers
-    from nlcsp.cases import CaseError, assessment_to_json
-    from nlcsp.categorize import assess
+    from dicom_sr.seg import build_segmentation
     from segmentation.io import load_series
 
     timer = _Timer()
@@ -161,12 +173,18 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             history=comparison.history if comparison is not None else None,
         )
         try:
-            engine_assessment = assess(case)
-        except CaseError as exc:
-            raise AnalysisError(f"the protocol engine refused the case: {exc}") from None
-        case_json, assessment_json = case_to_json(case), assessment_to_json(engine_assessment)  # the edges
+            assessed = assess_case(case, inputs.protocol)
+        except ProtocolError as exc:
+            raise AnalysisError(f"the protocol engine ({inputs.protocol}) refused the case: {exc}") from None
+        audit = None
+        if inputs.audit_protocol and inputs.audit_protocol != inputs.protocol:
+            audit, audit_error = audit_case(case, inputs.audit_protocol)
+            if audit_error is not None:
+                log.warning("study %s: %s", study_uid, audit_error)
+        # the edges: the case as the engine read it (`noduled categorize --protocol` reproduces the assessment)
+        case_json, assessment_json = case_to_json(assessed.case), assessed.assessment_json
         assessment = exam_assessment(
-            engine_assessment, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+            assessed, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
@@ -197,4 +215,5 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         seg=seg,
         seeds_fingerprint=fingerprint,
         timings_s=timer.timings_s,
+        audit=audit,
     )

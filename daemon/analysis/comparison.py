@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 
 from daemon.analysis.identity import assign_identities
 from dicom_sr.findings import NoduleFinding, PriorComparison
+from lungrads.types import NoduleResult
 from nlcsp import types as nl
 from segmentation.types import NoduleMeasurement
 
@@ -167,14 +168,18 @@ def case_priors(observations: Sequence[PriorObservation]) -> tuple[nl.Prior, ...
 
 
 def prior_comparisons(
-    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: nl.NoduleAssessment
+    finding: NoduleFinding,
+    observations: Sequence[PriorObservation],
+    exam_date: dt.date,
+    assessed: nl.NoduleAssessment | NoduleResult,
 ) -> tuple[PriorComparison, ...]:
     """The SR's comparisons of one nodule: change against every prior, the protocol's comparison study marked."""
     from nlcsp.growth import percent_volume_change, volume_doubling_time_days
 
     m = finding.measurement
     comparison_date = assessed.comparison_date
-    derived_categories = dict(assessed.derived_prior_categories)
+    # Lung-RADS names only the comparison's previous category, not every prior's
+    derived_categories = dict(assessed.derived_prior_categories) if isinstance(assessed, nl.NoduleAssessment) else {}
     out = []
     for o in observations:
         category = o.reported.category if o.reported is not None else None

@@ -20,8 +20,12 @@ def register(app: typer.Typer) -> None:
         ),
         family_history: bool = typer.Option(False, "--family-history", help="Site default when --participant does not say."),
         emphysema: bool = typer.Option(False, "--emphysema", help="Site default when --participant does not say."),
+        protocol: str = typer.Option("nlcsp", "--protocol", metavar="nlcsp|lung-rads-2022",
+                                     help="The protocol of the report (as [analysis] protocol)."),
+        audit_protocol: str = typer.Option("", "--audit-protocol", metavar="nlcsp|lung-rads-2022",
+                                           help="Also compute this protocol (written to audit.json, not reported)."),
     ) -> None:
-        """Segment every seeded nodule, assess it with the NLCSP protocol, write the SR, SEG and assessment."""
+        """Segment every seeded nodule, assess it with the protocol (NLCSP or Lung-RADS v2022), write the SR, SEG and assessment."""
         from pydicom import dcmread
         from pydicom.errors import InvalidDicomError
         from rich.console import Console
@@ -32,6 +36,10 @@ def register(app: typer.Typer) -> None:
         from segmentation.types import SeriesError
 
         console = Console(stderr=True)
+        for option, value in (("--protocol", protocol), ("--audit-protocol", audit_protocol)):
+            if value not in ("nlcsp", "lung-rads-2022") and not (option == "--audit-protocol" and value == ""):
+                typer.echo(f"noduled analyze: {option} must be nlcsp or lung-rads-2022 (got {value!r})", err=True)
+                raise typer.Exit(code=2)
         if not series_dir.is_dir():
             typer.echo(f"noduled analyze: {series_dir} is not a folder", err=True)
             raise typer.Exit(code=2)
@@ -63,6 +71,8 @@ def register(app: typer.Typer) -> None:
             seed_objects=seed_objects,
             site=SiteDefaults(family_history, emphysema),
             participant_overrides=overrides,
+            protocol=protocol,
+            audit_protocol=audit_protocol,
         )
         try:
             with console.status("segmenting, measuring and assessing"):
@@ -79,7 +89,11 @@ def register(app: typer.Typer) -> None:
 
         a = result.assessment
         console_out = Console()
-        table = Table(title=f"NLCSP Category {a.category}{'A' if a.additional_findings else ''}: {a.descriptor}")
+        if result.audit is not None:
+            (out / "audit.json").write_text(json.dumps(result.audit.assessment_json, indent=2) + "\n")
+        flag = ("S" if a.protocol == "lung-rads-2022" else "A") if a.additional_findings else ""
+        name = "Lung-RADS " + a.protocol_version if a.protocol == "lung-rads-2022" else "NLCSP"
+        table = Table(title=f"{name} Category {a.category}{flag}: {a.descriptor}")
         for col in ("nodule", "volume mm³", "mean Ø mm", "composition", "PanCan %", "category"):
             table.add_column(col, justify="left" if col in ("nodule", "composition") else "right")
         for f in a.findings:

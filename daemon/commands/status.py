@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
             a = study.get("analysis") or {}
             state = a.get("state", "-")
             if a.get("category"):
-                state += f": Category {a['category']}"
+                name = {"nlcsp": "NLCSP", "lung-rads-2022": "Lung-RADS"}.get(a.get("protocol") or "", a.get("protocol"))
+                state += f": Category {a['category']} ({name}{' ' + a['protocol_version'] if a.get('protocol_version') else ''})"
             if a.get("reason"):
                 state += f" ({a['reason']})"
             table.add_row(

@@ -86,7 +86,8 @@ def archive_status(engine: Engine) -> dict[str, Any]:
 
 
 def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Per study: where its analysis stands and, when reported, the NLCSP category."""
+    """Per study: where its analysis stands and, when reported, the category and the protocol it belongs to
+    (``category`` as reported: NLCSP "4A" = Category 4 with the A flag; Lung-RADS "4AS" = 4A with S)."""
     q = select(
         analyses.c.study_uid,
         analyses.c.state,
@@ -97,6 +98,8 @@ def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
         assessments.c.additional_findings,
         assessments.c.follow_up_months,
         assessments.c.due_date,
+        assessments.c.protocol,
+        assessments.c.protocol_version,
     ).select_from(analyses.outerjoin(assessments, assessments.c.report_sop_uid == analyses.c.report_sop_uid))
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
@@ -106,7 +109,10 @@ def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
                 "reason": row.reason,
                 "report_sop_uid": row.report_sop_uid,
                 "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-                "category": (row.category + ("A" if row.additional_findings else "")) if row.category else None,
+                "category": (row.category + (("S" if row.protocol == "lung-rads-2022" else "A")
+                                             if row.additional_findings else "")) if row.category else None,
+                "protocol": row.protocol if row.category else None,
+                "protocol_version": row.protocol_version if row.category else None,
                 "follow_up_months": row.follow_up_months,
                 "due_date": row.due_date.isoformat() if row.due_date else None,
             }

@@ -39,6 +39,12 @@ def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult) ->
                 decisive_tracking_uid=a.decisive_tracking_uid,
                 assessment_json=json.dumps(result.assessment_json, sort_keys=True),
                 created_at=dt.datetime.now(dt.timezone.utc),
+                protocol=a.protocol,
+                protocol_version=a.protocol_version or None,
+                audit_protocol=result.audit.protocol if result.audit is not None else None,
+                audit_category=result.audit.category if result.audit is not None else None,
+                audit_assessment_json=(json.dumps(result.audit.assessment_json, sort_keys=True)
+                                       if result.audit is not None else None),
             )
         )
         for f in a.findings:

@@ -136,6 +136,13 @@ assessments = Table(
     Column("decisive_tracking_uid", UID),
     Column("assessment_json", Text, nullable=False),  # noduled.assessment/1 document
     Column("created_at", UTCDateTime(), nullable=False),
+    # the protocol of ``category`` ("nlcsp" | "lung-rads-2022") and its version ("v2022"; "" for NLCSP)
+    Column("protocol", String(16), nullable=False, server_default="nlcsp"),
+    Column("protocol_version", String(16)),
+    # [analysis] audit_protocol: its category and document, recorded alongside, never reported
+    Column("audit_protocol", String(16)),
+    Column("audit_category", String(2)),
+    Column("audit_assessment_json", Text),
 )
 
 # The longitudinal record: each nodule (tracking UID) at each time point.

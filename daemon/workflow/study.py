@@ -56,6 +56,8 @@ class NodeContext:
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
     pacs: PACSSettings | None = None  # where priors are queried and retrieved from
     ae_title: str = "NODULED"  # ours: calling AE and C-MOVE destination
+    protocol: str = "nlcsp"  # [analysis] protocol: the one the reports carry
+    audit_protocol: str = ""  # [analysis] audit_protocol: computed alongside, recorded, not reported
 
 
 def seed_objects(paths: list[Path]) -> list[Dataset]:
@@ -161,6 +163,8 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
                 predecessor=predecessor_report(ctx.engine, ctx.archive, study_uid),
                 priors=prior_exams(ctx, study_uid),
                 notes=notes,
+                protocol=ctx.protocol,
+                audit_protocol=ctx.audit_protocol,
             )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
