@@ -291,8 +291,11 @@ def record_exam(
     analysed_at: dt.datetime | None = None,
     received_at: dt.datetime | None = None,
     protocol: str = "nlcsp",
+    radiologist: str | None = None,
 ) -> None:
-    """Insert or replace the exam record of ``study_uid`` from its newest assessment."""
+    """Insert or replace the exam record of ``study_uid`` from its newest assessment.
+
+    ``radiologist``: the reading radiologist; default the reader named by the seeds."""
     dose = dose or ExamDose()
     patient_pk = conn.execute(select(studies.c.patient_pk).where(studies.c.study_uid == study_uid)).scalar_one_or_none()
     if received_at is None:
@@ -307,7 +310,7 @@ def record_exam(
         prior = conn.execute(
             select(func.max(exams.c.exam_date)).where(exams.c.patient_pk == patient_pk, exams.c.exam_date < assessment.exam_date)
         ).scalar_one_or_none()
-    readers = [f.seed.reader for f in assessment.findings if f.seed is not None and f.seed.reader]
+    readers = [radiologist] if radiologist else [f.seed.reader for f in assessment.findings if f.seed is not None and f.seed.reader]
     participant = assessment.participant
     values: dict[str, Any] = {
         "patient_pk": patient_pk,

@@ -2,7 +2,7 @@
 
 Participants with several screening rounds: each exam's nodules (sizes from a fixed palette, some
 growing) go through the real NLCSP engine (``nlcsp.cases.parse_case`` -> ``assess``), and the result is
-recorded through the same functions the pipeline uses (:func:`daemon.storage.longitudinal.record_assessment`
+recorded through the same functions the pipeline uses (:func:`daemon.storage.longitudinal.write_assessment`
 and :func:`daemon.storage.registry.record_exam`); participants go in through the participant-file
 upsert and outcomes through the outcome import.  Dose, turnaround, readers, opt-outs, late and missed
 follow-ups follow fixed rules of the participant and exam number, so every audit figure has a known
@@ -48,7 +48,7 @@ class CohortSpec:
     opt_out_every: int = 9  # participant i with i % 9 == 4 opted out
     stop_every: int = 7  # participant i with i % 7 == 3 never returns after the baseline
     late_every: int = 5  # follow-up exam number n with n % 5 == 2 returns 120 days after the due date
-    high_dose_every: int = 6  # exam number n with n % 6 == 1 on scanner 2 has CTDIvol 4.2 mGy
+    high_dose_every: int = 6  # exam number n with n % 6 == 3 (on scanner 2) has CTDIvol 4.2 mGy
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _get_or_create(conn: Connection, table: Any, key: dict[str, Any], values: di
 def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: Callable[[int], None] | None = None) -> Cohort:
     """Create the cohort in the index behind ``engine`` and return what was decided."""
     from daemon.analysis import exam_assessment
-    from daemon.storage.longitudinal import record_assessment
+    from daemon.storage.longitudinal import write_assessment
     from nlcsp.cases import assessment_to_json, parse_case
     from nlcsp.categorize import assess
 
@@ -166,8 +166,8 @@ def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: C
                 study_uid = _uid("cohort", i, r)
                 scanner_i = (n % 3 == 0) * 1
                 manufacturer, model, protocol = SCANNERS[scanner_i]
-                ctdivol = 4.2 if (scanner_i == 1 and n % spec.high_dose_every == 1) else round(0.8 + (n % 17) * 0.1, 2)
-                radiologist = RADIOLOGISTS[n % len(RADIOLOGISTS)]
+                ctdivol = 4.2 if (scanner_i == 1 and n % spec.high_dose_every == 3) else round(0.8 + (n % 17) * 0.1, 2)
+                radiologist = RADIOLOGISTS[(n // 2) % len(RADIOLOGISTS)]
                 _get_or_create(conn, studies, {"study_uid": study_uid},
                                {"patient_pk": patient_pk, "study_date": exam_date, "accession_number": f"ACC{n:09d}",
                                 "description": "LDCT LUNG SCREENING"})
@@ -218,14 +218,15 @@ def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: C
                 received = dt.datetime.combine(exam_date, dt.time(9, 0), tzinfo=dt.timezone.utc)
                 analysed = received + dt.timedelta(minutes=5 + n % 20)
                 delivered = analysed + dt.timedelta(minutes=1 + n % 4)
-                record_assessment(conn, study_uid, assessment, a_json, report_uid, None, created_at=analysed)
+                write_assessment(conn, study_uid, assessment, a_json, report_uid, None, created_at=analysed)
                 spiral = IrradiationEvent(event_uid=_uid("event", i, r), acquisition_protocol=protocol, acquisition_type="Spiral Acquisition",
                                           ctdivol_mgy=ctdivol, dlp_mgycm=round(ctdivol * 35.0, 2), scanning_length_mm=350.0, kvp=120.0)
                 dose = ExamDose(series_uid=_uid("series", i, r), scanner_manufacturer=manufacturer, scanner_model=model,
                                 acquisition_protocol=protocol, kvp=120.0, exposure_mas=25.0, pitch_factor=1.0, slice_width_mm=1.0,
                                 scan_length_mm=350.0, ctdivol_mgy=ctdivol, dlp_total_mgycm=round(ctdivol * 35.0, 2),
                                 dose_source="ct-dose-sr", events=(DoseEventRow(_uid("dose", i, r), "ct-dose-sr", 0, spiral, True),))
-                record_exam(conn, study_uid, assessment, report_uid, dose=dose, analysed_at=analysed, received_at=received)
+                record_exam(conn, study_uid, assessment, report_uid, dose=dose, analysed_at=analysed, received_at=received,
+                            radiologist=radiologist)
                 conn.execute(insert(outbox).values(sop_instance_uid=report_uid, study_uid=study_uid, path="cohort", destination="PACS@127.0.0.1:104",
                                                    state="delivered", attempts=1, created_at=analysed, next_attempt_at=analysed,
                                                    delivered_at=delivered))
@@ -263,7 +264,8 @@ def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: C
                     trans.commit()
                     trans = conn.begin()
                 if base is not None:
-                    history.append({"date": exam_date.isoformat(), "volume_mm3": base[0] * growth ** (r - 1), "category": category})
+                    v = base[0] * growth ** (r - 1)
+                    history.append({"date": exam_date.isoformat(), "volume_mm3": v, "mean_diameter_mm": _diameter(v), "category": category})
                 # the next round: on time (+-20 days), late (+120 days), or never
                 if due is None or i % spec.stop_every == 3 or category in ("5", "6"):
                     break
