@@ -70,9 +70,10 @@ def _upsert_participant(conn: Connection, patient_id: str, issuer: str, values: 
     ).first()
     now = utcnow()
     if row is None:
-        conn.execute(insert(participants).values(
-            patient_id=patient_id, issuer=issuer, updated_at=now, sources_json=json.dumps({k: source for k in sorted(values)}), **values
-        ))
+        conn.execute(insert(participants), {
+            "patient_id": patient_id, "issuer": issuer, "updated_at": now, "sources_json": json.dumps({k: source for k in sorted(values)}),
+            **values,
+        })
         return "inserted"
     current = row._mapping
     changes = {k: v for k, v in values.items() if current[k] != v and not (only_unknown and current[k] is not None)}
@@ -80,9 +81,8 @@ def _upsert_participant(conn: Connection, patient_id: str, issuer: str, values: 
         return "unchanged"
     sources = json.loads(current["sources_json"] or "{}")
     sources.update({k: source for k in changes})
-    conn.execute(update(participants).where(participants.c.id == current["id"]).values(
-        updated_at=now, sources_json=json.dumps(sources, sort_keys=True), **changes
-    ))
+    conn.execute(update(participants).where(participants.c.id == current["id"]),
+                 {"updated_at": now, "sources_json": json.dumps(sources, sort_keys=True), **changes})
     return "updated"
 
 
@@ -344,9 +344,9 @@ def record_exam(
     }
     existing = conn.execute(select(exams.c.id).where(exams.c.study_uid == study_uid)).scalar_one_or_none()
     if existing is None:
-        conn.execute(insert(exams).values(study_uid=study_uid, **values))
+        conn.execute(insert(exams), {"study_uid": study_uid, **values})
     else:
-        conn.execute(update(exams).where(exams.c.id == existing).values(**values))
+        conn.execute(update(exams).where(exams.c.id == existing), values)
     record_dose_events(conn, study_uid, dose.events)
 
 
@@ -363,9 +363,9 @@ def record_dose_events(conn: Connection, study_uid: str, events: Sequence[DoseEv
             phantom=e.phantom, screening=int(r.screening),
         )
         if known is None:
-            conn.execute(insert(dose_events).values(source_uid=r.source_uid, event_index=r.event_index, **values))
+            conn.execute(insert(dose_events), {"source_uid": r.source_uid, "event_index": r.event_index, **values})
         else:
-            conn.execute(update(dose_events).where(dose_events.c.id == known.id).values(**values))
+            conn.execute(update(dose_events).where(dose_events.c.id == known.id), values)
 
 
 # ------------------------------------------------------------------ outcomes
@@ -411,8 +411,8 @@ def _add_outcome(conn: Connection, patient_id: str, issuer: str, values: dict[st
                outcomes.c.outcome_type == values["outcome_type"])
     existing = conn.execute(select(outcomes).where(key)).first()
     if existing is None:
-        conn.execute(insert(outcomes).values(participant_pk=pk, study_uid=study_uid, outcome_date=values["outcome_date"],
-                                             outcome_type=values["outcome_type"], source=source, created_at=utcnow(), **record))
+        conn.execute(insert(outcomes), {"participant_pk": pk, "study_uid": study_uid, "outcome_date": values["outcome_date"],
+                                        "outcome_type": values["outcome_type"], "source": source, "created_at": utcnow(), **record})
         return "inserted"
     changes = {k: v for k, v in {**record, "study_uid": study_uid}.items() if existing._mapping[k] != v and v is not None}
     if not changes:

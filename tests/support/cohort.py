@@ -122,7 +122,7 @@ def _get_or_create(conn: Connection, table: Any, key: dict[str, Any], values: di
     row = conn.execute(select(table.c.id).where(*[table.c[k] == v for k, v in key.items()])).first()
     if row is not None:
         return int(row.id)
-    return int(conn.execute(insert(table).values(**key, **values)).inserted_primary_key[0])
+    return int(conn.execute(insert(table), {**key, **values}).inserted_primary_key[0])
 
 
 def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: Callable[[int], None] | None = None) -> Cohort:
@@ -227,9 +227,9 @@ def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: C
                                 dose_source="ct-dose-sr", events=(DoseEventRow(_uid("dose", i, r), "ct-dose-sr", 0, spiral, True),))
                 record_exam(conn, study_uid, assessment, report_uid, dose=dose, analysed_at=analysed, received_at=received,
                             radiologist=radiologist)
-                conn.execute(insert(outbox).values(sop_instance_uid=report_uid, study_uid=study_uid, path="cohort", destination="PACS@127.0.0.1:104",
-                                                   state="delivered", attempts=1, created_at=analysed, next_attempt_at=analysed,
-                                                   delivered_at=delivered))
+                conn.execute(insert(outbox), {"sop_instance_uid": report_uid, "study_uid": study_uid, "path": "cohort",
+                                              "destination": "PACS@127.0.0.1:104", "state": "delivered", "attempts": 1,
+                                              "created_at": analysed, "next_attempt_at": analysed, "delivered_at": delivered})
                 category = a_json["category"]
                 due = dt.date.fromisoformat(a_json["due_date"]) if a_json.get("due_date") else None
                 cohort.exams.append(ExamTruth(
