@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from daemon.registry.audit_html import render_audit
 from daemon.registry.measures import AuditOptions, compute_audit
-from daemon.schema import exams as exams_table
+from daemon.storage.schema import exams as exams_table
 from daemon.storage.db import open_index
 from daemon.storage.registry import audit_records
 from tests.registry_checks import AS_OF, END, KEY, START, TOL, check_audit, check_exports, opted_out_identifiers

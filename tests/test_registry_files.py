@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from daemon.cli import app
 from daemon.registry.csvfiles import CSVFileError, parse_outcomes, parse_participants
-from daemon.schema import participants, outcomes
+from daemon.storage.schema import participants, outcomes
 from daemon.storage.db import open_index
 from daemon.storage.registry import import_outcomes, participant_overrides, upsert_participants
 

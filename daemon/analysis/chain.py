@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
-from daemon.analysis.protocol import SiteDefaults, case_for, exam_assessment, participant_from_headers, study_date
+from daemon.analysis.protocol import SiteDefaults, case_for, exam_assessment, pancan_inputs_note, participant_from_headers, study_date
 from daemon.analysis.series import series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from dicom_sr.findings import ExamAssessment, NoduleFinding
@@ -147,8 +147,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = exam_assessment(
             assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
-        if inputs.notes:
-            assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
+        assessment = replace(assessment, notes=assessment.notes + (pancan_inputs_note(participant), *inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])

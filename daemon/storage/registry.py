@@ -32,7 +32,7 @@ from daemon.registry.csvfiles import Row, eligible_nlcsp
 from daemon.registry.measures import ExamRecord, OutcomeRecord
 from daemon.registry.pseudonym import participant_key
 from daemon.registry.records import ExportExam, ExportNodule, indication
-from daemon.schema import dose_events, exams, instances, nodule_observations, outbox, outcomes, participants, patients, series, studies
+from daemon.storage.schema import dose_events, exams, instances, nodule_observations, outbox, outcomes, participants, patients, series, studies
 from dicom_sr.dose import DOSE_SR_CLASSES, DoseReportError, IrradiationEvent, ct_image_exposure, read_dose_report, screening_events
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,9 @@ def dose_from_datasets(series_uid: str | None, ct_headers: Sequence[Dataset], do
     )
 
 
-def exam_dose(engine: Engine, archive_dir: Path, study_uid: str, series_uid: str | None) -> ExamDose:
-    """Read the screening series' headers and the study's dose SRs from the archive."""
+def exam_dose(engine: Engine, archive_dir: Path, study_uid: str, series_uid: str | None,
+              ct_headers: Sequence[Dataset] | None = None) -> ExamDose:
+    """Read the screening series' headers (unless given) and the study's dose SRs from the archive."""
     q = (
         select(instances.c.path, instances.c.sop_class_uid, series.c.series_uid)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
@@ -259,14 +260,39 @@ def exam_dose(engine: Engine, archive_dir: Path, study_uid: str, series_uid: str
     )
     with engine.connect() as conn:
         rows = conn.execute(q).all()
-    ct, reports = [], []
+    ct: list[Dataset] = list(ct_headers) if ct_headers is not None else []
+    reports = []
     for r in rows:
         path = archive_dir / r.path
         if r.sop_class_uid in DOSE_SR_CLASSES:
             reports.append(dcmread(path))
-        elif r.sop_class_uid == CT_IMAGE_STORAGE:
+        elif r.sop_class_uid == CT_IMAGE_STORAGE and ct_headers is None:
             ct.append(dcmread(path, stop_before_pixels=True))
     return dose_from_datasets(series_uid, ct, reports)
+
+
+def record_analysed_exam(engine: Engine, archive_dir: Path, study_uid: str, assessment: Any, report_sop_uid: str,
+                         study_datasets: Sequence[Dataset]) -> ExamDose:
+    """The pipeline's registry write after an analysis: the participant from the CT header (where the
+    participant file has not said), the exam's dose from its dose SRs and screening series, the exam record."""
+    series_uid = assessment.series_uid
+    headers = [ds for ds in study_datasets if str(ds.get("SeriesInstanceUID", "")) == (series_uid or "")]
+    dose = exam_dose(engine, archive_dir, study_uid, series_uid, headers or None)
+    with engine.begin() as conn:
+        if headers:
+            participant_from_dicom(conn, headers[0])
+        record_exam(conn, study_uid, assessment, report_sop_uid, dose=dose)
+    return dose
+
+
+def study_participant_overrides(engine: Engine, study_uid: str) -> dict[str, Any]:
+    """:func:`participant_overrides` of the study's patient."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(patients.c.patient_id, patients.c.issuer)
+            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk)).where(studies.c.study_uid == study_uid)
+        ).first()
+    return participant_overrides(engine, row.patient_id or "", row.issuer or "") if row is not None else {}
 
 
 # ------------------------------------------------------------------ exams

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.schema import dose_events, exams
+from daemon.storage.schema import dose_events, exams
 from daemon.storage.db import open_index
 from dicom_sr.read_report import read_report
 from tests.integration.test_pipeline_orthanc import SR_CLASS, analysis_state, ct_and, node_config, reports_in, wait_for

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from daemon.registry.csvfiles import Row
-from daemon.schema import outbox, patients, studies
+from daemon.storage.schema import outbox, patients, studies
 from daemon.storage.registry import DoseEventRow, ExamDose, _add_outcome, _upsert_participant, record_exam
 from dicom_sr.dose import IrradiationEvent
 from dicom_sr.findings import NoduleFinding, Seed
@@ -127,7 +127,7 @@ def _get_or_create(conn: Connection, table: Any, key: dict[str, Any], values: di
 
 def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: Callable[[int], None] | None = None) -> Cohort:
     """Create the cohort in the index behind ``engine`` and return what was decided."""
-    from daemon.analysis import exam_assessment
+    from daemon.analysis.protocol import exam_assessment
     from daemon.storage.longitudinal import write_assessment
     from nlcsp.cases import assessment_to_json, parse_case
     from nlcsp.categorize import assess
