@@ -18,6 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     EnhancedCTImageStorage,
     EnhancedSRStorage,
+    EnhancedXRayRadiationDoseSRStorage,
     GrayscaleSoftcopyPresentationStateStorage,
     KeyObjectSelectionDocumentStorage,
     SecondaryCaptureImageStorage,
@@ -45,8 +46,10 @@ STORAGE_CLASSES = (
     GrayscaleSoftcopyPresentationStateStorage,
     SegmentationStorage,
     KeyObjectSelectionDocumentStorage,
-    # accepted so that a whole CT study can be forwarded; archived, not analysed
+    # accepted so that a whole CT study can be forwarded; archived, not analysed (the dose SRs are
+    # read into the registry's exam record when the study is analysed: daemon.storage.registry)
     XRayRadiationDoseSRStorage,
+    EnhancedXRayRadiationDoseSRStorage,
     SecondaryCaptureImageStorage,
 )
 

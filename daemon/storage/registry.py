@@ -583,15 +583,13 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 def audit_records(engine: Engine, *, key: str, as_of: dt.date, identified: bool = False) -> tuple[list[ExamRecord], list[OutcomeRecord]]:
     """Every exam up to ``as_of`` of the participants who have not opted out, and their outcomes."""
-    delivered = (
-        select(outbox.c.sop_instance_uid, func.max(outbox.c.delivered_at).label("delivered_at"))
-        .where(outbox.c.state == "delivered").group_by(outbox.c.sop_instance_uid).subquery()
-    )
     with engine.connect() as conn:
         read = _read(conn, as_of)
-        delivered_at = {r.sop_instance_uid: r.delivered_at for r in conn.execute(
-            select(delivered.c.sop_instance_uid, delivered.c.delivered_at)
-            .select_from(delivered.join(exams, exams.c.report_sop_uid == delivered.c.sop_instance_uid)))}
+        # every delivered object (a dictionary lookup per exam: joining on report_sop_uid costs a scan per row)
+        delivered_at = {uid: at for uid, at in conn.execute(
+            select(outbox.c.sop_instance_uid, func.max(outbox.c.delivered_at))
+            .where(outbox.c.state == "delivered").group_by(outbox.c.sop_instance_uid)
+        )}
         out_rows = conn.execute(
             select(outcomes, participants.c.patient_id, participants.c.issuer, participants.c.consent, exams.c.id.label("exam_id"))
             .select_from(outcomes.join(participants, participants.c.id == outcomes.c.participant_pk)
