@@ -13,9 +13,9 @@ from sqlalchemy import Engine, select
 
 from daemon.registry.audit_html import render_audit
 from daemon.registry.measures import AuditOptions, compute_audit
-from daemon.storage.schema import exams as exams_table
 from daemon.storage.db import open_index
 from daemon.storage.registry import audit_records
+from daemon.storage.schema import exams as exams_table
 from tests.registry_checks import AS_OF, END, KEY, START, TOL, check_audit, check_exports, opted_out_identifiers
 from tests.support.cohort import Cohort, CohortSpec, build_cohort
 
@@ -62,9 +62,8 @@ def test_audit_html_opens_in_headless_chromium_without_errors(registry: tuple[En
     from tests.support.cdp import open_page
 
     engine, cohort = registry
-    exams, outcomes = audit_records(engine, key=KEY, as_of=AS_OF)
     a = check_audit(engine, cohort)
-    page = render_audit(a, site="Synthetic Screening Clinic", generated_at=dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc))
+    page = render_audit(a, site="Synthetic Screening Clinic", generated_at=dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
     for ident in opted_out_identifiers(cohort):
         assert ident not in page
     assert "http://" not in page and "https://" not in page

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from daemon.cli import app
 from daemon.registry.csvfiles import CSVFileError, parse_outcomes, parse_participants
-from daemon.storage.schema import participants, outcomes
 from daemon.storage.db import open_index
 from daemon.storage.registry import import_outcomes, participant_overrides, upsert_participants
+from daemon.storage.schema import outcomes, participants
 
 GOOD = """patient_id,issuer,sex,birth_date,smoking_status,pack_years,years_since_quit,family_history_lung_cancer,emphysema,consent
 P001,,F,1960-03-02,former,40,4,yes,no,consented

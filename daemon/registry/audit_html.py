@@ -117,7 +117,7 @@ def _radiologist_figure(rows: list[dict[str, Any]]) -> str:
 def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False, generated_at: dt.datetime | None = None) -> str:
     """The audit page."""
     p = a["period"]
-    when = (generated_at or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     proto = "NLCSP" if a["protocol"] == "nlcsp" else "Lung-RADS"
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",

@@ -183,8 +183,7 @@ OUTCOME_REQUIRED = ("outcome_date", "outcome_type")
 
 
 def _parse(text: str, columns: dict[str, Parser], required: tuple[str, ...]) -> list[Row]:
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)

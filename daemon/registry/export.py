@@ -24,7 +24,7 @@ from typing import Any
 from daemon.registry.records import ExportExam
 
 LCSR_VERSION = "noduled-lcsr/1"
-YES_NO = {1: "Y", 0: "N", True: "Y", False: "N"}
+YES_NO = {1: "Y", 0: "N"}  # True / False hash as 1 / 0
 
 
 def _fmt(value: Any, digits: int | None = None) -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
 from daemon.analysis.chain import AnalysisResult
-from dicom_sr.findings import ExamAssessment
 from daemon.storage.schema import assessments, nodule_observations, studies
+from dicom_sr.findings import ExamAssessment
 
 
 def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult) -> None:
@@ -58,7 +57,7 @@ def write_assessment(
             due_date=a.due_date,
             decisive_tracking_uid=a.decisive_tracking_uid,
             assessment_json=json.dumps(assessment_json, sort_keys=True),
-            created_at=created_at or dt.datetime.now(dt.timezone.utc),
+            created_at=created_at or dt.datetime.now(dt.UTC),
         ),
     )
     for f in a.findings:

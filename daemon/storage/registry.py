@@ -32,8 +32,26 @@ from daemon.registry.csvfiles import Row, eligible_nlcsp
 from daemon.registry.measures import ExamRecord, OutcomeRecord
 from daemon.registry.pseudonym import participant_key
 from daemon.registry.records import ExportExam, ExportNodule, indication
-from daemon.storage.schema import dose_events, exams, instances, nodule_observations, outbox, outcomes, participants, patients, series, studies
-from dicom_sr.dose import DOSE_SR_CLASSES, DoseReportError, IrradiationEvent, ct_image_exposure, read_dose_report, screening_events
+from daemon.storage.schema import (
+    dose_events,
+    exams,
+    instances,
+    nodule_observations,
+    outbox,
+    outcomes,
+    participants,
+    patients,
+    series,
+    studies,
+)
+from dicom_sr.dose import (
+    DOSE_SR_CLASSES,
+    DoseReportError,
+    IrradiationEvent,
+    ct_image_exposure,
+    read_dose_report,
+    screening_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +64,7 @@ OPTED_OUT = "opted-out"
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class RegistryError(ValueError):
@@ -578,7 +596,7 @@ def export_records(engine: Engine, *, key: str, period_from: dt.date, period_to:
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def audit_records(engine: Engine, *, key: str, as_of: dt.date, identified: bool = False) -> tuple[list[ExamRecord], list[OutcomeRecord]]:

@@ -4,17 +4,17 @@ into the exam record and the LCSR export; the participant's own family history r
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from daemon.storage.schema import dose_events, exams
 from daemon.storage.db import open_index
+from daemon.storage.schema import dose_events, exams
 from dicom_sr.read_report import read_report
+from test_images.dose_sr import dose_events as phantom_dose_events
+from test_images.dose_sr import dose_sr
 from tests.integration.test_pipeline_orthanc import SR_CLASS, analysis_state, ct_and, node_config, reports_in, wait_for
 from tests.support.servers import NODULED, OrthancServer, free_port
-from test_images.dose_sr import dose_events as phantom_dose_events, dose_sr
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from daemon.registry.csvfiles import Row
-from daemon.storage.schema import outbox, patients, studies
 from daemon.storage.registry import DoseEventRow, ExamDose, _add_outcome, _upsert_participant, record_exam
+from daemon.storage.schema import outbox, patients, studies
 from dicom_sr.dose import IrradiationEvent
 from dicom_sr.findings import NoduleFinding, Seed
 from segmentation.types import Characteristic, Characterization, MeasurementQuality, NoduleMeasurement
@@ -215,7 +215,7 @@ def build_cohort(engine: Engine, spec: CohortSpec = CohortSpec(), *, progress: C
                                           sources={"family_history_lung_cancer": "participant-file", "emphysema": "participant-file"})
                 assessment = exam_assessment(a_json, findings, study_uid=study_uid, series_uid=_uid("series", i, r), participant=participant)
                 report_uid = _uid("sr", i, r)
-                received = dt.datetime.combine(exam_date, dt.time(9, 0), tzinfo=dt.timezone.utc)
+                received = dt.datetime.combine(exam_date, dt.time(9, 0), tzinfo=dt.UTC)
                 analysed = received + dt.timedelta(minutes=5 + n % 20)
                 delivered = analysed + dt.timedelta(minutes=1 + n % 4)
                 write_assessment(conn, study_uid, assessment, a_json, report_uid, None, created_at=analysed)
