@@ -107,3 +107,50 @@ def test_cli_import_dry_run_and_add(tmp_path: Path) -> None:
         o = conn.execute(select(outcomes)).one()
     assert (o.outcome_date, o.tissue_diagnosis, o.stage, o.source) == (dt.date(2024, 6, 1), "invasive-lung-cancer", "IA2", "cli")
     engine.dispose()
+
+
+def test_ct_header_fills_only_what_the_participant_file_did_not_say(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset
+
+    from daemon.storage.registry import participant_from_dicom
+
+    engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
+    upsert_participants(engine, parse_participants("patient_id,smoking_status\nP001,former\n"))
+    ds = Dataset()
+    ds.PatientID, ds.PatientSex, ds.PatientBirthDate = "P001", "F", "19600302"
+    ds.SmokingStatus, ds.PatientSize, ds.PatientWeight = "YES", "1.64", "70"
+    with engine.begin() as conn:
+        participant_from_dicom(conn, ds)
+    with engine.connect() as conn:
+        p = conn.execute(select(participants).where(participants.c.patient_id == "P001")).one()
+    assert (p.smoking_status, p.sex, p.birth_date, p.height_m, p.weight_kg) == ("former", "F", dt.date(1960, 3, 2), 1.64, 70.0)
+    assert json.loads(p.sources_json) == {"smoking_status": "participant-file", "sex": "dicom", "birth_date": "dicom",
+                                          "height_m": "dicom", "weight_kg": "dicom"}
+    engine.dispose()
+
+
+def test_export_and_audit_commands(tmp_path: Path) -> None:
+    from tests.support.cohort import CohortSpec, build_cohort
+
+    config = tmp_path / "noduled.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "var"}"\n[registry]\npseudonym_key = "k"\nfacility_id = "F1"\n')
+    engine = open_index(f"sqlite:///{tmp_path / 'var' / 'index.sqlite'}")
+    cohort = build_cohort(engine, CohortSpec(participants=12))
+    engine.dispose()
+    runner = CliRunner()
+    span = ["--from", "2021-01-01", "--to", "2026-06-30"]
+    out = tmp_path / "lcsr.txt"
+    r = runner.invoke(app, ["export", "--format", "lcsr", *span, "--out", str(out), "-c", str(config)])
+    assert r.exit_code == 0, r.output
+    kept = [e for e in cohort.exams if not e.opted_out]
+    assert out.read_bytes().count(b"\r\n") == len(kept) + 1 and (tmp_path / "lcsr.missing.txt").exists()
+    r = runner.invoke(app, ["export", "--format", "fhir", *span, "--out", str(tmp_path / "b.json"), "-c", str(config)])
+    assert r.exit_code == 0 and json.loads((tmp_path / "b.json").read_text())["resourceType"] == "Bundle"
+    r = runner.invoke(app, ["audit", *span, "--as-of", "2026-06-30", "--out", str(tmp_path / "a.html"), "-c", str(config)])
+    assert r.exit_code == 0, r.output
+    assert f"{len(kept)} exams of" in r.output and "<img" in (tmp_path / "a.html").read_text()
+    r = runner.invoke(app, ["export", "--format", "csv", "--from", "2026-01-01", "--to", "2025-01-01", "-c", str(config)])
+    assert r.exit_code == 2 and "--to 2025-01-01 is before --from 2026-01-01" in r.output
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "var"}"\n')
+    r = runner.invoke(app, ["audit", *span, "--out", str(tmp_path / "b.html"), "-c", str(config)])
+    assert r.exit_code == 2 and "set [registry] pseudonym_key" in r.output
