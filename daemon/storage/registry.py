@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -517,8 +518,13 @@ def _exam_rows(conn: Connection, until: dt.date) -> list[Any]:
     return list(conn.execute(q))
 
 
+@functools.lru_cache(maxsize=65536)
+def _pseudonym(patient_id: str, issuer: str, key: str) -> str:
+    return participant_key(patient_id, issuer, key)
+
+
 def _key(row: Any, key: str, identified: bool) -> str:
-    return str(row.patient_id) if identified else participant_key(row.patient_id or "", row.issuer or "", key)
+    return str(row.patient_id) if identified else _pseudonym(row.patient_id or "", row.issuer or "", key)
 
 
 @dataclass
