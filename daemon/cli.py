@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import typer
 
-from daemon.commands import analyze, categorize, measure, phantom, report, serve, status, worker
+from daemon.commands import (
+    analyze,
+    audit,
+    categorize,
+    export,
+    measure,
+    outcomes,
+    participants,
+    phantom,
+    report,
+    serve,
+    status,
+    worker,
+)
 
 app = typer.Typer(
     name="noduled",
@@ -19,7 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (serve, worker, status, analyze, measure, categorize, report, phantom):
+for _module in (serve, worker, status, analyze, measure, categorize, report, phantom,
+                participants, outcomes, export, audit):
     _module.register(app)
 
 

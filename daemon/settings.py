@@ -177,6 +177,25 @@ class SiteSettings(_Section):
     emphysema: bool = False
 
 
+class RegistrySettings(_Section):
+    """The screening registry: exports and the practice audit (issue 16)."""
+
+    facility_id: str = ""  # the registry's facility identifier (LCSR Facility_ID)
+    pseudonym_key: str = ""  # secret of the keyed participant key in exports; required for pseudonymised output
+    adherence_tolerance_days: Annotated[int, _bounded(0, unit=" days")] = 60  # a return this late is still adherent
+    ctdivol_target_mgy: Annotated[float, _bounded(0, above=True, unit=" mGy")] = 3.0  # standard-size patient
+    expected_category_pct: dict[str, tuple[float, float]] = {}  # e.g. {"1" = [70, 90]}: bands drawn in the audit
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_protocol(cls, data: Any) -> Any:
+        # one setting for one fact: the audit applies the protocol of the reports ([analysis] protocol)
+        if isinstance(data, dict) and "protocol" in data:
+            raise ValueError("[registry] protocol is no longer a setting: the audit applies [analysis] protocol"
+                             " (the protocol the exams were reported with); remove the key")
+        return data
+
+
 class Destination(_Section):
     ae_title: AETitle
     host: str
@@ -226,6 +245,7 @@ class Settings(BaseSettings):
     pacs: PACSSettings | None = None
     http: HTTPSettings = HTTPSettings()
     logging: LoggingSettings = LoggingSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @classmethod
     def settings_customise_sources(

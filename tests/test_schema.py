@@ -6,8 +6,9 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from daemon.storage.db import open_index
+from daemon.storage.db import MIGRATIONS_DIR, open_index
 from daemon.storage.schema import metadata
 
 
@@ -24,5 +25,6 @@ def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
     engine = open_index(url)
     with engine.connect() as conn:
         versions = conn.exec_driver_sql("select version_num from alembic_version").scalars().all()
-    newest = sorted(p.name.split("_")[0] for p in (Path(__file__).parents[1] / "daemon" / "storage" / "migrations" / "versions").glob("0*.py"))[-1]
-    assert versions == [newest]  # at the newest revision, recorded once
+    # the head of the revision chain (ids are "0003", "0004_registry", ...: one linear chain: not the file names' prefixes)
+    newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert newest is not None and versions == [newest]  # at the newest revision, recorded once

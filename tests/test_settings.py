@@ -78,6 +78,7 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
         ("[scp.tls]\nenabled = true\n", "tls.cert must be set"),
         ("[analysis]\nprotocol = \"lung-rads\"\n", "analysis.protocol"),
         ("[analysis]\nprotocol = \"lung-rads-2022\"\naudit_protocol = \"lung-rads-2022\"\n", "audit_protocol must differ"),
+        ("[registry]\nprotocol = \"nlcsp\"\n", "the audit applies [analysis] protocol"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, toml: str, message: str) -> None:

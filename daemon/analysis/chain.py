@@ -37,6 +37,7 @@ from daemon.analysis.protocol import (
     build_case,
     case_to_json,
     exam_assessment,
+    pancan_inputs_note,
     participant_from_headers,
     study_date,
 )
@@ -186,8 +187,9 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = exam_assessment(
             assessed, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
-        if inputs.notes:
-            assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
+        # PanCan (NLCSP's risk model) read the participant's family history and emphysema: where they came from
+        pancan = (pancan_inputs_note(participant),) if assessed.protocol == "nlcsp" else ()
+        assessment = replace(assessment, notes=assessment.notes + pancan + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])

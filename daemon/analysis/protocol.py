@@ -69,6 +69,18 @@ def participant_from_headers(ct: Dataset, site: SiteDefaults, overrides: dict[st
     return Participant(sources=sources, **values)
 
 
+_SOURCE_WORDS = {"participant-file": "participant record", "site-config": "site default"}
+
+
+def pancan_inputs_note(participant: Participant) -> str:
+    """What the SR says about the participant facts PanCan used and where each came from."""
+    parts = []
+    for key, words in (("family_history_lung_cancer", "family history of lung cancer"), ("emphysema", "emphysema")):
+        source = participant.sources.get(key, "site-config")
+        parts.append(f"{words} {'yes' if getattr(participant, key) else 'no'} ({_SOURCE_WORDS.get(source, source)})")
+    return "PanCan inputs: " + "; ".join(parts)
+
+
 def _value(characteristic) -> Any:  # type: ignore[no-untyped-def]
     return None if characteristic is None else characteristic.value
 

@@ -18,6 +18,7 @@ from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
     EnhancedSRStorage,
+    EnhancedXRayRadiationDoseSRStorage,
     ExtensibleSRStorage,
     GrayscaleSoftcopyPresentationStateStorage,
     KeyObjectSelectionDocumentStorage,
@@ -47,8 +48,10 @@ STORAGE_CLASSES: tuple[UID, ...] = (
     *SEED_CLASSES,
     SegmentationStorage,
     KeyObjectSelectionDocumentStorage,
-    # accepted so that a whole CT study can be forwarded; archived, not analysed
+    # accepted so that a whole CT study can be forwarded; archived, not analysed (the dose SRs are
+    # read into the registry's exam record when the study is analysed: daemon.storage.registry)
     XRayRadiationDoseSRStorage,
+    EnhancedXRayRadiationDoseSRStorage,
     SecondaryCaptureImageStorage,
 )
 OUR_MANUFACTURER = "noduled"  # the Manufacturer of every object noduled writes

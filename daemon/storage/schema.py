@@ -189,3 +189,114 @@ outbox = Table(
     UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )
+
+# ----------------------------------------------------------------- screening registry (issue 16)
+# The participant as the screening programme knows them (participant file, DICOM where present).
+# Flags are 1 / 0 / NULL (unknown).  consent: "consented" | "opted-out" | "unknown"; an opted-out
+# participant is never exported and never appears in an audit.
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("issuer", String(64), nullable=False, default=""),
+    Column("sex", String(1)),
+    Column("birth_date", Date),
+    Column("smoking_status", String(16)),  # current | former | never | unknown
+    Column("pack_years", Float),
+    Column("years_since_quit", Float),
+    Column("family_history_lung_cancer", Integer),
+    Column("emphysema", Integer),
+    Column("asymptomatic", Integer),
+    Column("shared_decision_making", Integer),
+    Column("cessation_counselling", Integer),
+    Column("consent", String(16)),
+    Column("opt_out_date", Date),
+    Column("height_m", Float),
+    Column("weight_kg", Float),
+    Column("sources_json", Text),  # field -> "participant-file" | "dicom" | "cli"
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("patient_id", "issuer", name="uq_participants_patient_id_issuer"),
+)
+
+# One row per screening exam (study) noduled assessed: the registry's exam record.
+exams = Table(
+    "exams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, unique=True),
+    Column("patient_pk", Integer, ForeignKey("patients.id"), index=True),
+    Column("report_sop_uid", UID),  # the newest assessment (SR) this record reflects
+    Column("exam_date", Date, index=True),
+    Column("screening_round", String(16)),  # baseline | follow-up (the protocol's)
+    Column("protocol", String(16), nullable=False, default="nlcsp"),
+    Column("category", String(2)),
+    Column("additional_findings", Integer, nullable=False, default=0),
+    Column("follow_up_months", Integer),
+    Column("due_date", Date),
+    Column("prior_exam_date", Date),
+    Column("comparison_made", Integer),
+    Column("series_uid", UID),  # the CT series analysed (the screening series)
+    Column("scanner_manufacturer", String(64)),
+    Column("scanner_model", String(64)),
+    Column("acquisition_protocol", String(64)),
+    Column("kvp", Float),
+    Column("exposure_mas", Float),
+    Column("pitch_factor", Float),
+    Column("slice_width_mm", Float),
+    Column("scan_length_mm", Float),
+    Column("ctdivol_mgy", Float),  # of the screening series (mean over its irradiation events)
+    Column("dlp_total_mgycm", Float),  # the dose SR's DLP total (whole study)
+    Column("dose_source", String(16)),  # "ct-dose-sr" | "ct-image"
+    Column("radiologist", String(64)),  # the reader who marked the seeds
+    Column("nodules", Integer, nullable=False, default=0),
+    Column("seeds_without_nodule", Integer, nullable=False, default=0),
+    Column("volumetry_unreliable", Integer, nullable=False, default=0),
+    Column("reader_composition", Integer, nullable=False, default=0),
+    Column("participant_sources_json", Text),  # PanCan inputs: field -> "participant-file" | "site-config" | ...
+    Column("received_at", UTCDateTime()),
+    Column("analysed_at", UTCDateTime()),
+)
+
+# Every irradiation event of every dose object (Radiation Dose SR) and CT image series of a study.
+dose_events = Table(
+    "dose_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", UID, nullable=False, index=True),
+    Column("source_uid", UID, nullable=False),  # dose SR SOP Instance UID, or the CT series UID
+    Column("source", String(16), nullable=False),  # "ct-dose-sr" | "xray-dose-sr" | "ct-image"
+    Column("event_index", Integer, nullable=False),
+    Column("event_uid", UID),
+    Column("acquisition_protocol", String(64)),
+    Column("target_region", String(64)),
+    Column("acquisition_type", String(64)),
+    Column("ctdivol_mgy", Float),
+    Column("dlp_mgycm", Float),
+    Column("scanning_length_mm", Float),
+    Column("kvp", Float),
+    Column("exposure_mas", Float),
+    Column("pitch_factor", Float),
+    Column("phantom", String(64)),
+    Column("screening", Integer, nullable=False, default=0),  # 1 = an event of the screening series
+    UniqueConstraint("source_uid", "event_index", name="uq_dose_events_source_uid_event_index"),
+)
+
+# Follow-up procedures and diagnoses, linked to a participant and the exam they follow.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("participant_pk", Integer, ForeignKey("participants.id"), nullable=False, index=True),
+    Column("study_uid", UID),  # the screening exam it follows
+    Column("outcome_date", Date, nullable=False),
+    Column("outcome_type", String(16), nullable=False),
+    Column("tissue_diagnosis", String(40)),
+    Column("histology", String(128)),
+    Column("stage", String(8)),
+    Column("tnm", String(32)),
+    Column("tnm_edition", String(8)),
+    Column("source", String(16), nullable=False),  # "outcome-file" | "cli"
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("participant_pk", "outcome_date", "outcome_type", name="uq_outcomes_participant_pk_outcome_date_outcome_type"),
+)

@@ -32,6 +32,7 @@ from daemon.ops import metrics
 from daemon.settings import PACSSettings
 from daemon.storage.archive import Archive
 from daemon.storage.longitudinal import record_assessment
+from daemon.storage.registry import record_analysed_exam, study_participant_overrides
 from daemon.storage.queries import best_ct_series_paths, earlier_studies, predecessor_report, reported_nodules, study_files
 from daemon.workflow import state
 from daemon.workflow.priors import fetch_or_wait
@@ -165,6 +166,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
                 notes=notes,
                 protocol=ctx.protocol,
                 audit_protocol=ctx.audit_protocol,
+                participant_overrides=study_participant_overrides(ctx.engine, study_uid),  # PanCan: their own answers
             )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
@@ -176,6 +178,10 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
     record_assessment(ctx.engine, study_uid, result)
+    try:
+        record_analysed_exam(ctx.engine, ctx.archive.root, study_uid, result.assessment, str(result.report.SOPInstanceUID), datasets)
+    except Exception as exc:  # the report goes out regardless; the registry record is retried by a re-analysis
+        log.error("study %s: the registry exam record was not written: %s", study_uid, exc)
     if ctx.enqueue_delivery is not None:
         if result.seg is not None and seg_path is not None:
             ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
