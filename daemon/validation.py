@@ -1,0 +1,255 @@
+"""What the node checks before it acknowledges an instance (issue 17: validate what is acknowledged).
+
+pydicom reads leniently: a data set cut short, an element whose length runs
+past the end of the data, or pixel data shorter than the image it describes
+all "parse" (pydicom returns what is there, often without a warning), and a
+node that acknowledged them would hold files nobody can read back, while the
+sender, having been told Success, never sends them again.  So the encoded
+data set is walked here element by element, as a reader of the file will walk
+it, before the success status:
+
+- :func:`check_structure`: every element header is complete, no element's
+  length runs past its enclosing item or the data set, sequences and items
+  are delimited, and encapsulated pixel data is a Basic Offset Table item
+  followed by fragment items and a sequence delimiter (PS3.5 A.4).  It
+  returns where the pixel data is and how long it is.
+- :func:`check_pixel_data`: for native (uncompressed) transfer syntaxes the
+  pixel data length is Rows x Columns x Samples per Pixel x Bits Allocated / 8
+  x Number of Frames (plus one pad byte to even length, PS3.5 8.1.1); an image
+  SOP class without pixel data is refused too (a data set cut at an element
+  boundary).
+- :func:`inflate_bounded`: a deflated data set (1.2.840.10008.1.2.1.99) is
+  inflated with an upper bound on its size (a few kilobytes can inflate to
+  gigabytes).
+
+Each problem raises :class:`DatasetProblem` naming it, e.g.
+``element (7FE0,0010) declares 524288 bytes but 324288 remain``.  The walk
+reads tags and lengths only (about 0.1 ms for a CT image); values are decoded
+by pydicom as before.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from pydicom.datadict import dictionary_VR
+
+DEFLATED_EXPLICIT_LE = "1.2.840.10008.1.2.1.99"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, "1.2.840.10008.1.2.1", DEFLATED_EXPLICIT_LE, EXPLICIT_BE})
+
+PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = (PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_MAX_DEPTH = 64  # nested sequences; deeper is refused rather than recursed into
+
+# SOP classes whose data sets must carry pixel data (a data set cut short before it is refused)
+IMAGE_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+})
+
+
+class DatasetProblem(ValueError):
+    """The encoded data set is not what a reader can read back; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the walk found at the top level of the data set."""
+
+    pixel_tag: int | None  # Pixel Data (or float variant) tag, None when absent
+    pixel_length: int | None  # its value length; None when encapsulated (undefined length)
+    fragments: int  # encapsulated: number of fragments after the Basic Offset Table
+
+
+def inflate_bounded(data: bytes, limit_bytes: int) -> bytes:
+    """Inflate a deflated data set (raw deflate, PS3.5 A.5), refusing more than ``limit_bytes``."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit_bytes + 1)
+    except zlib.error as exc:
+        raise DatasetProblem(f"deflated data set does not inflate: {exc}") from None
+    if len(out) > limit_bytes or inflater.unconsumed_tail:
+        raise DatasetProblem(f"deflated data set inflates to more than {limit_bytes // (1024 * 1024)} MB (refused)")
+    if not inflater.eof:
+        raise DatasetProblem("deflated data set is cut short (the deflate stream does not end)")
+    return out
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class _Walker:
+    def __init__(self, buf: bytes | memoryview, *, explicit: bool, little: bool) -> None:
+        self.buf = buf
+        self.explicit = explicit
+        self.e = "<" if little else ">"
+        self.pixel_tag: int | None = None
+        self.pixel_length: int | None = None
+        self.fragments = 0
+
+    def _head(self, pos: int, end: int) -> tuple[int, int]:
+        if end - pos < 8:
+            raise DatasetProblem(f"data set is cut short: {end - pos} bytes left at offset {pos}, an element header needs 8")
+        group, element = struct.unpack_from(self.e + "HH", self.buf, pos)
+        return (group << 16) | element, group
+
+    def elements(self, pos: int, end: int, depth: int, *, explicit: bool | None = None,
+                 until_item_end: bool = False, top: bool = False) -> int:
+        """Walk elements in [pos, end); with ``until_item_end`` stop after an Item Delimitation Item."""
+        explicit = self.explicit if explicit is None else explicit
+        if depth > _MAX_DEPTH:
+            raise DatasetProblem(f"sequences nested more than {_MAX_DEPTH} deep")
+        e = self.e
+        buf = self.buf
+        while pos < end:
+            tag, group = self._head(pos, end)
+            if tag == _ITEM_END:
+                if not until_item_end:
+                    raise DatasetProblem(f"item delimiter at offset {pos} outside an item of undefined length")
+                return pos + 8
+            if group == 0xFFFE:
+                raise DatasetProblem(f"unexpected item tag {_tag_text(tag)} among elements at offset {pos}")
+            if explicit:
+                vr = bytes(buf[pos + 4 : pos + 6])
+                if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+                    raise DatasetProblem(f"element {_tag_text(tag)} at offset {pos} has no valid VR ({vr!r})")
+                if vr in _LONG_VRS:
+                    if end - pos < 12:
+                        raise DatasetProblem(f"element {_tag_text(tag)} header is cut short at offset {pos}")
+                    (length,) = struct.unpack_from(e + "L", buf, pos + 8)
+                    pos += 12
+                else:
+                    (length,) = struct.unpack_from(e + "H", buf, pos + 6)
+                    pos += 8
+            else:
+                (length,) = struct.unpack_from(e + "L", buf, pos + 4)
+                pos += 8
+                vr = b"SQ" if length == _UNDEFINED or _is_sq(tag) else b"??"
+            if length == _UNDEFINED:
+                if tag in _PIXEL_TAGS and vr in (b"OB", b"OW", b"??", b"SQ") and top:
+                    pos = self._fragments(pos, end, tag)
+                elif vr == b"SQ":
+                    pos = self._items(pos, end, depth, undefined=True, explicit=explicit)
+                elif vr == b"UN":  # UN of undefined length: a sequence in implicit VR little endian (PS3.5 6.2.2)
+                    pos = self._items(pos, end, depth, undefined=True, explicit=False)
+                else:
+                    raise DatasetProblem(f"element {_tag_text(tag)} ({vr.decode(errors='replace')}) has undefined length")
+                continue
+            if length > end - pos:
+                raise DatasetProblem(
+                    f"element {_tag_text(tag)} declares {length} bytes but {end - pos} remain (data set cut short or corrupt)"
+                )
+            if vr == b"SQ" and length:
+                self._items(pos, pos + length, depth, undefined=False, explicit=explicit)
+            if top and tag in _PIXEL_TAGS:
+                self.pixel_tag, self.pixel_length = tag, length
+            pos += length
+        if until_item_end:
+            raise DatasetProblem("item of undefined length has no item delimiter (data set cut short)")
+        return pos
+
+    def _items(self, pos: int, end: int, depth: int, *, undefined: bool, explicit: bool) -> int:
+        while pos < end:
+            tag, _ = self._head(pos, end)
+            (length,) = struct.unpack_from(self.e + "L", self.buf, pos + 4)
+            pos += 8
+            if tag == _SEQ_END:
+                if not undefined:
+                    raise DatasetProblem(f"sequence delimiter at offset {pos - 8} in a sequence of defined length")
+                return pos
+            if tag != _ITEM:
+                raise DatasetProblem(f"sequence holds {_tag_text(tag)} at offset {pos - 8} where an item should be")
+            if length == _UNDEFINED:
+                pos = self.elements(pos, end, depth + 1, explicit=explicit, until_item_end=True)
+            else:
+                if length > end - pos:
+                    raise DatasetProblem(f"sequence item declares {length} bytes but {end - pos} remain")
+                self.elements(pos, pos + length, depth + 1, explicit=explicit)
+                pos += length
+        if undefined:
+            raise DatasetProblem("sequence of undefined length has no sequence delimiter (data set cut short)")
+        return pos
+
+    def _fragments(self, pos: int, end: int, tag: int) -> int:
+        """Encapsulated pixel data: Basic Offset Table item, fragment items, sequence delimiter (PS3.5 A.4)."""
+        items = 0
+        while pos < end:
+            item, _ = self._head(pos, end)
+            (length,) = struct.unpack_from(self.e + "L", self.buf, pos + 4)
+            pos += 8
+            if item == _SEQ_END:
+                if items < 2:
+                    raise DatasetProblem("encapsulated pixel data has no fragment after the Basic Offset Table")
+                self.pixel_tag, self.pixel_length, self.fragments = tag, None, items - 1
+                return pos
+            if item != _ITEM or length == _UNDEFINED:
+                raise DatasetProblem(f"encapsulated pixel data holds {_tag_text(item)} at offset {pos - 8}, not a fragment item")
+            if length > end - pos:
+                raise DatasetProblem(f"pixel data fragment declares {length} bytes but {end - pos} remain (cut short)")
+            if items == 0 and length % 4:
+                raise DatasetProblem(f"Basic Offset Table is {length} bytes, not a multiple of 4")
+            items += 1
+            pos += length
+        raise DatasetProblem("encapsulated pixel data has no sequence delimiter (data set cut short)")
+
+
+def _is_sq(tag: int) -> bool:
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
+
+
+def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Structure:
+    """Walk an encoded data set (no preamble or file meta; deflated ones inflated first)."""
+    walker = _Walker(dataset, explicit=transfer_syntax != IMPLICIT_LE, little=transfer_syntax != EXPLICIT_BE)
+    walker.elements(0, len(dataset), 0, top=True)
+    return Structure(walker.pixel_tag, walker.pixel_length, walker.fragments)
+
+
+def _int(value: object, default: int | None = None) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        return default
+
+
+def check_pixel_data(ds: object, structure: Structure, transfer_syntax: str, sop_class_uid: str) -> None:
+    """Pixel data present for image SOP classes, and of the size the image attributes describe (native)."""
+    get = getattr(ds, "get")
+    if structure.pixel_tag is None:
+        if sop_class_uid in IMAGE_SOP_CLASSES:
+            raise DatasetProblem("image data set has no Pixel Data (7FE0,0010) (cut short?)")
+        return
+    if structure.pixel_tag != PIXEL_DATA:
+        return  # float pixel data: not used by the SOP classes received here
+    if transfer_syntax not in NATIVE_SYNTAXES:
+        if structure.pixel_length is not None:
+            raise DatasetProblem(f"Pixel Data of transfer syntax {transfer_syntax} is not encapsulated")
+        return
+    if structure.pixel_length is None:
+        raise DatasetProblem(f"Pixel Data is encapsulated but the transfer syntax {transfer_syntax} is native")
+    rows, cols = _int(get("Rows")), _int(get("Columns"))
+    bits = _int(get("BitsAllocated"))
+    if rows is None or cols is None or bits is None:
+        missing = [k for k, v in (("Rows", rows), ("Columns", cols), ("BitsAllocated", bits)) if v is None]
+        raise DatasetProblem(f"data set has Pixel Data but no valid {', '.join(missing)}")
+    samples = _int(get("SamplesPerPixel"), 1) or 1
+    frames = _int(get("NumberOfFrames"), 1) or 1
+    expected = (rows * cols * samples * frames * bits + 7) // 8
+    actual = structure.pixel_length
+    if actual not in (expected, expected + (expected & 1)):
+        raise DatasetProblem(
+            f"Pixel Data is {actual} bytes; Rows {rows} x Columns {cols} x Samples {samples} x "
+            f"Bits Allocated {bits} x Frames {frames} need {expected}"
+        )
