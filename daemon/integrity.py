@@ -258,3 +258,18 @@ def health_check(archive: "Archive"):  # type: ignore[no-untyped-def]
         return True, f"every index row has its file (last check {s['checked_at'] or 'at start-up'}){extra}{quarantined}"
 
     return check
+
+
+def archive_integrity(archive_dir: Path, engine: Any) -> dict[str, Any]:
+    """:func:`summary` for an archive directory (``noduled status``, without opening an Archive)."""
+
+    class _View:
+        root = Path(archive_dir)
+
+        def __init__(self) -> None:
+            self.engine = engine
+
+        def path_of(self, relative: str) -> Path:
+            return self.root / relative
+
+    return summary(_View())  # type: ignore[arg-type]
