@@ -150,13 +150,17 @@ class BoundedSocket(AssociationSocket):
     _noduled_address = "?"
     _noduled_in_body = False  # the next recv() reads the body of a PDU whose header was checked
     _noduled_seen_pdu = False
+    _noduled_refused = False
 
     def recv(self, nr_bytes: int) -> bytearray:
+        if self._noduled_refused:  # what the peer sent after a refused header is not read
+            return bytearray()
         if self._noduled_in_body or nr_bytes != 6:
             self._noduled_in_body = False
             return self._noduled_read(nr_bytes)
         header = self._noduled_read(6)
         if len(header) < 6:
+            self._noduled_closed_before_request()
             return header
         pdu_type, _, length = struct.unpack(">BBL", header)
         problem = self._noduled_header_problem(pdu_type, length)
@@ -164,15 +168,36 @@ class BoundedSocket(AssociationSocket):
             from daemon.guard import refuse  # (guard imports this module)
 
             reason, message = problem
+            self._noduled_refused = True
             refuse(reason, self._noduled_address, message)
             try:
                 socket.socket.shutdown(self.socket, socket.SHUT_RDWR)  # type: ignore[arg-type]
             except (OSError, TypeError, ValueError):
                 pass
+            self._noduled_closed_before_request()
             return bytearray()  # as a connection closed by the peer: Evt17, nothing allocated
         self._noduled_seen_pdu = True
         self._noduled_in_body = True
         return header
+
+    def _noduled_closed_before_request(self) -> None:
+        """The connection ended before an A-ASSOCIATE-RQ: end the association thread now.
+
+        Stock pynetdicom's acceptor would wait for a request until the ACSE timeout
+        (a thread per closed connection, for a minute); an empty primitive ends it as that
+        timeout does.  The guard forgets the pending connection.
+        """
+        if self._noduled_seen_pdu:
+            return
+        assoc = self._assoc
+        entry = getattr(assoc, "_noduled_pending", None)
+        guard = getattr(assoc, "_noduled_guard", None)
+        if entry is not None and guard is not None:
+            guard.finished(entry)
+        try:
+            assoc.dul.to_user_queue.put(None)
+        except AttributeError:
+            pass
 
     def _noduled_header_problem(self, pdu_type: int, length: int) -> tuple[str, str] | None:
         name = _PDU_NAMES.get(pdu_type)

@@ -65,6 +65,7 @@ class _Pending:
     accepted_at: float = field(default_factory=time.monotonic)
     assoc: Any = None
     closed: bool = False
+    in_tls_handshake: bool = False
 
 
 def _close_socket(sock: Any) -> None:
@@ -102,6 +103,7 @@ class Guard:
         entry = _Pending(sock, address, time.monotonic() + self.request_timeout_s)
         evicted: list[tuple[_Pending, str]] = []
         with self._lock:
+            self._forget_ended()
             same = sorted((e for e in self._pending.values() if e.address == address), key=lambda e: e.accepted_at)
             while len(same) >= self.max_pending_per_address:
                 evicted.append((same.pop(0), f"more than {self.max_pending_per_address} connections from this address "
@@ -133,32 +135,50 @@ class Guard:
             if not entry.closed:
                 self._pending[id(new)] = entry
 
-    def finished(self, entry: _Pending) -> None:
-        """The association request is complete (admitted or rejected), or the connection is gone."""
+    def finished(self, entry: _Pending) -> bool:
+        """The association request is complete (admitted or rejected), or the connection is gone.
+
+        True when this call ended the entry, False when it had ended already (refused by the sweep or the
+        pending limit): exactly one caller logs a refusal.
+        """
         with self._lock:
+            was_open = not entry.closed
             entry.closed = True
             self._pending.pop(id(entry.sock), None)
+            return was_open
 
     def sweep(self) -> None:
         """Close pending connections past their deadline; forget those whose thread ended (listener thread)."""
         now = time.monotonic()
         late: list[_Pending] = []
         with self._lock:
+            self._forget_ended()
             for key, e in list(self._pending.items()):
-                if e.assoc is not None and not e.assoc.is_alive() and now - e.accepted_at > 1.0:
-                    del self._pending[key]
-                elif now > e.deadline:
+                if now > e.deadline:
                     e.closed = True
                     del self._pending[key]
                     late.append(e)
         for e in late:
-            refuse(
-                "request_timeout",
-                e.address,
-                f"no complete association request within {self.request_timeout_s:g} s of connecting "
-                f"(scp.association_request_timeout_s)",
-            )
+            if e.in_tls_handshake:
+                refuse("tls", e.address, self.tls_timeout_message)
+            else:
+                refuse(
+                    "request_timeout",
+                    e.address,
+                    f"no complete association request within {self.request_timeout_s:g} s of connecting "
+                    f"(scp.association_request_timeout_s)",
+                )
             _close_socket(e.sock)
+
+    @property
+    def tls_timeout_message(self) -> str:
+        return f"TLS handshake not complete within {self.request_timeout_s:g} s (scp.association_request_timeout_s)"
+
+    def _forget_ended(self) -> None:
+        """Drop pending entries whose connection ended by itself (the peer closed it): nothing to refuse."""
+        for key, e in list(self._pending.items()):
+            if e.assoc is not None and e.assoc.ident is not None and not e.assoc.is_alive():
+                del self._pending[key]
 
     @property
     def pending_count(self) -> int:
@@ -202,6 +222,7 @@ class _Handler(RequestHandler):
         sock._noduled_address = entry.address if entry is not None else str(self.client_address[0])
         sock._noduled_max_pdu = guard.max_pdu_bytes
         assoc._noduled_pending = entry
+        assoc._noduled_guard = guard
         if entry is not None:
             entry.assoc = assoc
         return assoc
@@ -248,20 +269,26 @@ class GuardedServer(ThreadedAssociationServer):
         assert self.ssl_context is not None
         remaining = entry.deadline - time.monotonic()
         tls: ssl.SSLSocket | None = None
+        entry.in_tls_handshake = True
         try:
             raw.settimeout(max(0.05, remaining))
+            if not raw.recv(1, socket.MSG_PEEK):  # closed without a byte (a TCP probe): nothing to refuse
+                self.guard.finished(entry)
+                raw.close()
+                return None
+            raw.settimeout(max(0.05, entry.deadline - time.monotonic()))
             tls = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
             self.guard.rekey(entry, raw, tls)
             if entry.closed:
                 raise TimeoutError("closed")
             tls.do_handshake()
             tls.settimeout(None)  # blocking, as stock pynetdicom
+            entry.in_tls_handshake = False
             return tls
         except (OSError, ValueError) as exc:
-            if not entry.closed:  # (closed by the deadline sweep or the pending limit: refused there already)
-                self.guard.finished(entry)
+            if self.guard.finished(entry):  # (else closed by the deadline sweep or the pending limit: refused there)
                 if isinstance(exc, TimeoutError) or "timed out" in str(exc):
-                    why = f"TLS handshake not complete within {self.guard.request_timeout_s:g} s (scp.association_request_timeout_s)"
+                    why = self.guard.tls_timeout_message
                 else:
                     why = f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}"
                 refuse("tls", entry.address, why)

@@ -30,6 +30,7 @@ by pydicom as before.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ _PIXEL_TAGS = (PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Da
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_VRS = _LONG_VRS | {vr.encode() for vr in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US"
+).split()}
+# binary VRs whose value is a whole number of fixed-size numbers (a length that is not is corrupt)
+_UNIT = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8, b"SV": 8, b"UV": 8}
 _MAX_DEPTH = 64  # nested sequences; deeper is refused rather than recursed into
 
 # SOP classes whose data sets must carry pixel data (a data set cut short before it is refused)
@@ -121,7 +127,7 @@ class _Walker:
                 raise DatasetProblem(f"unexpected item tag {_tag_text(tag)} among elements at offset {pos}")
             if explicit:
                 vr = bytes(buf[pos + 4 : pos + 6])
-                if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+                if vr not in _VRS:
                     raise DatasetProblem(f"element {_tag_text(tag)} at offset {pos} has no valid VR ({vr!r})")
                 if vr in _LONG_VRS:
                     if end - pos < 12:
@@ -134,7 +140,7 @@ class _Walker:
             else:
                 (length,) = struct.unpack_from(e + "L", buf, pos + 4)
                 pos += 8
-                vr = b"SQ" if length == _UNDEFINED or _is_sq(tag) else b"??"
+                vr = b"SQ" if length == _UNDEFINED else _dictionary_vr(tag)
             if length == _UNDEFINED:
                 if tag in _PIXEL_TAGS and vr in (b"OB", b"OW", b"??", b"SQ") and top:
                     pos = self._fragments(pos, end, tag)
@@ -151,6 +157,8 @@ class _Walker:
                 )
             if vr == b"SQ" and length:
                 self._items(pos, pos + length, depth, undefined=False, explicit=explicit)
+            elif length % _UNIT.get(vr, 1):
+                raise DatasetProblem(f"element {_tag_text(tag)} ({vr.decode()}) is {length} bytes, not a whole number of values")
             if top and tag in _PIXEL_TAGS:
                 self.pixel_tag, self.pixel_length = tag, length
             pos += length
@@ -203,11 +211,14 @@ class _Walker:
         raise DatasetProblem("encapsulated pixel data has no sequence delimiter (data set cut short)")
 
 
-def _is_sq(tag: int) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> bytes:
+    """The VR an implicit VR data set implies for ``tag`` (b"??" when unknown or ambiguous)."""
     try:
-        return dictionary_VR(tag) == "SQ"
+        vr = dictionary_VR(tag)
     except KeyError:
-        return False
+        return b"??"
+    return vr.encode() if len(vr) == 2 else b"??"  # "US or SS" and the like: no fixed unit
 
 
 def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Structure:
