@@ -60,6 +60,7 @@ import select
 import socket
 import ssl
 import struct
+import threading
 import time
 import types
 import weakref
@@ -130,6 +131,39 @@ _PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE
               0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
 
 
+QUIET = threading.local()  # .on in a DUL thread whose connection was refused: its pynetdicom log lines are dropped
+
+
+class QuietAfterRefusal(logging.Filter):
+    """Drops pynetdicom's records from a thread whose connection noduled refused (one line per refusal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(QUIET, "on", False)
+
+
+def _request_problem(pdu: bytes) -> str | None:
+    """Why an A-ASSOCIATE-RQ PDU cannot be used, or None (decoded here, with pynetdicom's chatter dropped)."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
+    for name, start in (("called", 10), ("calling", 26)):
+        title = pdu[start : start + 16]
+        if len(title) < 16 or any(not 0x20 <= b <= 0x7E for b in title):
+            return f"A-ASSOCIATE-RQ {name} AE title is not 16 printable ASCII characters"
+    QUIET.on = True
+    try:
+        decoded = A_ASSOCIATE_RQ()
+        decoded.decode(pdu)
+        if decoded.user_information is None:  # mandatory (PS3.8 9.3.2): pynetdicom's own handlers need it
+            return "A-ASSOCIATE-RQ has no User Information item"
+        if not decoded.presentation_context:
+            return "A-ASSOCIATE-RQ proposes no presentation context"
+    except Exception as exc:  # noqa: BLE001 - whatever pynetdicom's decoder raises on garbage
+        return f"A-ASSOCIATE-RQ does not decode: {type(exc).__name__}: {str(exc)[:120]}"
+    finally:
+        QUIET.on = False
+    return None
+
+
 class BoundedSocket(AssociationSocket):
     """``AssociationSocket`` that checks each PDU header before the PDU is read (daemon/guard.py).
 
@@ -151,13 +185,21 @@ class BoundedSocket(AssociationSocket):
     _noduled_in_body = False  # the next recv() reads the body of a PDU whose header was checked
     _noduled_seen_pdu = False
     _noduled_refused = False
+    _noduled_request_header: bytes | None = None  # header of the first PDU while its body is read
 
     def recv(self, nr_bytes: int) -> bytearray:
         if self._noduled_refused:  # what the peer sent after a refused header is not read
             return bytearray()
         if self._noduled_in_body or nr_bytes != 6:
             self._noduled_in_body = False
-            return self._noduled_read(nr_bytes)
+            body = self._noduled_read(nr_bytes)
+            if self._noduled_request_header is not None:  # the body of the A-ASSOCIATE-RQ
+                header, self._noduled_request_header = self._noduled_request_header, None
+                problem = _request_problem(header + body)
+                if problem is not None:
+                    self._noduled_refuse("malformed_pdu", problem)
+                    return bytearray()
+            return body
         header = self._noduled_read(6)
         if len(header) < 6:
             self._noduled_closed_before_request()
@@ -165,20 +207,29 @@ class BoundedSocket(AssociationSocket):
         pdu_type, _, length = struct.unpack(">BBL", header)
         problem = self._noduled_header_problem(pdu_type, length)
         if problem is not None:
-            from daemon.guard import refuse  # (guard imports this module)
-
-            reason, message = problem
-            self._noduled_refused = True
-            refuse(reason, self._noduled_address, message)
-            try:
-                socket.socket.shutdown(self.socket, socket.SHUT_RDWR)  # type: ignore[arg-type]
-            except (OSError, TypeError, ValueError):
-                pass
-            self._noduled_closed_before_request()
+            self._noduled_refuse(*problem)
             return bytearray()  # as a connection closed by the peer: Evt17, nothing allocated
+        if not self._noduled_seen_pdu:
+            self._noduled_request_header = bytes(header)
         self._noduled_seen_pdu = True
         self._noduled_in_body = True
         return header
+
+    def _noduled_refuse(self, reason: str, message: str) -> None:
+        """Refuse the connection once: log and count, shut it down, end a pending association thread."""
+        from daemon.guard import refuse  # (guard imports this module)
+
+        first = not self._noduled_seen_pdu or self._noduled_request_header is not None
+        self._noduled_refused = True
+        QUIET.on = True  # pynetdicom's own error lines for this connection (this DUL thread) say nothing more
+        refuse(reason, self._noduled_address, message)
+        try:
+            socket.socket.shutdown(self.socket, socket.SHUT_RDWR)  # type: ignore[arg-type]
+        except (OSError, TypeError, ValueError):
+            pass
+        if first:
+            self._noduled_seen_pdu = False
+            self._noduled_closed_before_request()
 
     def _noduled_closed_before_request(self) -> None:
         """The connection ended before an A-ASSOCIATE-RQ: end the association thread now.
@@ -448,6 +499,11 @@ def install(assoc: Any) -> bool:
     _drop_silent_log_handlers(assoc)
     assoc.dimse.send_msg = _fast_send_msg(assoc, assoc.dimse.send_msg)
     return True
+
+
+def drop_silent_log_handlers(server_or_assoc: Any) -> None:
+    """Unbind pynetdicom's standard log handlers from a server (so from every association it makes) when silent."""
+    _drop_silent_log_handlers(server_or_assoc)
 
 
 def _drop_silent_log_handlers(assoc: Any) -> None:

@@ -41,9 +41,14 @@ from typing import Any
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from daemon import metrics
-from daemon.fastpath import BoundedSocket
+from daemon.fastpath import BoundedSocket, QuietAfterRefusal
 
 log = logging.getLogger(__name__)
+
+# logger filters are not inherited: each pynetdicom module's logger gets it
+for _name in ("", "acse", "association", "dimse", "dimse_messages", "dul", "events", "fsm", "pdu", "pdu_items",
+              "pdu_primitives", "presentation", "transport", "utils", "_handlers", "dsutils"):
+    logging.getLogger(f"pynetdicom.{_name}" if _name else "pynetdicom").addFilter(QuietAfterRefusal())
 
 SWEEP_INTERVAL_S = 0.1  # how often the listener looks at pending connections' deadlines (at most)
 POLL_INTERVAL_S = 0.25  # the listener's select() timeout (serve_forever poll_interval)

@@ -135,6 +135,7 @@ class StorageSCP:
             raise OSError(
                 f"cannot listen on {address[0]}:{address[1]} (scp.host, scp.port): {exc.strerror or exc}"
             ) from None
+        fastpath.drop_silent_log_handlers(server)
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S}, name="dicom-listener", daemon=True
         )
@@ -282,5 +283,6 @@ class StorageSCP:
             )
         rsp = Dataset()
         rsp.Status = status
-        rsp.ErrorComment = message[:64]
+        # Error Comment is LO (64 characters, no backslash, which would split it into several values)
+        rsp.ErrorComment = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in message)[:64]
         return rsp

@@ -34,6 +34,7 @@ import functools
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.datadict import dictionary_VR
 
@@ -244,17 +245,15 @@ def check_pixel_data(ds: object, structure: Structure, transfer_syntax: str, sop
         return
     if structure.pixel_tag != PIXEL_DATA:
         return  # float pixel data: not used by the SOP classes received here
+    _check_image_pixel_module(get)
     if transfer_syntax not in NATIVE_SYNTAXES:
         if structure.pixel_length is not None:
             raise DatasetProblem(f"Pixel Data of transfer syntax {transfer_syntax} is not encapsulated")
         return
     if structure.pixel_length is None:
         raise DatasetProblem(f"Pixel Data is encapsulated but the transfer syntax {transfer_syntax} is native")
-    rows, cols = _int(get("Rows")), _int(get("Columns"))
-    bits = _int(get("BitsAllocated"))
-    if rows is None or cols is None or bits is None:
-        missing = [k for k, v in (("Rows", rows), ("Columns", cols), ("BitsAllocated", bits)) if v is None]
-        raise DatasetProblem(f"data set has Pixel Data but no valid {', '.join(missing)}")
+    rows, cols, bits = _int(get("Rows")), _int(get("Columns")), _int(get("BitsAllocated"))
+    assert rows is not None and cols is not None and bits is not None  # checked above
     samples = _int(get("SamplesPerPixel"), 1) or 1
     frames = _int(get("NumberOfFrames"), 1) or 1
     expected = (rows * cols * samples * frames * bits + 7) // 8
@@ -264,3 +263,58 @@ def check_pixel_data(ds: object, structure: Structure, transfer_syntax: str, sop
             f"Pixel Data is {actual} bytes; Rows {rows} x Columns {cols} x Samples {samples} x "
             f"Bits Allocated {bits} x Frames {frames} need {expected}"
         )
+
+
+# Image Pixel module (PS3.3 C.7.6.3): what a reader needs to decode the pixel data, Type 1
+_PIXEL_MODULE = (
+    ("Rows", "(0028,0010)"),
+    ("Columns", "(0028,0011)"),
+    ("SamplesPerPixel", "(0028,0002)"),
+    ("BitsAllocated", "(0028,0100)"),
+    ("BitsStored", "(0028,0101)"),
+    ("PixelRepresentation", "(0028,0103)"),
+)
+
+
+_PHOTOMETRIC = frozenset({
+    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422",
+    "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "HSV", "ARGB", "CMYK", "XYB",
+})
+
+
+def _check_image_pixel_module(get: Any) -> None:
+    values: dict[str, int] = {}
+    for keyword, tag in _PIXEL_MODULE:
+        try:
+            value = _int(get(keyword))
+        except Exception:  # noqa: BLE001 - a value pydicom cannot convert
+            value = None
+        if value is None:
+            raise DatasetProblem(f"data set has Pixel Data but no valid {keyword} {tag}")
+        values[keyword] = value
+    try:
+        photometric = str(get("PhotometricInterpretation") or "").strip()
+    except Exception:  # noqa: BLE001
+        photometric = ""
+    if not photometric:
+        raise DatasetProblem("data set has Pixel Data but no Photometric Interpretation (0028,0004)")
+    if photometric not in _PHOTOMETRIC:
+        raise DatasetProblem(f"Photometric Interpretation {photometric[:20]!r} is not a defined term (PS3.3 C.7.6.3.1.2)")
+    if values["Rows"] <= 0 or values["Columns"] <= 0:
+        raise DatasetProblem(f"Rows {values['Rows']} x Columns {values['Columns']} is not an image")
+    if values["SamplesPerPixel"] not in (1, 3, 4):
+        raise DatasetProblem(f"Samples per Pixel is {values['SamplesPerPixel']}, not 1 or 3")
+    if values["BitsAllocated"] not in (1, 8, 16, 32, 64):
+        raise DatasetProblem(f"Bits Allocated is {values['BitsAllocated']}, not 1, 8, 16, 32 or 64")
+    if not 0 < values["BitsStored"] <= values["BitsAllocated"]:
+        raise DatasetProblem(f"Bits Stored is {values['BitsStored']}, Bits Allocated {values['BitsAllocated']}")
+    if values["PixelRepresentation"] not in (0, 1):
+        raise DatasetProblem(f"Pixel Representation is {values['PixelRepresentation']}, not 0 or 1")
+    if values["SamplesPerPixel"] > 1 and _int(get("PlanarConfiguration")) not in (0, 1):
+        raise DatasetProblem("colour Pixel Data without a valid Planar Configuration (0028,0006)")
+    try:
+        frames = get("NumberOfFrames")
+    except Exception:  # noqa: BLE001
+        frames = "?"
+    if frames not in (None, "") and (_int(frames) or 0) < 1:
+        raise DatasetProblem(f"Number of Frames {frames!r} is not a positive number")
