@@ -1,4 +1,4 @@
-"""daemon.archive: durable, idempotent storage with index rows; specific refusals."""
+"""daemon.storage.archive: durable, idempotent storage with index rows; specific refusals."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import func, select
 
-from daemon.archive import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Archive, RejectedInstance
-from daemon.db import open_index
-from daemon.schema import instances, patients, series, studies
+from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Archive, RejectedInstance
+from daemon.storage.db import open_index
+from daemon.storage.schema import instances, patients, series, studies
 from tests.support.ct_series import ct_slice
 
 
@@ -161,7 +161,7 @@ def test_refused_instances_leave_no_part_file(archive: Archive) -> None:
 
 
 def test_failed_fsync_is_refused_and_its_row_removed(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
-    import daemon.archive as archive_module
+    import daemon.storage.archive as archive_module
 
     def broken(fd: int, data: bytes) -> None:
         import os
@@ -224,7 +224,7 @@ def test_a_copy_whose_file_was_removed_is_stored_again_not_taken_as_duplicate(ar
 
 
 def test_recover_removes_rows_without_files_records_them_and_a_resend_restores_them(archive: Archive) -> None:
-    from daemon.integrity import scan, summary
+    from daemon.storage.integrity import scan, summary
 
     kept, lost = make(0), make(1)
     archive.store(encode(kept))
@@ -258,7 +258,7 @@ def test_recover_indexes_complete_files_without_rows_and_quarantines_the_rest(ar
 
 
 def test_an_instance_uid_archived_under_another_study_is_refused_without_leaving_rows(archive: Archive) -> None:
-    from daemon.archive import STATUS_UID_CONFLICT
+    from daemon.storage.archive import STATUS_UID_CONFLICT
 
     ds = make(0)
     archive.store(encode(ds))
@@ -320,8 +320,8 @@ def test_request_sop_class_must_match_the_data_set(archive: Archive) -> None:
 def test_a_deflate_bomb_is_refused(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
     import zlib
 
-    import daemon.archive as archive_module
-    from daemon.filemeta import file_meta_bytes
+    import daemon.storage.archive as archive_module
+    from daemon.network.filemeta import file_meta_bytes
 
     monkeypatch.setattr(archive_module, "INFLATED_LIMIT_BYTES", 1 << 20)
     body = b"\x08\x00\x16\x00UI\x02\x001\x00" + b"\x09\x00\x10\x00OB\x00\x00" + (8 << 20).to_bytes(4, "little") + bytes(8 << 20)

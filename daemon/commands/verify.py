@@ -36,9 +36,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Check that every index row has its file and every archived file its row."""
-        from daemon.archive import Archive
-        from daemon.db import open_index
-        from daemon.integrity import scan, summary
+        from daemon.storage.archive import Archive
+        from daemon.storage.db import open_index
+        from daemon.storage.integrity import scan, summary
 
         settings = settings_or_exit(config)
         if not settings.archive_dir.is_dir():

@@ -42,9 +42,9 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from daemon.dicomvalues import da_to_date, to_float, to_int
-from daemon.schema import instances, patients, series, studies
-from daemon.validation import (
+from daemon.storage.dicomvalues import da_to_date, to_float, to_int
+from daemon.storage.schema import instances, patients, series, studies
+from daemon.storage.validation import (
     DEFLATED_EXPLICIT_LE,
     DatasetProblem,
     check_pixel_data,
@@ -132,7 +132,7 @@ def _dataset_offset(data: bytes) -> tuple[int, str] | None:
 def parse_instance(data: bytes, *, expected_sop_class: str | None = None) -> Dataset:
     """Parse and check an encoded DICOM file (preamble + meta + data set) before it is acknowledged.
 
-    The whole data set is walked (:mod:`daemon.validation`): complete elements,
+    The whole data set is walked (:mod:`daemon.storage.validation`): complete elements,
     delimited sequences, fragment structure of encapsulated pixel data, native
     pixel data of the size the image attributes give, a bounded inflated size
     for deflated data sets; the SOP class must be the request's.  Raises
@@ -626,7 +626,7 @@ class Archive:
         no final file (a crash between the commit and the rename) the row goes
         too: that instance was never acknowledged.  Then (``reconcile``) every
         row is checked against its file and every file against its row
-        (:func:`daemon.integrity.reconcile`).  Returns counts for the log.
+        (:func:`daemon.storage.integrity.reconcile`).  Returns counts for the log.
         """
         removed_parts = removed_rows = 0
         for part in sorted(self.incoming.glob("*.part")):
@@ -645,7 +645,7 @@ class Archive:
             spare.unlink(missing_ok=True)
         counts = {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}
         if reconcile:
-            from daemon.integrity import reconcile as reconcile_rows_and_files
+            from daemon.storage.integrity import reconcile as reconcile_rows_and_files
 
             counts.update(reconcile_rows_and_files(self))
         return counts

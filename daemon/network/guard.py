@@ -20,10 +20,10 @@ association server with these changes (the listener thread only accepts):
   milliseconds, so it is not the oldest for long), and pending connections
   never count against ``scp.max_associations``, which only admitted
   associations do (:meth:`Guard.admit`, from the EVT_REQUESTED handler);
-- PDU headers are checked before the PDU is read (:class:`daemon.fastpath.BoundedSocket`):
+- PDU headers are checked before the PDU is read (:class:`daemon.network.fastpath.BoundedSocket`):
   the first PDU must be an A-ASSOCIATE-RQ, P-DATA-TF PDUs may not be longer
   than the maximum this node announced (``scp.max_pdu_bytes``), others not
-  longer than :data:`daemon.fastpath.MAX_CONTROL_PDU_BYTES`;
+  longer than :data:`daemon.network.fastpath.MAX_CONTROL_PDU_BYTES`;
 - every refusal is logged once (one WARNING line, peer values escaped) and
   counted in ``noduled_associations_rejected_total{reason=...}``.
 """
@@ -40,8 +40,8 @@ from typing import Any
 
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-from daemon import metrics
-from daemon.fastpath import BoundedSocket, QuietAfterRefusal
+from daemon.ops import metrics
+from daemon.network.fastpath import BoundedSocket, QuietAfterRefusal
 
 log = logging.getLogger(__name__)
 

@@ -217,7 +217,7 @@ class BoundedSocket(AssociationSocket):
 
     def _noduled_refuse(self, reason: str, message: str) -> None:
         """Refuse the connection once: log and count, shut it down, end a pending association thread."""
-        from daemon.guard import refuse  # (guard imports this module)
+        from daemon.network.guard import refuse  # (guard imports this module)
 
         first = not self._noduled_seen_pdu or self._noduled_request_header is not None
         self._noduled_refused = True

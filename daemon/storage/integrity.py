@@ -7,9 +7,9 @@ an administrator to free space, a file damaged on disk.  This module
 
 - :func:`scan` compares the index rows with the files under the archive
   (``noduled verify``; ``read_files`` also reads every file through the
-  receive checks of :mod:`daemon.validation` and hashes it);
+  receive checks of :mod:`daemon.storage.validation` and hashes it);
 - :func:`reconcile` repairs at start-up what can be repaired (called by
-  :meth:`daemon.archive.Archive.recover`): a file without a row that is a
+  :meth:`daemon.storage.archive.Archive.recover`): a file without a row that is a
   complete instance in its right place is indexed; a row whose file is gone
   is removed and the instance recorded as *lost*; a file that does not match
   its row (size) or cannot be indexed is moved to ``archive/.quarantine/``;
@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
-from daemon.schema import instances, series, studies
+from daemon.storage.schema import instances, series, studies
 
 if TYPE_CHECKING:
-    from daemon.archive import Archive
+    from daemon.storage.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _rows(archive: "Archive") -> list[Any]:
 
 def _read_check(archive: "Archive", path: Path, sop_uid: str) -> tuple[str | None, str]:
     """(problem or None, sha256) of reading one archived file completely."""
-    from daemon.archive import RejectedInstance, parse_instance
+    from daemon.storage.archive import RejectedInstance, parse_instance
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -149,7 +149,7 @@ def _quarantine(archive: "Archive", relative: str, stamp: str) -> str:
 
 def _index_orphan(archive: "Archive", relative: str) -> str | None:
     """Index a file that has no row; None when done, else why it cannot be."""
-    from daemon.archive import RejectedInstance, parse_instance
+    from daemon.storage.archive import RejectedInstance, parse_instance
 
     path = archive.path_of(relative)
     try:

@@ -1,7 +1,7 @@
 """The DICOM node's network side: Verification and Storage SCP.
 
 Configured once (DESIGN §8, pynetdicom style); the event handlers are a few
-lines that hand the work to :mod:`daemon.archive` and :mod:`daemon.admission`.
+lines that hand the work to :mod:`daemon.storage.archive` and :mod:`daemon.network.admission`.
 """
 
 from __future__ import annotations
@@ -28,17 +28,18 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     XRayRadiationDoseSRStorage,
 )
 
-from daemon.admission import Admission
-from daemon import fastpath, metrics
-from daemon.archive import (
+from daemon.network.admission import Admission
+from daemon.network import fastpath
+from daemon.network.guard import POLL_INTERVAL_S, Guard, GuardedServer, refuse
+from daemon.ops import metrics
+from daemon.storage.archive import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_INDEX_OUT_OF_RESOURCES,
     STATUS_OUT_OF_RESOURCES,
     Archive,
     RejectedInstance,
 )
-from daemon.filemeta import file_meta_bytes
-from daemon.guard import POLL_INTERVAL_S, Guard, GuardedServer, refuse
+from daemon.network.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
 
 log = logging.getLogger(__name__)
