@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,7 +30,7 @@ _KIND_TEXT = {
 def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify(
-        config: Optional[Path] = ConfigOption,
+        config: Path | None = ConfigOption,
         hash_files: bool = typer.Option(False, "--hash", help="Also read, check and hash every file (slower)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:

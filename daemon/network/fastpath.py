@@ -1,7 +1,9 @@
 """Receive fast path: per-association replacements of pynetdicom internals.
 
 This is the ONE place where noduled reaches into pynetdicom's internals (for
-pynetdicom 3.0.x).  :func:`install` is called for every accepted association
+pynetdicom 3.0.x), together with the guarded server of
+:mod:`daemon.network.guard`, which builds on :class:`BoundedSocket` here (PDU
+headers checked before a PDU is read, from the first byte of a connection).  :func:`install` is called for every accepted association
 (from the ``EVT_ESTABLISHED`` handler, in the association's own thread, before
 pynetdicom enters its acceptor loop) and changes four things on that
 association's objects only, never pynetdicom's classes (the socket object's
@@ -11,7 +13,10 @@ class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
    ``socket.recv`` calls appended to a ``bytearray`` (about 130 calls and
    copies per 512 KB image).  :func:`_recv_into` reads straight into a
    preallocated buffer with ``recv_into`` in as few calls as the kernel
-   allows.  Semantics are the stock ones: it blocks until ``nr_bytes`` are
+   allows; the buffer starts at 1 MiB (or the PDU's length) and doubles as
+   data arrive, so a declared length is never allocated ahead of the data
+   (the header itself was checked by :class:`BoundedSocket`).  Semantics
+   are the stock ones: it blocks until ``nr_bytes`` are
    read, returns what it has (possibly short) when the peer closes the
    connection, and lets ``OSError``/``TimeoutError`` (also ``ssl`` errors)
    propagate to the DUL, which turns them into Evt17 as before.  TLS sockets
@@ -194,10 +199,10 @@ class BoundedSocket(AssociationSocket):
             self._noduled_in_body = False
             body = self._noduled_read(nr_bytes)
             if self._noduled_request_header is not None:  # the body of the A-ASSOCIATE-RQ
-                header, self._noduled_request_header = self._noduled_request_header, None
-                problem = _request_problem(header + body)
-                if problem is not None:
-                    self._noduled_refuse("malformed_pdu", problem)
+                request_header, self._noduled_request_header = self._noduled_request_header, None
+                request_problem = _request_problem(request_header + bytes(body))
+                if request_problem is not None:
+                    self._noduled_refuse("malformed_pdu", request_problem)
                     return bytearray()
             return body
         header = self._noduled_read(6)
@@ -488,7 +493,7 @@ def install(assoc: Any) -> bool:
 
     provider_queue.put = put  # this association's queue only
     if type(sock) is AssociationSocket:  # not through the guarded server (tests, other callers): no header limits
-        sock._noduled_seen_pdu = True
+        sock._noduled_seen_pdu = True  # type: ignore[attr-defined]
     sock.__class__ = _FastSocket
     sock._noduled_tcp = _is_tcp(sock.socket)
     sock._noduled_waker = waker

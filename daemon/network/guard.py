@@ -38,10 +38,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import (
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
 
-from daemon.ops import metrics
 from daemon.network.fastpath import BoundedSocket, QuietAfterRefusal
+from daemon.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +114,20 @@ class Guard:
         with self._lock:
             self._forget_ended()
             same = sorted((e for e in self._pending.values() if e.address == address), key=lambda e: e.accepted_at)
+            per_address = (
+                f"more than {self.max_pending_per_address} connections from this address without a complete "
+                f"association request (scp.max_pending_per_address): the oldest is closed"
+            )
+            in_all = (
+                f"more than {self.max_pending} connections without a complete association request "
+                f"(scp.max_pending): the oldest is closed"
+            )
             while len(same) >= self.max_pending_per_address:
-                evicted.append((same.pop(0), f"more than {self.max_pending_per_address} connections from this address "
-                                             f"without a complete association request (scp.max_pending_per_address): "
-                                             f"the oldest is closed"))
+                evicted.append((same.pop(0), per_address))
             others = sorted(self._pending.values(), key=lambda e: e.accepted_at)
             others = [e for e in others if all(e is not x for x, _ in evicted)]
             while len(others) >= self.max_pending:
-                evicted.append((others.pop(0), f"more than {self.max_pending} connections without a complete "
-                                               f"association request (scp.max_pending): the oldest is closed"))
+                evicted.append((others.pop(0), in_all))
             for e, _ in evicted:
                 e.closed = True
                 self._pending.pop(id(e.sock), None)
@@ -214,7 +223,7 @@ class Guard:
 class _Handler(RequestHandler):
     """pynetdicom's request handler; the association's socket checks PDU headers from the first byte."""
 
-    server: "GuardedServer"
+    server: GuardedServer
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
@@ -224,10 +233,10 @@ class _Handler(RequestHandler):
             return assoc
         entry = guard.lookup(self.request)
         sock.__class__ = BoundedSocket
-        sock._noduled_address = entry.address if entry is not None else str(self.client_address[0])
-        sock._noduled_max_pdu = guard.max_pdu_bytes
-        assoc._noduled_pending = entry
-        assoc._noduled_guard = guard
+        sock._noduled_address = entry.address if entry is not None else str(self.client_address[0])  # type: ignore[attr-defined]
+        sock._noduled_max_pdu = guard.max_pdu_bytes  # type: ignore[attr-defined]
+        assoc._noduled_pending = entry  # type: ignore[attr-defined]
+        assoc._noduled_guard = guard  # type: ignore[attr-defined]
         if entry is not None:
             entry.assoc = assoc
         return assoc
@@ -314,4 +323,8 @@ class GuardedServer(ThreadedAssociationServer):
             super().service_actions()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning("connection from %s: unexpected error while setting it up", client_address[0], exc_info=True)
+        """Called from an ``except`` block by socketserver: one WARNING line with the error, not a traceback on stderr."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        log.warning("connection from %s: unexpected error while setting it up: %s: %s", client_address[0], type(exc).__name__, exc)

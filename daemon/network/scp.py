@@ -142,7 +142,7 @@ class StorageSCP:
         )
         thread.start()
         self.ae._servers.append(server)  # as AE.start_server does: shutdown() removes it
-        self._server = server
+        self._server = server  # type: ignore[assignment]  # (make_server is typed as returning the stock class)
         log.info(
             "listening as %s on %s:%d (%s)",
             self.settings.ae_title,
@@ -176,6 +176,7 @@ class StorageSCP:
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
         primitive = assoc.requestor.primitive
+        assert primitive is not None  # EVT_REQUESTED: the A-ASSOCIATE-RQ has arrived
         calling = primitive.calling_ae_title.strip()
         called = primitive.called_ae_title.strip()
         address = assoc.requestor.address

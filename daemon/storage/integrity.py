@@ -88,7 +88,7 @@ def _archive_files(root: Path) -> dict[str, int]:
     return out
 
 
-def _rows(archive: "Archive") -> list[Any]:
+def _rows(archive: Archive) -> list[Any]:
     q = select(
         instances.c.id, instances.c.sop_instance_uid, instances.c.path, instances.c.size_bytes,
         series.c.series_uid, studies.c.study_uid,
@@ -97,7 +97,7 @@ def _rows(archive: "Archive") -> list[Any]:
         return list(conn.execute(q))
 
 
-def _read_check(archive: "Archive", path: Path, sop_uid: str) -> tuple[str | None, str]:
+def _read_check(archive: Archive, path: Path, sop_uid: str) -> tuple[str | None, str]:
     """(problem or None, sha256) of reading one archived file completely."""
     from daemon.storage.archive import RejectedInstance, parse_instance
 
@@ -112,7 +112,7 @@ def _read_check(archive: "Archive", path: Path, sop_uid: str) -> tuple[str | Non
     return None, digest
 
 
-def scan(archive: "Archive", *, read_files: bool = False) -> ScanResult:
+def scan(archive: Archive, *, read_files: bool = False) -> ScanResult:
     """Compare rows with files; with ``read_files`` every file is also read, checked and hashed."""
     files = _archive_files(archive.root)
     rows = _rows(archive)
@@ -120,7 +120,7 @@ def scan(archive: "Archive", *, read_files: bool = False) -> ScanResult:
     indexed: set[str] = set()
     for row in rows:
         indexed.add(row.path)
-        where = dict(path=row.path, sop_instance_uid=row.sop_instance_uid, study_uid=row.study_uid, series_uid=row.series_uid)
+        where = {"path": row.path, "sop_instance_uid": row.sop_instance_uid, "study_uid": row.study_uid, "series_uid": row.series_uid}
         size = files.get(row.path)
         if size is None:
             result.findings.append(Finding("missing", detail="indexed, but the file is not there", **where))
@@ -140,14 +140,14 @@ def scan(archive: "Archive", *, read_files: bool = False) -> ScanResult:
     return result
 
 
-def _quarantine(archive: "Archive", relative: str, stamp: str) -> str:
+def _quarantine(archive: Archive, relative: str, stamp: str) -> str:
     target = archive.root / QUARANTINE_DIR / stamp / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(archive.path_of(relative), target)
     return str(target.relative_to(archive.root))
 
 
-def _index_orphan(archive: "Archive", relative: str) -> str | None:
+def _index_orphan(archive: Archive, relative: str) -> str | None:
     """Index a file that has no row; None when done, else why it cannot be."""
     from daemon.storage.archive import RejectedInstance, parse_instance
 
@@ -169,10 +169,10 @@ def _index_orphan(archive: "Archive", relative: str) -> str | None:
     return None
 
 
-def reconcile(archive: "Archive") -> dict[str, int]:
+def reconcile(archive: Archive) -> dict[str, int]:
     """Repair rows without files and files without rows (start-up); record what is lost."""
     result = scan(archive)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     lost: list[dict[str, Any]] = []
     counts = {"orphans_indexed": 0, "quarantined": 0, "lost_rows_removed": 0}
     for f in result.findings:
@@ -216,7 +216,7 @@ def _write_report(root: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, root / REPORT_NAME)
 
 
-def _restored(archive: "Archive", entry: dict[str, Any]) -> bool:
+def _restored(archive: Archive, entry: dict[str, Any]) -> bool:
     with archive.engine.connect() as conn:
         row = conn.execute(
             select(instances.c.path, instances.c.size_bytes).where(instances.c.sop_instance_uid == entry["sop_instance_uid"])
@@ -229,7 +229,7 @@ def _restored(archive: "Archive", entry: dict[str, Any]) -> bool:
         return False
 
 
-def summary(archive: "Archive") -> dict[str, Any]:
+def summary(archive: Archive) -> dict[str, Any]:
     """The last check's lost instances that are still missing (``noduled status``, ``/healthz``)."""
     report = _read_report(archive.root)
     lost = report.get("lost", [])
@@ -243,7 +243,7 @@ def summary(archive: "Archive") -> dict[str, Any]:
     }
 
 
-def health_check(archive: "Archive"):  # type: ignore[no-untyped-def]
+def health_check(archive: Archive):  # type: ignore[no-untyped-def]
     """A ``/healthz`` check: fails while acknowledged instances found lost have not been received again."""
 
     def check() -> tuple[bool, str]:

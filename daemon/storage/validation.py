@@ -48,9 +48,7 @@ _PIXEL_TAGS = (PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Da
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
-_VRS = _LONG_VRS | {vr.encode() for vr in (
-    "AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US"
-).split()}
+_VRS = _LONG_VRS | {vr.encode() for vr in ["AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"]}
 # binary VRs whose value is a whole number of fixed-size numbers (a length that is not is corrupt)
 _UNIT = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8, b"SV": 8, b"UV": 8}
 _MAX_DEPTH = 64  # nested sequences; deeper is refused rather than recursed into
@@ -236,9 +234,9 @@ def _int(value: object, default: int | None = None) -> int | None:
         return default
 
 
-def check_pixel_data(ds: object, structure: Structure, transfer_syntax: str, sop_class_uid: str) -> None:
+def check_pixel_data(ds: Any, structure: Structure, transfer_syntax: str, sop_class_uid: str) -> None:
     """Pixel data present for image SOP classes, and of the size the image attributes describe (native)."""
-    get = getattr(ds, "get")
+    get = ds.get
     if structure.pixel_tag is None:
         if sop_class_uid in IMAGE_SOP_CLASSES:
             raise DatasetProblem("image data set has no Pixel Data (7FE0,0010) (cut short?)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 import time
