@@ -152,7 +152,7 @@ def parse_instance(data: bytes, *, expected_sop_class: str | None = None) -> Dat
     ds = parse_header(data)
     if located is not None:
         try:
-            check_pixel_data(ds, structure, syntax, str(ds.SOPClassUID))
+            check_pixel_data(structure, syntax, str(ds.SOPClassUID))
         except DatasetProblem as exc:
             raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
     if expected_sop_class and _valid_uid(expected_sop_class) != _valid_uid(ds.SOPClassUID):
@@ -173,7 +173,6 @@ def parse_header(data: bytes) -> Dataset:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
         # touch the identifying elements now so that a broken header fails here
         _ = ds.get("SOPInstanceUID"), ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
-        _ = ds.get("Rows"), ds.get("Columns"), ds.get("BitsAllocated"), ds.get("NumberOfFrames")
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {exc}") from None
     except Exception as exc:  # pydicom raises a wide range on garbage input

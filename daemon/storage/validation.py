@@ -73,6 +73,21 @@ class Structure:
     pixel_tag: int | None  # Pixel Data (or float variant) tag, None when absent
     pixel_length: int | None  # its value length; None when encapsulated (undefined length)
     fragments: int  # encapsulated: number of fragments after the Basic Offset Table
+    attrs: dict[str, int | str | None]  # the Image Pixel module's values at the top level, by keyword
+
+
+# top-level (0028,xxxx) elements read during the walk (cheaper than asking pydicom for each): tag -> (keyword, kind)
+_PIXEL_ATTRS = {
+    0x00280002: ("SamplesPerPixel", "US"),
+    0x00280004: ("PhotometricInterpretation", "CS"),
+    0x00280006: ("PlanarConfiguration", "US"),
+    0x00280008: ("NumberOfFrames", "IS"),
+    0x00280010: ("Rows", "US"),
+    0x00280011: ("Columns", "US"),
+    0x00280100: ("BitsAllocated", "US"),
+    0x00280101: ("BitsStored", "US"),
+    0x00280103: ("PixelRepresentation", "US"),
+}
 
 
 def inflate_bounded(data: bytes, limit_bytes: int) -> bytes:
@@ -101,6 +116,21 @@ class _Walker:
         self.pixel_tag: int | None = None
         self.pixel_length: int | None = None
         self.fragments = 0
+        self.attrs: dict[str, int | str | None] = {}
+
+    def _keep(self, tag: int, value: bytes | memoryview) -> None:
+        keyword, kind = _PIXEL_ATTRS[tag]
+        if kind == "US":
+            self.attrs[keyword] = struct.unpack(self.e + "H", value)[0] if len(value) == 2 else None
+            return
+        text = bytes(value).decode("ascii", "replace").strip(" \x00")
+        if kind == "IS":
+            try:
+                self.attrs[keyword] = int(text)
+            except ValueError:
+                self.attrs[keyword] = None
+        else:
+            self.attrs[keyword] = text
 
     def _head(self, pos: int, end: int) -> tuple[int, int]:
         if end - pos < 8:
@@ -158,6 +188,8 @@ class _Walker:
                 self._items(pos, pos + length, depth, undefined=False, explicit=explicit)
             elif length % _UNIT.get(vr, 1):
                 raise DatasetProblem(f"element {_tag_text(tag)} ({vr.decode()}) is {length} bytes, not a whole number of values")
+            if top and group == 0x0028 and tag in _PIXEL_ATTRS:
+                self._keep(tag, buf[pos : pos + length])
             if top and tag in _PIXEL_TAGS:
                 self.pixel_tag, self.pixel_length = tag, length
             pos += length
@@ -224,7 +256,7 @@ def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Struct
     """Walk an encoded data set (no preamble or file meta; deflated ones inflated first)."""
     walker = _Walker(dataset, explicit=transfer_syntax != IMPLICIT_LE, little=transfer_syntax != EXPLICIT_BE)
     walker.elements(0, len(dataset), 0, top=True)
-    return Structure(walker.pixel_tag, walker.pixel_length, walker.fragments)
+    return Structure(walker.pixel_tag, walker.pixel_length, walker.fragments, walker.attrs)
 
 
 def _int(value: object, default: int | None = None) -> int | None:
@@ -234,9 +266,9 @@ def _int(value: object, default: int | None = None) -> int | None:
         return default
 
 
-def check_pixel_data(ds: Any, structure: Structure, transfer_syntax: str, sop_class_uid: str) -> None:
+def check_pixel_data(structure: Structure, transfer_syntax: str, sop_class_uid: str) -> None:
     """Pixel data present for image SOP classes, and of the size the image attributes describe (native)."""
-    get = ds.get
+    get = structure.attrs.get
     if structure.pixel_tag is None:
         if sop_class_uid in IMAGE_SOP_CLASSES:
             raise DatasetProblem("image data set has no Pixel Data (7FE0,0010) (cut short?)")
