@@ -15,8 +15,9 @@ association server with these changes (the listener thread only accepts):
   (``scp.association_request_timeout_s``); the listener thread closes the
   ones that pass it;
 - at most ``scp.max_pending_per_address`` pending connections per peer
-  address and ``scp.max_pending`` in all: a new connection beyond either
-  closes the *oldest* pending one (a legitimate peer sends its request within
+  address (not counting those younger than :data:`PENDING_GRACE_S`) and
+  ``scp.max_pending`` in all: a new connection beyond either closes the
+  *oldest* pending one (a legitimate peer sends its request within
   milliseconds, so it is not the oldest for long), and pending connections
   never count against ``scp.max_associations``, which only admitted
   associations do (:meth:`Guard.admit`, from the EVT_REQUESTED handler);
@@ -56,6 +57,7 @@ for _name in ("", "acse", "association", "dimse", "dimse_messages", "dul", "even
 
 SWEEP_INTERVAL_S = 0.1  # how often the listener looks at pending connections' deadlines (at most)
 POLL_INTERVAL_S = 0.25  # the listener's select() timeout (serve_forever poll_interval)
+PENDING_GRACE_S = 1.0  # a pending connection this young is not closed for the per-address cap
 
 
 def refuse(reason: str, address: str, message: str) -> None:
@@ -122,7 +124,10 @@ class Guard:
                 f"more than {self.max_pending} connections without a complete association request "
                 f"(scp.max_pending): the oldest is closed"
             )
-            while len(same) >= self.max_pending_per_address:
+            # a connection younger than PENDING_GRACE_S is not evicted for its address (a PACS opening many
+            # associations at once sends each request within milliseconds); the total cap below is hard
+            now = time.monotonic()
+            while len(same) >= self.max_pending_per_address and now - same[0].accepted_at > PENDING_GRACE_S:
                 evicted.append((same.pop(0), per_address))
             others = sorted(self._pending.values(), key=lambda e: e.accepted_at)
             others = [e for e in others if all(e is not x for x, _ in evicted)]
