@@ -347,3 +347,17 @@ def test_encapsulated_pixel_data_needs_its_fragment_structure(archive: Archive) 
     tail = good.rindex(b"\xfe\xff\xdd\xe0")  # the sequence delimiter
     with pytest.raises(RejectedInstance, match="no sequence delimiter"):
         archive.store(good[:tail])
+
+
+def test_reconcile_leaves_a_row_alone_while_its_part_file_says_a_store_is_in_flight(archive: Archive) -> None:
+    from daemon.storage.integrity import reconcile
+
+    ds = make(0)
+    stored = archive.store(encode(ds))
+    data = stored.path.read_bytes()
+    stored.path.unlink()
+    part = archive.incoming / f"{ds.SOPInstanceUID}.abc123.part"  # another node sharing the archive, mid-store
+    part.write_bytes(data)
+    assert reconcile(archive)["lost_rows_removed"] == 0 and count(archive, instances) == 1
+    part.unlink()
+    assert reconcile(archive)["lost_rows_removed"] == 1 and count(archive, instances) == 0

@@ -90,7 +90,7 @@ def _archive_files(root: Path) -> dict[str, int]:
 
 def _rows(archive: Archive) -> list[Any]:
     q = select(
-        instances.c.id, instances.c.sop_instance_uid, instances.c.path, instances.c.size_bytes,
+        instances.c.id, instances.c.sop_instance_uid, instances.c.path, instances.c.size_bytes, instances.c.received_at,
         series.c.series_uid, studies.c.study_uid,
     ).select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
     with archive.engine.connect() as conn:
@@ -169,6 +169,18 @@ def _index_orphan(archive: Archive, relative: str) -> str | None:
     return None
 
 
+def _in_flight(archive: Archive, sop_uid: str | None, relative: str) -> bool:
+    """Another receiving node (sharing archive and index) is storing this instance right now.
+
+    Between its index commit and its rename a store has its part file in ``archive/.incoming``;
+    the rename makes the part disappear as the file appears, so looking at the part first and
+    the file second never misses both.
+    """
+    if sop_uid and any(archive.incoming.glob(f"{sop_uid}.*.part")):
+        return True
+    return archive.path_of(relative).exists()
+
+
 def reconcile(archive: Archive) -> dict[str, int]:
     """Repair rows without files and files without rows (start-up); record what is lost."""
     result = scan(archive)
@@ -176,6 +188,8 @@ def reconcile(archive: Archive) -> dict[str, int]:
     lost: list[dict[str, Any]] = []
     counts = {"orphans_indexed": 0, "quarantined": 0, "lost_rows_removed": 0}
     for f in result.findings:
+        if f.kind == "missing" and _in_flight(archive, f.sop_instance_uid, f.path):
+            continue
         if f.kind in ("missing", "size"):
             if f.kind == "size":
                 _quarantine(archive, f.path, stamp)
