@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite talks to, when missing:
 # DCMTK (storescu, echoscu, findscu, dsrdump, storescp), dicom3tools (dciodvfy),
 # Orthanc (a real PACS), Redis and PostgreSQL (the scale-out tests start their
-# own throw-away servers on 127.0.0.1), iproute2 (private loopback network).
+# own throw-away servers on 127.0.0.1), iproute2 (private loopback network),
+# openssl (certificates for the TLS tests).
 set -euo pipefail
 need=()
 command -v storescu >/dev/null 2>&1 && command -v dsrdump >/dev/null 2>&1 || need+=(dcmtk)
@@ -12,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # test certificates for the DICOM TLS tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""
