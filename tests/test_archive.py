@@ -361,3 +361,18 @@ def test_reconcile_leaves_a_row_alone_while_its_part_file_says_a_store_is_in_fli
     assert reconcile(archive)["lost_rows_removed"] == 0 and count(archive, instances) == 1
     part.unlink()
     assert reconcile(archive)["lost_rows_removed"] == 1 and count(archive, instances) == 0
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"])
+def test_implicit_big_endian_and_deflated_data_sets_are_walked_too(archive: Archive, syntax: str) -> None:
+    from pydicom.uid import UID
+
+    ds = ct_slice("1.2.3.4", "1.2.3.4.5", 0, np.arange(64 * 64, dtype=np.int16).reshape(64, 64))
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    ds.SequenceOfUltrasoundRegions = []  # an (empty) sequence among the elements
+    data = encode(ds)
+    stored = archive.store(data)
+    assert np.array_equal(dcmread(stored.path).pixel_array, ds.pixel_array)
+    if syntax != "1.2.840.10008.1.2.1.99":
+        with pytest.raises(RejectedInstance, match="declares 8192 bytes"):
+            archive.store(data[:-100])

@@ -113,6 +113,9 @@ class _Walker:
         self.buf = buf
         self.explicit = explicit
         self.e = "<" if little else ">"
+        self._explicit_head = struct.Struct(self.e + "HH2sH")  # group, element, VR, 16-bit length
+        self._implicit_head = struct.Struct(self.e + "HH0sH")  # group, element (the rest read separately)
+        self._u32 = struct.Struct(self.e + "L")
         self.pixel_tag: int | None = None
         self.pixel_length: int | None = None
         self.fragments = 0
@@ -144,10 +147,14 @@ class _Walker:
         explicit = self.explicit if explicit is None else explicit
         if depth > _MAX_DEPTH:
             raise DatasetProblem(f"sequences nested more than {_MAX_DEPTH} deep")
-        e = self.e
         buf = self.buf
+        head = self._explicit_head if explicit else self._implicit_head
+        u32 = self._u32
         while pos < end:
-            tag, group = self._head(pos, end)
+            if end - pos < 8:
+                self._head(pos, end)  # raises: the header is cut short
+            group, element, vr, length = head.unpack_from(buf, pos)  # (implicit: vr is b"", length is 0)
+            tag = (group << 16) | element
             if tag == _ITEM_END:
                 if not until_item_end:
                     raise DatasetProblem(f"item delimiter at offset {pos} outside an item of undefined length")
@@ -155,19 +162,17 @@ class _Walker:
             if group == 0xFFFE:
                 raise DatasetProblem(f"unexpected item tag {_tag_text(tag)} among elements at offset {pos}")
             if explicit:
-                vr = bytes(buf[pos + 4 : pos + 6])
                 if vr not in _VRS:
                     raise DatasetProblem(f"element {_tag_text(tag)} at offset {pos} has no valid VR ({vr!r})")
                 if vr in _LONG_VRS:
                     if end - pos < 12:
                         raise DatasetProblem(f"element {_tag_text(tag)} header is cut short at offset {pos}")
-                    (length,) = struct.unpack_from(e + "L", buf, pos + 8)
+                    (length,) = u32.unpack_from(buf, pos + 8)
                     pos += 12
                 else:
-                    (length,) = struct.unpack_from(e + "H", buf, pos + 6)
                     pos += 8
             else:
-                (length,) = struct.unpack_from(e + "L", buf, pos + 4)
+                (length,) = u32.unpack_from(buf, pos + 4)
                 pos += 8
                 vr = b"SQ" if length == _UNDEFINED else _dictionary_vr(tag)
             if length == _UNDEFINED:
