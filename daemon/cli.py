@@ -21,6 +21,7 @@ from daemon.commands import (
     report,
     serve,
     status,
+    verify,
     worker,
 )
 
@@ -32,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (serve, worker, status, analyze, measure, categorize, report, phantom,
+for _module in (serve, worker, status, verify, analyze, measure, categorize, report, phantom,
                 participants, outcomes, export, audit):
     _module.register(app)
 

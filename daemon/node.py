@@ -119,10 +119,17 @@ class Node:
 
     def start(self) -> None:
         recovered = self.archive.recover()
-        if any(recovered.values()):
+        if recovered["partial_files_removed"] or recovered["unacknowledged_rows_removed"]:
             log.warning(
                 "recovered from an interrupted run: %(partial_files_removed)d partial files removed, "
                 "%(unacknowledged_rows_removed)d unacknowledged index rows removed",
+                recovered,
+            )
+        if recovered.get("lost_rows_removed") or recovered.get("quarantined") or recovered.get("orphans_indexed"):
+            log.warning(
+                "archive check at start-up: %(lost_rows_removed)d acknowledged instances have no (intact) file and "
+                "were taken out of the index (send them again from the PACS; 'noduled verify' lists them), "
+                "%(orphans_indexed)d files without index rows indexed, %(quarantined)d files moved to archive/.quarantine",
                 recovered,
             )
         self.queue.start_workers(self.settings.queue.workers)
@@ -152,9 +159,15 @@ class Node:
             "noduled_queue_depth": lambda: float(self.queue.depth()),
             "noduled_outbox_pending": lambda: float(self.outbox.pending_count()),  # one COUNT, not the summary
         }
+        from daemon.storage.integrity import health_check
+
+        checks["archive"] = health_check(self.archive)
         self.health = HealthServer(self.settings.http.host, self.settings.http.port, checks, gauges)
-        self.health.start()
-        log.info("health and metrics on http://%s:%d/healthz and /metrics", self.settings.http.host, self.health.port)
+        try:
+            self.health.start()  # logs where it listens
+        except OSError as exc:
+            host, port = self.settings.http.host, self.settings.http.port
+            raise OSError(f"cannot listen on {host}:{port} (http.host, http.port): {exc.strerror or exc}") from None
 
     def stop(self) -> None:
         if self.scp is not None:

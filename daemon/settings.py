@@ -105,9 +105,15 @@ class SCPSettings(_Section):
     host: str = ""
     allowed_peers: tuple[Peer, ...] = ()
     tls: TLSSettings = TLSSettings()
-    max_pdu_bytes: int = 0  # 0 = unlimited: fewer, larger PDUs are faster to receive
-    max_associations: Annotated[int, _bounded(1)] = 16
-    network_timeout_s: float = 60.0
+    # the longest P-DATA-TF PDU a peer may send (announced in A-ASSOCIATE-AC; a longer one is refused before
+    # it is read).  Larger PDUs are a little faster to receive; 0 = no limit (buffers still grow only as data arrive)
+    max_pdu_bytes: Annotated[int, _bounded(0)] = 4 * 1024 * 1024
+    max_associations: Annotated[int, _bounded(1)] = 16  # admitted associations open at once
+    network_timeout_s: Annotated[float, _bounded(0, above=True, unit=" seconds")] = 60.0
+    # from connecting to a complete A-ASSOCIATE-RQ (TLS handshake included), however slowly the peer sends
+    association_request_timeout_s: Annotated[float, _bounded(0, above=True)] = 10.0
+    max_pending_per_address: Annotated[int, _bounded(1)] = 8  # connections without a complete request, per address
+    max_pending: Annotated[int, _bounded(1)] = 64  # ... in all; beyond either the oldest pending one is closed
 
     @property
     def bind_host(self) -> str:

@@ -79,6 +79,11 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
         ("[analysis]\nprotocol = \"lung-rads\"\n", "analysis.protocol"),
         ("[analysis]\nprotocol = \"lung-rads-2022\"\naudit_protocol = \"lung-rads-2022\"\n", "audit_protocol must differ"),
         ("[registry]\nprotocol = \"nlcsp\"\n", "the audit applies [analysis] protocol"),
+        ("[scp]\nnetwork_timeout_s = 0\n", "scp.network_timeout_s must be more than 0, got 0"),
+        ("[scp]\nnetwork_timeout_s = -1\n", "scp.network_timeout_s must be more than 0, got -1"),
+        ("[scp]\nmax_pdu_bytes = -1\n", "scp.max_pdu_bytes must be 0 or more, got -1"),
+        ("[scp]\nassociation_request_timeout_s = 0\n", "scp.association_request_timeout_s must be more than 0"),
+        ("[scp]\nmax_pending_per_address = 0\n", "scp.max_pending_per_address must be at least 1, got 0"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, toml: str, message: str) -> None:

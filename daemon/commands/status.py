@@ -25,10 +25,13 @@ def register(app: typer.Typer) -> None:
         from daemon.workflow.outbox import outbox_summary
         from daemon.ops.status import archive_status
 
+        from daemon.storage.integrity import archive_integrity
+
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)
         data = archive_status(engine)
         data["outbox"] = outbox_summary(engine)
+        data["integrity"] = archive_integrity(settings.archive_dir, engine)
         engine.dispose()
         if as_json:
             typer.echo(json.dumps(data, indent=2))
@@ -69,3 +72,11 @@ def register(app: typer.Typer) -> None:
         console.print(f"deliveries: {o.get('pending', 0)} pending, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired")
         for err in o.get("recent_errors", [])[:5]:
             console.print(f"  last error: {err}")
+        i = data["integrity"]
+        if i["still_missing"]:
+            console.print(
+                f"[bold red]{len(i['still_missing'])} acknowledged instances are missing from the archive[/bold red] "
+                f"(found at start-up {i['checked_at']}): send them again from the PACS; 'noduled verify' lists them"
+            )
+        if i["quarantined"]:
+            console.print(f"{i['quarantined']} damaged or unindexable files were moved to archive/.quarantine")

@@ -1,7 +1,9 @@
 """Receive fast path: per-association replacements of pynetdicom internals.
 
 This is the ONE place where noduled reaches into pynetdicom's internals (for
-pynetdicom 3.0.x).  :func:`install` is called for every accepted association
+pynetdicom 3.0.x), together with the guarded server of
+:mod:`daemon.network.guard`, which builds on :class:`BoundedSocket` here (PDU
+headers checked before a PDU is read, from the first byte of a connection).  :func:`install` is called for every accepted association
 (from the ``EVT_ESTABLISHED`` handler, in the association's own thread, before
 pynetdicom enters its acceptor loop) and changes four things on that
 association's objects only, never pynetdicom's classes (the socket object's
@@ -11,7 +13,10 @@ class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
    ``socket.recv`` calls appended to a ``bytearray`` (about 130 calls and
    copies per 512 KB image).  :func:`_recv_into` reads straight into a
    preallocated buffer with ``recv_into`` in as few calls as the kernel
-   allows.  Semantics are the stock ones: it blocks until ``nr_bytes`` are
+   allows; the buffer starts at 1 MiB (or the PDU's length) and doubles as
+   data arrive, so a declared length is never allocated ahead of the data
+   (the header itself was checked by :class:`BoundedSocket`).  Semantics
+   are the stock ones: it blocks until ``nr_bytes`` are
    read, returns what it has (possibly short) when the peer closes the
    connection, and lets ``OSError``/``TimeoutError`` (also ``ssl`` errors)
    propagate to the DUL, which turns them into Evt17 as before.  TLS sockets
@@ -60,6 +65,7 @@ import select
 import socket
 import ssl
 import struct
+import threading
 import time
 import types
 import weakref
@@ -77,6 +83,7 @@ REACTOR_WAIT_S = 0.001  # the stock loop's sleep; the longest a release/abort wa
 READY_WAIT_S = 0.005  # the longest the DUL waits in select() before looking at its timers again
 _CLOSED_WAIT_S = 0.0005  # ready() on a closed socket, while the DUL winds down
 _RECV_CHUNK = 1 << 20  # upper bound for one recv_into call
+_FIRST_ALLOC = 1 << 20  # a PDU's buffer starts at this (or its length) and doubles as data arrive
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux
 _SUPPORTED = pynetdicom.__version__.startswith("3.0.")
@@ -124,7 +131,149 @@ def _close_fds(fds: tuple[int, ...]) -> None:
             pass
 
 
-class _FastSocket(AssociationSocket):
+MAX_CONTROL_PDU_BYTES = 1 << 20  # any PDU but P-DATA-TF (A-ASSOCIATE-RQ with user identity is well below)
+_PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x04: "P-DATA-TF",
+              0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
+
+
+QUIET = threading.local()  # .on in a DUL thread whose connection was refused: its pynetdicom log lines are dropped
+
+
+class QuietAfterRefusal(logging.Filter):
+    """Drops pynetdicom's records from a thread whose connection noduled refused (one line per refusal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(QUIET, "on", False)
+
+
+def _request_problem(pdu: bytes) -> str | None:
+    """Why an A-ASSOCIATE-RQ PDU cannot be used, or None (decoded here, with pynetdicom's chatter dropped)."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
+    for name, start in (("called", 10), ("calling", 26)):
+        title = pdu[start : start + 16]
+        if len(title) < 16 or any(not 0x20 <= b <= 0x7E for b in title):
+            return f"A-ASSOCIATE-RQ {name} AE title is not 16 printable ASCII characters"
+    QUIET.on = True
+    try:
+        decoded = A_ASSOCIATE_RQ()
+        decoded.decode(pdu)
+        if decoded.user_information is None:  # mandatory (PS3.8 9.3.2): pynetdicom's own handlers need it
+            return "A-ASSOCIATE-RQ has no User Information item"
+        if not decoded.presentation_context:
+            return "A-ASSOCIATE-RQ proposes no presentation context"
+    except Exception as exc:  # noqa: BLE001 - whatever pynetdicom's decoder raises on garbage
+        return f"A-ASSOCIATE-RQ does not decode: {type(exc).__name__}: {str(exc)[:120]}"
+    finally:
+        QUIET.on = False
+    return None
+
+
+class BoundedSocket(AssociationSocket):
+    """``AssociationSocket`` that checks each PDU header before the PDU is read (daemon/guard.py).
+
+    pynetdicom's DUL reads a PDU as ``recv(6)`` (type, reserved, length) and then
+    ``recv(length)``.  Here the header is checked first: the first PDU of an
+    acceptor must be an A-ASSOCIATE-RQ, the type must be known, a P-DATA-TF may
+    not be longer than the maximum this node announced (``_noduled_max_pdu``,
+    0 = no limit) and any other PDU not longer than :data:`MAX_CONTROL_PDU_BYTES`.
+    A header that fails is refused once (logged and counted), the connection
+    is shut down and ``recv`` returns nothing, which the DUL takes as the
+    connection closed (Evt17), without allocating the declared length.
+
+    Never instantiated: the guarded server's request handler assigns it as the
+    ``__class__`` of a new connection's socket; :class:`_FastSocket` extends it.
+    """
+
+    _noduled_max_pdu = 0
+    _noduled_address = "?"
+    _noduled_in_body = False  # the next recv() reads the body of a PDU whose header was checked
+    _noduled_seen_pdu = False
+    _noduled_refused = False
+    _noduled_request_header: bytes | None = None  # header of the first PDU while its body is read
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if self._noduled_refused:  # what the peer sent after a refused header is not read
+            return bytearray()
+        if self._noduled_in_body or nr_bytes != 6:
+            self._noduled_in_body = False
+            body = self._noduled_read(nr_bytes)
+            if self._noduled_request_header is not None:  # the body of the A-ASSOCIATE-RQ
+                request_header, self._noduled_request_header = self._noduled_request_header, None
+                request_problem = _request_problem(request_header + bytes(body))
+                if request_problem is not None:
+                    self._noduled_refuse("malformed_pdu", request_problem)
+                    return bytearray()
+            return body
+        header = self._noduled_read(6)
+        if len(header) < 6:
+            self._noduled_closed_before_request()
+            return header
+        pdu_type, _, length = struct.unpack(">BBL", header)
+        problem = self._noduled_header_problem(pdu_type, length)
+        if problem is not None:
+            self._noduled_refuse(*problem)
+            return bytearray()  # as a connection closed by the peer: Evt17, nothing allocated
+        if not self._noduled_seen_pdu:
+            self._noduled_request_header = bytes(header)
+        self._noduled_seen_pdu = True
+        self._noduled_in_body = True
+        return header
+
+    def _noduled_refuse(self, reason: str, message: str) -> None:
+        """Refuse the connection once: log and count, shut it down, end a pending association thread."""
+        from daemon.network.guard import refuse  # (guard imports this module)
+
+        first = not self._noduled_seen_pdu or self._noduled_request_header is not None
+        self._noduled_refused = True
+        QUIET.on = True  # pynetdicom's own error lines for this connection (this DUL thread) say nothing more
+        refuse(reason, self._noduled_address, message)
+        try:
+            socket.socket.shutdown(self.socket, socket.SHUT_RDWR)  # type: ignore[arg-type]
+        except (OSError, TypeError, ValueError):
+            pass
+        if first:
+            self._noduled_seen_pdu = False
+            self._noduled_closed_before_request()
+
+    def _noduled_closed_before_request(self) -> None:
+        """The connection ended before an A-ASSOCIATE-RQ: end the association thread now.
+
+        Stock pynetdicom's acceptor would wait for a request until the ACSE timeout
+        (a thread per closed connection, for a minute); an empty primitive ends it as that
+        timeout does.  The guard forgets the pending connection.
+        """
+        if self._noduled_seen_pdu:
+            return
+        assoc = self._assoc
+        entry = getattr(assoc, "_noduled_pending", None)
+        guard = getattr(assoc, "_noduled_guard", None)
+        if entry is not None and guard is not None:
+            guard.finished(entry)
+        try:
+            assoc.dul.to_user_queue.put(None)
+        except AttributeError:
+            pass
+
+    def _noduled_header_problem(self, pdu_type: int, length: int) -> tuple[str, str] | None:
+        name = _PDU_NAMES.get(pdu_type)
+        if name is None:
+            return "malformed_pdu", f"unknown PDU type 0x{pdu_type:02X}"
+        if not self._noduled_seen_pdu and pdu_type != 0x01:
+            return "malformed_pdu", f"first PDU is an {name}, not an A-ASSOCIATE-RQ"
+        if pdu_type == 0x04:
+            limit = self._noduled_max_pdu
+            if limit and length > limit:
+                return "pdu_too_large", f"P-DATA-TF PDU of {length} bytes, more than the {limit} announced (scp.max_pdu_bytes)"
+        elif length > MAX_CONTROL_PDU_BYTES:
+            return "pdu_too_large", f"{name} PDU of {length} bytes, more than {MAX_CONTROL_PDU_BYTES}"
+        return None
+
+    def _noduled_read(self, nr_bytes: int) -> bytearray:
+        return AssociationSocket.recv(self, nr_bytes)
+
+
+class _FastSocket(BoundedSocket):
     """``AssociationSocket`` with the two receive-side methods of the module docstring.
 
     Never instantiated: :func:`install` assigns it as the ``__class__`` of an
@@ -134,26 +283,34 @@ class _FastSocket(AssociationSocket):
     _noduled_tcp = False
     _noduled_waker: _Waker | None = None
 
-    def recv(self, nr_bytes: int) -> bytearray:
-        """Read ``nr_bytes``; a short result means the peer closed the connection (as stock)."""
+    def _noduled_read(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes``; a short result means the peer closed the connection (as stock).
+
+        The buffer grows as data arrive (doubling from :data:`_FIRST_ALLOC` at most), never
+        to a length the peer merely declared.
+        """
         sock = self.socket
-        buf = bytearray(nr_bytes)
+        buf = bytearray(min(nr_bytes, _FIRST_ALLOC))
         view = memoryview(buf)
         nr_read = 0
         quickack = _QUICKACK if self._noduled_tcp else 0
         try:
             while nr_read < nr_bytes:
+                if nr_read == len(buf):  # full, and more is coming: grow (data arrived, not declared)
+                    view.release()
+                    buf.extend(bytes(min(len(buf), nr_bytes - len(buf))))
+                    view = memoryview(buf)
                 if quickack:
                     # ACK at once: a sender with Nagle's algorithm holds the short last segment of
                     # an image until the previous ones are ACKed, which delayed ACK puts off 40 ms.
                     sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-                n = sock.recv_into(view[nr_read:], min(nr_bytes - nr_read, _RECV_CHUNK))
+                n = sock.recv_into(view[nr_read:], min(len(buf) - nr_read, _RECV_CHUNK))
                 if not n:  # connection closed by the peer: return what we have, as stock pynetdicom does
                     break
                 nr_read += n
         finally:
             view.release()
-        if nr_read < nr_bytes:
+        if nr_read < len(buf):
             del buf[nr_read:]
         return buf
 
@@ -310,7 +467,7 @@ def supported(assoc: Any) -> bool:
     if not hasattr(assoc.dul, "send_pdu"):
         return False
     sock = getattr(assoc.dul, "socket", None)
-    if type(sock) is not AssociationSocket or not all(hasattr(sock, name) for name in _SOCKET_ATTRS):
+    if type(sock) not in (AssociationSocket, BoundedSocket) or not all(hasattr(sock, name) for name in _SOCKET_ATTRS):
         return False
     return hasattr(sock.socket, "recv_into") and isinstance(getattr(AssociationSocket, "ready", None), property)
 
@@ -335,6 +492,8 @@ def install(assoc: Any) -> bool:
         waker.signal()
 
     provider_queue.put = put  # this association's queue only
+    if type(sock) is AssociationSocket:  # not through the guarded server (tests, other callers): no header limits
+        sock._noduled_seen_pdu = True  # type: ignore[attr-defined]
     sock.__class__ = _FastSocket
     sock._noduled_tcp = _is_tcp(sock.socket)
     sock._noduled_waker = waker
@@ -345,6 +504,11 @@ def install(assoc: Any) -> bool:
     _drop_silent_log_handlers(assoc)
     assoc.dimse.send_msg = _fast_send_msg(assoc, assoc.dimse.send_msg)
     return True
+
+
+def drop_silent_log_handlers(server_or_assoc: Any) -> None:
+    """Unbind pynetdicom's standard log handlers from a server (so from every association it makes) when silent."""
+    _drop_silent_log_handlers(server_or_assoc)
 
 
 def _drop_silent_log_handlers(assoc: Any) -> None:

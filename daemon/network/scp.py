@@ -1,13 +1,15 @@
 """The DICOM node's network side: Verification and Storage SCP.
 
 Configured once (DESIGN §8, pynetdicom style); the event handlers are a few
-lines that hand the work to :mod:`daemon.archive` and :mod:`daemon.admission`.
+lines that hand the work to :mod:`daemon.storage.archive` and :mod:`daemon.network.admission`.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import threading
 from collections import Counter
 
 from pynetdicom import AE, evt
@@ -16,8 +18,15 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.admission import Admission
 from daemon.network import fastpath
+from daemon.network.guard import POLL_INTERVAL_S, Guard, GuardedServer, refuse
 from daemon.ops import metrics
-from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
+from daemon.storage.archive import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_INDEX_OUT_OF_RESOURCES,
+    STATUS_OUT_OF_RESOURCES,
+    Archive,
+    RejectedInstance,
+)
 from daemon.network.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
 
@@ -46,18 +55,27 @@ class StorageSCP:
         self.settings = settings
         self.archive = archive
         self.admission = Admission(settings.allowed_peers)
+        self.guard = Guard(
+            request_timeout_s=settings.association_request_timeout_s,
+            max_pending_per_address=settings.max_pending_per_address,
+            max_pending=settings.max_pending,
+            max_associations=settings.max_associations,
+            max_pdu_bytes=settings.max_pdu_bytes,
+        )
         self._per_assoc: dict[int, Counter[str]] = {}
-        self._server = None
+        self._server: GuardedServer | None = None
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = self.settings.max_pdu_bytes
-        ae.maximum_associations = self.settings.max_associations
+        # scp.max_associations is enforced in _on_requested on admitted associations only (daemon/guard.py);
+        # pynetdicom's own count includes connections still pending, so its limit is set above all of them
+        ae.maximum_associations = self.settings.max_associations + self.settings.max_pending + 16
         ae.network_timeout = self.settings.network_timeout_s
         ae.acse_timeout = self.settings.network_timeout_s
         ae.dimse_timeout = self.settings.network_timeout_s
-        ae.require_called_aet = True
+        ae.require_called_aet = False  # checked in _on_requested, where the refusal is logged and counted
         ae.add_supported_context(Verification)
         for sop_class in STORAGE_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
@@ -74,9 +92,27 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_closed),
         ]
         address = (self.settings.bind_host, self.settings.port)
-        self._server = self.ae.start_server(
-            address, block=False, evt_handlers=handlers, ssl_context=self._ssl_context()
+        try:
+            server = self.ae.make_server(
+                address,
+                evt_handlers=handlers,
+                ssl_context=self._ssl_context(),
+                server_class=GuardedServer,
+                guard=self.guard,
+            )
+        except socket.gaierror as exc:
+            raise OSError(f"cannot listen on scp.host {address[0]!r} (port {address[1]}): {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen on {address[0]}:{address[1]} (scp.host, scp.port): {exc.strerror or exc}"
+            ) from None
+        fastpath.drop_silent_log_handlers(server)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S}, name="dicom-listener", daemon=True
         )
+        thread.start()
+        self.ae._servers.append(server)  # as AE.start_server does: shutdown() removes it
+        self._server = server  # type: ignore[assignment]  # (make_server is typed as returning the stock class)
         log.info(
             "listening as %s on %s:%d (%s)",
             self.settings.ae_title,
@@ -108,16 +144,36 @@ class StorageSCP:
 
     # -------------------------------------------------------------- handlers
     def _on_requested(self, event: evt.Event) -> None:
-        calling = event.assoc.requestor.primitive.calling_ae_title.strip()
-        address = event.assoc.requestor.address
+        assoc = event.assoc
+        primitive = assoc.requestor.primitive
+        assert primitive is not None  # EVT_REQUESTED: the A-ASSOCIATE-RQ has arrived
+        calling = primitive.calling_ae_title.strip()
+        called = primitive.called_ae_title.strip()
+        address = assoc.requestor.address
+        pending = getattr(assoc, "_noduled_pending", None)
+        if pending is not None:
+            self.guard.finished(pending)  # the request is complete: no longer pending
         reason = self.admission.refusal(calling, address)
+        # A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4
         if reason is not None:
-            # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
-            log.warning("association from %s@%s rejected: %s", calling, address, reason)
-            metrics.ASSOCIATIONS_REJECTED.inc()
-            event.assoc.acse.send_reject(0x01, 0x01, 0x03)
-            event.assoc.is_rejected = True
-            event.assoc.kill()
+            self._reject(assoc, "not_allowed", f"{calling}@{address}", reason, (0x01, 0x01, 0x03))
+        elif called != self.settings.ae_title:
+            self._reject(
+                assoc, "called_ae", f"{calling}@{address}",
+                f"called AE title {called!r} is not this node's {self.settings.ae_title!r} (scp.ae_title)", (0x01, 0x01, 0x07),
+            )
+        elif not self.guard.admit(assoc):
+            self._reject(
+                assoc, "max_associations", f"{calling}@{address}",
+                f"{self.settings.max_associations} associations are open already (scp.max_associations)", (0x02, 0x03, 0x02),
+            )
+
+    @staticmethod
+    def _reject(assoc: object, reason: str, who: str, message: str, rsd: tuple[int, int, int]) -> None:
+        refuse(reason, who, message)
+        assoc.acse.send_reject(*rsd)  # type: ignore[attr-defined]
+        assoc.is_rejected = True  # type: ignore[attr-defined]
+        assoc.kill()  # type: ignore[attr-defined]
 
     def _on_established(self, event: evt.Event) -> None:
         # large recv_into reads, no idle sleeps in the DUL and acceptor loops (daemon/network/fastpath.py)
@@ -130,6 +186,7 @@ class StorageSCP:
         )
 
     def _on_closed(self, event: evt.Event) -> None:
+        self.guard.release(event.assoc)
         counts = self._per_assoc.pop(id(event.assoc), None)
         if counts is not None:
             log.info(
@@ -152,6 +209,7 @@ class StorageSCP:
                 meta + request.DataSet.getvalue(),
                 calling_ae=calling,
                 expected_sop_uid=request.AffectedSOPInstanceUID,
+                expected_sop_class=request.AffectedSOPClassUID,
             )
         except RejectedInstance as exc:
             return self._failure(counts, exc.status, str(exc), event)
@@ -169,14 +227,29 @@ class StorageSCP:
 
         counts["failed"] += 1
         metrics.INSTANCES_RECEIVED.labels("failed").inc()
-        log.warning(
-            "instance %s from %s refused (0x%04X): %s",
-            event.request.AffectedSOPInstanceUID,
-            event.assoc.requestor.ae_title.strip(),
-            status,
-            message,
-        )
+        if status in (STATUS_OUT_OF_RESOURCES, STATUS_INDEX_OUT_OF_RESOURCES):
+            # one line per association: a full disk refuses every instance the same way
+            counts["out_of_resources"] += 1
+            level = logging.WARNING if counts["out_of_resources"] == 1 else logging.DEBUG
+            log.log(
+                level,
+                "instances from %s@%s refused (0x%04X, Out of Resources): %s%s",
+                event.assoc.requestor.ae_title.strip(),
+                event.assoc.requestor.address,
+                status,
+                message,
+                " (further ones on this association are refused the same way, logged at DEBUG)" if level == logging.WARNING else "",
+            )
+        else:
+            log.warning(
+                "instance %s from %s refused (0x%04X): %s",
+                event.request.AffectedSOPInstanceUID,
+                event.assoc.requestor.ae_title.strip(),
+                status,
+                message,
+            )
         rsp = Dataset()
         rsp.Status = status
-        rsp.ErrorComment = message[:64]
+        # Error Comment is LO (64 characters, no backslash, which would split it into several values)
+        rsp.ErrorComment = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in message)[:64]
         return rsp

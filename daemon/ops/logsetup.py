@@ -8,12 +8,39 @@ include dataset summaries) is held to WARNING unless DEBUG is asked for.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+import warnings
+
+# C0 and C1 control characters, DEL, and the Unicode line/paragraph separators: a peer's value containing
+# them (a UID with a newline, an AE title with an escape sequence) could forge or hide log lines
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# pydicom's value warnings quote the offending value, which may be a patient's name or ID
+_PYDICOM_VALUE = re.compile(r"(Invalid value for VR \w+): .*?(?=\. Please see|$)", re.DOTALL)
+
+
+def escape_control(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``, ...)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class _UTCFormatter(logging.Formatter):
+    """One line per record: the message (peer values included) has its control characters escaped.
+
+    A traceback, when there is one, follows on its own lines as usual.
+    """
+
     converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature differs; the stdlib documents this use
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging naming)
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # type: ignore[no-untyped-def]
+    text = _PYDICOM_VALUE.sub(r"\1 (value not logged)", str(message))
+    return f"{category.__name__}: {text} ({filename}:{lineno})"
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -25,3 +52,9 @@ def configure_logging(level: str = "INFO") -> None:
     noisy_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in ("pynetdicom", "alembic", "huey", "sqlalchemy", "highdicom"):
         logging.getLogger(name).setLevel(noisy_level)
+    # pydicom reports a questionable value twice, through its logger and as a Python warning (which
+    # would reach stderr without a timestamp): the warning is captured into this log format, once per
+    # place in the code (the warnings module's default), the logger's copy is dropped unless DEBUG
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
+    warnings.formatwarning = _format_warning
+    logging.captureWarnings(True)

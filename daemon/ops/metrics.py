@@ -19,7 +19,9 @@ INSTANCES_RECEIVED = Counter(
 )
 ASSOCIATIONS_REJECTED = Counter(
     "noduled_associations_rejected",
-    "Associations rejected at A-ASSOCIATE (peer not on the allow-list, wrong called AE title).",
+    "Connections and associations refused, by reason: not_allowed (allow-list), called_ae, max_associations, "
+    "pending_limit, request_timeout, tls, pdu_too_large, malformed_pdu.",
+    ["reason"],
     registry=REGISTRY,
 )
 STUDIES_ANALYSED = Counter(

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,11 +39,18 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import Engine, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.storage.schema import instances, patients, series, studies
+from daemon.storage.validation import (
+    DEFLATED_EXPLICIT_LE,
+    DatasetProblem,
+    check_pixel_data,
+    check_structure,
+    inflate_bounded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +67,13 @@ class RejectedInstance(ValueError):
 
 # DIMSE C-STORE status codes (PS3.4 B.2.3)
 STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_OUT_OF_RESOURCES = 0xA700  # the archive's filesystem is full or failing
+STATUS_INDEX_OUT_OF_RESOURCES = 0xA701  # the index database is full or unavailable
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_UID_CONFLICT = 0xC001  # a UID already archived under another study / series
+
+INFLATED_LIMIT_BYTES = 512 * 1024 * 1024  # a deflated data set may not inflate to more than this
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,67 @@ def _text(ds: Dataset, keyword: str, max_len: int) -> str | None:
     values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
     text = "\\".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
     return text[:max_len]
+
+
+def _dataset_offset(data: bytes) -> tuple[int, str] | None:
+    """Where the data set starts after preamble and File Meta Information, and the transfer syntax.
+
+    None when the bytes do not start like a Part 10 file (pydicom then says why).
+    """
+    if len(data) < 144 or data[128:132] != b"DICM":
+        return None
+    pos, syntax = 132, ""
+    while pos + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            return pos, syntax
+        vr = data[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            if pos + 12 > len(data):
+                return None
+            (length,) = struct.unpack_from("<L", data, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            start = pos + 8
+        if element == 0x0010:
+            syntax = data[start : start + length].decode("ascii", "replace").strip("\x00 ")
+        pos = start + length
+    return (pos, syntax) if pos <= len(data) else None
+
+
+def parse_instance(data: bytes, *, expected_sop_class: str | None = None) -> Dataset:
+    """Parse and check an encoded DICOM file (preamble + meta + data set) before it is acknowledged.
+
+    The whole data set is walked (:mod:`daemon.storage.validation`): complete elements,
+    delimited sequences, fragment structure of encapsulated pixel data, native
+    pixel data of the size the image attributes give, a bounded inflated size
+    for deflated data sets; the SOP class must be the request's.  Raises
+    :class:`RejectedInstance` (0xC000, or 0xA900 for a SOP class mismatch) with
+    a message naming the problem.
+    """
+    located = _dataset_offset(data)
+    if located is not None:
+        offset, syntax = located
+        try:
+            body: bytes | memoryview = memoryview(data)[offset:]
+            if syntax == DEFLATED_EXPLICIT_LE:
+                body = inflate_bounded(bytes(body), INFLATED_LIMIT_BYTES)
+            structure = check_structure(body, syntax)
+        except DatasetProblem as exc:
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {exc}") from None
+    ds = parse_header(data)
+    if located is not None:
+        try:
+            check_pixel_data(structure, syntax, str(ds.SOPClassUID))
+        except DatasetProblem as exc:
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
+    if expected_sop_class and _valid_uid(expected_sop_class) != _valid_uid(ds.SOPClassUID):
+        raise RejectedInstance(
+            STATUS_DATASET_MISMATCH,
+            f"dataset SOP Class UID {_valid_uid(ds.SOPClassUID)} differs from the request's {expected_sop_class}",
+        )
+    return ds
 
 
 def parse_header(data: bytes) -> Dataset:
@@ -148,12 +221,13 @@ class Archive:
         self.spare_dir.mkdir(exist_ok=True)
         self.engine = engine
         self.min_free_disk_bytes = min_free_disk_mb * 1024 * 1024
-        self._series_pk: dict[str, int] = {}  # series UID -> index row id, filled as series are seen
+        self._series_pk: dict[str, tuple[int, str]] = {}  # series UID -> (index row id, study UID), as series are seen
         self._dirs: set[str] = set()  # series folders known to exist
         self._spares: list[tuple[Path, int]] = []  # empty files ready to become part files
         self._spares_lock = threading.Lock()
         self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
         self._sqlite = engine.dialect.name == "sqlite"
+        self._dbapi_operational: type[Exception] = getattr(engine.dialect.dbapi, "OperationalError", OperationalError)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         columns = ("sop_instance_uid", "series_pk", "sop_class_uid", "instance_number", "transfer_syntax_uid",
                    "path", "size_bytes", "calling_ae", "received_at")
@@ -167,12 +241,21 @@ class Archive:
         return self.root / relative
 
     # ------------------------------------------------------------------ store
-    def store(self, data: bytes, *, calling_ae: str | None = None, expected_sop_uid: str | None = None) -> StoreResult:
+    def store(
+        self,
+        data: bytes,
+        *,
+        calling_ae: str | None = None,
+        expected_sop_uid: str | None = None,
+        expected_sop_class: str | None = None,
+    ) -> StoreResult:
         """Archive one encoded instance (preamble + file meta + dataset).
 
         Returns once the instance is durable (file and index row on disk).
         Raises :class:`RejectedInstance` with the DIMSE status and a message
-        naming the problem; nothing is left behind in that case.
+        naming the problem; nothing is left behind in that case.  A second copy
+        counts as a duplicate only while the first one's file is there with its
+        indexed size; otherwise the new copy is stored in its place.
         """
         # With the request's SOP Instance UID known the bytes go to disk first and their fsync runs
         # while the header is parsed and the index row committed; the part file carries that UID
@@ -183,7 +266,7 @@ class Archive:
         try:
             if early_uid is not None:
                 part, synced = self._write_part(early_uid, data)
-            ds = parse_header(data)
+            ds = parse_instance(data, expected_sop_class=expected_sop_class)
             sop_uid = _valid_uid(ds.SOPInstanceUID)
             study_uid = _valid_uid(ds.StudyInstanceUID)
             series_uid = _valid_uid(ds.SeriesInstanceUID)
@@ -195,8 +278,10 @@ class Archive:
                 )
             relative = self.relative_path(study_uid, series_uid, sop_uid)
             final = self.path_of(relative)
-            if part is None and final.exists() and self._has_row(sop_uid):
-                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+            if part is None and final.exists():
+                existing = self._existing(sop_uid)
+                if existing is not None and self._same_place(existing, study_uid, series_uid) and self._intact(existing):
+                    return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
             # (with the part already written a second copy is told by the unique index below)
             if part is None:
                 part, synced = self._write_part(sop_uid, data)
@@ -206,9 +291,23 @@ class Archive:
                 # neither depends on the other.
                 self._insert_rows(ds, relative, len(data), calling_ae)
             except IntegrityError:
-                # the same instance was archived meanwhile (another association)
-                self._discard(part, synced)
-                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                # the same SOP Instance UID is indexed already (an earlier copy, or another association now)
+                existing = self._existing(sop_uid)
+                if existing is None:  # removed meanwhile (its store failed): index this copy
+                    self._insert_rows(ds, relative, len(data), calling_ae)
+                elif not self._same_place(existing, study_uid, series_uid):
+                    raise self._conflict(sop_uid, existing, study_uid, series_uid) from None
+                elif self._intact(existing):
+                    self._discard(part, synced)
+                    return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                else:
+                    # indexed, but its file is gone or damaged (a full disk, removed by hand): this copy replaces it
+                    log.warning(
+                        "instance %s was indexed but its file %s; storing the copy received now",
+                        sop_uid,
+                        "is missing" if not self.path_of(existing.path).exists() else "has the wrong size",
+                    )
+                    self._replace_row(existing.id, ds, relative, len(data), calling_ae)
             try:
                 synced.result()  # the fsync's OSError, if any, is raised here
                 self._ensure_dir(final.parent)
@@ -219,15 +318,83 @@ class Archive:
                     os.replace(part, final)
                 _fsync_dir(final.parent)
             except OSError:
-                self._delete_row(sop_uid)
+                self._delete_row_quietly(sop_uid, len(data))
                 raise
         except OSError as exc:
             self._discard(part, synced)
             raise RejectedInstance(STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {exc.strerror or exc}") from None
+        except (OperationalError, self._dbapi_operational) as exc:  # "database or disk is full", unreachable server
+            self._discard(part, synced)
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise RejectedInstance(
+                STATUS_INDEX_OUT_OF_RESOURCES, f"index database cannot take the instance: {detail[0] if detail else type(exc).__name__}"
+            ) from None
         except BaseException:  # refused (RejectedInstance) or unexpected: nothing is left behind
             self._discard(part, synced)
             raise
         return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=False)
+
+    # ------------------------------------------------------- existing copies
+    def _existing(self, sop_uid: str):  # type: ignore[no-untyped-def]
+        """The index row of ``sop_uid`` with its study and series UIDs, or None."""
+        q = (
+            select(instances.c.id, instances.c.path, instances.c.size_bytes, series.c.series_uid, studies.c.study_uid)
+            .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+            .where(instances.c.sop_instance_uid == sop_uid)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).first()
+
+    def _intact(self, row) -> bool:  # type: ignore[no-untyped-def]
+        """The row's file is there with the size the row says (what makes a second copy a duplicate)."""
+        try:
+            return self.path_of(row.path).stat().st_size == row.size_bytes
+        except OSError:
+            return False
+
+    @staticmethod
+    def _same_place(row, study_uid: str, series_uid: str) -> bool:  # type: ignore[no-untyped-def]
+        return bool(row.study_uid == study_uid and row.series_uid == series_uid)
+
+    @staticmethod
+    def _conflict(sop_uid: str, row, study_uid: str, series_uid: str) -> RejectedInstance:  # type: ignore[no-untyped-def]
+        return RejectedInstance(
+            STATUS_UID_CONFLICT,
+            f"SOP Instance UID {sop_uid} is archived already under study {row.study_uid} series {row.series_uid}, "
+            f"not study {study_uid} series {series_uid}",
+        )
+
+    def _replace_row(self, row_id: int, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(instances)
+                .where(instances.c.id == row_id)
+                .values(
+                    path=relative,
+                    size_bytes=size,
+                    sop_class_uid=str(ds.SOPClassUID),
+                    transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+                    calling_ae=(calling_ae or "")[:16] or None,
+                    received_at=now,
+                )
+            )
+        if done.rowcount == 0:  # removed meanwhile: index this copy afresh
+            self._insert_rows(ds, relative, size, calling_ae)
+
+    def _delete_row_quietly(self, sop_uid: str, size: int) -> None:
+        """Remove the row of an instance that could not be made durable (unless another copy completed meanwhile).
+
+        When this fails too (the index is on the full disk) the row stays; it is harmless: a
+        resend finds no intact file and stores the instance again, and recover() removes it.
+        """
+        try:
+            existing = self._existing(sop_uid)
+            if existing is not None and existing.size_bytes == size and self._intact(existing):
+                return  # another association stored this instance meanwhile
+            self._delete_row(sop_uid)
+        except Exception as exc:  # noqa: BLE001 - the store's own error is what the sender is told
+            log.debug("could not remove the index row of %s after a failed store: %s", sop_uid, exc)
 
     def _check_free_space(self, size: int) -> None:
         if self.min_free_disk_bytes and shutil.disk_usage(self.root).free < self.min_free_disk_bytes + size:
@@ -322,11 +489,32 @@ class Archive:
     def _insert_rows(self, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         series_uid = str(ds.SeriesInstanceUID)
-        series_pk = self._series_pk.get(series_uid)
-        if series_pk is None:  # first instance of a series: patient, study, series rows (SQLAlchemy Core)
+        study_uid = str(ds.StudyInstanceUID)
+        known = self._series_pk.get(series_uid)
+        if known is not None and known[1] != study_uid:
+            raise self._series_conflict(series_uid, known[1], study_uid)
+        if known is None:  # first instance of a series: patient, study, series rows (SQLAlchemy Core)
+            # an instance indexed under another study/series is refused before any row is made for it
+            existing = self._existing(str(ds.SOPInstanceUID))
+            if existing is not None and not self._same_place(existing, study_uid, series_uid):
+                raise self._conflict(str(ds.SOPInstanceUID), existing, study_uid, series_uid)
+            with self.engine.connect() as conn:
+                owner = conn.execute(
+                    select(studies.c.study_uid)
+                    .select_from(series.join(studies, studies.c.id == series.c.study_pk))
+                    .where(series.c.series_uid == series_uid)
+                ).scalar()
+            if owner is not None and owner != study_uid:
+                raise self._series_conflict(series_uid, str(owner), study_uid)
             with self.engine.begin() as conn:
-                series_pk = self._create_series(conn, ds)
-            self._series_pk[series_uid] = series_pk
+                series_pk, series_study = self._create_series(conn, ds)
+                if series_study != study_uid:  # made concurrently under another study
+                    raise self._series_conflict(series_uid, series_study, study_uid)
+            if len(self._series_pk) > 100_000:
+                self._series_pk.clear()
+            self._series_pk[series_uid] = (series_pk, study_uid)
+        else:
+            series_pk = known[0]
         row = (
             str(ds.SOPInstanceUID),
             series_pk,
@@ -357,8 +545,12 @@ class Archive:
         finally:
             raw.close()  # back to the pool
 
-    def _create_series(self, conn, ds: Dataset) -> int:  # type: ignore[no-untyped-def]
-        """Patient, study and series rows for the first instance of a series (get or create)."""
+    def _create_series(self, conn, ds: Dataset) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+        """Patient, study and series rows for the first instance of a series (get or create).
+
+        Returns the series row id and the UID of the study the series row belongs to (which is not
+        this instance's study when a series UID is reused under another study: refused by the caller).
+        """
         patient_pk = self._get_or_create(
             conn,
             patients,
@@ -382,7 +574,7 @@ class Archive:
                 "patient_age": _text(ds, "PatientAge", 4),
             },
         )
-        return self._get_or_create(
+        series_pk = self._get_or_create(
             conn,
             series,
             {"series_uid": str(ds.SeriesInstanceUID)},
@@ -398,6 +590,17 @@ class Archive:
                 "ctdivol_mgy": to_float(ds.get("CTDIvol")),
                 "manufacturer": _text(ds, "Manufacturer", 64),
             },
+        )
+        owner = conn.execute(
+            select(studies.c.study_uid).select_from(series.join(studies, studies.c.id == series.c.study_pk)).where(series.c.id == series_pk)
+        ).scalar_one()
+        return series_pk, str(owner)
+
+    @staticmethod
+    def _series_conflict(series_uid: str, owner_study: str, study_uid: str) -> RejectedInstance:
+        return RejectedInstance(
+            STATUS_UID_CONFLICT,
+            f"Series Instance UID {series_uid} is archived already under study {owner_study}, not study {study_uid}",
         )
 
     @staticmethod
@@ -415,12 +618,14 @@ class Archive:
             return int(row.id)
 
     # --------------------------------------------------------------- recovery
-    def recover(self) -> dict[str, int]:
-        """Undo what a crash left half done (call before accepting associations).
+    def recover(self, *, reconcile: bool = True) -> dict[str, int]:
+        """Undo what a crash left half done and reconcile rows with files (call before accepting associations).
 
         Removes ``.part`` files (and the empty ``.spare`` ones); where a part's instance has an index row but
         no final file (a crash between the commit and the rename) the row goes
-        too: that instance was never acknowledged.  Returns counts for the log.
+        too: that instance was never acknowledged.  Then (``reconcile``) every
+        row is checked against its file and every file against its row
+        (:func:`daemon.storage.integrity.reconcile`).  Returns counts for the log.
         """
         removed_parts = removed_rows = 0
         for part in sorted(self.incoming.glob("*.part")):
@@ -437,4 +642,16 @@ class Archive:
             removed_parts += 1
         for spare in self.spare_dir.glob("*.spare"):  # empty files made ahead of need (_make_spare)
             spare.unlink(missing_ok=True)
-        return {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}
+        counts = {"partial_files_removed": removed_parts, "unacknowledged_rows_removed": removed_rows}
+        if reconcile:
+            from daemon.storage.integrity import reconcile as reconcile_rows_and_files
+
+            counts.update(reconcile_rows_and_files(self))
+        return counts
+
+    def index_file(self, ds: Dataset, relative: str, size: int) -> None:
+        """Index an archived file that has no row (recovery); refuses UIDs that collide (RejectedInstance)."""
+        try:
+            self._insert_rows(ds, relative, size, None)
+        except IntegrityError:
+            raise RejectedInstance(STATUS_UID_CONFLICT, f"SOP Instance UID {ds.SOPInstanceUID} is indexed already") from None

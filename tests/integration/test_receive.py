@@ -84,8 +84,9 @@ def test_peers_not_on_the_allow_list_are_rejected(noduled_server, dcmtk) -> None
     wrong_called = echoscu(node.port, aet="ORTHANC", aec="OTHERNODE")
     assert wrong_called.returncode != 0 and "Called AE Title Not Recognized" in wrong_called.stdout + wrong_called.stderr
     log = node.log()
-    assert "association from EVIL@127.0.0.1 rejected: calling AE title 'EVIL' is not in scp.allowed_peers" in log
-    assert "'REMOTE' is allowed only from 10.9.9.9, not 127.0.0.1" in log
+    assert log.count("connection from EVIL@127.0.0.1 refused (not_allowed): calling AE title 'EVIL' is not in scp.allowed_peers") == 1
+    assert log.count("'REMOTE' is allowed only from 10.9.9.9, not 127.0.0.1") == 1
+    assert log.count("refused (called_ae): called AE title 'OTHERNODE' is not this node's 'NODULED'") == 1
     assert echoscu(node.port, aet="ORTHANC").returncode == 0  # still serving
 
 
@@ -214,3 +215,53 @@ def test_embedded_defaults_without_configuration(tmp_path: Path, dcmtk) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "listening as NODULED on 127.0.0.1:11112 (loopback peers only" in out
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def test_log_lines_cannot_be_forged_and_pydicom_warnings_appear_once_in_the_log_format(noduled_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    node = noduled_server()
+    forged = "2026-01-01T00:00:00.000Z INFO x: ok"  # (a request UID is at most 64 characters)
+    ds = dcmread(write_ct_series(tmp_path / "ct", 1, rows=8, cols=8, seed=4)[0])
+    ds.SOPInstanceUID = "1.2.3\n" + forged  # a request UID with a newline
+    assert _scu_store(node.port, ds).Status == 0xC000
+    bad_value = dcmread(write_ct_series(tmp_path / "ct2", 1, rows=8, cols=8, seed=5)[0])
+    bad_value.FrameOfReferenceUID = "1.2.x.3"  # pydicom warns about it (a UI value that is not a UID)
+    assert _scu_store(node.port, bad_value).Status == 0x0000
+    node.stop()
+    lines = node.log().splitlines()
+    assert lines and all(_TIMESTAMP.match(line) for line in lines), [line for line in lines if not _TIMESTAMP.match(line)][:3]
+    assert not any(line.startswith(forged) for line in lines)
+    assert sum("1.2.3\\n2026-01-01" in line and "refused" in line for line in lines) == 1  # escaped, on its own line
+    warned = [line for line in lines if "Invalid value for VR UI" in line]
+    # one line per value pydicom warns about (the forged UID, the Frame of Reference UID), not two, not bare on stderr
+    assert len(warned) == 2 and all("py.warnings" in w and "1.2.x.3" not in w for w in warned)
+    assert sum("listening as NODULED" in line for line in lines) == 1
+
+
+def test_start_up_errors_name_the_setting_and_the_address(noduled_server) -> None:  # type: ignore[no-untyped-def]
+    first = noduled_server()
+    clash = noduled_server({"scp": {"port": first.port}}, name="clash", start=False)
+    clash.port = first.port
+    done = subprocess.run([NODULED, "serve", "--config", str(clash.config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{first.port} (scp.host, scp.port): Address already in use" in done.stderr
+    unknown = noduled_server({"scp": {"host": "no-such-host.invalid"}}, name="unknown", start=False)
+    done = subprocess.run([NODULED, "serve", "--config", str(unknown.config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot listen on scp.host 'no-such-host.invalid'" in done.stderr
+    bad = noduled_server({"scp": {"network_timeout_s": 0}}, name="bad", start=False)
+    done = subprocess.run([NODULED, "serve", "--config", str(bad.config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "scp.network_timeout_s must be more than 0, got 0" in done.stderr
+
+
+def test_the_readme_send_example_sends_a_phantom_study(noduled_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    study = tmp_path / "multi"
+    subprocess.run([NODULED, "phantom", "multi", "--out", str(study), "--size", "small"], check=True, capture_output=True, timeout=300)
+    node = noduled_server()
+    # README, "Send a study, see what arrived", with the port of this test's node
+    done = subprocess.run(["/usr/bin/storescu", "-aec", "NODULED", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", str(node.port), str(study)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    sent = list(study.rglob("*.dcm"))
+    assert len(sent) > 10 and node.status()["totals"]["instances"] == len(sent)

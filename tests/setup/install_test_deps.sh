@@ -4,6 +4,7 @@
 # Orthanc (a real PACS), Redis and PostgreSQL (the scale-out tests start their
 # own throw-away servers on 127.0.0.1), iproute2 (private loopback network),
 # Chromium (headless: the audit report is opened in a real browser).
+# openssl (certificates for the TLS tests).
 set -euo pipefail
 need=()
 command -v storescu >/dev/null 2>&1 && command -v dsrdump >/dev/null 2>&1 || need+=(dcmtk)
@@ -14,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the audit report (and viewer) tests open pages in headless Chromium
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # test certificates for the DICOM TLS tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""
