@@ -20,16 +20,26 @@ goes where.  Structure of the document (codes in :mod:`dicom_sr.codes`):
   protocol rule, the reader's seed and one "Prior comparison" container per
   prior study (study UID and date, whether it is the comparison study, the
   prior measurement and the changes) so that the next round can read them;
-* per nodule two TID 1410 planar groups on the key image (same tracking
-  identifier and UID): the long-axis and the short-axis line as SCOORD
-  POLYLINE "Image Region" with geometric purpose Long/Short axis (CID 219)
-  and their lengths, so viewers draw the rulers (SCOORD3D when the axes were
-  measured in a coronal or sagittal plane; then a third planar group marks
-  the centre as an SCOORD POINT on the nearest CT image, because OHIF draws
-  a tracked measurement from its first 2D SCOORD and cannot show one that
-  has SCOORD3D only).  OHIF merges all groups of one tracking UID and
-  draws the first SCOORD (the long axis) with every NUM of the nodule as
-  its labels;
+* per nodule TID 1410 planar groups (same tracking identifier "Nodule N" and
+  tracking UID as the volumetric group), written *before and after* it in this
+  order: the long axis as an SCOORD POLYLINE "Image Region" on the key image
+  (geometric purpose Long axis, CID 219) -- or, when the axes were measured in
+  a coronal or sagittal plane, first the long axis projected onto the axial
+  image nearest the centre (the "axial ruler") and then the true long axis as
+  SCOORD3D --, then the volumetric group, then the short axis.  Why: OHIF 3.13
+  (cornerstone-dicom-sr ``_getMeasurements``) merges every group of one
+  Tracking UID, draws only the first SCOORD/SCOORD3D of the merged content in
+  its stack viewport and labels it with the first five NUMs; so the ruler
+  comes first, the planar groups carry no NUM of their own, and the
+  volumetric NUMs start with volume, mean diameter, the NLCSP category as a
+  number ({category}), % volume change and VDT.  The tracking UID remains the
+  longitudinal identity across screening rounds (one UID per nodule, every
+  group of the nodule carries it), so the prior comparison is unaffected;
+* an "Exam" group (own tracking UID, derived from the study): an image POINT
+  at the decisive nodule's centre with the exam category and follow-up
+  interval as NUMs -- what OHIF shows of the exam result, and an image POINT
+  (111030 POINT, cornerstone3D's Probe adapter type) is what makes OHIF call
+  the SR restorable instead of "not compatible with this application";
 * a document-level "Qualitative Evaluations" container (TID 1500 row 12):
   NLCSP exam category, A flag, descriptor, management, follow-up interval and
   due date, decisive nodule, screening round, reasons and notes.
