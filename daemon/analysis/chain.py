@@ -48,6 +48,8 @@ class AnalysisInputs:
     participant_overrides: dict[str, Any] = field(default_factory=dict)  # age_years, sex, family history, emphysema
     priors: Sequence[PriorExam] = ()  # earlier CT exams of the patient (daemon.analysis.comparison)
     notes: Sequence[str] = ()  # said in the report (e.g. "reported without priors: ...")
+    key_images: bool = True  # also render the Secondary Capture key images ([report] key_images)
+    pdf_report: bool = True  # and the Encapsulated PDF report ([report] pdf)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class AnalysisResult:
     seg: Dataset | None
     seeds_fingerprint: str
     timings_s: dict[str, float]
+    # for workstations that cannot show TID 1500: SC key images (dicom_sr.key_images), PDF (dicom_sr.pdf_report)
+    extra_objects: tuple[Dataset, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -168,6 +172,15 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             series_uid=report_series_uid,
             instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint]),
         )
+        extra: list[Dataset] = []
+        if inputs.key_images:
+            from dicom_sr.key_images import build_key_images
+
+            extra += build_key_images(assessment, loaded.datasets)[0]
+        if inputs.pdf_report:
+            from dicom_sr.pdf_report import build_pdf_report
+
+            extra.append(build_pdf_report(assessment, ct0))
     return AnalysisResult(
         assessment=assessment,
         case_json=case_json,
@@ -176,4 +189,5 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         seg=seg,
         seeds_fingerprint=fingerprint,
         timings_s=timer.timings_s,
+        extra_objects=tuple(extra),
     )

@@ -56,6 +56,8 @@ class NodeContext:
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
     pacs: PACSSettings | None = None  # where priors are queried and retrieved from
     ae_title: str = "NODULED"  # ours: calling AE and C-MOVE destination
+    key_images: bool = True  # [report] key_images: send a Secondary Capture key-image series too
+    pdf_report: bool = True  # [report] pdf: and an Encapsulated PDF of the report
 
 
 def seed_objects(paths: list[Path]) -> list[Dataset]:
@@ -151,6 +153,8 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
                 predecessor=predecessor_report(ctx.engine, ctx.archive, study_uid),
                 priors=prior_exams(ctx, study_uid),
                 notes=notes,
+                key_images=ctx.key_images,
+                pdf_report=ctx.pdf_report,
             )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
@@ -161,11 +165,14 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
 
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
+    key_paths = [(str(ds.SOPInstanceUID), _store(ctx, ds)) for ds in result.extra_objects]
     record_assessment(ctx.engine, study_uid, result)
     if ctx.enqueue_delivery is not None:
         if result.seg is not None and seg_path is not None:
             ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
         ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path)
+        for sop_uid, path in key_paths:
+            ctx.enqueue_delivery(sop_uid, study_uid, path)
     state.done(
         ctx.engine, study_uid, fingerprint,
         report_sop_uid=str(result.report.SOPInstanceUID),
