@@ -27,11 +27,12 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
+from pydicom.valuerep import DA, TM
 
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from dicom_sr.geometry import ImagePlane, plane_of
 
-__all__ = ["KeyImageError", "LUNG_WINDOW", "NOT_FOR_DIAGNOSIS", "RulerPixels", "build_key_images", "nodule_caption"]
+__all__ = ["LUNG_WINDOW", "NOT_FOR_DIAGNOSIS", "KeyImageError", "RulerPixels", "build_key_images", "nodule_caption"]
 
 LUNG_WINDOW = (-600.0, 1500.0)  # level, width (HU)
 NOT_FOR_DIAGNOSIS = "DERIVED by noduled - NOT FOR DIAGNOSIS without the source images"
@@ -107,17 +108,21 @@ def _orientation(plane: ImagePlane) -> tuple[str, str]:
     return letter(np.asarray(plane.row_direction)), letter(np.asarray(plane.column_direction))
 
 
+def _v3(p: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    return float(p[0]), float(p[1]), float(p[2])
+
+
 def _nearest(centre: Sequence[float], planes: list[ImagePlane]) -> int:
-    return int(np.argmin([abs(p.from_lps(tuple(centre))[2]) for p in planes]))
+    return int(np.argmin([abs(p.from_lps(_v3(centre))[2]) for p in planes]))
 
 
 def _ruler(finding: NoduleFinding, plane: ImagePlane) -> tuple[np.ndarray, np.ndarray]:
     """The long axis on this image (projected when measured off-plane), like the SR's ruler."""
     m = finding.measurement
     assert m is not None
-    centre = np.asarray(plane.from_lps(tuple(m.centroid_lps_mm))[:2], float)
-    ends = np.array([plane.from_lps(tuple(p))[:2] for p in m.long_axis_endpoints_lps_mm], float)
-    if np.all(np.isfinite(ends)) and abs(plane.from_lps(tuple(np.mean(m.long_axis_endpoints_lps_mm, axis=0)))[2]) < 1e-3 \
+    centre = np.asarray(plane.from_lps(_v3(m.centroid_lps_mm))[:2], dtype=np.float64)
+    ends = np.array([plane.from_lps(_v3(p))[:2] for p in m.long_axis_endpoints_lps_mm], dtype=np.float64)
+    if np.all(np.isfinite(ends)) and abs(plane.from_lps(_v3(np.mean(m.long_axis_endpoints_lps_mm, axis=0)))[2]) < 1e-3 \
             and float(np.linalg.norm(ends[1] - ends[0])) >= 0.5:
         return ends[0], ends[1]  # measured on this image: the true end points
     half = (ends[1] - ends[0]) / 2.0 if np.all(np.isfinite(ends)) else np.zeros(2)
@@ -135,7 +140,7 @@ def _nodule_picture(ds: Dataset, plane: ImagePlane, finding: NoduleFinding, hu: 
     grey = _windowed(hu, *LUNG_WINDOW)
     image = Image.fromarray(grey).convert("RGB")
     if s > 1:
-        image = image.resize((image.width * s, image.height * s), Image.NEAREST)
+        image = image.resize((image.width * s, image.height * s), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
     a, b = _ruler(finding, plane)
     # SCOORD image coordinates put pixel index i on [i, i + 1] (its centre at i + 0.5); Pillow draws
@@ -229,8 +234,8 @@ def _sc(ref: Dataset, pixels: np.ndarray, *, series_uid: str, series_number: int
     )[:1024]
     sc.SeriesDescription = "noduled key images (derived, not for diagnosis)"
     sc.ImageComments = NOT_FOR_DIAGNOSIS
-    sc.ContentDate = when.strftime("%Y%m%d")
-    sc.ContentTime = when.strftime("%H%M%S")
+    sc.ContentDate = DA(when.strftime("%Y%m%d"))
+    sc.ContentTime = TM(when.strftime("%H%M%S"))
     sc.SeriesDate, sc.SeriesTime = sc.ContentDate, sc.ContentTime
     if source is not None:
         item = Dataset()

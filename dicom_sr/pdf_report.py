@@ -18,14 +18,14 @@ import textwrap
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicom_sr.findings import ExamAssessment  # noqa: E402
-from dicom_sr.key_images import NOT_FOR_DIAGNOSIS  # noqa: E402
-from dicom_sr.seg import software_version  # noqa: E402
+from dicom_sr.findings import ExamAssessment
+from dicom_sr.key_images import NOT_FOR_DIAGNOSIS
+from dicom_sr.seg import software_version
 
 __all__ = ["ENCAPSULATED_PDF_STORAGE", "build_pdf_report", "render_pdf"]
 
@@ -92,7 +92,7 @@ def _pages(lines: list[tuple[str, str]], per_page: int, buf: io.BytesIO, rc: dic
             fig = Figure(figsize=(8.27, 11.69))
             y = 0.95
             for style, text in lines[start:start + per_page]:
-                kw = {"fontsize": 13, "weight": "bold"} if style == "h" else {"fontsize": 9}
+                kw: dict[str, object] = {"fontsize": 13, "weight": "bold"} if style == "h" else {"fontsize": 9}
                 if style == "r":
                     kw["family"] = "monospace"
                 if style == "w":

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 
 from dicom_sr.geometry import plane_of
-from dicom_sr.key_images import NOT_FOR_DIAGNOSIS, RULER_RGB, KeyImageError, build_key_images, nodule_caption
-from tests.dicom_sr_support import dciodvfy_errors, make_assessment, make_ct_series, write
+from dicom_sr.key_images import (
+    NOT_FOR_DIAGNOSIS,
+    RULER_RGB,
+    KeyImageError,
+    build_key_images,
+    nodule_caption,
+)
+from tests.dicom_sr_support import (
+    dciodvfy_errors,
+    make_assessment,
+    make_ct_series,
+    write,
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dicom_sr.pdf_report import ENCAPSULATED_PDF_STORAGE, build_pdf_report
 from dicom_sr.key_images import NOT_FOR_DIAGNOSIS
-from tests.dicom_sr_support import dciodvfy_errors, make_assessment, make_ct_series, write
+from dicom_sr.pdf_report import ENCAPSULATED_PDF_STORAGE, build_pdf_report
+from tests.dicom_sr_support import (
+    dciodvfy_errors,
+    make_assessment,
+    make_ct_series,
+    write,
+)
 
 
 def test_pdf_report_is_valid_and_says_what_the_report_says(tmp_path):

@@ -98,7 +98,7 @@ class ViewerServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ViewerServer":
+    def start(self) -> ViewerServer:
         self.thread.start()
         return self
 
