@@ -25,6 +25,7 @@ run: $(STAMP)
 
 test-deps:
 	@bash tests/setup/install_test_deps.sh
+	@bash tests/setup/install_viewer_deps.sh
 
 # The suite runs in a private network namespace when the machine allows it:
 # every server the tests start (noduled, Orthanc, storescp) is then reachable

@@ -55,6 +55,8 @@ class Node:
             site=SiteDefaults(settings.site.family_history_lung_cancer, settings.site.emphysema),
             enqueue_delivery=self._enqueue_delivery,
             lookback_years=settings.analysis.lookback_years,
+            key_images=settings.report.key_images,
+            pdf_report=settings.report.pdf,
             max_priors=int(settings.analysis.max_priors),
             screening_description_regex=settings.analysis.screening_description_regex,
             pacs=settings.pacs,

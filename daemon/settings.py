@@ -178,6 +178,15 @@ class DeliverySettings(_Section):
     max_age_days: Annotated[float, _bounded(0, above=True)] = 7.0  # then the object is reported as expired (never silently dropped)
 
 
+class ReportSettings(_Section):
+    """Extra objects for workstations that cannot show a TID 1500 SR (sent with the SR and SEG)."""
+
+    # a Secondary Capture key-image series: one image per nodule (ruler and values burnt in) + a summary
+    key_images: bool = True
+    # an Encapsulated PDF of the NLCSP standardised report
+    pdf: bool = True
+
+
 class SiteSettings(_Section):
     family_history_lung_cancer: bool = False
     emphysema: bool = False
@@ -248,6 +257,7 @@ class Settings(BaseSettings):
     site: SiteSettings = SiteSettings()
     destinations: tuple[Destination, ...] = ()
     delivery: DeliverySettings = DeliverySettings()
+    report: ReportSettings = ReportSettings()
     pacs: PACSSettings | None = None
     http: HTTPSettings = HTTPSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -280,3 +280,10 @@ SEXES: dict[str, CodedConcept] = {  # CID 7455
     "F": _sct("248152002", "Female"),
     "M": _sct("248153007", "Male"),
 }
+
+# Shown by viewers that label a measurement with its numeric items only (OHIF 3.13 draws
+# "<code meaning>: <value> <unit code>" for the first five NUMs of a nodule): the category as a
+# number, next to the coded NLCSP category (the authoritative value; see dicom_sr.report).
+CATEGORY_UNIT = _ucum("{category}", "category")
+NODULE_CATEGORY_NUMBER = _nlcsp("NODULE-CAT-NUM", "NLCSP category")
+EXAM_CATEGORY_NUMBER = _nlcsp("EXAM-CAT-NUM", "NLCSP exam category")

@@ -20,16 +20,26 @@ goes where.  Structure of the document (codes in :mod:`dicom_sr.codes`):
   protocol rule, the reader's seed and one "Prior comparison" container per
   prior study (study UID and date, whether it is the comparison study, the
   prior measurement and the changes) so that the next round can read them;
-* per nodule two TID 1410 planar groups on the key image (same tracking
-  identifier and UID): the long-axis and the short-axis line as SCOORD
-  POLYLINE "Image Region" with geometric purpose Long/Short axis (CID 219)
-  and their lengths, so viewers draw the rulers (SCOORD3D when the axes were
-  measured in a coronal or sagittal plane; then a third planar group marks
-  the centre as an SCOORD POINT on the nearest CT image, because OHIF draws
-  a tracked measurement from its first 2D SCOORD and cannot show one that
-  has SCOORD3D only).  OHIF merges all groups of one tracking UID and
-  draws the first SCOORD (the long axis) with every NUM of the nodule as
-  its labels;
+* per nodule TID 1410 planar groups (same tracking identifier "Nodule N" and
+  tracking UID as the volumetric group), written *before and after* it in this
+  order: the long axis as an SCOORD POLYLINE "Image Region" on the key image
+  (geometric purpose Long axis, CID 219) -- or, when the axes were measured in
+  a coronal or sagittal plane, first the long axis projected onto the axial
+  image nearest the centre (the "axial ruler") and then the true long axis as
+  SCOORD3D --, then the volumetric group, then the short axis.  Why: OHIF 3.13
+  (cornerstone-dicom-sr ``_getMeasurements``) merges every group of one
+  Tracking UID, draws only the first SCOORD/SCOORD3D of the merged content in
+  its stack viewport and labels it with the first five NUMs; so the ruler
+  comes first, the planar groups carry no NUM of their own, and the
+  volumetric NUMs start with volume, mean diameter, the NLCSP category as a
+  number ({category}), % volume change and VDT.  The tracking UID remains the
+  longitudinal identity across screening rounds (one UID per nodule, every
+  group of the nodule carries it), so the prior comparison is unaffected;
+* an "Exam" group (own tracking UID, derived from the study): an image POINT
+  at the decisive nodule's centre with the exam category and follow-up
+  interval as NUMs -- what OHIF shows of the exam result, and an image POINT
+  (111030 POINT, cornerstone3D's Probe adapter type) is what makes OHIF call
+  the SR restorable instead of "not compatible with this application";
 * a document-level "Qualitative Evaluations" container (TID 1500 row 12):
   NLCSP exam category, A flag, descriptor, management, follow-up interval and
   due date, decisive nodule, screening round, reasons and notes.
@@ -212,7 +222,6 @@ class _KeyImages:
 def _axis_group(
     finding: NoduleFinding,
     purpose: CodedConcept,
-    length_mm: float,
     endpoints: tuple[Vec3, Vec3],
     keys: _KeyImages,
     frame_of_reference_uid: str,
@@ -242,7 +251,6 @@ def _axis_group(
         geometric_purpose=purpose,
         algorithm_id=algorithm,
         time_point_context=time_point,
-        measurements=[_measurement(purpose, length_mm, "length_mm", codes.MM)],
     )
 
 
@@ -411,14 +419,22 @@ def _nodule_groups(
     m = finding.measurement
     measurements = []
     if m is not None:
-        measurements += _measurements(m, finding, algorithm)
+        # order matters to OHIF 3.13, which labels a ruler with the first five NUMs of its nodule:
+        # volume, mean diameter, NLCSP category, % volume change, VDT come first
+        own = _measurements(m, finding, algorithm)
+        measurements += own[:2]
+        if finding.category is not None:
+            measurements.append(hd.sr.Measurement(
+                name=codes.NODULE_CATEGORY_NUMBER, value=float(int(finding.category)), unit=codes.CATEGORY_UNIT))
+        measurements += _comparison_measurements(finding)
+        measurements += own[2:]
         evaluations.append(_qe(codes.MEASUREMENT_PLANE, codes.PLANES[m.measurement_plane]))
         for flag, concept in codes.QUALITY_FLAGS.items():
             if getattr(m.quality, flag):
                 evaluations.append(_qe(codes.QUALITY_FLAG, concept))
     else:
         evaluations.append(_qe(codes.NO_NODULE_AT_SEED, codes.YES))
-    measurements += _comparison_measurements(finding)
+        measurements += _comparison_measurements(finding)
     if finding.pancan_risk_pct is not None:
         measurements.append(_measurement(codes.PANCAN_RISK, finding.pancan_risk_pct, "pancan_pct", codes.PERCENT))
     measurements += extra_measurements
@@ -434,6 +450,16 @@ def _nodule_groups(
         qualitative_evaluations=evaluations or None,
     )
     groups: list = []
+    if m is not None:
+        # OHIF 3.13 merges the groups of one tracking UID and draws only the first SCOORD of the
+        # merged group: the axial ruler goes first (see _ruler_group).
+        long_axis = _axis_group(finding, codes.LONG_AXIS, m.long_axis_endpoints_lps_mm, keys,
+                                frame_of_reference_uid, algorithm, time_point)
+        short_axis = _axis_group(finding, codes.SHORT_AXIS, m.short_axis_endpoints_lps_mm, keys,
+                                 frame_of_reference_uid, algorithm, time_point)
+        if not _has_image_region(long_axis):
+            groups.append(_ruler_group(finding, m, keys, algorithm, time_point))
+        groups.append(long_axis)
     if m is not None and seg is not None and finding.tracking_uid in seg_numbers:
         volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             referenced_segment=hd.sr.ReferencedSegment(
@@ -459,15 +485,7 @@ def _nodule_groups(
     volumetric[0].ContentSequence.extend(_extensions(finding, frame_of_reference_uid, protocol))
     groups.append(volumetric)
     if m is not None:
-        for purpose, length, endpoints in (
-            (codes.LONG_AXIS, m.long_axis_mm, m.long_axis_endpoints_lps_mm),
-            (codes.SHORT_AXIS, m.short_axis_mm, m.short_axis_endpoints_lps_mm),
-        ):
-            groups.append(_axis_group(finding, purpose, length, endpoints, keys, frame_of_reference_uid, algorithm, time_point))
-        if not any(_has_image_region(g) for g in groups[1:]):
-            # OHIF draws a tracked measurement from its first 2D SCOORD (and fails on SCOORD3D
-            # only): mark the centre on the nearest CT image when the axes are not on one.
-            groups.append(_centre_group(finding, m.centroid_lps_mm, keys, algorithm, time_point))
+        groups.append(short_axis)
     return groups
 
 
@@ -477,13 +495,70 @@ def _has_image_region(group) -> bool:
     )
 
 
-def _centre_group(finding, centre: Vec3, keys: "_KeyImages", algorithm, time_point):
+def _key_image(centre: Vec3, keys: "_KeyImages") -> tuple[Dataset, ImagePlane]:
+    """The CT image nearest the nodule centre (the key axial image)."""
     k = int(np.argmin([abs(p.from_lps(centre)[2]) for p in keys.planes]))
-    ds, plane = keys.datasets[k], keys.planes[k]
-    keys.used[plane.sop_instance_uid] = ds
-    column, row, _ = plane.from_lps(centre)
+    keys.used[keys.planes[k].sop_instance_uid] = keys.datasets[k]
+    return keys.datasets[k], keys.planes[k]
+
+
+def _ruler_group(finding, m: NoduleMeasurement, keys: "_KeyImages", algorithm, time_point):
+    """The long axis, projected onto the key axial image through the centre, as an image POLYLINE.
+
+    Written when the long axis was measured in a coronal or sagittal plane (its true end points
+    stay in the SCOORD3D long-axis group that follows): OHIF's stack viewport draws image
+    SCOORDs only.  Geometric purpose "Center" would not say what the line is; the line is the
+    long axis as seen on that image, so it carries purpose Long axis and no length of its own
+    (the measured long axis is a NUM of the volumetric group).  Readers that want the true end
+    points take the last long-axis group (dicom_sr.read_report does).
+    """
+    ds, plane = _key_image(m.centroid_lps_mm, keys)
+    centre = np.asarray(plane.from_lps(m.centroid_lps_mm)[:2], float)
+    ends = np.array([plane.from_lps(tuple(p))[:2] for p in m.long_axis_endpoints_lps_mm], float)
+    half = (ends[1] - ends[0]) / 2.0
+    if float(np.linalg.norm(half)) < 0.5:  # measured along the slice normal: draw it across, same length
+        half = np.array([m.long_axis_mm / 2.0 / max(plane.column_spacing_mm, 1e-6), 0.0])
+    data = np.array([centre - half, centre + half], dtype=np.float32)
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id),
+        referenced_region=hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=data,
+            source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
+        ),
+        finding_type=codes.NODULE,
+        finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        geometric_purpose=codes.LONG_AXIS,
+        algorithm_id=algorithm,
+        time_point_context=time_point,
+    )
+
+
+def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algorithm):
+    """The exam result as a measurement OHIF can list: a point on the decisive nodule's key image.
+
+    Tracking identifier "Exam" (read_report skips it; the document-level container stays the
+    authoritative record), its own tracking UID (derived from the study), NUMs: the NLCSP exam
+    category and the follow-up interval.  Its image POINT (111030, DCM) is also what OHIF 3.13's
+    SR reader recognises as a tool it can restore (cornerstone3D's Probe adapter registers
+    DCM:111030-POINT-1), so the SR is not flagged "not compatible with this application".
+    """
+    decisive = next((f for f in assessment.findings
+                     if f.tracking_uid == assessment.decisive_tracking_uid and f.measurement is not None), None)
+    if decisive is None:
+        decisive = next((f for f in assessment.findings if f.measurement is not None), None)
+    if decisive is None or decisive.measurement is None:
+        return None
+    ds, plane = _key_image(decisive.measurement.centroid_lps_mm, keys)
+    column, row, _ = plane.from_lps(decisive.measurement.centroid_lps_mm)
+    measurements = [hd.sr.Measurement(name=codes.EXAM_CATEGORY_NUMBER, value=float(int(assessment.category)),
+                                      unit=codes.CATEGORY_UNIT)]
+    if assessment.follow_up_months is not None:
+        measurements.append(_measurement(codes.FOLLOW_UP_INTERVAL, assessment.follow_up_months, "months", codes.MONTHS))
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
+        ),
         referenced_region=hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POINT,
             graphic_data=np.array([[column, row]], dtype=np.float32),
@@ -492,8 +567,10 @@ def _centre_group(finding, centre: Vec3, keys: "_KeyImages", algorithm, time_poi
         finding_type=codes.NODULE,
         finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
         geometric_purpose=codes.CENTER,
-        algorithm_id=algorithm,
         time_point_context=time_point,
+        algorithm_id=algorithm,
+        measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category])],
     )
 
 
@@ -629,6 +706,9 @@ def build_report(
             frame_of_reference_uid=frame_of_reference_uid, ct_series_uid=str(ct0.SeriesInstanceUID),
             algorithm=algorithm, time_point=time_point, protocol=assessment.protocol,
         )
+    exam = _exam_group(assessment, keys, time_point, algorithm)
+    if exam is not None:
+        groups.append(exam)
     if not groups:  # TID 1500 needs a measurement group: the exam itself
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(

@@ -16,7 +16,19 @@ Reads three kinds of seed object into :class:`~dicom_sr.findings.Seed`:
 
 A point seeds at itself; a line, polygon, circle, ellipse or ellipsoid at its
 centre; a group with several shapes (a bidirectional's two axes) at the mean
-of their centres.  Image coordinates are mapped to LPS with the referenced
+of their centres.  An arrow seeds at its head: OHIF/cornerstone3D's
+ArrowAnnotate adapter (@cornerstonejs/adapters, as bundled in OHIF 3.13)
+writes the arrow as a two-point line whose *first* point is the arrowhead
+(``point = arrowFirst ? points[0] : points[1]`` is written first), tracked as
+``Cornerstone3DTools@^0.1.0:ArrowAnnotate``; the tail is where the label sits,
+often outside the nodule.  The other cornerstone3D tools, checked against the
+same adapters: Length (2-point POLYLINE: its middle), Bidirectional (two
+POLYLINEs: the mean of their middles), EllipticalROI (ELLIPSE, 4 axis end
+points: their mean), CircleROI (CIRCLE: centre first, then a point on the
+circle: the first point), Probe (POINT), RectangleROI (closed 5-point
+POLYLINE corner0, 1, 3, 2, corner0: the mean of the 4 corners),
+PlanarFreehandROI / SplineROI (closed POLYLINE repeating its first vertex: the
+mean of the vertices).  Image coordinates are mapped to LPS with the referenced
 image's position, orientation and spacing (:mod:`dicom_sr.geometry`);
 SCOORD3D are LPS already.
 
@@ -175,11 +187,22 @@ def _evidence(ds: Dataset) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- SR
-def _scoord_centre(item: Dataset, images: _Images, where: str):
-    """(centre LPS, image UID or None, series UID or None) of one SCOORD / SCOORD3D item."""
+def _is_arrow(tracking_id: str | None) -> bool:
+    """A cornerstone3D ArrowAnnotate group (``Cornerstone3DTools@^0.1.0:ArrowAnnotate``; also cornerstone 4's)."""
+    return bool(tracking_id) and str(tracking_id).split(":")[-1].strip().lower() == "arrowannotate"
+
+
+def _scoord_centre(item: Dataset, images: _Images, where: str, *, arrow: bool = False):
+    """(seed LPS, image UID or None, series UID or None) of one SCOORD / SCOORD3D item.
+
+    ``arrow``: the item is an arrow's line, whose first point is the arrowhead (the seed).
+    """
     vt = _value_type(item)
     data = _floats(item.get("GraphicData"))
     gtype = str(item.get("GraphicType") or "")
+    if arrow and gtype.upper() in ("POLYLINE", "POINT", "MULTIPOINT"):
+        gtype = "POINT"
+        data = data[: 3 if vt == "SCOORD3D" else 2]
     if vt == "SCOORD3D":
         if len(data) % 3:
             raise SeedError(f"{where}: SCOORD3D has {len(data)} coordinates, not a multiple of 3")
@@ -240,7 +263,7 @@ def _seeds_from_sr(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
         where = f"seed object {uid}, mark {n}" + (f" ({tracking_id})" if tracking_id else "")
         centres, image_uid, series_uid = [], None, None
         for item in scoords:
-            centre, img, series = _scoord_centre(item, lookup, where)
+            centre, img, series = _scoord_centre(item, lookup, where, arrow=_is_arrow(tracking_id))
             centres.append(centre)
             image_uid = image_uid or img
             series_uid = series_uid or series

@@ -76,6 +76,20 @@ def _content_datetime(ct: Dataset) -> dt.datetime:
     return dt.datetime.strptime(date + time, "%Y%m%d%H%M%S")
 
 
+# Recommended Display CIELab Value per segment: distinct, saturated hues a viewer draws over a
+# grey CT (segment k takes entry k mod 12).  Without it viewers pick their own, and OHIF 3.13 gave
+# two of our seven nodules the same colour.
+DISPLAY_COLOURS_RGB: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+)
+
+
+def display_colour(index: int) -> hd.color.CIELabColor:
+    """The recommended display colour of the segment at ``index`` (0-based)."""
+    return hd.color.CIELabColor.from_rgb(*DISPLAY_COLOURS_RGB[index % len(DISPLAY_COLOURS_RGB)])
+
+
 def build_segmentation(
     findings: Sequence[NoduleFinding],
     ct_datasets: list[Dataset],
@@ -138,6 +152,7 @@ def build_segmentation(
             algorithm_identification=algorithm,
             tracking_uid=finding.tracking_uid,
             tracking_id=finding.tracking_id,
+            display_color=display_colour(i),
         )
         for i, (_, finding, _) in enumerate(masks)
     ]

@@ -62,7 +62,7 @@ def test_highdicom_parses_it(case, tmp_path):
     volumetric = report.get_volumetric_roi_measurement_groups()
     planar = report.get_planar_roi_measurement_groups()
     assert [g.tracking_identifier for g in volumetric] == ["Nodule 1", "Nodule 2"]
-    assert len(planar) == 4
+    assert [g.tracking_identifier for g in planar] == ["Nodule 1"] * 2 + ["Nodule 2"] * 2 + ["Exam"]
     volume = next(m for m in volumetric[0].get_measurements() if m.name.value == "118565006")
     assert volume.unit.value == "mm3"
     assert volume.value == round(case[1].findings[0].measurement.volume_mm3)
@@ -122,8 +122,12 @@ def test_rulers_are_drawn_where_the_axes_are(case):
             points = np.asarray(region.GraphicData, float).reshape(-1, 2)
             for (c, r), expected in zip(points, endpoints):
                 assert np.linalg.norm(expected_lps(header, c, r) - np.asarray(expected)) < 0.01
-            num = [i for i in g.ContentSequence if i.ValueType == "NUM"][0]
-            assert float(num.MeasuredValueSequence[0].NumericValue) == round(length, 1)
+        # the lengths are NUMs of the nodule's volumetric group (OHIF labels a ruler with them)
+        volumetric = next(g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid
+                          and not _items(g, "111030"))
+        nums = {i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
+                for i in volumetric.ContentSequence if i.ValueType == "NUM"}
+        assert nums["103339001"] == round(m.long_axis_mm, 1) and nums["103340004"] == round(m.short_axis_mm, 1)
 
 
 def test_document_level_evaluations(case):
@@ -179,8 +183,10 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
                       seg=build_segmentation(a.findings[:1], ct))
     assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
     regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    assert [r.ValueType for r in regions] == ["SCOORD3D", "SCOORD"]  # short axis still on an axial image
-    assert np.allclose(np.asarray(regions[0].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
+    # the axial ruler (long axis projected on the key image), the true 3D long axis, the short axis
+    # (still on an axial image), the exam's point
+    assert [r.ValueType for r in regions] == ["SCOORD", "SCOORD3D", "SCOORD", "SCOORD"]
+    assert np.allclose(np.asarray(regions[1].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
 
 
 def test_study_mismatch_and_uncoded_values_are_refused(case):
@@ -210,8 +216,8 @@ def test_our_own_objects_are_not_seed_objects(case):
     assert not is_seed_object(sr) and not is_seed_object(seg)
 
 
-def test_axes_off_the_ct_images_get_a_2d_centre_mark(tmp_path):
-    """OHIF draws a tracked measurement from its first 2D SCOORD: there must be one."""
+def test_axes_off_the_ct_images_get_an_axial_ruler_first(tmp_path):
+    """OHIF draws a tracked measurement from its first SCOORD: it must be a 2D line on the key image."""
     ct = make_ct_series(seed="sagittal")
     a = make_assessment(ct, with_prior=False)
     f = a.findings[0]
@@ -224,11 +230,15 @@ def test_axes_off_the_ct_images_get_a_2d_centre_mark(tmp_path):
                       seg=build_segmentation(a.findings[:1], ct))
     assert dciodvfy_errors(write(sr, tmp_path / "sag.dcm")) == []
     regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    assert [(r.ValueType, r.GraphicType) for r in regions] == [("SCOORD3D", "POLYLINE"), ("SCOORD3D", "POLYLINE"),
-                                                               ("SCOORD", "POINT")]
-    header = {str(d.SOPInstanceUID): d for d in ct}[regions[2].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
-    col, row = (float(v) for v in regions[2].GraphicData)
-    assert np.linalg.norm(expected_lps(header, col, row) - c) < 0.7  # on the nearest slice
+    assert [(r.ValueType, r.GraphicType) for r in regions] == [("SCOORD", "POLYLINE"), ("SCOORD3D", "POLYLINE"),
+                                                               ("SCOORD3D", "POLYLINE"), ("SCOORD", "POINT")]
+    header = {str(d.SOPInstanceUID): d for d in ct}[regions[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
+    ends = np.asarray(regions[0].GraphicData, float).reshape(2, 2)
+    middle = expected_lps(header, *ends.mean(axis=0))
+    assert np.linalg.norm(middle - c) < 0.7  # centred on the nodule, on the nearest slice
+    # measured along the slice normal: drawn across the image with the long axis' length
+    length = np.linalg.norm(expected_lps(header, *ends[0]) - expected_lps(header, *ends[1]))
+    assert abs(length - m.long_axis_mm) < 0.1
 
 
 def test_what_ohif_does_with_it(case):
@@ -244,14 +254,18 @@ def test_what_ohif_does_with_it(case):
         items = list(group.ContentSequence)
         uid = next(i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112040").UID
         merged.setdefault(uid, []).extend(items)
-    assert list(merged) == [f.tracking_uid for f in assessment.findings]
+    exam_uid = list(merged)[-1]
+    assert list(merged)[:-1] == [f.tracking_uid for f in assessment.findings]
+    assert next(i for i in merged.pop(exam_uid) if i.ValueType == "SCOORD").GraphicType == "POINT"
     for uid, items in merged.items():
         assert next(i for i in items if i.ValueType == "UIDREF").UID == uid  # OHIF takes the first UIDREF
         graphic = next(i for i in items if i.ValueType == "SCOORD")
         assert graphic.RelationshipType == "CONTAINS"
         assert graphic.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
+        assert graphic.GraphicType == "POLYLINE"
         labels = [i.ConceptNameCodeSequence[0].CodeMeaning for i in items if i.ValueType == "NUM"]
-        assert {"Volume", "Diameter", "Long axis", "Short axis"} <= set(labels)
+        assert labels[:3] == ["Volume", "Diameter", "NLCSP category"]  # OHIF shows the first five
+        assert {"Long axis", "Short axis"} <= set(labels)
 
 
 LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")

@@ -74,3 +74,18 @@ def test_mask_outside_the_volume_is_refused(case):
     no_mask = replace(f, measurement=replace(f.measurement, mask=None))
     with pytest.raises(SegmentationError, match="none of the findings has a mask"):
         build_segmentation([no_mask], ct)
+
+
+def test_each_segment_has_its_own_recommended_display_colour(case):
+    """OHIF picks its own colours when the SEG gives none (it gave two of seven nodules the same)."""
+    from highdicom.color import CIELabColor
+
+    from dicom_sr.seg import DISPLAY_COLOURS_RGB, display_colour
+
+    seg = case[2]
+    labs = [tuple(s.RecommendedDisplayCIELabValue) for s in seg.SegmentSequence]
+    assert len(set(labs)) == len(labs) == 2
+    rgb = [CIELabColor.from_dicom_value(lab).to_rgb() for lab in labs]
+    assert [tuple(round(v) for v in c) for c in rgb] == [DISPLAY_COLOURS_RGB[0], DISPLAY_COLOURS_RGB[1]]
+    twelve = {display_colour(i).value for i in range(12)}
+    assert len(twelve) == 12

@@ -63,6 +63,8 @@ class AnalysisInputs:
     notes: Sequence[str] = ()  # said in the report (e.g. "reported without priors: ...")
     protocol: str = "nlcsp"  # the protocol reported: "nlcsp" or "lung-rads-2022" ([analysis] protocol)
     audit_protocol: str = ""  # computed alongside and recorded, never reported ("" = none)
+    key_images: bool = True  # also render the Secondary Capture key images ([report] key_images)
+    pdf_report: bool = True  # and the Encapsulated PDF report ([report] pdf)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class AnalysisResult:
     seeds_fingerprint: str
     timings_s: dict[str, float]
     audit: ProtocolAssessment | None = None  # the audit protocol's assessment (recorded, not reported)
+    # for workstations that cannot show TID 1500: SC key images (dicom_sr.key_images), PDF (dicom_sr.pdf_report)
+    extra_objects: tuple[Dataset, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -209,6 +213,15 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             series_uid=report_series_uid,
             instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint]),
         )
+        extra: list[Dataset] = []
+        if inputs.key_images:
+            from dicom_sr.key_images import build_key_images
+
+            extra += build_key_images(assessment, loaded.datasets)[0]
+        if inputs.pdf_report:
+            from dicom_sr.pdf_report import build_pdf_report
+
+            extra.append(build_pdf_report(assessment, ct0))
     return AnalysisResult(
         assessment=assessment,
         case_json=case_json,
@@ -218,4 +231,5 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         seeds_fingerprint=fingerprint,
         timings_s=timer.timings_s,
         audit=audit,
+        extra_objects=tuple(extra),
     )

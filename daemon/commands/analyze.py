@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def analyze_cmd(
         series_dir: Path = typer.Argument(..., help="Folder with the CT series (DICOM files; subfolders are read too)."),
         seeds: list[Path] = typer.Option(..., "--seeds", "-s", help="Seed object: TID 1500 SR, GSPS, or JSON of LPS points (repeatable)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for report.dcm, seg.dcm, assessment.json, case.json."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for report.dcm, seg.dcm, key_image_NN.dcm, report_pdf.dcm, assessment.json, case.json."),
         participant: Optional[Path] = typer.Option(
             None, "--participant", help='JSON: {"age_years": 62, "sex": "F", "family_history_lung_cancer": false, "emphysema": false}'
         ),
@@ -84,6 +84,12 @@ def register(app: typer.Typer) -> None:
         result.report.save_as(out / "report.dcm", enforce_file_format=True)
         if result.seg is not None:
             result.seg.save_as(out / "seg.dcm", enforce_file_format=True)
+        key_images = [d for d in result.extra_objects if d.SOPClassUID != "1.2.840.10008.5.1.4.1.1.104.1"]
+        for k, image in enumerate(key_images, start=1):
+            image.save_as(out / f"key_image_{k:02d}.dcm", enforce_file_format=True)
+        for doc in result.extra_objects:
+            if doc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1":
+                doc.save_as(out / "report_pdf.dcm", enforce_file_format=True)
         (out / "assessment.json").write_text(json.dumps(result.assessment_json, indent=2) + "\n")
         (out / "case.json").write_text(json.dumps(result.case_json, indent=2) + "\n")
 

@@ -59,6 +59,8 @@ class NodeContext:
     ae_title: str = "NODULED"  # ours: calling AE and C-MOVE destination
     protocol: str = "nlcsp"  # [analysis] protocol: the one the reports carry
     audit_protocol: str = ""  # [analysis] audit_protocol: computed alongside, recorded, not reported
+    key_images: bool = True  # [report] key_images: send a Secondary Capture key-image series too
+    pdf_report: bool = True  # [report] pdf: and an Encapsulated PDF of the report
 
 
 def seed_objects(paths: list[Path]) -> list[Dataset]:
@@ -167,6 +169,8 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
                 protocol=ctx.protocol,
                 audit_protocol=ctx.audit_protocol,
                 participant_overrides=study_participant_overrides(ctx.engine, study_uid),  # PanCan: their own answers
+                key_images=ctx.key_images,
+                pdf_report=ctx.pdf_report,
             )
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
@@ -177,6 +181,7 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
 
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
+    key_paths = [(str(ds.SOPInstanceUID), _store(ctx, ds)) for ds in result.extra_objects]
     record_assessment(ctx.engine, study_uid, result)
     try:
         record_analysed_exam(ctx.engine, ctx.archive.root, study_uid, result.assessment, str(result.report.SOPInstanceUID), datasets)
@@ -186,6 +191,8 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         if result.seg is not None and seg_path is not None:
             ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
         ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path)
+        for sop_uid, path in key_paths:
+            ctx.enqueue_delivery(sop_uid, study_uid, path)
     state.done(
         ctx.engine, study_uid, fingerprint,
         report_sop_uid=str(result.report.SOPInstanceUID),

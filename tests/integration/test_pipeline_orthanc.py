@@ -134,8 +134,9 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
-def node_config(pacs_port: int | None, **analysis) -> dict:  # type: ignore[no-untyped-def]
+def node_config(pacs_port: int | None, *, key_images: bool = True, **analysis) -> dict:  # type: ignore[no-untyped-def]
     config: dict = {
+        "report": {"key_images": key_images, "pdf": key_images},
         "scp": {"allowed_peers": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}, {"ae_title": "STORESCU"}]},
         "analysis": {"stable_age_s": 1.0, **analysis},
         "queue": {"workers": 1},
@@ -195,7 +196,15 @@ def test_orthanc_forwards_studies_and_gets_sr_and_seg_back(noduled_server, ortha
             _check_report(pacs, phantoms[key], tmp_path)
         for key in ("sr", "gsps"):
             assert analysis_state(node, phantoms[key]["truth"]["study_uid"])["state"] == "done"
-        assert node.status()["outbox"]["delivered"] == 4
+        # SR + SEG per study, and ([report] key_images, pdf: on by default) the key-image series
+        # (one Secondary Capture per measured nodule plus a summary) and the PDF report, per study
+        def find(sop_class: str) -> list:
+            found = pacs.rest("POST", "/tools/find", {"Level": "Instance", "Query": {"SOPClassUID": sop_class}})
+            assert isinstance(found, list)
+            return found
+        key_images, pdfs = find("1.2.840.10008.5.1.4.1.1.7"), find("1.2.840.10008.5.1.4.1.1.104.1")
+        assert len(key_images) >= 2 * 2 and len(pdfs) == 2
+        assert node.status()["outbox"]["delivered"] == 4 + len(key_images) + len(pdfs)
         log = node.log()
         for pid in (phantoms["sr"]["study"].patient["id"], phantoms["gsps"]["study"].patient["id"]):
             assert pid not in log  # no patient identifiers in the log
@@ -210,7 +219,7 @@ def storescu(port: int, files: list[Path]) -> subprocess.Popen:
 def test_destination_down_during_analysis_is_delivered_when_it_comes_back(noduled_server, phantoms, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
     case = phantoms["sr"]
     pacs_port = free_port()
-    node = noduled_server(node_config(pacs_port))
+    node = noduled_server(node_config(pacs_port, key_images=False))  # counts SR + SEG only
     assert storescu(node.port, ct_and(case["paths"], "sr")).wait(timeout=120) == 0
     study_uid = case["truth"]["study_uid"]
     wait_for(lambda: analysis_state(node, study_uid).get("state") == "done", 60, "the analysis")
@@ -230,7 +239,7 @@ def test_sigkill_mid_analysis_analyses_once_more_and_delivers_once(noduled_serve
     case = phantoms["gsps"]
     study_uid = case["truth"]["study_uid"]
     pacs = orthanc()
-    node = noduled_server(node_config(pacs.dicom_port))
+    node = noduled_server(node_config(pacs.dicom_port, key_images=False))  # counts SR + SEG only
     assert storescu(node.port, ct_and(case["paths"], "gsps")).wait(timeout=120) == 0
     wait_for(lambda: analysis_state(node, study_uid).get("state") == "running", 30, "the analysis to start", interval_s=0.05)
     node.kill()

@@ -3,7 +3,7 @@
 # DCMTK (storescu, echoscu, findscu, dsrdump, storescp), dicom3tools (dciodvfy),
 # Orthanc (a real PACS), Redis and PostgreSQL (the scale-out tests start their
 # own throw-away servers on 127.0.0.1), iproute2 (private loopback network),
-# Chromium (headless: the audit report is opened in a real browser).
+# Chromium (headless: the audit report is opened in a real browser),
 # openssl (certificates for the TLS tests).
 set -euo pipefail
 need=()
