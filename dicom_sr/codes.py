@@ -197,6 +197,7 @@ LUNG_RADS_S_MODIFIER = _nlcsp("LR-S", "Lung-RADS S modifier (significant finding
 PROTOCOL = _nlcsp("PROTOCOL", "Screening protocol")
 PROTOCOL_VERSION = _nlcsp("PROTOCOL-VERSION", "Screening protocol version")
 PROTOCOL_NAMES: dict[str, str] = {"nlcsp": "NLCSP Nodule Management Protocol", "lung-rads-2022": "ACR Lung-RADS"}
+PROTOCOL_SHORT_NAMES: dict[str, str] = {"nlcsp": "NLCSP", "lung-rads-2022": "Lung-RADS"}  # on key images and the PDF
 
 
 def category_concepts(protocol: str) -> tuple[CodedConcept, CodedConcept, CodedConcept, dict[str, CodedConcept]]:
@@ -287,3 +288,18 @@ SEXES: dict[str, CodedConcept] = {  # CID 7455
 CATEGORY_UNIT = _ucum("{category}", "category")
 NODULE_CATEGORY_NUMBER = _nlcsp("NODULE-CAT-NUM", "NLCSP category")
 EXAM_CATEGORY_NUMBER = _nlcsp("EXAM-CAT-NUM", "NLCSP exam category")
+LUNG_RADS_NODULE_CATEGORY_NUMBER = _nlcsp("NODULE-LR-NUM", "Lung-RADS category")
+LUNG_RADS_EXAM_CATEGORY_NUMBER = _nlcsp("EXAM-LR-NUM", "Lung-RADS exam category")
+
+
+def category_number(protocol: str, category: str, *, exam: bool) -> tuple[CodedConcept, float, CodedConcept]:
+    """(name, value, unit) of the numeric copy of a category that OHIF 3.13 shows on a ruler's label.
+
+    NLCSP categories are numbers ("NLCSP category: 4.00 {category}"); a Lung-RADS category such as
+    4A is not, so its number is the leading digit and the unit is the UCUM annotation of the whole
+    category ("Lung-RADS category: 4.00 {4A}"); the coded category stays the authoritative value.
+    """
+    if protocol == "lung-rads-2022":
+        name = LUNG_RADS_EXAM_CATEGORY_NUMBER if exam else LUNG_RADS_NODULE_CATEGORY_NUMBER
+        return name, float(int(category[0])), _ucum("{" + category + "}", "Lung-RADS " + category)
+    return (EXAM_CATEGORY_NUMBER if exam else NODULE_CATEGORY_NUMBER), float(int(category)), CATEGORY_UNIT

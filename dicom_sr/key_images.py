@@ -29,6 +29,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
+from dicom_sr import codes
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from dicom_sr.geometry import ImagePlane, plane_of
 
@@ -79,11 +80,12 @@ def _fmt(value: float | None, decimals: int, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
-def nodule_caption(finding: NoduleFinding) -> tuple[str, str]:
+def nodule_caption(finding: NoduleFinding, protocol: str = "nlcsp") -> tuple[str, str]:
     """The two lines burnt into a nodule's key image (presentation rounding as in the SR)."""
     m = finding.measurement
     assert m is not None
-    category = f"NLCSP category {finding.category}" if finding.category is not None else "no NLCSP category"
+    name = codes.PROTOCOL_SHORT_NAMES.get(protocol, protocol)
+    category = f"{name} category {finding.category}" if finding.category is not None else f"no {name} category"
     first = f"{finding.tracking_id}: {_fmt(m.volume_mm3, 0)} mm3, {_fmt(m.mean_diameter_mm, 1)} mm, {category}"
     parts = []
     composition = finding.characterization.composition
@@ -135,7 +137,9 @@ def _scale(ds: Dataset) -> int:
     return max(1, -(-MIN_SIZE_PX // max(int(ds.Rows), int(ds.Columns))))
 
 
-def _nodule_picture(ds: Dataset, plane: ImagePlane, finding: NoduleFinding, hu: np.ndarray) -> tuple[np.ndarray, RulerPixels]:
+def _nodule_picture(
+    ds: Dataset, plane: ImagePlane, finding: NoduleFinding, hu: np.ndarray, protocol: str = "nlcsp"
+) -> tuple[np.ndarray, RulerPixels]:
     s = _scale(ds)
     grey = _windowed(hu, *LUNG_WINDOW)
     image = Image.fromarray(grey).convert("RGB")
@@ -154,7 +158,7 @@ def _nodule_picture(ds: Dataset, plane: ImagePlane, finding: NoduleFinding, hu: 
         draw.line([tuple(np.asarray(p) - normal), tuple(np.asarray(p) + normal)], fill=RULER_RGB, width=max(1, s))
     size = max(12, image.width // 40)
     font = _font(size)
-    first, second = nodule_caption(finding)
+    first, second = nodule_caption(finding, protocol)
     draw.text((8, 8), first, fill=TEXT_RGB, font=font)
     if second:
         draw.text((8, 8 + int(size * 1.4)), second, fill=TEXT_RGB, font=font)
@@ -186,11 +190,11 @@ def _summary_picture(assessment: ExamAssessment, width: int = 1024) -> np.ndarra
     image = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(image)
     y = 16
-    draw.text((16, y), "noduled NLCSP lung screening report - summary", fill=TEXT_RGB, font=bold)
+    draw.text((16, y), f"noduled {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} lung screening report - summary", fill=TEXT_RGB, font=bold)
     y += int(bold.size * 1.8) if hasattr(bold, "size") else 36
     lines = [
         f"Exam {assessment.exam_date.isoformat()} ({assessment.screening_round})",
-        f"Exam category: NLCSP Category {assessment.category}" + (" A" if assessment.additional_findings else "")
+        f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category}" + (" A" if assessment.additional_findings else "")
         + (f" - {assessment.descriptor}" if assessment.descriptor else ""),
         f"Management: {assessment.management or '-'}",
         f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}",
@@ -281,11 +285,11 @@ def build_key_images(
         k = _nearest(m.centroid_lps_mm, planes)
         ds = ct_datasets[k]
         hu = volume_hu[k] if volume_hu is not None else _hu(ds)
-        pixels, ruler = _nodule_picture(ds, planes[k], finding, hu)
+        pixels, ruler = _nodule_picture(ds, planes[k], finding, hu, assessment.protocol)
         s = _scale(ds)
         out.append(_sc(
             ds, pixels, series_uid=series, series_number=series_number, instance_number=len(out) + 1,
-            entropy=[assessment.study_uid, finding.tracking_uid, " ".join(nodule_caption(finding))],
+            entropy=[assessment.study_uid, finding.tracking_uid, " ".join(nodule_caption(finding, assessment.protocol))],
             description=f"{finding.tracking_id} on its key axial image, lung window W1500 L-600, long-axis ruler",
             source=ds, orientation=_orientation(planes[k]),
             pixel_spacing=(planes[k].row_spacing_mm / s, planes[k].column_spacing_mm / s), when=when,
@@ -296,7 +300,7 @@ def build_key_images(
     out.append(_sc(
         ct0, summary, series_uid=series, series_number=series_number, instance_number=len(out) + 1,
         entropy=[assessment.study_uid, "summary", assessment.category, assessment.management,
-                 str(assessment.due_date), *(" ".join(nodule_caption(f)) for f in assessment.findings if f.measurement)],
+                 str(assessment.due_date), *(" ".join(nodule_caption(f, assessment.protocol)) for f in assessment.findings if f.measurement)],
         description="summary of the NLCSP report: findings table, exam category, management, due date",
         source=None, orientation=_orientation(planes[0]), pixel_spacing=None, when=when, manufacturer=manufacturer,
     ))

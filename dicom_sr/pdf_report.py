@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicom_sr import codes
 from dicom_sr.findings import ExamAssessment
 from dicom_sr.key_images import NOT_FOR_DIAGNOSIS
 from dicom_sr.seg import software_version
@@ -37,9 +38,9 @@ _COPIED = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", 
 def _lines(assessment: ExamAssessment) -> list[tuple[str, str]]:
     """(style, text) lines of the report: 'h' heading, 't' text, 'r' table row, 'w' warning."""
     out: list[tuple[str, str]] = [
-        ("h", "Lung cancer screening (NLCSP) - standardised report"),
+        ("h", f"Lung cancer screening ({codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')}) - standardised report"),
         ("t", f"Exam date {assessment.exam_date.isoformat()}, {assessment.screening_round} round"),
-        ("t", f"Exam category: NLCSP Category {assessment.category}{' A' if assessment.additional_findings else ''}"
+        ("t", f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category}{' A' if assessment.additional_findings else ''}"
               + (f" - {assessment.descriptor}" if assessment.descriptor else "")),
         ("t", f"Management: {assessment.management or '-'}"),
         ("t", f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}"),

@@ -424,8 +424,8 @@ def _nodule_groups(
         own = _measurements(m, finding, algorithm)
         measurements += own[:2]
         if finding.category is not None:
-            measurements.append(hd.sr.Measurement(
-                name=codes.NODULE_CATEGORY_NUMBER, value=float(int(finding.category)), unit=codes.CATEGORY_UNIT))
+            name, value, unit = codes.category_number(protocol, finding.category, exam=False)
+            measurements.append(hd.sr.Measurement(name=name, value=value, unit=unit))
         measurements += _comparison_measurements(finding)
         measurements += own[2:]
         evaluations.append(_qe(codes.MEASUREMENT_PLANE, codes.PLANES[m.measurement_plane]))
@@ -551,8 +551,9 @@ def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algo
         return None
     ds, plane = _key_image(decisive.measurement.centroid_lps_mm, keys)
     column, row, _ = plane.from_lps(decisive.measurement.centroid_lps_mm)
-    measurements = [hd.sr.Measurement(name=codes.EXAM_CATEGORY_NUMBER, value=float(int(assessment.category)),
-                                      unit=codes.CATEGORY_UNIT)]
+    exam_concept, _, _, values = codes.category_concepts(assessment.protocol)
+    name, value, unit = codes.category_number(assessment.protocol, assessment.category, exam=True)
+    measurements = [hd.sr.Measurement(name=name, value=value, unit=unit)]
     if assessment.follow_up_months is not None:
         measurements.append(_measurement(codes.FOLLOW_UP_INTERVAL, assessment.follow_up_months, "months", codes.MONTHS))
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -570,7 +571,7 @@ def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algo
         time_point_context=time_point,
         algorithm_id=algorithm,
         measurements=measurements,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category])],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(exam_concept, values[assessment.category])],
     )
 
 
