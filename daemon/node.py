@@ -44,7 +44,10 @@ class Node:
             settings.destinations,
             calling_ae=settings.scp.ae_title,
             policy=RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, max_age_s=d.max_age_days * 86400),
+            commitment_timeout_s=d.commitment_timeout_s,
         )
+        if self.scp is not None:
+            self.scp.on_commitment = self.outbox.record_commitment
         self.context = NodeContext(
             engine=self.engine,
             archive=self.archive,
@@ -59,6 +62,13 @@ class Node:
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
             self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s, require_seeds=settings.analysis.require_seeds
+        )
+        from daemon.workflow.outbox import destination_key
+        from daemon.workflow.probe import DestinationProbe
+
+        self.probe = DestinationProbe(
+            self.engine, self.outbox, [destination_key(x) for x in settings.destinations], calling_ae=settings.scp.ae_title,
+            down_alert_s=d.destination_down_alert_s,
         )
         self.health = None
         self._stop = threading.Event()
@@ -128,6 +138,12 @@ class Node:
         t = threading.Thread(target=self.outbox.run, args=(self._stop,), name="delivery", daemon=True)
         t.start()
         self._threads.append(t)
+        t = threading.Thread(
+            target=self.probe.run, args=(self._stop,), kwargs={"interval_s": self.settings.delivery.probe_interval_s},
+            name="destination-probe", daemon=True,
+        )
+        t.start()
+        self._threads.append(t)
         if self.settings.http.enabled:
             self._start_health()
 
@@ -142,7 +158,9 @@ class Node:
             queue_ping=self.queue.ping,
             outbox=self.outbox,
         )
+        checks["destinations"] = self.probe.health
         gauges = {
+            "noduled_destinations_down": lambda: float(self.probe.down_count()),
             "noduled_queue_depth": lambda: float(self.queue.depth()),
             "noduled_outbox_pending": lambda: float(self.outbox.pending_count()),  # one COUNT, not the summary
         }
