@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
         from daemon.storage.db import open_index
         from daemon.workflow.outbox import outbox_summary
-        from daemon.ops.status import archive_status
+        from daemon.ops.status import archive_status, describe_delivery_error
 
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)
@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
         t = data["totals"]
         console.print(f"{t['studies']} studies, {t['series']} series, {t['instances']} instances")
         o = data["outbox"]
-        console.print(f"deliveries: {o.get('pending', 0)} pending, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired")
+        waiting = f" ({o['awaiting_commitment']} stored, awaiting commitment)" if o.get("awaiting_commitment") else ""
+        console.print(
+            f"deliveries: {o.get('pending', 0)} pending{waiting}, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired"
+        )
         for err in o.get("recent_errors", [])[:5]:
-            console.print(f"  last error: {err}")
+            console.print(f"  last error: {describe_delivery_error(err)}", markup=False, highlight=False)

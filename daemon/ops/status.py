@@ -111,3 +111,19 @@ def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
                 "due_date": row.due_date.isoformat() if row.due_date else None,
             }
     return out
+
+
+def describe_delivery_error(err: dict[str, Any]) -> str:
+    """One outbox error of :func:`daemon.workflow.outbox.outbox_summary` as a line for people.
+
+    ``"PACS@10.0.0.5:104, study 1.2.3: connection refused ... (attempt 3, pending, next try 2026-06-01 08:04:00 UTC)"``
+    """
+    state = err.get("state") or "?"
+    when = ""
+    if err.get("next_attempt_at"):
+        when = ", next try " + str(err["next_attempt_at"]).replace("T", " ").split(".")[0].removesuffix("+00:00") + " UTC"
+    attempts = int(err.get("attempts") or 0)
+    return (
+        f"{err.get('destination', '?')}, study {err.get('study_uid', '?')}: {err.get('last_error') or 'no error recorded'}"
+        f" (attempt {attempts}, {state}{when})"
+    )

@@ -399,7 +399,10 @@ class Outbox:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(list(row_ids)), outbox.c.state == PENDING)
-                .values(commitment_uid=transaction_uid, stored_at=now, next_attempt_at=deadline, claimed_until=None)
+                .values(
+                    commitment_uid=transaction_uid, stored_at=now, next_attempt_at=deadline, claimed_until=None,
+                    attempts=outbox.c.attempts + 1,
+                )
             )
 
     def record_commitment(self, report: CommitmentReport, *, now: dt.datetime | None = None) -> dict[str, int]:
@@ -485,10 +488,7 @@ class Outbox:
                 attempts = row.attempts + 1
                 mine = and_(outbox.c.id == row.id, outbox.c.state == PENDING)
                 if o.ok and o.commitment_uid is not None:
-                    # stored; the report (maybe already in) decides. Only rows still waiting for this transaction.
-                    mine = and_(mine, outbox.c.commitment_uid == o.commitment_uid)
-                    conn.execute(update(outbox).where(mine).values(attempts=attempts))
-                    continue
+                    continue  # stored and counted (_await_commitment); the report, maybe already in, decides
                 if o.ok:
                     values: dict[str, Any] = {
                         "state": DELIVERED,
