@@ -10,6 +10,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from daemon.analysis.comparison import ComparisonResult, case_priors, prior_comparisons
+from daemon.analysis.dicomvalues import da_to_date
 from daemon.analysis.errors import AnalysisError
 from dicom_sr.findings import ExamAssessment, NoduleFinding, Participant, ReaderAttributes
 
@@ -30,14 +31,10 @@ def participant_from_headers(ct: Dataset, site: SiteDefaults, overrides: dict[st
     if len(text) == 4 and text[:3].isdigit() and text[3] == "Y":
         age, sources["age_years"] = int(text[:3]), "ct-header PatientAge"
     else:
-        birth, study = str(ct.get("PatientBirthDate") or ""), str(ct.get("StudyDate") or "")
-        try:
-            b = dt.datetime.strptime(birth[:8], "%Y%m%d").date()
-            s = dt.datetime.strptime(study[:8], "%Y%m%d").date()
+        b, s = da_to_date(ct.get("PatientBirthDate")), da_to_date(ct.get("StudyDate"))
+        if b is not None and s is not None:
             age = s.year - b.year - ((s.month, s.day) < (b.month, b.day))
             sources["age_years"] = "ct-header PatientBirthDate"
-        except ValueError:
-            pass
     sex_raw = str(ct.get("PatientSex") or "").strip().upper()
     sex = sex_raw if sex_raw in ("F", "M") else None
     if sex:
@@ -169,8 +166,8 @@ def exam_assessment(
 
 
 def study_date(ct: Dataset) -> dt.date:
-    text = str(ct.get("StudyDate") or "")
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
-        raise AnalysisError(f"study {ct.get('StudyInstanceUID')} has no valid StudyDate ({text!r}); the follow-up due date needs it") from None
+    date = da_to_date(ct.get("StudyDate"))
+    if date is None:
+        text = str(ct.get("StudyDate") or "")
+        raise AnalysisError(f"study {ct.get('StudyInstanceUID')} has no valid StudyDate ({text!r}); the follow-up due date needs it")
+    return date

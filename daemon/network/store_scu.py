@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 Commitment = Literal["off", "auto", "required"]
 
+from daemon.network.status import is_store_success, status_text
+
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 _MAX_CONTEXTS = 128  # presentation contexts one association may propose (PS3.8 9.3.2.2)
 
@@ -43,33 +45,6 @@ class StoreOutcome:
     error: str | None = None
     # set when the destination was asked to commit the object: it is delivered only when its report says so
     commitment_uid: str | None = None
-
-
-_STATUS_NAMES = {
-    0x0117: "Invalid SOP Instance",
-    0x0122: "SOP Class Not Supported",
-    0x0124: "Not Authorized",
-    0x0210: "Duplicate Invocation",
-    0x0211: "Unrecognized Operation",
-    0x0212: "Mistyped Argument",
-}
-
-
-def _status_text(status: int) -> str:
-    if status in _STATUS_NAMES:
-        return _STATUS_NAMES[status]
-    if 0xA700 <= status <= 0xA7FF:
-        return "Out of Resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "Data Set Does Not Match SOP Class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "Cannot Understand"
-    return "failure"
-
-
-def _is_success(status: int) -> bool:
-    """Success (0x0000) or a C-STORE warning (0xB000, 0xB006, 0xB007, 0x0001): the PACS has the object."""
-    return status == 0x0000 or status == 0x0001 or 0xB000 <= status <= 0xBFFF
 
 
 def store_files(
@@ -146,7 +121,7 @@ def store_files(
                 outcomes.append(
                     StoreOutcome(f.key, False, f"no C-STORE response from {destination} (association aborted or timed out)")
                 )
-            elif _is_success(int(status)):
+            elif is_store_success(int(status)):
                 outcomes.append(StoreOutcome(f.key, True))
             else:
                 comment = str(rsp.get("ErrorComment", "") or "").strip()
@@ -154,7 +129,7 @@ def store_files(
                     StoreOutcome(
                         f.key,
                         False,
-                        f"C-STORE status 0x{int(status):04X} ({_status_text(int(status))}) from {destination}"
+                        f"C-STORE status {status_text(int(status), 'store')} from {destination}"
                         + (f": {comment}" if comment else ""),
                     )
                 )

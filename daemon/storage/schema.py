@@ -13,7 +13,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -24,6 +23,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from daemon.storage.types import UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -90,10 +91,10 @@ instances = Table(
     Column("path", Text, nullable=False),  # relative to the archive directory
     Column("size_bytes", BigInteger, nullable=False),
     Column("calling_ae", String(16)),
-    Column("received_at", DateTime(timezone=True), nullable=False),  # when a study was last touched is derived from these
+    Column("received_at", UTCDateTime(), nullable=False),  # when a study was last touched is derived from these
     # the file was deleted by the retention policy ([storage] retention_days, high-water mark); the row stays,
     # so the study stays in the index, and readers of files skip it (a prior is fetched from the PACS again)
-    Column("purged_at", DateTime(timezone=True)),
+    Column("purged_at", UTCDateTime()),
     Index("ix_instances_series_pk", "series_pk"),
 )
 
@@ -112,11 +113,11 @@ analyses = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("report_sop_uid", UID),  # the newest SR of this study
     Column("seg_sop_uid", UID),
-    Column("queued_at", DateTime(timezone=True)),
-    Column("started_at", DateTime(timezone=True)),
-    Column("lease_until", DateTime(timezone=True)),  # a running analysis owns the study until then
-    Column("finished_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("queued_at", UTCDateTime()),
+    Column("started_at", UTCDateTime()),
+    Column("lease_until", UTCDateTime()),  # a running analysis owns the study until then
+    Column("finished_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_analyses_state", "state"),
 )
 
@@ -137,7 +138,7 @@ assessments = Table(
     Column("due_date", Date),
     Column("decisive_tracking_uid", UID),
     Column("assessment_json", Text, nullable=False),  # noduled.assessment/1 document
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # The longitudinal record: each nodule (tracking UID) at each time point.
@@ -179,13 +180,13 @@ outbox = Table(
     Column("destination", String(128), nullable=False),  # "AE@host:port"
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
     Column("last_error", Text),
-    Column("claimed_until", DateTime(timezone=True)),  # a delivery run holds the row until then
+    Column("claimed_until", UTCDateTime()),  # a delivery run holds the row until then
     Column("commitment_uid", UID),  # Transaction UID of the Storage Commitment request the row waits for
-    Column("stored_at", DateTime(timezone=True)),  # when the destination answered the C-STORE
+    Column("stored_at", UTCDateTime()),  # when the destination answered the C-STORE
     Index("ix_outbox_commitment_uid", "commitment_uid"),
     UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),

@@ -28,7 +28,7 @@ from daemon.storage.schema import analyses
 LEASE = dt.timedelta(minutes=15)  # longer than any analysis; a dead worker's study is taken over after it
 
 
-class AnalysisState(str, enum.Enum):
+class AnalysisState(enum.StrEnum):
     """The values of ``analyses.state``."""
 
     NEW = "new"  # seen with CT, not yet decided
@@ -38,9 +38,6 @@ class AnalysisState(str, enum.Enum):
     WAITING_PRIORS = "waiting-priors"  # the PACS did not give the priors yet; the monitor queues it again
     DONE = "done"  # reported: SR (and SEG) stored, recorded and queued for delivery
     FAILED = "failed"  # cannot be analysed as it is; the reason is in ``analyses.reason``
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class StudyBusy(Exception):
@@ -52,13 +49,6 @@ def utcnow() -> dt.datetime:
 
 
 Clock = Callable[[], dt.datetime]
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """``value`` as aware UTC (SQLite gives naive datetimes back)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.timezone.utc)
 
 
 def candidates_fingerprint(sop_uids: Iterable[str]) -> str:
@@ -94,8 +84,7 @@ def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = 
             )
         )
         out = []
-        for uid, state, lease in rows:
-            lease = _aware(lease)
+        for uid, state, lease in rows:  # lease: aware UTC (storage.types.UTCDateTime)
             if all_running or (state == AnalysisState.RUNNING and lease is not None and lease < now):
                 out.append(uid)
         return out
