@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from daemon.commands import analyze, categorize, measure, phantom, report, serve, status, worker
+from daemon.commands import analyze, categorize, measure, phantom, purge, report, serve, status, worker
 
 app = typer.Typer(
     name="noduled",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (serve, worker, status, analyze, measure, categorize, report, phantom):
+for _module in (serve, worker, status, purge, analyze, measure, categorize, report, phantom):
     _module.register(app)
 
 

@@ -135,6 +135,7 @@ class Node:
             self.scp.start()
         tick = min(1.0, max(0.1, self.settings.analysis.stable_age_s / 4))
         self._loop("stability", self.monitor.tick, tick)
+        self._loop("retention", self.purge_tick, self.settings.storage.purge_interval_s)
         t = threading.Thread(target=self.outbox.run, args=(self._stop,), name="delivery", daemon=True)
         t.start()
         self._threads.append(t)
@@ -146,6 +147,24 @@ class Node:
         self._threads.append(t)
         if self.settings.http.enabled:
             self._start_health()
+
+    def purge_tick(self) -> None:
+        """Apply the retention policy once (:mod:`daemon.storage.retention`): age, then the disk high-water mark."""
+        from daemon.storage.retention import purge
+
+        st = self.settings.storage
+        result = purge(
+            self.engine, self.settings.archive_dir, self.settings.data_dir, now=state.utcnow(),
+            retention_days=st.retention_days, high_water_mark_percent=st.high_water_mark_percent,
+            low_water_mark_percent=st.low_water_mark_percent,
+        )
+        if result.studies:
+            metrics.STUDIES_PURGED.inc(len(result.studies))
+            metrics.PURGED_BYTES.inc(result.bytes_freed)
+            log.info(
+                "retention: %d studies purged, %d files, %.1f MB freed (disk was %.1f %% full)",
+                len(result.studies), result.files_deleted, result.bytes_freed / 1e6, result.disk_used_percent,
+            )
 
     def _start_health(self) -> None:
         from daemon.ops.health import HealthServer, standard_checks
@@ -159,8 +178,11 @@ class Node:
             outbox=self.outbox,
         )
         checks["destinations"] = self.probe.health
+        from daemon.storage.retention import archive_bytes
+
         gauges = {
             "noduled_destinations_down": lambda: float(self.probe.down_count()),
+            "noduled_archive_bytes": lambda: float(archive_bytes(self.engine)),
             "noduled_queue_depth": lambda: float(self.queue.depth()),
             "noduled_outbox_pending": lambda: float(self.outbox.pending_count()),  # one COUNT, not the summary
         }

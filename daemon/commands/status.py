@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
                 state += f": Category {a['category']}"
             if a.get("reason"):
                 state += f" ({a['reason']})"
+            if study.get("purged_instances"):
+                state += f"; {study['purged_instances']} CT images purged (retention)"
             table.add_row(
                 study["study_date"] or "-",
                 f"[bold]{study['description'] or '(no description)'}[/bold] {study['accession_number'] or ''}\n{study['study_uid']}",

@@ -38,7 +38,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
@@ -206,9 +206,11 @@ class Archive:
                 # neither depends on the other.
                 self._insert_rows(ds, relative, len(data), calling_ae)
             except IntegrityError:
-                # the same instance was archived meanwhile (another association)
-                self._discard(part, synced)
-                return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                # the same instance was archived meanwhile (another association), or it is one whose
+                # file the retention policy deleted: then this copy brings it back (a prior fetched again)
+                if not self._restore_purged(sop_uid, relative, len(data)):
+                    self._discard(part, synced)
+                    return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
             try:
                 synced.result()  # the fsync's OSError, if any, is raised here
                 self._ensure_dir(final.parent)
@@ -314,6 +316,16 @@ class Archive:
     def _has_row(self, sop_uid: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(instances.c.id).where(instances.c.sop_instance_uid == sop_uid)).first() is not None
+
+    def _restore_purged(self, sop_uid: str, relative: str, size: int) -> bool:
+        """The row of a purged instance is ours again (its file is about to be renamed into place)."""
+        with self.engine.begin() as conn:
+            restored = conn.execute(
+                update(instances)
+                .where(instances.c.sop_instance_uid == sop_uid, instances.c.purged_at.is_not(None))
+                .values(purged_at=None, path=relative, size_bytes=size)
+            ).rowcount
+        return bool(restored)
 
     def _delete_row(self, sop_uid: str) -> None:
         with self.engine.begin() as conn:

@@ -37,7 +37,7 @@ def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
     q = (
         select(instances.c.path, instances.c.sop_class_uid, instances.c.sop_instance_uid, series.c.manufacturer)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid)
+        .where(studies.c.study_uid == study_uid, instances.c.purged_at.is_(None))  # purged: no file (retention)
         .order_by(instances.c.path)
     )
     ct, seeds, uids = [], [], []
@@ -107,7 +107,7 @@ def best_ct_series_paths(engine: Engine, archive: Archive, study_uid: str) -> li
     q = (
         select(series.c.series_uid, series.c.slice_thickness_mm, series.c.image_orientation, instances.c.path)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE)
+        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE, instances.c.purged_at.is_(None))
     )
     by_series: dict[str, tuple[float, list[Path]]] = {}
     with engine.connect() as conn:
@@ -203,7 +203,11 @@ def priors_in_index(
     """
     first, last = lookback_window(before, lookback_years)
     counts = (
-        select(instances.c.series_pk, func.count().label("n")).group_by(instances.c.series_pk).subquery()
+        # instances whose file the retention policy deleted do not count: the PACS gives them again
+        select(instances.c.series_pk, func.count().label("n"))
+        .where(instances.c.purged_at.is_(None))
+        .group_by(instances.c.series_pk)
+        .subquery()
     )
     q = (
         select(
@@ -235,6 +239,8 @@ def priors_in_index(
     with engine.connect() as conn:
         for row in conn.execute(q):
             entry = grouped.setdefault(row.study_uid, (row.study_date, row.study_description, []))
+            if not row.n:
+                continue  # every file of the series purged: not held
             entry[2].append(
                 PriorSeries(
                     series_uid=row.series_uid,
