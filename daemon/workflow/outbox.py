@@ -77,6 +77,11 @@ from daemon.storage.schema import outbox
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
+# where a file names the objects it depends on (read without the SR content tree or the pixels)
+_REFERENCE_SEQUENCES = [
+    "CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence", "PredecessorDocumentsSequence",
+    "SourceImageSequence", "ReferencedImageSequence", "ReferencedSeriesSequence",
+]
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the outbox's default clock)."""
@@ -311,13 +316,14 @@ class Outbox:
         return ready
 
     def _referenced_uids(self, row: _Row) -> frozenset[str]:
-        """Every SOP Instance UID the row's file references (evidence, content items, predecessors)."""
+        """The SOP Instance UIDs the row's file references: an SR lists every object of its content tree in its
+        evidence sequences (PS3.3 C.17.2.3), and its predecessor; images their source and referenced images."""
         cached = self._references.get(row.id)
         if cached is not None:
             return cached
         uids: set[str] = set()
         try:
-            ds = dcmread(self.archive_dir / row.path, stop_before_pixels=True)
+            ds = dcmread(self.archive_dir / row.path, stop_before_pixels=True, specific_tags=_REFERENCE_SEQUENCES)
             for element in ds.iterall():
                 if element.keyword == "ReferencedSOPInstanceUID" and element.value:
                     uids.add(str(element.value))
