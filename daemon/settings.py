@@ -130,7 +130,7 @@ class StorageSettings(_Section):
     purge_interval_s: Annotated[float, _bounded(0, above=True)] = 60.0  # how often the disk and the retention are checked
 
     @model_validator(mode="after")
-    def _water_marks(self) -> "StorageSettings":
+    def _water_marks(self) -> StorageSettings:
         if self.low_water_mark_percent > self.high_water_mark_percent:
             raise ValueError(
                 f"low_water_mark_percent ({self.low_water_mark_percent:g}) must not exceed "

@@ -29,7 +29,7 @@ def test_status_prints_delivery_errors_as_sentences_not_dicts(tmp_path: Path) ->
     config = tmp_path / "noduled.toml"
     config.write_text(f'[storage]\ndata_dir = "{data_dir}"\n')
     engine = open_index(f"sqlite:///{data_dir / 'index.sqlite'}")
-    t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
     box = Outbox(engine, data_dir / "archive", [Destination(ae_title="PACS", host="127.0.0.1", port=1)], clock=lambda: t0)
     box.enqueue("1.2.3.4", "1.2.3", "1.2.3/1.2.3.5/1.2.3.4.dcm")
     box.deliver_due()  # the file is missing: expired with the reason

@@ -6,27 +6,52 @@ test, which measures seconds of real time on purpose: that is its point).
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from daemon.network.commitment import CommitmentReport
 from daemon.settings import Destination
+from daemon.storage.db import open_index
 from daemon.workflow.outbox import Outbox, RetryPolicy, destination_key
 from daemon.workflow.probe import DestinationProbe
 from dicom_sr.report import build_report
 from dicom_sr.seg import build_segmentation
 from tests.dicom_sr_support import make_assessment, make_ct_series
 from tests.support.servers import free_port
-from tests.test_delivery import T0, Clock, FakeFreePACS, archive_dir, engine, pacs, rows  # noqa: F401 (fixtures)
+from tests.test_delivery import T0, Clock, FakeFreePACS, rows
+
+
+@pytest.fixture
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def archive_dir(tmp_path: Path) -> Path:
+    return tmp_path / "archive"
+
+
+@pytest.fixture
+def pacs():  # type: ignore[no-untyped-def]
+    started: list[FakeFreePACS] = []
+
+    def make(port: int | None = None, **kwargs) -> FakeFreePACS:  # type: ignore[no-untyped-def]
+        server = FakeFreePACS(port, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 def _save(ds: Dataset, archive: Path) -> tuple[str, str, str]:
@@ -68,7 +93,7 @@ class CommitPACS(FakeFreePACS):
         self.requests.append((str(info.TransactionUID), [str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence]))
         return 0x0000, None
 
-    def start(self) -> "CommitPACS":
+    def start(self) -> CommitPACS:
         from pynetdicom import AE
 
         ae = AE(ae_title=self.ae_title)

@@ -20,7 +20,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
 from daemon.settings import Destination
@@ -37,7 +37,7 @@ from tests.support.ct_series import write_ct_series
 from tests.support.servers import free_port
 from tests.test_delivery import FakeFreePACS
 
-T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 Usage = namedtuple("Usage", "total used free")
 
@@ -203,7 +203,7 @@ def test_purge_command_dry_run_then_real(tmp_path, template) -> None:  # type: i
     engine = open_index(f"sqlite:///{data_dir / 'index.sqlite'}")
     archive = Archive(data_dir / "archive", engine)
     uid, files = receive(archive, tmp_path / "a", seed=1)
-    report(engine, archive, template, uid, dt.datetime.now(dt.timezone.utc) - 40 * DAY)
+    report(engine, archive, template, uid, dt.datetime.now(dt.UTC) - 40 * DAY)
     engine.dispose()
     config = tmp_path / "noduled.toml"
     config.write_text(f'[storage]\ndata_dir = "{data_dir}"\nhigh_water_mark_percent = 100\nlow_water_mark_percent = 100\n')

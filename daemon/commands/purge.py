@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from daemon.commands.common import ConfigOption, settings_or_exit
 def register(app: typer.Typer) -> None:
     @app.command("purge")
     def purge(
-        config: Optional[Path] = ConfigOption,
+        config: Path | None = ConfigOption,
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:

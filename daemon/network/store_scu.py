@@ -18,12 +18,11 @@ from pynetdicom import AE, evt
 
 from daemon.network import commitment as sc
 from daemon.network.commitment import CommitmentReport
+from daemon.network.status import is_store_success, status_text
 
 log = logging.getLogger(__name__)
 
 Commitment = Literal["off", "auto", "required"]
-
-from daemon.network.status import is_store_success, status_text
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 _MAX_CONTEXTS = 128  # presentation contexts one association may propose (PS3.8 9.3.2.2)
@@ -51,7 +50,7 @@ def store_files(
     files: Sequence[StoreFile], *, calling_ae: str, destination: str, ae_title: str, host: str, port: int,
     timeout_s: float, commitment: Commitment = "off",
     on_stored: Callable[[Sequence[int], str], None] | None = None,
-    on_report: Callable[[CommitmentReport], None] | None = None,
+    on_report: Callable[[CommitmentReport], object] | None = None,
 ) -> list[StoreOutcome]:
     """C-STORE ``files`` to ``ae_title`` at ``host:port`` over one association; one outcome per file.
 
@@ -85,7 +84,7 @@ def store_files(
     limit = _MAX_CONTEXTS - (1 if commitment != "off" else 0)
     for (sop_class, _), syntaxes in list(contexts.items())[:limit]:
         ae.add_requested_context(sop_class, syntaxes)
-    handlers = []
+    handlers: list[Any] = []
     if commitment != "off":
         ae.add_requested_context(_PUSH_MODEL, list(_UNCOMPRESSED[:2]))
         if on_report is not None:
@@ -144,7 +143,7 @@ def store_files(
 _PUSH_MODEL = sc.PUSH_MODEL_CLASS
 
 
-def _report_handler(on_report: Callable[[CommitmentReport], None], destination: str) -> Callable[[Any], Any]:
+def _report_handler(on_report: Callable[[CommitmentReport], object], destination: str) -> Callable[[Any], Any]:
     def handle(event: Any) -> Any:
         try:
             on_report(sc.parse_report(event.event_information))
@@ -164,6 +163,7 @@ def _request_commitment(
     stored = [o.key for o in outcomes if o.ok]
     if not stored:
         return outcomes
+    error: str | None
     accepted = any(cx.abstract_syntax == _PUSH_MODEL for cx in assoc.accepted_contexts)
     if not accepted:
         if mode == "auto":
@@ -186,7 +186,7 @@ def _request_commitment(
             sc.build_request(uid, objects), sc.REQUEST_COMMIT, _PUSH_MODEL, sc.PUSH_MODEL_INSTANCE
         )
     except Exception as exc:
-        status, error = None, f"storage commitment request to {destination} failed: {type(exc).__name__}: {exc}"
+        error = f"storage commitment request to {destination} failed: {type(exc).__name__}: {exc}"
     else:
         code = int(status.Status) if status is not None and "Status" in status else None
         error = None if code == 0x0000 else (

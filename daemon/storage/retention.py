@@ -60,7 +60,7 @@ class PurgeResult:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def purge_candidates(engine: Engine) -> list[PurgeCandidate]:
@@ -88,14 +88,14 @@ def purge_candidates(engine: Engine) -> list[PurgeCandidate]:
         return [PurgeCandidate(r.study_uid, _utc(r.finished_at), int(r.files), int(r.size)) for r in conn.execute(q)]
 
 
-def disk_used_percent(path: Path, disk_usage: Callable[[Path], "shutil._ntuple_diskusage"] = shutil.disk_usage) -> float:
+def disk_used_percent(path: Path, disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage) -> float:
     usage = disk_usage(path)
     return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
 
 
 def plan_purge(
     engine: Engine, data_dir: Path, *, now: dt.datetime, retention_days: float, high_water_mark_percent: float,
-    low_water_mark_percent: float, disk_usage: Callable[[Path], "shutil._ntuple_diskusage"] = shutil.disk_usage,
+    low_water_mark_percent: float, disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage,
 ) -> tuple[list[PurgeCandidate], float]:
     """What a purge at ``now`` deletes, and the filesystem's use in percent now."""
     candidates = purge_candidates(engine)
@@ -124,7 +124,7 @@ def plan_purge(
 def purge(
     engine: Engine, archive_root: Path, data_dir: Path, *, now: dt.datetime, retention_days: float,
     high_water_mark_percent: float, low_water_mark_percent: float, dry_run: bool = False,
-    disk_usage: Callable[[Path], "shutil._ntuple_diskusage"] = shutil.disk_usage,
+    disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage,
 ) -> PurgeResult:
     """Plan (:func:`plan_purge`) and, unless ``dry_run``, delete the CT files of the chosen studies."""
     chosen, percent = plan_purge(

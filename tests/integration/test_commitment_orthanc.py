@@ -30,7 +30,7 @@ from tests.test_delivery_order import _save
 
 pytestmark = pytest.mark.integration
 
-T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
 
 
 class Clock:

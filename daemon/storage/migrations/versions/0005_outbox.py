@@ -10,9 +10,8 @@ Create Date: 2026-12-02 02:00:00
 - ``instances.purged_at``: the instance's file was deleted by the retention policy (the row stays: the study,
   its series and what noduled reported stay in the index; prior lookup fetches purged images again).
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0005_outbox'
 down_revision = '0002'
