@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from daemon.analysis.protocol import SiteDefaults
 from daemon.network.scp import StorageSCP
@@ -17,6 +18,9 @@ from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
 from daemon.workflow.study import NodeContext, PermanentError, analyze_study
+
+if TYPE_CHECKING:
+    from daemon.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ class Node:
             self.engine, self.outbox, [destination_key(x) for x in settings.destinations], calling_ae=settings.scp.ae_title,
             down_alert_s=d.destination_down_alert_s,
         )
-        self.health = None
+        self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -213,7 +213,7 @@ class Outbox:
             if dialect == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert
             else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
             with self.engine.begin() as conn:
                 for row in rows:
                     stmt = dialect_insert(outbox).values(**row).on_conflict_do_nothing(
