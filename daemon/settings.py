@@ -201,6 +201,18 @@ class Destination(_Section):
     # know this node (Orthanc: DicomModalities).
     storage_commitment: bool | Literal["auto"] = False
 
+    @field_validator("storage_commitment", mode="before")
+    @classmethod
+    def _commitment(cls, v: Any) -> Any:
+        text = str(v).strip().lower() if isinstance(v, str) else v
+        if text in (True, "true"):
+            return True
+        if text in (False, "false"):
+            return False
+        if text == "auto":
+            return "auto"
+        raise ValueError(f'must be true, false or "auto", got {v!r}')
+
     @property
     def commitment_mode(self) -> Literal["off", "auto", "required"]:
         if self.storage_commitment == "auto":

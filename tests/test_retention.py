@@ -298,6 +298,8 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
             # every instance received is still in the index (purged ones marked)
             assert len(conn.execute(select(instances.c.id)).all()) == 7 * 3 * 10 + len(reports)
         assert max(used_percent) < 95, used_percent
+        print(f"\nfilesystem use at the end of each day (%): {[round(u, 1) for u in used_percent]}; "
+              f"{len(purged)} of {7 * 3 - 2} purgeable studies purged, {len(statuses)} instances all stored")
         # without purging, this week's images alone would not have fit
         assert 7 * 3 * 10 * 180 * 180 * 2 > shutil.disk_usage(small_fs).total
     finally:

@@ -118,5 +118,5 @@ def test_destination_storage_commitment_and_retention_keys(tmp_path) -> None:  #
     with pytest.raises(ConfigError, match=r"low_water_mark_percent \(70\) must not exceed high_water_mark_percent \(60\)"):
         load_settings(path)
     path.write_text('[[destinations]]\nae_title = "A"\nhost = "h"\nport = 1\nstorage_commitment = "sometimes"\n')
-    with pytest.raises(ConfigError, match="destinations.0.storage_commitment"):
+    with pytest.raises(ConfigError, match="destinations.0.storage_commitment must be true, false or \"auto\", got .sometimes."):
         load_settings(path)
