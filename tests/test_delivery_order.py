@@ -286,3 +286,58 @@ def test_healthz_check_fails_naming_a_destination_down_longer_than_the_alert_tim
     answers["VNA@127.0.0.1:4243"] = None
     probe.probe_once()
     assert probe.health()[0] and probe.down_count() == 0
+
+
+def test_sr_after_its_seg_also_when_the_delivering_process_is_killed_mid_store(engine, archive_dir, tmp_path, report_pair) -> None:  # type: ignore[no-untyped-def]
+    """A real process crash (SIGKILL) while the PACS is storing the SEG: the restarted outbox sends the SEG again
+    before the SR, never the SR first."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pynetdicom import AE
+
+    arrivals: list[str] = []
+    storing = threading.Event()
+
+    def on_store(event: evt.Event) -> int:
+        arrivals.append(str(event.request.AffectedSOPInstanceUID))
+        if len(arrivals) == 1:
+            storing.set()
+            time.sleep(3)  # the first C-STORE is slow: the sender is killed meanwhile
+        return 0x0000
+
+    ae = AE(ae_title="PACS")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        box = Outbox(engine, archive_dir, [dest(port)], lease_s=2)
+        seg_uid, sr_uid = _enqueue_sr_first(box, archive_dir, report_pair)
+        script = (
+            "import sys\n"
+            "from daemon.storage.db import open_index\n"
+            "from daemon.settings import Destination\n"
+            "from daemon.workflow.outbox import Outbox\n"
+            f"engine = open_index({str(engine.url)!r})\n"
+            f"Outbox(engine, {str(archive_dir)!r}, [Destination(ae_title='PACS', host='127.0.0.1', port={port})],"
+            " lease_s=2).deliver_due()\n"
+        )
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+        proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+        try:
+            assert storing.wait(60), "the delivering process never reached the PACS"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait(30)
+        assert arrivals == [seg_uid]
+        # the restarted node: while the dead process's claim lasts (2 s) nothing goes, then SEG, then SR
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and box.summary()["delivered"] < 2:
+            box.deliver_due()
+            time.sleep(0.2)
+        assert arrivals == [seg_uid, seg_uid, sr_uid]
+        assert [r.state for r in rows(engine)] == ["delivered", "delivered"]
+    finally:
+        server.shutdown()

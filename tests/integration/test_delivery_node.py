@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_commitment_orthanc import _arrival_order
-from tests.integration.test_pipeline_orthanc import SEG_CLASS, SR_CLASS, _write_case, analysis_state, ct_and, reports_in, storescu, wait_for
+from tests.integration.test_pipeline_orthanc import (
+    SEG_CLASS,
+    SR_CLASS,
+    _write_case,
+    analysis_state,
+    ct_and,
+    reports_in,
+    storescu,
+    wait_for,
+)
 from tests.support.servers import OrthancServer, free_port
 
 pytestmark = pytest.mark.integration
