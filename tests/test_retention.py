@@ -306,3 +306,24 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
         scp.stop()
         pacs.stop()
         engine.dispose()
+
+
+def test_the_node_purges_on_its_tick_and_counts_it_in_the_metrics(tmp_path, template) -> None:  # type: ignore[no-untyped-def]
+    from daemon.node import Node
+    from daemon.ops.metrics import REGISTRY
+    from daemon.settings import Settings
+
+    settings = Settings(storage={"data_dir": str(tmp_path / "var"), "min_free_disk_mb": 0}, http={"enabled": False})
+    node = Node(settings)
+    try:
+        uid, files = receive(node.archive, tmp_path / "a", seed=1)
+        report(node.engine, node.archive, template, uid, dt.datetime.now(dt.timezone.utc) - 31 * DAY)
+        before = REGISTRY.get_sample_value("noduled_studies_purged_total") or 0.0
+        size = sum(p.stat().st_size for p in files)
+        bytes_before = REGISTRY.get_sample_value("noduled_purged_bytes_total") or 0.0
+        node.purge_tick()
+        assert not any(p.exists() for p in files)
+        assert REGISTRY.get_sample_value("noduled_studies_purged_total") == before + 1
+        assert REGISTRY.get_sample_value("noduled_purged_bytes_total") == bytes_before + size
+    finally:
+        node.engine.dispose()
