@@ -227,7 +227,11 @@ def standard_checks(
         def outbox_check() -> tuple[bool, str]:
             summary = outbox.summary(recent_errors=0)
             since = f" (oldest since {summary['oldest_pending']})" if summary["oldest_pending"] else ""
-            return True, f"{summary['pending']} pending{since}, {summary['delivered']} delivered, {summary['expired']} expired"
+            committing = summary.get("awaiting_commitment") or 0
+            waiting = f" ({committing} stored, awaiting commitment)" if committing else ""
+            return True, (
+                f"{summary['pending']} pending{waiting}{since}, {summary['delivered']} delivered, {summary['expired']} expired"
+            )
 
         checks["outbox"] = outbox_check
     return checks
