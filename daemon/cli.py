@@ -18,6 +18,7 @@ from daemon.commands import (
     outcomes,
     participants,
     phantom,
+    purge,
     report,
     serve,
     status,
@@ -33,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (serve, worker, status, verify, analyze, measure, categorize, report, phantom,
+for _module in (serve, worker, status, verify, purge, analyze, measure, categorize, report, phantom,
                 participants, outcomes, export, audit):
     _module.register(app)
 

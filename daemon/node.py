@@ -48,7 +48,10 @@ class Node:
             settings.destinations,
             calling_ae=settings.scp.ae_title,
             policy=RetryPolicy(initial_s=d.retry_initial_s, max_s=d.retry_max_s, max_age_s=d.max_age_days * 86400),
+            commitment_timeout_s=d.commitment_timeout_s,
         )
+        if self.scp is not None:
+            self.scp.on_commitment = self.outbox.record_commitment
         self.context = NodeContext(
             engine=self.engine,
             archive=self.archive,
@@ -67,6 +70,13 @@ class Node:
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
             self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s, require_seeds=settings.analysis.require_seeds
+        )
+        from daemon.workflow.outbox import destination_key
+        from daemon.workflow.probe import DestinationProbe
+
+        self.probe = DestinationProbe(
+            self.engine, self.outbox, [destination_key(x) for x in settings.destinations], calling_ae=settings.scp.ae_title,
+            down_alert_s=d.destination_down_alert_s,
         )
         self.health: HealthServer | None = None
         self._stop = threading.Event()
@@ -140,11 +150,36 @@ class Node:
             self.scp.start()
         tick = min(1.0, max(0.1, self.settings.analysis.stable_age_s / 4))
         self._loop("stability", self.monitor.tick, tick)
+        self._loop("retention", self.purge_tick, self.settings.storage.purge_interval_s)
         t = threading.Thread(target=self.outbox.run, args=(self._stop,), name="delivery", daemon=True)
+        t.start()
+        self._threads.append(t)
+        t = threading.Thread(
+            target=self.probe.run, args=(self._stop,), kwargs={"interval_s": self.settings.delivery.probe_interval_s},
+            name="destination-probe", daemon=True,
+        )
         t.start()
         self._threads.append(t)
         if self.settings.http.enabled:
             self._start_health()
+
+    def purge_tick(self) -> None:
+        """Apply the retention policy once (:mod:`daemon.storage.retention`): age, then the disk high-water mark."""
+        from daemon.storage.retention import purge
+
+        st = self.settings.storage
+        result = purge(
+            self.engine, self.settings.archive_dir, self.settings.data_dir, now=state.utcnow(),
+            retention_days=st.retention_days, high_water_mark_percent=st.high_water_mark_percent,
+            low_water_mark_percent=st.low_water_mark_percent,
+        )
+        if result.studies:
+            metrics.STUDIES_PURGED.inc(len(result.studies))
+            metrics.PURGED_BYTES.inc(result.bytes_freed)
+            log.info(
+                "retention: %d studies purged, %d files, %.1f MB freed (disk was %.1f %% full)",
+                len(result.studies), result.files_deleted, result.bytes_freed / 1e6, result.disk_used_percent,
+            )
 
     def _start_health(self) -> None:
         from daemon.ops.health import HealthServer, standard_checks
@@ -157,7 +192,12 @@ class Node:
             queue_ping=self.queue.ping,
             outbox=self.outbox,
         )
+        checks["destinations"] = self.probe.health
+        from daemon.storage.retention import archive_bytes
+
         gauges = {
+            "noduled_destinations_down": lambda: float(self.probe.down_count()),
+            "noduled_archive_bytes": lambda: float(archive_bytes(self.engine)),
             "noduled_queue_depth": lambda: float(self.queue.depth()),
             "noduled_outbox_pending": lambda: float(self.outbox.pending_count()),  # one COUNT, not the summary
         }

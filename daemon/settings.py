@@ -125,6 +125,24 @@ class SCPSettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Path("./var")
     min_free_disk_mb: Annotated[int, _bounded(0)] = 1024  # refuse new instances (Out of Resources) below this
+    # retention (daemon/storage/retention.py): the CT images of a reported study whose reports were all
+    # delivered are deleted this many days after the report (0 = keep them forever); SR, SEG, key images,
+    # the index and the longitudinal record stay.
+    retention_days: Annotated[float, _bounded(0, unit=" days")] = 30.0
+    # when the data_dir's filesystem is fuller than this, the oldest reported-and-delivered studies' images
+    # are purged (before their retention is up) until it is below low_water_mark_percent
+    high_water_mark_percent: Annotated[float, _bounded(1, high=100)] = 90.0
+    low_water_mark_percent: Annotated[float, _bounded(1, high=100)] = 80.0
+    purge_interval_s: Annotated[float, _bounded(0, above=True)] = 60.0  # how often the disk and the retention are checked
+
+    @model_validator(mode="after")
+    def _water_marks(self) -> StorageSettings:
+        if self.low_water_mark_percent > self.high_water_mark_percent:
+            raise ValueError(
+                f"low_water_mark_percent ({self.low_water_mark_percent:g}) must not exceed "
+                f"high_water_mark_percent ({self.high_water_mark_percent:g})"
+            )
+        return self
 
 
 class DatabaseSettings(_Section):
@@ -176,6 +194,11 @@ class DeliverySettings(_Section):
     retry_initial_s: Annotated[float, _bounded(0, above=True)] = 30.0  # first retry after this; doubles each attempt
     retry_max_s: Annotated[float, _bounded(0, above=True)] = 3600.0  # ... up to this
     max_age_days: Annotated[float, _bounded(0, above=True)] = 7.0  # then the object is reported as expired (never silently dropped)
+    # a destination asked for Storage Commitment that has not reported within this time gets the object again
+    commitment_timeout_s: Annotated[float, _bounded(0, above=True)] = 300.0
+    probe_interval_s: Annotated[float, _bounded(0, above=True)] = 5.0  # C-ECHO every destination this often
+    # /healthz fails ("degraded", naming it) for a destination that has not answered C-ECHO for this long
+    destination_down_alert_s: Annotated[float, _bounded(0, unit=" seconds")] = 120.0
 
 
 class ReportSettings(_Section):
@@ -215,6 +238,29 @@ class Destination(_Section):
     ae_title: AETitle
     host: str
     port: Port
+    # Storage Commitment (Push Model) after the C-STORE: true = an object is delivered only when the
+    # destination has committed it; "auto" = when the destination accepts the SOP class; false = a C-STORE
+    # success delivers.  The destination sends its report to this node's SCP ([scp] ae_title/port): it must
+    # know this node (Orthanc: DicomModalities).
+    storage_commitment: bool | Literal["auto"] = False
+
+    @field_validator("storage_commitment", mode="before")
+    @classmethod
+    def _commitment(cls, v: Any) -> Any:
+        text = str(v).strip().lower() if isinstance(v, str) else v
+        if text in (True, "true"):
+            return True
+        if text in (False, "false"):
+            return False
+        if text == "auto":
+            return "auto"
+        raise ValueError(f'must be true, false or "auto", got {v!r}')
+
+    @property
+    def commitment_mode(self) -> Literal["off", "auto", "required"]:
+        if self.storage_commitment == "auto":
+            return "auto"
+        return "required" if self.storage_commitment else "off"
 
 
 class PACSSettings(Destination):

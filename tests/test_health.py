@@ -69,6 +69,18 @@ def test_healthz_503_names_the_failing_check(serve) -> None:  # type: ignore[no-
     assert doc["checks"]["queue"]["ok"] is False and "refused the connection" in doc["checks"]["queue"]["detail"]
 
 
+def test_a_destination_down_too_long_is_degraded_and_a_broken_node_still_unhealthy(serve) -> None:  # type: ignore[no-untyped-def]
+    down = (False, "PACS@10.0.0.5:104 DOWN for 310 s (alert after 120 s): connection refused by 10.0.0.5:104")
+    server = serve({"scp": lambda: (True, "listening"), "destinations": lambda: down})
+    code, _, body = get(server, "/healthz")
+    doc = json.loads(body)
+    assert code == 503 and doc["status"] == "degraded"
+    assert doc["checks"]["destinations"] == {"ok": False, "detail": down[1]}
+    both = serve({"scp": lambda: (False, "not listening"), "destinations": lambda: down})
+    code, _, body = get(both, "/healthz")
+    assert code == 503 and json.loads(body)["status"] == "unhealthy"
+
+
 def test_checks_are_run_at_request_time(serve) -> None:  # type: ignore[no-untyped-def]
     state = {"up": True}
     server = serve({"scp": lambda: (state["up"], "listening" if state["up"] else "stopped")})

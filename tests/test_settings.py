@@ -115,3 +115,24 @@ def test_protocol_defaults_to_nlcsp_and_lung_rads_with_nlcsp_audit(tmp_path: Pat
     cfg.write_text('[analysis]\nprotocol = "lung-rads-2022"\naudit_protocol = "nlcsp"\n')
     a = load_settings(cfg).analysis
     assert (a.protocol, a.audit_protocol) == ("lung-rads-2022", "nlcsp")
+
+
+def test_destination_storage_commitment_and_retention_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from daemon.settings import ConfigError, load_settings
+
+    path = tmp_path / "n.toml"
+    path.write_text(
+        '[storage]\nretention_days = 14\nhigh_water_mark_percent = 85\nlow_water_mark_percent = 70\n'
+        '[[destinations]]\nae_title = "A"\nhost = "h"\nport = 1\nstorage_commitment = true\n'
+        '[[destinations]]\nae_title = "B"\nhost = "h"\nport = 2\nstorage_commitment = "auto"\n'
+        '[[destinations]]\nae_title = "C"\nhost = "h"\nport = 3\n'
+    )
+    s = load_settings(path)
+    assert [d.commitment_mode for d in s.destinations] == ["required", "auto", "off"]
+    assert (s.storage.retention_days, s.storage.high_water_mark_percent, s.storage.low_water_mark_percent) == (14, 85, 70)
+    path.write_text('[storage]\nhigh_water_mark_percent = 60\nlow_water_mark_percent = 70\n')
+    with pytest.raises(ConfigError, match=r"low_water_mark_percent \(70\) must not exceed high_water_mark_percent \(60\)"):
+        load_settings(path)
+    path.write_text('[[destinations]]\nae_title = "A"\nhost = "h"\nport = 1\nstorage_commitment = "sometimes"\n')
+    with pytest.raises(ConfigError, match="destinations.0.storage_commitment must be true, false or \"auto\", got .sometimes."):
+        load_settings(path)

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
         from daemon.storage.db import open_index
         from daemon.workflow.outbox import outbox_summary
-        from daemon.ops.status import archive_status
+        from daemon.ops.status import archive_status, describe_delivery_error
 
         from daemon.storage.integrity import archive_integrity
 
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
                 state += f": Category {a['category']} ({name}{' ' + a['protocol_version'] if a.get('protocol_version') else ''})"
             if a.get("reason"):
                 state += f" ({a['reason']})"
+            if study.get("purged_instances"):
+                state += f"; {study['purged_instances']} CT images purged (retention)"
             table.add_row(
                 study["study_date"] or "-",
                 f"[bold]{study['description'] or '(no description)'}[/bold] {study['accession_number'] or ''}\n{study['study_uid']}",
@@ -69,9 +71,12 @@ def register(app: typer.Typer) -> None:
         t = data["totals"]
         console.print(f"{t['studies']} studies, {t['series']} series, {t['instances']} instances")
         o = data["outbox"]
-        console.print(f"deliveries: {o.get('pending', 0)} pending, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired")
+        waiting = f" ({o['awaiting_commitment']} stored, awaiting commitment)" if o.get("awaiting_commitment") else ""
+        console.print(
+            f"deliveries: {o.get('pending', 0)} pending{waiting}, {o.get('delivered', 0)} delivered, {o.get('expired', 0)} expired"
+        )
         for err in o.get("recent_errors", [])[:5]:
-            console.print(f"  last error: {err}")
+            console.print(f"  last error: {describe_delivery_error(err)}", markup=False, highlight=False)
         i = data["integrity"]
         if i["still_missing"]:
             console.print(

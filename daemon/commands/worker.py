@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         config: Optional[Path] = ConfigOption,
-        workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker threads (default: [queue] workers)."),
+        # help texts are rich markup: "[queue]" unescaped would be read as a style tag and vanish
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", help=r"Worker threads (default: \[queue] workers)."),
     ) -> None:
         """Run analysis workers in the foreground (no DICOM listener); Ctrl-C stops them."""
         from daemon.ops.logsetup import configure_logging

@@ -11,13 +11,14 @@ import socket
 import ssl
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.admission import Admission
-from daemon.network import fastpath
+from daemon.network import commitment, fastpath
 from daemon.network.guard import POLL_INTERVAL_S, Guard, GuardedServer, refuse
 from daemon.ops import metrics
 from daemon.storage.archive import (
@@ -49,11 +50,19 @@ TRANSFER_SYNTAXES = (
 
 
 class StorageSCP:
-    """Verification + Storage SCP writing into an :class:`Archive`."""
+    """Verification + Storage SCP writing into an :class:`Archive`.
 
-    def __init__(self, settings: SCPSettings, archive: Archive) -> None:
+    It also takes the Storage Commitment reports (N-EVENT-REPORT) destinations send back on an
+    association they open to us (PS3.4 J.3.3); each is handed to ``on_commitment``.
+    """
+
+    def __init__(
+        self, settings: SCPSettings, archive: Archive,
+        on_commitment: Callable[[commitment.CommitmentReport], object] | None = None,
+    ) -> None:
         self.settings = settings
         self.archive = archive
+        self.on_commitment = on_commitment
         self.admission = Admission(settings.allowed_peers)
         self.guard = Guard(
             request_timeout_s=settings.association_request_timeout_s,
@@ -79,6 +88,8 @@ class StorageSCP:
         ae.add_supported_context(Verification)
         for sop_class in STORAGE_CLASSES:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        # the destination, as Storage Commitment SCP, opens the association to send its report (SCP role)
+        ae.add_supported_context(commitment.PUSH_MODEL_CLASS, TRANSFER_SYNTAXES[:2], scu_role=True, scp_role=True)
         return ae
 
     # ----------------------------------------------------------- lifecycle
@@ -87,6 +98,7 @@ class StorageSCP:
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_N_EVENT_REPORT, self._on_commitment_report),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_RELEASED, self._on_closed),
             (evt.EVT_ABORTED, self._on_closed),
@@ -221,6 +233,27 @@ class StorageSCP:
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         log.debug("stored %s (study %s)%s", result.sop_instance_uid, result.study_uid, " duplicate" if result.duplicate else "")
         return 0x0000
+
+    def _on_commitment_report(self, event: evt.Event) -> object:
+        peer = event.assoc.requestor.ae_title.strip()
+        if event.request.AffectedSOPClassUID != commitment.PUSH_MODEL_CLASS:
+            return 0x0118, None  # No Such SOP Class
+        try:
+            report = commitment.parse_report(event.event_information)
+        except Exception as exc:
+            log.warning("storage commitment report from %s could not be read: %s: %s", peer, type(exc).__name__, exc)
+            return 0x0110, None  # Processing failure
+        log.info(
+            "storage commitment report from %s, transaction %s: %d committed, %d failed",
+            peer, report.transaction_uid, len(report.committed), len(report.failed),
+        )
+        if self.on_commitment is not None:
+            try:
+                self.on_commitment(report)
+            except Exception:
+                log.exception("storage commitment report from %s could not be recorded", peer)
+                return 0x0110, None  # the destination may send it again
+        return 0x0000, None
 
     def _failure(self, counts: Counter[str], status: int, message: str, event: evt.Event) -> object:
         from pydicom.dataset import Dataset

@@ -2,7 +2,9 @@
 
 - ``GET /healthz``: runs every check at request time; 200 and
   ``{"status": "ok", "checks": {name: {"ok": true, "detail": "..."}}}`` when
-  all pass, 503 with ``"status": "unhealthy"`` when any fails.
+  all pass, 503 with ``"status": "unhealthy"`` when any fails, or
+  ``"status": "degraded"`` when only "degrading" checks fail (the node works,
+  but e.g. a destination has been down too long: reports wait).
 - ``GET /metrics``: Prometheus text exposition of :data:`daemon.ops.metrics.REGISTRY`
   plus the gauges given to :class:`HealthServer` (``noduled_queue_depth``,
   ``noduled_outbox_pending``, ...), each read at scrape time.
@@ -41,6 +43,8 @@ Check = Callable[[], tuple[bool, str]]
 GAUGE_HELP = {
     "noduled_queue_depth": "Analysis jobs waiting in the queue.",
     "noduled_outbox_pending": "Objects waiting in the outbox for delivery to a destination.",
+    "noduled_destinations_down": "Destinations whose last C-ECHO probe failed.",
+    "noduled_archive_bytes": "Bytes of the instance files in the archive (purged files not counted).",
 }
 
 
@@ -86,7 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/healthz":
                 ok, results = run_checks(self.server.checks)
-                body = json.dumps({"status": "ok" if ok else "unhealthy", "checks": results}, indent=1).encode()
+                failing = {name for name, r in results.items() if not r["ok"]}
+                status = "ok" if ok else ("degraded" if failing <= self.server.degrading else "unhealthy")
+                body = json.dumps({"status": status, "checks": results}, indent=1).encode()
                 self._reply(200 if ok else 503, "application/json", body)
             elif path == "/metrics":
                 body = generate_latest(REGISTRY) + generate_latest(self.server.gauge_registry)
@@ -111,6 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     checks: Mapping[str, Check]
+    degrading: frozenset[str]
     gauge_registry: CollectorRegistry
 
 
@@ -127,8 +134,11 @@ class HealthServer:
         port: int,
         checks: Mapping[str, Check],
         gauges: Mapping[str, Callable[[], float]] | None = None,
+        *,
+        degrading: frozenset[str] = frozenset({"destinations"}),
     ) -> None:
         self.host = host or "127.0.0.1"
+        self.degrading = frozenset(degrading)  # checks whose failure makes the node "degraded", not "unhealthy"
         self._requested_port = port
         self.checks = dict(checks)
         self.gauge_registry = CollectorRegistry()
@@ -145,6 +155,7 @@ class HealthServer:
         cls = _Server6 if ":" in self.host else _Server
         server = cls((self.host, self._requested_port), _Handler)
         server.checks = self.checks
+        server.degrading = self.degrading
         server.gauge_registry = self.gauge_registry
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="health-http", daemon=True)
@@ -216,7 +227,11 @@ def standard_checks(
         def outbox_check() -> tuple[bool, str]:
             summary = outbox.summary(recent_errors=0)
             since = f" (oldest since {summary['oldest_pending']})" if summary["oldest_pending"] else ""
-            return True, f"{summary['pending']} pending{since}, {summary['delivered']} delivered, {summary['expired']} expired"
+            committing = summary.get("awaiting_commitment") or 0
+            waiting = f" ({committing} stored, awaiting commitment)" if committing else ""
+            return True, (
+                f"{summary['pending']} pending{waiting}{since}, {summary['delivered']} delivered, {summary['expired']} expired"
+            )
 
         checks["outbox"] = outbox_check
     return checks

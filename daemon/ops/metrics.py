@@ -43,3 +43,13 @@ DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+STUDIES_PURGED = Counter(
+    "noduled_studies_purged",
+    "Studies whose CT image files were deleted by the retention policy (age or disk high-water mark).",
+    registry=REGISTRY,
+)
+PURGED_BYTES = Counter(
+    "noduled_purged_bytes",
+    "Bytes of CT image files deleted by the retention policy.",
+    registry=REGISTRY,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 
 from daemon.storage.schema import analyses, assessments, instances, series, studies
 
@@ -14,8 +14,9 @@ def archive_status(engine: Engine) -> dict[str, Any]:
     counts = (
         select(
             instances.c.series_pk,
-            func.count().label("n"),
-            func.sum(instances.c.size_bytes).label("bytes"),
+            func.sum(case((instances.c.purged_at.is_(None), 1), else_=0)).label("n"),  # on disk
+            func.sum(case((instances.c.purged_at.is_(None), instances.c.size_bytes), else_=0)).label("bytes"),
+            func.sum(case((instances.c.purged_at.is_(None), 0), else_=1)).label("purged"),
             func.max(instances.c.received_at).label("last_received_at"),
         )
         .group_by(instances.c.series_pk)
@@ -36,6 +37,7 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             series.c.convolution_kernel,
             func.coalesce(counts.c.n, 0).label("instances"),
             func.coalesce(counts.c.bytes, 0).label("bytes"),
+            func.coalesce(counts.c.purged, 0).label("purged"),
         )
         .select_from(studies.join(series, series.c.study_pk == studies.c.id).outerjoin(counts, counts.c.series_pk == series.c.id))
         .order_by(studies.c.id.desc(), series.c.series_number, series.c.series_uid)
@@ -52,10 +54,12 @@ def archive_status(engine: Engine) -> dict[str, Any]:
                     "description": row.study_description,
                     "last_received_at": row.last_received_at.isoformat() if row.last_received_at else None,
                     "instances": 0,
+                    "purged_instances": 0,  # files deleted by the retention policy (the index keeps them)
                     "series": [],
                 },
             )
             study["instances"] += int(row.instances)
+            study["purged_instances"] += int(row.purged)
             if row.last_received_at is not None:
                 last = row.last_received_at.isoformat()
                 study["last_received_at"] = max(study["last_received_at"] or last, last)
@@ -117,3 +121,19 @@ def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
                 "due_date": row.due_date.isoformat() if row.due_date else None,
             }
     return out
+
+
+def describe_delivery_error(err: dict[str, Any]) -> str:
+    """One outbox error of :func:`daemon.workflow.outbox.outbox_summary` as a line for people.
+
+    ``"PACS@10.0.0.5:104, study 1.2.3: connection refused ... (attempt 3, pending, next try 2026-06-01 08:04:00 UTC)"``
+    """
+    state = err.get("state") or "?"
+    when = ""
+    if err.get("next_attempt_at"):
+        when = ", next try " + str(err["next_attempt_at"]).replace("T", " ").split(".")[0].removesuffix("+00:00") + " UTC"
+    attempts = int(err.get("attempts") or 0)
+    return (
+        f"{err.get('destination', '?')}, study {err.get('study_uid', '?')}: {err.get('last_error') or 'no error recorded'}"
+        f" (attempt {attempts}, {state}{when})"
+    )

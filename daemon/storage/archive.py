@@ -300,6 +300,9 @@ class Archive:
                 elif self._intact(existing):
                     self._discard(part, synced)
                     return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
+                elif existing.purged_at is not None:
+                    # its CT file was deleted by the retention policy: this copy brings it back (a prior fetched again)
+                    self._replace_row(existing.id, ds, relative, len(data), calling_ae)
                 else:
                     # indexed, but its file is gone or damaged (a full disk, removed by hand): this copy replaces it
                     log.warning(
@@ -338,7 +341,10 @@ class Archive:
     def _existing(self, sop_uid: str):  # type: ignore[no-untyped-def]
         """The index row of ``sop_uid`` with its study and series UIDs, or None."""
         q = (
-            select(instances.c.id, instances.c.path, instances.c.size_bytes, series.c.series_uid, studies.c.study_uid)
+            select(
+                instances.c.id, instances.c.path, instances.c.size_bytes, instances.c.purged_at,
+                series.c.series_uid, studies.c.study_uid,
+            )
             .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
             .where(instances.c.sop_instance_uid == sop_uid)
         )
@@ -377,6 +383,7 @@ class Archive:
                     transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
                     calling_ae=(calling_ae or "")[:16] or None,
                     received_at=now,
+                    purged_at=None,  # a purged instance received again has its file back
                 )
             )
         if done.rowcount == 0:  # removed meanwhile: index this copy afresh

@@ -93,6 +93,7 @@ def _rows(archive: Archive) -> list[Any]:
         instances.c.id, instances.c.sop_instance_uid, instances.c.path, instances.c.size_bytes, instances.c.received_at,
         series.c.series_uid, studies.c.study_uid,
     ).select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+    q = q.where(instances.c.purged_at.is_(None))  # a purged instance (retention) has no file by design
     with archive.engine.connect() as conn:
         return list(conn.execute(q))
 

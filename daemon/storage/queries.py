@@ -39,7 +39,7 @@ def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
     q = (
         select(instances.c.path, instances.c.sop_class_uid, instances.c.sop_instance_uid, series.c.manufacturer)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid)
+        .where(studies.c.study_uid == study_uid, instances.c.purged_at.is_(None))  # purged: no file (retention)
         .order_by(instances.c.path)
     )
     ct, seeds, uids = [], [], []
@@ -110,7 +110,7 @@ def best_ct_series_paths(engine: Engine, archive: Archive, study_uid: str) -> li
         select(series.c.series_uid, series.c.description, series.c.slice_thickness_mm, series.c.image_orientation,
                series.c.convolution_kernel, series.c.manufacturer, instances.c.path)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE)
+        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE, instances.c.purged_at.is_(None))
     )
     headers: dict[str, PriorSeries] = {}
     paths: dict[str, list[Path]] = {}
@@ -210,7 +210,11 @@ def priors_in_index(
     """
     first, last = lookback_window(before, lookback_years)
     counts = (
-        select(instances.c.series_pk, func.count().label("n")).group_by(instances.c.series_pk).subquery()
+        # instances whose file the retention policy deleted do not count: the PACS gives them again
+        select(instances.c.series_pk, func.count().label("n"))
+        .where(instances.c.purged_at.is_(None))
+        .group_by(instances.c.series_pk)
+        .subquery()
     )
     q = (
         select(
@@ -242,6 +246,8 @@ def priors_in_index(
     with engine.connect() as conn:
         for row in conn.execute(q):
             entry = grouped.setdefault(row.study_uid, (row.study_date, row.study_description, []))
+            if not row.n:
+                continue  # every file of the series purged: not held
             entry[2].append(
                 PriorSeries(
                     series_uid=row.series_uid,

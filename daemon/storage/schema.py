@@ -92,6 +92,9 @@ instances = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("calling_ae", String(16)),
     Column("received_at", UTCDateTime(), nullable=False),  # when a study was last touched is derived from these
+    # the file was deleted by the retention policy ([storage] retention_days, high-water mark); the row stays,
+    # so the study stays in the index, and readers of files skip it (a prior is fetched from the PACS again)
+    Column("purged_at", UTCDateTime()),
     Index("ix_instances_series_pk", "series_pk"),
 )
 
@@ -171,7 +174,9 @@ nodule_observations = Table(
 )
 
 # ----------------------------------------------------------------- delivery
-# One row per (object, destination). state: "pending" | "delivered" | "expired"
+# One row per (object, destination). state: "pending" | "delivered" | "expired"; a pending row with a
+# commitment_uid was stored (C-STORE answered at stored_at) and waits for the destination's Storage Commitment
+# report until next_attempt_at, then it is sent again.
 outbox = Table(
     "outbox",
     metadata,
@@ -186,6 +191,10 @@ outbox = Table(
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime()),
     Column("last_error", Text),
+    Column("claimed_until", UTCDateTime()),  # a delivery run holds the row until then
+    Column("commitment_uid", UID),  # Transaction UID of the Storage Commitment request the row waits for
+    Column("stored_at", UTCDateTime()),  # when the destination answered the C-STORE
+    Index("ix_outbox_commitment_uid", "commitment_uid"),
     UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )

@@ -19,13 +19,33 @@ destination), ``state`` "pending" | "delivered" | "expired".  A delivery run
 3. sends the claimed rows over ONE association per destination (the C-STORE
    SCU :mod:`daemon.network.store_scu`, presentation contexts from each file's
    SOP class and transfer syntax);
-4. records each outcome: success or warning status -> "delivered"; any
+4. records each outcome: success or warning status -> "delivered" (with
+   Storage Commitment, see below, only once the destination committed it); any
    failure -> ``attempts + 1``, ``next_attempt_at`` by exponential backoff
    (:class:`RetryPolicy`) and ``last_error`` in words.  A row that still fails
    once it is older than ``max_age_s`` becomes "expired", with a WARNING that
    names the study UID and destination (never patient identifiers).  A row
    whose file is missing from the archive, or is not readable DICOM, expires
    at once with the reason: retrying cannot help it.
+
+Storage Commitment (``storage_commitment`` of a destination): after the
+C-STOREs the stored objects are named in one N-ACTION request; the rows keep
+``state = 'pending'`` with the request's Transaction UID (``commitment_uid``)
+and fall due again after ``commitment_timeout_s``.  The destination's
+N-EVENT-REPORT (on this association, or on a new one to the node's SCP, as
+Orthanc sends it) is handed to :meth:`Outbox.record_commitment`: committed ->
+"delivered"; failed -> retried with the reason; no report in time -> sent
+again.
+
+Order: an object is sent only after every object it references (an SR its
+SEG and key images, by their SOP Instance UIDs anywhere in the SR) that is
+queued for the same destination has been delivered (or expired): a PACS never
+holds an SR whose SEG it does not have, also after a crash mid-delivery, since
+the rule is read from the rows and the files at every pass.
+
+Prompt retry: :meth:`Outbox.retry_now` makes a destination's rows that wait
+out a backoff due at once; the C-ECHO probe (:mod:`daemon.workflow.probe`)
+calls it when a destination that was down answers again.
 
 Rows are delivered to the address written in the row ("AE@host:port"), even
 if that destination has since been removed from the configuration: what was
@@ -45,10 +65,11 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.uid import UID
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from daemon.network.store_scu import StoreFile, store_files
+from daemon.network.commitment import CommitmentReport, failure_text
+from daemon.network.store_scu import Commitment, StoreFile, store_files
 from daemon.ops import metrics
 from daemon.settings import Destination
 from daemon.storage.schema import outbox
@@ -56,8 +77,11 @@ from daemon.storage.schema import outbox
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
-
-
+# where a file names the objects it depends on (read without the SR content tree or the pixels)
+_REFERENCE_SEQUENCES = [
+    "CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence", "PredecessorDocumentsSequence",
+    "SourceImageSequence", "ReferencedImageSequence", "ReferencedSeriesSequence",
+]
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the outbox's default clock)."""
@@ -117,6 +141,7 @@ class _Row:
     destination: str
     attempts: int
     created_at: dt.datetime
+    commitment_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,7 @@ class _Outcome:
     ok: bool
     error: str | None = None
     permanent: bool = False  # retrying cannot help (file missing or unreadable)
+    commitment_uid: str | None = None  # stored; delivered when the destination's report says committed
 
 
 class Outbox:
@@ -141,6 +167,7 @@ class Outbox:
         clock: Callable[[], dt.datetime] = utcnow,
         lease_s: float = 120.0,
         timeout_s: float = 30.0,
+        commitment_timeout_s: float = 300.0,
     ) -> None:
         self.engine = engine
         self.archive_dir = Path(archive_dir)
@@ -150,6 +177,10 @@ class Outbox:
         self.clock = clock
         self.lease_s = lease_s  # a claim older than this is taken to belong to a dead process
         self.timeout_s = timeout_s  # connection, association and per-C-STORE response timeouts
+        self.commitment_timeout_s = commitment_timeout_s  # then a stored, uncommitted object is sent again
+        # rows of destinations no longer configured are delivered without commitment
+        self._commitment: dict[str, Commitment] = {destination_key(d): d.commitment_mode for d in self.destinations}
+        self._references: dict[int, frozenset[str]] = {}  # row id -> SOP Instance UIDs its file references
         self._wake = threading.Event()
 
     # ---------------------------------------------------------------- enqueue
@@ -207,9 +238,24 @@ class Outbox:
 
     # ---------------------------------------------------------------- deliver
     def deliver_due(self, *, now: dt.datetime | None = None, limit: int = 100) -> dict[str, int]:
-        """Send every pending row that is due; returns ``{"delivered", "retry", "expired"}`` counts."""
+        """Send every pending row that is due; returns ``{"delivered", "retry", "expired"}`` counts.
+
+        Rows waiting for an object they reference are held; when a pass delivered what they wait
+        for (no commitment, or the report came back at once), another pass sends them.
+        """
         now = _utc(now if now is not None else self.clock())
         counts = {"delivered": 0, "retry": 0, "expired": 0}
+        for _ in range(8):  # SR after SEG after ...: a few levels at most
+            held, delivered = self._pass(now, limit, counts)
+            if not (held and delivered):
+                break
+        for key, n in counts.items():
+            if n:
+                metrics.DELIVERIES.labels(key).inc(n)
+        return counts
+
+    def _pass(self, now: dt.datetime, limit: int, counts: dict[str, int]) -> tuple[int, int]:
+        """One selection and send; adds to ``counts``; returns (rows held back, rows delivered)."""
         with self.engine.connect() as conn:
             due = conn.execute(
                 select(outbox)
@@ -217,45 +263,108 @@ class Outbox:
                 .order_by(outbox.c.next_attempt_at, outbox.c.id)
                 .limit(limit)
             ).all()
+        rows = [
+            _Row(r.id, r.sop_instance_uid, r.study_uid, r.path, r.destination, int(r.attempts or 0), _utc(r.created_at),
+                 r.commitment_uid)
+            for r in due
+        ]
+        ready = self._not_waiting(rows)
+        held = len(rows) - len(ready)
         by_destination: dict[str, list[_Row]] = defaultdict(list)
-        for r in due:
-            by_destination[r.destination].append(
-                _Row(r.id, r.sop_instance_uid, r.study_uid, r.path, r.destination, int(r.attempts or 0), _utc(r.created_at))
-            )
-        for destination, rows in by_destination.items():
-            claimed = self._claim(rows, now)
+        for row in ready:
+            by_destination[row.destination].append(row)
+        delivered = 0
+        for destination, dest_rows in by_destination.items():
+            claimed = self._claim(dest_rows, now)
             if not claimed:
                 continue
             try:
-                outcomes = self._send(destination, claimed)
+                outcomes = self._send(destination, claimed, now)
             except Exception as exc:  # never lose the claim's bookkeeping to an unexpected error
                 log.exception("unexpected error while delivering to %s", destination)
                 outcomes = [_Outcome(row, False, f"internal error while sending: {type(exc).__name__}: {exc}") for row in claimed]
             for key, n in self._record(outcomes, now).items():
                 counts[key] += n
-        for key, n in counts.items():
-            if n:
-                metrics.DELIVERIES.labels(key).inc(n)
-        return counts
+                if key == "delivered":
+                    delivered += n
+        return held, delivered
+
+    def _not_waiting(self, rows: list[_Row]) -> list[_Row]:
+        """``rows`` without those that reference an object still pending for the same destination."""
+        if not rows:
+            return rows
+        studies = {r.study_uid for r in rows}
+        with self.engine.connect() as conn:
+            pending = {
+                (r.study_uid, r.destination, r.sop_instance_uid)
+                for r in conn.execute(
+                    select(outbox.c.study_uid, outbox.c.destination, outbox.c.sop_instance_uid).where(
+                        outbox.c.state == PENDING, outbox.c.study_uid.in_(studies)
+                    )
+                )
+            }
+        waiting_for: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for study_uid, destination, sop_uid in pending:
+            waiting_for[(study_uid, destination)].add(sop_uid)
+        ready = []
+        for row in rows:
+            others = waiting_for.get((row.study_uid, row.destination), set()) - {row.sop_instance_uid}
+            if others and self._referenced_uids(row) & others:
+                log.debug("%s waits for the objects it references to be delivered to %s", row.sop_instance_uid, row.destination)
+                continue
+            ready.append(row)
+        return ready
+
+    def _referenced_uids(self, row: _Row) -> frozenset[str]:
+        """The SOP Instance UIDs the row's file references: an SR lists every object of its content tree in its
+        evidence sequences (PS3.3 C.17.2.3), and its predecessor; images their source and referenced images."""
+        cached = self._references.get(row.id)
+        if cached is not None:
+            return cached
+        uids: set[str] = set()
+        try:
+            ds = dcmread(self.archive_dir / row.path, stop_before_pixels=True, specific_tags=_REFERENCE_SEQUENCES)
+            for element in ds.iterall():
+                if element.keyword == "ReferencedSOPInstanceUID" and element.value:
+                    uids.add(str(element.value))
+        except Exception:  # missing or unreadable: _send expires it with the reason
+            pass
+        refs = frozenset(uids - {row.sop_instance_uid})
+        if len(self._references) > 10_000:
+            self._references.clear()
+        self._references[row.id] = refs
+        return refs
 
     def _claim(self, rows: list[_Row], now: dt.datetime) -> list[_Row]:
-        """Take the rows no other process has taken; they stay ours for ``lease_s``."""
+        """Take the rows no other process has taken; they stay ours for ``lease_s``.
+
+        A row that waited for a Storage Commitment report until its deadline is sent again; its
+        ``last_error`` says why.
+        """
         lease_until = now + dt.timedelta(seconds=self.lease_s)
         claimed = []
         # write-only transaction: under SQLite it takes the write lock at its
         # first statement, so two claimers serialise instead of failing.
         with self.engine.begin() as conn:
             for row in rows:
+                values: dict[str, Any] = {"next_attempt_at": lease_until, "claimed_until": lease_until}
+                if row.commitment_uid is not None:
+                    values.update(
+                        commitment_uid=None,
+                        last_error=f"no Storage Commitment report from {row.destination} within "
+                        f"{self.commitment_timeout_s:g} s of the C-STORE (does it know this node's AE title, host and "
+                        "port?); sending again",
+                    )
                 result = conn.execute(
                     update(outbox)
                     .where(outbox.c.id == row.id, outbox.c.state == PENDING, outbox.c.next_attempt_at <= now)
-                    .values(next_attempt_at=lease_until)
+                    .values(**values)
                 )
                 if result.rowcount == 1:
                     claimed.append(row)
         return claimed
 
-    def _send(self, destination: str, rows: list[_Row]) -> list[_Outcome]:
+    def _send(self, destination: str, rows: list[_Row], now: dt.datetime) -> list[_Outcome]:
         """C-STORE ``rows`` to ``destination`` over one association (:func:`store_scu.store_files`)."""
         outcomes: list[_Outcome] = []
         sendable: list[tuple[_Row, StoreFile]] = []
@@ -273,7 +382,7 @@ class Outbox:
                     _Outcome(row, False, f"file {row.path} is not a readable DICOM file: {type(exc).__name__}: {exc}", True)
                 )
                 continue
-            sendable.append((row, StoreFile(row.id, path, sop_class, syntax)))
+            sendable.append((row, StoreFile(row.id, path, sop_class, syntax, row.sop_instance_uid)))
         if not sendable:
             return outcomes
 
@@ -284,9 +393,95 @@ class Outbox:
         by_key = {f.key: row for row, f in sendable}
         sent = store_files(
             [f for _, f in sendable], calling_ae=self.calling_ae, destination=destination, ae_title=ae_title, host=host,
-            port=port, timeout_s=self.timeout_s,
+            port=port, timeout_s=self.timeout_s, commitment=self._commitment.get(destination, "off"),
+            on_stored=lambda keys, uid: self._await_commitment(keys, uid, now), on_report=self.record_commitment,
         )
-        return outcomes + [_Outcome(by_key[o.key], o.ok, o.error) for o in sent]
+        return outcomes + [_Outcome(by_key[o.key], o.ok, o.error, commitment_uid=o.commitment_uid) for o in sent]
+
+    def _await_commitment(self, row_ids: Iterable[int], transaction_uid: str, now: dt.datetime) -> None:
+        """Before the commitment request goes out: the rows wait for its report (until the deadline)."""
+        deadline = now + dt.timedelta(seconds=self.commitment_timeout_s)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(row_ids)), outbox.c.state == PENDING)
+                .values(
+                    commitment_uid=transaction_uid, stored_at=now, next_attempt_at=deadline, claimed_until=None,
+                    attempts=outbox.c.attempts + 1,
+                )
+            )
+
+    def record_commitment(self, report: CommitmentReport, *, now: dt.datetime | None = None) -> dict[str, int]:
+        """A destination's Storage Commitment report: committed rows are delivered, failed ones retried.
+
+        Called by the SCP (report on a new association) and by the C-STORE SCU (same association).
+        Returns ``{"delivered": n, "retry": n}``; a report of an unknown transaction (one replaced by a
+        resend) changes nothing.
+        """
+        now = _utc(now if now is not None else self.clock())
+        counts = {"delivered": 0, "retry": 0}
+        failures: list[tuple[str, str, str]] = []
+        with self.engine.begin() as conn:
+            rows = {
+                r.sop_instance_uid: r
+                for r in conn.execute(
+                    select(outbox).where(outbox.c.commitment_uid == report.transaction_uid, outbox.c.state == PENDING)
+                )
+            }
+            for sop_uid in report.committed:
+                r = rows.get(sop_uid)
+                if r is None:
+                    continue
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == r.id, outbox.c.state == PENDING)
+                    .values(state=DELIVERED, delivered_at=now, last_error=None, commitment_uid=None)
+                )
+                counts["delivered"] += 1
+            for sop_uid, reason in report.failed:
+                r = rows.get(sop_uid)
+                if r is None:
+                    continue
+                error = f"{r.destination} stored but did not commit the object: {failure_text(reason)}"
+                delay = dt.timedelta(seconds=self.policy.delay_s(max(int(r.attempts or 1), 1)))
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == r.id, outbox.c.state == PENDING)
+                    .values(commitment_uid=None, next_attempt_at=now + delay, last_error=error)
+                )
+                counts["retry"] += 1
+                failures.append((r.study_uid, r.destination, error))
+        if not rows:
+            log.info("storage commitment report for transaction %s, which no object waits for", report.transaction_uid)
+        for study_uid, destination, error in failures:
+            log.warning("delivery of an object of study %s to %s: %s (will retry)", study_uid, destination, error)
+        for key, n in counts.items():
+            if n:
+                metrics.DELIVERIES.labels("committed" if key == "delivered" else "commit_failed").inc(n)
+        if counts["delivered"]:
+            self.wake()  # what waited for these objects (an SR for its SEG) may go now
+        return counts
+
+    def retry_now(self, destination: str, *, now: dt.datetime | None = None) -> int:
+        """Make ``destination``'s rows that wait out a backoff due now (it is back); returns how many."""
+        now = _utc(now if now is not None else self.clock())
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.destination == destination,
+                    outbox.c.state == PENDING,
+                    outbox.c.attempts > 0,
+                    outbox.c.next_attempt_at > now,
+                    outbox.c.commitment_uid.is_(None),
+                    or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+                )
+                .values(next_attempt_at=now)
+            ).rowcount
+        if n:
+            log.info("%s answers again: %d waiting object(s) are sent now", destination, n)
+            self.wake()
+        return int(n)
 
     def _record(self, outcomes: Iterable[_Outcome], now: dt.datetime) -> dict[str, int]:
         """Write each outcome to its row; returns counts by outcome."""
@@ -298,24 +493,30 @@ class Outbox:
                 row = o.row
                 attempts = row.attempts + 1
                 mine = and_(outbox.c.id == row.id, outbox.c.state == PENDING)
+                if o.ok and o.commitment_uid is not None:
+                    continue  # stored and counted (_await_commitment); the report, maybe already in, decides
                 if o.ok:
                     values: dict[str, Any] = {
                         "state": DELIVERED,
                         "attempts": attempts,
                         "delivered_at": now,
+                        "stored_at": now,
                         "last_error": None,
+                        "claimed_until": None,
                     }
                     key = "delivered"
                 elif o.permanent or now - row.created_at >= max_age:
                     age_days = (now - row.created_at).total_seconds() / 86400
                     reason = o.error if o.permanent else f"undelivered after {attempts} attempts over {age_days:.1f} days; last error: {o.error}"
-                    values = {"state": EXPIRED, "attempts": attempts, "last_error": reason}
+                    values = {"state": EXPIRED, "attempts": attempts, "last_error": reason, "claimed_until": None,
+                              "commitment_uid": None}
                     key = "expired"
                 else:
                     delay = dt.timedelta(seconds=self.policy.delay_s(attempts))
                     # the last try falls due exactly at max_age, not up to max_s later
                     next_at = min(now + delay, max(row.created_at + max_age, now))
-                    values = {"attempts": attempts, "next_attempt_at": next_at, "last_error": o.error}
+                    values = {"attempts": attempts, "next_attempt_at": next_at, "last_error": o.error, "claimed_until": None,
+                              "commitment_uid": None}
                     key = "retry"
                 if conn.execute(update(outbox).where(mine).values(**values)).rowcount == 1:
                     counts[key] += 1
@@ -368,7 +569,7 @@ class Outbox:
 def outbox_summary(engine: Engine, *, recent_errors: int = 10) -> dict[str, Any]:
     """Counts by state and destination, the oldest pending row and the latest errors.
 
-    ``{"pending": n, "delivered": n, "expired": n, "by_destination": {dest:
+    ``{"pending": n, "delivered": n, "expired": n, "awaiting_commitment": n (of the pending), "by_destination": {dest:
     {"pending": n, "delivered": n, "expired": n}}, "oldest_pending": iso | None,
     "recent_errors": [{"destination", "study_uid", "sop_instance_uid",
     "state", "attempts", "last_error", "next_attempt_at"}]}``; the errors are
@@ -382,6 +583,11 @@ def outbox_summary(engine: Engine, *, recent_errors: int = 10) -> dict[str, Any]
             result[state] = result.get(state, 0) + int(n)
             per = result["by_destination"].setdefault(dest, {PENDING: 0, DELIVERED: 0, EXPIRED: 0})
             per[state] = per.get(state, 0) + int(n)
+        result["awaiting_commitment"] = int(
+            conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.state == PENDING, outbox.c.commitment_uid.is_not(None))
+            ).scalar_one()
+        )
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.state == PENDING)).scalar()
         if isinstance(oldest, str):  # SQLite returns aggregates of DATETIME columns as text
             oldest = dt.datetime.fromisoformat(oldest)
