@@ -204,7 +204,7 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     nodule, data_dir, jitter = args
     import SimpleITK as sitk
 
-    from segmentation.production import measure_at_seed
+    from segmentation.production import measure_at_seed, series_lung_mask
     from segmentation.types import NoNoduleAtSeed
 
     data = Path(data_dir)
@@ -228,8 +228,9 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         "union_mm3": float(union.sum() * np.prod(spacing_zyx)),
     }
     t0 = time.perf_counter()
+    lungs = series_lung_mask(image)  # None on these crops: what the daemon does without chest context
     try:
-        m = measure_at_seed(image, nodule.seed_lps_mm)
+        m = measure_at_seed(image, nodule.seed_lps_mm, lung_mask=lungs)
     except NoNoduleAtSeed as exc:
         row.update(error=str(exc), seconds=time.perf_counter() - t0)
         return row
@@ -268,7 +269,7 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         jv, jerr = [m.volume_mm3], []
         for s in jitter_seeds(nodule.seed_lps_mm):
             try:
-                jv.append(measure_at_seed(image, s).volume_mm3)
+                jv.append(measure_at_seed(image, s, lung_mask=lungs).volume_mm3)
             except NoNoduleAtSeed as exc:
                 jerr.append(str(exc))
             except Exception as exc:

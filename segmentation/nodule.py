@@ -94,6 +94,12 @@ MIXED_LEVEL_HU = -100.0
 SOLID_TISSUE_HU = 30.0
 #: a mask this many times larger than its inscribed ball is flagged as a possible leak
 LEAK_VOLUME_RATIO = 12.0
+#: re-segmenting from the nodule's centre changes the volume by more than this share (x2): a gross, seed-dependent error
+RESEED_DISAGREEMENT = 1.0
+#: a histogram peak holding this share of the main one is a tissue population (for the lung level)
+LUNG_PEAK_SHARE = 0.3
+#: smoothed HU below this is air (airway lumen, outside the body), not parenchyma
+AIR_HU = -990.0
 #: a ground-glass component must extend at least this far (mm, median) beyond the solid part
 MIN_GLASS_RIM_MM = 1.5
 
@@ -132,25 +138,25 @@ def segment_nodule(
     seed_zyx = np.array(image.TransformPhysicalPointToContinuousIndex(seed)[::-1])
     if np.any(seed_zyx < -0.5) or np.any(seed_zyx > np.array(hu.shape) - 0.5):
         raise NoNoduleAtSeed(f"{_where(seed)}: the seed lies outside the image volume")
-    result = None
-    box = None
-    first = first_roi_half_size(hu, seed_zyx, spacing_zyx)
-    for half_mm in [h for h in ROI_HALF_SIZES_MM if h >= first] or [ROI_HALF_SIZES_MM[-1]]:
-        box = roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
-        roi = np.asarray(hu[box], dtype=np.float32)
-        roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
-        local_seed = seed_zyx - np.array([s.start for s in box])
+    result, box = _segment_from(hu, lung, seed_zyx, spacing_zyx, seed)
+    # repeatability: segment again from the nodule's centre (its deepest voxel) so that where the reader
+    # clicked does not set the threshold; a large disagreement between the two is a gross error
+    centre = _deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
+    reseed_change = 0.0
+    if np.linalg.norm((centre - seed_zyx) * spacing_zyx) > 0.5 * float(spacing_zyx.min()):
         try:
-            result = segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
-        except NoNoduleAtSeed as exc:
-            if half_mm == ROI_HALF_SIZES_MM[-1] or not getattr(exc, "retry_larger", False):
-                raise NoNoduleAtSeed(f"{_where(seed)}: {exc}") from None
-            continue
-        if not result.needs_larger_roi or _box_is_whole_image(box, hu.shape):
-            break
-    assert result is not None and box is not None
+            second, box2 = _segment_from(hu, lung, centre.astype(float), spacing_zyx, seed)
+        except NoNoduleAtSeed:
+            second = None
+        if second is not None:
+            v1, v2 = float(result.fraction.sum()), float(second.fraction.sum())
+            reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6))))
+            result, box = second, box2
     flags = dict(result.flags)
-    if result.needs_larger_roi:
+    flags["seed_dependent"] = bool(reseed_change > np.log(1.0 + RESEED_DISAGREEMENT))
+    if result.needs_larger_roi and not _box_is_whole_image(box, hu.shape):
+        # the ROI could not grow further; in a whole image (a crop) the image's faces are what limits the
+        # mask, and touching them is "cut by the field of view" below
         flags["touches_roi_edge"] = True
     flags["cut_by_field_of_view"] = _cut_by_fov(result.mask, box, hu)
     quality = _quality(flags)
@@ -169,6 +175,38 @@ def segment_nodule(
         smoothed_roi=result.smoothed[offset],
         nodule_hu=result.nodule_hu,
     )
+
+
+def _segment_from(hu, lung, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed) -> tuple[RoiResult, tuple]:
+    """:func:`segment_roi` in ROIs of growing size around ``seed_zyx`` until the nodule fits."""
+    result = None
+    box = None
+    first = first_roi_half_size(hu, seed_zyx, spacing_zyx)
+    for half_mm in [h for h in ROI_HALF_SIZES_MM if h >= first] or [ROI_HALF_SIZES_MM[-1]]:
+        box = roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
+        roi = np.asarray(hu[box], dtype=np.float32)
+        roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
+        local_seed = seed_zyx - np.array([s.start for s in box])
+        try:
+            result = segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
+        except NoNoduleAtSeed as exc:
+            if half_mm == ROI_HALF_SIZES_MM[-1] or _box_is_whole_image(box, hu.shape) or not getattr(
+                exc, "retry_larger", False
+            ):
+                raise NoNoduleAtSeed(f"{_where(seed)}: {exc}") from None
+            continue
+        if not result.needs_larger_roi or _box_is_whole_image(box, hu.shape):
+            break
+    assert result is not None and box is not None
+    return result, box
+
+
+def _deepest_voxel(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
+    """The mask's deepest voxel (z, y, x index); among equally deep ones the nearest to the centroid."""
+    depth = _depth(mask, spacing_zyx)
+    deep = np.argwhere(depth >= depth.max() - 1e-6)
+    centroid = np.argwhere(mask).mean(axis=0)
+    return deep[int(np.argmin((((deep - centroid) * spacing_zyx) ** 2).sum(axis=1)))]
 
 
 def first_roi_half_size(hu, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> float:
@@ -367,14 +405,26 @@ def glass_rim_mm(inner: np.ndarray, outer: np.ndarray, spacing_zyx: np.ndarray) 
 
 
 def parenchyma_level(smoothed: np.ndarray) -> float | None:
-    """Lung level (HU): the mode of the smoothed histogram below -450 HU, or None without lung."""
+    """Lung level (HU), or None without lung: the least dense sizeable population below -450 HU.
+
+    Aerated parenchyma is the least dense tissue around a nodule, so its level is the lowest
+    histogram peak holding at least ``LUNG_PEAK_SHARE`` of the main peak (pure air of an airway,
+    below ``AIR_HU``, excepted).  The main peak alone would be a large ground-glass nodule that fills
+    the ROI (-620 HU), taken for the lung.
+    """
     low = smoothed[smoothed < -450.0]
     if low.size < 0.05 * smoothed.size:
         return None
     counts, edges = np.histogram(low, bins=np.arange(-1100.0, -445.0, 10.0))
     counts = np.convolve(counts, np.ones(3) / 3, mode="same")
-    k = int(np.argmax(counts))
-    return float(0.5 * (edges[k] + edges[k + 1]))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    top = float(counts.max())
+    padded = np.concatenate([[-1.0], counts, [-1.0]])
+    peaks = [k for k in range(len(counts)) if padded[k + 1] >= padded[k] and padded[k + 1] > padded[k + 2]
+             and counts[k] >= LUNG_PEAK_SHARE * top and centres[k] > AIR_HU]
+    if not peaks:
+        return float(centres[int(np.argmax(counts))])
+    return float(centres[min(peaks)])
 
 
 def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_hu: float) -> tuple:
@@ -390,10 +440,13 @@ def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndar
     dist = np.sqrt((((grid - seed_zyx) * spacing_zyx) ** 2).sum(axis=1))
     ok = (sub.ravel() - lung_hu >= MIN_CONTRAST_HU) & (dist <= SEED_SEARCH_RADIUS_MM)
     if not ok.any():
-        raise NoNoduleAtSeed(
+        exc = NoNoduleAtSeed(
             f"only lung parenchyma ({smoothed[idx]:.0f} HU, lung {lung_hu:.0f} HU) within "
             f"{SEED_SEARCH_RADIUS_MM:.0f} mm of the seed"
         )
+        # a ground-glass nodule that fills the ROI reads as "lung": a larger ROI shows the real parenchyma
+        exc.retry_larger = True  # type: ignore[attr-defined]
+        raise exc
     best = np.flatnonzero(ok)[np.argmin(dist[ok])]
     return tuple(int(v) for v in grid[best])
 
@@ -662,8 +715,9 @@ def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -
 def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
     """A seed on a vessel gives a long thin tube: its extent far exceeds its thickness."""
     depth = _depth(mask, spacing_zyx)
-    radius = inscribed_radius(depth, start, spacing_zyx)
-    pts = (np.argwhere(mask) - np.array(start)) * spacing_zyx
+    inside = _nearest_true(mask, start) or start  # the start voxel may lie in the blurred rim, outside the mask
+    radius = inscribed_radius(depth, inside, spacing_zyx)
+    pts = (np.argwhere(mask) - np.array(inside)) * spacing_zyx
     reach = float(np.sqrt((pts**2).sum(axis=1)).max())
     if radius < 2.5 and reach > 5.0 * max(radius, 0.5) and _touches_edge(mask, spacing_zyx, 0.0):
         raise NoNoduleAtSeed(
@@ -734,11 +788,14 @@ def _quality(flags: dict) -> MeasurementQuality:
         reasons.append("nodule cut by the field of view")
     if flags.get("possible_leak"):
         reasons.append("segmentation may leak into adjacent structures")
+    if flags.get("seed_dependent"):
+        reasons.append("re-segmented from the nodule's centre, the volume changes by more than "
+                       f"{100 * RESEED_DISAGREEMENT:.0f} %: volume depends on the seed")
     if flags.get("too_small_for_volumetry"):
         reasons.append("nodule under about 4 mm thick whose attenuation cannot be told from partial volume:"
                        " volume unreliable")
     unreliable = bool(flags.get("touches_roi_edge") or flags.get("cut_by_field_of_view") or flags.get("possible_leak")
-                      or flags.get("too_small_for_volumetry"))
+                      or flags.get("too_small_for_volumetry") or flags.get("seed_dependent"))
     return MeasurementQuality(
         touches_roi_edge=bool(flags.get("touches_roi_edge")),
         cut_by_field_of_view=bool(flags.get("cut_by_field_of_view")),
@@ -746,6 +803,7 @@ def _quality(flags: dict) -> MeasurementQuality:
         vessel_detachment_applied=bool(flags.get("vessel_detachment_applied")),
         possible_leak=bool(flags.get("possible_leak")),
         too_small_for_volumetry=bool(flags.get("too_small_for_volumetry")),
+        seed_dependent=bool(flags.get("seed_dependent")),
         volumetry_unreliable=unreliable,
         reasons=tuple(reasons),
     )

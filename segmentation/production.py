@@ -14,10 +14,22 @@ import SimpleITK as sitk
 from segmentation.types import NoduleMeasurement
 
 
-def series_lung_mask(image: sitk.Image) -> sitk.Image:
-    """The whole-series lung mask (computed once per series and passed to every :func:`measure_at_seed`)."""
+#: an image narrower than this (mm, in-plane) cannot hold a chest: it is a crop without lung context
+MIN_CHEST_WIDTH_MM = 150.0
+
+
+def series_lung_mask(image: sitk.Image) -> sitk.Image | None:
+    """The whole-series lung mask, computed once per series and passed to every :func:`measure_at_seed`.
+
+    None for a crop around a nodule (narrower than ``MIN_CHEST_WIDTH_MM`` in-plane): without the chest
+    wall and the air outside the body a "lung mask" of a crop is only its air-like voxels, which the
+    segmentation finds by itself.
+    """
     from segmentation.lungs import lung_mask
 
+    width_mm = min(n * s for n, s in zip(image.GetSize()[:2], image.GetSpacing()[:2]))
+    if width_mm < MIN_CHEST_WIDTH_MM:
+        return None
     return lung_mask(image)
 
 

@@ -46,6 +46,7 @@ class MeasurementQuality:
     vessel_detachment_applied: bool = False
     possible_leak: bool = False
     too_small_for_volumetry: bool = False  # thinner than the blur with a sub-solid level (partial volume)
+    seed_dependent: bool = False  # re-segmentation from the nodule's centre disagrees with the seed's
     volumetry_unreliable: bool = False  # True -> the protocol uses mean diameter
     reasons: tuple[str, ...] = ()
 
