@@ -16,13 +16,16 @@ moved 2.5 mm along +-x, +-y, +-z.  Per nodule (JSON) and per class (table):
 - the readers' own baseline from ``reader_volumes.csv``: each reader against the median and the
   range of the OTHER readers of that nodule (nodules with >= 3 readers, ambiguous rows left out);
 - Dice and HD95 (mm, symmetric, surface voxels) against the union of the readers' outlines in the
-  readers' convention: LIDC readers drew the first pixel outside the nodule, so our binary mask
-  (voxels whose partial-volume weight is >= 0.5, i.e. the 50 % boundary) is given its one-pixel
-  in-plane outline ring before it is compared with the union.  Also reported: our bare mask against
+  readers' convention: LIDC readers drew the first pixel outside the nodule, so the mask compared
+  with the union is our outline in that convention (``NoduleMask.readers_mask``: the iso-contour at
+  35 % of the local contrast; without it, our 50 % mask plus its one-pixel in-plane ring).  Also reported: our bare mask against
   the union eroded by one in-plane pixel (the "interior");
 - seed-jitter repeatability: the CV (SD / mean, %) of the volumes of the seven seeds;
 - "flagged": the centre measurement says volumetry unreliable; the share of the nodules with
-  Dice < 0.6 that are flagged;
+  Dice < 0.6 that are flagged; "flgNF": the same without the flag "cut by the field of view" (these
+  crops often end at the nodule, which a whole series does not);
+- "rc": the volume in the radiologists' outline convention (``readers_volume_mm3``) against the
+  readers, next to the SR's partial-volume volume;
 - seconds per nodule (wall, centre seed, the production call only).
 
 Classes: size (readers' diameter < 6 / 6-10 / 10-20 / >= 20 mm), texture (LIDC 1-2 ground glass,
@@ -245,7 +248,12 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     ours[o[0] : o[0] + mk.shape[0], o[1] : o[1] + mk.shape[1], o[2] : o[2] + mk.shape[2]] = mk
     from segmentation.measure import planimetric_volume_mm3
 
-    readers_convention = ours | in_plane_ring(ours)
+    readers_convention = np.zeros(hu.shape, dtype=bool)
+    if m.mask.readers_mask is not None:
+        rk = m.mask.readers_mask
+        readers_convention[o[0] : o[0] + rk.shape[0], o[1] : o[1] + rk.shape[1], o[2] : o[2] + rk.shape[2]] = rk
+    else:
+        readers_convention = ours | in_plane_ring(ours)
     interior = in_plane_erosion(union)
     row.update(
         volume_mm3=m.volume_mm3,
@@ -258,18 +266,26 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         precision=float((readers_convention & union).sum() / max(readers_convention.sum(), 1)),
         sensitivity=float((readers_convention & union).sum() / max(union.sum(), 1)),
         flagged=m.quality.volumetry_unreliable,
+        # the same without "cut by the field of view": on these crops the nodule often reaches the crop's faces
+        flagged_not_fov=any(q != "nodule cut by the field of view" for q in m.quality.reasons),
         reasons=list(m.quality.reasons),
     )
+    row["readers_volume_mm3"] = m.readers_volume_mm3
+    if vols and m.readers_volume_mm3:
+        row["rc_dev_pct"] = deviation_pct(m.readers_volume_mm3, float(np.median(vols)))
+        row["rc_in_range"] = in_range(m.readers_volume_mm3, min(vols), max(vols))
     if vols:
         med = float(np.median(vols))
         row["dev_pct"] = deviation_pct(m.volume_mm3, med)
         row["log_ratio"] = float(np.log(m.volume_mm3 / med))
         row["in_range"] = in_range(m.volume_mm3, min(vols), max(vols))
     if jitter:
-        jv, jerr = [m.volume_mm3], []
+        jv, jerr, jr = [m.volume_mm3], [], [m.readers_volume_mm3 or m.volume_mm3]
         for s in jitter_seeds(nodule.seed_lps_mm):
             try:
-                jv.append(measure_at_seed(image, s, lung_mask=lungs).volume_mm3)
+                mj = measure_at_seed(image, s, lung_mask=lungs)
+                jv.append(mj.volume_mm3)
+                jr.append(mj.readers_volume_mm3 or mj.volume_mm3)
             except NoNoduleAtSeed as exc:
                 jerr.append(str(exc))
             except Exception as exc:
@@ -277,6 +293,7 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         row["jitter_volumes_mm3"] = jv
         row["jitter_errors"] = jerr
         row["jitter_cv_pct"] = float(np.std(jv, ddof=1) / np.mean(jv) * 100.0) if len(jv) >= 2 else None
+        row["jitter_rc_cv_pct"] = float(np.std(jr, ddof=1) / np.mean(jr) * 100.0) if len(jr) >= 2 else None
     return row
 
 
@@ -322,6 +339,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "p90_dev_pct": _pct([r["dev_pct"] for r in ranged], 90),
         "in_range_pct": 100.0 * np.mean([r["in_range"] for r in ranged]) if ranged else None,
         "median_log_ratio": _pct([r["log_ratio"] for r in ranged], 50),
+        "rc_median_dev_pct": _pct([r["rc_dev_pct"] for r in ranged if "rc_dev_pct" in r], 50),
+        "rc_p90_dev_pct": _pct([r["rc_dev_pct"] for r in ranged if "rc_dev_pct" in r], 90),
+        "rc_in_range_pct": 100.0 * np.mean([r["rc_in_range"] for r in ranged if "rc_in_range" in r])
+        if any("rc_in_range" in r for r in ranged) else None,
         "reader_median_dev_pct": _pct([b[0] for b in base], 50),
         "reader_p90_dev_pct": _pct([b[0] for b in base], 90),
         "reader_in_range_pct": 100.0 * np.mean([b[1] for b in base]) if base else None,
@@ -337,6 +358,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "flagged_pct": 100.0 * np.mean([r["flagged"] for r in ok]) if ok else None,
         "low_dice": len(low),
         "flagged_low_dice_pct": 100.0 * np.mean([r["flagged"] for r in low]) if low else None,
+        "flagged_not_fov_pct": 100.0 * np.mean([r["flagged_not_fov"] for r in ok]) if ok else None,
+        "flagged_not_fov_low_dice_pct": 100.0 * np.mean([r["flagged_not_fov"] for r in low]) if low else None,
         "median_s": _pct(secs, 50),
         "p95_s": _pct(secs, 95),
     }
@@ -349,11 +372,13 @@ def _fmt(v: Any, spec: str) -> str:
 def print_table(summary: dict[str, dict[str, Any]]) -> None:
     cols = [("n", "n", "d"), ("fail", "failures", "d"), ("dev med%", "median_dev_pct", ".1f"),
             ("dev p90%", "p90_dev_pct", ".0f"), ("inrng%", "in_range_pct", ".0f"),
-            ("rdr med%", "reader_median_dev_pct", ".1f"), ("rdr p90%", "reader_p90_dev_pct", ".0f"),
+            ("rc med%", "rc_median_dev_pct", ".1f"), ("rc p90%", "rc_p90_dev_pct", ".0f"),
+            ("rc in%", "rc_in_range_pct", ".0f"), ("rdr med%", "reader_median_dev_pct", ".1f"), ("rdr p90%", "reader_p90_dev_pct", ".0f"),
             ("rdr in%", "reader_in_range_pct", ".0f"), ("Dice", "median_dice", ".3f"), ("HD95", "median_hd95_mm", ".2f"),
             ("Dice int", "median_dice_interior", ".3f"), ("prec", "median_precision", ".2f"),
             ("sens", "median_sensitivity", ".2f"), ("CV med%", "median_cv_pct", ".1f"), ("CV p90%", "p90_cv_pct", ".1f"),
             ("flag%", "flagged_pct", ".0f"), ("D<.6", "low_dice", "d"), ("flg D<.6%", "flagged_low_dice_pct", ".0f"),
+            ("flgNF%", "flagged_not_fov_pct", ".0f"), ("flgNF D<.6", "flagged_not_fov_low_dice_pct", ".0f"),
             ("s med", "median_s", ".2f"), ("s p95", "p95_s", ".2f")]
     head = f"{'class':<22}" + "".join(f"{c[0]:>10}" for c in cols)
     print(head)
