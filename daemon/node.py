@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import update
-
-from daemon import metrics
-from daemon.analysis import SiteDefaults
-from daemon.archive import Archive
-from daemon.db import open_index
-from daemon.jobs import RETRIES, JobQueue, make_huey
-from daemon.pipeline import NodeContext, PermanentError, StudyBusy, WaitingForPriors, analyze_study, utcnow
-from daemon.schema import analyses
-from daemon.scp import StorageSCP
+from daemon.analysis.protocol import SiteDefaults
+from daemon.network.scp import StorageSCP
+from daemon.ops import metrics
 from daemon.settings import Settings
-from daemon.stability import StabilityMonitor
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
+from daemon.workflow import state
+from daemon.workflow.jobs import RETRIES, JobQueue, make_huey
+from daemon.workflow.priors import WaitingForPriors
+from daemon.workflow.stability import StabilityMonitor
+from daemon.workflow.state import StudyBusy
+from daemon.workflow.study import NodeContext, PermanentError, analyze_study
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Node:
     """
 
     def __init__(self, settings: Settings, *, serve_dicom: bool = True) -> None:
-        from daemon.delivery import Outbox, RetryPolicy
+        from daemon.workflow.outbox import Outbox, RetryPolicy
 
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -94,12 +94,7 @@ class Node:
     def _failed(self, study_uid: str, reason: str) -> None:
         log.warning("study %s: analysis failed: %s", study_uid, reason)
         metrics.STUDIES_ANALYSED.labels("failed").inc()
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(analyses)
-                .where(analyses.c.study_uid == study_uid)
-                .values(state="failed", reason=reason, finished_at=utcnow(), lease_until=None, analysed_fingerprint=analyses.c.seeds_fingerprint, updated_at=utcnow())
-            )
+        state.failed(self.engine, study_uid, reason)
 
     # ------------------------------------------------------------ lifecycle
     def _loop(self, name: str, body, interval_s: float) -> None:  # type: ignore[no-untyped-def]
@@ -136,7 +131,7 @@ class Node:
             self._start_health()
 
     def _start_health(self) -> None:
-        from daemon.health import HealthServer, standard_checks
+        from daemon.ops.health import HealthServer, standard_checks
 
         checks = standard_checks(
             scp=self.scp,

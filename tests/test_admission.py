@@ -1,6 +1,6 @@
-"""daemon.admission: who may open an association."""
+"""daemon.network.admission: who may open an association."""
 
-from daemon.admission import Admission
+from daemon.network.admission import Admission
 from daemon.settings import Peer
 
 

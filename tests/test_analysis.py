@@ -1,4 +1,4 @@
-"""daemon.analysis and ``noduled analyze``: the pure analysis chain on a phantom, offline."""
+"""daemon.analysis.chain and ``noduled analyze``: the pure analysis chain on a phantom, offline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from pydicom import dcmread
 from typer.testing import CliRunner
 
-from daemon.analysis import AnalysisError, AnalysisInputs, analyze, participant_from_headers, SiteDefaults
+from daemon.analysis.chain import AnalysisError, AnalysisInputs, analyze, SiteDefaults
+from daemon.analysis.protocol import participant_from_headers
 from daemon.cli import app
 
 

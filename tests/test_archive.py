@@ -1,4 +1,4 @@
-"""daemon.archive: durable, idempotent storage with index rows; specific refusals."""
+"""daemon.storage.archive: durable, idempotent storage with index rows; specific refusals."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import func, select
 
-from daemon.archive import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Archive, RejectedInstance
-from daemon.db import open_index
-from daemon.schema import instances, patients, series, studies
+from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, STATUS_DATASET_MISMATCH, Archive, RejectedInstance
+from daemon.storage.db import open_index
+from daemon.storage.schema import instances, patients, series, studies
 from tests.support.ct_series import ct_slice
 
 
@@ -158,7 +158,7 @@ def test_refused_instances_leave_no_part_file(archive: Archive) -> None:
 
 
 def test_failed_fsync_is_refused_and_its_row_removed(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
-    import daemon.archive as archive_module
+    import daemon.storage.archive as archive_module
 
     def broken(fd: int, data: bytes) -> None:
         import os

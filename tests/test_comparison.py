@@ -1,4 +1,4 @@
-"""daemon.comparison in the analysis chain: a follow-up round on the 'growth' phantom pair.
+"""daemon.analysis.comparison in the analysis chain: a follow-up round on the 'growth' phantom pair.
 
 Baseline and 12-month follow-up with a known shift, rotation and breathing
 deformation: every nodule must be found on the prior, keep its tracking UID
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from pydicom import dcmread
 
-from daemon.analysis import AnalysisInputs, analyze
-from daemon.comparison import PriorExam, PriorNodule
+from daemon.analysis.chain import AnalysisInputs, analyze
+from daemon.analysis.comparison import PriorExam, PriorNodule
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
     import datetime as dt
     from types import SimpleNamespace
 
-    from daemon.comparison import PriorObservation, prior_comparisons
+    from daemon.analysis.comparison import PriorObservation, prior_comparisons
 
     older = PriorExam("1.2.3.1", dt.date(2024, 1, 10))
     between = PriorExam("1.2.3.2", dt.date(2024, 9, 1), pre_screening=True)
@@ -133,7 +133,7 @@ def test_every_derived_prior_category_is_shown_with_its_time_point() -> None:
     import datetime as dt
     from types import SimpleNamespace
 
-    from daemon.comparison import PriorObservation, prior_comparisons
+    from daemon.analysis.comparison import PriorObservation, prior_comparisons
 
     exams = [PriorExam("1.2.3.1", dt.date(2024, 6, 1)), PriorExam("1.2.3.2", dt.date(2025, 6, 1))]
     assessed = {"previous_category": "2", "previous_category_derived": True, "previous_category_date": "2025-06-01",

@@ -1,4 +1,4 @@
-"""daemon.delivery: the outbox against a real pynetdicom Storage SCP on loopback.
+"""daemon.workflow.outbox: the outbox against a real pynetdicom Storage SCP on loopback.
 
 Time is a controllable clock handed to the Outbox (no sleeps): the tests
 move it past each backoff and check when rows fall due, what the PACS
@@ -19,9 +19,9 @@ from pydicom import dcmread
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import select
 
-from daemon.db import open_index
-from daemon.delivery import Outbox, RetryPolicy, parse_destination
-from daemon.schema import outbox
+from daemon.storage.db import open_index
+from daemon.workflow.outbox import Outbox, RetryPolicy, parse_destination
+from daemon.storage.schema import outbox
 from daemon.settings import Destination
 from tests.support.ct_series import write_ct_series
 from tests.support.servers import free_port
@@ -272,7 +272,7 @@ def test_row_expires_after_max_age_with_a_warning_naming_study_and_destination(e
     box = Outbox(engine, archive_dir, [dest(port)], clock=clock, policy=RetryPolicy(initial_s=30, max_s=3600, max_age_s=100))
     (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
-    caplog.set_level(logging.INFO, logger="daemon.delivery")
+    caplog.set_level(logging.INFO, logger="daemon.workflow.outbox")
 
     assert box.deliver_due()["retry"] == 1  # T0 -> next at T0+30
     clock.advance(30)
@@ -280,7 +280,7 @@ def test_row_expires_after_max_age_with_a_warning_naming_study_and_destination(e
     clock.advance(60)
     assert box.deliver_due()["retry"] == 1  # T0+90 -> backoff says T0+210, max_age caps it at T0+100
     assert utc(rows(engine)[0].next_attempt_at) == T0 + dt.timedelta(seconds=100)
-    ours = lambda: [r for r in caplog.records if r.name == "daemon.delivery"]  # noqa: E731
+    ours = lambda: [r for r in caplog.records if r.name == "daemon.workflow.outbox"]  # noqa: E731
     assert not [r for r in ours() if r.levelno >= logging.WARNING]
 
     clock.now = T0 + dt.timedelta(seconds=100)
@@ -359,7 +359,7 @@ def test_a_claimed_row_is_not_sent_by_another_process_until_its_lease_runs_out(e
     box.enqueue(sop, study, rel)
     with engine.connect() as conn:  # what a crashed process leaves behind
         (row,) = conn.execute(select(outbox)).all()
-    from daemon.delivery import _Row
+    from daemon.workflow.outbox import _Row
 
     claimed = box._claim([_Row(row.id, sop, study, rel, row.destination, 0, T0)], T0)
     assert len(claimed) == 1

@@ -1,4 +1,4 @@
-"""daemon.filemeta: the hand-encoded Part 10 header equals what pydicom writes and reads back."""
+"""daemon.network.filemeta: the hand-encoded Part 10 header equals what pydicom writes and reads back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydicom import dcmread
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from daemon.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta_bytes
+from daemon.network.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta_bytes
 from tests.support.ct_series import ct_slice
 
 

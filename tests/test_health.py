@@ -1,4 +1,4 @@
-"""daemon.health: /healthz and /metrics served over real HTTP on loopback."""
+"""daemon.ops.health: /healthz and /metrics served over real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from daemon import metrics
-from daemon.db import open_index
-from daemon.health import HealthServer, standard_checks
+from daemon.ops import metrics
+from daemon.storage.db import open_index
+from daemon.ops.health import HealthServer, standard_checks
 
 
 def get(server: HealthServer, path: str) -> tuple[int, str, str]:
@@ -197,7 +197,7 @@ def test_no_queue_check_without_a_queue(tmp_path: Path) -> None:
 def test_outbox_check_reports_counts_without_failing_on_pending(tmp_path: Path) -> None:
     import datetime as dt
 
-    from daemon.delivery import Outbox
+    from daemon.workflow.outbox import Outbox
     from daemon.settings import Destination
 
     engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")

@@ -11,9 +11,12 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from daemon.archive import Archive
-from daemon.db import open_index
-from daemon.priors import PriorSeries, PriorStudy, PriorsUnavailable, best_ct_series, lookback_window, priors_in_index, query_pacs
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
+from daemon.analysis.priors import PriorSeries, PriorStudy, lookback_window
+from daemon.analysis.series import best_ct_series
+from daemon.network.query_retrieve import PriorsUnavailable, query_pacs
+from daemon.storage.queries import priors_in_index
 from daemon.settings import PACSSettings
 from tests.support.ct_series import ct_slice
 from tests.support.servers import free_port
@@ -162,7 +165,7 @@ def test_query_pacs_when_nothing_listens_says_why_in_words() -> None:
 
 
 def test_series_to_fetch_is_the_best_ct_and_our_reports_not_yet_held() -> None:
-    from daemon.priors import series_to_fetch
+    from daemon.analysis.priors import series_to_fetch
 
     remote = _study(
         _series("thick", description="Thorax 5.0", thickness=5.0, n=70),

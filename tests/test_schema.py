@@ -7,8 +7,8 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from daemon.db import open_index
-from daemon.schema import metadata
+from daemon.storage.db import open_index
+from daemon.storage.schema import metadata
 
 
 def test_migrations_match_the_model(tmp_path: Path) -> None:
@@ -24,5 +24,5 @@ def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
     engine = open_index(url)
     with engine.connect() as conn:
         versions = conn.exec_driver_sql("select version_num from alembic_version").scalars().all()
-    newest = sorted(p.name.split("_")[0] for p in (Path(__file__).parents[1] / "daemon" / "migrations" / "versions").glob("0*.py"))[-1]
+    newest = sorted(p.name.split("_")[0] for p in (Path(__file__).parents[1] / "daemon" / "storage" / "migrations" / "versions").glob("0*.py"))[-1]
     assert versions == [newest]  # at the newest revision, recorded once

@@ -1,4 +1,4 @@
-"""daemon.fastpath: the per-association receive fast path, end to end and piece by piece."""
+"""daemon.network.fastpath: the per-association receive fast path, end to end and piece by piece."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket
 
-from daemon import fastpath
-from daemon.archive import Archive
-from daemon.db import open_index
-from daemon.scp import StorageSCP
+from daemon.network import fastpath
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
+from daemon.network.scp import StorageSCP
 from daemon.settings import SCPSettings
 from tests.support.ct_series import ct_slice
 from tests.support.servers import free_port

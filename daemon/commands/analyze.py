@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from daemon.analysis import AnalysisError, AnalysisInputs, SiteDefaults, analyze
+        from daemon.analysis.chain import AnalysisError, AnalysisInputs, SiteDefaults, analyze
         from dicom_sr.seeds import SeedError
         from segmentation.types import SeriesError
 

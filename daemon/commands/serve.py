@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         """Run the DICOM node (Storage SCP) in the foreground; Ctrl-C stops it cleanly."""
         import logging
 
-        from daemon.logsetup import configure_logging
+        from daemon.ops.logsetup import configure_logging
         from daemon.node import Node
 
         settings = settings_or_exit(config)

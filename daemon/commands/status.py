@@ -21,9 +21,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from daemon.db import open_index
-        from daemon.delivery import outbox_summary
-        from daemon.status import archive_status
+        from daemon.storage.db import open_index
+        from daemon.workflow.outbox import outbox_summary
+        from daemon.ops.status import archive_status
 
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)

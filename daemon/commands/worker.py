@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker threads (default: [queue] workers)."),
     ) -> None:
         """Run analysis workers in the foreground (no DICOM listener); Ctrl-C stops them."""
-        from daemon.logsetup import configure_logging
+        from daemon.ops.logsetup import configure_logging
         from daemon.node import Node
 
         settings = settings_or_exit(config)

@@ -10,10 +10,10 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select, update
 
-from daemon.archive import Archive
-from daemon.db import open_index
-from daemon.delivery import Outbox, RetryPolicy
-from daemon.schema import outbox
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
+from daemon.workflow.outbox import Outbox, RetryPolicy
+from daemon.storage.schema import outbox
 from daemon.settings import Destination
 from tests.support.ct_series import write_ct_series
 

@@ -13,9 +13,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from daemon.archive import Archive, RejectedInstance
-from daemon.db import open_index
-from daemon.priors import PriorsUnavailable, best_ct_series, priors_in_index, query_pacs, retrieve, series_to_fetch
+from daemon.storage.archive import Archive, RejectedInstance
+from daemon.storage.db import open_index
+from daemon.analysis.priors import series_to_fetch
+from daemon.analysis.series import best_ct_series
+from daemon.network.query_retrieve import PriorsUnavailable, query_pacs, retrieve
+from daemon.storage.queries import priors_in_index
 from daemon.settings import PACSSettings
 from tests.support.ct_series import ct_slice
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from daemon.schema import assessments, instances
+from daemon.storage.schema import assessments, instances
 from tests.integration.test_pipeline_orthanc import analysis_state, ct_and, storescu, wait_for
 from tests.support.servers import NodedWorker, PostgresServer, RedisServer
 

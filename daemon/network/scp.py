@@ -26,10 +26,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     XRayRadiationDoseSRStorage,
 )
 
-from daemon.admission import Admission
-from daemon import fastpath, metrics
-from daemon.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
-from daemon.filemeta import file_meta_bytes
+from daemon.network.admission import Admission
+from daemon.network import fastpath
+from daemon.ops import metrics
+from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, Archive, RejectedInstance
+from daemon.network.filemeta import file_meta_bytes
 from daemon.settings import SCPSettings
 
 log = logging.getLogger(__name__)

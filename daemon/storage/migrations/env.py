@@ -1,10 +1,10 @@
-"""Alembic environment: migrations run on the connection handed over by daemon.db.migrate."""
+"""Alembic environment: migrations run on the connection handed over by daemon.storage.db.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from daemon.schema import metadata
+from daemon.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - alembic CLI use

@@ -1,8 +1,8 @@
-"""Prometheus metrics of the node (served at ``/metrics`` by :mod:`daemon.health`).
+"""Prometheus metrics of the node (served at ``/metrics`` by :mod:`daemon.ops.health`).
 
 Names are part of the operator interface (dashboards and alerts use them).
 Gauges that reflect database state (queue depth, outbox pending) are read at
-scrape time through the callbacks :mod:`daemon.health` registers.
+scrape time through the callbacks :mod:`daemon.ops.health` registers.
 """
 
 from __future__ import annotations

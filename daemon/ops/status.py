@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from daemon.schema import analyses, assessments, instances, series, studies
+from daemon.storage.schema import analyses, assessments, instances, series, studies
 
 
 def archive_status(engine: Engine) -> dict[str, Any]:

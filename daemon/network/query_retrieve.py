@@ -1,22 +1,20 @@
-"""Prior studies of a patient: from the local index, else from the PACS.
+"""Query/retrieve SCU: a patient's prior studies asked of the PACS, and fetched from it.
 
-Implements the query/retrieve half of issue 8 (DESIGN §3 step 4):
+Implements the network half of issue 8 (DESIGN §3 step 4); which studies count as priors and
+which series are needed is :mod:`daemon.analysis.priors` and :mod:`daemon.analysis.series`,
+what the index already holds is :func:`daemon.storage.queries.priors_in_index`, and the
+orchestration (and the wait-or-report policy) is :mod:`daemon.workflow.priors`.
 
-* :func:`priors_in_index` — earlier studies of the patient that the archive
-  already holds (CT, or the SR/SEG objects noduled wrote: they carry the
-  tracking UIDs and earlier categories);
-* :func:`query_pacs` — the same question asked of the configured PACS by
+* :func:`query_pacs` — earlier studies of the patient the configured PACS holds, by
   C-FIND (Study Root, STUDY level, then SERIES level per study);
-* :func:`best_ct_series` — the series of a prior study best suited for
-  comparison (thin axial lung reconstruction);
 * :func:`retrieve` — fetch a study (or some of its series) by C-MOVE to the
   node's own Storage SCP, or by C-GET on one association whose C-STORE
   sub-operations are handed to a ``store`` callback (normally
-  :meth:`daemon.archive.Archive.store`).
+  :meth:`daemon.storage.archive.Archive.store`).
 
 When the PACS cannot be reached or refuses, :class:`PriorsUnavailable` is
 raised with a message starting "waiting for prior study from PACS: " that the
-pipeline shows as the job's status while it delays the job.
+workflow shows as the job's status while it delays the job.
 
 Patient ID and issuer are query keys: they are never logged at INFO or
 above; log lines carry study UIDs and counts only.
@@ -28,7 +26,7 @@ import datetime as dt
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,12 +37,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from sqlalchemy import Engine, func, select
-
-from daemon.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
-from daemon.dicomvalues import da_to_date, to_float, to_int
-from daemon.schema import instances, patients, series, studies
-from daemon.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
+from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window, may_hold_priors
+from daemon.network.scp import STORAGE_CLASSES, TRANSFER_SYNTAXES
+from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
+from daemon.storage.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
 
 log = logging.getLogger(__name__)
@@ -54,10 +50,7 @@ log = logging.getLogger(__name__)
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
-NODULED_MANUFACTURER = "noduled"
 WAITING = "waiting for prior study from PACS"
-_OUR_OBJECT_MODALITIES = ("SR", "SEG")
-_DAYS_PER_YEAR = 365.25
 
 
 class PriorsUnavailable(Exception):
@@ -66,36 +59,6 @@ class PriorsUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(f"{WAITING}: {reason}")
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class PriorSeries:
-    series_uid: str
-    modality: str
-    description: str | None
-    slice_thickness_mm: float | None
-    n_instances: int | None
-    manufacturer: str | None
-    convolution_kernel: str | None = None  # added: lets best_ct_series prefer lung kernels
-
-
-@dataclass(frozen=True)
-class PriorStudy:
-    study_uid: str
-    study_date: dt.date | None
-    description: str | None
-    modalities: tuple[str, ...]
-    source: Literal["index", "pacs"]
-    series: tuple[PriorSeries, ...] = ()
-
-    @property
-    def has_ct(self) -> bool:
-        return "CT" in self.modalities or any(s.modality == "CT" for s in self.series)
-
-    @property
-    def our_reports(self) -> tuple[PriorSeries, ...]:
-        """The SR/SEG series noduled wrote in this study (earlier reports)."""
-        return tuple(s for s in self.series if _is_ours(s))
 
 
 @dataclass(frozen=True)
@@ -109,166 +72,6 @@ class RetrieveResult:
     def complete(self) -> bool:
         """Every sub-operation succeeded (possibly with warnings)."""
         return self.failed == 0
-
-
-def _is_ours(s: PriorSeries) -> bool:
-    return s.modality in _OUR_OBJECT_MODALITIES and (s.manufacturer or "").strip().lower() == NODULED_MANUFACTURER
-
-
-def lookback_window(before: dt.date, lookback_years: float) -> tuple[dt.date, dt.date]:
-    """First and last study date that count as prior: ``[before - lookback, before - 1 day]``."""
-    if lookback_years <= 0:
-        raise ValueError(f"lookback_years must be more than 0, got {lookback_years}")
-    start = before - dt.timedelta(days=round(lookback_years * _DAYS_PER_YEAR))
-    return start, before - dt.timedelta(days=1)
-
-
-def _keep_study(modalities: Iterable[str], study_series: Sequence[PriorSeries]) -> bool:
-    """A prior is a study with CT, or one holding an SR/SEG written by noduled."""
-    mods = set(modalities) | {s.modality for s in study_series}
-    return "CT" in mods or any(_is_ours(s) for s in study_series)
-
-
-# ------------------------------------------------------------------ index
-def priors_in_index(
-    engine: Engine, *, patient_id: str, issuer: str, before: dt.date, lookback_years: float = 10
-) -> list[PriorStudy]:
-    """Earlier studies of the patient already in the archive, newest first.
-
-    A study counts when its StudyDate lies in the look-back window before
-    ``before`` and it holds CT or an SR/SEG written by noduled.  ``issuer`` is
-    the Issuer of Patient ID as indexed ("" when the objects carry none).
-    Studies without a StudyDate are left out (their order is unknown).
-    """
-    first, last = lookback_window(before, lookback_years)
-    counts = (
-        select(instances.c.series_pk, func.count().label("n")).group_by(instances.c.series_pk).subquery()
-    )
-    q = (
-        select(
-            studies.c.study_uid,
-            studies.c.study_date,
-            studies.c.description.label("study_description"),
-            series.c.series_uid,
-            series.c.modality,
-            series.c.description,
-            series.c.slice_thickness_mm,
-            series.c.manufacturer,
-            series.c.convolution_kernel,
-            func.coalesce(counts.c.n, 0).label("n"),
-        )
-        .select_from(
-            patients.join(studies, studies.c.patient_pk == patients.c.id)
-            .join(series, series.c.study_pk == studies.c.id)
-            .outerjoin(counts, counts.c.series_pk == series.c.id)
-        )
-        .where(
-            patients.c.patient_id == patient_id,
-            patients.c.issuer == (issuer or ""),
-            studies.c.study_date >= first,
-            studies.c.study_date <= last,
-        )
-        .order_by(studies.c.study_date.desc(), studies.c.study_uid, series.c.series_number, series.c.series_uid)
-    )
-    grouped: dict[str, tuple[dt.date | None, str | None, list[PriorSeries]]] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(q):
-            entry = grouped.setdefault(row.study_uid, (row.study_date, row.study_description, []))
-            entry[2].append(
-                PriorSeries(
-                    series_uid=row.series_uid,
-                    modality=(row.modality or "").upper(),
-                    description=row.description,
-                    slice_thickness_mm=row.slice_thickness_mm,
-                    n_instances=int(row.n),
-                    manufacturer=row.manufacturer,
-                    convolution_kernel=row.convolution_kernel,
-                )
-            )
-    result = []
-    for uid, (date, description, study_series) in grouped.items():
-        if not _keep_study((), study_series):
-            continue
-        modalities = tuple(sorted({s.modality for s in study_series if s.modality}))
-        result.append(PriorStudy(uid, date, description, modalities, "index", tuple(study_series)))
-    log.debug("index holds %d prior studies before %s", len(result), before)
-    return result
-
-
-# ------------------------------------------------------------ best series
-_NOT_PRIMARY_AXIAL = ("COR", "SAG", "MIP", "MPR", "SCOUT", "LOCALI", "TOPO", "SURVIEW", "3D", "VRT", "MINIP", "DOSE")
-_LUNG_WORDS = ("LUNG", "PULM", "POUMON")  # "Lung 1.0", "Pulmo", "Lungenfenster"
-# sharp (lung) reconstruction kernels by vendor: Siemens B50-B80/Br5x-6x/Bl5x-7x/I50-I70,
-# GE LUNG/BONE/BONEPLUS, Philips L/YA/YB/YC, Canon FC5x/FC8x
-_LUNG_KERNEL_PREFIXES = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "BL7", "I50", "I70", "FC5", "FC8", "LUNG")
-_LUNG_KERNELS = {"L", "YA", "YB", "YC", "BONE", "BONEPLUS"}
-
-
-def _lung_score(s: PriorSeries) -> int:
-    """0-2: one point for a lung description, one for a lung kernel."""
-    text = (s.description or "").upper()
-    kernel = (s.convolution_kernel or "").upper().strip()
-    score = 0
-    if any(word in text for word in _LUNG_WORDS):
-        score += 1
-    if kernel and (kernel in _LUNG_KERNELS or kernel.startswith(_LUNG_KERNEL_PREFIXES)):
-        score += 1
-    return score
-
-
-def _thickness_class(thickness_mm: float | None) -> int:
-    if thickness_mm is None:
-        return 1
-    if thickness_mm <= 1.5:
-        return 2  # thin: volumetry works
-    if thickness_mm <= 3.0:
-        return 1
-    return 0
-
-
-def best_ct_series(study: PriorStudy) -> PriorSeries | None:
-    """The series of ``study`` best suited for nodule comparison, or None without CT.
-
-    Ranking, most important first: a primary axial stack (not a localizer,
-    MIP or coronal/sagittal reformat by description, more than 10 images when
-    known), thin slices (≤ 1.5 mm, then ≤ 3 mm), lung description or sharp
-    lung kernel, more instances, thinner slices.
-    """
-    candidates = [s for s in study.series if s.modality == "CT"]
-    if not candidates:
-        return None
-
-    def key(s: PriorSeries) -> tuple:
-        text = (s.description or "").upper()
-        axial_stack = not any(word in text for word in _NOT_PRIMARY_AXIAL) and (s.n_instances is None or s.n_instances > 10)
-        return (
-            axial_stack,
-            _thickness_class(s.slice_thickness_mm),
-            _lung_score(s),
-            s.n_instances or 0,
-            -(s.slice_thickness_mm if s.slice_thickness_mm is not None else 99.0),
-            s.series_uid,  # deterministic tie-break
-        )
-
-    return max(candidates, key=key)
-
-
-def series_to_fetch(remote: PriorStudy, local: PriorStudy | None = None) -> tuple[str, ...]:
-    """Series UIDs of a PACS prior that the node needs and does not hold complete.
-
-    Needed: the best CT series (:func:`best_ct_series`) and every SR/SEG
-    noduled wrote (earlier reports: tracking UIDs and categories).  A series
-    counts as held when the index has it with at least as many instances as
-    the PACS reports (or at all, when the PACS gives no count).
-    """
-    wanted = [s for s in (best_ct_series(remote), *remote.our_reports) if s is not None]
-    held = {s.series_uid: s.n_instances or 0 for s in (local.series if local else ())}
-    missing = []
-    for s in wanted:
-        have = held.get(s.series_uid)
-        if have is None or (s.n_instances is not None and have < s.n_instances):
-            missing.append(s.series_uid)
-    return tuple(dict.fromkeys(missing))
 
 
 # ------------------------------------------------------------------ network
@@ -416,10 +219,10 @@ def query_pacs(
                 continue
             seen.add(uid)
             modalities = _modalities(ident)
-            if modalities and "CT" not in modalities and not set(modalities) & set(_OUR_OBJECT_MODALITIES):
+            if not may_hold_priors(modalities):
                 continue  # e.g. an MR or a radiograph: no series query needed
             study_series = tuple(_series_of(assoc, pacs, uid))
-            if not _keep_study(modalities, study_series):
+            if not keep_study(modalities, study_series):
                 continue
             all_modalities = tuple(sorted(set(modalities) | {s.modality for s in study_series if s.modality}))
             found.append(PriorStudy(uid, date, _str(ident, "StudyDescription"), all_modalities, "pacs", study_series))
@@ -505,7 +308,7 @@ def retrieve(
     ``c-get``: one association carries the Get context and storage contexts
     for CT, the SR classes, GSPS and SEG with SCP role selection; each
     received instance (encoded with its file meta) is passed to ``store``,
-    whose :class:`~daemon.archive.RejectedInstance` becomes the C-STORE status.
+    whose :class:`~daemon.storage.archive.RejectedInstance` becomes the C-STORE status.
 
     Raises :class:`PriorsUnavailable` when the PACS cannot be reached, refuses
     the request or fails it as a whole; partial failures are counted in the
@@ -601,46 +404,3 @@ def retrieve(
         message += f"; this node refused {len(refusals)} instances: {refusals[-1]}"
     (log.warning if failed else log.info)("%s", message)
     return RetrieveResult(completed, failed, warning, message)
-
-
-# ------------------------------------------------------------------ orchestration
-def fetch_missing_priors(
-    pacs: PACSSettings,
-    *,
-    engine: Engine,
-    calling_ae: str,
-    patient_id: str,
-    issuer: str,
-    before: dt.date,
-    store: Callable[[bytes], object],
-    lookback_years: float = 10,
-    max_studies: int = 4,
-) -> list[str]:
-    """Bring into the archive what the PACS holds of the patient's priors and the node does not.
-
-    For each earlier study the PACS holds (the earliest and the most recent
-    ``max_studies``): its best CT series and noduled's earlier SR/SEG, unless
-    the index has them complete already.  Returns the study UIDs fetched.
-    Raises :class:`PriorsUnavailable` when the PACS cannot be asked, or a
-    retrieval is incomplete: the analysis then waits rather than report
-    without the priors.
-    """
-    if not patient_id.strip():
-        return []
-    remote = query_pacs(pacs, calling_ae=calling_ae, patient_id=patient_id, issuer=issuer or None, before=before, lookback_years=lookback_years)
-    if len(remote) > max_studies:  # newest first: keep the most recent ones and the earliest
-        remote = [*remote[: max_studies - 1], remote[-1]]
-    local = {s.study_uid: s for s in priors_in_index(engine, patient_id=patient_id, issuer=issuer, before=before, lookback_years=lookback_years)}
-    fetched = []
-    for study in remote:
-        wanted = series_to_fetch(study, local.get(study.study_uid))
-        if not wanted:
-            continue
-        result = retrieve(
-            pacs, calling_ae=calling_ae, study_uid=study.study_uid, series_uids=wanted, method=pacs.retrieve, store=store,
-        )
-        if not result.complete:
-            raise PriorsUnavailable(f"prior study {study.study_uid} came back incomplete: {result.message}")
-        log.info("prior study %s: %d instances retrieved (%s)", study.study_uid, result.completed, pacs.retrieve)
-        fetched.append(study.study_uid)
-    return fetched

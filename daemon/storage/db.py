@@ -2,7 +2,7 @@
 
 SQLite (default, a file in the data directory) or PostgreSQL (scale-out),
 the same SQLAlchemy Core code on both.  The schema is created and upgraded
-only by Alembic migrations (``daemon/migrations``), run by :func:`open_index`.
+only by Alembic migrations (``daemon/storage/migrations``), run by :func:`open_index`.
 """
 
 from __future__ import annotations

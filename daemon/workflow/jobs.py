@@ -5,8 +5,8 @@ workers embedded in ``noduled serve``), ``RedisHuey`` when ``[queue]
 redis_url`` is set (workers anywhere: ``noduled worker``).  The queue carries
 only study UIDs; the analysis state itself lives in the index (``analyses``):
 one analysis per study at a time is a lease on its row (see
-:func:`daemon.pipeline.claim_study`), and an analysis interrupted by a crash
-is found there and queued again (:class:`daemon.stability.StabilityMonitor`).
+:func:`daemon.workflow.study.claim_study`), and an analysis interrupted by a crash
+is found there and queued again (:class:`daemon.workflow.stability.StabilityMonitor`).
 """
 
 from __future__ import annotations

@@ -18,10 +18,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select
 
-from daemon.pipeline import CT_IMAGE_STORAGE, candidates_fingerprint, is_seed_candidate, utcnow
-from daemon.schema import analyses, instances, series, studies
+from daemon.analysis.sop_classes import CT_IMAGE_STORAGE, is_ours, is_seed_candidate
+from daemon.storage.schema import instances, series, studies
+from daemon.workflow import state
+from daemon.workflow.state import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
     last: dt.datetime | None = None
     with engine.connect() as conn:
         for row in conn.execute(q):
-            if (row.manufacturer or "").strip().lower() == "noduled":
+            if is_ours(row.manufacturer):
                 continue  # our own reports do not make a study unstable
             received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=dt.timezone.utc)
             last = received if last is None or received > last else last
@@ -71,28 +73,13 @@ class StabilityMonitor:
         self._ticks = 0
 
     def interrupted(self, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
-        """Analyses that were queued or started and will not finish by themselves.
-
-        ``all_running``: this process owns every analysis (SQLite queue), so
-        at start any "running" one was cut off by a crash; otherwise only
-        those whose lease ran out (their worker died) count.
-        """
-        now = now or utcnow()
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(analyses.c.study_uid, analyses.c.state, analyses.c.lease_until).where(analyses.c.state.in_(("queued", "running"))))
-            out = []
-            for uid, state, lease in rows:
-                lease = lease.replace(tzinfo=dt.timezone.utc) if lease is not None and lease.tzinfo is None else lease
-                if all_running or (state == "running" and lease is not None and lease < now):
-                    out.append(uid)
-            return out
+        """Analyses that were queued or started and will not finish by themselves (:func:`state.interrupted`)."""
+        return state.interrupted(self.engine, all_running=all_running, now=now)
 
     def resume(self, *, all_running: bool) -> list[str]:
         """Queue again the analyses a crashed process or worker left unfinished."""
         rows = self.interrupted(all_running=all_running)
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(update(analyses).where(analyses.c.study_uid.in_(rows)).values(state="queued", lease_until=None, updated_at=utcnow()))
+        state.requeue(self.engine, rows)
         for study_uid in rows:
             log.info("study %s: analysis interrupted by a restart, queued again", study_uid)
             self.enqueue(study_uid)
@@ -100,10 +87,7 @@ class StabilityMonitor:
 
     def retry_waiting(self) -> list[str]:
         """Queue again the studies waiting for their priors from PACS."""
-        with self.engine.begin() as conn:
-            rows = list(conn.execute(select(analyses.c.study_uid).where(analyses.c.state == "waiting-priors")).scalars())
-            if rows:
-                conn.execute(update(analyses).where(analyses.c.study_uid.in_(rows)).values(state="queued", updated_at=utcnow()))
+        rows = state.requeue_waiting_for_priors(self.engine)
         for study_uid in rows:
             self.enqueue(study_uid)
         return rows
@@ -141,26 +125,11 @@ class StabilityMonitor:
     def _consider(self, snap: StudySnapshot, now: dt.datetime) -> bool:
         if snap.ct_instances == 0:
             return False  # seeds or reports without images: nothing to analyse
-        fingerprint = candidates_fingerprint(snap.candidate_uids)
-        with self.engine.begin() as conn:
-            row = conn.execute(select(analyses).where(analyses.c.study_uid == snap.study_uid)).first()
-            if row is None:
-                conn.execute(insert(analyses).values(study_uid=snap.study_uid, state="new", attempts=0, updated_at=now))
-            elif row.analysed_fingerprint == fingerprint and row.state in ("done", "failed"):
-                return False  # nothing new since the last analysis
-            elif row.state in ("queued", "running") and row.seeds_fingerprint == fingerprint:
-                return False  # already on its way
-            if not snap.candidate_uids and self.require_seeds:
-                conn.execute(
-                    update(analyses)
-                    .where(analyses.c.study_uid == snap.study_uid)
-                    .values(state="awaiting-seeds", reason="CT received, no seed object (SR or GSPS) yet", updated_at=now)
-                )
-                return False
-            conn.execute(
-                update(analyses)
-                .where(analyses.c.study_uid == snap.study_uid)
-                .values(state="queued", seeds_fingerprint=fingerprint, queued_at=now, reason=None, updated_at=now)
-            )
+        fingerprint = state.candidates_fingerprint(snap.candidate_uids)
+        if not state.consider(
+            self.engine, snap.study_uid, fingerprint, has_candidates=bool(snap.candidate_uids),
+            require_seeds=self.require_seeds, now=now,
+        ):
+            return False
         self.enqueue(snap.study_uid)
         return True

@@ -3,7 +3,7 @@
 DESIGN §5: the outbox holds every object until the destination confirms it;
 a destination that is down delays delivery, it never drops it.
 
-The ``outbox`` table (:mod:`daemon.schema`) has one row per (object,
+The ``outbox`` table (:mod:`daemon.storage.schema`) has one row per (object,
 destination), ``state`` "pending" | "delivered" | "expired".  A delivery run
 (:meth:`Outbox.deliver_due`):
 
@@ -16,9 +16,9 @@ destination), ``state`` "pending" | "delivered" | "expired".  A delivery run
    lease runs out, and the row is sent again: our SOP Instance UIDs are
    deterministic, so a resend replaces the object in the PACS, never
    duplicates it;
-3. sends the claimed rows over ONE association per destination (pynetdicom
-   C-STORE SCU, presentation contexts from each file's SOP class and
-   transfer syntax);
+3. sends the claimed rows over ONE association per destination (the C-STORE
+   SCU :mod:`daemon.network.store_scu`, presentation contexts from each file's
+   SOP class and transfer syntax);
 4. records each outcome: success or warning status -> "delivered"; any
    failure -> ``attempts + 1``, ``next_attempt_at`` by exponential backoff
    (:class:`RetryPolicy`) and ``last_error`` in words.  A row that still fails
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -45,20 +44,19 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID
 from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from daemon import metrics
-from daemon.schema import outbox
+from daemon.network.store_scu import StoreFile, store_files
+from daemon.ops import metrics
 from daemon.settings import Destination
+from daemon.storage.schema import outbox
 
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
 
-_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
-_MAX_CONTEXTS = 128  # presentation contexts one association may propose (PS3.8 9.3.2.2)
 
 
 def utcnow() -> dt.datetime:
@@ -127,33 +125,6 @@ class _Outcome:
     ok: bool
     error: str | None = None
     permanent: bool = False  # retrying cannot help (file missing or unreadable)
-
-
-_STATUS_NAMES = {
-    0x0117: "Invalid SOP Instance",
-    0x0122: "SOP Class Not Supported",
-    0x0124: "Not Authorized",
-    0x0210: "Duplicate Invocation",
-    0x0211: "Unrecognized Operation",
-    0x0212: "Mistyped Argument",
-}
-
-
-def _status_text(status: int) -> str:
-    if status in _STATUS_NAMES:
-        return _STATUS_NAMES[status]
-    if 0xA700 <= status <= 0xA7FF:
-        return "Out of Resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "Data Set Does Not Match SOP Class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "Cannot Understand"
-    return "failure"
-
-
-def _is_success(status: int) -> bool:
-    """Success (0x0000) or a C-STORE warning (0xB000, 0xB006, 0xB007, 0x0001): the PACS has the object."""
-    return status == 0x0000 or status == 0x0001 or 0xB000 <= status <= 0xBFFF
 
 
 class Outbox:
@@ -285,11 +256,9 @@ class Outbox:
         return claimed
 
     def _send(self, destination: str, rows: list[_Row]) -> list[_Outcome]:
-        """C-STORE ``rows`` to ``destination`` over one association."""
-        from pynetdicom import AE
-
+        """C-STORE ``rows`` to ``destination`` over one association (:func:`store_scu.store_files`)."""
         outcomes: list[_Outcome] = []
-        sendable: list[tuple[_Row, Path, UID, UID]] = []
+        sendable: list[tuple[_Row, StoreFile]] = []
         for row in rows:
             path = self.archive_dir / row.path
             if not path.is_file():
@@ -304,107 +273,20 @@ class Outbox:
                     _Outcome(row, False, f"file {row.path} is not a readable DICOM file: {type(exc).__name__}: {exc}", True)
                 )
                 continue
-            sendable.append((row, path, sop_class, syntax))
+            sendable.append((row, StoreFile(row.id, path, sop_class, syntax)))
         if not sendable:
             return outcomes
 
         try:
             ae_title, host, port = parse_destination(destination)
         except ValueError as exc:
-            return outcomes + [_Outcome(row, False, str(exc)) for row, *_ in sendable]
-
-        # one presentation context per SOP class for the uncompressed files
-        # (pynetdicom converts between those), one per (SOP class, syntax) for
-        # compressed files (sent as they are).
-        contexts: dict[tuple[str, str], list[str]] = {}
-        for _row, _path, sop_class, syntax in sendable:
-            if syntax in _UNCOMPRESSED:
-                key = (sop_class, "uncompressed")
-                syntaxes = [syntax] + [s for s in _UNCOMPRESSED if s != syntax]
-            else:
-                key = (sop_class, syntax)
-                syntaxes = [syntax]
-            contexts.setdefault(key, syntaxes)
-        ae = AE(ae_title=self.calling_ae)
-        ae.connection_timeout = self.timeout_s
-        ae.acse_timeout = self.timeout_s
-        ae.dimse_timeout = self.timeout_s
-        ae.network_timeout = self.timeout_s
-        for (sop_class, _), syntaxes in list(contexts.items())[:_MAX_CONTEXTS]:
-            ae.add_requested_context(sop_class, syntaxes)
-
-        assoc = ae.associate(host, port, ae_title=ae_title)
-        if not assoc.is_established:
-            reason = self._association_failure(assoc, destination, host, port)
-            return outcomes + [_Outcome(row, False, reason) for row, *_ in sendable]
-        try:
-            for row, path, sop_class, syntax in sendable:
-                if not assoc.is_established:
-                    outcomes.append(_Outcome(row, False, f"association with {destination} ended before this object was sent"))
-                    continue
-                try:
-                    rsp = assoc.send_c_store(path)
-                except ValueError as exc:  # no accepted presentation context, or cannot encode
-                    outcomes.append(
-                        _Outcome(
-                            row,
-                            False,
-                            f"{destination} did not accept SOP class {sop_class} ({sop_class.name}) "
-                            f"in transfer syntax {syntax} ({syntax.name}): {exc}",
-                        )
-                    )
-                    continue
-                except Exception as exc:
-                    outcomes.append(_Outcome(row, False, f"sending to {destination} failed: {type(exc).__name__}: {exc}"))
-                    continue
-                status = rsp.get("Status") if rsp is not None else None
-                if status is None:
-                    outcomes.append(
-                        _Outcome(row, False, f"no C-STORE response from {destination} (association aborted or timed out)")
-                    )
-                elif _is_success(int(status)):
-                    outcomes.append(_Outcome(row, True))
-                else:
-                    comment = str(rsp.get("ErrorComment", "") or "").strip()
-                    outcomes.append(
-                        _Outcome(
-                            row,
-                            False,
-                            f"C-STORE status 0x{int(status):04X} ({_status_text(int(status))}) from {destination}"
-                            + (f": {comment}" if comment else ""),
-                        )
-                    )
-        finally:
-            if assoc.is_established:
-                assoc.release()
-        return outcomes
-
-    def _association_failure(self, assoc: Any, destination: str, host: str, port: int) -> str:
-        """Why an association could not be established, in words."""
-        primitive = getattr(assoc.acceptor, "primitive", None)
-        if assoc.is_rejected and primitive is not None:
-            return (
-                f"association rejected by {destination}: {primitive.result_str}, "
-                f"source: {primitive.source_str}, reason: {primitive.reason_str}"
-            )
-        if assoc.is_aborted and primitive is not None and getattr(primitive, "result", None) == 0x00:
-            return f"{destination} accepted none of the proposed presentation contexts (SOP class / transfer syntax)"
-        # A failed TCP connection also ends as "aborted"; pynetdicom only logs
-        # the socket error, so a short probe names it.
-        try:
-            with socket.create_connection((host, port), timeout=min(self.timeout_s, 5.0)):
-                pass
-        except ConnectionRefusedError:
-            return f"connection refused by {host}:{port} ({destination} is not listening)"
-        except TimeoutError:
-            return f"connection to {host}:{port} timed out ({destination})"
-        except socket.gaierror as exc:
-            return f"cannot resolve host {host!r} of {destination}: {exc}"
-        except OSError as exc:
-            return f"cannot connect to {host}:{port} ({destination}): {exc.strerror or exc}"
-        if assoc.is_aborted:
-            return f"association aborted by {destination} before it was accepted"
-        return f"no answer from {destination} to the association request within {self.timeout_s:g} s"
+            return outcomes + [_Outcome(row, False, str(exc)) for row, _ in sendable]
+        by_key = {f.key: row for row, f in sendable}
+        sent = store_files(
+            [f for _, f in sendable], calling_ae=self.calling_ae, destination=destination, ae_title=ae_title, host=host,
+            port=port, timeout_s=self.timeout_s,
+        )
+        return outcomes + [_Outcome(by_key[o.key], o.ok, o.error) for o in sent]
 
     def _record(self, outcomes: Iterable[_Outcome], now: dt.datetime) -> dict[str, int]:
         """Write each outcome to its row; returns counts by outcome."""

@@ -3,7 +3,7 @@
 - ``GET /healthz``: runs every check at request time; 200 and
   ``{"status": "ok", "checks": {name: {"ok": true, "detail": "..."}}}`` when
   all pass, 503 with ``"status": "unhealthy"`` when any fails.
-- ``GET /metrics``: Prometheus text exposition of :data:`daemon.metrics.REGISTRY`
+- ``GET /metrics``: Prometheus text exposition of :data:`daemon.ops.metrics.REGISTRY`
   plus the gauges given to :class:`HealthServer` (``noduled_queue_depth``,
   ``noduled_outbox_pending``, ...), each read at scrape time.
 - anything else: 404.
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine, text
 
-from daemon.metrics import REGISTRY
+from daemon.ops.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,9 @@ def standard_checks(
 ) -> dict[str, Check]:
     """The node's checks: ``scp``, ``database``, ``disk``, and ``queue`` / ``outbox`` when given.
 
-    ``scp`` is anything with ``.running`` (:class:`daemon.scp.StorageSCP`);
+    ``scp`` is anything with ``.running`` (:class:`daemon.network.scp.StorageSCP`);
     ``queue_ping`` raises when the queue is unreachable.  ``outbox`` (a
-    :class:`daemon.delivery.Outbox`) adds an informational check: deliveries
+    :class:`daemon.workflow.outbox.Outbox`) adds an informational check: deliveries
     waiting for a destination that is down do not make the node unhealthy
     (they are retried), so it fails only when the outbox cannot be read; its
     detail says how many objects wait and since when, and how many expired.

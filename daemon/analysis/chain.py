@@ -1,0 +1,179 @@
+"""The analysis of one exam as a chain of pure stages (DESIGN §1, stages 1-6).
+
+``analyze(inputs) -> AnalysisResult`` takes DICOM datasets already in memory
+and returns the assessment, the SR and the SEG; it does no network and no
+database I/O, so ``noduled analyze`` (folders) and the node's pipeline
+(:mod:`daemon.workflow.study`, archive + index) run exactly the same code.
+
+Stages: seeds (read the reader's marks; :mod:`daemon.analysis.findings`) -> load (CT series
+chosen by :mod:`daemon.analysis.series` -> volume) -> segment (measure + characterize every seed,
+tracking identity by :mod:`daemon.analysis.identity`) -> priors (register each prior
+CT, find and re-measure every nodule on it; :mod:`daemon.analysis.comparison`) ->
+assess (NLCSP, through :mod:`daemon.analysis.protocol`) -> report (TID 1500 SR + SEG).  Each stage's duration is in ``AnalysisResult.timings_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from daemon.analysis.comparison import PriorExam, compare_with_priors
+from daemon.analysis.errors import AnalysisError
+from daemon.analysis.findings import read_all_seeds, segment_seeds
+from daemon.analysis.protocol import SiteDefaults, case_for, exam_assessment, participant_from_headers, study_date
+from daemon.analysis.series import series_of_seeds
+from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+from dicom_sr.findings import ExamAssessment, NoduleFinding
+
+__all__ = ["AnalysisError", "AnalysisInputs", "AnalysisResult", "SiteDefaults", "analyze", "seeds_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisInputs:
+    study_datasets: Sequence[Dataset]  # every CT image of the study (pixels for the analysed series at least)
+    seed_objects: Sequence[Dataset | dict]  # SR / GSPS datasets, or JSON seed documents
+    site: SiteDefaults = SiteDefaults()
+    predecessor: Dataset | None = None  # our earlier SR of this study, replaced by this one
+    screening_round: str | None = None  # None: follow-up when a prior screening exam is given, else baseline
+    participant_overrides: dict[str, Any] = field(default_factory=dict)  # age_years, sex, family history, emphysema
+    priors: Sequence[PriorExam] = ()  # earlier CT exams of the patient (daemon.analysis.comparison)
+    notes: Sequence[str] = ()  # said in the report (e.g. "reported without priors: ...")
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    assessment: ExamAssessment
+    case_json: dict[str, Any]  # noduled.case/1 given to the protocol engine (reproducible with `noduled categorize`)
+    assessment_json: dict[str, Any]  # noduled.assessment/1
+    report: Dataset
+    seg: Dataset | None
+    seeds_fingerprint: str
+    timings_s: dict[str, float]
+
+
+# --------------------------------------------------------------------------- helpers
+class _Timer:
+    def __init__(self) -> None:
+        self.timings_s: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
+
+
+def seeds_fingerprint(seed_objects: Sequence[Dataset | dict]) -> str:
+    """Identifies a set of seed objects: a new or changed seed object -> a new fingerprint."""
+    keys = []
+    for obj in seed_objects:
+        if isinstance(obj, Dataset):
+            keys.append(str(obj.get("SOPInstanceUID", "")))
+        else:
+            import json
+
+            keys.append(hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest())
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- the chain
+def analyze(inputs: AnalysisInputs) -> AnalysisResult:
+    """Run stages 1-6 on one exam."""
+    from dicom_sr.read_report import read_report
+    from dicom_sr.report import build_report
+    from dicom_sr.seg import build_segmentation
+    from dicom_sr.seeds import image_headers
+    from nlcsp.cases import CaseError, assessment_to_json, parse_case
+    from nlcsp.categorize import assess
+    from segmentation.io import load_series
+
+    timer = _Timer()
+    ct_images = [ds for ds in inputs.study_datasets if str(ds.get("SOPClassUID", "")) == CT_IMAGE_STORAGE]
+    if not ct_images:
+        raise AnalysisError("the study has no CT images")
+    study_uid = str(ct_images[0].StudyInstanceUID)
+    ct_by_series: dict[str, list[Dataset]] = {}
+    for ds in ct_images:
+        ct_by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+
+    with timer.stage("seeds"):
+        seeds, flags = read_all_seeds(inputs.seed_objects, image_headers(ct_images))
+        if not seeds and not flags.no_nodules and inputs.seed_objects:
+            raise AnalysisError("the seed objects mark no nodule and are not labelled 'no-nodules'")
+    with timer.stage("load"):
+        series_uid = series_of_seeds(seeds, ct_by_series)
+        loaded = load_series(ct_by_series[series_uid])
+    ct0 = loaded.datasets[0]
+    previous: list[NoduleFinding] = []
+    if inputs.predecessor is not None:
+        contents = read_report(inputs.predecessor)
+        if contents.assessment is not None:
+            previous = list(contents.assessment.findings)
+    with timer.stage("segment"):
+        from segmentation.lungs import lung_mask
+
+        lungs = lung_mask(loaded.image)
+        findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
+    comparison = None
+    if inputs.priors:
+        with timer.stage("priors"):
+            comparison = compare_with_priors(loaded.image, lungs, findings, inputs.priors)
+            findings = comparison.findings
+    with timer.stage("assess"):
+        participant = participant_from_headers(ct0, inputs.site, inputs.participant_overrides)
+        screening_round = inputs.screening_round or (
+            "follow-up" if any(not p.pre_screening for p in inputs.priors) else "baseline"
+        )
+        case_json = case_for(
+            findings, exam_date=study_date(ct0), screening_round=screening_round, participant=participant, flags=flags,
+            history=comparison.history if comparison is not None else None,
+        )
+        try:
+            assessment_json = assessment_to_json(assess(parse_case(case_json)))
+        except CaseError as exc:
+            raise AnalysisError(f"the protocol engine refused the case: {exc}") from None
+        assessment = exam_assessment(
+            assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+        )
+        if inputs.notes:
+            assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
+    fingerprint = seeds_fingerprint(inputs.seed_objects)
+    with timer.stage("report"):
+        report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])
+        seg = None
+        if any(f.measurement is not None and f.measurement.mask is not None for f in findings):
+            seg = build_segmentation(
+                findings,
+                loaded.datasets,
+                series_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg-series"]),
+                instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint]),
+            )
+        report = build_report(
+            assessment,
+            loaded.datasets,
+            seg=seg,
+            predecessor=inputs.predecessor,
+            series_uid=report_series_uid,
+            instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint]),
+        )
+    return AnalysisResult(
+        assessment=assessment,
+        case_json=case_json,
+        assessment_json=assessment_json,
+        report=report,
+        seg=seg,
+        seeds_fingerprint=fingerprint,
+        timings_s=timer.timings_s,
+    )

@@ -1,0 +1,99 @@
+"""Which CT series of a study to measure on or compare with, chosen from headers alone (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
+from daemon.analysis.errors import AnalysisError
+from daemon.analysis.priors import PriorSeries, PriorStudy
+from dicom_sr.findings import Seed
+
+
+_NOT_PRIMARY_AXIAL = ("COR", "SAG", "MIP", "MPR", "SCOUT", "LOCALI", "TOPO", "SURVIEW", "3D", "VRT", "MINIP", "DOSE")
+_LUNG_WORDS = ("LUNG", "PULM", "POUMON")  # "Lung 1.0", "Pulmo", "Lungenfenster"
+# sharp (lung) reconstruction kernels by vendor: Siemens B50-B80/Br5x-6x/Bl5x-7x/I50-I70,
+# GE LUNG/BONE/BONEPLUS, Philips L/YA/YB/YC, Canon FC5x/FC8x
+_LUNG_KERNEL_PREFIXES = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "BL7", "I50", "I70", "FC5", "FC8", "LUNG")
+_LUNG_KERNELS = {"L", "YA", "YB", "YC", "BONE", "BONEPLUS"}
+
+
+def _lung_score(s: PriorSeries) -> int:
+    """0-2: one point for a lung description, one for a lung kernel."""
+    text = (s.description or "").upper()
+    kernel = (s.convolution_kernel or "").upper().strip()
+    score = 0
+    if any(word in text for word in _LUNG_WORDS):
+        score += 1
+    if kernel and (kernel in _LUNG_KERNELS or kernel.startswith(_LUNG_KERNEL_PREFIXES)):
+        score += 1
+    return score
+
+
+def _thickness_class(thickness_mm: float | None) -> int:
+    if thickness_mm is None:
+        return 1
+    if thickness_mm <= 1.5:
+        return 2  # thin: volumetry works
+    if thickness_mm <= 3.0:
+        return 1
+    return 0
+
+
+def best_ct_series(study: PriorStudy) -> PriorSeries | None:
+    """The series of ``study`` best suited for nodule comparison, or None without CT.
+
+    Ranking, most important first: a primary axial stack (not a localizer,
+    MIP or coronal/sagittal reformat by description, more than 10 images when
+    known), thin slices (≤ 1.5 mm, then ≤ 3 mm), lung description or sharp
+    lung kernel, more instances, thinner slices.
+    """
+    candidates = [s for s in study.series if s.modality == "CT"]
+    if not candidates:
+        return None
+
+    def key(s: PriorSeries) -> tuple:  # type: ignore[type-arg]
+        text = (s.description or "").upper()
+        axial_stack = not any(word in text for word in _NOT_PRIMARY_AXIAL) and (s.n_instances is None or s.n_instances > 10)
+        return (
+            axial_stack,
+            _thickness_class(s.slice_thickness_mm),
+            _lung_score(s),
+            s.n_instances or 0,
+            -(s.slice_thickness_mm if s.slice_thickness_mm is not None else 99.0),
+            s.series_uid,  # deterministic tie-break
+        )
+
+    return max(candidates, key=key)
+
+
+def series_of_seeds(seeds: Sequence[Seed], ct_by_series: dict[str, list[Dataset]]) -> str:
+    """The CT series the seeds were drawn on, else the thinnest axial series."""
+    votes: dict[str, int] = {}
+    for seed in seeds:
+        if seed.series_uid in ct_by_series:
+            votes[seed.series_uid] = votes.get(seed.series_uid, 0) + 1
+    if votes:
+        return max(votes, key=lambda uid: (votes[uid], len(ct_by_series[uid])))
+
+    def thickness(uid: str) -> tuple[float, int]:
+        ds = ct_by_series[uid][0]
+        try:
+            t = float(ds.get("SliceThickness") or 99)
+        except (TypeError, ValueError):
+            t = 99.0
+        return (t, -len(ct_by_series[uid]))
+
+    axial = [uid for uid, images in ct_by_series.items() if is_axial(images[0])]
+    if not axial:
+        raise AnalysisError("the study has no axial CT series to analyse")
+    return min(axial, key=thickness)
+
+
+def is_axial(ds: Dataset) -> bool:
+    iop = [float(v) for v in (ds.get("ImageOrientationPatient") or [])]
+    if len(iop) != 6:
+        return False
+    normal_z = iop[0] * iop[4] - iop[1] * iop[3]
+    return abs(normal_z) > 0.9

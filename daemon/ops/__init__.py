@@ -1,0 +1,1 @@
+"""Operations room: health checks, metrics, logging and status views."""

@@ -1,0 +1,1 @@
+"""Storage room: archive files and the index database (engine, schema, migrations, read queries, longitudinal writes)."""

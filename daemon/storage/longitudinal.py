@@ -1,0 +1,94 @@
+"""Longitudinal writes: each assessment and every nodule observation, into the index.
+
+The record a programme follows its participants by: one ``assessments`` row per SR noduled
+wrote, one ``nodule_observations`` row per nodule and exam (measured now, or re-measured on a
+prior CT noduled had no record of: ``derived``).  Idempotent per SR.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy import Engine, insert, select
+
+from daemon.analysis.chain import AnalysisResult
+from daemon.storage.schema import assessments, nodule_observations, studies
+
+
+def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult) -> None:
+    """The assessment and every nodule, into the index (idempotent per SR)."""
+    a = result.assessment
+    sr_uid = str(result.report.SOPInstanceUID)
+    with engine.begin() as conn:
+        if conn.execute(select(assessments.c.id).where(assessments.c.report_sop_uid == sr_uid)).first():
+            return
+        patient_pk = conn.execute(select(studies.c.patient_pk).where(studies.c.study_uid == study_uid)).scalar_one_or_none()
+        conn.execute(
+            insert(assessments).values(
+                study_uid=study_uid,
+                report_sop_uid=sr_uid,
+                seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+                exam_date=a.exam_date,
+                screening_round=a.screening_round,
+                category=a.category,
+                additional_findings=int(a.additional_findings),
+                management=a.management,
+                follow_up_months=a.follow_up_months,
+                due_date=a.due_date,
+                decisive_tracking_uid=a.decisive_tracking_uid,
+                assessment_json=json.dumps(result.assessment_json, sort_keys=True),
+                created_at=dt.datetime.now(dt.timezone.utc),
+            )
+        )
+        for f in a.findings:
+            _record_prior_time_points(conn, f, patient_pk, sr_uid)
+            m = f.measurement
+            c = f.characterization.composition
+            centroid = m.centroid_lps_mm if m is not None else (None, None, None)
+            conn.execute(
+                insert(nodule_observations).values(
+                    report_sop_uid=sr_uid,
+                    study_uid=study_uid,
+                    patient_pk=patient_pk,
+                    tracking_uid=f.tracking_uid,
+                    tracking_id=f.tracking_id,
+                    exam_date=a.exam_date,
+                    volume_mm3=m.volume_mm3 if m else None,
+                    mean_diameter_mm=m.mean_diameter_mm if m else None,
+                    max_axial_diameter_mm=m.max_axial_diameter_mm if m else None,
+                    solid_volume_mm3=m.solid_volume_mm3 if m else None,
+                    composition=str(c.value) if c is not None else None,
+                    status=f.status,
+                    category=f.category,
+                    centroid_x_mm=centroid[0],
+                    centroid_y_mm=centroid[1],
+                    centroid_z_mm=centroid[2],
+                    derived=0,
+                    error=f.error,
+                )
+            )
+
+
+def _record_prior_time_points(conn, finding, patient_pk, sr_uid: str) -> None:  # type: ignore[no-untyped-def]
+    """The nodule at earlier time points noduled had no record of (re-measured on the prior CT):
+    into the longitudinal record, marked derived."""
+    for c in finding.comparisons:
+        known = conn.execute(
+            select(nodule_observations.c.id).where(
+                nodule_observations.c.tracking_uid == finding.tracking_uid, nodule_observations.c.study_uid == c.prior_study_uid
+            )
+        ).first()
+        if known is not None or c.prior_measurement is None:
+            continue
+        pm = c.prior_measurement
+        conn.execute(
+            insert(nodule_observations).values(
+                report_sop_uid=sr_uid, study_uid=c.prior_study_uid, patient_pk=patient_pk,
+                tracking_uid=finding.tracking_uid, tracking_id=finding.tracking_id, exam_date=c.prior_study_date,
+                volume_mm3=pm.volume_mm3, mean_diameter_mm=pm.mean_diameter_mm, max_axial_diameter_mm=pm.max_axial_diameter_mm,
+                solid_volume_mm3=pm.solid_volume_mm3, composition=None, status=None, category=c.prior_category,
+                centroid_x_mm=pm.centroid_lps_mm[0], centroid_y_mm=pm.centroid_lps_mm[1], centroid_z_mm=pm.centroid_lps_mm[2],
+                derived=1, error=None,
+            )
+        )

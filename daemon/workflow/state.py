@@ -1,0 +1,212 @@
+"""The analysis state machine: one row per study in ``analyses``, and every transition of it.
+
+Every write of ``analyses.state`` in the node is a function of this module, each one a
+conditional UPDATE (or an INSERT for a study seen for the first time), so two processes
+sharing the index cannot both take the same study::
+
+    new ──> awaiting-seeds ──> queued ──> running ──> done
+     │           ▲               ▲  ▲        │  │
+     └───────────┴───────────────┘  │        │  └──> failed
+                                    │        └──> waiting-priors
+                                    └─── (a lease run out, a restart, priors to try again)
+
+``running`` is a lease (:data:`LEASE`): a worker that dies holding it loses the study when the
+lease runs out, and the study is queued again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+
+from sqlalchemy import Engine, insert, or_, select, update
+
+from daemon.storage.schema import analyses
+
+LEASE = dt.timedelta(minutes=15)  # longer than any analysis; a dead worker's study is taken over after it
+
+
+class AnalysisState(str, enum.Enum):
+    """The values of ``analyses.state``."""
+
+    NEW = "new"  # seen with CT, not yet decided
+    AWAITING_SEEDS = "awaiting-seeds"  # CT and no seed object yet (``[analysis] require_seeds``)
+    QUEUED = "queued"  # handed to the job queue
+    RUNNING = "running"  # a worker holds the lease
+    WAITING_PRIORS = "waiting-priors"  # the PACS did not give the priors yet; the monitor queues it again
+    DONE = "done"  # reported: SR (and SEG) stored, recorded and queued for delivery
+    FAILED = "failed"  # cannot be analysed as it is; the reason is in ``analyses.reason``
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StudyBusy(Exception):
+    """Another worker is analysing the study right now (try again later)."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+Clock = Callable[[], dt.datetime]
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """``value`` as aware UTC (SQLite gives naive datetimes back)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.timezone.utc)
+
+
+def candidates_fingerprint(sop_uids: Iterable[str]) -> str:
+    """Identifies the set of seed candidates of a study; a new one means re-analysis
+    (``analyses.seeds_fingerprint`` and ``analysed_fingerprint``)."""
+    return hashlib.sha256("\n".join(sorted(sop_uids)).encode()).hexdigest()[:32]
+
+
+# ------------------------------------------------------------------ reads
+def current(engine: Engine, study_uid: str):  # type: ignore[no-untyped-def]
+    """The study's ``analyses`` row, or None."""
+    with engine.connect() as conn:
+        return conn.execute(select(analyses).where(analyses.c.study_uid == study_uid)).first()
+
+
+def is_analysed(engine: Engine, study_uid: str, fingerprint: str) -> bool:
+    """The study is done and its seed candidates are those analysed."""
+    row = current(engine, study_uid)
+    return row is not None and row.state == AnalysisState.DONE and row.analysed_fingerprint == fingerprint
+
+
+def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
+    """Analyses that were queued or started and will not finish by themselves.
+
+    ``all_running``: this process owns every analysis (SQLite queue), so at start any queued or
+    running one was cut off by a crash; otherwise only running ones whose lease ran out count.
+    """
+    now = now or utcnow()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(analyses.c.study_uid, analyses.c.state, analyses.c.lease_until).where(
+                analyses.c.state.in_((AnalysisState.QUEUED, AnalysisState.RUNNING))
+            )
+        )
+        out = []
+        for uid, state, lease in rows:
+            lease = _aware(lease)
+            if all_running or (state == AnalysisState.RUNNING and lease is not None and lease < now):
+                out.append(uid)
+        return out
+
+
+# ------------------------------------------------------------ transitions
+def consider(
+    engine: Engine, study_uid: str, fingerprint: str, *, has_candidates: bool, require_seeds: bool,
+    now: dt.datetime | None = None,
+) -> bool:
+    """A stable study with CT: queue it (True) unless analysed or on its way already, or without seeds."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        row = conn.execute(select(analyses).where(analyses.c.study_uid == study_uid)).first()
+        if row is None:
+            conn.execute(insert(analyses).values(study_uid=study_uid, state=AnalysisState.NEW, attempts=0, updated_at=now))
+        elif row.analysed_fingerprint == fingerprint and row.state in (AnalysisState.DONE, AnalysisState.FAILED):
+            return False  # nothing new since the last analysis
+        elif row.state in (AnalysisState.QUEUED, AnalysisState.RUNNING) and row.seeds_fingerprint == fingerprint:
+            return False  # already on its way
+        if not has_candidates and require_seeds:
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.study_uid == study_uid)
+                .values(state=AnalysisState.AWAITING_SEEDS, reason="CT received, no seed object (SR or GSPS) yet", updated_at=now)
+            )
+            return False
+        conn.execute(
+            update(analyses)
+            .where(analyses.c.study_uid == study_uid)
+            .values(state=AnalysisState.QUEUED, seeds_fingerprint=fingerprint, queued_at=now, reason=None, updated_at=now)
+        )
+    return True
+
+
+def requeue(engine: Engine, study_uids: Sequence[str], *, now: dt.datetime | None = None) -> None:
+    """Queue again analyses a crashed process or a dead worker left unfinished."""
+    if study_uids:
+        with engine.begin() as conn:
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.study_uid.in_(list(study_uids)))
+                .values(state=AnalysisState.QUEUED, lease_until=None, updated_at=now or utcnow())
+            )
+
+
+def requeue_waiting_for_priors(engine: Engine, *, now: dt.datetime | None = None) -> list[str]:
+    """Queue again the studies waiting for their priors from PACS; returns them."""
+    with engine.begin() as conn:
+        rows = list(
+            conn.execute(select(analyses.c.study_uid).where(analyses.c.state == AnalysisState.WAITING_PRIORS)).scalars()
+        )
+        if rows:
+            conn.execute(
+                update(analyses)
+                .where(analyses.c.study_uid.in_(rows), analyses.c.state == AnalysisState.WAITING_PRIORS)
+                .values(state=AnalysisState.QUEUED, updated_at=now or utcnow())
+            )
+    return rows
+
+
+def awaiting_seeds(engine: Engine, study_uid: str, fingerprint: str, reason: str, *, now: dt.datetime | None = None) -> None:
+    """The study has no seed object to analyse yet."""
+    _set(engine, study_uid, now, state=AnalysisState.AWAITING_SEEDS, seeds_fingerprint=fingerprint, reason=reason)
+
+
+def claim(engine: Engine, study_uid: str, fingerprint: str, *, now: dt.datetime | None = None) -> None:
+    """Take the study's analysis lease (one analysis per study at a time), or raise :class:`StudyBusy`."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        free = or_(
+            analyses.c.state != AnalysisState.RUNNING, analyses.c.lease_until.is_(None), analyses.c.lease_until < now
+        )
+        taken = conn.execute(
+            update(analyses)
+            .where(analyses.c.study_uid == study_uid, free)
+            .values(state=AnalysisState.RUNNING, started_at=now, lease_until=now + LEASE, seeds_fingerprint=fingerprint,
+                    attempts=analyses.c.attempts + 1, reason=None, updated_at=now)
+        ).rowcount
+        if not taken:
+            exists = conn.execute(select(analyses.c.id).where(analyses.c.study_uid == study_uid)).first()
+            if exists is None:
+                conn.execute(insert(analyses).values(study_uid=study_uid, state=AnalysisState.RUNNING, started_at=now,
+                                                     lease_until=now + LEASE, seeds_fingerprint=fingerprint, attempts=1,
+                                                     updated_at=now))
+                return
+            raise StudyBusy(study_uid)
+
+
+def waiting_for_priors(engine: Engine, study_uid: str, reason: str, *, now: dt.datetime | None = None) -> None:
+    """The PACS could not give the priors: the lease is given up and the study waits."""
+    _set(engine, study_uid, now, state=AnalysisState.WAITING_PRIORS, reason=reason, lease_until=None)
+
+
+def done(
+    engine: Engine, study_uid: str, fingerprint: str, *, report_sop_uid: str, seg_sop_uid: str | None,
+    now: dt.datetime | None = None,
+) -> None:
+    """The study is reported (SR and SEG stored, recorded and queued for delivery)."""
+    now = now or utcnow()
+    _set(engine, study_uid, now, state=AnalysisState.DONE, finished_at=now, lease_until=None, analysed_fingerprint=fingerprint,
+         report_sop_uid=report_sop_uid, seg_sop_uid=seg_sop_uid, reason=None)
+
+
+def failed(engine: Engine, study_uid: str, reason: str, *, now: dt.datetime | None = None) -> None:
+    """The study cannot be analysed as it is: it stays failed until its seed candidates change."""
+    now = now or utcnow()
+    _set(engine, study_uid, now, state=AnalysisState.FAILED, reason=reason, finished_at=now, lease_until=None,
+         analysed_fingerprint=analyses.c.seeds_fingerprint)
+
+
+def _set(engine: Engine, study_uid: str, now: dt.datetime | None, **values) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(update(analyses).where(analyses.c.study_uid == study_uid).values(updated_at=now or utcnow(), **values))

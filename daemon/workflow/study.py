@@ -1,0 +1,183 @@
+"""``analyze_study(study_uid)``: the node's analysis of one archived study (DESIGN §1).
+
+The thin I/O shell around :func:`daemon.analysis.chain.analyze`: it reads the
+study's CT images and seed objects from the archive, runs the pure stages,
+stores the SR and SEG in the archive (so they are indexed like any received
+instance), records the assessment and every nodule in the index (the
+longitudinal record), and queues both objects for delivery.
+
+Idempotent: the SR and SEG UIDs are derived from the study and its seed
+objects, so running the same analysis twice stores, records and delivers the
+same objects once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine
+
+from daemon.analysis.chain import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
+from daemon.analysis.comparison import PriorExam
+from daemon.analysis.priors import select_priors
+from daemon.ops import metrics
+from daemon.settings import PACSSettings
+from daemon.storage.archive import Archive
+from daemon.storage.longitudinal import record_assessment
+from daemon.storage.queries import best_ct_series_paths, earlier_studies, predecessor_report, reported_nodules, study_files
+from daemon.workflow import state
+from daemon.workflow.priors import fetch_or_wait
+
+log = logging.getLogger(__name__)
+
+
+class PermanentError(Exception):
+    """The study cannot be analysed as it is; retrying will not help."""
+
+
+@dataclass
+class NodeContext:
+    """What a running analysis needs from the node."""
+
+    engine: Engine
+    archive: Archive
+    site: SiteDefaults
+    enqueue_delivery: Callable[[str, str, str], None] | None = None  # (sop_uid, study_uid, relative path)
+    lookback_years: float = 10.0
+    max_priors: int = 4
+    screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
+    pacs: PACSSettings | None = None  # where priors are queried and retrieved from
+    ae_title: str = "NODULED"  # ours: calling AE and C-MOVE destination
+
+
+def seed_objects(paths: list[Path]) -> list[Dataset]:
+    """The seed objects among ``paths`` (SR/GSPS that carry marks or reader labels)."""
+    from dicom_sr.seeds import is_seed_object
+
+    out = []
+    for path in paths:
+        ds = dcmread(path)
+        if is_seed_object(ds):
+            out.append(ds)
+    return out
+
+
+def _store(ctx: NodeContext, ds: Dataset) -> str:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    result = ctx.archive.store(buf.getvalue(), calling_ae=None)
+    return ctx.archive.relative_path(result.study_uid, result.series_uid, result.sop_instance_uid)
+
+
+def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
+    """The patient's earlier CT exams in the archive, with what noduled reported on them.
+
+    Same patient = same Patient ID and issuer (never an empty Patient ID);
+    within ``lookback_years``; at most ``max_priors`` (the earliest, which
+    note 6 compares against, and the most recent ones: :func:`select_priors`).
+    """
+    rows = select_priors(earlier_studies(ctx.engine, study_uid, ctx.lookback_years), ctx.max_priors)
+    screening = re.compile(ctx.screening_description_regex)
+    out = []
+    for row in rows:
+        paths = best_ct_series_paths(ctx.engine, ctx.archive, row.study_uid)
+        reported = reported_nodules(ctx.engine, ctx.archive, row.study_uid)
+        if not paths and not reported:
+            continue
+        out.append(
+            PriorExam(
+                study_uid=row.study_uid,
+                exam_date=row.study_date,
+                ct_datasets=tuple(dcmread(p) for p in paths),
+                reported=reported,
+                pre_screening=not screening.search(row.description or ""),
+            )
+        )
+    return out
+
+
+def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = True) -> AnalysisResult | None:
+    """Analyse ``study_uid`` from the archive; None when its seeds were analysed already.
+
+    Raises :class:`PermanentError` (with the reason in words) for a study that
+    cannot be analysed; other exceptions are transient (the job is retried).
+    """
+    from daemon.analysis.errors import AnalysisError
+    from dicom_sr.report import ReportError
+    from dicom_sr.seeds import SeedError
+    from dicom_sr.seg import SegmentationError
+    from segmentation.types import SeriesError
+
+    files = study_files(ctx.engine, ctx.archive, study_uid)
+    if not files.ct_paths:
+        raise PermanentError("the study has no CT images")
+    fingerprint = state.candidates_fingerprint(files.candidate_uids)
+    if state.is_analysed(ctx.engine, study_uid, fingerprint):
+        log.info("study %s: seeds already analysed, nothing to do", study_uid)
+        return None
+    seeds = seed_objects(files.seed_paths)
+    if not seeds:
+        if require_seeds:
+            state.awaiting_seeds(
+                ctx.engine, study_uid, fingerprint,
+                f"no seed object among {len(files.seed_paths)} SR/GSPS objects" if files.seed_paths else "no seed object yet",
+            )
+            return None
+        raise PermanentError(
+            "no seeds: noduled measures the nodules a reader marks; mark them (SR or GSPS) or label the exam 'no-nodules'"
+        )
+    state.claim(ctx.engine, study_uid, fingerprint)
+    try:
+        t_fetch = time.perf_counter()
+        notes = fetch_or_wait(
+            ctx.engine, ctx.archive, ctx.pacs, study_uid, calling_ae=ctx.ae_title,
+            lookback_years=ctx.lookback_years, max_priors=ctx.max_priors,
+        )
+        metrics.STAGE_SECONDS.labels("fetch_priors").observe(time.perf_counter() - t_fetch)
+        datasets = [dcmread(p) for p in files.ct_paths]
+        result = analyze(
+            AnalysisInputs(
+                study_datasets=datasets,
+                seed_objects=seeds,
+                site=ctx.site,
+                predecessor=predecessor_report(ctx.engine, ctx.archive, study_uid),
+                priors=prior_exams(ctx, study_uid),
+                notes=notes,
+            )
+        )
+    except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
+        raise PermanentError(str(exc)) from None
+    for stage, seconds in result.timings_s.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        log.debug("study %s: stage %s took %.3f s", study_uid, stage, seconds)
+
+    seg_path = _store(ctx, result.seg) if result.seg is not None else None
+    sr_path = _store(ctx, result.report)
+    record_assessment(ctx.engine, study_uid, result)
+    if ctx.enqueue_delivery is not None:
+        if result.seg is not None and seg_path is not None:
+            ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
+        ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path)
+    state.done(
+        ctx.engine, study_uid, fingerprint,
+        report_sop_uid=str(result.report.SOPInstanceUID),
+        seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+    )
+    log.info(
+        "study %s analysed: category %s%s, %d nodules, %.1f s",
+        study_uid,
+        result.assessment.category,
+        "A" if result.assessment.additional_findings else "",
+        len(result.assessment.findings),
+        sum(result.timings_s.values()),
+    )
+    return result
+
