@@ -281,7 +281,13 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         row["in_range"] = in_range(m.volume_mm3, min(vols), max(vols))
     if jitter:
         jv, jerr, jr = [m.volume_mm3], [], [m.readers_volume_mm3 or m.volume_mm3]
+        size = np.array(image.GetSize(), dtype=float)
         for s in jitter_seeds(nodule.seed_lps_mm):
+            idx = np.array(image.TransformPhysicalPointToContinuousIndex(s))
+            if np.any(idx < -0.5) or np.any(idx > size - 0.5):
+                row.setdefault("jitter_outside_crop", 0)
+                row["jitter_outside_crop"] += 1  # the crop ends there (2-slice crops): not a seed on the nodule
+                continue
             try:
                 mj = measure_at_seed(image, s, lung_mask=lungs)
                 jv.append(mj.volume_mm3)

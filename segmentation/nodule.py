@@ -101,6 +101,8 @@ RESEED_DISAGREEMENT = 1.0
 READERS_CONTRAST_FRACTION = 0.35
 #: ... no farther than this (mm) beyond the 50 % mask
 READERS_REACH_MM = 2.0
+#: a blob this many times thicker (radius) than the tubes running from it is a nodule on vessels
+TUBE_BLOB_RATIO = 1.2
 #: a histogram peak holding this share of the main one is a tissue population (for the lung level)
 LUNG_PEAK_SHARE = 0.3
 #: smoothed HU below this is air (airway lumen, outside the body), not parenchyma
@@ -303,7 +305,16 @@ def segment_roi(
             break
         threshold = new_threshold
     assert mask is not None and closed_lung is not None
-    _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+    try:
+        _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+    except NoNoduleAtSeed:
+        # a nodule on a vessel the opening did not cut: open with the vessel's own radius, then re-check
+        cut = cut_tubes(mask, start, spacing_zyx)
+        if cut is None:
+            raise
+        mask = cut
+        flags["vessel_detachment_applied"] = True
+        _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
     inscribed = inscribed_radius(_depth(mask, spacing_zyx), _nearest_true(mask, start) or start, spacing_zyx)
     ball_mm3 = 4.0 / 3.0 * np.pi * max(inscribed, float(spacing_zyx.min())) ** 3
     flags["possible_leak"] = bool(mask.sum() * np.prod(spacing_zyx) > LEAK_VOLUME_RATIO * ball_mm3)
@@ -737,6 +748,37 @@ def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -
         return False
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     return bool(np.any(lo <= m) or np.any(hi >= np.array(mask.shape) - 1 - m))
+
+
+def cut_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> np.ndarray | None:
+    """Detach the tubes (vessels) that run from a blob: an opening whose radius is the tubes' own.
+
+    The tubes' radius is the largest depth (90th percentile) of the mask far from the blob at the seed
+    (beyond its inscribed ball plus 2 mm); an opening just larger than that removes the tubes and keeps
+    the blob.  None when there is no blob clearly thicker than the tubes (the seed is on a vessel).
+    """
+    depth = _depth(mask, spacing_zyx)
+    inside = _nearest_true(mask, start)
+    if inside is None:
+        return None
+    radius = inscribed_radius(depth, inside, spacing_zyx)
+    centre = np.array(inside)
+    near_centre = np.argwhere(depth >= radius - 1e-6)
+    centre = near_centre[int(np.argmin((((near_centre - centre) * spacing_zyx) ** 2).sum(axis=1)))]
+    grid_d = np.sqrt((((np.indices(mask.shape).reshape(3, -1).T - centre) * spacing_zyx) ** 2).sum(axis=1))
+    far = mask.ravel() & (grid_d > radius + 2.0)
+    if far.sum() < 5:
+        return None
+    tube_r = float(np.percentile(depth.ravel()[far], 90))
+    if radius < TUBE_BLOB_RATIO * tube_r:
+        return None
+    open_r = 1.05 * tube_r + 1e-6
+    core = depth > open_r
+    if not core[tuple(centre)]:
+        return None
+    core = connected_at(core, tuple(int(v) for v in centre))
+    opened = (_distance_outside(core, spacing_zyx) <= open_r) & mask
+    return connected_at(opened, tuple(int(v) for v in centre))
 
 
 def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
