@@ -242,6 +242,9 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
         return row
     row["seconds"] = time.perf_counter() - t0
     row["error"] = None
+    from segmentation.nodule import last_diagnostics
+
+    row["diagnostics"] = last_diagnostics()
     ours = np.zeros(hu.shape, dtype=bool)
     assert m.mask is not None
     o, mk = m.mask.origin_index_zyx, m.mask.mask
