@@ -384,7 +384,7 @@ def find_in_prior(
     not win over the nodule a few mm away.  None when there is no nodule within
     ``search_radius_mm``.
     """
-    from segmentation.nodule import segment_nodule
+    from segmentation.production import measure_at_seed
 
     seed = np.asarray([float(v) for v in mapped_seed_lps_mm])
 
@@ -398,7 +398,7 @@ def find_in_prior(
 
     def attempt(point) -> NoduleMeasurement | None:
         try:
-            m = segment_nodule(prior, tuple(float(v) for v in point), lung_mask=prior_lungs)
+            m = measure_at_seed(prior, tuple(float(v) for v in point), lung_mask=prior_lungs)
         except NoNoduleAtSeed:
             return None
         if np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed) > search_radius_mm:

@@ -30,6 +30,7 @@ class NoduleMask:
     origin_index_zyx: tuple[int, int, int]
     mask: np.ndarray
     fraction: np.ndarray | None = None
+    readers_mask: np.ndarray | None = None  # the outline in the radiologists' convention (same shape), if known
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -46,6 +47,7 @@ class MeasurementQuality:
     vessel_detachment_applied: bool = False
     possible_leak: bool = False
     too_small_for_volumetry: bool = False  # thinner than the blur with a sub-solid level (partial volume)
+    seed_dependent: bool = False  # re-segmentation from the nodule's centre disagrees with the seed's
     volumetry_unreliable: bool = False  # True -> the protocol uses mean diameter
     reasons: tuple[str, ...] = ()
 
@@ -54,7 +56,7 @@ class MeasurementQuality:
 class NoduleMeasurement:
     """Everything measured on one nodule at one time point."""
 
-    volume_mm3: float
+    volume_mm3: float  # partial-volume volume: the physical estimate (phantom truth); the SR reports it
     mean_diameter_mm: float
     long_axis_mm: float
     short_axis_mm: float
@@ -69,6 +71,8 @@ class NoduleMeasurement:
     hu_percentiles: dict[int, float] = field(default_factory=dict)  # {10: -420.0, 50: ..., 90: ...}
     mask: NoduleMask | None = None  # None when read back from an SR
     quality: MeasurementQuality = field(default_factory=MeasurementQuality)
+    # volume in the radiologists' outline convention (LIDC: first pixel outside included), None when unknown
+    readers_volume_mm3: float | None = None
 
 
 Origin = Literal["reader", "algorithm"]

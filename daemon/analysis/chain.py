@@ -155,9 +155,9 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         if contents.assessment is not None:
             previous = list(contents.assessment.findings)
     with timer.stage("segment"):
-        from segmentation.lungs import lung_mask
+        from segmentation.production import series_lung_mask
 
-        lungs = lung_mask(loaded.image)
+        lungs = series_lung_mask(loaded.image)
         findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
     comparison = None
     if inputs.priors:

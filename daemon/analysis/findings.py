@@ -53,11 +53,10 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
     replaces keeps its tracking UID and identifier; new nodules get the next "Nodule N".
     """
     from segmentation.characterize import characterize, merge_reader_attributes
-    from segmentation.lungs import lung_mask
-    from segmentation.nodule import segment_nodule
+    from segmentation.production import measure_at_seed, series_lung_mask
     from segmentation.types import Characterization, NoNoduleAtSeed
 
-    lungs = lung_mask(image) if lungs is None else lungs
+    lungs = series_lung_mask(image) if lungs is None else lungs
 
     def volume_index(position: Sequence[float]) -> tuple[int, int, int]:
         i, j, k = image.TransformPhysicalPointToIndex(tuple(float(v) for v in position))
@@ -73,7 +72,7 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
             continue
         error: str | None
         try:
-            m = segment_nodule(image, seed.position_lps_mm, lung_mask=lungs)
+            m = measure_at_seed(image, seed.position_lps_mm, lung_mask=lungs)
         except NoNoduleAtSeed as exc:
             m, error = None, str(exc)
         else:

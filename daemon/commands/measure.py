@@ -1,4 +1,7 @@
-"""``noduled measure``: segment and measure the nodule at each LPS seed of a CT series."""
+"""``noduled measure``: segment and measure the nodule at each LPS seed of a CT series or volume file.
+
+The production call (:func:`segmentation.production.measure_at_seed`, lung mask included): the same
+numbers as ``noduled analyze`` and the daemon."""
 
 from __future__ import annotations
 
@@ -44,53 +47,90 @@ def measurement_to_json(m) -> dict:
             "juxtapleural_cut_applied": q.juxtapleural_cut_applied,
             "vessel_detachment_applied": q.vessel_detachment_applied,
             "possible_leak": q.possible_leak,
+            "too_small_for_volumetry": q.too_small_for_volumetry,
             "volumetry_unreliable": q.volumetry_unreliable,
             "reasons": list(q.reasons),
         },
     }
 
 
+def load_volume(path: Path):  # type: ignore[no-untyped-def]
+    """(image in HU, name) from a DICOM series folder or any volume file SimpleITK reads (NIfTI, NRRD, MHD)."""
+    import SimpleITK as sitk
+
+    from segmentation.io import load_series
+
+    if path.is_dir():
+        series = load_series(path)
+        return series.image, f"series {series.series_uid}"
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise ValueError(f"{path.name}: not a volume SimpleITK can read ({first})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{path.name}: a 3-D single-channel volume is needed, got {image.GetDimension()}-D with "
+                         f"{image.GetNumberOfComponentsPerPixel()} components")
+    return sitk.Cast(image, sitk.sitkFloat32), f"volume {path.name}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("measure")
     def measure(
-        series_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="folder with one CT series"),
+        source: Path = typer.Argument(..., exists=True, help="folder with one CT series, or a volume file in HU "
+                                      "(NIfTI, NRRD, MHD: anything SimpleITK reads)"),
         seed: list[str] = typer.Option(..., "--seed", help="nodule seed X,Y,Z in LPS mm (repeatable)"),
         as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
         solid_threshold_hu: float = typer.Option(-300.0, help="solid component threshold (HU)"),
+        mask_out: Path | None = typer.Option(None, "--mask-out", help="write the binary nodule mask (0/1, every "
+                                             "seed's nodule) on the input grid to this file (.nii.gz, .nrrd, ...)"),
     ) -> None:
         """Segment and measure the nodule at each seed (volume, axes, HU, solid component)."""
+        import numpy as np
+        import SimpleITK as sitk
+
         from segmentation.characterize import characterize
-        from segmentation.io import load_series
-        from segmentation.lungs import lung_mask
-        from segmentation.nodule import segment_nodule
+        from segmentation.production import measure_at_seed, series_lung_mask
         from segmentation.types import NoNoduleAtSeed, SeriesError
 
         seeds = [_parse_seed(s) for s in seed]
         try:
-            series = load_series(series_dir)
-        except SeriesError as exc:
+            image, title = load_volume(source)
+        except (SeriesError, ValueError) as exc:
             typer.echo(f"noduled measure: {exc}", err=True)
             raise typer.Exit(code=1) from None
-        lungs = lung_mask(series.image)
+        lungs = series_lung_mask(image)
         rows = []
+        union = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
         for s in seeds:
             row: dict = {"seed": list(s)}
             try:
-                m = segment_nodule(series.image, s, solid_threshold_hu=solid_threshold_hu)
+                m = measure_at_seed(image, s, lung_mask=lungs, solid_threshold_hu=solid_threshold_hu)
                 row.update(measurement_to_json(m))
-                c = characterize(series.image, m, lung_mask=lungs)
+                c = characterize(image, m, lung_mask=lungs)
                 row["composition"] = c.composition.value if c.composition else None
                 row["error"] = None
+                if m.mask is not None:
+                    o, mk = m.mask.origin_index_zyx, m.mask.mask
+                    union[o[0] : o[0] + mk.shape[0], o[1] : o[1] + mk.shape[1], o[2] : o[2] + mk.shape[2]] |= mk
             except NoNoduleAtSeed as exc:
                 row["error"] = str(exc)
             rows.append(row)
+        if mask_out is not None:
+            out = sitk.GetImageFromArray(union)
+            out.CopyInformation(image)
+            try:
+                sitk.WriteImage(out, str(mask_out), useCompression=True)
+            except RuntimeError as exc:
+                typer.echo(f"noduled measure: cannot write the mask to {mask_out}: {str(exc).strip()}", err=True)
+                raise typer.Exit(code=1) from None
         if as_json:
             typer.echo(json.dumps(rows, indent=1))
             return
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"series {series.series_uid}")
+        table = Table(title=title)
         for col in ("seed (LPS mm)", "volume mm³", "mean Ø mm", "long × short mm", "plane", "max axial mm",
                     "mean HU", "solid mm³", "composition", "flags / error"):
             table.add_column(col)

@@ -1,0 +1,190 @@
+"""The production segmentation on a fixed subset of real LIDC-IDRI nodules, against the radiologists.
+
+The subset (``subset()``): the first nodules, in file order, of each class -- size < 6 / 6-10 / 10-20 /
+>= 20 mm solid, ground glass, part-solid, calcified -- among the ODD patient numbers (the even half is
+the one the outline convention was calibrated on).  Each is seeded at the readers' centre and compared
+with the readers' own volumes (``reader_volumes.csv``) and the union of their outlines, exactly as
+``python -m benchmarks.real_nodules`` does.  Also: the large ground-glass nodule (ROI / lung-level bug),
+the tube-rule radius bug, seed-jitter repeatability, and ``noduled measure`` on a NIfTI crop.
+
+Skipped (with the reason) when ``../shared/realdata/lidc-vois`` is not beside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "realdata" / "lidc-vois"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/realdata/lidc-vois")
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real LIDC nodules not found at {DATA}")
+
+#: (class, nodules taken)
+QUOTA = {"solid <6": 8, "solid 6-10": 8, "solid 10-20": 8, "solid >=20": 4, "ground glass": 6, "part-solid": 4,
+         "calcified": 4}
+
+
+def _class(n) -> str | None:  # type: ignore[no-untyped-def]
+    t = round(n.texture)
+    if n.calcification != 6:
+        return "calcified"
+    if t <= 2:
+        return "ground glass"
+    if t <= 4:
+        return "part-solid"
+    d = n.diameter_mm
+    return "solid <6" if d < 6 else "solid 6-10" if d < 10 else "solid 10-20" if d < 20 else "solid >=20"
+
+
+def subset():  # type: ignore[no-untyped-def]
+    from benchmarks.real_nodules import load_nodules, patient_number
+
+    taken: dict[str, list] = {k: [] for k in QUOTA}
+    for n in load_nodules(DATA):
+        c = _class(n)
+        if patient_number(n.voi) % 2 == 1 and not n.ambiguous and c and len(taken[c]) < QUOTA[c]:
+            taken[c].append(n)
+    return [n for ns in taken.values() for n in ns]
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    from benchmarks.real_nodules import run_one
+
+    return [dict(run_one((n, str(DATA), False)), cls=_class(n)) for n in subset()]
+
+
+def test_the_subset_spans_the_classes(rows):
+    assert len(rows) == sum(QUOTA.values())
+    assert {r["cls"] for r in rows} == set(QUOTA)
+
+
+def test_real_nodules_get_a_result(rows):
+    """The issue's target is <= 0.5 % failures (1.1 % on the whole development set): at most one here."""
+    failed = [(r["voi"], r["error"]) for r in rows if r["error"] is not None]
+    assert len(failed) <= 1, failed
+    assert all(e.startswith("no nodule at seed (") for _, e in failed)
+
+
+def test_volume_agrees_with_the_readers(rows):
+    """In the readers' outline convention: median deviation from the readers' median, share in their range.
+
+    The issue's targets are 15 % and 80 % (not met: 22.5 % / 67 % on the even half, 35 % on this subset);
+    asserted here is the level reached, so that a regression fails."""
+    ok = [r for r in rows if r["error"] is None]
+    dev = np.median([r["rc_dev_pct"] for r in ok])
+    inside = np.mean([r["rc_in_range"] for r in ok])
+    assert dev <= 40.0, dev
+    assert inside >= 0.55, inside
+
+
+def test_overlap_with_the_readers_union(rows):
+    """Dice >= 0.85 and HD95 <= 1.5 mm are the issue's targets (not met: asserted is the level reached)."""
+    ok = [r for r in rows if r["error"] is None]
+    assert np.median([r["dice"] for r in ok]) >= 0.70
+    assert np.median([r["hd95_mm"] for r in ok]) <= 3.0  # the issue's target is 1.5 mm: not met yet
+    glass = [r["dice"] for r in ok if r["cls"] == "ground glass"]
+    assert np.median(glass) >= 0.60  # target 0.80: not met
+
+
+def test_grossly_wrong_masks_are_flagged(rows):
+    """Most masks with Dice < 0.6 against the readers say their volume is unreliable (target 90 %: not met)."""
+    bad = [r for r in rows if r["error"] is None and r["dice"] < 0.6]
+    assert bad and np.mean([r["flagged"] for r in bad]) >= 0.5, [(r["voi"], r["dice"], r["flagged"]) for r in bad]
+
+
+def test_seed_jitter_does_not_change_the_volume():
+    """Six seeds 2.5 mm from the readers' centre give the centre's volume (re-segmented from the centre)."""
+    from benchmarks.real_nodules import run_one
+
+    picks = [n for n in subset() if n.diameter_mm >= 5.0][:4]
+    results = [run_one((n, str(DATA), True)) for n in picks]
+    assert all(r["error"] is None for r in results), [r["error"] for r in results]
+    # a seed moved onto the vessel a small nodule sits on may still fail ("tubular structure"): the
+    # failure target is not met; the volumes of the seeds that work must agree
+    measured = [r for r in results if len(r["jitter_volumes_mm3"]) >= 3]
+    assert len(measured) >= 3, [(r["voi"], r["jitter_errors"]) for r in results]
+    assert max(r["jitter_cv_pct"] for r in measured) <= 5.0, [(r["voi"], r["jitter_volumes_mm3"]) for r in measured]
+
+
+def _nodule(voi: str):  # type: ignore[no-untyped-def]
+    from benchmarks.real_nodules import load_nodules
+
+    return next(n for n in load_nodules(DATA) if n.voi == voi)
+
+
+def test_large_ground_glass_nodule_is_measured():
+    """A 17 mm ground-glass nodule that fills its crop: the lung level is the parenchyma, not the GGN."""
+    import SimpleITK as sitk
+
+    from segmentation.production import measure_at_seed
+
+    n = _nodule("LIDC-IDRI-0464_R_3")
+    image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
+    m = measure_at_seed(image, n.seed_lps_mm)
+    assert m.readers_volume_mm3 is not None
+    assert min(n.reader_volumes_mm3) / 1.5 <= m.readers_volume_mm3 <= max(n.reader_volumes_mm3) * 1.5
+
+
+def test_lung_level_is_the_parenchyma_under_a_dominant_ground_glass_peak():
+    from segmentation.nodule import parenchyma_level
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(-620, 25, 6000), rng.normal(-860, 25, 2500), rng.normal(30, 25, 500)])
+    assert parenchyma_level(values.reshape(10, 10, 90).astype(np.float32)) == pytest.approx(-860, abs=20)
+
+
+def test_tube_rule_measures_the_radius_inside_the_mask():
+    """The seed voxel in the blurred rim (outside the mask) must not read as radius 0 -> 'tube'."""
+    from segmentation.nodule import _reject_tubes
+
+    z, y, x = np.mgrid[:30, :30, :30]
+    ball = (z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 <= 16
+    ball[15, 15, 15:] = True  # a one-voxel stub to the ROI edge: extent >> the seed-voxel radius of 0
+    rim = (15, 15, 10)  # outside the ball
+    assert not ball[rim]
+    _reject_tubes(ball, rim, np.array([1.0, 1.0, 1.0]), 15.0)  # the ball's radius (4 mm) is not a tube's
+
+
+def test_noduled_measure_on_a_nifti_crop(tmp_path):
+    import SimpleITK as sitk
+    from typer.testing import CliRunner
+
+    from benchmarks.real_nodules import dice
+    from daemon.cli import app
+    from segmentation.production import measure_at_seed
+
+    n = _nodule("LIDC-IDRI-0004_R_1")
+    src = DATA / "image" / f"{n.voi}.nii.gz"
+    out = tmp_path / "mask.nii.gz"
+    seed = ",".join(f"{v:.3f}" for v in n.seed_lps_mm)
+    result = CliRunner().invoke(app, ["measure", str(src), "--seed", seed, "--json", "--mask-out", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["error"] is None
+    direct = measure_at_seed(sitk.ReadImage(str(src)), tuple(float(v) for v in seed.split(",")))
+    assert row["volume_mm3"] == pytest.approx(direct.volume_mm3, rel=1e-6)  # the production call, no other
+    written = sitk.ReadImage(str(out))
+    image = sitk.ReadImage(str(src))
+    assert written.GetSize() == image.GetSize() and written.GetOrigin() == pytest.approx(image.GetOrigin())
+    mask = sitk.GetArrayFromImage(written) > 0
+    union = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "nodule_mask" / f"{n.voi}.nii.gz"))) > 0
+    assert mask.sum() * np.prod(image.GetSpacing()) == pytest.approx(direct.mask.mask.sum() * np.prod(image.GetSpacing()))
+    assert dice(mask, union) > 0.5
+
+
+def test_noduled_measure_rejects_an_unreadable_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from daemon.cli import app
+
+    bad = tmp_path / "scan.nii.gz"
+    bad.write_bytes(b"not a volume")
+    result = CliRunner().invoke(app, ["measure", str(bad), "--seed", "0,0,0"])
+    assert result.exit_code == 1
+    assert "scan.nii.gz" in result.output and "SimpleITK" in result.output
