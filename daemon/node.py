@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy import Connection
+
 from daemon.analysis.protocol import SiteDefaults
 from daemon.network.scp import StorageSCP
 from daemon.ops import metrics
 from daemon.settings import Settings
 from daemon.storage.archive import Archive
 from daemon.storage.db import open_index
-from daemon.workflow import state
+from daemon.workflow import shared_config, state
 from daemon.workflow.jobs import RETRIES, JobQueue, make_huey
 from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
@@ -32,9 +34,13 @@ class Node:
     def __init__(self, settings: Settings, *, serve_dicom: bool = True) -> None:
         from daemon.workflow.outbox import Outbox, RetryPolicy
 
-        self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = open_index(settings.database_url)
+        if serve_dicom:  # the receiving node's configuration is the one its workers use
+            shared_config.publish(self.engine, settings)
+        else:
+            settings = shared_config.adopt(self.engine, settings)
+        self.settings = settings
         self.archive = Archive(settings.archive_dir, self.engine, min_free_disk_mb=settings.storage.min_free_disk_mb)
         self.scp = StorageSCP(settings.scp, self.archive) if serve_dicom else None
         d = settings.delivery
@@ -65,9 +71,8 @@ class Node:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------- analysis
-    def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str) -> None:
-        self.outbox.enqueue(sop_uid, study_uid, relative_path)
-        self.outbox.wake()
+    def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str, conn: Connection) -> None:
+        self.outbox.enqueue(sop_uid, study_uid, relative_path, conn=conn)
 
     def run_analysis(self, study_uid: str, attempt: int = 1) -> None:
         """One analysis job; permanent errors mark the study failed, transient ones are retried."""
@@ -91,6 +96,7 @@ class Node:
             raise
         if result is not None:
             metrics.STUDIES_ANALYSED.labels("done").inc()
+            self.outbox.wake()  # its rows are committed now
 
     def _failed(self, study_uid: str, reason: str) -> None:
         log.warning("study %s: analysis failed: %s", study_uid, reason)

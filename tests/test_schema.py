@@ -24,5 +24,12 @@ def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
     engine = open_index(url)
     with engine.connect() as conn:
         versions = conn.exec_driver_sql("select version_num from alembic_version").scalars().all()
-    newest = sorted(p.name.split("_")[0] for p in (Path(__file__).parents[1] / "daemon" / "storage" / "migrations" / "versions").glob("0*.py"))[-1]
-    assert versions == [newest]  # at the newest revision, recorded once
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from daemon.storage.db import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    assert versions == heads and len(heads) == 1  # at the newest revision (one head), recorded once

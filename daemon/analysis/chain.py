@@ -165,6 +165,8 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
+    # the CT images analysed, too: late slices make a new SR (referencing its predecessor), not the same one again
+    images = hashlib.sha256("\n".join(sorted(str(ds.SOPInstanceUID) for ds in ct_images)).encode()).hexdigest()[:32]
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])
         seg = None
@@ -173,7 +175,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
                 findings,
                 loaded.datasets,
                 series_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg-series"]),
-                instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint]),
+                instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint, images]),
             )
         report = build_report(
             assessment,
@@ -181,7 +183,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             seg=seg,
             predecessor=inputs.predecessor,
             series_uid=report_series_uid,
-            instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint]),
+            instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint, images]),
         )
     return AnalysisResult(
         assessment=assessment,

@@ -10,64 +10,72 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from daemon.analysis.chain import AnalysisResult
 from daemon.storage.schema import assessments, nodule_observations, studies
 
 
-def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult) -> None:
-    """The assessment and every nodule, into the index (idempotent per SR)."""
+def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult, *, conn: Connection | None = None) -> None:
+    """The assessment and every nodule, into the index (idempotent per SR); inside ``conn``'s
+    transaction when given (the one that also creates the outbox rows and marks the study done)."""
+    if conn is None:
+        with engine.begin() as own:
+            _record(own, study_uid, result)
+    else:
+        _record(conn, study_uid, result)
+
+
+def _record(conn: Connection, study_uid: str, result: AnalysisResult) -> None:
     a = result.assessment
     sr_uid = str(result.report.SOPInstanceUID)
-    with engine.begin() as conn:
-        if conn.execute(select(assessments.c.id).where(assessments.c.report_sop_uid == sr_uid)).first():
-            return
-        patient_pk = conn.execute(select(studies.c.patient_pk).where(studies.c.study_uid == study_uid)).scalar_one_or_none()
+    if conn.execute(select(assessments.c.id).where(assessments.c.report_sop_uid == sr_uid)).first():
+        return
+    patient_pk = conn.execute(select(studies.c.patient_pk).where(studies.c.study_uid == study_uid)).scalar_one_or_none()
+    conn.execute(
+        insert(assessments).values(
+            study_uid=study_uid,
+            report_sop_uid=sr_uid,
+            seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+            exam_date=a.exam_date,
+            screening_round=a.screening_round,
+            category=a.category,
+            additional_findings=int(a.additional_findings),
+            management=a.management,
+            follow_up_months=a.follow_up_months,
+            due_date=a.due_date,
+            decisive_tracking_uid=a.decisive_tracking_uid,
+            assessment_json=json.dumps(result.assessment_json, sort_keys=True),
+            created_at=dt.datetime.now(dt.timezone.utc),
+        )
+    )
+    for f in a.findings:
+        _record_prior_time_points(conn, f, patient_pk, sr_uid)
+        m = f.measurement
+        c = f.characterization.composition
+        centroid = m.centroid_lps_mm if m is not None else (None, None, None)
         conn.execute(
-            insert(assessments).values(
-                study_uid=study_uid,
+            insert(nodule_observations).values(
                 report_sop_uid=sr_uid,
-                seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+                study_uid=study_uid,
+                patient_pk=patient_pk,
+                tracking_uid=f.tracking_uid,
+                tracking_id=f.tracking_id,
                 exam_date=a.exam_date,
-                screening_round=a.screening_round,
-                category=a.category,
-                additional_findings=int(a.additional_findings),
-                management=a.management,
-                follow_up_months=a.follow_up_months,
-                due_date=a.due_date,
-                decisive_tracking_uid=a.decisive_tracking_uid,
-                assessment_json=json.dumps(result.assessment_json, sort_keys=True),
-                created_at=dt.datetime.now(dt.timezone.utc),
+                volume_mm3=m.volume_mm3 if m else None,
+                mean_diameter_mm=m.mean_diameter_mm if m else None,
+                max_axial_diameter_mm=m.max_axial_diameter_mm if m else None,
+                solid_volume_mm3=m.solid_volume_mm3 if m else None,
+                composition=str(c.value) if c is not None else None,
+                status=f.status,
+                category=f.category,
+                centroid_x_mm=centroid[0],
+                centroid_y_mm=centroid[1],
+                centroid_z_mm=centroid[2],
+                derived=0,
+                error=f.error,
             )
         )
-        for f in a.findings:
-            _record_prior_time_points(conn, f, patient_pk, sr_uid)
-            m = f.measurement
-            c = f.characterization.composition
-            centroid = m.centroid_lps_mm if m is not None else (None, None, None)
-            conn.execute(
-                insert(nodule_observations).values(
-                    report_sop_uid=sr_uid,
-                    study_uid=study_uid,
-                    patient_pk=patient_pk,
-                    tracking_uid=f.tracking_uid,
-                    tracking_id=f.tracking_id,
-                    exam_date=a.exam_date,
-                    volume_mm3=m.volume_mm3 if m else None,
-                    mean_diameter_mm=m.mean_diameter_mm if m else None,
-                    max_axial_diameter_mm=m.max_axial_diameter_mm if m else None,
-                    solid_volume_mm3=m.solid_volume_mm3 if m else None,
-                    composition=str(c.value) if c is not None else None,
-                    status=f.status,
-                    category=f.category,
-                    centroid_x_mm=centroid[0],
-                    centroid_y_mm=centroid[1],
-                    centroid_z_mm=centroid[2],
-                    derived=0,
-                    error=f.error,
-                )
-            )
 
 
 def _record_prior_time_points(conn, finding, patient_pk, sr_uid: str) -> None:  # type: ignore[no-untyped-def]

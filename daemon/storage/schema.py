@@ -181,3 +181,13 @@ outbox = Table(
     UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )
+
+# The configuration ``noduled serve`` publishes for its workers (daemon/workflow/shared_config.py):
+# one row per section ("destinations", "pacs", "site", "analysis"), the value as JSON.
+shared_config = Table(
+    "shared_config",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value_json", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -34,6 +34,7 @@ class StudySnapshot:
     ct_instances: int
     candidate_uids: tuple[str, ...]
     last_received_at: dt.datetime  # of anything not written by noduled
+    ct_uids: tuple[str, ...] = ()
 
 
 def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
@@ -44,6 +45,7 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
     )
     ct = 0
     uids: list[str] = []
+    ct_uids: list[str] = []
     last: dt.datetime | None = None
     with engine.connect() as conn:
         for row in conn.execute(q):
@@ -53,11 +55,12 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
             last = received if last is None or received > last else last
             if row.sop_class_uid == CT_IMAGE_STORAGE:
                 ct += 1
+                ct_uids.append(row.sop_instance_uid)
             elif is_seed_candidate(row.sop_class_uid, row.manufacturer):
                 uids.append(row.sop_instance_uid)
     if last is None:
         return None
-    return StudySnapshot(study_uid, ct, tuple(sorted(uids)), last)
+    return StudySnapshot(study_uid, ct, tuple(sorted(uids)), last, tuple(ct_uids))
 
 
 class StabilityMonitor:
@@ -125,7 +128,7 @@ class StabilityMonitor:
     def _consider(self, snap: StudySnapshot, now: dt.datetime) -> bool:
         if snap.ct_instances == 0:
             return False  # seeds or reports without images: nothing to analyse
-        fingerprint = state.candidates_fingerprint(snap.candidate_uids)
+        fingerprint = state.study_fingerprint(snap.candidate_uids, snap.ct_uids)
         if not state.consider(
             self.engine, snap.study_uid, fingerprint, has_candidates=bool(snap.candidate_uids),
             require_seeds=self.require_seeds, now=now,
