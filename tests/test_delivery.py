@@ -255,7 +255,7 @@ def test_failure_status_is_retried_and_warning_status_counts_as_delivered(engine
     box.enqueue(sop, study, rel)
     assert box.deliver_due()["retry"] == 1
     (row,) = rows(engine)
-    assert "C-STORE status 0xA700 (Out of Resources)" in row.last_error
+    assert "C-STORE status 0xA700 Refused: Out of Resources" in row.last_error
 
     server.status = 0xB000  # coercion of data elements: the PACS keeps the object
     clock.advance(30)

@@ -117,14 +117,14 @@ def _sample(body: str, series: str) -> float:
     raise AssertionError(f"{series} not in /metrics")
 
 
-def test_a_gauge_that_cannot_be_read_is_left_out_not_fatal(serve) -> None:  # type: ignore[no-untyped-def]
+def test_a_gauge_that_cannot_be_read_is_nan_not_fatal(serve) -> None:  # type: ignore[no-untyped-def]
     def broken() -> float:
         raise RuntimeError("queue unreachable")
 
     server = serve({}, {"noduled_queue_depth": broken, "noduled_outbox_pending": lambda: 1})
     code, _, body = get(server, "/metrics")
     assert code == 200
-    assert "\nnoduled_queue_depth " not in body and "\nnoduled_outbox_pending 1.0\n" in body
+    assert "\nnoduled_queue_depth NaN\n" in body and "\nnoduled_outbox_pending 1.0\n" in body
 
 
 def test_other_paths_are_404(serve) -> None:  # type: ignore[no-untyped-def]

@@ -41,6 +41,7 @@ from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback
 from daemon.network.fastpath import hide_identifiers_in_logs
 from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.scp import TRANSFER_SYNTAXES
+from daemon.network.status import status_text
 from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
 from daemon.storage.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
@@ -108,26 +109,6 @@ def _no_answer(pacs: PACSSettings, assoc, what: str, elapsed_s: float) -> str:  
     return f"{pacs.ae_title} did not answer {what} within {assoc.dimse_timeout:g} s"
 
 
-def _status_text(status: int) -> str:
-    names = {
-        0xA700: "out of resources",
-        0xA701: "out of resources: unable to calculate number of matches",
-        0xA702: "out of resources: unable to perform sub-operations",
-        0xA801: "move destination unknown",
-        0xA900: "identifier does not match SOP class",
-        0xB000: "sub-operations complete, one or more failures",
-        0xC000: "unable to process",
-        0x0122: "SOP class not supported",
-        0x0124: "not authorised",
-        0xFE00: "cancelled",
-    }
-    if status in names:
-        return f"0x{status:04X} {names[status]}"
-    if 0xC000 <= status <= 0xCFFF:
-        return f"0x{status:04X} unable to process"
-    return f"0x{status:04X}"
-
-
 def _str(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None or value == "":
@@ -158,7 +139,7 @@ def _find(assoc, pacs: PACSSettings, query: Dataset, what: str) -> list[Dataset]
                 matches.append(identifier)
         elif code != 0x0000:
             comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
-            raise PriorsUnavailable(f"{pacs.ae_title} refused the {what} query: {_status_text(code)}{comment}")
+            raise PriorsUnavailable(f"{pacs.ae_title} refused the {what} query: {status_text(code, 'find')}{comment}")
     return matches
 
 
@@ -390,7 +371,7 @@ def retrieve(
                         f"and accepting associations from {pacs.ae_title}?"
                     )
                 raise PriorsUnavailable(
-                    f"{pacs.ae_title} could not send study {study_uid}: {_status_text(code)}{comment}{hint}"
+                    f"{pacs.ae_title} could not send study {study_uid}: {status_text(code, 'move' if method == 'c-move' else 'get')}{comment}{hint}"
                 )
             completed, failed, warning = completed + c, failed + f, warning + w
     finally:

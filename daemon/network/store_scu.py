@@ -15,6 +15,8 @@ from typing import Any
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from daemon.network.status import is_store_success, status_text
+
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 _MAX_CONTEXTS = 128  # presentation contexts one association may propose (PS3.8 9.3.2.2)
 
@@ -32,33 +34,6 @@ class StoreOutcome:
     key: int
     ok: bool  # the destination has the object (success or warning status)
     error: str | None = None
-
-
-_STATUS_NAMES = {
-    0x0117: "Invalid SOP Instance",
-    0x0122: "SOP Class Not Supported",
-    0x0124: "Not Authorized",
-    0x0210: "Duplicate Invocation",
-    0x0211: "Unrecognized Operation",
-    0x0212: "Mistyped Argument",
-}
-
-
-def _status_text(status: int) -> str:
-    if status in _STATUS_NAMES:
-        return _STATUS_NAMES[status]
-    if 0xA700 <= status <= 0xA7FF:
-        return "Out of Resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "Data Set Does Not Match SOP Class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "Cannot Understand"
-    return "failure"
-
-
-def _is_success(status: int) -> bool:
-    """Success (0x0000) or a C-STORE warning (0xB000, 0xB006, 0xB007, 0x0001): the PACS has the object."""
-    return status == 0x0000 or status == 0x0001 or 0xB000 <= status <= 0xBFFF
 
 
 def store_files(
@@ -120,7 +95,7 @@ def store_files(
                 outcomes.append(
                     StoreOutcome(f.key, False, f"no C-STORE response from {destination} (association aborted or timed out)")
                 )
-            elif _is_success(int(status)):
+            elif is_store_success(int(status)):
                 outcomes.append(StoreOutcome(f.key, True))
             else:
                 comment = str(rsp.get("ErrorComment", "") or "").strip()
@@ -128,7 +103,7 @@ def store_files(
                     StoreOutcome(
                         f.key,
                         False,
-                        f"C-STORE status 0x{int(status):04X} ({_status_text(int(status))}) from {destination}"
+                        f"C-STORE status {status_text(int(status), 'store')} from {destination}"
                         + (f": {comment}" if comment else ""),
                     )
                 )

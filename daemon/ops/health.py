@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import socket
 import threading
@@ -24,8 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import Engine, text
 
 from daemon.ops.metrics import REGISTRY
@@ -51,25 +51,17 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300]
 
 
-class _GaugeCollector:
-    """Yields one Prometheus gauge per callback, read when collected (at scrape time)."""
+def _or_nan(name: str, read: Callable[[], float]) -> Callable[[], float]:
+    """``read``, or NaN (Prometheus' "no value") when it cannot be read: a scrape never fails on a gauge."""
 
-    def __init__(self, gauges: Mapping[str, Callable[[], float]]) -> None:
-        self.gauges = dict(gauges)
+    def value() -> float:
+        try:
+            return float(read())
+        except Exception as exc:
+            log.debug("gauge %s could not be read: %s", name, _describe_error(exc))
+            return math.nan
 
-    def collect(self):  # type: ignore[no-untyped-def]
-        for name, read in self.gauges.items():
-            try:
-                value = float(read())
-            except Exception as exc:  # a gauge that cannot be read is left out of this scrape
-                log.debug("gauge %s could not be read: %s", name, _describe_error(exc))
-                continue
-            family = GaugeMetricFamily(name, GAUGE_HELP.get(name, f"{name} (read at scrape time)."))
-            family.add_metric([], value)
-            yield family
-
-    def describe(self):  # type: ignore[no-untyped-def]
-        return []  # values are read at scrape time only
+    return value
 
 
 def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, dict[str, Any]]]:
@@ -139,8 +131,10 @@ class HealthServer:
         self.host = host or "127.0.0.1"
         self._requested_port = port
         self.checks = dict(checks)
-        self.gauge_registry = CollectorRegistry(auto_describe=False)
-        self.gauge_registry.register(_GaugeCollector(gauges or {}))  # type: ignore[arg-type]
+        self.gauge_registry = CollectorRegistry()
+        for name, read in (gauges or {}).items():  # read at scrape time
+            gauge = Gauge(name, GAUGE_HELP.get(name, f"{name} (read at scrape time)."), registry=self.gauge_registry)
+            gauge.set_function(_or_nan(name, read))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

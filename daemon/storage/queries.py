@@ -72,10 +72,7 @@ def study_patient(engine: Engine, study_uid: str) -> StudyPatient | None:
         ).first()
     if row is None:
         return None
-    queued = row.queued_at
-    if queued is not None and queued.tzinfo is None:
-        queued = queued.replace(tzinfo=dt.timezone.utc)
-    return StudyPatient(row.patient_id or "", row.issuer or "", row.study_date, queued)
+    return StudyPatient(row.patient_id or "", row.issuer or "", row.study_date, row.queued_at)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -24,6 +23,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from daemon.storage.types import UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -90,7 +91,7 @@ instances = Table(
     Column("path", Text, nullable=False),  # relative to the archive directory
     Column("size_bytes", BigInteger, nullable=False),
     Column("calling_ae", String(16)),
-    Column("received_at", DateTime(timezone=True), nullable=False),  # when a study was last touched is derived from these
+    Column("received_at", UTCDateTime(), nullable=False),  # when a study was last touched is derived from these
     Index("ix_instances_series_pk", "series_pk"),
 )
 
@@ -109,11 +110,11 @@ analyses = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("report_sop_uid", UID),  # the newest SR of this study
     Column("seg_sop_uid", UID),
-    Column("queued_at", DateTime(timezone=True)),
-    Column("started_at", DateTime(timezone=True)),
-    Column("lease_until", DateTime(timezone=True)),  # a running analysis owns the study until then
-    Column("finished_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("queued_at", UTCDateTime()),
+    Column("started_at", UTCDateTime()),
+    Column("lease_until", UTCDateTime()),  # a running analysis owns the study until then
+    Column("finished_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_analyses_state", "state"),
 )
 
@@ -134,7 +135,7 @@ assessments = Table(
     Column("due_date", Date),
     Column("decisive_tracking_uid", UID),
     Column("assessment_json", Text, nullable=False),  # noduled.assessment/1 document
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # The longitudinal record: each nodule (tracking UID) at each time point.
@@ -174,9 +175,9 @@ outbox = Table(
     Column("destination", String(128), nullable=False),  # "AE@host:port"
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
     Column("last_error", Text),
     UniqueConstraint("sop_instance_uid", "destination", name="uq_outbox_sop_instance_uid_destination"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),

@@ -37,7 +37,7 @@ LEASE = dt.timedelta(seconds=30)  # renewed every HEARTBEAT while the analysis r
 HEARTBEAT = dt.timedelta(seconds=10)
 
 
-class AnalysisState(str, enum.Enum):
+class AnalysisState(enum.StrEnum):
     """The values of ``analyses.state``."""
 
     NEW = "new"  # seen with CT, not yet decided
@@ -47,9 +47,6 @@ class AnalysisState(str, enum.Enum):
     WAITING_PRIORS = "waiting-priors"  # the PACS did not give the priors yet; the monitor queues it again
     DONE = "done"  # reported: SR (and SEG) stored, recorded and queued for delivery
     FAILED = "failed"  # cannot be analysed as it is; the reason is in ``analyses.reason``
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class StudyBusy(Exception):
@@ -61,13 +58,6 @@ def utcnow() -> dt.datetime:
 
 
 Clock = Callable[[], dt.datetime]
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """``value`` as aware UTC (SQLite gives naive datetimes back)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.timezone.utc)
 
 
 def candidates_fingerprint(sop_uids: Iterable[str]) -> str:
@@ -121,8 +111,7 @@ def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = 
             )
         )
         out = []
-        for uid, state, lease in rows:
-            lease = _aware(lease)
+        for uid, state, lease in rows:  # lease: aware UTC (storage.types.UTCDateTime)
             if all_running or (state == AnalysisState.RUNNING and lease is not None and lease < now):
                 out.append(uid)
         return out
