@@ -190,5 +190,5 @@ shared_config = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value_json", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

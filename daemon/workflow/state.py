@@ -94,7 +94,7 @@ def stale_queued(engine: Engine, older_than: dt.timedelta, *, now: dt.datetime |
         rows = conn.execute(
             select(analyses.c.study_uid, analyses.c.updated_at).where(analyses.c.state == AnalysisState.QUEUED)
         ).all()
-    return [uid for uid, updated in rows if (_aware(updated) or now) <= now - older_than]
+    return [uid for uid, updated in rows if (updated or now) <= now - older_than]
 
 
 def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
@@ -132,7 +132,7 @@ def consider(
             return False  # nothing new since the last analysis
         elif row.state in (AnalysisState.QUEUED, AnalysisState.RUNNING) and row.seeds_fingerprint == fingerprint:
             return False  # already on its way
-        elif row.state == AnalysisState.RUNNING and (_aware(row.lease_until) or now) > now:
+        elif row.state == AnalysisState.RUNNING and (row.lease_until or now) > now:
             # new data while a worker analyses the older set: it finishes, then :func:`done` queues the study again
             conn.execute(
                 update(analyses).where(analyses.c.study_uid == study_uid).values(seeds_fingerprint=fingerprint, updated_at=now)
