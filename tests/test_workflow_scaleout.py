@@ -265,3 +265,31 @@ def test_the_queues_repeated_errors_are_one_line_a_minute(caplog: pytest.LogCapt
             records.append(record)
     assert len(records) == 1
     assert records[0].exc_info is None and "ConnectionError: Error 111" in records[0].getMessage()
+
+
+def test_status_says_a_report_is_on_a_partial_series_while_the_late_slices_wait(engine: Engine) -> None:
+    from daemon.ops.status import archive_status
+
+    monitor = StabilityMonitor(engine, lambda uid: None, stable_age_s=30)
+    uid = _queued(engine, monitor, ct=60)
+    fp = _fingerprint(engine, uid)
+    state.claim(engine, uid, fp, now=T0 + 40 * S)
+    state.done(engine, uid, fp, report_sop_uid="1.2.3", seg_sop_uid=None, now=T0 + 45 * S)
+    with engine.begin() as conn:
+        study_pk = conn.execute(select(studies.c.id).where(studies.c.study_uid == uid)).scalar_one()
+        ct_pk = _series(conn, study_pk, "CT")
+        for _ in range(36):
+            _instance(conn, ct_pk, CT_IMAGE_STORAGE, T0 + 600 * S)
+    (study,) = [s for s in archive_status(engine)["studies"] if s["study_uid"] == uid]
+    assert study["analysis"]["state"] == "done"
+    assert study["analysis"]["partial"] == {"analysed_ct_images": 60, "ct_images": 96}
+    assert "on 60 of 96 CT images; 36 arrived later" in study["analysis"]["reason"]
+
+
+def test_status_gives_the_reason_an_sr_only_study_is_not_analysed(engine: Engine) -> None:
+    from daemon.ops.status import archive_status
+
+    uid = _received(engine, ct=0, seeds=1, at=T0)
+    StabilityMonitor(engine, lambda uid: None, stable_age_s=30).tick(T0 + 31 * S)
+    (study,) = [s for s in archive_status(engine)["studies"] if s["study_uid"] == uid]
+    assert study["analysis"] == {"state": "-", "reason": "no CT images in this study: nothing to analyse"}
