@@ -293,3 +293,53 @@ def test_status_gives_the_reason_an_sr_only_study_is_not_analysed(engine: Engine
     StabilityMonitor(engine, lambda uid: None, stable_age_s=30).tick(T0 + 31 * S)
     (study,) = [s for s in archive_status(engine)["studies"] if s["study_uid"] == uid]
     assert study["analysis"] == {"state": "-", "reason": "no CT images in this study: nothing to analyse"}
+
+
+# ------------------------------------------------------------ patient consistency
+def _ds(patient_id: str, issuer: str = "", **kw: str):  # type: ignore[no-untyped-def]
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = CT_IMAGE_STORAGE, "1.2.3", "1.2.3.4"
+    ds.SOPInstanceUID = kw.pop("sop", "1.2.3.4.5")
+    ds.PatientID = patient_id
+    if issuer:
+        ds.IssuerOfPatientID = issuer
+    for k, v in kw.items():
+        setattr(ds, k, v)
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("seed_kw", "match"),
+    [
+        ({"patient_id": "P1", "issuer": "OTHER-HOSPITAL"}, "another patient"),  # same ID, other issuer
+        ({"patient_id": "P2"}, "another patient"),
+        ({"patient_id": "P1", "issuer": "HOSP", "StudyInstanceUID": "9.9.9"}, "not of the CT's study"),
+    ],
+)
+def test_seeds_of_another_patient_issuer_or_study_fail_naming_hashes_not_ids(seed_kw: dict, match: str) -> None:
+    from daemon.analysis.chain import AnalysisError, AnalysisInputs, analyze, patient_hash
+
+    ct = _ds("P1", "HOSP")
+    kw = dict(seed_kw)
+    seed = _ds(kw.pop("patient_id"), kw.pop("issuer", ""), sop="1.2.3.9", **kw)
+    seed.SOPClassUID = COMPREHENSIVE_SR
+    with pytest.raises(AnalysisError, match=match) as info:
+        analyze(AnalysisInputs(study_datasets=[ct], seed_objects=[seed]))
+    assert "P1" not in str(info.value) and "P2" not in str(info.value) and "HOSP" not in str(info.value)
+    if match == "another patient":
+        assert patient_hash(seed) in str(info.value) and patient_hash(ct) in str(info.value)
+
+
+def test_ct_of_two_patients_and_a_prior_of_another_patient_fail() -> None:
+    from daemon.analysis.chain import AnalysisError, AnalysisInputs, analyze
+    from daemon.analysis.comparison import PriorExam
+
+    seed = _ds("P1", sop="1.2.3.9")
+    seed.SOPClassUID = COMPREHENSIVE_SR
+    with pytest.raises(AnalysisError, match="CT images are of two patients"):
+        analyze(AnalysisInputs(study_datasets=[_ds("P1"), _ds("P2", sop="1.2.3.4.6")], seed_objects=[seed]))
+    prior = PriorExam(study_uid="1.2.0", exam_date=dt.date(2024, 1, 1), ct_datasets=(_ds("P7", StudyInstanceUID="1.2.0"),))
+    with pytest.raises(AnalysisError, match="prior study 1.2.0 belongs to another patient"):
+        analyze(AnalysisInputs(study_datasets=[_ds("P1")], seed_objects=[seed], priors=[prior]))

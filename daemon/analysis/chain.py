@@ -88,18 +88,54 @@ def seeds_fingerprint(seed_objects: Sequence[Dataset | dict]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
 
 
-def _check_same_patient(seed_objects: Sequence[Dataset | dict], ct: Dataset) -> None:  # type: ignore[type-arg]
-    """A seed object of another patient (Patient ID and issuer differ from the CT's) is refused."""
-    def who(ds: Dataset) -> tuple[str, str]:
-        return str(ds.get("PatientID") or "").strip(), str(ds.get("IssuerOfPatientID") or "").strip()
+def _who(ds: Dataset) -> tuple[str, str]:
+    return str(ds.get("PatientID") or "").strip(), str(ds.get("IssuerOfPatientID") or "").strip()
 
-    patient = who(ct)
+
+def patient_hash(ds: Dataset) -> str:
+    """A short hash of the Patient ID and issuer: names a patient in messages and logs without the ID itself."""
+    pid, issuer = _who(ds)
+    return hashlib.sha256(f"{pid}^{issuer}".encode()).hexdigest()[:10]
+
+
+def _other_patient(ds: Dataset, ref: Dataset) -> bool:
+    """Patient IDs differ, or both objects carry an issuer and the issuers differ (an empty ID is not compared)."""
+    (pid, issuer), (ref_pid, ref_issuer) = _who(ds), _who(ref)
+    return bool(pid and ref_pid) and (pid != ref_pid or bool(issuer and ref_issuer and issuer != ref_issuer))
+
+
+def _check_same_patient(
+    seed_objects: Sequence[Dataset | dict], ct: Dataset, ct_images: Sequence[Dataset] = (),  # type: ignore[type-arg]
+    priors: Sequence[PriorExam] = (),
+) -> None:
+    """Seed objects, CT images and priors must be of one patient (Patient ID + issuer) and the seed objects
+    and CT of one study; any mismatch is an :class:`AnalysisError` naming both patients' hashes."""
+    study_uid = str(ct.get("StudyInstanceUID", ""))
+    for other in ct_images:
+        if _other_patient(other, ct):
+            raise AnalysisError(
+                f"the study's CT images are of two patients (patient hashes {patient_hash(ct)} and {patient_hash(other)})"
+            )
     for obj in seed_objects:
-        if isinstance(obj, Dataset) and who(obj)[0] and patient[0] and who(obj) != patient:
+        if not isinstance(obj, Dataset):
+            continue
+        if _other_patient(obj, ct):
             raise AnalysisError(
                 f"seed object {obj.get('SOPInstanceUID', '?')} belongs to another patient than the CT images"
-                " (Patient ID or issuer differ)"
+                f" (Patient ID or issuer differ: patient hash {patient_hash(obj)}, the CT's {patient_hash(ct)})"
             )
+        seed_study = str(obj.get("StudyInstanceUID", ""))
+        if seed_study and study_uid and seed_study != study_uid:
+            raise AnalysisError(
+                f"seed object {obj.get('SOPInstanceUID', '?')} is of study {seed_study}, not of the CT's study {study_uid}"
+            )
+    for prior in priors:
+        for ds in prior.ct_datasets[:1]:
+            if _other_patient(ds, ct):
+                raise AnalysisError(
+                    f"prior study {prior.study_uid} belongs to another patient than the CT images"
+                    f" (patient hash {patient_hash(ds)}, the CT's {patient_hash(ct)})"
+                )
 
 
 # --------------------------------------------------------------------------- the chain
@@ -123,7 +159,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         ct_by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
 
     with timer.stage("seeds"):
-        _check_same_patient(inputs.seed_objects, ct_images[0])
+        _check_same_patient(inputs.seed_objects, ct_images[0], ct_images, inputs.priors)
         seeds, flags = read_all_seeds(inputs.seed_objects, image_headers(ct_images))
         if not seeds and not flags.no_nodules and inputs.seed_objects:
             raise AnalysisError("the seed objects mark no nodule and are not labelled 'no-nodules'")
