@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-deps venv demo benchmarks clean
+.PHONY: run test lint test-deps venv demo benchmarks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -29,8 +29,16 @@ test-deps:
 # The suite runs in a private network namespace when the machine allows it:
 # every server the tests start (noduled, Orthanc, storescp) is then reachable
 # on that namespace's loopback only.
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps lint
 	@bash tests/setup/run_tests.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+# the guards (pyproject.toml): ruff lint + format check, mypy (strict on nlcsp, lungrads, daemon.analysis),
+# import-linter contracts for DESIGN's floors
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # noduled + a real Orthanc on loopback, two phantom studies sent, their reports printed
 demo: $(STAMP) test-deps

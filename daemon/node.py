@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from huey.exceptions import RetryTask
 from sqlalchemy import Connection
@@ -20,6 +21,9 @@ from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
 from daemon.workflow.study import NodeContext, PermanentError, analyze_study
+
+if TYPE_CHECKING:
+    from daemon.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class Node:
         )
         if self.scp is not None:
             self.scp.on_released = self.monitor.released  # study complete on association release
-        self.health = None
+        self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -157,6 +157,7 @@ AIRWAYS: dict[str, CodedConcept] = {
     "subsegmental": _nlcsp("AIRWAY-SUBSEG", "Subsegmental airway"),
     "subsegmental-secretions": _nlcsp("AIRWAY-SECR", "Subsegmental airway, secretions"),
     "segmental-or-proximal": _nlcsp("AIRWAY-SEG", "Segmental or more proximal airway"),
+    "segmental-or-proximal-secretions": _nlcsp("AIRWAY-SEG-SECR", "Segmental or more proximal airway, secretions"),
 }
 CYST = _nlcsp("CYST", "Pulmonary cyst")
 CYSTS: dict[str, CodedConcept] = {

@@ -12,13 +12,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
+# one vocabulary: the protocol engine's (re-exported)
+from nlcsp.types import Airway as Airway, Composition as Composition, Cyst as Cyst, GrowthStatus as GrowthStatus
 from segmentation.types import Characterization, NoduleMeasurement, Vec3
 
 SeedSource = Literal["sr", "gsps", "json"]
-Composition = Literal["solid", "part-solid", "non-solid"]
-Airway = Literal["subsegmental", "subsegmental-secretions", "segmental-or-proximal"]
-Cyst = Literal["thin-walled", "thick-walled", "multilocular"]
-GrowthStatus = Literal["baseline", "new", "growing", "slowly-growing", "stable", "decreased"]
 
 
 @dataclass(frozen=True)

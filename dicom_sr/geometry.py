@@ -1,6 +1,7 @@
 """Image-plane geometry: 2D image coordinates <-> patient LPS millimetres.
 
-Implements the mapping of PS3.3 C.7.6.2.1.1 (Image Plane Module):
+The mapping of PS3.3 C.7.6.2.1.1 (Image Plane Module), done by highdicom's spatial
+transformers (``hd.spatial.ImageToReferenceTransformer`` and its inverse):
 ``P = S + F_row * dc * i + F_col * dr * j`` where ``S`` is Image Position
 (Patient) (centre of the first pixel), ``F_row``/``F_col`` the two direction
 cosines of Image Orientation (Patient), ``dr, dc`` Pixel Spacing (row
@@ -16,7 +17,10 @@ the geometry of the referenced frame from the functional groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
+import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -50,23 +54,31 @@ class ImagePlane:
     def normal(self) -> np.ndarray:
         return np.cross(np.asarray(self.row_direction), np.asarray(self.column_direction))
 
+    @cached_property
+    def _to_reference(self) -> hd.spatial.ImageToReferenceTransformer:
+        return hd.spatial.ImageToReferenceTransformer(**self._geometry())
+
+    @cached_property
+    def _to_image(self) -> hd.spatial.ReferenceToImageTransformer:
+        return hd.spatial.ReferenceToImageTransformer(**self._geometry())
+
+    def _geometry(self) -> dict[str, Any]:
+        return {
+            "image_position": self.position_lps_mm,
+            "image_orientation": (*self.row_direction, *self.column_direction),
+            "pixel_spacing": (self.row_spacing_mm, self.column_spacing_mm),
+        }
+
     def to_lps(self, column: float, row: float) -> Vec3:
-        """LPS millimetres of SCOORD/PIXEL image coordinates ``(column, row)``."""
-        i, j = column - 0.5, row - 0.5
-        p = (
-            np.asarray(self.position_lps_mm)
-            + np.asarray(self.row_direction) * self.column_spacing_mm * i
-            + np.asarray(self.column_direction) * self.row_spacing_mm * j
-        )
+        """LPS millimetres of SCOORD/PIXEL image coordinates ``(column, row)`` (highdicom's transformer)."""
+        p = self._to_reference(np.array([[column, row]], dtype=float))[0]
         return (float(p[0]), float(p[1]), float(p[2]))
 
     def from_lps(self, point_lps_mm: Vec3) -> tuple[float, float, float]:
         """SCOORD ``(column, row)`` of a point projected onto this image, and its
-        signed distance from the image plane (mm)."""
-        d = np.asarray(point_lps_mm, dtype=float) - np.asarray(self.position_lps_mm)
-        i = float(d @ np.asarray(self.row_direction)) / self.column_spacing_mm
-        j = float(d @ np.asarray(self.column_direction)) / self.row_spacing_mm
-        return i + 0.5, j + 0.5, float(d @ self.normal)
+        signed distance from the image plane (mm) (highdicom's transformer)."""
+        c = self._to_image(np.asarray([point_lps_mm], dtype=float))[0]
+        return float(c[0]), float(c[1]), float(c[2])
 
 
 def _frame_item(ds: Dataset, frame_number: int) -> tuple[Dataset | None, Dataset | None]:

@@ -117,13 +117,16 @@ def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
     between = PriorExam("1.2.3.2", dt.date(2024, 9, 1), pre_screening=True)
     observations = [PriorObservation(older, None, None), PriorObservation(between, None, None)]
     finding = SimpleNamespace(measurement=None)
-    derived = {"previous_category": "3", "previous_category_derived": True, "previous_category_date": "2024-01-10",
-               "derived_prior_categories": {"2024-01-10": "3"}}
-    by_date = {c.prior_study_date: c for c in prior_comparisons(finding, observations, dt.date(2025, 1, 15), derived)}  # type: ignore[arg-type]
+    from nlcsp.types import NoduleAssessment
+
+    derived = NoduleAssessment("Nodule 1", "3", "stable", "x", previous_category="3", previous_category_derived=True,
+                               previous_category_date=dt.date(2024, 1, 10),
+                               derived_prior_categories=((dt.date(2024, 1, 10), "3"),))
+    by_date = {c.prior_study_date: c for c in prior_comparisons(finding, observations, dt.date(2025, 1, 15), derived)}
     assert (by_date[older.exam_date].prior_category, by_date[older.exam_date].prior_category_derived) == ("3", True)
     assert (by_date[between.exam_date].prior_category, by_date[between.exam_date].prior_category_derived) == (None, False)
-    reported_earlier = {"previous_category": "3", "previous_category_derived": False, "previous_category_date": "2024-01-10",
-                        "derived_prior_categories": {}}
+    reported_earlier = NoduleAssessment("Nodule 1", "3", "stable", "x", previous_category="3",
+                                        previous_category_date=dt.date(2024, 1, 10))
     out = prior_comparisons(finding, observations, dt.date(2025, 1, 15), reported_earlier)  # type: ignore[arg-type]
     assert all(c.prior_category is None and not c.prior_category_derived for c in out)
 
@@ -136,8 +139,11 @@ def test_every_derived_prior_category_is_shown_with_its_time_point() -> None:
     from daemon.analysis.comparison import PriorObservation, prior_comparisons
 
     exams = [PriorExam("1.2.3.1", dt.date(2024, 6, 1)), PriorExam("1.2.3.2", dt.date(2025, 6, 1))]
-    assessed = {"previous_category": "2", "previous_category_derived": True, "previous_category_date": "2025-06-01",
-                "derived_prior_categories": {"2024-06-01": "4", "2025-06-01": "2"}}
+    from nlcsp.types import NoduleAssessment
+
+    assessed = NoduleAssessment("Nodule 1", "2", "stable", "x", previous_category="2", previous_category_derived=True,
+                                previous_category_date=dt.date(2025, 6, 1),
+                                derived_prior_categories=((dt.date(2024, 6, 1), "4"), (dt.date(2025, 6, 1), "2")))
     out = prior_comparisons(SimpleNamespace(measurement=None), [PriorObservation(e, None, None) for e in exams],  # type: ignore[arg-type]
                             dt.date(2026, 6, 1), assessed)
     assert [(c.prior_study_date.isoformat(), c.prior_category, c.prior_category_derived) for c in out] == [

@@ -252,3 +252,16 @@ def test_prior_exams_of_a_follow_up_are_the_right_ones_for_max_priors(
     priors = prior_exams(ctx, "1.2.826.0.1.2026")
     assert [p.exam_date.year for p in priors] == expected_years  # oldest first, each once
     assert all(p.reported and p.reported[0].tracking_id == "Nodule 1" for p in priors)
+
+
+# ------------------------------------------------------------------ tracking identity
+def test_one_identity_rule_keeps_carried_nodules_and_numbers_new_ones_after_all_earlier() -> None:
+    from daemon.analysis.identity import assign_identities
+    from dicom_sr.findings import NoduleFinding, Seed
+    from segmentation.types import Characterization
+
+    seed = Seed(position_lps_mm=(0.0, 0.0, 0.0), series_uid=None, source="json")
+    found = [NoduleFinding(tracking_id="", tracking_uid=f"1.2.{k}", seed=seed, measurement=None,
+                           characterization=Characterization()) for k in range(3)]
+    out = assign_identities(found, {1: ("Nodule 2", "1.9.2")}, ["Nodule 1", "Nodule 2", "Nodule 5"])
+    assert [(f.tracking_id, f.tracking_uid) for f in out] == [("Nodule 6", "1.2.0"), ("Nodule 2", "1.9.2"), ("Nodule 7", "1.2.2")]

@@ -28,10 +28,11 @@ from pydicom.uid import generate_uid
 from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
-from daemon.analysis.protocol import SiteDefaults, case_for, exam_assessment, participant_from_headers, study_date
+from daemon.analysis.protocol import SiteDefaults, build_case, case_to_json, exam_assessment, participant_from_headers, study_date
 from daemon.analysis.series import series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from dicom_sr.findings import ExamAssessment, NoduleFinding
+from nlcsp.types import ScreeningRound
 
 __all__ = ["AnalysisError", "AnalysisInputs", "AnalysisResult", "SiteDefaults", "analyze", "seeds_fingerprint"]
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AnalysisInputs:
     study_datasets: Sequence[Dataset]  # every CT image of the study (pixels for the analysed series at least)
-    seed_objects: Sequence[Dataset | dict]  # SR / GSPS datasets, or JSON seed documents
+    seed_objects: Sequence[Dataset | dict[str, Any]]  # SR / GSPS datasets, or JSON seed documents
     site: SiteDefaults = SiteDefaults()
     predecessor: Dataset | None = None  # our earlier SR of this study, replaced by this one
     screening_round: str | None = None  # None: follow-up when a prior screening exam is given, else baseline
@@ -75,7 +76,7 @@ class _Timer:
             self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
 
 
-def seeds_fingerprint(seed_objects: Sequence[Dataset | dict]) -> str:
+def seeds_fingerprint(seed_objects: Sequence[Dataset | dict[str, Any]]) -> str:
     """Identifies a set of seed objects: a new or changed seed object -> a new fingerprint."""
     keys = []
     for obj in seed_objects:
@@ -105,7 +106,7 @@ def _other_patient(ds: Dataset, ref: Dataset) -> bool:
 
 
 def _check_same_patient(
-    seed_objects: Sequence[Dataset | dict], ct: Dataset, ct_images: Sequence[Dataset] = (),  # type: ignore[type-arg]
+    seed_objects: Sequence[Dataset | dict[str, Any]], ct: Dataset, ct_images: Sequence[Dataset] = (),
     priors: Sequence[PriorExam] = (),
 ) -> None:
     """Seed objects, CT images and priors must be of one patient (Patient ID + issuer) and the seed objects
@@ -145,7 +146,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     from dicom_sr.report import build_report
     from dicom_sr.seg import build_segmentation
     from dicom_sr.seeds import image_headers
-    from nlcsp.cases import CaseError, assessment_to_json, parse_case
+    from nlcsp.cases import CaseError, assessment_to_json
     from nlcsp.categorize import assess
     from segmentation.io import load_series
 
@@ -184,19 +185,24 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             findings = comparison.findings
     with timer.stage("assess"):
         participant = participant_from_headers(ct0, inputs.site, inputs.participant_overrides)
-        screening_round = inputs.screening_round or (
-            "follow-up" if any(not p.pre_screening for p in inputs.priors) else "baseline"
-        )
-        case_json = case_for(
+        screening_round: ScreeningRound
+        if inputs.screening_round is None:
+            screening_round = "follow-up" if any(not p.pre_screening for p in inputs.priors) else "baseline"
+        elif inputs.screening_round in ("baseline", "follow-up"):
+            screening_round = inputs.screening_round  # type: ignore[assignment]  # checked just above
+        else:
+            raise AnalysisError(f"screening round must be 'baseline' or 'follow-up' (got {inputs.screening_round!r})")
+        case = build_case(
             findings, exam_date=study_date(ct0), screening_round=screening_round, participant=participant, flags=flags,
             history=comparison.history if comparison is not None else None,
         )
         try:
-            assessment_json = assessment_to_json(assess(parse_case(case_json)))
+            engine_assessment = assess(case)
         except CaseError as exc:
             raise AnalysisError(f"the protocol engine refused the case: {exc}") from None
+        case_json, assessment_json = case_to_json(case), assessment_to_json(engine_assessment)  # the edges
         assessment = exam_assessment(
-            assessment_json, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+            engine_assessment, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
@@ -209,13 +215,13 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         if any(f.measurement is not None and f.measurement.mask is not None for f in findings):
             seg = build_segmentation(
                 findings,
-                loaded.datasets,
+                list(loaded.datasets),
                 series_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg-series"]),
                 instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint, images]),
             )
         report = build_report(
             assessment,
-            loaded.datasets,
+            list(loaded.datasets),
             seg=seg,
             predecessor=inputs.predecessor,
             series_uid=report_series_uid,

@@ -18,11 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from daemon.analysis.identity import assign_identities
 from dicom_sr.findings import NoduleFinding, PriorComparison
+from nlcsp import types as nl
 from segmentation.types import NoduleMeasurement
 
 log = logging.getLogger(__name__)
@@ -79,11 +81,6 @@ class ComparisonResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _number(tracking_id: str) -> int:
-    tail = tracking_id.split()[-1] if tracking_id.split() else ""
-    return int(tail) if tail.isdigit() else 0
-
-
 def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]) -> ComparisonResult:  # type: ignore[no-untyped-def]
     """Every current finding on every prior exam, and identities carried over from earlier reports."""
     from segmentation.io import load_series
@@ -114,7 +111,7 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
         if exam.reported and registration is not None:
             reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
             matches = match_nodules([findings[i].measurement.centroid_lps_mm for i in measured],  # type: ignore[union-attr]
-                                    [p.centroid_lps_mm for p in reported], registration)
+                                    [p.centroid_lps_mm for p in reported if p.centroid_lps_mm is not None], registration)
             for m in matches:
                 if m.status == "matched":
                     matched_reported[measured[m.current_index]] = reported[m.prior_index]  # type: ignore[index]
@@ -133,16 +130,13 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
             reported_here = matched_reported.get(i)
             if measurement is not None or reported_here is not None:
                 observations[i].append(PriorObservation(exam, measurement, reported_here))
-    # identities: a matched nodule keeps its tracking UID and identifier; new ones are numbered after all others
-    taken = {p.tracking_id for p in identity.values()}
-    next_number = 1 + max([_number(t) for t in taken] + [_number(p.tracking_id) for e in priors for p in e.reported], default=0)
-    for i, f in enumerate(findings):
-        if i in identity:
-            p = identity[i]
-            findings[i] = replace(f, tracking_id=p.tracking_id, tracking_uid=p.tracking_uid)
-        elif taken or any(e.reported for e in priors):
-            findings[i] = replace(f, tracking_id=f"Nodule {next_number}")
-            next_number += 1
+    # identities (daemon.analysis.identity): a matched nodule keeps its tracking UID and identifier;
+    # new ones are numbered after all others
+    if identity or any(e.reported for e in priors):
+        findings = assign_identities(
+            findings, {i: (p.tracking_id, p.tracking_uid) for i, p in identity.items()},
+            (p.tracking_id for e in priors for p in e.reported),
+        )
     if last_reported is not None:
         exam, unmatched = last_reported
         reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
@@ -153,47 +147,47 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
     return ComparisonResult(findings=findings, history=history, notes=notes)
 
 
-def case_priors(observations: Sequence[PriorObservation]) -> list[dict]:
-    """The ``priors`` of one nodule in the ``noduled.case/1`` document."""
+def case_priors(observations: Sequence[PriorObservation]) -> tuple[nl.Prior, ...]:
+    """The priors of one nodule in the protocol engine's case, oldest first."""
     out = []
     for o in observations:
         volume, diameter = o.volume_mm3, o.mean_diameter_mm
         if volume is None and diameter is None:
             continue
         out.append(
-            {
-                "date": o.exam.exam_date.isoformat(),
-                "volume_mm3": volume,
-                "mean_diameter_mm": diameter,
-                "category": o.reported.category if o.reported is not None else None,
-                "pre_screening": o.exam.pre_screening,
-            }
+            nl.Prior(
+                date=o.exam.exam_date,
+                volume_mm3=volume,
+                mean_diameter_mm=diameter,
+                category=o.reported.category if o.reported is not None else None,
+                pre_screening=o.exam.pre_screening,
+            )
         )
-    return out
+    return tuple(sorted(out, key=lambda p: p.date))
 
 
 def prior_comparisons(
-    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: dict
+    finding: NoduleFinding, observations: Sequence[PriorObservation], exam_date: dt.date, assessed: nl.NoduleAssessment
 ) -> tuple[PriorComparison, ...]:
     """The SR's comparisons of one nodule: change against every prior, the protocol's comparison study marked."""
     from nlcsp.growth import percent_volume_change, volume_doubling_time_days
 
     m = finding.measurement
-    comparison_date = assessed.get("comparison_date")
+    comparison_date = assessed.comparison_date
+    derived_categories = dict(assessed.derived_prior_categories)
     out = []
     for o in observations:
         category = o.reported.category if o.reported is not None else None
         derived = False
-        when = o.exam.exam_date.isoformat()
-        if category is None and when in (assessed.get("derived_prior_categories") or {}):
+        if category is None and o.exam.exam_date in derived_categories:
             # never reported by noduled: the protocol engine derived this time point's category (C2)
-            category, derived = assessed["derived_prior_categories"][when], True
+            category, derived = derived_categories[o.exam.exam_date], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
         change = percent_volume_change(v1, v2) if v1 and v2 else None
         vdt = volume_doubling_time_days(v1, v2, days) if v1 and v2 and days > 0 and v1 != v2 else None
         d1 = o.mean_diameter_mm
-        is_comparison = comparison_date == o.exam.exam_date.isoformat()
+        is_comparison = comparison_date == o.exam.exam_date
         out.append(
             PriorComparison(
                 prior_study_uid=o.exam.study_uid,
@@ -203,7 +197,7 @@ def prior_comparisons(
                 volume_change_pct=change,
                 vdt_days=vdt if vdt is None or abs(vdt) != float("inf") else None,
                 diameter_change_mm=(m.mean_diameter_mm - d1) if m is not None and d1 is not None else None,
-                growth_status=assessed.get("status") if is_comparison else None,
+                growth_status=assessed.status if is_comparison else None,
                 prior_category=category,
                 prior_category_derived=derived,
                 is_comparison_study=is_comparison,

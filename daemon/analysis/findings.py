@@ -7,13 +7,18 @@ from dataclasses import replace
 
 from pydicom.dataset import Dataset
 
-from daemon.analysis.identity import SAME_NODULE_MM, TrackingIds, distance_mm, match_previous, new_tracking_uid
+from daemon.analysis.identity import SAME_NODULE_MM, assign_identities, distance_mm, match_previous, new_tracking_uid
 from dicom_sr.findings import NoduleFinding, ReaderAttributes, Seed
 
 
 def _merge_exam_flags(flags: ReaderAttributes, more: ReaderAttributes) -> ReaderAttributes:
-    names = ("infection_or_inflammation", "suspicious_features", "actionable_additional_findings", "no_nodules")
-    return replace(flags, **{n: bool(getattr(flags, n)) or bool(getattr(more, n)) for n in names})
+    return replace(
+        flags,
+        infection_or_inflammation=bool(flags.infection_or_inflammation) or bool(more.infection_or_inflammation),
+        suspicious_features=bool(flags.suspicious_features) or bool(more.suspicious_features),
+        actionable_additional_findings=bool(flags.actionable_additional_findings) or bool(more.actionable_additional_findings),
+        no_nodules=bool(flags.no_nodules) or bool(more.no_nodules),
+    )
 
 
 def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Callable) -> bool:  # type: ignore[type-arg]
@@ -59,13 +64,14 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
         return k, j, i
 
     findings: list[NoduleFinding] = []
-    ids = TrackingIds(previous)
+    carried: dict[int, tuple[str, str]] = {}  # finding index -> identity of the replaced report's nodule
     for seed in seeds:
-        same = next((f for f in findings if _inside(f, seed.position_lps_mm, volume_index)), None)
+        same = next((k for k, f in enumerate(findings) if _inside(f, seed.position_lps_mm, volume_index)), None)
         if same is not None:
-            merged = merge_reader_attributes(same.characterization, seed.attributes)
-            findings[findings.index(same)] = replace(same, characterization=merged)
+            merged = merge_reader_attributes(findings[same].characterization, seed.attributes)
+            findings[same] = replace(findings[same], characterization=merged)
             continue
+        error: str | None
         try:
             m = segment_nodule(image, seed.position_lps_mm, lung_mask=lungs)
         except NoNoduleAtSeed as exc:
@@ -73,17 +79,17 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
         else:
             error = None
         if m is not None:
-            twin = next((f for f in findings if f.measurement and distance_mm(f.measurement.centroid_lps_mm, m.centroid_lps_mm) < SAME_NODULE_MM), None)
+            twin = next((k for k, f in enumerate(findings)
+                         if f.measurement and distance_mm(f.measurement.centroid_lps_mm, m.centroid_lps_mm) < SAME_NODULE_MM), None)
             if twin is not None:
-                merged = merge_reader_attributes(twin.characterization, seed.attributes)
-                findings[findings.index(twin)] = replace(twin, characterization=merged)
+                merged = merge_reader_attributes(findings[twin].characterization, seed.attributes)
+                findings[twin] = replace(findings[twin], characterization=merged)
                 continue
         centroid = m.centroid_lps_mm if m is not None else None
         match = match_previous(previous, centroid, m.mean_diameter_mm) if m is not None and centroid is not None else None
         if match is not None:
-            tracking_id, tracking_uid = match.tracking_id, match.tracking_uid
-        else:
-            tracking_id, tracking_uid = ids.next(), new_tracking_uid(study_uid, seed, centroid)
+            carried[len(findings)] = (match.tracking_id, match.tracking_uid)
+        tracking_id, tracking_uid = "", new_tracking_uid(study_uid, seed, centroid)  # numbered below
         algorithm = characterize(image, m, lung_mask=lungs) if m is not None else Characterization()
         characterization = merge_reader_attributes(algorithm, seed.attributes)
         findings.append(
@@ -96,4 +102,4 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
                 error=error,
             )
         )
-    return findings
+    return assign_identities(findings, carried, (f.tracking_id for f in previous))

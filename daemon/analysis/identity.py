@@ -7,7 +7,8 @@ from the study and where it is (so the same analysis gives the same UIDs).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from pydicom.uid import generate_uid
 
@@ -26,15 +27,17 @@ def new_tracking_uid(study_uid: str, seed: Seed, centroid: Sequence[float] | Non
     return str(generate_uid(entropy_srcs=[study_uid, "noduled-nodule", ",".join(f"{v:.0f}" for v in where)]))
 
 
-class TrackingIds:
-    """Hands out "Nodule N" identifiers not used by ``previous`` nor by earlier calls."""
+def _number(tracking_id: str) -> int:
+    tail = tracking_id.split()[-1] if tracking_id.split() else ""
+    return int(tail) if tail.isdigit() else 0
 
-    def __init__(self, previous: Iterable[NoduleFinding] = ()) -> None:
-        previous = list(previous)
-        self.used = {f.tracking_id for f in previous}
-        self._next = 1 + max(
-            (int(f.tracking_id.split()[-1]) for f in previous if f.tracking_id.split()[-1].isdigit()), default=0
-        )
+
+class TrackingIds:
+    """Hands out "Nodule N" identifiers after every earlier one (``earlier_ids``) and not used by earlier calls."""
+
+    def __init__(self, earlier_ids: Iterable[str] = ()) -> None:
+        self.used = set(earlier_ids)
+        self._next = 1 + max((_number(t) for t in self.used), default=0)
 
     def next(self) -> str:
         while f"Nodule {self._next}" in self.used:
@@ -42,6 +45,26 @@ class TrackingIds:
         tracking_id = f"Nodule {self._next}"
         self.used.add(tracking_id)
         return tracking_id
+
+
+def assign_identities(
+    findings: Sequence[NoduleFinding], carried: Mapping[int, tuple[str, str]], earlier_ids: Iterable[str]
+) -> list[NoduleFinding]:
+    """The one rule of tracking identity.
+
+    Finding ``i`` in ``carried`` keeps the (tracking identifier, tracking UID) of the earlier
+    nodule it was found to be; every other finding, in order, gets the next "Nodule N" after all
+    of ``earlier_ids`` and of the carried ones (its tracking UID is left as it is).
+    """
+    ids = TrackingIds([*earlier_ids, *(tracking_id for tracking_id, _ in carried.values())])
+    out = []
+    for i, f in enumerate(findings):
+        if i in carried:
+            tracking_id, tracking_uid = carried[i]
+            out.append(replace(f, tracking_id=tracking_id, tracking_uid=tracking_uid))
+        else:
+            out.append(replace(f, tracking_id=ids.next()))
+    return out
 
 
 def match_previous(

@@ -30,6 +30,7 @@ class PriorSeries:
     n_instances: int | None
     manufacturer: str | None
     convolution_kernel: str | None = None  # added: lets best_ct_series prefer lung kernels
+    image_orientation: tuple[float, ...] | None = None  # ImageOrientationPatient when known (the index has it)
 
 
 @dataclass(frozen=True)

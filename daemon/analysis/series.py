@@ -1,11 +1,17 @@
-"""Which CT series of a study to measure on or compare with, chosen from headers alone (pure)."""
+"""Which CT series of a study to measure on, compare with or fetch, chosen from headers alone (pure).
+
+One ranking (:func:`best_ct_series`) for the series the node fetches from the PACS, the prior
+series it compares with, and the current series when the seeds do not say which.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydicom.dataset import Dataset
 
+from daemon.analysis.dicomvalues import to_float
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.priors import PriorSeries, PriorStudy
 from dicom_sr.findings import Seed
@@ -55,7 +61,11 @@ def best_ct_series(study: PriorStudy) -> PriorSeries | None:
 
     def key(s: PriorSeries) -> tuple:  # type: ignore[type-arg]
         text = (s.description or "").upper()
-        axial_stack = not any(word in text for word in _NOT_PRIMARY_AXIAL) and (s.n_instances is None or s.n_instances > 10)
+        axial_stack = (
+            not any(word in text for word in _NOT_PRIMARY_AXIAL)
+            and (s.n_instances is None or s.n_instances > 10)
+            and orientation_is_axial(s.image_orientation) is not False
+        )
         return (
             axial_stack,
             _thickness_class(s.slice_thickness_mm),
@@ -68,32 +78,47 @@ def best_ct_series(study: PriorStudy) -> PriorSeries | None:
     return max(candidates, key=key)
 
 
+def series_from_headers(series_uid: str, images: Sequence[Dataset]) -> PriorSeries:
+    """What :func:`best_ct_series` ranks, from a series' image headers."""
+    ds = images[0]
+    iop = tuple(to_float(v) or 0.0 for v in (ds.get("ImageOrientationPatient") or []))
+    return PriorSeries(
+        series_uid=series_uid,
+        modality=str(ds.get("Modality") or "CT").upper(),
+        description=str(ds.get("SeriesDescription") or "") or None,
+        slice_thickness_mm=to_float(ds.get("SliceThickness")),
+        n_instances=len(images),
+        manufacturer=str(ds.get("Manufacturer") or "") or None,
+        convolution_kernel=str(ds.get("ConvolutionKernel") or "") or None,
+        image_orientation=iop or None,
+    )
+
+
 def series_of_seeds(seeds: Sequence[Seed], ct_by_series: dict[str, list[Dataset]]) -> str:
-    """The CT series the seeds were drawn on, else the thinnest axial series."""
+    """The CT series the seeds were drawn on, else the best axial series (:func:`best_ct_series`)."""
     votes: dict[str, int] = {}
     for seed in seeds:
         if seed.series_uid in ct_by_series:
             votes[seed.series_uid] = votes.get(seed.series_uid, 0) + 1
     if votes:
         return max(votes, key=lambda uid: (votes[uid], len(ct_by_series[uid])))
-
-    def thickness(uid: str) -> tuple[float, int]:
-        ds = ct_by_series[uid][0]
-        try:
-            t = float(ds.get("SliceThickness") or 99)
-        except (TypeError, ValueError):
-            t = 99.0
-        return (t, -len(ct_by_series[uid]))
-
-    axial = [uid for uid, images in ct_by_series.items() if is_axial(images[0])]
-    if not axial:
+    axial = [
+        series_from_headers(uid, images) for uid, images in ct_by_series.items() if is_axial(images[0])
+    ]
+    best = best_ct_series(PriorStudy("", None, None, ("CT",), "index", tuple(replace(s, modality="CT") for s in axial)))
+    if best is None:
         raise AnalysisError("the study has no axial CT series to analyse")
-    return min(axial, key=thickness)
+    return best.series_uid
+
+
+def orientation_is_axial(iop: Sequence[float] | None) -> bool | None:
+    """Image rows and columns in the patient's axial plane; None when the orientation is unknown."""
+    if iop is None or len(iop) != 6:
+        return None
+    normal_z = iop[0] * iop[4] - iop[1] * iop[3]
+    return abs(normal_z) > 0.9
 
 
 def is_axial(ds: Dataset) -> bool:
     iop = [float(v) for v in (ds.get("ImageOrientationPatient") or [])]
-    if len(iop) != 6:
-        return False
-    normal_z = iop[0] * iop[4] - iop[1] * iop[3]
-    return abs(normal_z) > 0.9
+    return orientation_is_axial(iop) is True

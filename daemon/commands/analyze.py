@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
                     datasets.append(dcmread(path))
                 except (InvalidDicomError, OSError):
                     continue
-        seed_objects: list = []
+        seed_objects: list[Any] = []
         for path in seeds:
             if not path.is_file():
                 typer.echo(f"noduled analyze: seed file {path} does not exist", err=True)

@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
@@ -43,7 +43,7 @@ from daemon.analysis.sop_classes import STORAGE_CLASSES
 from daemon.network.scp import TRANSFER_SYNTAXES
 from daemon.network.status import status_text
 from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
-from daemon.storage.dicomvalues import da_to_date, to_float, to_int
+from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,11 @@ def _series_of(assoc, pacs: PACSSettings, study_uid: str) -> list[PriorSeries]: 
 
 
 # ----------------------------------------------------------------- retrieve
+def _instance_uid(event: evt.Event) -> str:
+    """The SOP Instance UID of a C-STORE sub-operation's request."""
+    return str(getattr(event.request, "AffectedSOPInstanceUID", "?"))
+
+
 def _identifiers(study_uid: str, series_uids: Sequence[str]) -> list[Dataset]:
     if not series_uids:
         ds = Dataset()
@@ -300,8 +305,8 @@ def retrieve(
     destination = move_destination or calling_ae
 
     ae = _ae(calling_ae, timeout_s)
-    handlers = []
-    roles = []
+    handlers: list[Any] = []
+    roles: list[Any] = []
     refusals: list[str] = []  # C-GET: why this node refused instances (reasons, no patient data)
     if method == "c-move":
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -317,11 +322,11 @@ def retrieve(
                 store(event.encoded_dataset(include_meta=True))
             except RejectedInstance as exc:
                 refusals.append(str(exc))
-                log.warning("instance %s of study %s refused: %s", event.request.AffectedSOPInstanceUID, study_uid, exc)
+                log.warning("instance %s of study %s refused: %s", _instance_uid(event), study_uid, exc)
                 return exc.status
             except Exception as exc:
                 refusals.append(f"internal error: {type(exc).__name__}")
-                log.exception("instance %s of study %s could not be stored", event.request.AffectedSOPInstanceUID, study_uid)
+                log.exception("instance %s of study %s could not be stored", _instance_uid(event), study_uid)
                 return STATUS_CANNOT_UNDERSTAND
             return 0x0000
 

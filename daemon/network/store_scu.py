@@ -51,11 +51,11 @@ def store_files(
     contexts: dict[tuple[str, str], list[str]] = {}
     for f in files:
         if f.transfer_syntax in _UNCOMPRESSED:
-            key = (f.sop_class, "uncompressed")
-            syntaxes = [f.transfer_syntax] + [s for s in _UNCOMPRESSED if s != f.transfer_syntax]
+            key = (str(f.sop_class), "uncompressed")
+            syntaxes = [str(f.transfer_syntax)] + [str(s) for s in _UNCOMPRESSED if s != f.transfer_syntax]
         else:
-            key = (f.sop_class, f.transfer_syntax)
-            syntaxes = [f.transfer_syntax]
+            key = (str(f.sop_class), str(f.transfer_syntax))
+            syntaxes = [str(f.transfer_syntax)]
         contexts.setdefault(key, syntaxes)
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = timeout_s

@@ -13,7 +13,7 @@ import time
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature differs; the stdlib documents this use
 
 
 class QuietRepeats(logging.Filter):

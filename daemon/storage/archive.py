@@ -41,7 +41,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from daemon.storage.dicomvalues import da_to_date, to_float, to_int
+from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.storage.schema import instances, patients, series, studies
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom import dcmread
@@ -17,7 +17,9 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Engine, func, select
 
 from daemon.analysis.comparison import PriorNodule
+from daemon.analysis.dicomvalues import to_float
 from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window
+from daemon.analysis.series import best_ct_series, orientation_is_axial
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE, OUR_MANUFACTURER, SEED_CLASSES, is_seed_candidate
 from daemon.storage.archive import Archive
 from daemon.storage.schema import analyses, assessments, instances, nodule_observations, patients, series, studies
@@ -105,24 +107,29 @@ def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> li
 
 
 def best_ct_series_paths(engine: Engine, archive: Archive, study_uid: str) -> list[Path]:
-    """The thinnest axial CT series of a study (most images on a tie)."""
+    """The images of a study's CT series best suited for comparison (:func:`daemon.analysis.series.best_ct_series`)."""
     q = (
-        select(series.c.series_uid, series.c.slice_thickness_mm, series.c.image_orientation, instances.c.path)
+        select(series.c.series_uid, series.c.description, series.c.slice_thickness_mm, series.c.image_orientation,
+               series.c.convolution_kernel, series.c.manufacturer, instances.c.path)
         .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
         .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE)
     )
-    by_series: dict[str, tuple[float, list[Path]]] = {}
+    headers: dict[str, PriorSeries] = {}
+    paths: dict[str, list[Path]] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
-            iop = [float(v) for v in (row.image_orientation or "").split("\\") if v.strip()]
-            if len(iop) == 6 and abs(iop[0] * iop[4] - iop[1] * iop[3]) < 0.9:
-                continue  # not axial
-            entry = by_series.setdefault(row.series_uid, (row.slice_thickness_mm or 99.0, []))
-            entry[1].append(archive.path_of(row.path))
-    if not by_series:
-        return []
-    _, paths = min(by_series.values(), key=lambda e: (e[0], -len(e[1])))
-    return paths
+            if row.series_uid not in headers:
+                iop = tuple(v for v in (to_float(t) for t in (row.image_orientation or "").split("\\")) if v is not None)
+                headers[row.series_uid] = PriorSeries(
+                    row.series_uid, "CT", row.description, row.slice_thickness_mm, None, row.manufacturer,
+                    row.convolution_kernel, iop or None,
+                )
+            paths.setdefault(row.series_uid, []).append(archive.path_of(row.path))
+    candidates = tuple(
+        replace(s, n_instances=len(paths[uid])) for uid, s in headers.items() if orientation_is_axial(s.image_orientation) is not False
+    )
+    best = best_ct_series(PriorStudy(study_uid, None, None, ("CT",), "index", candidates))
+    return paths[best.series_uid] if best is not None else []
 
 
 def predecessor_report(engine: Engine, archive: Archive, study_uid: str) -> Dataset | None:

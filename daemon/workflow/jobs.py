@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
@@ -51,9 +52,9 @@ class JobQueue:
 
     def __init__(self, huey: Huey, run_analysis: Callable[[str, int], None]) -> None:
         self.huey = huey
-        self._consumer = None
+        self._consumer: Any = None
 
-        @huey.task(retries=RETRIES, retry_delay=RETRY_DELAY_S, retry_backoff=2, context=True, name="analyze_study")
+        @huey.task(retries=RETRIES, retry_delay=RETRY_DELAY_S, retry_backoff=2, context=True, name="analyze_study")  # type: ignore[untyped-decorator]
         def analyze_study_task(study_uid: str, task=None) -> None:  # type: ignore[no-untyped-def]
             attempt = RETRIES - (task.retries if task is not None else RETRIES) + 1
             run_analysis(study_uid, attempt)

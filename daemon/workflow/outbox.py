@@ -184,7 +184,7 @@ class Outbox:
             if dialect == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert
             else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
             with self.engine.begin() if conn is None else nullcontext(conn) as tx:
                 for row in rows:
                     stmt = dialect_insert(outbox).values(**row).on_conflict_do_nothing(

@@ -67,7 +67,7 @@ def seed_objects(paths: list[Path]) -> list[Dataset]:
     """
     from dicom_sr.seeds import is_seed_object
 
-    out = []
+    out: list[Dataset] = []
     for path in paths:
         try:
             ds = dcmread(path)
