@@ -52,6 +52,7 @@ class Seed:
     tracking_id: str | None = None  # as the viewer wrote it, when known
     tracking_uid: str | None = None  # as the viewer wrote it, when known
     seed_object_uid: str | None = None  # SOP Instance UID of the SR / GSPS it came from
+    reader_diameter_mm: float | None = None  # the reader's own length / diameter (mean of the axes given), when the seed carries one
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,4 @@ class ExamAssessment:
     series_uid: str | None = None  # the CT series analysed
     reasons: tuple[str, ...] = ()  # exam-level rules applied (note 8, 13, 15 ...)
     notes: tuple[str, ...] = ()  # e.g. "reported without priors: PACS unreachable after 30 min"
+    incomplete: bool = False  # a nodule the reader marked could not be measured: SR Completion Flag PARTIAL

@@ -497,7 +497,8 @@ def _centre_group(finding, centre: Vec3, keys: "_KeyImages", algorithm, time_poi
 # --------------------------------------------------------------------------- document level
 def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
     items: list = [
-        CodeContentItem(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category], relationship_type=CONTAINS),
+        *([CodeContentItem(codes.EXAM_CATEGORY, codes.CATEGORIES[assessment.category], relationship_type=CONTAINS)]
+          if assessment.category else []),  # "": not categorised (nothing the reader marked could be measured)
         CodeContentItem(codes.ADDITIONAL_FINDINGS, _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
         CodeContentItem(codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS),
         DateContentItem(codes.EXAM_DATE, assessment.exam_date, relationship_type=CONTAINS),
@@ -544,7 +545,7 @@ def _check(assessment: ExamAssessment) -> None:
         if value is not None and value not in allowed:
             raise ReportError(f"{what} is {value!r}; expected one of {sorted(allowed)}")
 
-    need(assessment.category, codes.CATEGORIES, "exam category")
+    need(assessment.category or None, codes.CATEGORIES, "exam category")  # "": not categorised (incomplete)
     need(assessment.screening_round, codes.SCREENING_ROUNDS, "screening round")
     if assessment.participant is not None:
         need(assessment.participant.sex, codes.SEXES, "participant sex")
@@ -662,7 +663,7 @@ def build_report(
         sop_instance_uid=instance_uid or generate_uid(entropy_srcs=["noduled-sr", *entropy]),
         instance_number=int(predecessor.get("InstanceNumber") or 0) + 1 if predecessor is not None else 1,
         manufacturer=manufacturer,
-        is_complete=True,
+        is_complete=not assessment.incomplete,  # PARTIAL: a marked nodule could not be measured
         is_final=False,
         is_verified=False,
         institution_name=institution_name,

@@ -31,6 +31,7 @@ from daemon.analysis.findings import read_all_seeds, segment_seeds
 from daemon.analysis.protocol import SiteDefaults, build_case, case_to_json, exam_assessment, participant_from_headers, study_date
 from daemon.analysis.series import series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+from daemon.analysis.unmeasured import complete_or_partial, mark_unmeasured
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from nlcsp.types import ScreeningRound
 
@@ -183,6 +184,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         with timer.stage("priors"):
             comparison = compare_with_priors(loaded.image, lungs, findings, inputs.priors)
             findings = comparison.findings
+    findings = mark_unmeasured(findings)  # a mark noduled could not measure stays in the report, saying so
     with timer.stage("assess"):
         participant = participant_from_headers(ct0, inputs.site, inputs.participant_overrides)
         screening_round: ScreeningRound
@@ -204,6 +206,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = exam_assessment(
             engine_assessment, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
+        assessment = complete_or_partial(assessment, findings, nodules_in_case=len(case.nodules))
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)

@@ -255,6 +255,7 @@ def done(
 
 def done_now(  # type: ignore[no-untyped-def]
     conn, study_uid: str, fingerprint: str, *, report_sop_uid: str, seg_sop_uid: str | None, now: dt.datetime,
+    note: str | None = None,
 ) -> None:
     """:func:`done` inside the caller's transaction (the one that records the assessment and its outbox rows)."""
     row = conn.execute(select(analyses.c.seeds_fingerprint).where(analyses.c.study_uid == study_uid)).first()
@@ -264,7 +265,7 @@ def done_now(  # type: ignore[no-untyped-def]
         .where(analyses.c.study_uid == study_uid)
         .values(state=AnalysisState.QUEUED if newer else AnalysisState.DONE, finished_at=now, lease_until=None,
                 analysed_fingerprint=fingerprint, report_sop_uid=report_sop_uid, seg_sop_uid=seg_sop_uid,
-                reason="new data arrived during the analysis; analysing again" if newer else None, updated_at=now)
+                reason="new data arrived during the analysis; analysing again" if newer else note, updated_at=now)
     )
 
 

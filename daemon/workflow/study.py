@@ -222,6 +222,8 @@ def _analyse_claimed(
             report_sop_uid=str(result.report.SOPInstanceUID),
             seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
             now=state.utcnow(),
+            # `noduled status` shows it: a marked nodule could not be measured (report incomplete)
+            note=next((n for n in result.assessment.notes if n.startswith("incomplete:")), None),
         )
     log.info(
         "study %s analysed: category %s%s, %d nodules, %.1f s",
