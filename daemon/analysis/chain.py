@@ -29,8 +29,9 @@ from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
 from daemon.analysis.protocol import SiteDefaults, build_case, case_to_json, exam_assessment, participant_from_headers, study_date
-from daemon.analysis.series import series_of_seeds
+from daemon.analysis.series import one_acquisition, series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+from daemon.analysis.plausibility import check_findings, check_slices
 from daemon.analysis.unmeasured import complete_or_partial, mark_unmeasured
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from nlcsp.types import ScreeningRound
@@ -167,7 +168,8 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             raise AnalysisError("the seed objects mark no nodule and are not labelled 'no-nodules'")
     with timer.stage("load"):
         series_uid = series_of_seeds(seeds, ct_by_series)
-        loaded = load_series(ct_by_series[series_uid])
+        series_images, acquisition_note = one_acquisition(ct_by_series[series_uid], seeds)
+        loaded = load_series(series_images)
     ct0 = loaded.datasets[0]
     previous: list[NoduleFinding] = []
     if inputs.predecessor is not None:
@@ -177,8 +179,12 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     with timer.stage("segment"):
         from segmentation.lungs import lung_mask
 
+        import SimpleITK as sitk
+
+        check_slices(sitk.GetArrayViewFromImage(loaded.image), list(loaded.datasets))
         lungs = lung_mask(loaded.image)
         findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
+        check_findings(findings)
     comparison = None
     if inputs.priors:
         with timer.stage("priors"):
@@ -207,6 +213,8 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             engine_assessment, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
         assessment = complete_or_partial(assessment, findings, nodules_in_case=len(case.nodules))
+        if acquisition_note:
+            assessment = replace(assessment, notes=(*assessment.notes, acquisition_note))
         if inputs.notes:
             assessment = replace(assessment, notes=assessment.notes + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
