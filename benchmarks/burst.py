@@ -40,7 +40,7 @@ def _copies(paths: dict, n: int, out: Path) -> list[tuple[str, list[Path]]]:  # 
     for k in range(n):
         mapping: dict[str, str] = {}
 
-        def remap(ds) -> None:  # type: ignore[no-untyped-def]
+        def remap(ds, mapping: dict[str, str] = mapping) -> None:  # type: ignore[no-untyped-def]
             for elem in ds.iterall():
                 if elem.VR == "UI" and elem.value and not str(elem.value).startswith("1.2.840.10008"):
                     values = elem.value if isinstance(elem.value, list) else [elem.value]

@@ -19,7 +19,15 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from daemon.analysis.chain import AnalysisError, AnalysisInputs, analyze
-from tests.test_analysis import single  # noqa: F401  (module fixture: one 8 mm solid nodule)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """One 8 mm solid nodule (the phantom of tests/test_analysis.py)."""
+    from test_images import render_single_nodule, write_study
+
+    study = render_single_nodule("solid", 8.0, seed=3)
+    return {"study": study, "paths": write_study(study, tmp_path_factory.mktemp("single"))}
 
 
 def _cts(single: dict) -> list:  # type: ignore[type-arg]

@@ -17,7 +17,15 @@ from pydicom.uid import generate_uid
 from daemon.analysis.chain import AnalysisInputs, analyze
 from daemon.analysis.unmeasured import PREFIX
 from dicom_sr.read_report import read_report
-from tests.test_analysis import single  # noqa: F401  (module fixture: one 8 mm solid nodule)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """One 8 mm solid nodule (the phantom of tests/test_analysis.py)."""
+    from test_images import render_single_nodule, write_study
+
+    study = render_single_nodule("solid", 8.0, seed=3)
+    return {"study": study, "paths": write_study(study, tmp_path_factory.mktemp("single"))}
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,22 @@ from sqlalchemy import Engine, insert, select
 
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from daemon.settings import ConfigError, Destination, Settings, SiteSettings
-from daemon.storage.schema import studies
+from daemon.storage.schema import patients, studies
 from daemon.workflow import shared_config, state
 from daemon.workflow.stability import LOST_JOB_AFTER, StabilityMonitor
 from daemon.workflow.state import HEARTBEAT, LEASE, AnalysisState, StudyBusy
-from daemon.storage.schema import patients
-from tests.test_workflow import COMPREHENSIVE_SR, T0, _instance, _series, _state, _study, engine  # noqa: F401  (fixture)
+from tests.test_workflow import COMPREHENSIVE_SR, T0, _instance, _series, _state, _study
 
 S = dt.timedelta(seconds=1)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    from daemon.storage.db import open_index
+
+    engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
+    yield engine
+    engine.dispose()
 
 
 def _received(engine: Engine, *, ct: int, seeds: int, at: dt.datetime) -> str:

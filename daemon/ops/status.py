@@ -77,11 +77,12 @@ def archive_status(engine: Engine) -> dict[str, Any]:
     late = late_ct_counts(engine)
     for uid, study in result.items():
         ct = sum(s["instances"] for s in study["series"] if s["modality"] == "CT")
-        analysis = study.get("analysis")
-        if analysis is None:
+        current = study.get("analysis")
+        if current is None:
             if ct == 0:  # an SR-only study (seeds without images) is never analysed: say why
                 study["analysis"] = {"state": "-", "reason": "no CT images in this study: nothing to analyse"}
             continue
+        analysis: dict[str, Any] = current
         n_late = late.get(uid, 0)
         if n_late and analysis["state"] in ("done", "failed"):
             # late data: the report (or failure) is on a partial series; the study is analysed again once complete

@@ -62,7 +62,7 @@ def _default_value(name: str) -> Any:
 
 def publish(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) -> None:
     """``noduled serve``: write the shared sections (replacing what an earlier start wrote)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         conn.execute(delete(shared_config).where(shared_config.c.name.in_(SHARED)))
         for name in SHARED:

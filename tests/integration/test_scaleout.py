@@ -89,7 +89,6 @@ def test_no_report_lost_worker_without_destinations_killed_worker_and_redis_rest
     import time
 
     from test_images import render_single_nodule, write_study
-
     from tests.support.servers import write_toml
 
     pg, redis = scaleout_servers
