@@ -82,13 +82,13 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             if ct == 0:  # an SR-only study (seeds without images) is never analysed: say why
                 study["analysis"] = {"state": "-", "reason": "no CT images in this study: nothing to analyse"}
             continue
-        row: dict[str, Any] = current
+        entry: dict[str, Any] = current
         n_late = late.get(uid, 0)
-        if n_late and row["state"] in ("done", "failed"):
+        if n_late and entry["state"] in ("done", "failed"):
             # late data: the report (or failure) is on a partial series; the study is analysed again once complete
-            row["partial"] = {"analysed_ct_images": ct - n_late, "ct_images": ct}
-            row["reason"] = (
-                f"{'reported' if row['state'] == 'done' else 'failed'} on {ct - n_late} of {ct} CT images; "
+            entry["partial"] = {"analysed_ct_images": ct - n_late, "ct_images": ct}
+            entry["reason"] = (
+                f"{'reported' if entry['state'] == 'done' else 'failed'} on {ct - n_late} of {ct} CT images; "
                 f"{n_late} arrived later: analysing again when the study is complete"
             )
     studies_list = list(result.values())
