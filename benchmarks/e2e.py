@@ -27,16 +27,23 @@ class Harness:
     http_port: int
 
     @classmethod
-    def start(cls, workdir: Path, *, stable_age_s: float = 1.0, log_level: str = "INFO", retrieve: str | None = None) -> "Harness":
-        """``retrieve``: "c-move" or "c-get" to let noduled fetch priors from the Orthanc (None: no [pacs])."""
+    def start(
+        cls, workdir: Path, *, stable_age_s: float = 1.0, log_level: str = "INFO", retrieve: str | None = None,
+        release_quiet_s: float | None = None, workers: int = 1,
+    ) -> "Harness":
+        """``retrieve``: "c-move" or "c-get" to let noduled fetch priors from the Orthanc (None: no [pacs]);
+        ``release_quiet_s``: the study-complete wait after the association release (None: the default)."""
+        analysis: dict[str, float] = {"stable_age_s": stable_age_s}
+        if release_quiet_s is not None:
+            analysis["release_quiet_s"] = release_quiet_s
         pacs_port, http_port = free_port(), free_port()
         pacs_config = {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve}} if retrieve else {}
         node = NodedServer(
             workdir / "noduled",
             extra={
                 "scp": {"allowed_peers": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}, {"ae_title": "STORESCU"}]},
-                "analysis": {"stable_age_s": stable_age_s},
-                "queue": {"workers": 1},
+                "analysis": analysis,
+                "queue": {"workers": workers},
                 "destinations": [{"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port}],
                 "http": {"enabled": True, "host": "127.0.0.1", "port": http_port},
                 "logging": {"level": log_level},

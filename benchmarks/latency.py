@@ -6,14 +6,16 @@
 A full-size ``multi`` phantom (512x512, ~300 slices, 7 nodules, no priors) is
 sent to noduled with storescu; noduled analyses it and delivers the SR and
 SEG to a real Orthanc.  Printed: seconds from the last instance acknowledged
-to the SR found in Orthanc, with the stability wait (``stable_age_s``)
-excluded, and the split by stage read from the node's /metrics.
-Target: <= 10 s on this 2-core machine.
+to the SR found in Orthanc, INCLUDING the study-complete wait (at the
+defaults: the association release plus ``release_quiet_s`` = 2 s, with
+``stable_age_s`` = 10 s as the upper bound), and the split by stage read from
+the node's /metrics.  Target (issue 18): <= 5 s on this 2-core machine.
+``--release-quiet-s 10`` is the node before issue 18 (10 s of silence).
 
 ``--with-prior``: the ``growth`` pair instead; Orthanc holds the baseline CT,
 noduled holds nothing, and the follow-up study is sent: noduled queries
 Orthanc, retrieves the prior, registers it, re-measures every nodule on it and
-reports the follow-up round.  Target: <= 20 s.
+reports the follow-up round.  Target: <= 10 s.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.e2e import Harness  # noqa: E402
 
-STABLE_AGE_S = 1.0
+STABLE_AGE_S = 10.0  # the product defaults: the wait is part of the latency
+RELEASE_QUIET_S = 2.0
 
 
 def main() -> None:
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--with-prior", action="store_true", help="the growth pair: one prior retrieved from Orthanc")
     parser.add_argument("--retrieve", default="c-move", choices=("c-move", "c-get"))
+    parser.add_argument("--release-quiet-s", type=float, default=RELEASE_QUIET_S,
+                        help="[analysis] release_quiet_s (10 = wait for stable_age_s as before issue 18)")
     args = parser.parse_args()
     if args.with_prior:
         args.case = "growth"
@@ -57,7 +62,8 @@ def main() -> None:
         paths = write_study(study, tmpdir / "study")
         print(f"generated {args.case}/{args.size}: {study.hu.shape[0]} slices {study.hu.shape[2]}x{study.hu.shape[1]}, "
               f"{len(study.nodules)} nodules in {time.perf_counter() - t0:.1f} s")
-        harness = Harness.start(tmpdir / "servers", stable_age_s=STABLE_AGE_S, retrieve=args.retrieve if args.with_prior else None)
+        harness = Harness.start(tmpdir / "servers", stable_age_s=STABLE_AGE_S, release_quiet_s=args.release_quiet_s,
+                                retrieve=args.retrieve if args.with_prior else None)
         try:
             if args.with_prior:
                 prior_paths = write_study(studies[0], tmpdir / "prior")
@@ -72,14 +78,16 @@ def main() -> None:
             nodules = _measured_nodules(harness, sr_id, study)
         finally:
             harness.stop()
-    total = t_sr - t_last - STABLE_AGE_S
+    total = t_sr - t_last  # everything: the study-complete wait, queue, analysis, store, delivery
     analysed = sum(stages.values())
+    wait = min(args.release_quiet_s, STABLE_AGE_S)
     print(f"\nlatency for {len(files)} instances ({t_last - t_send:.1f} s to send){' with one prior retrieved by ' + args.retrieve if args.with_prior else ''}")
     print(f"{'stage':<28} {'seconds':>8}")
     for stage, seconds in stages.items():
         print(f"{'analysis: ' + stage:<28} {seconds:>8.2f}")
-    print(f"{'queue + store + deliver':<28} {max(0.0, total - analysed):>8.2f}")
-    print(f"{'total (stable_age excluded)':<28} {total:>8.2f}   target <= {20 if args.with_prior else 10} s")
+    print(f"{'study-complete wait':<28} {wait:>8.2f}   (release + release_quiet_s)")
+    print(f"{'queue + load + store + deliver':<28} {max(0.0, total - analysed - wait):>8.2f}")
+    print(f"{'total, last image -> SR':<28} {total:>8.2f}   target <= {10 if args.with_prior else 5} s")
     print(f"\n{'nodule':<12} {'kind':<14} {'true mm3':>9} {'SR mm3':>9} {'error %':>8}")
     for row in nodules:
         measured = f"{row['sr_volume_mm3']:9.0f} {100 * (row['sr_volume_mm3'] / row['true_volume_mm3'] - 1):8.1f}" if row["sr_volume_mm3"] else f"{'-':>9} {row['error']}"
@@ -87,7 +95,8 @@ def main() -> None:
     print(f"nodules measured: {sum(1 for r in nodules if r['sr_volume_mm3'])} of {len(nodules)} seeded")
     if args.json:
         args.json.write_text(json.dumps({"case": args.case, "size": args.size, "with_prior": args.with_prior, "instances": len(files), "stages_s": stages,
-                                         "total_s": total, "stable_age_s": STABLE_AGE_S, "nodules": nodules}, indent=2))
+                                         "total_s": total, "stable_age_s": STABLE_AGE_S,
+                                         "release_quiet_s": args.release_quiet_s, "nodules": nodules}, indent=2))
 
 
 def _measured_nodules(harness, sr_id: str, study) -> list[dict]:  # type: ignore[no-untyped-def]

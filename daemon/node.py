@@ -6,14 +6,17 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from huey.exceptions import RetryTask
+from sqlalchemy import Connection
+
 from daemon.analysis.protocol import SiteDefaults
 from daemon.network.scp import StorageSCP
 from daemon.ops import metrics
 from daemon.settings import Settings
 from daemon.storage.archive import Archive
 from daemon.storage.db import open_index
-from daemon.workflow import state
-from daemon.workflow.jobs import RETRIES, JobQueue, make_huey
+from daemon.workflow import shared_config, state
+from daemon.workflow.jobs import RETRIES, RETRY_DELAY_S, JobQueue, make_huey
 from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
@@ -23,6 +26,39 @@ if TYPE_CHECKING:
     from daemon.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line naming the key (no traceback for the operator)."""
+
+
+def _open_data_dir(settings: Settings) -> None:
+    import tempfile
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"[storage] data_dir = {settings.data_dir} is not usable: {exc.strerror or type(exc).__name__}"
+        ) from None
+
+
+def _open_index(url: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return open_index(url)
+    except (SQLAlchemyError, OSError) as exc:
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except Exception:
+            shown = "(unparsable)"
+        cause = getattr(exc, "orig", None) or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise StartupError(f"cannot open the index database [database] url = {shown}: {first}") from None
 
 
 class Node:
@@ -36,9 +72,13 @@ class Node:
     def __init__(self, settings: Settings, *, serve_dicom: bool = True) -> None:
         from daemon.workflow.outbox import Outbox, RetryPolicy
 
+        _open_data_dir(settings)
+        self.engine = _open_index(settings.database_url)
+        if serve_dicom:  # the receiving node's configuration is the one its workers use
+            shared_config.publish(self.engine, settings)
+        else:
+            settings = shared_config.adopt(self.engine, settings)
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.engine = open_index(settings.database_url)
         self.archive = Archive(settings.archive_dir, self.engine, min_free_disk_mb=settings.storage.min_free_disk_mb)
         self.scp = StorageSCP(settings.scp, self.archive) if serve_dicom else None
         d = settings.delivery
@@ -69,7 +109,8 @@ class Node:
         )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
-            self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s, require_seeds=settings.analysis.require_seeds
+            self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s,
+            require_seeds=settings.analysis.require_seeds, release_quiet_s=settings.analysis.release_quiet_s,
         )
         from daemon.workflow.outbox import destination_key
         from daemon.workflow.probe import DestinationProbe
@@ -78,14 +119,15 @@ class Node:
             self.engine, self.outbox, [destination_key(x) for x in settings.destinations], calling_ae=settings.scp.ae_title,
             down_alert_s=d.destination_down_alert_s,
         )
+        if self.scp is not None:
+            self.scp.on_released = self.monitor.released  # study complete on association release
         self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------- analysis
-    def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str) -> None:
-        self.outbox.enqueue(sop_uid, study_uid, relative_path)
-        self.outbox.wake()
+    def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str, conn: Connection) -> None:
+        self.outbox.enqueue(sop_uid, study_uid, relative_path, conn=conn)
 
     def run_analysis(self, study_uid: str, attempt: int = 1) -> None:
         """One analysis job; permanent errors mark the study failed, transient ones are retried."""
@@ -95,8 +137,9 @@ class Node:
             self._failed(study_uid, str(exc))
             return
         except StudyBusy:
+            # expected (a duplicate wake-up, a restart): not an error, no traceback; the job comes back in 5 s
             log.info("study %s is being analysed by another worker; trying again later", study_uid)
-            raise
+            raise RetryTask(delay=RETRY_DELAY_S) from None
         except WaitingForPriors as exc:
             log.warning("study %s: %s (will try again)", study_uid, exc)
             return
@@ -109,6 +152,7 @@ class Node:
             raise
         if result is not None:
             metrics.STUDIES_ANALYSED.labels("done").inc()
+            self.outbox.wake()  # its rows are committed now
 
     def _failed(self, study_uid: str, reason: str) -> None:
         log.warning("study %s: analysis failed: %s", study_uid, reason)
@@ -116,14 +160,18 @@ class Node:
         state.failed(self.engine, study_uid, reason)
 
     # ------------------------------------------------------------ lifecycle
-    def _loop(self, name: str, body, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+    def _loop(self, name: str, body, interval_s: float, *, wakeup=None, next_s=None) -> None:  # type: ignore[no-untyped-def]
         def run() -> None:
             while not self._stop.is_set():
                 try:
                     body()
                 except Exception:
                     log.exception("%s: unexpected error (continuing)", name)
-                self._stop.wait(interval_s)
+                wait_s = next_s(interval_s) if next_s is not None else interval_s
+                if wakeup is not None:
+                    wakeup.wait(wait_s)
+                else:
+                    self._stop.wait(wait_s)
 
         t = threading.Thread(target=run, name=name, daemon=True)
         t.start()
@@ -144,12 +192,14 @@ class Node:
                 "%(orphans_indexed)d files without index rows indexed, %(quarantined)d files moved to archive/.quarantine",
                 recovered,
             )
+        if self.settings.queue.redis_url:
+            self.queue.wait_reachable(self.settings.queue.redis_url)
         self.queue.start_workers(self.settings.queue.workers)
         self.monitor.resume(all_running=self.queue.single_process)
         if self.scp is not None:
             self.scp.start()
         tick = min(1.0, max(0.1, self.settings.analysis.stable_age_s / 4))
-        self._loop("stability", self.monitor.tick, tick)
+        self._loop("stability", self.monitor.tick, tick, wakeup=self.monitor.wakeup, next_s=self.monitor.next_tick_s)
         self._loop("retention", self.purge_tick, self.settings.storage.purge_interval_s)
         t = threading.Thread(target=self.outbox.run, args=(self._stop,), name="delivery", daemon=True)
         t.start()
@@ -215,6 +265,7 @@ class Node:
         if self.scp is not None:
             self.scp.stop()
         self._stop.set()
+        self.monitor.wakeup.set()
         self.outbox.wake()
         self.queue.stop_workers()
         if self.health is not None:

@@ -162,7 +162,9 @@ class QueueSettings(_Section):
 
 
 class AnalysisSettings(_Section):
-    stable_age_s: Annotated[float, _bounded(0, unit=" seconds")] = 10.0
+    stable_age_s: Annotated[float, _bounded(0, unit=" seconds")] = 10.0  # upper bound: no instance for this long
+    # a study is complete this long after the association that carried it was released (if nothing else came)
+    release_quiet_s: Annotated[float, _bounded(0, unit=" seconds")] = 2.0
     require_seeds: bool = True
     lookback_years: Annotated[float, _bounded(0, above=True)] = 10.0  # prior CT of the patient compared within this many years
     max_priors: Annotated[int, _bounded(0, above=True)] = 4  # the earliest and the most recent priors within the look-back

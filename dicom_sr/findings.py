@@ -52,6 +52,7 @@ class Seed:
     tracking_id: str | None = None  # as the viewer wrote it, when known
     tracking_uid: str | None = None  # as the viewer wrote it, when known
     seed_object_uid: str | None = None  # SOP Instance UID of the SR / GSPS it came from
+    reader_diameter_mm: float | None = None  # the reader's own length / diameter (mean of the axes given), when the seed carries one
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,4 @@ class ExamAssessment:
     # "lung-rads-2022" ("0", "1", "2", "3", "4A", "4B", "4X"; ``additional_findings`` is then the S modifier)
     protocol: str = "nlcsp"
     protocol_version: str = ""
+    incomplete: bool = False  # a nodule the reader marked could not be measured: SR Completion Flag PARTIAL

@@ -194,7 +194,7 @@ def _summary_picture(assessment: ExamAssessment, width: int = 1024) -> np.ndarra
     y += int(bold.size * 1.8) if hasattr(bold, "size") else 36
     lines = [
         f"Exam {assessment.exam_date.isoformat()} ({assessment.screening_round})",
-        f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category}" + (" A" if assessment.additional_findings else "")
+        f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}" + (" A" if assessment.additional_findings else "")
         + (f" - {assessment.descriptor}" if assessment.descriptor else ""),
         f"Management: {assessment.management or '-'}",
         f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}",

@@ -40,7 +40,7 @@ def _lines(assessment: ExamAssessment) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = [
         ("h", f"Lung cancer screening ({codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')}) - standardised report"),
         ("t", f"Exam date {assessment.exam_date.isoformat()}, {assessment.screening_round} round"),
-        ("t", f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category}{' A' if assessment.additional_findings else ''}"
+        ("t", f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}{' A' if assessment.additional_findings else ''}"
               + (f" - {assessment.descriptor}" if assessment.descriptor else "")),
         ("t", f"Management: {assessment.management or '-'}"),
         ("t", f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}"),

@@ -543,6 +543,8 @@ def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algo
     SR reader recognises as a tool it can restore (cornerstone3D's Probe adapter registers
     DCM:111030-POINT-1), so the SR is not flagged "not compatible with this application".
     """
+    if not assessment.category:  # not categorised (incomplete): no exam result to show
+        return None
     decisive = next((f for f in assessment.findings
                      if f.tracking_uid == assessment.decisive_tracking_uid and f.measurement is not None), None)
     if decisive is None:
@@ -581,7 +583,8 @@ def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
     lung_rads = assessment.protocol == "lung-rads-2022"
     items: list = [
         TextContentItem(codes.PROTOCOL, codes.PROTOCOL_NAMES[assessment.protocol], relationship_type=CONTAINS),
-        CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS),
+        *([CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS)]
+          if assessment.category else []),  # "": not categorised (nothing the reader marked could be measured)
         CodeContentItem(codes.LUNG_RADS_S_MODIFIER if lung_rads else codes.ADDITIONAL_FINDINGS,
                         _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
         CodeContentItem(codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS),
@@ -634,7 +637,7 @@ def _check(assessment: ExamAssessment) -> None:
     if assessment.protocol not in codes.PROTOCOL_NAMES:
         raise ReportError(f"protocol is {assessment.protocol!r}; expected one of {sorted(codes.PROTOCOL_NAMES)}")
     categories = codes.category_concepts(assessment.protocol)[3]
-    need(assessment.category, categories, "exam category")
+    need(assessment.category or None, categories, "exam category")  # "": not categorised (incomplete)
     need(assessment.screening_round, codes.SCREENING_ROUNDS, "screening round")
     if assessment.participant is not None:
         need(assessment.participant.sex, codes.SEXES, "participant sex")
@@ -756,7 +759,7 @@ def build_report(
         sop_instance_uid=instance_uid or generate_uid(entropy_srcs=["noduled-sr", *entropy]),
         instance_number=int(predecessor.get("InstanceNumber") or 0) + 1 if predecessor is not None else 1,
         manufacturer=manufacturer,
-        is_complete=True,
+        is_complete=not assessment.incomplete,  # PARTIAL: a marked nodule could not be measured
         is_final=False,
         is_verified=False,
         institution_name=institution_name,

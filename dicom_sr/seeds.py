@@ -222,6 +222,29 @@ def _scoord_centre(item: Dataset, images: _Images, where: str, *, arrow: bool = 
     return lps, sop_uid, images.series_of(sop_uid)
 
 
+# the reader's own size of the nodule in a measurement group: NUM in mm of these concepts
+_READER_LENGTHS = {("410668003", "SCT"), ("G-D7FE", "SRT"), ("81827009", "SCT"), ("G-A22A", "SRT"),
+                   ("103339001", "SCT"), ("G-A185", "SRT"), ("103340004", "SCT"), ("G-A186", "SRT")}
+
+
+def _reader_diameter_mm(group: Dataset) -> float | None:
+    """Mean of the lengths/diameters/axes (in mm) the reader measured in the group (note 5b), or None."""
+    values = []
+    for item in _walk(group):
+        if _value_type(item) != "NUM" or _concept(item) not in _READER_LENGTHS:
+            continue
+        for mv in item.get("MeasuredValueSequence") or []:
+            units = (mv.get("MeasurementUnitsCodeSequence") or [None])[0]
+            if units is not None and str(units.get("CodeValue") or "") == "mm":
+                try:
+                    value = float(mv.NumericValue)
+                except (AttributeError, TypeError, ValueError):
+                    continue
+                if 0 < value < 200:
+                    values.append(value)
+    return float(sum(values) / len(values)) if values else None
+
+
 def _group_texts(group: Dataset) -> tuple[list[str], str | None, str | None]:
     texts: list[str] = []
     tracking_id = tracking_uid = None
@@ -282,6 +305,7 @@ def _seeds_from_sr(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
             tracking_id=tracking_id,
             tracking_uid=tracking_uid,
             seed_object_uid=uid,
+            reader_diameter_mm=_reader_diameter_mm(group) if group is not None else None,
         ))
     return seeds
 

@@ -41,8 +41,10 @@ from daemon.analysis.protocol import (
     participant_from_headers,
     study_date,
 )
-from daemon.analysis.series import series_of_seeds
+from daemon.analysis.series import one_acquisition, series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+from daemon.analysis.plausibility import check_findings, check_slices
+from daemon.analysis.unmeasured import complete_or_partial, mark_unmeasured
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from nlcsp.types import ScreeningRound
 
@@ -108,18 +110,54 @@ def seeds_fingerprint(seed_objects: Sequence[Dataset | dict[str, Any]]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
 
 
-def _check_same_patient(seed_objects: Sequence[Dataset | dict[str, Any]], ct: Dataset) -> None:
-    """A seed object of another patient (Patient ID and issuer differ from the CT's) is refused."""
-    def who(ds: Dataset) -> tuple[str, str]:
-        return str(ds.get("PatientID") or "").strip(), str(ds.get("IssuerOfPatientID") or "").strip()
+def _who(ds: Dataset) -> tuple[str, str]:
+    return str(ds.get("PatientID") or "").strip(), str(ds.get("IssuerOfPatientID") or "").strip()
 
-    patient = who(ct)
+
+def patient_hash(ds: Dataset) -> str:
+    """A short hash of the Patient ID and issuer: names a patient in messages and logs without the ID itself."""
+    pid, issuer = _who(ds)
+    return hashlib.sha256(f"{pid}^{issuer}".encode()).hexdigest()[:10]
+
+
+def _other_patient(ds: Dataset, ref: Dataset) -> bool:
+    """Patient IDs differ, or both objects carry an issuer and the issuers differ (an empty ID is not compared)."""
+    (pid, issuer), (ref_pid, ref_issuer) = _who(ds), _who(ref)
+    return bool(pid and ref_pid) and (pid != ref_pid or bool(issuer and ref_issuer and issuer != ref_issuer))
+
+
+def _check_same_patient(
+    seed_objects: Sequence[Dataset | dict[str, Any]], ct: Dataset, ct_images: Sequence[Dataset] = (),
+    priors: Sequence[PriorExam] = (),
+) -> None:
+    """Seed objects, CT images and priors must be of one patient (Patient ID + issuer) and the seed objects
+    and CT of one study; any mismatch is an :class:`AnalysisError` naming both patients' hashes."""
+    study_uid = str(ct.get("StudyInstanceUID", ""))
+    for other in ct_images:
+        if _other_patient(other, ct):
+            raise AnalysisError(
+                f"the study's CT images are of two patients (patient hashes {patient_hash(ct)} and {patient_hash(other)})"
+            )
     for obj in seed_objects:
-        if isinstance(obj, Dataset) and who(obj)[0] and patient[0] and who(obj) != patient:
+        if not isinstance(obj, Dataset):
+            continue
+        if _other_patient(obj, ct):
             raise AnalysisError(
                 f"seed object {obj.get('SOPInstanceUID', '?')} belongs to another patient than the CT images"
-                " (Patient ID or issuer differ)"
+                f" (Patient ID or issuer differ: patient hash {patient_hash(obj)}, the CT's {patient_hash(ct)})"
             )
+        seed_study = str(obj.get("StudyInstanceUID", ""))
+        if seed_study and study_uid and seed_study != study_uid:
+            raise AnalysisError(
+                f"seed object {obj.get('SOPInstanceUID', '?')} is of study {seed_study}, not of the CT's study {study_uid}"
+            )
+    for prior in priors:
+        for ds in prior.ct_datasets[:1]:
+            if _other_patient(ds, ct):
+                raise AnalysisError(
+                    f"prior study {prior.study_uid} belongs to another patient than the CT images"
+                    f" (patient hash {patient_hash(ds)}, the CT's {patient_hash(ct)})"
+                )
 
 
 # --------------------------------------------------------------------------- the chain
@@ -141,13 +179,14 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         ct_by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
 
     with timer.stage("seeds"):
-        _check_same_patient(inputs.seed_objects, ct_images[0])
+        _check_same_patient(inputs.seed_objects, ct_images[0], ct_images, inputs.priors)
         seeds, flags = read_all_seeds(inputs.seed_objects, image_headers(ct_images))
         if not seeds and not flags.no_nodules and inputs.seed_objects:
             raise AnalysisError("the seed objects mark no nodule and are not labelled 'no-nodules'")
     with timer.stage("load"):
         series_uid = series_of_seeds(seeds, ct_by_series)
-        loaded = load_series(ct_by_series[series_uid])
+        series_images, acquisition_note = one_acquisition(ct_by_series[series_uid], seeds)
+        loaded = load_series(series_images)
     ct0 = loaded.datasets[0]
     previous: list[NoduleFinding] = []
     if inputs.predecessor is not None:
@@ -157,13 +196,18 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
     with timer.stage("segment"):
         from segmentation.production import series_lung_mask
 
+        import SimpleITK as sitk
+
+        check_slices(sitk.GetArrayViewFromImage(loaded.image), list(loaded.datasets))
         lungs = series_lung_mask(loaded.image)
         findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
+        check_findings(findings)
     comparison = None
     if inputs.priors:
         with timer.stage("priors"):
             comparison = compare_with_priors(loaded.image, lungs, findings, inputs.priors)
             findings = comparison.findings
+    findings = mark_unmeasured(findings)  # a mark noduled could not measure stays in the report, saying so
     with timer.stage("assess"):
         participant = participant_from_headers(ct0, inputs.site, inputs.participant_overrides)
         screening_round: ScreeningRound
@@ -191,10 +235,14 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = exam_assessment(
             assessed, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
         )
+        assessment = complete_or_partial(assessment, findings, nodules_in_case=len(case.nodules))
         # PanCan (NLCSP's risk model) read the participant's family history and emphysema: where they came from
         pancan = (pancan_inputs_note(participant),) if assessed.protocol == "nlcsp" else ()
-        assessment = replace(assessment, notes=assessment.notes + pancan + tuple(inputs.notes))
+        acquisition = (acquisition_note,) if acquisition_note else ()
+        assessment = replace(assessment, notes=assessment.notes + pancan + acquisition + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
+    # the CT images analysed, too: late slices make a new SR (referencing its predecessor), not the same one again
+    images = hashlib.sha256("\n".join(sorted(str(ds.SOPInstanceUID) for ds in ct_images)).encode()).hexdigest()[:32]
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])
         seg = None
@@ -203,7 +251,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
                 findings,
                 list(loaded.datasets),
                 series_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg-series"]),
-                instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint]),
+                instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-seg", fingerprint, images]),
             )
         report = build_report(
             assessment,
@@ -211,7 +259,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             seg=seg,
             predecessor=inputs.predecessor,
             series_uid=report_series_uid,
-            instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint]),
+            instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint, images]),
         )
         extra: list[Dataset] = []
         if inputs.key_images:

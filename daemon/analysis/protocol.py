@@ -99,6 +99,13 @@ def build_case(
     for f in findings:
         m, c = f.measurement, f.characterization
         if m is None:
+            reader_d = f.seed.reader_diameter_mm if f.seed is not None else None
+            if reader_d is not None:  # not measurable by noduled: the reader's own length (note 5b), never nothing
+                nodules.append(nl.Nodule(
+                    id=f.tracking_id, composition=_value(c.composition) or "solid", mean_diameter_mm=reader_d,
+                    upper_lobe=bool(_value(c.upper_lobe)), spiculated=bool(_value(c.spiculated)),
+                    priors=case_priors((history or {}).get(f.tracking_id, [])), index=len(nodules),
+                ))
             continue
         composition: nl.Composition = _value(c.composition) or "solid"
         reliable = not m.quality.volumetry_unreliable

@@ -122,3 +122,42 @@ def orientation_is_axial(iop: Sequence[float] | None) -> bool | None:
 def is_axial(ds: Dataset) -> bool:
     iop = [float(v) for v in (ds.get("ImageOrientationPatient") or [])]
     return orientation_is_axial(iop) is True
+
+
+def one_acquisition(images: Sequence[Dataset], seeds: Sequence[Seed]) -> tuple[list[Dataset], str | None]:
+    """The images of one acquisition when a series holds two sweeps over the same range (two Acquisition
+    Numbers whose slice positions overlap), with a note saying which; else all images and None.
+
+    Sorted together, two sweeps look like a series whose slices jump sideways ("gantry tilt 87 degrees")
+    or repeat positions.  The acquisition the reader's marks were drawn on is taken, else the one with
+    the most images (then the lowest number).  Acquisitions that follow each other along the table
+    (step-and-shoot scans) are one volume and are kept together.
+    """
+    groups: dict[str, list[Dataset]] = {}
+    for ds in images:
+        groups.setdefault(str(ds.get("AcquisitionNumber", "") or ""), []).append(ds)
+    if len(groups) < 2:
+        return list(images), None
+
+    def z_range(group: list[Dataset]) -> tuple[float, float]:
+        zs = [to_float(ds.ImagePositionPatient[2]) or 0.0 for ds in group if ds.get("ImagePositionPatient")]
+        return (min(zs), max(zs)) if zs else (0.0, 0.0)
+
+    ranges = sorted(z_range(g) for g in groups.values())
+    if all(a[1] < b[0] for a, b in zip(ranges, ranges[1:])):
+        return list(images), None  # consecutive along the table: one volume
+    marked = {s.referenced_sop_instance_uid for s in seeds if s.referenced_sop_instance_uid}
+
+    def rank(number: str) -> tuple[int, int, float]:
+        group = groups[number]
+        hits = sum(str(ds.get("SOPInstanceUID", "")) in marked for ds in group)
+        return (hits, len(group), -(to_float(number) or 0.0))
+
+    chosen = max(groups, key=rank)
+    why = "the one the reader marked" if rank(chosen)[0] else "the one with the most images"
+    numbers = ", ".join(sorted(groups, key=lambda n: to_float(n) or 0.0))
+    note = (
+        f"the CT series has {len(groups)} acquisitions over the same range (Acquisition Numbers {numbers}); "
+        f"analysed acquisition {chosen or '(none)'} ({len(groups[chosen])} images), {why}"
+    )
+    return groups[chosen], note

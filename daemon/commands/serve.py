@@ -23,9 +23,15 @@ def register(app: typer.Typer) -> None:
         settings = settings_or_exit(config)
         configure_logging(settings.logging.level)
         log = logging.getLogger("daemon.serve")
+        from daemon.node import StartupError
+        from daemon.workflow.jobs import QueueUnreachable
+
         try:
             node = Node(settings)
             node.start()
+        except (StartupError, QueueUnreachable) as exc:
+            typer.echo(f"noduled: {exc}", err=True)
+            raise typer.Exit(code=2) from None
         except OSError as exc:
             log.error("cannot start: %s", exc)
             raise typer.Exit(code=1) from None

@@ -21,7 +21,17 @@ def register(app: typer.Typer) -> None:
         from daemon.ops.logsetup import configure_logging
         from daemon.node import Node
 
+        from daemon.node import StartupError
+        from daemon.settings import ConfigError
+        from daemon.workflow.jobs import QueueUnreachable
+
         settings = settings_or_exit(config)
         configure_logging(settings.logging.level)
-        node = Node(settings, serve_dicom=False)
+        try:
+            node = Node(settings, serve_dicom=False)
+            if settings.queue.redis_url:
+                node.queue.wait_reachable(settings.queue.redis_url)
+        except (StartupError, QueueUnreachable, ConfigError) as exc:
+            typer.echo(f"noduled: {exc}", err=True)
+            raise typer.Exit(code=2) from None
         node.queue.run_forever(workers if workers is not None else max(1, settings.queue.workers))

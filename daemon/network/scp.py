@@ -72,6 +72,9 @@ class StorageSCP:
             max_pdu_bytes=settings.max_pdu_bytes,
         )
         self._per_assoc: dict[int, Counter[str]] = {}
+        self._assoc_studies: dict[int, set[str]] = {}  # the studies each association carried
+        # called with those studies when the association is released (the workflow's "study complete" signal)
+        self.on_released: Callable[[set[str]], None] | None = None
         self._server: GuardedServer | None = None
         self.ae = self._make_ae()
 
@@ -199,6 +202,12 @@ class StorageSCP:
 
     def _on_closed(self, event: evt.Event) -> None:
         self.guard.release(event.assoc)
+        carried = self._assoc_studies.pop(id(event.assoc), set())
+        if carried and event.event is evt.EVT_RELEASED and self.on_released is not None:
+            try:
+                self.on_released(carried)
+            except Exception:
+                log.exception("association release hook failed")
         counts = self._per_assoc.pop(id(event.assoc), None)
         if counts is not None:
             log.info(
@@ -230,6 +239,7 @@ class StorageSCP:
             return self._failure(counts, STATUS_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}", event)
         key = "duplicates" if result.duplicate else "stored"
         counts[key] += 1
+        self._assoc_studies.setdefault(id(event.assoc), set()).add(result.study_uid)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
         log.debug("stored %s (study %s)%s", result.sop_instance_uid, result.study_uid, " duplicate" if result.duplicate else "")
         return 0x0000

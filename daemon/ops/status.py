@@ -78,6 +78,23 @@ def archive_status(engine: Engine) -> dict[str, Any]:
     for uid, analysis in analysis_status(engine).items():
         if uid in result:
             result[uid]["analysis"] = analysis
+    late = late_ct_counts(engine)
+    for uid, study in result.items():
+        ct = sum(s["instances"] for s in study["series"] if s["modality"] == "CT")
+        current = study.get("analysis")
+        if current is None:
+            if ct == 0:  # an SR-only study (seeds without images) is never analysed: say why
+                study["analysis"] = {"state": "-", "reason": "no CT images in this study: nothing to analyse"}
+            continue
+        entry: dict[str, Any] = current
+        n_late = late.get(uid, 0)
+        if n_late and entry["state"] in ("done", "failed"):
+            # late data: the report (or failure) is on a partial series; the study is analysed again once complete
+            entry["partial"] = {"analysed_ct_images": ct - n_late, "ct_images": ct}
+            entry["reason"] = (
+                f"{'reported' if entry['state'] == 'done' else 'failed'} on {ct - n_late} of {ct} CT images; "
+                f"{n_late} arrived later: analysing again when the study is complete"
+            )
     studies_list = list(result.values())
     return {
         "studies": studies_list,
@@ -87,6 +104,28 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             "instances": sum(s["instances"] for s in studies_list),
         },
     }
+
+
+def late_ct_counts(engine: Engine) -> dict[str, int]:
+    """Per analysed study: the CT images received after its last analysis started (late data)."""
+    from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+
+    q = (
+        select(studies.c.study_uid, func.count())
+        .select_from(
+            instances.join(series, series.c.id == instances.c.series_pk)
+            .join(studies, studies.c.id == series.c.study_pk)
+            .join(analyses, analyses.c.study_uid == studies.c.study_uid)
+        )
+        .where(
+            instances.c.sop_class_uid == CT_IMAGE_STORAGE,
+            analyses.c.started_at.is_not(None),
+            instances.c.received_at > analyses.c.started_at,
+        )
+        .group_by(studies.c.study_uid)
+    )
+    with engine.connect() as conn:
+        return {uid: int(n) for uid, n in conn.execute(q)}
 
 
 def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:

@@ -19,13 +19,21 @@ from daemon.storage.schema import assessments, nodule_observations, studies
 from dicom_sr.findings import ExamAssessment
 
 
-def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult) -> None:
-    """The assessment and every nodule, into the index (idempotent per SR)."""
-    with engine.begin() as conn:
+def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult, *, conn: Connection | None = None) -> None:
+    """The assessment and every nodule, into the index (idempotent per SR); inside ``conn``'s
+    transaction when given (the one that also creates the outbox rows and marks the study done)."""
+
+    def write(c: Connection) -> None:
         write_assessment(
-            conn, study_uid, result.assessment, result.assessment_json, str(result.report.SOPInstanceUID),
+            c, study_uid, result.assessment, result.assessment_json, str(result.report.SOPInstanceUID),
             str(result.seg.SOPInstanceUID) if result.seg is not None else None, audit=result.audit,
         )
+
+    if conn is None:
+        with engine.begin() as own:
+            write(own)
+    else:
+        write(conn)
 
 
 def write_assessment(

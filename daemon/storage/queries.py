@@ -32,6 +32,7 @@ class StudyFiles:
     ct_paths: list[Path]
     seed_paths: list[Path]  # SR / GSPS not written by noduled
     candidate_uids: tuple[str, ...]  # their SOP Instance UIDs (what the stability check fingerprints)
+    ct_uids: tuple[str, ...] = ()  # the CT images' SOP Instance UIDs (late slices change the fingerprint too)
 
 
 def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
@@ -42,15 +43,16 @@ def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
         .where(studies.c.study_uid == study_uid, instances.c.purged_at.is_(None))  # purged: no file (retention)
         .order_by(instances.c.path)
     )
-    ct, seeds, uids = [], [], []
+    ct, seeds, uids, ct_uids = [], [], [], []
     with engine.connect() as conn:
         for row in conn.execute(q):
             if row.sop_class_uid == CT_IMAGE_STORAGE:
                 ct.append(archive.path_of(row.path))
+                ct_uids.append(row.sop_instance_uid)
             elif is_seed_candidate(row.sop_class_uid, row.manufacturer):
                 seeds.append(archive.path_of(row.path))
                 uids.append(row.sop_instance_uid)
-    return StudyFiles(ct, seeds, tuple(uids))
+    return StudyFiles(ct, seeds, tuple(uids), tuple(ct_uids))
 
 
 @dataclass(frozen=True)

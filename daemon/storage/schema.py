@@ -309,3 +309,13 @@ outcomes = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("participant_pk", "outcome_date", "outcome_type", name="uq_outcomes_participant_pk_outcome_date_outcome_type"),
 )
+
+# The configuration ``noduled serve`` publishes for its workers (daemon/workflow/shared_config.py):
+# one row per section ("destinations", "pacs", "site", "analysis"), the value as JSON.
+shared_config = Table(
+    "shared_config",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value_json", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

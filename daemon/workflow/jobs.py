@@ -12,6 +12,7 @@ is found there and queued again (:class:`daemon.workflow.stability.StabilityMoni
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from pathlib import Path
@@ -22,6 +23,21 @@ log = logging.getLogger(__name__)
 
 RETRIES = 4  # transient failures (study busy in another worker, database busy, disk full for a while ...)
 RETRY_DELAY_S = 5
+
+
+class QueueUnreachable(Exception):
+    """The job queue cannot be reached at start-up (the message is one line naming the key and URL)."""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_huey(data_dir: Path, redis_url: str = "") -> Huey:
@@ -54,6 +70,23 @@ class JobQueue:
     def ping(self) -> None:
         """Raises when the queue's storage cannot be reached."""
         self.huey.pending_count()
+
+    def wait_reachable(self, url: str, *, attempts: int = 5, delay_s: float = 2.0, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
+        """At start-up: a few tries (``attempts`` x ``delay_s``), then :class:`QueueUnreachable`, one line."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.ping()
+                return
+            except Exception as exc:
+                if attempt == attempts:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise QueueUnreachable(
+                        f"job queue unreachable: [queue] redis_url = {redacted_url(url)}: {first} "
+                        f"(tried {attempts} times in {(attempts - 1) * delay_s:.0f} s)"
+                    ) from None
+                if attempt == 1:
+                    log.warning("job queue [queue] redis_url = %s not reachable yet, retrying", redacted_url(url))
+                sleep(delay_s)
 
     @property
     def single_process(self) -> bool:

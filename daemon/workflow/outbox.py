@@ -59,13 +59,14 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
 from pydicom.uid import UID
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from daemon.network.commitment import CommitmentReport, failure_text
@@ -184,12 +185,13 @@ class Outbox:
         self._wake = threading.Event()
 
     # ---------------------------------------------------------------- enqueue
-    def enqueue(self, sop_instance_uid: str, study_uid: str, relative_path: str) -> int:
+    def enqueue(self, sop_instance_uid: str, study_uid: str, relative_path: str, *, conn: Connection | None = None) -> int:
         """Queue one archived object for every configured destination.
 
         Idempotent: a (SOP Instance UID, destination) pair already in the
         outbox, in whatever state, is left alone.  Returns the number of rows
         created.  Call :meth:`wake` afterwards so a running loop sends at once.
+        ``conn``: inside the caller's transaction (the one recording the assessment).
         """
         if not self.destinations:
             return 0
@@ -214,12 +216,12 @@ class Outbox:
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert
             else:
                 from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-            with self.engine.begin() as conn:
+            with self.engine.begin() if conn is None else nullcontext(conn) as tx:
                 for row in rows:
                     stmt = dialect_insert(outbox).values(**row).on_conflict_do_nothing(
                         index_elements=["sop_instance_uid", "destination"]
                     )
-                    created += conn.execute(stmt).rowcount
+                    created += tx.execute(stmt).rowcount
         else:
             for row in rows:
                 try:

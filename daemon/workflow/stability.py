@@ -1,8 +1,10 @@
 """When is a study ready for analysis? (DESIGN §1, issue: stability)
 
 A study is ready when it has CT images and at least one seed candidate (an
-SR or GSPS not written by noduled) and no instance has arrived for
-``stable_age_s``.  A study with CT and no seed candidate is "awaiting seeds".
+SR or GSPS not written by noduled) and either the association that carried
+its last instance was released and ``release_quiet_s`` (2 s) passed without
+another instance, or no instance has arrived for ``stable_age_s`` (the upper
+bound, for senders that keep their associations open).  A study with CT and no seed candidate is "awaiting seeds".
 A seed object that arrives after the analysis changes the study's seed
 fingerprint, which makes the study ready again: the re-analysis writes an SR
 that replaces the earlier one.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
@@ -34,6 +37,7 @@ class StudySnapshot:
     ct_instances: int
     candidate_uids: tuple[str, ...]
     last_received_at: dt.datetime  # of anything not written by noduled
+    ct_uids: tuple[str, ...] = ()
 
 
 def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
@@ -44,6 +48,7 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
     )
     ct = 0
     uids: list[str] = []
+    ct_uids: list[str] = []
     last: dt.datetime | None = None
     with engine.connect() as conn:
         for row in conn.execute(q):
@@ -53,35 +58,94 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
             last = received if last is None or received > last else last
             if row.sop_class_uid == CT_IMAGE_STORAGE:
                 ct += 1
+                ct_uids.append(row.sop_instance_uid)
             elif is_seed_candidate(row.sop_class_uid, row.manufacturer):
                 uids.append(row.sop_instance_uid)
     if last is None:
         return None
-    return StudySnapshot(study_uid, ct, tuple(sorted(uids)), last)
+    return StudySnapshot(study_uid, ct, tuple(sorted(uids)), last, tuple(ct_uids))
+
+
+SWEEP_EVERY = dt.timedelta(seconds=10)  # expired leases and lost jobs are looked for this often
+LOST_JOB_AFTER = dt.timedelta(seconds=30)  # a study queued this long without a worker taking it is queued again
+PRIORS_RETRY_EVERY = dt.timedelta(seconds=60)
 
 
 class StabilityMonitor:
-    """Finds studies that became ready and hands them to ``enqueue(study_uid)``."""
+    """Finds studies that became ready and hands them to ``enqueue(study_uid)``; sweeps for lost jobs."""
 
-    def __init__(self, engine: Engine, enqueue: Callable[[str], None], *, stable_age_s: float, require_seeds: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, enqueue: Callable[[str], None], *, stable_age_s: float, require_seeds: bool = True,
+        release_quiet_s: float = 2.0,
+    ) -> None:
         self.engine = engine
-        self.enqueue = enqueue
+        self._enqueue = enqueue
         self.stable_age = dt.timedelta(seconds=stable_age_s)
+        self.release_quiet = dt.timedelta(seconds=min(release_quiet_s, stable_age_s))
         self.require_seeds = require_seeds
         self._cursor = 0  # highest instance id looked at
         self._waiting: set[str] = set()  # studies that changed and are not yet stable
-        self._ticks = 0
+        self._released: dict[str, dt.datetime] = {}  # study -> when an association that carried it was released
+        self._lock = threading.Lock()
+        self.wakeup = threading.Event()  # set on a release: the next tick comes at once
+        self._last_sweep: dt.datetime | None = None
+        self._last_priors_retry: dt.datetime | None = None
+        self._swept: dict[str, dt.datetime] = {}  # lost jobs queued again, when
+        self._queue_down_logged: dt.datetime | None = None
+
+    def released(self, study_uids: Iterable[str], *, now: dt.datetime | None = None) -> None:
+        """The SCP's hook: an association that carried instances of ``study_uids`` was released."""
+        now = now or utcnow()
+        with self._lock:
+            for uid in study_uids:
+                self._released[uid] = now
+        self.wakeup.set()
+
+    def enqueue(self, study_uid: str) -> bool:
+        """Hand the study to the queue; a queue that cannot be reached is logged (once a minute), and the
+        study, ``queued`` in the index, is queued again by :meth:`sweep` when the queue is back."""
+        try:
+            self._enqueue(study_uid)
+        except Exception as exc:
+            now = utcnow()
+            if self._queue_down_logged is None or now - self._queue_down_logged > dt.timedelta(minutes=1):
+                self._queue_down_logged = now
+                log.warning(
+                    "job queue unreachable (%s: %s); study %s stays queued in the index and is queued again when it is back",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", study_uid,
+                )
+            return False
+        return True
+
+    def sweep(self, now: dt.datetime | None = None) -> list[str]:
+        """The index is the source of truth: queue again every analysis whose lease ran out (dead worker)
+        and every queued study whose job was lost (queue restarted without persistence, unreachable)."""
+        now = now or utcnow()
+        again = []
+        for study_uid in self.resume(all_running=False, now=now):
+            again.append(study_uid)
+        for study_uid in state.stale_queued(self.engine, LOST_JOB_AFTER, now=now):
+            last = self._swept.get(study_uid)
+            if last is not None and now - last < LOST_JOB_AFTER:
+                continue
+            self._swept[study_uid] = now
+            if self.enqueue(study_uid):
+                log.info("study %s: queued for %s without a worker taking it; queued again", study_uid, LOST_JOB_AFTER)
+                again.append(study_uid)
+        if len(self._swept) > 10000:
+            self._swept = {k: v for k, v in self._swept.items() if now - v < LOST_JOB_AFTER}
+        return again
 
     def interrupted(self, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
         """Analyses that were queued or started and will not finish by themselves (:func:`state.interrupted`)."""
         return state.interrupted(self.engine, all_running=all_running, now=now)
 
-    def resume(self, *, all_running: bool) -> list[str]:
+    def resume(self, *, all_running: bool, now: dt.datetime | None = None) -> list[str]:
         """Queue again the analyses a crashed process or worker left unfinished."""
-        rows = self.interrupted(all_running=all_running)
-        state.requeue(self.engine, rows)
+        rows = self.interrupted(all_running=all_running, now=now)
+        state.requeue(self.engine, rows, now=now)
         for study_uid in rows:
-            log.info("study %s: analysis interrupted by a restart, queued again", study_uid)
+            log.info("study %s: analysis interrupted (restart or dead worker), queued again", study_uid)
             self.enqueue(study_uid)
         return list(rows)
 
@@ -95,9 +159,14 @@ class StabilityMonitor:
     def tick(self, now: dt.datetime | None = None) -> list[str]:
         """One pass; returns the studies enqueued."""
         now = now or utcnow()
-        self._ticks += 1
-        if self._ticks % 60 == 0:  # now and then: analyses whose worker died, studies waiting for priors
-            self.resume(all_running=False)
+        self.wakeup.clear()
+        if self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY:
+            self._last_sweep = now
+            self.sweep(now)
+        if self._last_priors_retry is None:
+            self._last_priors_retry = now
+        elif now - self._last_priors_retry >= PRIORS_RETRY_EVERY:
+            self._last_priors_retry = now
             self.retry_waiting()
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -115,9 +184,15 @@ class StabilityMonitor:
             if snap is None:  # only our own objects changed
                 self._waiting.discard(study_uid)
                 continue
-            if now - snap.last_received_at < self.stable_age:
+            quiet = now - snap.last_received_at
+            with self._lock:
+                released_at = self._released.get(study_uid)
+            released = released_at is not None and released_at >= snap.last_received_at
+            if quiet < self.stable_age and not (released and quiet >= self.release_quiet):
                 continue
             self._waiting.discard(study_uid)
+            with self._lock:
+                self._released.pop(study_uid, None)
             if self._consider(snap, now):
                 enqueued.append(study_uid)
         return enqueued
@@ -125,7 +200,7 @@ class StabilityMonitor:
     def _consider(self, snap: StudySnapshot, now: dt.datetime) -> bool:
         if snap.ct_instances == 0:
             return False  # seeds or reports without images: nothing to analyse
-        fingerprint = state.candidates_fingerprint(snap.candidate_uids)
+        fingerprint = state.study_fingerprint(snap.candidate_uids, snap.ct_uids)
         if not state.consider(
             self.engine, snap.study_uid, fingerprint, has_candidates=bool(snap.candidate_uids),
             require_seeds=self.require_seeds, now=now,
@@ -133,3 +208,7 @@ class StabilityMonitor:
             return False
         self.enqueue(snap.study_uid)
         return True
+
+    def next_tick_s(self, default_s: float) -> float:
+        """How long the tick loop may sleep: shorter while a released study waits out its quiet time."""
+        return min(default_s, max(0.05, self.release_quiet.total_seconds() / 4)) if self._released else default_s

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from daemon.analysis.chain import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
 from daemon.analysis.comparison import PriorExam
@@ -33,7 +34,7 @@ from daemon.settings import PACSSettings
 from daemon.storage.archive import Archive
 from daemon.storage.longitudinal import record_assessment
 from daemon.storage.registry import record_analysed_exam, study_participant_overrides
-from daemon.storage.queries import best_ct_series_paths, earlier_studies, predecessor_report, reported_nodules, study_files
+from daemon.storage.queries import StudyFiles, best_ct_series_paths, earlier_studies, predecessor_report, reported_nodules, study_files
 from daemon.workflow import state
 from daemon.workflow.priors import fetch_or_wait
 
@@ -51,7 +52,8 @@ class NodeContext:
     engine: Engine
     archive: Archive
     site: SiteDefaults
-    enqueue_delivery: Callable[[str, str, str], None] | None = None  # (sop_uid, study_uid, relative path)
+    # (sop_uid, study_uid, relative path, connection): outbox rows, in the transaction that records the assessment
+    enqueue_delivery: Callable[[str, str, str, Connection], None] | None = None
     lookback_years: float = 10.0
     max_priors: int = 4
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
@@ -125,16 +127,10 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     Raises :class:`PermanentError` (with the reason in words) for a study that
     cannot be analysed; other exceptions are transient (the job is retried).
     """
-    from daemon.analysis.errors import AnalysisError
-    from dicom_sr.report import ReportError
-    from dicom_sr.seeds import SeedError
-    from dicom_sr.seg import SegmentationError
-    from segmentation.types import SeriesError
-
     files = study_files(ctx.engine, ctx.archive, study_uid)
     if not files.ct_paths:
         raise PermanentError("the study has no CT images")
-    fingerprint = state.candidates_fingerprint(files.candidate_uids)
+    fingerprint = state.study_fingerprint(files.candidate_uids, files.ct_uids)
     if state.is_analysed(ctx.engine, study_uid, fingerprint):
         log.info("study %s: seeds already analysed, nothing to do", study_uid)
         return None
@@ -149,7 +145,50 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
         raise PermanentError(
             "no seeds: noduled measures the nodules a reader marks; mark them (SR or GSPS) or label the exam 'no-nodules'"
         )
-    state.claim(ctx.engine, study_uid, fingerprint)
+    try:
+        state.claim(ctx.engine, study_uid, fingerprint)
+    except state.AlreadyAnalysed:
+        log.info("study %s: analysed already by another job, nothing to do", study_uid)
+        return None
+    with _Heartbeat(ctx.engine, study_uid):
+        return _analyse_claimed(ctx, study_uid, files, seeds, fingerprint)
+
+
+class _Heartbeat:
+    """Renews the analysis lease every :data:`state.HEARTBEAT` while the analysis runs, so a
+    worker that dies loses the study within :data:`state.LEASE` and another one takes it."""
+
+    def __init__(self, engine: Engine, study_uid: str) -> None:
+        self.engine, self.study_uid = engine, study_uid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{study_uid[-8:]}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(state.HEARTBEAT.total_seconds()):
+            try:
+                if not state.renew(self.engine, self.study_uid):
+                    return
+            except Exception as exc:  # the database away for a moment: the next beat tries again
+                log.warning("study %s: lease not renewed (%s: %s)", self.study_uid, type(exc).__name__, exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _analyse_claimed(
+    ctx: NodeContext, study_uid: str, files: StudyFiles, seeds: list[Dataset], fingerprint: str
+) -> AnalysisResult:
+    from daemon.analysis.errors import AnalysisError
+    from dicom_sr.report import ReportError
+    from dicom_sr.seeds import SeedError
+    from dicom_sr.seg import SegmentationError
+    from segmentation.types import SeriesError
+
     try:
         t_fetch = time.perf_counter()
         notes = fetch_or_wait(
@@ -182,22 +221,27 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
     key_paths = [(str(ds.SOPInstanceUID), _store(ctx, ds)) for ds in result.extra_objects]
-    record_assessment(ctx.engine, study_uid, result)
+    # one transaction: the assessment, its outbox rows and "done" are recorded together or not at all
+    with ctx.engine.begin() as conn:
+        record_assessment(ctx.engine, study_uid, result, conn=conn)
+        if ctx.enqueue_delivery is not None:
+            if result.seg is not None and seg_path is not None:
+                ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path, conn)
+            ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path, conn)
+            for sop_uid, path in key_paths:
+                ctx.enqueue_delivery(sop_uid, study_uid, path, conn)
+        state.done_now(
+            conn, study_uid, fingerprint,
+            report_sop_uid=str(result.report.SOPInstanceUID),
+            seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+            now=state.utcnow(),
+            # `noduled status` shows it: a marked nodule could not be measured (report incomplete)
+            note=next((n for n in result.assessment.notes if n.startswith("incomplete:")), None),
+        )
     try:
         record_analysed_exam(ctx.engine, ctx.archive.root, study_uid, result.assessment, str(result.report.SOPInstanceUID), datasets)
     except Exception as exc:  # the report goes out regardless; the registry record is retried by a re-analysis
         log.error("study %s: the registry exam record was not written: %s", study_uid, exc)
-    if ctx.enqueue_delivery is not None:
-        if result.seg is not None and seg_path is not None:
-            ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path)
-        ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path)
-        for sop_uid, path in key_paths:
-            ctx.enqueue_delivery(sop_uid, study_uid, path)
-    state.done(
-        ctx.engine, study_uid, fingerprint,
-        report_sop_uid=str(result.report.SOPInstanceUID),
-        seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
-    )
     log.info(
         "study %s analysed: category %s%s, %d nodules, %.1f s",
         study_uid,

@@ -312,16 +312,17 @@ class RedisServer:
 class NodedWorker:
     """``noduled worker`` on the configuration of a :class:`NodedServer`."""
 
-    def __init__(self, server: NodedServer) -> None:
+    def __init__(self, server: NodedServer, *, config_path: Path | None = None, name: str = "worker") -> None:
         self.server = server
-        self.log_path = server.workdir / "worker.log"
+        self.config_path = config_path or server.config_path  # another configuration (e.g. without destinations)
+        self.log_path = server.workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "NodedWorker":
         env = {k: v for k, v in os.environ.items() if not k.startswith("NODULED_")}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [NODULED, "worker", "--config", str(self.server.config_path), "--workers", "1"],
+            [NODULED, "worker", "--config", str(self.config_path), "--workers", "1"],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.server.workdir,
         )
         return self
@@ -337,3 +338,8 @@ class NodedWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: a worker machine that dies mid-analysis
+        self.proc.wait()

@@ -13,8 +13,8 @@ Create Date: 2026-12-02 02:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005_outbox'
-down_revision = '0004_registry'
+revision = '0006_outbox'
+down_revision = '0005_flow'
 branch_labels = None
 depends_on = None
 
