@@ -1,7 +1,7 @@
 """shared configuration: what noduled serve publishes for its workers (destinations, PACS, protocol)
 
-Revision ID: 0004_flow
-Revises: 0002
+Revision ID: 0005_flow
+Revises: 0004_registry
 """
 import sqlalchemy as sa
 from alembic import op

@@ -1,7 +1,7 @@
 """outbox: claims, storage commitment; instances: purged by retention
 
-Revision ID: 0005_outbox
-Revises: 0002
+Revision ID: 0006_outbox
+Revises: 0005_flow
 Create Date: 2026-12-02 02:00:00
 
 - ``outbox.claimed_until``: a delivery run's claim on the row (the probe's prompt retry leaves claimed rows alone);
