@@ -93,7 +93,7 @@ def _frame_item(ds: Dataset, frame_number: int) -> tuple[Dataset | None, Dataset
     return shared, per_frame[frame_number - 1]
 
 
-def _functional(shared: Dataset | None, frame: Dataset | None, sequence: str, attribute: str):
+def _functional(shared: Dataset | None, frame: Dataset | None, sequence: str, attribute: str) -> Any:
     for group in (frame, shared):
         if group is not None and sequence in group and attribute in group[sequence][0]:
             return group[sequence][0][attribute].value
@@ -128,8 +128,8 @@ def plane_of(ds: Dataset, frame_number: int | None = None) -> ImagePlane:
         frame_of_reference_uid=str(ds.FrameOfReferenceUID) if "FrameOfReferenceUID" in ds else None,
         frame_number=frame_number,
         position_lps_mm=tuple(float(v) for v in ipp[:3]),  # type: ignore[arg-type]
-        row_direction=tuple(row_dir / np.linalg.norm(row_dir)),  # type: ignore[arg-type]
-        column_direction=tuple(col_dir / np.linalg.norm(col_dir)),  # type: ignore[arg-type]
+        row_direction=tuple(row_dir / np.linalg.norm(row_dir)),
+        column_direction=tuple(col_dir / np.linalg.norm(col_dir)),
         row_spacing_mm=float(spacing[0]),
         column_spacing_mm=float(spacing[1]),
         rows=int(ds.get("Rows", 0)),

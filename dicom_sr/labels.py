@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Any
 
 from dicom_sr.findings import ReaderAttributes
 
@@ -62,7 +63,7 @@ def parse_labels(text: str | None) -> ReaderAttributes:
     >>> parse_labels("Nodule 1: Part-Solid, PFN").composition
     'part-solid'
     """
-    found: dict[str, tuple[object, str]] = {}
+    found: dict[str, tuple[Any, str]] = {}
     for word in words(text or ""):
         if word not in LABELS:
             continue

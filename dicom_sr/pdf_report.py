@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import logging
 import textwrap
+from typing import Any
 
 import matplotlib
 
@@ -87,7 +88,7 @@ def render_pdf(assessment: ExamAssessment) -> bytes:
     return buf.getvalue()
 
 
-def _pages(lines: list[tuple[str, str]], per_page: int, buf: io.BytesIO, rc: dict, meta: dict) -> None:
+def _pages(lines: list[tuple[str, str]], per_page: int, buf: io.BytesIO, rc: dict[Any, Any], meta: dict[str, Any]) -> None:
     with matplotlib.rc_context(rc), PdfPages(buf, metadata=meta) as pdf:
         for start in range(0, len(lines), per_page):
             fig = Figure(figsize=(8.27, 11.69))

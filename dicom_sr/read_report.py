@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -123,7 +124,7 @@ def _library(root: Dataset) -> dict[str, ImagePlane]:
         ("110910", "DCM"): "rows", ("110911", "DCM"): "cols",
     }
 
-    def collect(item: Dataset, into: dict) -> None:
+    def collect(item: Dataset, into: dict[str, Any]) -> None:
         for child in tree.children(item):
             name = descriptor_codes.get(tree.concept(child))
             if name and tree.value_type(child) == "NUM":
@@ -136,7 +137,7 @@ def _library(root: Dataset) -> dict[str, ImagePlane]:
     for group in tree.walk(library):
         if tree.value_type(group) != "CONTAINER":
             continue
-        shared: dict = {}
+        shared: dict[str, Any] = {}
         collect(group, shared)
         for image in tree.children(group):
             if tree.value_type(image) != "IMAGE" or not image.get("ReferencedSOPSequence"):
@@ -194,7 +195,7 @@ def _generic_group(group: Dataset) -> ReportedGroup:
     has_segment = any(tree.concept(c) == K(codes.REFERENCED_SEGMENT) for c in tree.children(group))
     if template not in ("1410", "1411", "1501"):
         template = "1411" if has_segment else ("1410" if has_region else "1501")
-    values: dict[str, float] = {}
+    values: dict[str, float | None] = {}
     listing = []
     for item in tree.children(group):
         if tree.value_type(item) != "NUM":
@@ -230,7 +231,7 @@ def _generic_group(group: Dataset) -> ReportedGroup:
 
 
 # --------------------------------------------------------------------------- noduled groups
-def _inverse(mapping: dict) -> dict:
+def _inverse(mapping: dict[Any, Any]) -> dict[Any, Any]:
     return {K(v): k for k, v in mapping.items()}
 
 
@@ -259,7 +260,7 @@ def _origin(item: Dataset) -> Characteristic | None:
     return Characteristic(None, origin, confidence)  # type: ignore[arg-type]
 
 
-def _with(value, item: Dataset) -> Characteristic:
+def _with(value: Any, item: Dataset) -> Characteristic:
     o = _origin(item)
     return Characteristic(value, o.origin, o.confidence)  # type: ignore[union-attr]
 
@@ -277,7 +278,7 @@ def _nums(group: Dataset) -> dict[tuple[str, str, tuple[str, str] | None], float
     return out
 
 
-def _get(nums: dict, concept, derivation=None) -> float | None:
+def _get(nums: dict[Any, float], concept: Any, derivation: Any = None) -> float | None:
     return nums.get((*K(concept), K(derivation) if derivation is not None else None))
 
 
@@ -329,7 +330,7 @@ def _prior(container: Dataset) -> PriorComparison:
         volume_change_pct=_get(nums, codes.PERCENT_VOLUME_CHANGE),
         vdt_days=_get(nums, codes.VOLUME_DOUBLING_TIME),
         diameter_change_mm=_get(nums, codes.DIFFERENCE_IN_SIZE),
-        growth_status=status,  # type: ignore[arg-type]
+        growth_status=status,
         prior_category=category,
         prior_category_derived=derived,
         is_comparison_study=is_comparison,
@@ -375,12 +376,12 @@ def _seed(container: Dataset) -> Seed | None:
 
 def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library: dict[str, ImagePlane]) -> NoduleFinding:
     main = next((g for g in groups if tree.first(g, K(codes.GEOMETRIC_PURPOSE)) is None), groups[0])
-    axes: dict[str, list] = {}
+    axes: dict[str, list[Any]] = {}
     for g in groups:
         purpose = tree.first(g, K(codes.GEOMETRIC_PURPOSE), "CODE")
         if purpose is not None:
             points = _region_points(g, library)
-            which = {K(codes.LONG_AXIS): "long", K(codes.SHORT_AXIS): "short"}.get(tree.code_value(purpose))
+            which = {K(codes.LONG_AXIS): "long", K(codes.SHORT_AXIS): "short"}.get(cast(Any, tree.code_value(purpose)))
             if which and points is not None and len(points) >= 2:
                 axes[which] = points[:2]
     nums = _nums(main)
@@ -444,8 +445,8 @@ def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library
             long_axis_mm=_get(nums, codes.LONG_AXIS),  # type: ignore[arg-type]
             short_axis_mm=_get(nums, codes.SHORT_AXIS),  # type: ignore[arg-type]
             measurement_plane=plane,  # type: ignore[arg-type]
-            long_axis_endpoints_lps_mm=tuple(axes.get("long", (nan3, nan3))),  # type: ignore[arg-type]
-            short_axis_endpoints_lps_mm=tuple(axes.get("short", (nan3, nan3))),  # type: ignore[arg-type]
+            long_axis_endpoints_lps_mm=tuple(axes.get("long", (nan3, nan3))),
+            short_axis_endpoints_lps_mm=tuple(axes.get("short", (nan3, nan3))),
             max_axial_diameter_mm=_get(nums, codes.MAX_AXIAL_DIAMETER),  # type: ignore[arg-type]
             mean_hu=_get(nums, codes.MEAN_ATTENUATION),  # type: ignore[arg-type]
             centroid_lps_mm=centroid or nan3,
@@ -460,7 +461,7 @@ def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library
         measurement=measurement,
         characterization=Characterization(**ch),
         comparisons=tuple(comparisons),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         pancan_risk_pct=_get(nums, codes.PANCAN_RISK),
         category=category,
         rule=rule,
@@ -470,8 +471,8 @@ def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library
 
 def _assessment(ds: Dataset, root: Dataset, findings: tuple[NoduleFinding, ...]) -> ExamAssessment:
     container = tree.first(root, K(codes.QUALITATIVE_EVALUATIONS), "CONTAINER")
-    values: dict = {"reasons": [], "notes": []}
-    participant: dict = {}
+    values: dict[str, Any] = {"reasons": [], "notes": []}
+    participant: dict[str, Any] = {}
     for item in tree.children(container) if container is not None else []:
         c, vt = tree.concept(item), tree.value_type(item)
         value = tree.code_value(item) if vt == "CODE" else None

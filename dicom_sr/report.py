@@ -64,6 +64,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any, cast
 
 import highdicom as hd
 import numpy as np
@@ -123,7 +124,9 @@ def _round(value: float, kind: str) -> float:
     return float(int(out)) if decimals == 0 else out
 
 
-def _measurement(name, value, kind, unit, *, derivation=None, algorithm=None) -> hd.sr.Measurement:
+def _measurement(
+    name: Any, value: Any, kind: str, unit: Any, *, derivation: Any = None, algorithm: Any = None
+) -> hd.sr.Measurement:
     return hd.sr.Measurement(
         name=name, value=_round(value, kind), unit=unit, derivation=derivation, algorithm_id=algorithm
     )
@@ -133,9 +136,9 @@ def _yes_no(flag: bool) -> CodedConcept:
     return codes.YES if flag else codes.NO
 
 
-def _with_origin(item, characteristic: Characteristic):
+def _with_origin(item: Any, characteristic: Characteristic) -> Any:
     """Attach who asserted a characteristic (Observer Type) and the algorithm's confidence."""
-    children = [
+    children: list[Any] = [
         CodeContentItem(
             codes.OBSERVER_TYPE,
             codes.PERSON if characteristic.origin == "reader" else codes.DEVICE,
@@ -152,7 +155,9 @@ def _with_origin(item, characteristic: Characteristic):
     return item
 
 
-def _qe(name: CodedConcept, value: CodedConcept, characteristic: Characteristic | None = None):
+def _qe(
+    name: CodedConcept, value: CodedConcept, characteristic: Characteristic | None = None
+) -> hd.sr.QualitativeEvaluation:
     qe = hd.sr.QualitativeEvaluation(name, value)
     if characteristic is not None:
         _with_origin(qe[0], characteristic)
@@ -173,7 +178,7 @@ def _content_datetime(ct: Dataset) -> dt.datetime:
     return dt.datetime.strptime(date + time, "%Y%m%d%H%M%S")
 
 
-def _fingerprint(obj) -> object:
+def _fingerprint(obj: Any) -> object:
     """A JSON-able, deterministic digest of the assessment (masks hashed)."""
     if isinstance(obj, np.ndarray):
         return hashlib.sha256(np.ascontiguousarray(obj).tobytes() + str(obj.shape).encode()).hexdigest()
@@ -213,7 +218,7 @@ class _KeyImages:
         if len(self.planes) > 1:
             gaps = [abs(self.planes[i].from_lps(self.planes[i + 1].position_lps_mm)[2]) for i in range(len(self.planes) - 1)]
             thickness = min(thickness, float(np.median(gaps)) or thickness)
-        if all(abs(plane.from_lps(tuple(p))[2]) <= thickness / 2 + 1e-3 for p in points):
+        if all(abs(plane.from_lps(cast(Vec3, tuple(p)))[2]) <= thickness / 2 + 1e-3 for p in points):
             self.used[plane.sop_instance_uid] = self.datasets[k]
             return self.datasets[k], plane
         return None
@@ -229,9 +234,10 @@ def _axis_group(
     time_point: hd.sr.TimePointContext,
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     found = keys.find(endpoints)
+    region: hd.sr.ImageRegion | hd.sr.ImageRegion3D
     if found is not None:
         ds, plane = found
-        data = np.array([plane.from_lps(tuple(p))[:2] for p in endpoints], dtype=np.float32)
+        data = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in endpoints], dtype=np.float32)
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=data,
@@ -255,7 +261,7 @@ def _axis_group(
 
 
 # --------------------------------------------------------------------------- nodule groups
-def _measurements(m: NoduleMeasurement, finding: NoduleFinding, algorithm) -> list[hd.sr.Measurement]:
+def _measurements(m: NoduleMeasurement, finding: NoduleFinding, algorithm: Any) -> list[hd.sr.Measurement]:
     out = [
         _measurement(codes.VOLUME, m.volume_mm3, "volume_mm3", codes.MM3, algorithm=algorithm),
         _measurement(codes.DIAMETER, m.mean_diameter_mm, "length_mm", codes.MM, derivation=codes.MEAN),
@@ -285,7 +291,9 @@ def _comparison_measurements(finding: NoduleFinding) -> list[hd.sr.Measurement]:
     return out
 
 
-def _characterization_items(finding: NoduleFinding):
+def _characterization_items(
+    finding: NoduleFinding,
+) -> tuple[list[hd.sr.QualitativeEvaluation], list[hd.sr.Measurement]]:
     """Qualitative evaluations (and the pleural distance measurement) of the characterization."""
     c = finding.characterization
     evaluations = []
@@ -301,16 +309,16 @@ def _characterization_items(finding: NoduleFinding):
     if c.cyst is not None and c.cyst.value in codes.CYSTS:
         evaluations.append(_qe(codes.CYST, codes.CYSTS[c.cyst.value], c.cyst))
     if c.lobe is not None and _lobe_code(c.lobe.value) is not None:
-        evaluations.append(_qe(codes.LOBE, _lobe_code(c.lobe.value), c.lobe))
+        evaluations.append(_qe(codes.LOBE, cast(CodedConcept, _lobe_code(c.lobe.value)), c.lobe))
     if c.pleural_distance_mm is not None and c.pleural_distance_mm.value is not None:
-        m = _measurement(codes.PLEURAL_DISTANCE, float(c.pleural_distance_mm.value), "length_mm", codes.MM)
+        m = _measurement(codes.PLEURAL_DISTANCE, float(cast(float, c.pleural_distance_mm.value)), "length_mm", codes.MM)
         _with_origin(m[0], c.pleural_distance_mm)
         measurements.append(m)
     return evaluations, measurements
 
 
 def _prior_container(comparison: PriorComparison, protocol: str = "nlcsp") -> ContainerContentItem:
-    items: list = [
+    items: list[Any] = [
         UIDRefContentItem(codes.STUDY_INSTANCE_UID, comparison.prior_study_uid, relationship_type=CONTAINS),
         DateContentItem(codes.STUDY_DATE, comparison.prior_study_date, relationship_type=CONTAINS),
         CodeContentItem(codes.COMPARISON_STUDY, _yes_no(comparison.is_comparison_study), relationship_type=CONTAINS),
@@ -349,9 +357,9 @@ def _prior_container(comparison: PriorComparison, protocol: str = "nlcsp") -> Co
     return container
 
 
-def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: str = "nlcsp") -> list:
+def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: str = "nlcsp") -> list[Any]:
     """noduled's additions to the (extensible) TID 1411 / 1501 group."""
-    items: list = []
+    items: list[Any] = []
     m = finding.measurement
     if m is not None:
         items.append(Scoord3DContentItem(
@@ -366,7 +374,7 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: s
         items.append(TextContentItem(codes.ANALYSIS_ERROR, finding.error, relationship_type=CONTAINS))
     seed = finding.seed
     if seed is not None:
-        children: list = [
+        children: list[Any] = [
             Scoord3DContentItem(
                 codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, np.asarray([seed.position_lps_mm], float),
                 frame_of_reference_uid, relationship_type=CONTAINS,
@@ -406,7 +414,7 @@ def _nodule_groups(
     algorithm: hd.sr.AlgorithmIdentification,
     time_point: hd.sr.TimePointContext,
     protocol: str = "nlcsp",
-) -> list:
+) -> list[Any]:
     tracking = hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id)
     lobe = _lobe_code(finding.characterization.lobe.value) if finding.characterization.lobe else None
     site = [hd.sr.FindingSite(lobe or codes.LUNG)]
@@ -439,7 +447,7 @@ def _nodule_groups(
         measurements.append(_measurement(codes.PANCAN_RISK, finding.pancan_risk_pct, "pancan_pct", codes.PERCENT))
     measurements += extra_measurements
 
-    common = dict(
+    common: dict[str, Any] = dict(
         tracking_identifier=tracking,
         finding_type=codes.NODULE,
         finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
@@ -449,7 +457,7 @@ def _nodule_groups(
         measurements=measurements or None,
         qualitative_evaluations=evaluations or None,
     )
-    groups: list = []
+    groups: list[Any] = []
     if m is not None:
         # OHIF 3.13 merges the groups of one tracking UID and draws only the first SCOORD of the
         # merged group: the axial ruler goes first (see _ruler_group).
@@ -460,6 +468,7 @@ def _nodule_groups(
         if not _has_image_region(long_axis):
             groups.append(_ruler_group(finding, m, keys, algorithm, time_point))
         groups.append(long_axis)
+    volumetric: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
     if m is not None and seg is not None and finding.tracking_uid in seg_numbers:
         volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             referenced_segment=hd.sr.ReferencedSegment(
@@ -489,7 +498,7 @@ def _nodule_groups(
     return groups
 
 
-def _has_image_region(group) -> bool:
+def _has_image_region(group: Any) -> bool:
     return any(
         getattr(item, "ValueType", "") == "SCOORD" for item in group[0].ContentSequence
     )
@@ -502,7 +511,9 @@ def _key_image(centre: Vec3, keys: "_KeyImages") -> tuple[Dataset, ImagePlane]:
     return keys.datasets[k], keys.planes[k]
 
 
-def _ruler_group(finding, m: NoduleMeasurement, keys: "_KeyImages", algorithm, time_point):
+def _ruler_group(
+    finding: NoduleFinding, m: NoduleMeasurement, keys: "_KeyImages", algorithm: Any, time_point: Any
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """The long axis, projected onto the key axial image through the centre, as an image POLYLINE.
 
     Written when the long axis was measured in a coronal or sagittal plane (its true end points
@@ -514,7 +525,7 @@ def _ruler_group(finding, m: NoduleMeasurement, keys: "_KeyImages", algorithm, t
     """
     ds, plane = _key_image(m.centroid_lps_mm, keys)
     centre = np.asarray(plane.from_lps(m.centroid_lps_mm)[:2], float)
-    ends = np.array([plane.from_lps(tuple(p))[:2] for p in m.long_axis_endpoints_lps_mm], float)
+    ends = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in m.long_axis_endpoints_lps_mm], float)
     half = (ends[1] - ends[0]) / 2.0
     if float(np.linalg.norm(half)) < 0.5:  # measured along the slice normal: draw it across, same length
         half = np.array([m.long_axis_mm / 2.0 / max(plane.column_spacing_mm, 1e-6), 0.0])
@@ -534,7 +545,9 @@ def _ruler_group(finding, m: NoduleMeasurement, keys: "_KeyImages", algorithm, t
     )
 
 
-def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algorithm):
+def _exam_group(
+    assessment: ExamAssessment, keys: "_KeyImages", time_point: Any, algorithm: Any
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
     """The exam result as a measurement OHIF can list: a point on the decisive nodule's key image.
 
     Tracking identifier "Exam" (read_report skips it; the document-level container stays the
@@ -581,7 +594,7 @@ def _exam_group(assessment: ExamAssessment, keys: "_KeyImages", time_point, algo
 def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
     exam_concept, _, _, values = codes.category_concepts(assessment.protocol)
     lung_rads = assessment.protocol == "lung-rads-2022"
-    items: list = [
+    items: list[Any] = [
         TextContentItem(codes.PROTOCOL, codes.PROTOCOL_NAMES[assessment.protocol], relationship_type=CONTAINS),
         *([CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS)]
           if assessment.category else []),  # "": not categorised (nothing the reader marked could be measured)
@@ -630,7 +643,7 @@ def _reader(assessment: ExamAssessment) -> str | None:
 
 def _check(assessment: ExamAssessment) -> None:
     """Reject values the SR has no code for, naming the field (before anything is built)."""
-    def need(value, allowed, what):
+    def need(value: Any, allowed: Any, what: str) -> None:
         if value is not None and value not in allowed:
             raise ReportError(f"{what} is {value!r}; expected one of {sorted(allowed)}")
 
@@ -703,7 +716,7 @@ def build_report(
     )
     keys = _KeyImages(ct_datasets)
     seg_numbers = segment_numbers(assessment.findings) if seg is not None else {}
-    groups: list = []
+    groups: list[Any] = []
     for finding in assessment.findings:
         groups += _nodule_groups(
             finding, seg=seg, seg_numbers=seg_numbers, keys=keys,

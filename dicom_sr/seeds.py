@@ -47,6 +47,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from pydicom import dcmread
@@ -54,7 +55,7 @@ from pydicom.dataset import Dataset
 
 from dicom_sr import tree
 from dicom_sr.findings import ReaderAttributes, Seed
-from dicom_sr.geometry import GeometryError, plane_of
+from dicom_sr.geometry import GeometryError, ImagePlane, plane_of
 from dicom_sr.labels import LabelConflict, merge, parse_labels
 
 __all__ = ["SeedError", "read_seeds", "read_exam_labels", "is_seed_object", "SR_SOP_CLASSES", "PS_SOP_CLASSES"]
@@ -92,7 +93,7 @@ _value_type = tree.value_type
 _floats = tree.floats
 
 
-def _frames(value) -> list[int]:
+def _frames(value: Any) -> list[int]:
     """Referenced Frame Number (IS, VM 1-n) as a list of ints."""
     if value is None or value == "":
         return []
@@ -107,7 +108,7 @@ def _centre(graphic_type: str, points: np.ndarray, where: str) -> np.ndarray:
     if len(points) == 0:
         raise SeedError(f"{where}: {t} has no points")
     if t == "CIRCLE":
-        return points[0]
+        return cast(np.ndarray, points[0])
     if t in ("POLYLINE", "POLYGON") and len(points) > 2 and np.allclose(points[0], points[-1]):
         points = points[:-1]  # closed outline: do not count the first vertex twice
     if t == "ELLIPSE" and len(points) != 4:
@@ -116,7 +117,7 @@ def _centre(graphic_type: str, points: np.ndarray, where: str) -> np.ndarray:
         raise SeedError(f"{where}: ELLIPSOID needs 6 points, has {len(points)}")
     if t not in ("POINT", "MULTIPOINT", "POLYLINE", "POLYGON", "ELLIPSE", "ELLIPSOID", "INTERPOLATED"):
         raise SeedError(f"{where}: graphic type {t!r} cannot be used as a seed")
-    return points.mean(axis=0)
+    return cast(np.ndarray, points.mean(axis=0))
 
 
 def _labels(text: str, where: str) -> ReaderAttributes:
@@ -126,7 +127,7 @@ def _labels(text: str, where: str) -> ReaderAttributes:
         raise SeedError(f"{where}: {exc}") from None
 
 
-def _person(value) -> str | None:
+def _person(value: Any) -> str | None:
     if value is None:
         return None
     name = str(value).strip()
@@ -151,7 +152,7 @@ class _Images:
         self.object_uid = object_uid
         self.evidence = evidence
 
-    def lps(self, sop_uid: str, frame: int | None, column: float, row: float):
+    def lps(self, sop_uid: str, frame: int | None, column: float, row: float) -> tuple[np.ndarray, ImagePlane]:
         if self.images is None or sop_uid not in self.images:
             have = "no image headers were given" if self.images is None else f"{len(self.images)} images were given"
             raise SeedError(
@@ -192,7 +193,9 @@ def _is_arrow(tracking_id: str | None) -> bool:
     return bool(tracking_id) and str(tracking_id).split(":")[-1].strip().lower() == "arrowannotate"
 
 
-def _scoord_centre(item: Dataset, images: _Images, where: str, *, arrow: bool = False):
+def _scoord_centre(
+    item: Dataset, images: _Images, where: str, *, arrow: bool = False
+) -> tuple[np.ndarray, str | None, str | None]:
     """(seed LPS, image UID or None, series UID or None) of one SCOORD / SCOORD3D item.
 
     ``arrow``: the item is an arrow's line, whose first point is the arrowhead (the seed).
@@ -272,6 +275,7 @@ def _seeds_from_sr(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
             break
     groups = [item for item in _walk(ds) if _value_type(item) == "CONTAINER" and _concept(item) == _MEASUREMENT_GROUP]
     units: list[tuple[Dataset | None, list[Dataset]]] = []
+    group: Dataset | None
     if groups:
         for group in groups:
             scoords = [i for i in _walk(group) if _value_type(i) in ("SCOORD", "SCOORD3D")]
@@ -315,7 +319,7 @@ def _applies_to(item: Dataset, ds: Dataset) -> list[tuple[str, int | None]]:
     refs = item.get("ReferencedImageSequence")
     if not refs:  # applies to every image the presentation state references
         refs = [img for series in ds.get("ReferencedSeriesSequence") or [] for img in series.get("ReferencedImageSequence") or []]
-    out = []
+    out: list[tuple[str, int | None]] = []
     for ref in refs:
         frames = _frames(ref.get("ReferencedFrameNumber"))
         if not frames:
@@ -347,7 +351,7 @@ def _to_pixels(points: np.ndarray, units: str, ds: Dataset, sop_uid: str, images
     if images.images is None or sop_uid not in images.images:
         images.lps(sop_uid, None, 0.0, 0.0)  # raises the standard "image not in study" error
     tlhc, brhc = _displayed_area(ds, sop_uid, images.images[sop_uid])  # type: ignore[index]
-    return (tlhc - 1.0) + points * (brhc - tlhc + 1.0)
+    return cast(np.ndarray, (tlhc - 1.0) + points * (brhc - tlhc + 1.0))
 
 
 def _seeds_from_ps(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Seed]:
@@ -415,7 +419,7 @@ def _seeds_from_ps(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
 
 
 # --------------------------------------------------------------------------- JSON
-def _seeds_from_json(data, where: str) -> list[Seed]:
+def _seeds_from_json(data: Any, where: str) -> list[Seed]:
     if isinstance(data, dict):
         if "seeds" in data:
             items = data["seeds"]
@@ -441,7 +445,7 @@ def _seeds_from_json(data, where: str) -> list[Seed]:
             raise SeedError(f"{where}: seed {n} position_lps_mm must be 3 finite numbers (got {pos!r})")
         label = str(item.get("label") or "")
         seeds.append(Seed(
-            position_lps_mm=xyz,  # type: ignore[arg-type]
+            position_lps_mm=xyz,
             series_uid=item.get("series_uid", defaults.get("series_uid")),
             source="json",
             label=label,
@@ -489,7 +493,7 @@ def _all_texts(ds: Dataset) -> list[str]:
     ]
 
 
-def read_exam_labels(source: str | Path | Dataset | dict | list) -> ReaderAttributes:
+def read_exam_labels(source: str | Path | Dataset | dict[str, Any] | list[Any]) -> ReaderAttributes:
     """Exam-level reader labels (infection, suspicious, additional, no-nodules) anywhere in a seed
     object, including text that marks no point — "no-nodules" usually comes that way.  Only the
     four exam-level fields of the result are ever set."""
@@ -539,7 +543,7 @@ def is_seed_object(ds: Dataset) -> bool:
         return True  # contradictory labels: let the pipeline report the error
 
 
-def read_seeds(source: str | Path | Dataset | dict | list, *, images: Mapping[str, Dataset] | None = None) -> list[Seed]:
+def read_seeds(source: str | Path | Dataset | dict[str, Any] | list[Any], *, images: Mapping[str, Dataset] | None = None) -> list[Seed]:
     """Seeds from a seed object: a path (DICOM or ``.json``), a pydicom Dataset, or parsed JSON.
 
     ``images`` maps SOP Instance UID -> dataset (headers suffice) of the

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import cast
 
 import highdicom as hd
 import numpy as np
@@ -25,6 +26,7 @@ from pydicom.uid import generate_uid
 
 from dicom_sr import codes
 from dicom_sr.findings import NoduleFinding
+from segmentation.types import NoduleMask
 
 __all__ = ["SegmentationError", "build_segmentation", "segment_numbers", "software_version"]
 
@@ -118,7 +120,7 @@ def build_segmentation(
     for finding in findings:
         if finding.tracking_uid not in numbers:
             continue
-        m = finding.measurement.mask  # type: ignore[union-attr]
+        m = cast(NoduleMask, finding.measurement.mask)  # type: ignore[union-attr]
         z0, y0, x0 = m.origin_index_zyx
         dz, dy, dx = m.mask.shape
         if z0 < 0 or y0 < 0 or x0 < 0 or z0 + dz > n_slices or y0 + dy > rows or x0 + dx > cols:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -50,7 +51,7 @@ def value_type(item: Dataset) -> str:
     return str(item.get("ValueType") or "").upper()
 
 
-def floats(values) -> np.ndarray:
+def floats(values: Any) -> np.ndarray:
     if values is None:
         return np.zeros((0,), float)
     if isinstance(values, (int, float)):

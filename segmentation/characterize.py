@@ -19,6 +19,7 @@ Reader labels always win: :func:`merge_reader_attributes`.  Pure functions; no I
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -50,7 +51,7 @@ def characterize(
     smoothed = ndimage.gaussian_filter(hu, 0.6 / spacing_zyx)
     mask = nm.mask
     depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
-    fields: dict = {
+    fields: dict[str, Any] = {
         "composition": composition(measurement),
         "benign_calcification": calcification(smoothed, mask, depth, spacing_zyx),
         "fat": fat(smoothed, mask, depth),
@@ -112,7 +113,7 @@ def perifissural_shape(m: NoduleMeasurement) -> Characteristic:
     return Characteristic(bool(cue), "algorithm", 0.4)
 
 
-def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasurement, spacing_zyx: np.ndarray) -> dict:
+def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasurement, spacing_zyx: np.ndarray) -> dict[str, Any]:
     """Pleural distance, juxtapleural flag and approximate lobe from a whole-series lung mask."""
     lung = sitk.GetArrayViewFromImage(lung_mask)
     nm = m.mask
@@ -126,7 +127,7 @@ def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasureme
     off = np.array(nm.origin_index_zyx) - lo
     nod[off[0] : off[0] + nm.shape_zyx[0], off[1] : off[1] + nm.shape_zyx[1], off[2] : off[2] + nm.shape_zyx[2]] = nm.mask
     outside = ~(local_lung | nod)
-    out: dict = {}
+    out: dict[str, Any] = {}
     if outside.any():
         dist = ndimage.distance_transform_edt(~outside, sampling=spacing_zyx)
         d_mm = max(float(dist[nod].min()) - 0.5 * float(spacing_zyx.min()), 0.0) if nod.any() else float("nan")
@@ -141,7 +142,9 @@ def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasureme
     return out
 
 
-def approximate_lobe(lung: np.ndarray, centroid_zyx: np.ndarray, spacing_zyx: np.ndarray, image: sitk.Image):
+def approximate_lobe(
+    lung: np.ndarray, centroid_zyx: np.ndarray, spacing_zyx: np.ndarray, image: sitk.Image
+) -> tuple[str | None, float]:
     """Lobe from position in the lung's box: oblique fissure plane (posterior 70 % height -> anterior 10 %)."""
     zs = np.flatnonzero(lung.any(axis=(1, 2)))
     if zs.size == 0:
@@ -190,7 +193,7 @@ def _is_right(lung: np.ndarray, centroid_zyx: np.ndarray, image: sitk.Image, x_l
     return bool(x_lps < 0)
 
 
-def merge_reader_attributes(algorithm: Characterization, reader) -> Characterization:
+def merge_reader_attributes(algorithm: Characterization, reader: Any) -> Characterization:
     """Overlay the reader's assertions (any object with ReaderAttributes' field names); reader labels win."""
     if reader is None:
         return algorithm

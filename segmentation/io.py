@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -59,7 +60,7 @@ def image_from_array(
     return image
 
 
-def load_series(sources: str | os.PathLike | Iterable[str | os.PathLike | Dataset]) -> LoadedSeries:
+def load_series(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str] | Dataset]) -> LoadedSeries:
     """Read one CT series (folder, file paths or datasets) into an HU volume.
 
     Files in a folder that are not DICOM (e.g. XML reads) are ignored; DICOM
@@ -99,17 +100,17 @@ def load_series(sources: str | os.PathLike | Iterable[str | os.PathLike | Datase
 # ---------------------------------------------------------------- helpers
 
 
-def _given_datasets(sources) -> bool:
+def _given_datasets(sources: Any) -> bool:
     """True when the caller passed Dataset objects (never modify those)."""
     return not isinstance(sources, (str, os.PathLike)) and any(isinstance(s, Dataset) for s in sources)
 
 
-def _read_all(sources) -> list[Dataset]:
+def _read_all(sources: Any) -> list[Dataset]:
     if isinstance(sources, (str, os.PathLike)):
         folder = Path(sources)
         if not folder.is_dir():
             raise SeriesError(f"{folder} is not a folder")
-        paths: list = sorted(p for p in folder.rglob("*") if p.is_file())
+        paths: list[Any] = sorted(p for p in folder.rglob("*") if p.is_file())
     else:
         paths = list(sources)
     datasets: list[Dataset] = []

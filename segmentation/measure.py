@@ -16,6 +16,9 @@ Endpoints are LPS mm.  Pure functions; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -24,7 +27,7 @@ from skimage import measure as skmeasure
 from segmentation.types import MeasurementQuality, NoduleMask, NoduleMeasurement, Plane
 
 #: plane name -> the (z, y, x) axis the plane is perpendicular to
-PLANE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+PLANE_AXIS: dict[Plane, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
@@ -80,7 +83,7 @@ def measure_nodule(
         short_axis_endpoints_lps_mm=best["short_ends"],
         max_axial_diameter_mm=axes["axial"]["long_mm"],
         mean_hu=float(inside.mean()),
-        centroid_lps_mm=tuple(float(v) for v in to_lps(centroid_idx[None, :])[0]),
+        centroid_lps_mm=cast(tuple[float, float, float], tuple(float(v) for v in to_lps(centroid_idx[None, :])[0])),
         solid_volume_mm3=solid_volume,
         solid_mean_diameter_mm=solid_mean,
         hu_percentiles={p: float(v) for p, v in zip(PERCENTILES, np.percentile(inside, PERCENTILES))},
@@ -97,7 +100,14 @@ SOLID_SMOOTHING_MM = 0.45
 SOLID_BAND_MM = 2.0
 
 
-def solid_weights(smoothed, weights, mask, spacing_zyx, threshold_hu, ground_glass_hu) -> np.ndarray:
+def solid_weights(
+    smoothed: np.ndarray,
+    weights: np.ndarray,
+    mask: np.ndarray,
+    spacing_zyx: np.ndarray,
+    threshold_hu: float,
+    ground_glass_hu: float | None,
+) -> np.ndarray:
     """Partial-volume weights of the solid component inside a ground-glass nodule.
 
     Voxels at or above ``threshold_hu`` and a 1.5 mm band around them count
@@ -133,7 +143,7 @@ def partial_volume_scale(weights: np.ndarray) -> float:
     return float(np.clip((float(weights.sum()) / above) ** (1.0 / 3.0), 0.9, 1.15))
 
 
-def scale_axes(axes: dict, factor: float) -> dict:
+def scale_axes(axes: dict[Plane, dict[str, Any]], factor: float) -> dict[Plane, dict[str, Any]]:
     """Axes lengths and endpoints scaled by ``factor`` about each axis' midpoint."""
     out = {}
     for plane, a in axes.items():
@@ -148,7 +158,7 @@ def scale_axes(axes: dict, factor: float) -> dict:
     return out
 
 
-def index_to_lps_fn(image: sitk.Image, origin_index_zyx):
+def index_to_lps_fn(image: sitk.Image, origin_index_zyx: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
     """Function mapping continuous (z, y, x) indices of a crop to LPS mm points (N, 3)."""
     origin = np.array(image.GetOrigin())
     direction = np.array(image.GetDirection()).reshape(3, 3)
@@ -157,20 +167,24 @@ def index_to_lps_fn(image: sitk.Image, origin_index_zyx):
 
     def to_lps(idx_zyx: np.ndarray) -> np.ndarray:
         xyz = (np.asarray(idx_zyx, dtype=float) + offset)[:, ::-1]
-        return origin + (xyz * spacing) @ direction.T
+        return cast(np.ndarray, origin + (xyz * spacing) @ direction.T)
 
     return to_lps
 
 
-def plane_axes(weights: np.ndarray, spacing_zyx: np.ndarray, to_lps) -> dict[Plane, dict]:
+def plane_axes(
+    weights: np.ndarray, spacing_zyx: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray]
+) -> dict[Plane, dict[str, Any]]:
     """Long/short axes (mm) and their LPS endpoints in each orthogonal plane."""
-    out: dict = {}
+    out: dict[Plane, dict[str, Any]] = {}
     for plane, axis in PLANE_AXIS.items():
         out[plane] = _best_slice_axes(weights, axis, spacing_zyx, to_lps)
     return out
 
 
-def _best_slice_axes(weights: np.ndarray, axis: int, spacing_zyx: np.ndarray, to_lps) -> dict:
+def _best_slice_axes(
+    weights: np.ndarray, axis: int, spacing_zyx: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray]
+) -> dict[str, Any]:
     in_plane = [a for a in range(3) if a != axis]
     areas = (weights > 0.5).sum(axis=tuple(in_plane))
     empty = {"long_mm": 0.0, "short_mm": 0.0, "long_ends": ((0.0,) * 3,) * 2, "short_ends": ((0.0,) * 3,) * 2}
@@ -187,7 +201,7 @@ def _best_slice_axes(weights: np.ndarray, axis: int, spacing_zyx: np.ndarray, to
         return empty
     (long_mm, short_mm, long_pts, short_pts), k = best
 
-    def lift(pts2d: np.ndarray) -> tuple:
+    def lift(pts2d: np.ndarray) -> tuple[tuple[float, ...], ...]:
         full = np.zeros((len(pts2d), 3))
         full[:, axis] = k
         full[:, in_plane[0]] = pts2d[:, 0]
@@ -197,7 +211,7 @@ def _best_slice_axes(weights: np.ndarray, axis: int, spacing_zyx: np.ndarray, to
     return {"long_mm": long_mm, "short_mm": short_mm, "long_ends": lift(long_pts), "short_ends": lift(short_pts)}
 
 
-def section_axes(weights2d: np.ndarray, spacing_2d: np.ndarray):
+def section_axes(weights2d: np.ndarray, spacing_2d: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray] | None:
     """Long axis (max Feret diameter) and longest perpendicular chord of the 0.5 iso-contour of a 2-D section.
 
     Returns (long_mm, short_mm, long_endpoints_idx (2, 2), short_endpoints_idx (2, 2)) or None.
@@ -244,7 +258,7 @@ def section_axes(weights2d: np.ndarray, spacing_2d: np.ndarray):
     return long_mm, short_mm, long_pts, short_pts
 
 
-def planimetric_volume_mm3(mask: np.ndarray, spacing_zyx) -> float:
+def planimetric_volume_mm3(mask: np.ndarray, spacing_zyx: Sequence[float] | np.ndarray) -> float:
     """Volume of ``mask`` (z, y, x) in the convention of readers' outlines (LIDC, pylidc): each axial
     outline runs through the centres of the first pixels outside the nodule, so the planimetric
     polygon takes the mask plus half of its in-plane outline ring.  For comparison with reader

@@ -42,7 +42,9 @@ that never closes inside the largest ROI raises
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -127,13 +129,13 @@ class RoiResult:
     nodule_hu: float
     threshold_hu: float
     needs_larger_roi: bool
-    flags: dict = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
     readers_mask: np.ndarray | None = None  # bool, the outline in the radiologists' convention
 
 
 def segment_nodule(
     image: sitk.Image,
-    seed_lps_mm,
+    seed_lps_mm: Sequence[float] | np.ndarray,
     *,
     lung_mask: sitk.Image | None = None,
     solid_threshold_hu: float = -300.0,
@@ -178,7 +180,7 @@ def segment_nodule(
             f"{_where(seed)}: the structure at the seed extends beyond a {2 * ROI_HALF_SIZES_MM[-1]:.0f} mm "
             "region (chest wall, mediastinum, airway or a large vessel), not a nodule"
         )
-    origin = tuple(int(s.start) for s in box)
+    origin = cast(tuple[int, int, int], tuple(int(s.start) for s in box))
     nodule_mask, offset = _crop(result.mask, result.fraction, origin, result.readers_mask)
     readers_mm3 = None if result.readers_mask is None else float(result.readers_mask.sum() * np.prod(spacing_zyx))
     measured = measure_nodule(
@@ -197,12 +199,14 @@ def segment_nodule(
 _diagnostics = threading.local()
 
 
-def last_diagnostics() -> dict:
+def last_diagnostics() -> dict[str, Any]:
     """Levels of this thread's last :func:`segment_nodule` (threshold, lung and nodule HU, extent ratio)."""
     return dict(getattr(_diagnostics, "last", {}))
 
 
-def _segment_from(hu, lung, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed) -> tuple[RoiResult, tuple]:
+def _segment_from(
+    hu: Any, lung: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed: Any
+) -> tuple[RoiResult, tuple[slice, slice, slice]]:
     """:func:`segment_roi` in ROIs of growing size around ``seed_zyx`` until the nodule fits."""
     result = None
     box = None
@@ -231,10 +235,10 @@ def _deepest_voxel(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     depth = _depth(mask, spacing_zyx)
     deep = np.argwhere(depth >= depth.max() - 1e-6)
     centroid = np.argwhere(mask).mean(axis=0)
-    return deep[int(np.argmin((((deep - centroid) * spacing_zyx) ** 2).sum(axis=1)))]
+    return cast(np.ndarray, deep[int(np.argmin((((deep - centroid) * spacing_zyx) ** 2).sum(axis=1)))])
 
 
-def first_roi_half_size(hu, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> float:
+def first_roi_half_size(hu: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> float:
     """Smallest ROI half-size (mm) likely to hold the nodule: from the inscribed radius at the seed.
 
     A quick look in the smallest ROI: the dense blob at the seed (above the
@@ -253,14 +257,14 @@ def first_roi_half_size(hu, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> fl
     return 1.3 * radius + SHELL_MM[1]
 
 
-def _where(seed) -> str:
+def _where(seed: Any) -> str:
     return "no nodule at seed ({:.1f}, {:.1f}, {:.1f})".format(*seed)
 
 
 # ---------------------------------------------------------------- ROI level
 
 
-def roi_box(center_zyx: np.ndarray, half_mm: float, spacing_zyx: np.ndarray, shape) -> tuple[slice, slice, slice]:
+def roi_box(center_zyx: np.ndarray, half_mm: float, spacing_zyx: np.ndarray, shape: Any) -> tuple[slice, slice, slice]:
     """Index box of half-size ``half_mm`` around ``center_zyx``, clipped to the volume."""
     half = np.ceil(half_mm / spacing_zyx).astype(int)
     c = np.round(center_zyx).astype(int)
@@ -269,7 +273,7 @@ def roi_box(center_zyx: np.ndarray, half_mm: float, spacing_zyx: np.ndarray, sha
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
-def _box_is_whole_image(box, shape) -> bool:
+def _box_is_whole_image(box: Any, shape: Any) -> bool:
     return all(s.start == 0 and s.stop == n for s, n in zip(box, shape))
 
 
@@ -291,7 +295,7 @@ def segment_roi(
     start = start_voxel(smoothed, seed_zyx, spacing_zyx, lung_hu)
     core_hu = core_level(smoothed, start, spacing_zyx)
     threshold = lung_hu + 0.5 * (core_hu - lung_hu)
-    flags: dict = {}
+    flags: dict[str, Any] = {}
     mask = None
     air_like = smoothed <= max(lung_hu + 200.0, -500.0)  # parenchyma and ground glass, never soft tissue
     lung_side = lung_side_of(air_like, lung_roi, start, spacing_zyx)
@@ -309,7 +313,7 @@ def segment_roi(
         mixed = SOLID_HU < level < MIXED_LEVEL_HU  # seed at a solid core's edge: core and glass averaged
         if halo_seen or mixed:
             # a ground-glass component?  accept it only if the grown region's outer layer is a real plateau
-            trial_threshold = lung_hu + 0.5 * (halo - lung_hu) if halo_seen else lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
+            trial_threshold = lung_hu + 0.5 * (cast(float, halo) - lung_hu) if halo_seen else lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
             trial = grow_region(smoothed, trial_threshold, start, spacing_zyx, closed_lung, dict(flags))
             trial_level = nodule_level(roi_hu, smoothed, trial, spacing_zyx, trial_threshold)
             plateau = trial_level - lung_hu <= 0.45 * (max(level, SOLID_TISSUE_HU) - lung_hu)
@@ -370,7 +374,15 @@ def segment_roi(
     return RoiResult(mask, fraction, smoothed, lung_hu, nodule_hu, threshold, needs_larger, flags, readers)
 
 
-def readers_outline(smoothed, mask, other, closed_lung, lung_hu: float, nodule_hu: float, spacing_zyx) -> np.ndarray:
+def readers_outline(
+    smoothed: np.ndarray,
+    mask: np.ndarray,
+    other: np.ndarray,
+    closed_lung: np.ndarray,
+    lung_hu: float,
+    nodule_hu: float,
+    spacing_zyx: np.ndarray,
+) -> np.ndarray:
     """The nodule as radiologists outline it: the iso-contour at ``READERS_CONTRAST_FRACTION`` of the
     local contrast (lung level to the nodule's own observed level, its 95th percentile of smoothed HU,
     at most the nodule level), within ``READERS_REACH_MM`` of the 50 % mask, other dense structures and
@@ -385,10 +397,17 @@ def readers_outline(smoothed, mask, other, closed_lung, lung_hu: float, nodule_h
     near = _distance_outside(mask, spacing_zyx) <= READERS_REACH_MM
     labels, _ = ndimage.label((smoothed > level) & near & ~other & closed_lung | mask)
     keep = np.unique(labels[mask])
-    return np.isin(labels, keep[keep > 0])
+    return cast(np.ndarray, np.isin(labels, keep[keep > 0]))
 
 
-def grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags):
+def grow_region(
+    smoothed: np.ndarray,
+    threshold: float,
+    start: tuple[int, ...],
+    spacing_zyx: np.ndarray,
+    closed_lung: np.ndarray,
+    flags: dict[str, Any],
+) -> np.ndarray:
     """Dense component at the seed inside the closed lung, vessels detached."""
     dense = smoothed > threshold
     if not dense[start]:  # the seed sits in the blurred rim: start from the nearest dense voxel
@@ -410,7 +429,14 @@ def grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags):
     return mask
 
 
-def refine_pleural_cut(dense, air_like, closed_lung, mask, start, spacing_zyx):
+def refine_pleural_cut(
+    dense: np.ndarray,
+    air_like: np.ndarray,
+    closed_lung: np.ndarray,
+    mask: np.ndarray,
+    start: tuple[int, ...],
+    spacing_zyx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Cut a juxtapleural nodule from the wall along a quadratic fit of the pleura next to it.
 
     The ball closing leaves a lens of nodule on the wall side (or, on its
@@ -488,7 +514,7 @@ def parenchyma_level(smoothed: np.ndarray) -> float | None:
     return float(centres[min(peaks)])
 
 
-def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_hu: float) -> tuple:
+def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_hu: float) -> tuple[int, ...]:
     """The seed voxel, or the nearest voxel within 3 mm that is clearly denser than the lung."""
     idx = tuple(int(v) for v in np.clip(np.round(seed_zyx), 0, np.array(smoothed.shape) - 1))
     if smoothed[idx] - lung_hu >= MIN_CONTRAST_HU:
@@ -512,7 +538,7 @@ def start_voxel(smoothed: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndar
     return tuple(int(v) for v in grid[best])
 
 
-def core_level(smoothed: np.ndarray, start: tuple, spacing_zyx: np.ndarray, radius_mm: float = 1.0) -> float:
+def core_level(smoothed: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray, radius_mm: float = 1.0) -> float:
     """Median smoothed HU within ``radius_mm`` of the start voxel."""
     r = np.maximum(np.floor(radius_mm / spacing_zyx).astype(int), 0)
     lo = np.maximum(np.array(start) - r, 0)
@@ -537,11 +563,11 @@ def _cached_edt(mask: np.ndarray, spacing_zyx: np.ndarray, inside: bool) -> np.n
         store = _cache.items = []
     for m, sp, ins, result in store:
         if m is mask and ins == inside and np.array_equal(sp, spacing_zyx):
-            return result
+            return cast(np.ndarray, result)
     result = ndimage.distance_transform_edt(mask if inside else ~mask, sampling=spacing_zyx)
     store.append((mask, np.array(spacing_zyx), inside, result))
     del store[:-6]
-    return result
+    return cast(np.ndarray, result)
 
 
 def _distance_outside(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
@@ -552,7 +578,9 @@ def _depth(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     return _cached_edt(mask, spacing_zyx, inside=True)
 
 
-def halo_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
+def halo_level(
+    smoothed: np.ndarray, mask: np.ndarray, dense: np.ndarray, closed_lung: np.ndarray, spacing_zyx: np.ndarray
+) -> float | None:
     """Median smoothed HU just outside the mask (1-3 mm), other dense structures excluded."""
     d = _distance_outside(mask, spacing_zyx)
     shell = (d > 1.0) & (d <= 3.0) & ~dense & closed_lung
@@ -561,7 +589,9 @@ def halo_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
     return float(np.median(smoothed[shell]))
 
 
-def shell_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None:
+def shell_level(
+    smoothed: np.ndarray, mask: np.ndarray, dense: np.ndarray, closed_lung: np.ndarray, spacing_zyx: np.ndarray
+) -> float | None:
     """Local parenchyma level: median smoothed HU in the shell SHELL_MM around the mask."""
     d = _distance_outside(mask, spacing_zyx)
     shell = (d > SHELL_MM[0]) & (d <= SHELL_MM[1]) & ~dense & closed_lung
@@ -570,7 +600,9 @@ def shell_level(smoothed, mask, dense, closed_lung, spacing_zyx) -> float | None
     return float(np.median(smoothed[shell]))
 
 
-def nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold) -> float:
+def nodule_level(
+    roi_hu: np.ndarray, smoothed: np.ndarray, mask: np.ndarray, spacing_zyx: np.ndarray, threshold: float
+) -> float:
     """Nodule level (HU) of the mask's outer layer, beyond the blurred edge.
 
     Nodules 6 mm and thicker: the layer 1.5-3.5 mm deep; its main population
@@ -659,10 +691,10 @@ def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
         zoom = np.array(lung_side.shape) / np.array(closed.shape)
         closed = ndimage.zoom(closed.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest") > 0.5
         closed = _fit(closed, lung_side.shape)
-    return closed | lung_side
+    return cast(np.ndarray, closed | lung_side)
 
 
-def lung_side_of(air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple, spacing_zyx: np.ndarray) -> np.ndarray:
+def lung_side_of(air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray:
     """The lung around the nodule: air-like components that are lung, never the air outside the body.
 
     A large ROI at the lung's edge reaches through the chest wall to the air
@@ -683,22 +715,22 @@ def lung_side_of(air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple
     return side if lung_roi is None else side | lung_roi
 
 
-def _fit(a: np.ndarray, shape) -> np.ndarray:
+def _fit(a: np.ndarray, shape: Any) -> np.ndarray:
     out = np.zeros(shape, dtype=a.dtype)
     n = [min(x, y) for x, y in zip(a.shape, shape)]
     out[: n[0], : n[1], : n[2]] = a[: n[0], : n[1], : n[2]]
     return out
 
 
-def connected_at(binary: np.ndarray, start: tuple) -> np.ndarray | None:
+def connected_at(binary: np.ndarray, start: tuple[int, ...]) -> np.ndarray | None:
     """The connected component (6-connectivity) of ``binary`` containing ``start``, or None."""
     if not binary[start]:
         return None
     labels, _ = ndimage.label(binary)
-    return labels == labels[start]
+    return cast(np.ndarray, labels == labels[start])
 
 
-def detach_vessels(region: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> tuple[np.ndarray, bool]:
+def detach_vessels(region: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> tuple[np.ndarray, bool]:
     """Size-adaptive opening constrained by reconstruction (Kuhnigk): cut vessels, keep lobulations.
 
     Returns the nodule mask and whether anything was cut off.
@@ -710,7 +742,7 @@ def detach_vessels(region: np.ndarray, start: tuple, spacing_zyx: np.ndarray) ->
     core_start = _nearest_true(core, start)
     if core_start is None:
         return region, False
-    core = connected_at(core, core_start)
+    core = cast(np.ndarray, connected_at(core, core_start))  # core_start is in core: never None
     opened = (_distance_outside(core, spacing_zyx) <= open_r + 1e-6) & region
     removed = region & ~opened
     if not removed.any():
@@ -725,11 +757,11 @@ def detach_vessels(region: np.ndarray, start: tuple, spacing_zyx: np.ndarray) ->
     keep[list(edge)] = False
     keep[0] = False
     mask = opened | keep[labels]
-    mask = connected_at(mask, core_start) if mask[core_start] else mask
+    mask = cast(np.ndarray, connected_at(mask, core_start)) if mask[core_start] else mask
     return mask, bool((removed & ~keep[labels]).any())
 
 
-def inscribed_radius(depth: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> float:
+def inscribed_radius(depth: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> float:
     """Radius (mm) of the largest ball inside the region near the seed (hill climb on the distance map)."""
     here = np.array(start)
     best = float(depth[start])
@@ -749,7 +781,7 @@ def inscribed_radius(depth: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -
     return best
 
 
-def _nearest_true(binary: np.ndarray, start: tuple) -> tuple | None:
+def _nearest_true(binary: np.ndarray, start: tuple[int, ...]) -> tuple[int, ...] | None:
     if not binary.any():
         return None
     if binary[start]:
@@ -773,7 +805,7 @@ def _touches_edge(mask: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -
     return bool(np.any(lo <= m) or np.any(hi >= np.array(mask.shape) - 1 - m))
 
 
-def cut_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> np.ndarray | None:
+def cut_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray | None:
     """Detach the tubes (vessels) that run from a blob: an opening whose radius is the tubes' own.
 
     The tubes' radius is the largest depth (90th percentile) of the mask far from the blob at the seed
@@ -799,12 +831,12 @@ def cut_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray) -> np.nda
     core = depth > open_r
     if not core[tuple(centre)]:
         return None
-    core = connected_at(core, tuple(int(v) for v in centre))
+    core = cast(np.ndarray, connected_at(core, tuple(int(v) for v in centre)))  # centre is in core
     opened = (_distance_outside(core, spacing_zyx) <= open_r) & mask
     return connected_at(opened, tuple(int(v) for v in centre))
 
 
-def _reject_tubes(mask: np.ndarray, start: tuple, spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
+def _reject_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray, roi_half_mm: float) -> None:
     """A seed on a vessel gives a long thin tube: its extent far exceeds its thickness."""
     depth = _depth(mask, spacing_zyx)
     inside = _nearest_true(mask, start) or start  # the start voxel may lie in the blurred rim, outside the mask
@@ -851,7 +883,9 @@ def partial_volume(
 # ---------------------------------------------------------------- results
 
 
-def _crop(mask: np.ndarray, fraction: np.ndarray, roi_origin: tuple[int, int, int], readers: np.ndarray | None = None):
+def _crop(
+    mask: np.ndarray, fraction: np.ndarray, roi_origin: tuple[int, int, int], readers: np.ndarray | None = None
+) -> tuple[NoduleMask, tuple[slice, ...]]:
     """Crop mask, fraction (and the readers'-convention mask) to the bounding box of their support."""
     support = (fraction > 0) | mask
     if readers is not None:
@@ -859,7 +893,7 @@ def _crop(mask: np.ndarray, fraction: np.ndarray, roi_origin: tuple[int, int, in
     pts = np.argwhere(support)
     lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    origin = tuple(int(o + a) for o, a in zip(roi_origin, lo))
+    origin = cast(tuple[int, int, int], tuple(int(o + a) for o, a in zip(roi_origin, lo)))
     cropped = NoduleMask(
         origin_index_zyx=origin,
         mask=mask[sl].copy(),
@@ -869,7 +903,7 @@ def _crop(mask: np.ndarray, fraction: np.ndarray, roi_origin: tuple[int, int, in
     return cropped, sl
 
 
-def _cut_by_fov(mask: np.ndarray, box, hu: np.ndarray) -> bool:
+def _cut_by_fov(mask: np.ndarray, box: Any, hu: np.ndarray) -> bool:
     """The mask touches the volume's faces, or voxels outside the reconstruction circle (<= -1500 HU)."""
     pts = np.argwhere(mask)
     g = pts + np.array([s.start for s in box])
@@ -880,7 +914,7 @@ def _cut_by_fov(mask: np.ndarray, box, hu: np.ndarray) -> bool:
     return bool((np.asarray(hu[box])[near] <= -1500.0).any())
 
 
-def _quality(flags: dict) -> MeasurementQuality:
+def _quality(flags: dict[str, Any]) -> MeasurementQuality:
     reasons = []
     if flags.get("touches_roi_edge"):
         reasons.append("segmentation reaches the edge of the largest region of interest")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -200,7 +200,7 @@ def _working_image(image: sitk.Image, which: str) -> sitk.Image:
     img = image
     if any(f > 1 for f in factors):  # shrink first: casting a full-size series costs more than the shrink
         img = sitk.BinShrink(img if img.GetPixelID() in _SHRINKABLE else sitk.Cast(img, sitk.sitkFloat32), factors)
-    return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, CLIP_HU[0], CLIP_HU[1])
+    return cast(sitk.Image, sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, CLIP_HU[0], CLIP_HU[1]))
 
 
 def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None, which: str) -> sitk.Image:
@@ -222,12 +222,12 @@ def _working_lungs(work: sitk.Image, image: sitk.Image, lungs: sitk.Image | None
         mask = sitk.Cast((work < -400.0) & (work > -980.0), sitk.sitkUInt8)
     if np.count_nonzero(sitk.GetArrayViewFromImage(mask)) < 100:
         raise RegistrationError(f"the {which} image shows no lung (no air-density region); cannot register it")
-    return mask
+    return cast(sitk.Image, mask)
 
 
 def _dilate(mask: sitk.Image, margin_mm: float) -> sitk.Image:
     radius = [max(1, int(round(margin_mm / sp))) for sp in mask.GetSpacing()]
-    return sitk.BinaryDilate(mask, radius, sitk.sitkBall, 0, 1)
+    return cast(sitk.Image, sitk.BinaryDilate(mask, radius, sitk.sitkBall, 0, 1))
 
 
 def _centre_of_mass(mask: sitk.Image) -> np.ndarray:
@@ -241,7 +241,14 @@ def _field_centre(image: sitk.Image) -> np.ndarray:
     return np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
 
 
-def _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_lungs) -> sitk.Euler3DTransform:
+def _initial_rigid(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    fixed_mask: sitk.Image,
+    moving_mask: sitk.Image,
+    fixed_lungs: sitk.Image,
+    moving_lungs: sitk.Image,
+) -> sitk.Euler3DTransform:
     """Euler3D centred on the current lungs, translated by the best of a few candidate offsets.
 
     Candidates: no offset (same scanner frame), field-of-view centres, lung
@@ -276,7 +283,7 @@ def _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_l
 def _box_overlap(fixed: sitk.Image, moving: sitk.Image, offset: np.ndarray) -> float:
     """Fraction of the fixed image's bounding box that, shifted by ``offset`` (mm), lies in the moving one's."""
 
-    def box(image):
+    def box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
         size = np.asarray(image.GetSize(), dtype=float)
         corners = np.array([image.TransformContinuousIndexToPhysicalPoint(tuple(c * (size - 1)))
                             for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T])
@@ -289,7 +296,16 @@ def _box_overlap(fixed: sitk.Image, moving: sitk.Image, offset: np.ndarray) -> f
     return float(np.prod(inter) / max(np.prod(f_hi - f_lo), 1e-9))
 
 
-def _run(fixed, moving, fixed_mask, moving_mask, transform, moving_initial, *, kind: str):
+def _run(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    fixed_mask: sitk.Image,
+    moving_mask: sitk.Image,
+    transform: Any,
+    moving_initial: Any,
+    *,
+    kind: str,
+) -> tuple[Any, float]:
     """One multi-resolution registration stage; returns (optimized transform, final metric)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
@@ -392,11 +408,11 @@ def find_in_prior(
         d = float(np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed))
         if expected_volume_mm3 is None or expected_volume_mm3 <= 0 or m.volume_mm3 <= 0:
             return d
-        return d + VOLUME_MISMATCH_MM_PER_DOUBLING * abs(np.log2(m.volume_mm3 / expected_volume_mm3))
+        return float(d + VOLUME_MISMATCH_MM_PER_DOUBLING * abs(np.log2(m.volume_mm3 / expected_volume_mm3)))
 
     found: list[NoduleMeasurement] = []
 
-    def attempt(point) -> NoduleMeasurement | None:
+    def attempt(point: Any) -> NoduleMeasurement | None:
         try:
             m = measure_at_seed(prior, tuple(float(v) for v in point), lung_mask=prior_lungs)
         except NoNoduleAtSeed:
@@ -461,7 +477,7 @@ def _candidate_points(image: sitk.Image, seed: np.ndarray, radius_mm: float) -> 
 def match_nodules(
     current_centroids_lps: Sequence[Sequence[float]],
     prior_centroids_lps: Sequence[Sequence[float]],
-    registration,
+    registration: Any,
     *,
     max_distance_mm: float = 10.0,
 ) -> list[NoduleMatch]:

@@ -12,12 +12,14 @@ Public API::
 Ground truth is computed from the analytic shapes (see :mod:`test_images.shapes`).
 """
 
+from typing import Any
+
 from test_images.cases import generate_case, list_cases
 from test_images.single import render_single_nodule
 from test_images.study import PhantomStudy
 
 
-def write_study(study, out_dir):
+def write_study(study: PhantomStudy, out_dir: Any) -> dict[str, Any]:
     """Write ``study`` as DICOM (CT series, seed SR, seed GSPS) plus seeds.json under ``out_dir``; returns paths."""
     from test_images.dicom_out import write_study as _write
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,7 +22,7 @@ def _parse_seed(text: str) -> tuple[float, float, float]:
         raise typer.BadParameter(f"seed {text!r} must be three numbers X,Y,Z") from exc
 
 
-def measurement_to_json(m) -> dict:
+def measurement_to_json(m: Any) -> dict[str, Any]:
     """The DESIGN §3 NoduleMeasurement fields as JSON (the mask as its bounding box only)."""
     q = m.quality
     return {
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
         rows = []
         union = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
         for s in seeds:
-            row: dict = {"seed": list(s)}
+            row: dict[str, Any] = {"seed": list(s)}
             try:
                 m = measure_at_seed(image, s, lung_mask=lungs, solid_threshold_hu=solid_threshold_hu)
                 row.update(measurement_to_json(m))

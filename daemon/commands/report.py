@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
 
-def _fmt(value, digits: int = 1, unit: str = "") -> str:
+def _fmt(value: Any, digits: int = 1, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if digits == 0:
@@ -23,7 +24,7 @@ def _fmt(value, digits: int = 1, unit: str = "") -> str:
     return f"{value:.{digits}f}{unit}"
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     import dataclasses
     import datetime as dt
 
@@ -40,7 +41,7 @@ def _jsonable(obj):
     return obj
 
 
-def _print_noduled(console, contents) -> None:
+def _print_noduled(console: Any, contents: Any) -> None:
     from rich.table import Table
 
     a = contents.assessment
@@ -81,7 +82,7 @@ def _print_noduled(console, contents) -> None:
     console.print(table)
 
 
-def _print_groups(console, contents) -> None:
+def _print_groups(console: Any, contents: Any) -> None:
     from rich.table import Table
 
     table = Table(title="Measurement groups")

@@ -69,7 +69,7 @@ import threading
 import time
 import types
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import pynetdicom
 from pynetdicom import evt
@@ -100,7 +100,7 @@ class _Waker:
         if hasattr(os, "eventfd"):
             self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._write_fd = self.fd
-            fds = (self.fd,)
+            fds: tuple[int, ...] = (self.fd,)
         else:  # pragma: no cover - not Linux
             r, w = socket.socketpair()
             r.setblocking(False)
@@ -289,7 +289,7 @@ class _FastSocket(BoundedSocket):
         The buffer grows as data arrive (doubling from :data:`_FIRST_ALLOC` at most), never
         to a length the peer merely declared.
         """
-        sock = self.socket
+        sock = cast(socket.socket, self.socket)
         buf = bytearray(min(nr_bytes, _FIRST_ALLOC))
         view = memoryview(buf)
         nr_read = 0
@@ -326,7 +326,7 @@ class _FastSocket(BoundedSocket):
         if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
             return True  # TLS data already decrypted, select() cannot see it (pynetdicom #528)
         try:
-            ready, _, _ = select.select([self.socket, waker.fd], [], [], READY_WAIT_S)
+            ready, _, _ = select.select([cast(Any, self.socket), waker.fd], [], [], READY_WAIT_S)
         except (OSError, TimeoutError, ValueError):
             # Evt17: Transport connection closed
             self.event_queue.put("Evt17")
@@ -466,7 +466,7 @@ def supported(assoc: Any) -> bool:
         return False
     if not hasattr(assoc.dul, "send_pdu"):
         return False
-    sock = getattr(assoc.dul, "socket", None)
+    sock: Any = getattr(assoc.dul, "socket", None)
     if type(sock) not in (AssociationSocket, BoundedSocket) or not all(hasattr(sock, name) for name in _SOCKET_ATTRS):
         return False
     return hasattr(sock.socket, "recv_into") and isinstance(getattr(AssociationSocket, "ready", None), property)

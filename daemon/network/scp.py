@@ -12,8 +12,10 @@ import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, cast
 
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from daemon.analysis.sop_classes import STORAGE_CLASSES
@@ -98,7 +100,7 @@ class StorageSCP:
     # ----------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start listening (non-blocking)."""
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_N_EVENT_REPORT, self._on_commitment_report),
@@ -223,11 +225,11 @@ class StorageSCP:
     def _on_store(self, event: evt.Event) -> object:
         counts = self._per_assoc.setdefault(id(event.assoc), Counter())
         calling = event.assoc.requestor.ae_title.strip()
-        request = event.request
+        request = cast(C_STORE, event.request)
         try:
             meta = file_meta_bytes(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax))
             result = self.archive.store(
-                meta + request.DataSet.getvalue(),
+                meta + request.DataSet.getvalue(),  # type: ignore[union-attr]  # pynetdicom: set for a received C-STORE
                 calling_ae=calling,
                 expected_sop_uid=request.AffectedSOPInstanceUID,
                 expected_sop_class=request.AffectedSOPClassUID,
@@ -286,7 +288,7 @@ class StorageSCP:
         else:
             log.warning(
                 "instance %s from %s refused (0x%04X): %s",
-                event.request.AffectedSOPInstanceUID,
+                cast(C_STORE, event.request).AffectedSOPInstanceUID,
                 event.assoc.requestor.ae_title.strip(),
                 status,
                 message,

@@ -35,6 +35,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -354,7 +355,7 @@ class Archive:
     def _intact(self, row) -> bool:  # type: ignore[no-untyped-def]
         """The row's file is there with the size the row says (what makes a second copy a duplicate)."""
         try:
-            return self.path_of(row.path).stat().st_size == row.size_bytes
+            return bool(self.path_of(row.path).stat().st_size == row.size_bytes)
         except OSError:
             return False
 
@@ -541,7 +542,7 @@ class Archive:
             try:
                 cur.execute(self._insert_sql, row)
                 raw.commit()
-            except self.engine.dialect.dbapi.IntegrityError:
+            except self.engine.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]  # set once connected
                 raw.rollback()
                 raise IntegrityError(self._insert_sql, row, Exception("duplicate SOP Instance UID")) from None
             except Exception:
@@ -611,7 +612,7 @@ class Archive:
         )
 
     @staticmethod
-    def _get_or_create(conn, table, key: dict, values: dict) -> int:  # type: ignore[no-untyped-def]
+    def _get_or_create(conn, table, key: dict[str, Any], values: dict[str, Any]) -> int:  # type: ignore[no-untyped-def]
         where = [table.c[k] == v for k, v in key.items()]
         row = conn.execute(select(table.c.id).where(*where)).first()
         if row is not None:

@@ -239,7 +239,7 @@ def _restored(archive: Archive, entry: dict[str, Any]) -> bool:
     if row is None:
         return False
     try:
-        return archive.path_of(row.path).stat().st_size == row.size_bytes
+        return bool(archive.path_of(row.path).stat().st_size == row.size_bytes)
     except OSError:
         return False
 
