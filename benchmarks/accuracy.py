@@ -146,7 +146,9 @@ def run_case(kind: str, size_mm: float, noise_hu: float, shapes: int, reps: int)
                 c = characterize(image, m)
                 n_char += 1
                 comp_ok += c.composition is not None and c.composition.value == truth["composition"]
-                calc_ok += c.benign_calcification is not None and c.benign_calcification.value == (base_kind == "calcified")
+                calc_ok += c.benign_calcification is not None and c.benign_calcification.value == (
+                    base_kind == "calcified"
+                )
                 fat_ok += c.fat is not None and c.fat.value == (base_kind == "fat")
         if len(vols) >= 2:
             cvs.append(100.0 * float(np.std(vols, ddof=1) / np.mean(vols)))
@@ -193,7 +195,9 @@ def lung_mask_seconds(n_slices: int = 300) -> tuple[float, float]:
 
     yy, xx = np.mgrid[0:512, 0:512]
     body = ((yy - 256) / 200.0) ** 2 + ((xx - 256) / 240.0) ** 2 <= 1
-    lungs = (((yy - 250) / 150.0) ** 2 + ((xx - 150) / 80.0) ** 2 <= 1) | (((yy - 250) / 150.0) ** 2 + ((xx - 362) / 80.0) ** 2 <= 1)
+    lungs = (((yy - 250) / 150.0) ** 2 + ((xx - 150) / 80.0) ** 2 <= 1) | (
+        ((yy - 250) / 150.0) ** 2 + ((xx - 362) / 80.0) ** 2 <= 1
+    )
     slab = np.where(lungs, -850.0, np.where(body, 40.0, -1000.0)).astype(np.float32)
     rng = np.random.default_rng(0)
     hu = np.repeat(slab[None], n_slices, axis=0) + rng.normal(0, 30, (n_slices, 1, 1)).astype(np.float32)
@@ -216,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     noises = [float(v) for v in args.noise.split(",")]
     kinds = set(args.kinds.split(",")) if args.kinds else None
     rows = []
-    header = (f"{'class':19s} {'mm':>5s} {'noise':>5s} {'n':>3s} {'fail':>4s} {'unrel':>5s} {'bias%':>7s} {'p95|e|%':>8s} "
-              f"{'rc bias%':>8s} "
-              f"{'CV%':>6s} {'dØ mm':>6s} {'solid%':>7s} {'comp%':>6s} {'calc%':>6s} {'fat%':>5s} "
-              f"{'s/nod':>6s} {'cpu s':>6s}  target")
+    header = (
+        f"{'class':19s} {'mm':>5s} {'noise':>5s} {'n':>3s} {'fail':>4s} {'unrel':>5s} {'bias%':>7s} {'p95|e|%':>8s} "
+        f"{'rc bias%':>8s} "
+        f"{'CV%':>6s} {'dØ mm':>6s} {'solid%':>7s} {'comp%':>6s} {'calc%':>6s} {'fat%':>5s} "
+        f"{'s/nod':>6s} {'cpu s':>6s}  target"
+    )
     print(header)
     for kind, sizes in CLASSES:
         if kinds and kind not in kinds:
@@ -258,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         "cells_target_met": sum(r["target_met"] for r in table),
         "cells_in_the_table": len(table),
         "mean_diameter_median_abs_error_mm": float(np.median(diam)) if diam else None,
-        "composition_correct_pct": float(np.mean([r["composition_correct_pct"] for r in table if r["composition_correct_pct"] is not None])),
-        "calcification_correct_pct": float(np.mean([r["calcification_correct_pct"] for r in table if r["calcification_correct_pct"] is not None])),
+        "composition_correct_pct": float(
+            np.mean([r["composition_correct_pct"] for r in table if r["composition_correct_pct"] is not None])
+        ),
+        "calcification_correct_pct": float(
+            np.mean([r["calcification_correct_pct"] for r in table if r["calcification_correct_pct"] is not None])
+        ),
         "fat_correct_pct": float(np.mean([r["fat_correct_pct"] for r in table if r["fat_correct_pct"] is not None])),
     }
     print(
@@ -268,13 +278,22 @@ def main(argv: list[str] | None = None) -> int:
         f"mean-diameter median |error| {summary['mean_diameter_median_abs_error_mm']:.2f} mm (target <= 0.3); "
         f"composition {summary['composition_correct_pct']:.0f} %, calcification {summary['calcification_correct_pct']:.0f} %, "
         f"fat {summary['fat_correct_pct']:.0f} % correct (target >= 95); cells meeting target {summary['cells_target_met']}/{len(table)}"
-        + (f"; below the issue's table (not in these figures): "
-           + ", ".join(f"{r['kind']} {r['size_mm']:g} mm at {r['noise_sd_hu']:g} HU flagged unreliable in"
-                       f" {r['volumetry_unreliable']}/{r['n']}" for r in below) if below else "")
+        + (
+            "; below the issue's table (not in these figures): "
+            + ", ".join(
+                f"{r['kind']} {r['size_mm']:g} mm at {r['noise_sd_hu']:g} HU flagged unreliable in"
+                f" {r['volumetry_unreliable']}/{r['n']}"
+                for r in below
+            )
+            if below
+            else ""
+        )
     )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "summary": summary, "quick": args.quick, "shapes": shapes, "reps": reps}, fh, indent=1)
+            json.dump(
+                {"rows": rows, "summary": summary, "quick": args.quick, "shapes": shapes, "reps": reps}, fh, indent=1
+            )
     return 0
 
 

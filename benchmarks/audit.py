@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     url = args.database_url or f"sqlite:///{work / 'var' / 'index.sqlite'}"
     config = work / "noduled.toml"
-    config.write_text(f'[storage]\ndata_dir = "{work / "var"}"\n[database]\nurl = "{args.database_url}"\n'
-                      '[registry]\npseudonym_key = "benchmark-key"\nfacility_id = "BENCH01"\n')
+    config.write_text(
+        f'[storage]\ndata_dir = "{work / "var"}"\n[database]\nurl = "{args.database_url}"\n'
+        '[registry]\npseudonym_key = "benchmark-key"\nfacility_id = "BENCH01"\n'
+    )
     # about 2.4 exams per participant with the cohort's rules (3 rounds, some stop, referrals stop)
     spec = CohortSpec(participants=max(10, math.ceil(args.exams / 2.4)), rounds=3)
     engine = open_index(url)
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         cohort = build_cohort(engine, spec, progress=progress)
         build_s = time.perf_counter() - t0
         n_exams, n_participants = len(cohort.exams), len(cohort.participants)
-        print(f"cohort: {n_exams} exams of {n_participants} participants, {len(cohort.outcomes)} outcomes in {build_s:.1f} s")
+        print(
+            f"cohort: {n_exams} exams of {n_participants} participants, {len(cohort.outcomes)} outcomes in {build_s:.1f} s"
+        )
     engine.dispose()
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "NODULED_CONFIG": str(config)}
@@ -103,12 +107,25 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['step']:<14}{n_exams:>9}{r['seconds']:>10.2f}{r['peak_rss_mb']:>10.1f}")
     verdict = "met" if audit_s < AUDIT_TARGET_S else "NOT met"
-    print(f"target: audit < {AUDIT_TARGET_S:.0f} s -> {verdict} ({audit_s:.1f} s); database: {'PostgreSQL' if args.database_url else 'SQLite'}")
+    print(
+        f"target: audit < {AUDIT_TARGET_S:.0f} s -> {verdict} ({audit_s:.1f} s); database: {'PostgreSQL' if args.database_url else 'SQLite'}"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"exams": n_exams, "participants": n_participants,
-                                     "cohort_build_s": None if build_s != build_s else round(build_s, 1),
-                                     "database": "postgresql" if args.database_url else "sqlite", "steps": rows,
-                                     "audit_target_s": AUDIT_TARGET_S, "audit_target_met": audit_s < AUDIT_TARGET_S}, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "exams": n_exams,
+                "participants": n_participants,
+                "cohort_build_s": None if build_s != build_s else round(build_s, 1),
+                "database": "postgresql" if args.database_url else "sqlite",
+                "steps": rows,
+                "audit_target_s": AUDIT_TARGET_S,
+                "audit_target_met": audit_s < AUDIT_TARGET_S,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json} (work files in {work})")
     return 0
 

@@ -80,11 +80,14 @@ def main() -> None:
         tmpdir = Path(tmp)
         study = generate_case(args.case, size=args.size, seed=0)[0]
         studies = _copies(write_study(study, tmpdir / "study"), args.studies, tmpdir / "copies")
-        print(f"{args.studies} copies of {args.case}/{args.size}: {study.hu.shape[0]} slices, {len(study.nodules)} nodules each")
+        print(
+            f"{args.studies} copies of {args.case}/{args.size}: {study.hu.shape[0]} slices, {len(study.nodules)} nodules each"
+        )
         harness = Harness.start(tmpdir / "servers", stable_age_s=10.0, workers=args.workers)
         last_image: dict[str, float] = {}
         reported: dict[str, float] = {}
         try:
+
             def watch(uid: str) -> None:
                 harness.wait_for_sr(uid, timeout_s=3600)
                 reported[uid] = time.monotonic()
@@ -92,8 +95,11 @@ def main() -> None:
             t0 = time.monotonic()
             watchers = []
             for uid, files in studies:
-                done = subprocess.run(["storescu", "-aec", "NODULED", "127.0.0.1", str(harness.node.port), *map(str, files)],
-                                      capture_output=True, text=True)
+                done = subprocess.run(
+                    ["storescu", "-aec", "NODULED", "127.0.0.1", str(harness.node.port), *map(str, files)],
+                    capture_output=True,
+                    text=True,
+                )
                 if done.returncode != 0:
                     raise RuntimeError(f"storescu failed: {done.stderr.strip()}")
                 last_image[uid] = time.monotonic()
@@ -109,11 +115,24 @@ def main() -> None:
     print(f"\n{'study':<8} {'sent at s':>10} {'last image -> SR s':>19}")
     for k, (uid, _files) in enumerate(studies):
         print(f"{k:<8} {last_image[uid] - t0:>10.1f} {reported[uid] - last_image[uid]:>19.1f}")
-    print(f"\n{args.studies} studies in {elapsed:.1f} s with {args.workers} workers: {per_hour:.0f} studies/hour   target >= 120")
+    print(
+        f"\n{args.studies} studies in {elapsed:.1f} s with {args.workers} workers: {per_hour:.0f} studies/hour   target >= 120"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"case": args.case, "size": args.size, "studies": args.studies, "workers": args.workers,
-                                         "elapsed_s": elapsed, "studies_per_hour": per_hour,
-                                         "latency_s": [reported[u] - last_image[u] for u, _ in studies]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "case": args.case,
+                    "size": args.size,
+                    "studies": args.studies,
+                    "workers": args.workers,
+                    "elapsed_s": elapsed,
+                    "studies_per_hour": per_hour,
+                    "latency_s": [reported[u] - last_image[u] for u, _ in studies],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -28,16 +28,26 @@ class Harness:
 
     @classmethod
     def start(
-        cls, workdir: Path, *, stable_age_s: float = 1.0, log_level: str = "INFO", retrieve: str | None = None,
-        release_quiet_s: float | None = None, workers: int = 1,
-    ) -> "Harness":
+        cls,
+        workdir: Path,
+        *,
+        stable_age_s: float = 1.0,
+        log_level: str = "INFO",
+        retrieve: str | None = None,
+        release_quiet_s: float | None = None,
+        workers: int = 1,
+    ) -> Harness:
         """``retrieve``: "c-move" or "c-get" to let noduled fetch priors from the Orthanc (None: no [pacs]);
         ``release_quiet_s``: the study-complete wait after the association release (None: the default)."""
         analysis: dict[str, float] = {"stable_age_s": stable_age_s}
         if release_quiet_s is not None:
             analysis["release_quiet_s"] = release_quiet_s
         pacs_port, http_port = free_port(), free_port()
-        pacs_config = {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve}} if retrieve else {}
+        pacs_config = (
+            {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": pacs_port, "retrieve": retrieve}}
+            if retrieve
+            else {}
+        )
         node = NodedServer(
             workdir / "noduled",
             extra={
@@ -50,7 +60,9 @@ class Harness:
                 **pacs_config,
             },
         )
-        pacs = OrthancServer(workdir / "orthanc", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port)
+        pacs = OrthancServer(
+            workdir / "orthanc", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port
+        )
         pacs.start()
         node.start()
         return cls(node, pacs, http_port)
@@ -61,7 +73,11 @@ class Harness:
 
     def send(self, files: list[Path]) -> float:
         """storescu to noduled; returns the time the last instance was acknowledged (monotonic)."""
-        done = subprocess.run(["storescu", "-aec", "NODULED", "127.0.0.1", str(self.node.port), *map(str, files)], capture_output=True, text=True)
+        done = subprocess.run(
+            ["storescu", "-aec", "NODULED", "127.0.0.1", str(self.node.port), *map(str, files)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"storescu failed: {done.stderr.strip()}")
         return time.monotonic()
@@ -70,7 +86,9 @@ class Harness:
         """Orthanc instance ID of noduled's SR in the study, once it is there."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for study_id in self.pacs.rest("POST", "/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}):  # type: ignore[union-attr]
+            for study_id in self.pacs.rest(
+                "POST", "/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}
+            ):  # type: ignore[union-attr]
                 for inst in self.pacs.rest("GET", f"/studies/{study_id}/instances"):  # type: ignore[union-attr]
                     tags = self.pacs.rest("GET", f"/instances/{inst['ID']}/simplified-tags")
                     if tags.get("SOPClassUID") == SR_CLASS and str(tags.get("Manufacturer", "")).lower() == "noduled":  # type: ignore[union-attr]

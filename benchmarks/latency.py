@@ -46,8 +46,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--with-prior", action="store_true", help="the growth pair: one prior retrieved from Orthanc")
     parser.add_argument("--retrieve", default="c-move", choices=("c-move", "c-get"))
-    parser.add_argument("--release-quiet-s", type=float, default=RELEASE_QUIET_S,
-                        help="[analysis] release_quiet_s (10 = wait for stable_age_s as before issue 18)")
+    parser.add_argument(
+        "--release-quiet-s",
+        type=float,
+        default=RELEASE_QUIET_S,
+        help="[analysis] release_quiet_s (10 = wait for stable_age_s as before issue 18)",
+    )
     args = parser.parse_args()
     if args.with_prior:
         args.case = "growth"
@@ -60,15 +64,23 @@ def main() -> None:
         studies = generate_case(args.case, size=args.size, seed=args.seed)
         study = studies[-1] if args.with_prior else studies[0]
         paths = write_study(study, tmpdir / "study")
-        print(f"generated {args.case}/{args.size}: {study.hu.shape[0]} slices {study.hu.shape[2]}x{study.hu.shape[1]}, "
-              f"{len(study.nodules)} nodules in {time.perf_counter() - t0:.1f} s")
-        harness = Harness.start(tmpdir / "servers", stable_age_s=STABLE_AGE_S, release_quiet_s=args.release_quiet_s,
-                                retrieve=args.retrieve if args.with_prior else None)
+        print(
+            f"generated {args.case}/{args.size}: {study.hu.shape[0]} slices {study.hu.shape[2]}x{study.hu.shape[1]}, "
+            f"{len(study.nodules)} nodules in {time.perf_counter() - t0:.1f} s"
+        )
+        harness = Harness.start(
+            tmpdir / "servers",
+            stable_age_s=STABLE_AGE_S,
+            release_quiet_s=args.release_quiet_s,
+            retrieve=args.retrieve if args.with_prior else None,
+        )
         try:
             if args.with_prior:
                 prior_paths = write_study(studies[0], tmpdir / "prior")
                 harness.pacs.upload([Path(p) for p in prior_paths["ct"]])
-                print(f"Orthanc holds the prior of {studies[0].study_date} ({len(prior_paths['ct'])} images); noduled holds nothing")
+                print(
+                    f"Orthanc holds the prior of {studies[0].study_date} ({len(prior_paths['ct'])} images); noduled holds nothing"
+                )
             files = [Path(p) for p in paths["ct"]] + [Path(paths["sr"])]
             t_send = time.monotonic()
             t_last = harness.send(files)
@@ -81,7 +93,9 @@ def main() -> None:
     total = t_sr - t_last  # everything: the study-complete wait, queue, analysis, store, delivery
     analysed = sum(stages.values())
     wait = min(args.release_quiet_s, STABLE_AGE_S)
-    print(f"\nlatency for {len(files)} instances ({t_last - t_send:.1f} s to send){' with one prior retrieved by ' + args.retrieve if args.with_prior else ''}")
+    print(
+        f"\nlatency for {len(files)} instances ({t_last - t_send:.1f} s to send){' with one prior retrieved by ' + args.retrieve if args.with_prior else ''}"
+    )
     print(f"{'stage':<28} {'seconds':>8}")
     for stage, seconds in stages.items():
         print(f"{'analysis: ' + stage:<28} {seconds:>8.2f}")
@@ -90,13 +104,30 @@ def main() -> None:
     print(f"{'total, last image -> SR':<28} {total:>8.2f}   target <= {10 if args.with_prior else 5} s")
     print(f"\n{'nodule':<12} {'kind':<14} {'true mm3':>9} {'SR mm3':>9} {'error %':>8}")
     for row in nodules:
-        measured = f"{row['sr_volume_mm3']:9.0f} {100 * (row['sr_volume_mm3'] / row['true_volume_mm3'] - 1):8.1f}" if row["sr_volume_mm3"] else f"{'-':>9} {row['error']}"
+        measured = (
+            f"{row['sr_volume_mm3']:9.0f} {100 * (row['sr_volume_mm3'] / row['true_volume_mm3'] - 1):8.1f}"
+            if row["sr_volume_mm3"]
+            else f"{'-':>9} {row['error']}"
+        )
         print(f"{row['tracking_id']:<12} {row['kind']:<14} {row['true_volume_mm3']:9.0f} {measured}")
     print(f"nodules measured: {sum(1 for r in nodules if r['sr_volume_mm3'])} of {len(nodules)} seeded")
     if args.json:
-        args.json.write_text(json.dumps({"case": args.case, "size": args.size, "with_prior": args.with_prior, "instances": len(files), "stages_s": stages,
-                                         "total_s": total, "stable_age_s": STABLE_AGE_S,
-                                         "release_quiet_s": args.release_quiet_s, "nodules": nodules}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "case": args.case,
+                    "size": args.size,
+                    "with_prior": args.with_prior,
+                    "instances": len(files),
+                    "stages_s": stages,
+                    "total_s": total,
+                    "stable_age_s": STABLE_AGE_S,
+                    "release_quiet_s": args.release_quiet_s,
+                    "nodules": nodules,
+                },
+                indent=2,
+            )
+        )
 
 
 def _measured_nodules(harness, sr_id: str, study) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -113,14 +144,25 @@ def _measured_nodules(harness, sr_id: str, study) -> list[dict]:  # type: ignore
     rows = []
     for k, nodule in enumerate(study.nodules):
         # the finding whose seed is this nodule's seed
-        finding = min(findings, key=lambda f: math.dist(f.seed.position_lps_mm, nodule["seed_lps_mm"]) if f.seed else math.inf,
-                      default=None)
-        if finding is not None and (finding.seed is None or math.dist(finding.seed.position_lps_mm, nodule["seed_lps_mm"]) > 0.5):
+        finding = min(
+            findings,
+            key=lambda f: math.dist(f.seed.position_lps_mm, nodule["seed_lps_mm"]) if f.seed else math.inf,
+            default=None,
+        )
+        if finding is not None and (
+            finding.seed is None or math.dist(finding.seed.position_lps_mm, nodule["seed_lps_mm"]) > 0.5
+        ):
             finding = None
         m = finding.measurement if finding is not None else None
-        rows.append({"tracking_id": f"Nodule {k + 1}", "kind": nodule["kind"], "true_volume_mm3": nodule["volume_mm3"],
-                     "sr_volume_mm3": m.volume_mm3 if m is not None else None,
-                     "error": (finding.error if finding is not None else "not in the SR") if m is None else None})
+        rows.append(
+            {
+                "tracking_id": f"Nodule {k + 1}",
+                "kind": nodule["kind"],
+                "true_volume_mm3": nodule["volume_mm3"],
+                "sr_volume_mm3": m.volume_mm3 if m is not None else None,
+                "error": (finding.error if finding is not None else "not in the SR") if m is None else None,
+            }
+        )
     return rows
 
 

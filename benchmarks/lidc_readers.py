@@ -74,7 +74,9 @@ def main() -> None:
     o, mask = m.mask.origin_index_zyx, m.mask.mask
     ours[o[0] : o[0] + mask.shape[0], o[1] : o[1] + mask.shape[1], o[2] : o[2] + mask.shape[2]] = mask
 
-    readers = [r for r in reader_masks(next(args.data.rglob("*.xml")).read_text(), shape, z_mm) if (r[0] & ours).sum() > 100]
+    readers = [
+        r for r in reader_masks(next(args.data.rglob("*.xml")).read_text(), shape, z_mm) if (r[0] & ours).sum() > 100
+    ]
     print(f"{'reader':<8} {'filled':>8} {'interior':>9} {'mean':>8} {'reference':>10}   (mm3)")
     references = sorted(ref["reader_volumes_mm3"])
     means = []
@@ -86,8 +88,10 @@ def main() -> None:
     print("sorted means:", ", ".join(f"{v:.0f}" for v in sorted(means)))
 
     planimetric = planimetric_volume_mm3(mask, image.GetSpacing()[::-1])
-    print(f"\nnoduled: partial-volume volume {m.volume_mm3:.0f} mm3 (reported), mask {ours.sum() * voxel_mm3:.0f} mm3, "
-          f"in the readers' convention {planimetric:.0f} mm3; readers' range {references[0]:.0f}-{references[-1]:.0f} mm3")
+    print(
+        f"\nnoduled: partial-volume volume {m.volume_mm3:.0f} mm3 (reported), mask {ours.sum() * voxel_mm3:.0f} mm3, "
+        f"in the readers' convention {planimetric:.0f} mm3; readers' range {references[0]:.0f}-{references[-1]:.0f} mm3"
+    )
     print("\nslice  noduled  readers (pixels)")
     for k in np.flatnonzero(ours.any(axis=(1, 2)) | np.any([r[0].any(axis=(1, 2)) for r in readers], axis=0)):
         print(f"{k:5d} {int(ours[k].sum()):8d}  {[int(r[0][k].sum()) for r in readers]}")

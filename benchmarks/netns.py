@@ -18,5 +18,14 @@ def reexec_in_private_network() -> None:
     if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
         return
     env = dict(os.environ, NODULED_PRIVATE_NETNS="1")
-    cmd = ["unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, *sys.orig_argv[1:]]
+    cmd = [
+        "unshare",
+        "--net",
+        "--",
+        "bash",
+        "-c",
+        'ip link set lo up && exec "$0" "$@"',
+        sys.executable,
+        *sys.orig_argv[1:],
+    ]
     os.execvpe("unshare", cmd, env)

@@ -36,17 +36,32 @@ def main(argv=None) -> int:
 
     rows = []
     _, w, c = _timed(lambda: render_single_nodule("solid", 8.0, seed=args.seed))
-    rows.append({"what": "render_single_nodule solid 8 mm", "size": "block", "studies": 1, "wall_s": w, "cpu_s": c,
-                 "goal_s": None})
+    rows.append(
+        {
+            "what": "render_single_nodule solid 8 mm",
+            "size": "block",
+            "studies": 1,
+            "wall_s": w,
+            "cpu_s": c,
+            "goal_s": None,
+        }
+    )
     for size in args.sizes.split(","):
-        studies, w, c = _timed(lambda: generate_case(args.case, size, seed=args.seed))
+        studies, w, c = _timed(lambda size=size: generate_case(args.case, size, seed=args.seed))
         shape = "x".join(str(v) for v in studies[0].hu.shape[::-1])
-        rows.append({"what": f"generate_case {args.case}", "size": f"{size} ({shape})", "studies": len(studies),
-                     "wall_s": w / len(studies), "cpu_s": c / len(studies),
-                     "goal_s": 30.0 if size == "full" else 3.0})
+        rows.append(
+            {
+                "what": f"generate_case {args.case}",
+                "size": f"{size} ({shape})",
+                "studies": len(studies),
+                "wall_s": w / len(studies),
+                "cpu_s": c / len(studies),
+                "goal_s": 30.0 if size == "full" else 3.0,
+            }
+        )
         if args.write:
             with tempfile.TemporaryDirectory() as tmp:
-                _, w, c = _timed(lambda: write_study(studies[0], os.path.join(tmp, "s")))
+                _, w, c = _timed(lambda st=studies: write_study(st[0], os.path.join(tmp, "s")))
             rows.append({"what": "write_study", "size": size, "studies": 1, "wall_s": w, "cpu_s": c, "goal_s": None})
         del studies
 

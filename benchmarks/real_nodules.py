@@ -191,8 +191,11 @@ def juxtapleural(hu: np.ndarray, union: np.ndarray, spacing_zyx: np.ndarray) -> 
     if n == 0:
         return False
     sizes = np.bincount(labels.ravel()) * float(np.prod(spacing_zyx))
-    faces = np.unique(np.concatenate([f.ravel() for f in (labels[0], labels[-1], labels[:, 0], labels[:, -1],
-                                                           labels[:, :, 0], labels[:, :, -1])]))
+    faces = np.unique(
+        np.concatenate(
+            [f.ravel() for f in (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1])]
+        )
+    )
     touching = np.unique(labels[near & dense])
     for lab in touching:
         if lab and lab in faces and sizes[lab] > 2000.0:
@@ -324,9 +327,22 @@ def classes(row: dict[str, Any]) -> list[str]:
     return out
 
 
-CLASS_ORDER = ["all", "half even", "half odd", "size <6 mm", "size 6-10 mm", "size 10-20 mm", "size >=20 mm",
-               "texture ground glass", "texture part-solid", "texture solid", "calcified", "juxtapleural",
-               "slice <=1.25 mm", "slice >1.25 mm"]
+CLASS_ORDER = [
+    "all",
+    "half even",
+    "half odd",
+    "size <6 mm",
+    "size 6-10 mm",
+    "size 10-20 mm",
+    "size >=20 mm",
+    "texture ground glass",
+    "texture part-solid",
+    "texture solid",
+    "calcified",
+    "juxtapleural",
+    "slice <=1.25 mm",
+    "slice >1.25 mm",
+]
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -351,7 +367,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "rc_median_dev_pct": _pct([r["rc_dev_pct"] for r in ranged if "rc_dev_pct" in r], 50),
         "rc_p90_dev_pct": _pct([r["rc_dev_pct"] for r in ranged if "rc_dev_pct" in r], 90),
         "rc_in_range_pct": 100.0 * np.mean([r["rc_in_range"] for r in ranged if "rc_in_range" in r])
-        if any("rc_in_range" in r for r in ranged) else None,
+        if any("rc_in_range" in r for r in ranged)
+        else None,
         "reader_median_dev_pct": _pct([b[0] for b in base], 50),
         "reader_p90_dev_pct": _pct([b[0] for b in base], 90),
         "reader_in_range_pct": 100.0 * np.mean([b[1] for b in base]) if base else None,
@@ -379,16 +396,33 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def print_table(summary: dict[str, dict[str, Any]]) -> None:
-    cols = [("n", "n", "d"), ("fail", "failures", "d"), ("dev med%", "median_dev_pct", ".1f"),
-            ("dev p90%", "p90_dev_pct", ".0f"), ("inrng%", "in_range_pct", ".0f"),
-            ("rc med%", "rc_median_dev_pct", ".1f"), ("rc p90%", "rc_p90_dev_pct", ".0f"),
-            ("rc in%", "rc_in_range_pct", ".0f"), ("rdr med%", "reader_median_dev_pct", ".1f"), ("rdr p90%", "reader_p90_dev_pct", ".0f"),
-            ("rdr in%", "reader_in_range_pct", ".0f"), ("Dice", "median_dice", ".3f"), ("HD95", "median_hd95_mm", ".2f"),
-            ("Dice int", "median_dice_interior", ".3f"), ("prec", "median_precision", ".2f"),
-            ("sens", "median_sensitivity", ".2f"), ("CV med%", "median_cv_pct", ".1f"), ("CV p90%", "p90_cv_pct", ".1f"),
-            ("flag%", "flagged_pct", ".0f"), ("D<.6", "low_dice", "d"), ("flg D<.6%", "flagged_low_dice_pct", ".0f"),
-            ("flgNF%", "flagged_not_fov_pct", ".0f"), ("flgNF D<.6", "flagged_not_fov_low_dice_pct", ".0f"),
-            ("s med", "median_s", ".2f"), ("s p95", "p95_s", ".2f")]
+    cols = [
+        ("n", "n", "d"),
+        ("fail", "failures", "d"),
+        ("dev med%", "median_dev_pct", ".1f"),
+        ("dev p90%", "p90_dev_pct", ".0f"),
+        ("inrng%", "in_range_pct", ".0f"),
+        ("rc med%", "rc_median_dev_pct", ".1f"),
+        ("rc p90%", "rc_p90_dev_pct", ".0f"),
+        ("rc in%", "rc_in_range_pct", ".0f"),
+        ("rdr med%", "reader_median_dev_pct", ".1f"),
+        ("rdr p90%", "reader_p90_dev_pct", ".0f"),
+        ("rdr in%", "reader_in_range_pct", ".0f"),
+        ("Dice", "median_dice", ".3f"),
+        ("HD95", "median_hd95_mm", ".2f"),
+        ("Dice int", "median_dice_interior", ".3f"),
+        ("prec", "median_precision", ".2f"),
+        ("sens", "median_sensitivity", ".2f"),
+        ("CV med%", "median_cv_pct", ".1f"),
+        ("CV p90%", "p90_cv_pct", ".1f"),
+        ("flag%", "flagged_pct", ".0f"),
+        ("D<.6", "low_dice", "d"),
+        ("flg D<.6%", "flagged_low_dice_pct", ".0f"),
+        ("flgNF%", "flagged_not_fov_pct", ".0f"),
+        ("flgNF D<.6", "flagged_not_fov_low_dice_pct", ".0f"),
+        ("s med", "median_s", ".2f"),
+        ("s p95", "p95_s", ".2f"),
+    ]
     head = f"{'class':<22}" + "".join(f"{c[0]:>10}" for c in cols)
     print(head)
     print("-" * len(head))
@@ -437,8 +471,10 @@ def main(argv: list[str] | None = None) -> int:
             groups.setdefault(c, []).append(r)
     for c, rs in groups.items():
         summary[c] = summarise(rs)
-    print(f"{len(rows)} nodules, {'centre seed only' if args.no_jitter else 'centre + 6 jittered seeds'}, "
-          f"{time.time() - t0:.0f} s wall\n")
+    print(
+        f"{len(rows)} nodules, {'centre seed only' if args.no_jitter else 'centre + 6 jittered seeds'}, "
+        f"{time.time() - t0:.0f} s wall\n"
+    )
     print_table(summary)
     if args.failures:
         for r in rows:
@@ -446,11 +482,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAIL {r['voi']} d={r['diameter_mm']:.1f}: {r['error']}")
         for r in rows:
             if r["error"] is None and r["dice"] < 0.6:
-                print(f"LOW  {r['voi']} d={r['diameter_mm']:.1f} tex={r['texture']:.0f} dice={r['dice']:.2f} "
-                      f"ratio={np.exp(r.get('log_ratio', 0)):.2f} flagged={r['flagged']}")
+                print(
+                    f"LOW  {r['voi']} d={r['diameter_mm']:.1f} tex={r['texture']:.0f} dice={r['dice']:.2f} "
+                    f"ratio={np.exp(r.get('log_ratio', 0)):.2f} flagged={r['flagged']}"
+                )
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows, "targets": TARGETS,
-                                         "jitter": not args.no_jitter}, indent=1, default=float))
+        args.json.write_text(
+            json.dumps(
+                {"summary": summary, "rows": rows, "targets": TARGETS, "jitter": not args.no_jitter},
+                indent=1,
+                default=float,
+            )
+        )
     return 0
 
 

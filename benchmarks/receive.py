@@ -27,13 +27,14 @@ sys.path.insert(0, str(REPO))
 from tests.support.ct_series import write_ct_series  # noqa: E402
 from tests.support.servers import NodedServer, StoreSCP  # noqa: E402
 
-
 NODE_EXTRA: dict = {}
 
 
 def send(port: int, aec: str, files: list[Path]) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run(["storescu", "-aec", aec, "127.0.0.1", str(port), *map(str, files)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["storescu", "-aec", aec, "127.0.0.1", str(port), *map(str, files)], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"storescu to {aec} failed: {done.stderr.strip()}")
@@ -77,7 +78,9 @@ def main() -> None:
         print(f"{name:<10} {row['seconds']:>8.2f} {row['images_per_s']:>9.1f} {row['mb_per_s']:>8.1f}")
     print(f"ratio noduled/storescp: {ratio:.2f} (target >= 0.80)")
     if args.json:
-        args.json.write_text(json.dumps({"slices": args.slices, "megabytes": total_mb, "receivers": rows, "ratio": ratio}, indent=2))
+        args.json.write_text(
+            json.dumps({"slices": args.slices, "megabytes": total_mb, "receivers": rows, "ratio": ratio}, indent=2)
+        )
 
 
 if __name__ == "__main__":

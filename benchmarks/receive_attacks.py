@@ -35,7 +35,7 @@ from benchmarks.netns import reexec_in_private_network
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import NodedServer
+from tests.support.servers import NodedServer  # noqa: E402 (after the sys.path line above)
 
 ECHOSCU = "/usr/bin/echoscu"
 
@@ -44,7 +44,9 @@ def echo_s(port: int, *extra: str) -> float:
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        done = subprocess.run([ECHOSCU, *extra, "-aec", "NODULED", "127.0.0.1", str(port)], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [ECHOSCU, *extra, "-aec", "NODULED", "127.0.0.1", str(port)], capture_output=True, text=True, check=False
+        )
         times.append(time.perf_counter() - t0)
         if done.returncode != 0:
             raise SystemExit(f"echoscu failed: {done.stdout} {done.stderr}")
@@ -109,8 +111,26 @@ def main() -> None:
             node.stop()
 
         cert, key = tmpdir / "node.pem", tmpdir / "node.key"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
         tls = {"enabled": True, "cert": str(cert), "key": str(key), "ca": str(cert), "require_client_cert": True}
         node = NodedServer(tmpdir / "tls", extra={"scp": {"tls": tls}, "logging": {"level": "WARNING"}}).start()
         try:
@@ -126,9 +146,13 @@ def main() -> None:
     print("\nreceive under attack (legitimate peer: DCMTK echoscu, one C-ECHO association, median of 5)")
     print(f"{'case':<42} {'value':>10}  target")
     print(f"{'association, nobody else connected':<42} {rows['baseline_s']:>9.3f}s")
-    print(f"{'association, 50 half-open + 17 trickling':<42} {rows['half_open_and_trickling_s']:>9.3f}s  <= baseline + 2 s")
+    print(
+        f"{'association, 50 half-open + 17 trickling':<42} {rows['half_open_and_trickling_s']:>9.3f}s  <= baseline + 2 s"
+    )
     print(f"{'TLS association, nobody else connected':<42} {rows['tls_baseline_s']:>9.3f}s")
-    print(f"{'TLS association, one idle connection':<42} {rows['tls_behind_idle_connection_s']:>9.3f}s  <= baseline + 2 s")
+    print(
+        f"{'TLS association, one idle connection':<42} {rows['tls_behind_idle_connection_s']:>9.3f}s  <= baseline + 2 s"
+    )
     print(f"{'RSS growth, 16 x 4 GiB P-DATA headers':<42} {rows['rss_growth_4gib_headers_mb']:>8.1f}MB  <= 64 MB")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -37,8 +37,9 @@ def _image(study):
     return image_from_array(study.hu, study.origin_lps_mm, study.spacing_mm)
 
 
-def evaluate_pair(case: str, seed: int, size: str, studies, ci: int, pi: int, *, linear: bool,
-                  find: bool = True) -> dict:
+def evaluate_pair(
+    case: str, seed: int, size: str, studies, ci: int, pi: int, *, linear: bool, find: bool = True
+) -> dict:
     """Register study ``pi`` (prior) to study ``ci`` (current) and measure the mapped-centroid errors."""
     from segmentation.lungs import lung_mask
     from segmentation.register import find_in_prior, match_nodules, register
@@ -50,28 +51,44 @@ def evaluate_pair(case: str, seed: int, size: str, studies, ci: int, pi: int, *,
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     by_uid = {n["tracking_uid"]: n for n in prior.nodules}
     common = [(n, by_uid[n["tracking_uid"]]) for n in current.nodules if n["tracking_uid"] in by_uid]
-    errors = [float(np.linalg.norm(np.subtract(reg.current_to_prior(c["centroid_lps_mm"]), p["centroid_lps_mm"])))
-              for c, p in common]
+    errors = [
+        float(np.linalg.norm(np.subtract(reg.current_to_prior(c["centroid_lps_mm"]), p["centroid_lps_mm"])))
+        for c, p in common
+    ]
     unregistered = [float(np.linalg.norm(np.subtract(c["centroid_lps_mm"], p["centroid_lps_mm"]))) for c, p in common]
-    inverse = [float(np.linalg.norm(np.subtract(reg.prior_to_current(p["centroid_lps_mm"]), c["centroid_lps_mm"])))
-               for c, p in common]
+    inverse = [
+        float(np.linalg.norm(np.subtract(reg.prior_to_current(p["centroid_lps_mm"]), c["centroid_lps_mm"])))
+        for c, p in common
+    ]
     row = {
-        "case": case, "seed": seed, "size": size, "current": ci, "prior": pi,
+        "case": case,
+        "seed": seed,
+        "size": size,
+        "current": ci,
+        "prior": pi,
         "nodules_in_both": len(common),
         "unregistered_max_mm": max(unregistered, default=float("nan")),
         "error_mm": errors,
         "error_max_mm": max(errors, default=float("nan")),
         "inverse_error_max_mm": max(inverse, default=float("nan")),
-        "register_wall_s": wall, "register_cpu_s": cpu,
-        "metric": reg.metric_value, "lung_overlap": reg.lung_overlap, "stages": list(reg.stages),
+        "register_wall_s": wall,
+        "register_cpu_s": cpu,
+        "metric": reg.metric_value,
+        "lung_overlap": reg.lung_overlap,
+        "stages": list(reg.stages),
     }
     if linear:
         lin = register(cur_img, pri_img, deformable=False)
         row["linear_error_max_mm"] = max(
-            (float(np.linalg.norm(np.subtract(lin.current_to_prior(c["centroid_lps_mm"]), p["centroid_lps_mm"])))
-             for c, p in common), default=float("nan"))
-    matches = match_nodules([n["centroid_lps_mm"] for n in current.nodules],
-                            [n["centroid_lps_mm"] for n in prior.nodules], reg)
+            (
+                float(np.linalg.norm(np.subtract(lin.current_to_prior(c["centroid_lps_mm"]), p["centroid_lps_mm"])))
+                for c, p in common
+            ),
+            default=float("nan"),
+        )
+    matches = match_nodules(
+        [n["centroid_lps_mm"] for n in current.nodules], [n["centroid_lps_mm"] for n in prior.nodules], reg
+    )
     ok = True
     for m in matches:
         if m.status == "matched":
@@ -88,14 +105,21 @@ def evaluate_pair(case: str, seed: int, size: str, studies, ci: int, pi: int, *,
         t0 = time.perf_counter()
         found_err, false_found = [], 0
         for n in current.nodules:
-            m = find_in_prior(pri_img, reg.current_to_prior(n["seed_lps_mm"]), prior_lungs=prior_lungs,
-                              expected_volume_mm3=n["volume_mm3"])
+            m = find_in_prior(
+                pri_img,
+                reg.current_to_prior(n["seed_lps_mm"]),
+                prior_lungs=prior_lungs,
+                expected_volume_mm3=n["volume_mm3"],
+            )
             truth = by_uid.get(n["tracking_uid"])
             if truth is None:
                 false_found += m is not None
             else:
-                found_err.append(float("inf") if m is None else
-                                 float(np.linalg.norm(np.subtract(m.centroid_lps_mm, truth["centroid_lps_mm"]))))
+                found_err.append(
+                    float("inf")
+                    if m is None
+                    else float(np.linalg.norm(np.subtract(m.centroid_lps_mm, truth["centroid_lps_mm"])))
+                )
         row["find_error_max_mm"] = max(found_err, default=float("nan"))
         row["find_false_positives"] = false_found
         row["find_seconds_per_nodule"] = (time.perf_counter() - t0) / max(1, len(current.nodules))
@@ -114,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     from test_images import generate_case
 
     rows = []
-    header = (f"{'case':<12} {'seed':>4} {'size':<5} {'pair':>5} {'n':>2} {'unreg mm':>8} {'err max':>7} "
-              f"{'errors mm':<22} {'lin max':>7} {'inv max':>7} {'match':>5} {'new':>3} {'res':>3} "
-              f"{'find mm':>7} {'reg wall s':>10} {'cpu s':>6} {'target':>6}")
+    header = (
+        f"{'case':<12} {'seed':>4} {'size':<5} {'pair':>5} {'n':>2} {'unreg mm':>8} {'err max':>7} "
+        f"{'errors mm':<22} {'lin max':>7} {'inv max':>7} {'match':>5} {'new':>3} {'res':>3} "
+        f"{'find mm':>7} {'reg wall s':>10} {'cpu s':>6} {'target':>6}"
+    )
     print(header)
     print("-" * len(header))
 
@@ -125,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         lin = f"{r['linear_error_max_mm']:.2f}" if "linear_error_max_mm" in r else "-"
         find = f"{r['find_error_max_mm']:.2f}" if "find_error_max_mm" in r else "-"
         pair = f"{r['current']}->{r['prior']}"
-        print(f"{r['case']:<12} {r['seed']:>4} {r['size']:<5} {pair:>5} {r['nodules_in_both']:>2} "
-              f"{r['unregistered_max_mm']:>8.1f} {r['error_max_mm']:>7.2f} {errs:<22} {lin:>7} "
-              f"{r['inverse_error_max_mm']:>7.2f} {'ok' if r['matching_correct'] else 'WRONG':>5} {r['new']:>3} "
-              f"{r['resolved']:>3} {find:>7} {r['register_wall_s']:>10.1f} {r['register_cpu_s']:>6.1f} "
-              f"{'yes' if r['meets_target'] else 'NO':>6}", flush=True)
+        print(
+            f"{r['case']:<12} {r['seed']:>4} {r['size']:<5} {pair:>5} {r['nodules_in_both']:>2} "
+            f"{r['unregistered_max_mm']:>8.1f} {r['error_max_mm']:>7.2f} {errs:<22} {lin:>7} "
+            f"{r['inverse_error_max_mm']:>7.2f} {'ok' if r['matching_correct'] else 'WRONG':>5} {r['new']:>3} "
+            f"{r['resolved']:>3} {find:>7} {r['register_wall_s']:>10.1f} {r['register_cpu_s']:>6.1f} "
+            f"{'yes' if r['meets_target'] else 'NO':>6}",
+            flush=True,
+        )
 
     for case in CASES:
         for seed in range(args.seeds):
@@ -148,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         del studies
     errors = [e for r in rows for e in r["error_mm"]]
     small = [r["register_wall_s"] for r in rows if r["size"] == "small"]
-    print(f"\n{len(errors)} mapped centroids: median {np.median(errors):.2f} mm, max {max(errors):.2f} mm "
-          f"(target <= {TARGET_MM:g} mm); matching correct in {sum(r['matching_correct'] for r in rows)}/{len(rows)} "
-          f"pairs; median registration {np.median(small):.1f} s wall (small)")
+    print(
+        f"\n{len(errors)} mapped centroids: median {np.median(errors):.2f} mm, max {max(errors):.2f} mm "
+        f"(target <= {TARGET_MM:g} mm); matching correct in {sum(r['matching_correct'] for r in rows)}/{len(rows)} "
+        f"pairs; median registration {np.median(small):.1f} s wall (small)"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"target_mm": TARGET_MM, "rows": rows}, fh, indent=2)

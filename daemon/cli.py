@@ -34,8 +34,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (serve, worker, status, verify, purge, analyze, measure, categorize, report, phantom,
-                participants, outcomes, export, audit):
+for _module in (
+    serve,
+    worker,
+    status,
+    verify,
+    purge,
+    analyze,
+    measure,
+    categorize,
+    report,
+    phantom,
+    participants,
+    outcomes,
+    export,
+    audit,
+):
     _module.register(app)
 
 

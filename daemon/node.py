@@ -109,14 +109,20 @@ class Node:
         )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
-            self.engine, self.queue.enqueue, stable_age_s=settings.analysis.stable_age_s,
-            require_seeds=settings.analysis.require_seeds, release_quiet_s=settings.analysis.release_quiet_s,
+            self.engine,
+            self.queue.enqueue,
+            stable_age_s=settings.analysis.stable_age_s,
+            require_seeds=settings.analysis.require_seeds,
+            release_quiet_s=settings.analysis.release_quiet_s,
         )
         from daemon.workflow.outbox import destination_key
         from daemon.workflow.probe import DestinationProbe
 
         self.probe = DestinationProbe(
-            self.engine, self.outbox, [destination_key(x) for x in settings.destinations], calling_ae=settings.scp.ae_title,
+            self.engine,
+            self.outbox,
+            [destination_key(x) for x in settings.destinations],
+            calling_ae=settings.scp.ae_title,
             down_alert_s=d.destination_down_alert_s,
         )
         if self.scp is not None:
@@ -205,8 +211,11 @@ class Node:
         t.start()
         self._threads.append(t)
         t = threading.Thread(
-            target=self.probe.run, args=(self._stop,), kwargs={"interval_s": self.settings.delivery.probe_interval_s},
-            name="destination-probe", daemon=True,
+            target=self.probe.run,
+            args=(self._stop,),
+            kwargs={"interval_s": self.settings.delivery.probe_interval_s},
+            name="destination-probe",
+            daemon=True,
         )
         t.start()
         self._threads.append(t)
@@ -219,8 +228,12 @@ class Node:
 
         st = self.settings.storage
         result = purge(
-            self.engine, self.settings.archive_dir, self.settings.data_dir, now=state.utcnow(),
-            retention_days=st.retention_days, high_water_mark_percent=st.high_water_mark_percent,
+            self.engine,
+            self.settings.archive_dir,
+            self.settings.data_dir,
+            now=state.utcnow(),
+            retention_days=st.retention_days,
+            high_water_mark_percent=st.high_water_mark_percent,
             low_water_mark_percent=st.low_water_mark_percent,
         )
         if result.studies:
@@ -228,7 +241,10 @@ class Node:
             metrics.PURGED_BYTES.inc(result.bytes_freed)
             log.info(
                 "retention: %d studies purged, %d files, %.1f MB freed (disk was %.1f %% full)",
-                len(result.studies), result.files_deleted, result.bytes_freed / 1e6, result.disk_used_percent,
+                len(result.studies),
+                result.files_deleted,
+                result.bytes_freed / 1e6,
+                result.disk_used_percent,
             )
 
     def _start_health(self) -> None:

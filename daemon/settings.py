@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 _AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: 16 chars, no backslash, no control chars
@@ -29,9 +29,7 @@ class ConfigError(ValueError):
 def _check_ae_title(value: str) -> str:
     stripped = value.strip()
     if not stripped or not _AE_TITLE_RE.match(value) or len(value) > 16:
-        raise ValueError(
-            f"must be 1-16 printable ASCII characters without backslash, got {value!r}"
-        )
+        raise ValueError(f"must be 1-16 printable ASCII characters without backslash, got {value!r}")
     return stripped
 
 
@@ -68,7 +66,7 @@ class TLSSettings(_Section):
     require_client_cert: bool = True
 
     @model_validator(mode="after")
-    def _files_exist_when_enabled(self) -> "TLSSettings":
+    def _files_exist_when_enabled(self) -> TLSSettings:
         if self.enabled:
             for name in ("cert", "key"):
                 path = getattr(self, name)
@@ -133,7 +131,9 @@ class StorageSettings(_Section):
     # are purged (before their retention is up) until it is below low_water_mark_percent
     high_water_mark_percent: Annotated[float, _bounded(1, high=100)] = 90.0
     low_water_mark_percent: Annotated[float, _bounded(1, high=100)] = 80.0
-    purge_interval_s: Annotated[float, _bounded(0, above=True)] = 60.0  # how often the disk and the retention are checked
+    purge_interval_s: Annotated[float, _bounded(0, above=True)] = (
+        60.0  # how often the disk and the retention are checked
+    )
 
     @model_validator(mode="after")
     def _water_marks(self) -> StorageSettings:
@@ -166,8 +166,12 @@ class AnalysisSettings(_Section):
     # a study is complete this long after the association that carried it was released (if nothing else came)
     release_quiet_s: Annotated[float, _bounded(0, unit=" seconds")] = 2.0
     require_seeds: bool = True
-    lookback_years: Annotated[float, _bounded(0, above=True)] = 10.0  # prior CT of the patient compared within this many years
-    max_priors: Annotated[int, _bounded(0, above=True)] = 4  # the earliest and the most recent priors within the look-back
+    lookback_years: Annotated[float, _bounded(0, above=True)] = (
+        10.0  # prior CT of the patient compared within this many years
+    )
+    max_priors: Annotated[int, _bounded(0, above=True)] = (
+        4  # the earliest and the most recent priors within the look-back
+    )
     # a prior CT whose study description matches is a screening LDCT; any other is pre-screening CT (note 7)
     screening_description_regex: str = r"(?i)screen|ldct|low[ -]?dose|nlcsp|lung ca"
     # the protocol the reports carry; the audit protocol (optional) is computed alongside and recorded, not reported
@@ -175,9 +179,11 @@ class AnalysisSettings(_Section):
     audit_protocol: Literal["", "nlcsp", "lung-rads-2022"] = ""
 
     @model_validator(mode="after")
-    def _audit_differs(self) -> "AnalysisSettings":
+    def _audit_differs(self) -> AnalysisSettings:
         if self.audit_protocol == self.protocol:
-            raise ValueError(f"audit_protocol must differ from protocol (both {self.protocol!r}); leave it empty for none")
+            raise ValueError(
+                f"audit_protocol must differ from protocol (both {self.protocol!r}); leave it empty for none"
+            )
         return self
 
     @field_validator("screening_description_regex")
@@ -195,7 +201,9 @@ class DeliverySettings(_Section):
 
     retry_initial_s: Annotated[float, _bounded(0, above=True)] = 30.0  # first retry after this; doubles each attempt
     retry_max_s: Annotated[float, _bounded(0, above=True)] = 3600.0  # ... up to this
-    max_age_days: Annotated[float, _bounded(0, above=True)] = 7.0  # then the object is reported as expired (never silently dropped)
+    max_age_days: Annotated[float, _bounded(0, above=True)] = (
+        7.0  # then the object is reported as expired (never silently dropped)
+    )
     # a destination asked for Storage Commitment that has not reported within this time gets the object again
     commitment_timeout_s: Annotated[float, _bounded(0, above=True)] = 300.0
     probe_interval_s: Annotated[float, _bounded(0, above=True)] = 5.0  # C-ECHO every destination this often
@@ -231,8 +239,10 @@ class RegistrySettings(_Section):
     def _no_protocol(cls, data: Any) -> Any:
         # one setting for one fact: the audit applies the protocol of the reports ([analysis] protocol)
         if isinstance(data, dict) and "protocol" in data:
-            raise ValueError("[registry] protocol is no longer a setting: the audit applies [analysis] protocol"
-                             " (the protocol the exams were reported with); remove the key")
+            raise ValueError(
+                "[registry] protocol is no longer a setting: the audit applies [analysis] protocol"
+                " (the protocol the exams were reported with); remove the key"
+            )
         return data
 
 
@@ -344,7 +354,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         msg = err["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
-                msg = msg[len(prefix):]
+                msg = msg[len(prefix) :]
         if err["type"] == "extra_forbidden":
             msg = "is not a known setting (see config/noduled.example.toml)"
         elif err["type"] not in ("value_error",) and "input" in err and not isinstance(err["input"], dict):

@@ -100,8 +100,12 @@ LOBES: dict[str, CodedConcept] = {
     "LLL": _sct("41224006", "Lower lobe of left lung"),
 }
 LOBE_ALIASES = {
-    "right-upper": "RUL", "right-middle": "RML", "right-lower": "RLL",
-    "left-upper": "LUL", "left-lower": "LLL", "lingula": "LUL",
+    "right-upper": "RUL",
+    "right-middle": "RML",
+    "right-lower": "RLL",
+    "left-upper": "LUL",
+    "left-lower": "LLL",
+    "lingula": "LUL",
 }
 
 # --- measurements: names (CID 7469 / 7470 / 6141) and modifiers (CID 7464) ---------------
@@ -181,9 +185,7 @@ NODULE_CATEGORY = _nlcsp("NODULE-CAT", "NLCSP nodule category")
 EXAM_CATEGORY = _nlcsp("EXAM-CAT", "NLCSP exam category")
 PRIOR_CATEGORY = _nlcsp("PRIOR-CAT", "NLCSP category at prior time point")
 PRIOR_CATEGORY_DERIVED = _nlcsp("PRIOR-CAT-DERIV", "Prior category derived by noduled")
-CATEGORIES: dict[str, CodedConcept] = {
-    str(n): _nlcsp(f"CAT{n}", f"NLCSP Category {n}") for n in range(7)
-}
+CATEGORIES: dict[str, CodedConcept] = {str(n): _nlcsp(f"CAT{n}", f"NLCSP Category {n}") for n in range(7)}
 # ACR Lung-RADS v2022 (issue 15).  SNOMED CT has the observable "Lung Imaging Reporting and Data System
 # category" (1362105002, as used by the HL7 Lithuanian lung-screening FHIR IG) but no codes for the category
 # values, and DICOM defines no context group for them: the values are in the declared private scheme.

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # one vocabulary: the protocol engine's (re-exported)
-from nlcsp.types import Airway as Airway, Composition as Composition, Cyst as Cyst, GrowthStatus as GrowthStatus
+from nlcsp.types import Airway as Airway
+from nlcsp.types import Composition as Composition
+from nlcsp.types import Cyst as Cyst
+from nlcsp.types import GrowthStatus as GrowthStatus
 from segmentation.types import Characterization, NoduleMeasurement, Vec3
 
 SeedSource = Literal["sr", "gsps", "json"]
@@ -52,7 +55,9 @@ class Seed:
     tracking_id: str | None = None  # as the viewer wrote it, when known
     tracking_uid: str | None = None  # as the viewer wrote it, when known
     seed_object_uid: str | None = None  # SOP Instance UID of the SR / GSPS it came from
-    reader_diameter_mm: float | None = None  # the reader's own length / diameter (mean of the axes given), when the seed carries one
+    reader_diameter_mm: float | None = (
+        None  # the reader's own length / diameter (mean of the axes given), when the seed carries one
+    )
 
 
 @dataclass(frozen=True)

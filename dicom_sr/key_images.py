@@ -94,7 +94,9 @@ def nodule_caption(finding: NoduleFinding, protocol: str = "nlcsp") -> tuple[str
     comparison = next((c for c in finding.comparisons if c.is_comparison_study), None)
     if comparison is not None:
         if comparison.volume_change_pct is not None:
-            parts.append(f"volume {comparison.volume_change_pct:+.1f} % since {comparison.prior_study_date.isoformat()}")
+            parts.append(
+                f"volume {comparison.volume_change_pct:+.1f} % since {comparison.prior_study_date.isoformat()}"
+            )
         if comparison.vdt_days is not None:
             parts.append(f"VDT {_fmt(comparison.vdt_days, 0)} d")
     if finding.status is not None:
@@ -104,9 +106,11 @@ def nodule_caption(finding: NoduleFinding, protocol: str = "nlcsp") -> tuple[str
 
 def _orientation(plane: ImagePlane) -> tuple[str, str]:
     """Patient Orientation (0020,0020) letters of the row and column directions."""
+
     def letter(v: np.ndarray) -> str:
         k = int(np.argmax(np.abs(v)))
         return ("L", "P", "H")[k] if v[k] > 0 else ("R", "A", "F")[k]
+
     return letter(np.asarray(plane.row_direction)), letter(np.asarray(plane.column_direction))
 
 
@@ -124,8 +128,11 @@ def _ruler(finding: NoduleFinding, plane: ImagePlane) -> tuple[np.ndarray, np.nd
     assert m is not None
     centre = np.asarray(plane.from_lps(_v3(m.centroid_lps_mm))[:2], dtype=np.float64)
     ends = np.array([plane.from_lps(_v3(p))[:2] for p in m.long_axis_endpoints_lps_mm], dtype=np.float64)
-    if np.all(np.isfinite(ends)) and abs(plane.from_lps(_v3(np.mean(m.long_axis_endpoints_lps_mm, axis=0)))[2]) < 1e-3 \
-            and float(np.linalg.norm(ends[1] - ends[0])) >= 0.5:
+    if (
+        np.all(np.isfinite(ends))
+        and abs(plane.from_lps(_v3(np.mean(m.long_axis_endpoints_lps_mm, axis=0)))[2]) < 1e-3
+        and float(np.linalg.norm(ends[1] - ends[0])) >= 0.5
+    ):
         return ends[0], ends[1]  # measured on this image: the true end points
     half = (ends[1] - ends[0]) / 2.0 if np.all(np.isfinite(ends)) else np.zeros(2)
     if float(np.linalg.norm(half)) < 0.5:
@@ -169,32 +176,41 @@ def _nodule_picture(
 def _summary_picture(assessment: ExamAssessment, width: int = 1024) -> np.ndarray:
     size = 18
     font, bold = _font(size), _font(size + 6)
-    rows: list[tuple[str, ...]] = [("nodule", "composition", "volume mm3", "mean diam. mm", "vol. change %",
-                                     "VDT d", "category")]
+    rows: list[tuple[str, ...]] = [
+        ("nodule", "composition", "volume mm3", "mean diam. mm", "vol. change %", "VDT d", "category")
+    ]
     for f in assessment.findings:
         m = f.measurement
         comparison = next((c for c in f.comparisons if c.is_comparison_study), None)
         comp = f.characterization.composition
-        rows.append((
-            f.tracking_id,
-            str(comp.value) if comp is not None and comp.value is not None else "-",
-            _fmt(m.volume_mm3, 0) if m is not None else "no nodule at seed",
-            _fmt(m.mean_diameter_mm, 1) if m is not None else "-",
-            _fmt(comparison.volume_change_pct, 1) if comparison is not None else "-",
-            _fmt(comparison.vdt_days, 0) if comparison is not None else "-",
-            f.category if f.category is not None else "-",
-        ))
+        rows.append(
+            (
+                f.tracking_id,
+                str(comp.value) if comp is not None and comp.value is not None else "-",
+                _fmt(m.volume_mm3, 0) if m is not None else "no nodule at seed",
+                _fmt(m.mean_diameter_mm, 1) if m is not None else "-",
+                _fmt(comparison.volume_change_pct, 1) if comparison is not None else "-",
+                _fmt(comparison.vdt_days, 0) if comparison is not None else "-",
+                f.category if f.category is not None else "-",
+            )
+        )
     columns = (0, 120, 270, 400, 550, 690, 800)
     line = int(size * 1.5)
     height = 200 + line * (len(rows) + 8)
     image = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(image)
     y = 16
-    draw.text((16, y), f"noduled {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} lung screening report - summary", fill=TEXT_RGB, font=bold)
+    draw.text(
+        (16, y),
+        f"noduled {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} lung screening report - summary",
+        fill=TEXT_RGB,
+        font=bold,
+    )
     y += int(bold.size * 1.8) if hasattr(bold, "size") else 36
     lines = [
         f"Exam {assessment.exam_date.isoformat()} ({assessment.screening_round})",
-        f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}" + (" A" if assessment.additional_findings else "")
+        f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}"
+        + (" A" if assessment.additional_findings else "")
         + (f" - {assessment.descriptor}" if assessment.descriptor else ""),
         f"Management: {assessment.management or '-'}",
         f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}",
@@ -211,9 +227,21 @@ def _summary_picture(assessment: ExamAssessment, width: int = 1024) -> np.ndarra
     return np.asarray(image, dtype=np.uint8)
 
 
-def _sc(ref: Dataset, pixels: np.ndarray, *, series_uid: str, series_number: int, instance_number: int,
-        entropy: list[str], description: str, source: Dataset | None, orientation: tuple[str, str],
-        pixel_spacing: tuple[float, float] | None, when: dt.datetime, manufacturer: str) -> Dataset:
+def _sc(
+    ref: Dataset,
+    pixels: np.ndarray,
+    *,
+    series_uid: str,
+    series_number: int,
+    instance_number: int,
+    entropy: list[str],
+    description: str,
+    source: Dataset | None,
+    orientation: tuple[str, str],
+    pixel_spacing: tuple[float, float] | None,
+    when: dt.datetime,
+    manufacturer: str,
+) -> Dataset:
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=ref,
         pixel_array=pixels,
@@ -274,8 +302,11 @@ def build_key_images(
     planes = [plane_of(ds) for ds in ct_datasets]
     when = content_datetime or dt.datetime.strptime(
         str(ct0.get("StudyDate") or "19000101") + str(ct0.get("StudyTime") or "000000").split(".")[0].ljust(6, "0")[:6],
-        "%Y%m%d%H%M%S")
-    series = series_uid or generate_uid(entropy_srcs=["noduled-key-series", assessment.study_uid, str(ct0.SeriesInstanceUID)])
+        "%Y%m%d%H%M%S",
+    )
+    series = series_uid or generate_uid(
+        entropy_srcs=["noduled-key-series", assessment.study_uid, str(ct0.SeriesInstanceUID)]
+    )
     out: list[Dataset] = []
     rulers: list[RulerPixels] = []
     for finding in assessment.findings:
@@ -287,21 +318,49 @@ def build_key_images(
         hu = volume_hu[k] if volume_hu is not None else _hu(ds)
         pixels, ruler = _nodule_picture(ds, planes[k], finding, hu, assessment.protocol)
         s = _scale(ds)
-        out.append(_sc(
-            ds, pixels, series_uid=series, series_number=series_number, instance_number=len(out) + 1,
-            entropy=[assessment.study_uid, finding.tracking_uid, " ".join(nodule_caption(finding, assessment.protocol))],
-            description=f"{finding.tracking_id} on its key axial image, lung window W1500 L-600, long-axis ruler",
-            source=ds, orientation=_orientation(planes[k]),
-            pixel_spacing=(planes[k].row_spacing_mm / s, planes[k].column_spacing_mm / s), when=when,
-            manufacturer=manufacturer,
-        ))
+        out.append(
+            _sc(
+                ds,
+                pixels,
+                series_uid=series,
+                series_number=series_number,
+                instance_number=len(out) + 1,
+                entropy=[
+                    assessment.study_uid,
+                    finding.tracking_uid,
+                    " ".join(nodule_caption(finding, assessment.protocol)),
+                ],
+                description=f"{finding.tracking_id} on its key axial image, lung window W1500 L-600, long-axis ruler",
+                source=ds,
+                orientation=_orientation(planes[k]),
+                pixel_spacing=(planes[k].row_spacing_mm / s, planes[k].column_spacing_mm / s),
+                when=when,
+                manufacturer=manufacturer,
+            )
+        )
         rulers.append(ruler)
     summary = _summary_picture(assessment)
-    out.append(_sc(
-        ct0, summary, series_uid=series, series_number=series_number, instance_number=len(out) + 1,
-        entropy=[assessment.study_uid, "summary", assessment.category, assessment.management,
-                 str(assessment.due_date), *(" ".join(nodule_caption(f, assessment.protocol)) for f in assessment.findings if f.measurement)],
-        description="summary of the NLCSP report: findings table, exam category, management, due date",
-        source=None, orientation=_orientation(planes[0]), pixel_spacing=None, when=when, manufacturer=manufacturer,
-    ))
+    out.append(
+        _sc(
+            ct0,
+            summary,
+            series_uid=series,
+            series_number=series_number,
+            instance_number=len(out) + 1,
+            entropy=[
+                assessment.study_uid,
+                "summary",
+                assessment.category,
+                assessment.management,
+                str(assessment.due_date),
+                *(" ".join(nodule_caption(f, assessment.protocol)) for f in assessment.findings if f.measurement),
+            ],
+            description="summary of the NLCSP report: findings table, exam category, management, due date",
+            source=None,
+            orientation=_orientation(planes[0]),
+            pixel_spacing=None,
+            when=when,
+            manufacturer=manufacturer,
+        )
+    )
     return out, rulers

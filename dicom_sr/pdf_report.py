@@ -32,32 +32,58 @@ from dicom_sr.seg import software_version
 __all__ = ["ENCAPSULATED_PDF_STORAGE", "build_pdf_report", "render_pdf"]
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
-_COPIED = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-           "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription")
+_COPIED = (
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+)
 
 
 def _lines(assessment: ExamAssessment) -> list[tuple[str, str]]:
     """(style, text) lines of the report: 'h' heading, 't' text, 'r' table row, 'w' warning."""
     out: list[tuple[str, str]] = [
-        ("h", f"Lung cancer screening ({codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')}) - standardised report"),
+        (
+            "h",
+            f"Lung cancer screening ({codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')}) - standardised report",
+        ),
         ("t", f"Exam date {assessment.exam_date.isoformat()}, {assessment.screening_round} round"),
-        ("t", f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}{' A' if assessment.additional_findings else ''}"
-              + (f" - {assessment.descriptor}" if assessment.descriptor else "")),
+        (
+            "t",
+            f"Exam category: {codes.PROTOCOL_SHORT_NAMES.get(assessment.protocol, '')} Category {assessment.category or 'not assigned (incomplete: a marked nodule could not be measured)'}{' A' if assessment.additional_findings else ''}"
+            + (f" - {assessment.descriptor}" if assessment.descriptor else ""),
+        ),
         ("t", f"Management: {assessment.management or '-'}"),
         ("t", f"Due date: {assessment.due_date.isoformat() if assessment.due_date else '-'}"),
         ("t", ""),
-        ("r", f"{'Nodule':<10}{'composition':<13}{'volume mm3':>11}{'mean diam.':>11}{'change %':>10}{'VDT d':>8}{'cat.':>6}"),
+        (
+            "r",
+            f"{'Nodule':<10}{'composition':<13}{'volume mm3':>11}{'mean diam.':>11}{'change %':>10}{'VDT d':>8}{'cat.':>6}",
+        ),
     ]
     for f in assessment.findings:
         m = f.measurement
         c = next((x for x in f.comparisons if x.is_comparison_study), None)
         comp = f.characterization.composition
-        out.append(("r", f"{f.tracking_id:<10}{(str(comp.value) if comp and comp.value else '-'):<13}"
-                         f"{(f'{m.volume_mm3:.0f}' if m else 'no nodule'):>11}"
-                         f"{(f'{m.mean_diameter_mm:.1f}' if m else '-'):>11}"
-                         f"{(f'{c.volume_change_pct:+.1f}' if c and c.volume_change_pct is not None else '-'):>10}"
-                         f"{(f'{c.vdt_days:.0f}' if c and c.vdt_days is not None else '-'):>8}"
-                         f"{(f.category or '-'):>6}"))
+        out.append(
+            (
+                "r",
+                f"{f.tracking_id:<10}{(str(comp.value) if comp and comp.value else '-'):<13}"
+                f"{(f'{m.volume_mm3:.0f}' if m else 'no nodule'):>11}"
+                f"{(f'{m.mean_diameter_mm:.1f}' if m else '-'):>11}"
+                f"{(f'{c.volume_change_pct:+.1f}' if c and c.volume_change_pct is not None else '-'):>10}"
+                f"{(f'{c.vdt_days:.0f}' if c and c.vdt_days is not None else '-'):>8}"
+                f"{(f.category or '-'):>6}",
+            )
+        )
     out.append(("t", ""))
     for f in assessment.findings:
         if f.rule:
@@ -88,12 +114,14 @@ def render_pdf(assessment: ExamAssessment) -> bytes:
     return buf.getvalue()
 
 
-def _pages(lines: list[tuple[str, str]], per_page: int, buf: io.BytesIO, rc: dict[Any, Any], meta: dict[str, Any]) -> None:
+def _pages(
+    lines: list[tuple[str, str]], per_page: int, buf: io.BytesIO, rc: dict[Any, Any], meta: dict[str, Any]
+) -> None:
     with matplotlib.rc_context(rc), PdfPages(buf, metadata=meta) as pdf:
         for start in range(0, len(lines), per_page):
             fig = Figure(figsize=(8.27, 11.69))
             y = 0.95
-            for style, text in lines[start:start + per_page]:
+            for style, text in lines[start : start + per_page]:
                 kw: dict[str, object] = {"fontsize": 13, "weight": "bold"} if style == "h" else {"fontsize": 9}
                 if style == "r":
                     kw["family"] = "monospace"
@@ -122,13 +150,23 @@ def build_pdf_report(
     for keyword in _COPIED:
         if keyword in ct:
             setattr(ds, keyword, ct.data_element(keyword).value)  # type: ignore[union-attr]
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                    "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+    ):
         if keyword not in ds:
             setattr(ds, keyword, "")
     ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=["noduled-pdf", assessment.study_uid, pdf.hex()[:4096],
-                                                   str(len(pdf))])
+    ds.SOPInstanceUID = generate_uid(
+        entropy_srcs=["noduled-pdf", assessment.study_uid, pdf.hex()[:4096], str(len(pdf))]
+    )
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = series_uid or generate_uid(entropy_srcs=["noduled-pdf-series", assessment.study_uid])
     ds.SeriesNumber = series_number

@@ -117,11 +117,19 @@ def _library(root: Dataset) -> dict[str, ImagePlane]:
     if library is None:
         return out
     descriptor_codes = {
-        ("110901", "DCM"): "px", ("110902", "DCM"): "py", ("110903", "DCM"): "pz",
-        ("110904", "DCM"): "rx", ("110905", "DCM"): "ry", ("110906", "DCM"): "rz",
-        ("110907", "DCM"): "cx", ("110908", "DCM"): "cy", ("110909", "DCM"): "cz",
-        ("111026", "DCM"): "hs", ("111066", "DCM"): "vs",
-        ("110910", "DCM"): "rows", ("110911", "DCM"): "cols",
+        ("110901", "DCM"): "px",
+        ("110902", "DCM"): "py",
+        ("110903", "DCM"): "pz",
+        ("110904", "DCM"): "rx",
+        ("110905", "DCM"): "ry",
+        ("110906", "DCM"): "rz",
+        ("110907", "DCM"): "cx",
+        ("110908", "DCM"): "cy",
+        ("110909", "DCM"): "cz",
+        ("111026", "DCM"): "hs",
+        ("111066", "DCM"): "vs",
+        ("110910", "DCM"): "rows",
+        ("110911", "DCM"): "cols",
     }
 
     def collect(item: Dataset, into: dict[str, Any]) -> None:
@@ -205,7 +213,9 @@ def _generic_group(group: Dataset) -> ReportedGroup:
             continue
         listing.append((tree.meaning(item), v[0], v[1]))
         c = tree.concept(item)
-        derivation = next((tree.code_value(x) for x in tree.children(item) if tree.concept(x) == ("121401", "DCM")), None)
+        derivation = next(
+            (tree.code_value(x) for x in tree.children(item) if tree.concept(x) == ("121401", "DCM")), None
+        )
         if c == K(codes.VOLUME):
             values.setdefault("volume", _volume_mm3(*v))
         elif c == K(codes.DIAMETER) and derivation in (None, K(codes.MEAN)):
@@ -273,7 +283,9 @@ def _nums(group: Dataset) -> dict[tuple[str, str, tuple[str, str] | None], float
         v = tree.num(item)
         if v is None:
             continue
-        derivation = next((tree.code_value(x) for x in tree.children(item) if tree.concept(x) == ("121401", "DCM")), None)
+        derivation = next(
+            (tree.code_value(x) for x in tree.children(item) if tree.concept(x) == ("121401", "DCM")), None
+        )
         out[(*tree.concept(item), derivation)] = v[0]
     return out
 
@@ -345,11 +357,19 @@ def _seed(container: Dataset) -> Seed | None:
     values: dict[str, str] = {}
     for item in tree.children(container):
         c = tree.concept(item)
-        for name, concept in (("source", codes.SEED_SOURCE), ("label", codes.SEED_LABEL), ("tracking_id", codes.SEED_TRACKING_ID)):
+        for name, concept in (
+            ("source", codes.SEED_SOURCE),
+            ("label", codes.SEED_LABEL),
+            ("tracking_id", codes.SEED_TRACKING_ID),
+        ):
             if c == K(concept):
                 values[name] = tree.text(item)
-        for name, concept in (("series_uid", codes.SEED_SERIES), ("image", codes.SEED_IMAGE),
-                              ("object", codes.SEED_OBJECT), ("tracking_uid", codes.SEED_TRACKING_UID)):
+        for name, concept in (
+            ("series_uid", codes.SEED_SERIES),
+            ("image", codes.SEED_IMAGE),
+            ("object", codes.SEED_OBJECT),
+            ("tracking_uid", codes.SEED_TRACKING_UID),
+        ):
             if c == K(concept):
                 values[name] = tree.uid(item)
         if c == K(codes.PERSON_OBSERVER_NAME):
@@ -374,7 +394,9 @@ def _seed(container: Dataset) -> Seed | None:
     )
 
 
-def _finding(tracking_id: str, tracking_uid: str, groups: list[Dataset], library: dict[str, ImagePlane]) -> NoduleFinding:
+def _finding(
+    tracking_id: str, tracking_uid: str, groups: list[Dataset], library: dict[str, ImagePlane]
+) -> NoduleFinding:
     main = next((g for g in groups if tree.first(g, K(codes.GEOMETRIC_PURPOSE)) is None), groups[0])
     axes: dict[str, list[Any]] = {}
     for g in groups:
@@ -531,7 +553,9 @@ def _assessment(ds: Dataset, root: Dataset, findings: tuple[NoduleFinding, ...])
             sex=participant.get("sex"),
             family_history_lung_cancer=participant.get("family_history_lung_cancer", False),
             emphysema=participant.get("emphysema", False),
-        ) if participant else None,
+        )
+        if participant
+        else None,
         series_uid=values.get("series_uid"),
         reasons=tuple(values["reasons"]),
         notes=tuple(values["notes"]),
@@ -552,9 +576,15 @@ def read_report(source: Dataset | str | Path) -> ReportContents:
             f"SR {uid} is not a TID 1500 measurement report: its title is {tree.concept(ds)} "
             f"{tree.meaning(ds)!r}, not (126000, DCM) 'Imaging Measurement Report'"
         )
-    schemes = tuple(str(i.get("CodingSchemeDesignator") or "") for i in ds.get("CodingSchemeIdentificationSequence") or [])
+    schemes = tuple(
+        str(i.get("CodingSchemeDesignator") or "") for i in ds.get("CodingSchemeIdentificationSequence") or []
+    )
     measurements = next((i for i in tree.children(ds) if tree.concept(i) == K(codes.IMAGING_MEASUREMENTS)), None)
-    group_items = [g for g in tree.children(measurements) if tree.value_type(g) == "CONTAINER"] if measurements is not None else []
+    group_items = (
+        [g for g in tree.children(measurements) if tree.value_type(g) == "CONTAINER"]
+        if measurements is not None
+        else []
+    )
     groups = tuple(_generic_group(g) for g in group_items)
     person = device = None
     procedures = []
@@ -566,8 +596,13 @@ def read_report(source: Dataset | str | Path) -> ReportContents:
             device = tree.uid(item)
         elif c == ("121058", "DCM"):
             procedures.append(tree.code_value_meaning(item))
-    is_ours = codes.PRIVATE_SCHEME in schemes and str(ds.get("Manufacturer") or "") == "noduled" or (
-        codes.PRIVATE_SCHEME in schemes and tree.first(ds, K(codes.QUALITATIVE_EVALUATIONS), "CONTAINER") is not None
+    is_ours = (
+        codes.PRIVATE_SCHEME in schemes
+        and str(ds.get("Manufacturer") or "") == "noduled"
+        or (
+            codes.PRIVATE_SCHEME in schemes
+            and tree.first(ds, K(codes.QUALITATIVE_EVALUATIONS), "CONTAINER") is not None
+        )
     )
     assessment = None
     if is_ours:

@@ -147,8 +147,9 @@ def _with_origin(item: Any, characteristic: Characteristic) -> Any:
     ]
     if characteristic.confidence is not None:
         children.append(
-            NumContentItem(codes.CONFIDENCE, float(characteristic.confidence), codes.NO_UNITS,
-                           relationship_type=HAS_PROPERTIES)
+            NumContentItem(
+                codes.CONFIDENCE, float(characteristic.confidence), codes.NO_UNITS, relationship_type=HAS_PROPERTIES
+            )
         )
     existing = list(item.ContentSequence) if "ContentSequence" in item else []
     item.ContentSequence = hd.sr.ContentSequence(existing + children)
@@ -216,7 +217,9 @@ class _KeyImages:
         plane = self.planes[k]
         thickness = float(self.datasets[k].get("SliceThickness") or 0) or 1.0
         if len(self.planes) > 1:
-            gaps = [abs(self.planes[i].from_lps(self.planes[i + 1].position_lps_mm)[2]) for i in range(len(self.planes) - 1)]
+            gaps = [
+                abs(self.planes[i].from_lps(self.planes[i + 1].position_lps_mm)[2]) for i in range(len(self.planes) - 1)
+            ]
             thickness = min(thickness, float(np.median(gaps)) or thickness)
         if all(abs(plane.from_lps(cast(Vec3, tuple(p)))[2]) <= thickness / 2 + 1e-3 for p in points):
             self.used[plane.sop_instance_uid] = self.datasets[k]
@@ -338,7 +341,9 @@ def _prior_container(comparison: PriorComparison, protocol: str = "nlcsp") -> Co
         ):
             if value is not None:
                 items.append(NumContentItem(name, _round(value, kind), unit, relationship_type=CONTAINS))
-        items.append(CodeContentItem(codes.MEASUREMENT_PLANE, codes.PLANES[pm.measurement_plane], relationship_type=CONTAINS))
+        items.append(
+            CodeContentItem(codes.MEASUREMENT_PLANE, codes.PLANES[pm.measurement_plane], relationship_type=CONTAINS)
+        )
     for name, value, kind, unit in (
         (codes.PERCENT_VOLUME_CHANGE, comparison.volume_change_pct, "percent", codes.PERCENT),
         (codes.VOLUME_DOUBLING_TIME, comparison.vdt_days, "vdt_days", codes.DAYS),
@@ -347,11 +352,19 @@ def _prior_container(comparison: PriorComparison, protocol: str = "nlcsp") -> Co
         if value is not None:
             items.append(NumContentItem(name, _round(value, kind), unit, relationship_type=CONTAINS))
     if comparison.growth_status is not None:
-        items.append(CodeContentItem(codes.GROWTH_STATUS, codes.GROWTH_STATUSES[comparison.growth_status], relationship_type=CONTAINS))
+        items.append(
+            CodeContentItem(
+                codes.GROWTH_STATUS, codes.GROWTH_STATUSES[comparison.growth_status], relationship_type=CONTAINS
+            )
+        )
     if comparison.prior_category is not None:
         _, _, prior_concept, values = codes.category_concepts(protocol)
         items.append(CodeContentItem(prior_concept, values[comparison.prior_category], relationship_type=CONTAINS))
-        items.append(CodeContentItem(codes.PRIOR_CATEGORY_DERIVED, _yes_no(comparison.prior_category_derived), relationship_type=CONTAINS))
+        items.append(
+            CodeContentItem(
+                codes.PRIOR_CATEGORY_DERIVED, _yes_no(comparison.prior_category_derived), relationship_type=CONTAINS
+            )
+        )
     container = ContainerContentItem(codes.PRIOR_COMPARISON, relationship_type=CONTAINS)
     container.ContentSequence = hd.sr.ContentSequence(items)
     return container
@@ -362,10 +375,15 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: s
     items: list[Any] = []
     m = finding.measurement
     if m is not None:
-        items.append(Scoord3DContentItem(
-            codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, np.asarray([m.centroid_lps_mm], float),
-            frame_of_reference_uid, relationship_type=CONTAINS,
-        ))
+        items.append(
+            Scoord3DContentItem(
+                codes.CENTER,
+                hd.sr.GraphicTypeValues3D.POINT,
+                np.asarray([m.centroid_lps_mm], float),
+                frame_of_reference_uid,
+                relationship_type=CONTAINS,
+            )
+        )
         for reason in m.quality.reasons:
             items.append(TextContentItem(codes.QUALITY_REASON, reason[:1024], relationship_type=CONTAINS))
     if finding.rule:
@@ -376,8 +394,11 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: s
     if seed is not None:
         children: list[Any] = [
             Scoord3DContentItem(
-                codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, np.asarray([seed.position_lps_mm], float),
-                frame_of_reference_uid, relationship_type=CONTAINS,
+                codes.CENTER,
+                hd.sr.GraphicTypeValues3D.POINT,
+                np.asarray([seed.position_lps_mm], float),
+                frame_of_reference_uid,
+                relationship_type=CONTAINS,
             ),
             TextContentItem(codes.SEED_SOURCE, seed.source, relationship_type=CONTAINS),
         ]
@@ -461,10 +482,18 @@ def _nodule_groups(
     if m is not None:
         # OHIF 3.13 merges the groups of one tracking UID and draws only the first SCOORD of the
         # merged group: the axial ruler goes first (see _ruler_group).
-        long_axis = _axis_group(finding, codes.LONG_AXIS, m.long_axis_endpoints_lps_mm, keys,
-                                frame_of_reference_uid, algorithm, time_point)
-        short_axis = _axis_group(finding, codes.SHORT_AXIS, m.short_axis_endpoints_lps_mm, keys,
-                                 frame_of_reference_uid, algorithm, time_point)
+        long_axis = _axis_group(
+            finding, codes.LONG_AXIS, m.long_axis_endpoints_lps_mm, keys, frame_of_reference_uid, algorithm, time_point
+        )
+        short_axis = _axis_group(
+            finding,
+            codes.SHORT_AXIS,
+            m.short_axis_endpoints_lps_mm,
+            keys,
+            frame_of_reference_uid,
+            algorithm,
+            time_point,
+        )
         if not _has_image_region(long_axis):
             groups.append(_ruler_group(finding, m, keys, algorithm, time_point))
         groups.append(long_axis)
@@ -499,12 +528,10 @@ def _nodule_groups(
 
 
 def _has_image_region(group: Any) -> bool:
-    return any(
-        getattr(item, "ValueType", "") == "SCOORD" for item in group[0].ContentSequence
-    )
+    return any(getattr(item, "ValueType", "") == "SCOORD" for item in group[0].ContentSequence)
 
 
-def _key_image(centre: Vec3, keys: "_KeyImages") -> tuple[Dataset, ImagePlane]:
+def _key_image(centre: Vec3, keys: _KeyImages) -> tuple[Dataset, ImagePlane]:
     """The CT image nearest the nodule centre (the key axial image)."""
     k = int(np.argmin([abs(p.from_lps(centre)[2]) for p in keys.planes]))
     keys.used[keys.planes[k].sop_instance_uid] = keys.datasets[k]
@@ -512,7 +539,7 @@ def _key_image(centre: Vec3, keys: "_KeyImages") -> tuple[Dataset, ImagePlane]:
 
 
 def _ruler_group(
-    finding: NoduleFinding, m: NoduleMeasurement, keys: "_KeyImages", algorithm: Any, time_point: Any
+    finding: NoduleFinding, m: NoduleMeasurement, keys: _KeyImages, algorithm: Any, time_point: Any
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """The long axis, projected onto the key axial image through the centre, as an image POLYLINE.
 
@@ -546,7 +573,7 @@ def _ruler_group(
 
 
 def _exam_group(
-    assessment: ExamAssessment, keys: "_KeyImages", time_point: Any, algorithm: Any
+    assessment: ExamAssessment, keys: _KeyImages, time_point: Any, algorithm: Any
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
     """The exam result as a measurement OHIF can list: a point on the decisive nodule's key image.
 
@@ -558,8 +585,14 @@ def _exam_group(
     """
     if not assessment.category:  # not categorised (incomplete): no exam result to show
         return None
-    decisive = next((f for f in assessment.findings
-                     if f.tracking_uid == assessment.decisive_tracking_uid and f.measurement is not None), None)
+    decisive = next(
+        (
+            f
+            for f in assessment.findings
+            if f.tracking_uid == assessment.decisive_tracking_uid and f.measurement is not None
+        ),
+        None,
+    )
     if decisive is None:
         decisive = next((f for f in assessment.findings if f.measurement is not None), None)
     if decisive is None or decisive.measurement is None:
@@ -596,25 +629,41 @@ def _document_evaluations(assessment: ExamAssessment) -> ContainerContentItem:
     lung_rads = assessment.protocol == "lung-rads-2022"
     items: list[Any] = [
         TextContentItem(codes.PROTOCOL, codes.PROTOCOL_NAMES[assessment.protocol], relationship_type=CONTAINS),
-        *([CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS)]
-          if assessment.category else []),  # "": not categorised (nothing the reader marked could be measured)
-        CodeContentItem(codes.LUNG_RADS_S_MODIFIER if lung_rads else codes.ADDITIONAL_FINDINGS,
-                        _yes_no(assessment.additional_findings), relationship_type=CONTAINS),
-        CodeContentItem(codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS),
+        *(
+            [CodeContentItem(exam_concept, values[assessment.category], relationship_type=CONTAINS)]
+            if assessment.category
+            else []
+        ),  # "": not categorised (nothing the reader marked could be measured)
+        CodeContentItem(
+            codes.LUNG_RADS_S_MODIFIER if lung_rads else codes.ADDITIONAL_FINDINGS,
+            _yes_no(assessment.additional_findings),
+            relationship_type=CONTAINS,
+        ),
+        CodeContentItem(
+            codes.SCREENING_ROUND, codes.SCREENING_ROUNDS[assessment.screening_round], relationship_type=CONTAINS
+        ),
         DateContentItem(codes.EXAM_DATE, assessment.exam_date, relationship_type=CONTAINS),
     ]
     if assessment.protocol_version:
-        items.insert(1, TextContentItem(codes.PROTOCOL_VERSION, assessment.protocol_version, relationship_type=CONTAINS))
+        items.insert(
+            1, TextContentItem(codes.PROTOCOL_VERSION, assessment.protocol_version, relationship_type=CONTAINS)
+        )
     if assessment.descriptor:
         items.append(TextContentItem(codes.DESCRIPTOR, assessment.descriptor, relationship_type=CONTAINS))
     if assessment.management:
         items.append(TextContentItem(codes.MANAGEMENT, assessment.management, relationship_type=CONTAINS))
     if assessment.follow_up_months is not None:
-        items.append(NumContentItem(codes.FOLLOW_UP_INTERVAL, float(assessment.follow_up_months), codes.MONTHS, relationship_type=CONTAINS))
+        items.append(
+            NumContentItem(
+                codes.FOLLOW_UP_INTERVAL, float(assessment.follow_up_months), codes.MONTHS, relationship_type=CONTAINS
+            )
+        )
     if assessment.due_date is not None:
         items.append(DateContentItem(codes.FOLLOW_UP_DATE, assessment.due_date, relationship_type=CONTAINS))
     if assessment.decisive_tracking_uid:
-        items.append(UIDRefContentItem(codes.DECISIVE_NODULE, assessment.decisive_tracking_uid, relationship_type=CONTAINS))
+        items.append(
+            UIDRefContentItem(codes.DECISIVE_NODULE, assessment.decisive_tracking_uid, relationship_type=CONTAINS)
+        )
     if assessment.series_uid:
         items.append(UIDRefContentItem(codes.ANALYSED_SERIES, assessment.series_uid, relationship_type=CONTAINS))
     for reason in assessment.reasons:
@@ -643,6 +692,7 @@ def _reader(assessment: ExamAssessment) -> str | None:
 
 def _check(assessment: ExamAssessment) -> None:
     """Reject values the SR has no code for, naming the field (before anything is built)."""
+
     def need(value: Any, allowed: Any, what: str) -> None:
         if value is not None and value not in allowed:
             raise ReportError(f"{what} is {value!r}; expected one of {sorted(allowed)}")
@@ -712,34 +762,49 @@ def build_report(
     algorithm = hd.sr.AlgorithmIdentification(name=codes.ALGORITHM_NAME, version=version)
     time_point = hd.sr.TimePointContext(
         time_point=assessment.exam_date.isoformat(),
-        time_point_type=CodedConcept("C1442488", "UMLS", "Baseline") if assessment.screening_round == "baseline" else None,
+        time_point_type=CodedConcept("C1442488", "UMLS", "Baseline")
+        if assessment.screening_round == "baseline"
+        else None,
     )
     keys = _KeyImages(ct_datasets)
     seg_numbers = segment_numbers(assessment.findings) if seg is not None else {}
     groups: list[Any] = []
     for finding in assessment.findings:
         groups += _nodule_groups(
-            finding, seg=seg, seg_numbers=seg_numbers, keys=keys,
-            frame_of_reference_uid=frame_of_reference_uid, ct_series_uid=str(ct0.SeriesInstanceUID),
-            algorithm=algorithm, time_point=time_point, protocol=assessment.protocol,
+            finding,
+            seg=seg,
+            seg_numbers=seg_numbers,
+            keys=keys,
+            frame_of_reference_uid=frame_of_reference_uid,
+            ct_series_uid=str(ct0.SeriesInstanceUID),
+            algorithm=algorithm,
+            time_point=time_point,
+            protocol=assessment.protocol,
         )
     exam = _exam_group(assessment, keys, time_point, algorithm)
     if exam is not None:
         groups.append(exam)
     if not groups:  # TID 1500 needs a measurement group: the exam itself
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
-            ),
-            time_point_context=time_point,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(*(lambda c: (c[0], c[3][assessment.category]))(
-                codes.category_concepts(assessment.protocol)))],
-        ))
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
+                ),
+                time_point_context=time_point,
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(
+                        *(lambda c: (c[0], c[3][assessment.category]))(codes.category_concepts(assessment.protocol))
+                    )
+                ],
+            )
+        )
 
     device = hd.sr.ObserverContext(
         observer_type=pcodes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=DEVICE_OBSERVER_UID, name="noduled", manufacturer_name="noduled project",
+            uid=DEVICE_OBSERVER_UID,
+            name="noduled",
+            manufacturer_name="noduled project",
             model_name=f"noduled {version}",
         ),
     )
@@ -759,15 +824,20 @@ def build_report(
     report[0].ContentSequence.append(_document_evaluations(assessment))
 
     digest = assessment_digest(assessment)
-    entropy = [assessment.study_uid, str(ct0.SeriesInstanceUID), digest,
-               str(predecessor.SOPInstanceUID) if predecessor is not None else "",
-               str(seg.SOPInstanceUID) if seg is not None else ""]
+    entropy = [
+        assessment.study_uid,
+        str(ct0.SeriesInstanceUID),
+        digest,
+        str(predecessor.SOPInstanceUID) if predecessor is not None else "",
+        str(seg.SOPInstanceUID) if seg is not None else "",
+    ]
     when = content_datetime or _content_datetime(ct0)
     evidence = list(ct_datasets) + ([seg] if seg is not None else [])
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
-        series_instance_uid=series_uid or generate_uid(entropy_srcs=["noduled-sr-series", assessment.study_uid, str(ct0.SeriesInstanceUID)]),
+        series_instance_uid=series_uid
+        or generate_uid(entropy_srcs=["noduled-sr-series", assessment.study_uid, str(ct0.SeriesInstanceUID)]),
         series_number=series_number,
         sop_instance_uid=instance_uid or generate_uid(entropy_srcs=["noduled-sr", *entropy]),
         instance_number=int(predecessor.get("InstanceNumber") or 0) + 1 if predecessor is not None else 1,

@@ -226,8 +226,16 @@ def _scoord_centre(
 
 
 # the reader's own size of the nodule in a measurement group: NUM in mm of these concepts
-_READER_LENGTHS = {("410668003", "SCT"), ("G-D7FE", "SRT"), ("81827009", "SCT"), ("G-A22A", "SRT"),
-                   ("103339001", "SCT"), ("G-A185", "SRT"), ("103340004", "SCT"), ("G-A186", "SRT")}
+_READER_LENGTHS = {
+    ("410668003", "SCT"),
+    ("G-D7FE", "SRT"),
+    ("81827009", "SCT"),
+    ("G-A22A", "SRT"),
+    ("103339001", "SCT"),
+    ("G-A185", "SRT"),
+    ("103340004", "SCT"),
+    ("G-A186", "SRT"),
+}
 
 
 def _reader_diameter_mm(group: Dataset) -> float | None:
@@ -298,19 +306,21 @@ def _seeds_from_sr(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
             series_uid = evidence_series[0]
         label = " ".join(t for t in texts if t).strip()
         position = np.mean(centres, axis=0)
-        seeds.append(Seed(
-            position_lps_mm=(float(position[0]), float(position[1]), float(position[2])),
-            series_uid=series_uid,
-            source="sr",
-            label=label,
-            reader=reader,
-            attributes=_labels(label, where),
-            referenced_sop_instance_uid=image_uid,
-            tracking_id=tracking_id,
-            tracking_uid=tracking_uid,
-            seed_object_uid=uid,
-            reader_diameter_mm=_reader_diameter_mm(group) if group is not None else None,
-        ))
+        seeds.append(
+            Seed(
+                position_lps_mm=(float(position[0]), float(position[1]), float(position[2])),
+                series_uid=series_uid,
+                source="sr",
+                label=label,
+                reader=reader,
+                attributes=_labels(label, where),
+                referenced_sop_instance_uid=image_uid,
+                tracking_id=tracking_id,
+                tracking_uid=tracking_uid,
+                seed_object_uid=uid,
+                reader_diameter_mm=_reader_diameter_mm(group) if group is not None else None,
+            )
+        )
     return seeds
 
 
@@ -318,7 +328,11 @@ def _seeds_from_sr(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
 def _applies_to(item: Dataset, ds: Dataset) -> list[tuple[str, int | None]]:
     refs = item.get("ReferencedImageSequence")
     if not refs:  # applies to every image the presentation state references
-        refs = [img for series in ds.get("ReferencedSeriesSequence") or [] for img in series.get("ReferencedImageSequence") or []]
+        refs = [
+            img
+            for series in ds.get("ReferencedSeriesSequence") or []
+            for img in series.get("ReferencedImageSequence") or []
+        ]
     out: list[tuple[str, int | None]] = []
     for ref in refs:
         frames = _frames(ref.get("ReferencedFrameNumber"))
@@ -381,15 +395,25 @@ def _seeds_from_ps(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
                     for m in marks:
                         m[3].append(text)
             elif anchor is not None:
-                marks.append(("POINT", str(t.get("AnchorPointAnnotationUnits") or "PIXEL"), _floats(anchor).reshape(-1, 2), [text]))
+                marks.append(
+                    (
+                        "POINT",
+                        str(t.get("AnchorPointAnnotationUnits") or "PIXEL"),
+                        _floats(anchor).reshape(-1, 2),
+                        [text],
+                    )
+                )
             else:  # free text on the image: only exam-level labels can apply
                 attrs = _labels(text, f"presentation state {uid}, annotation {a_index}")
-                exam_level = merge(exam_level, ReaderAttributes(
-                    infection_or_inflammation=attrs.infection_or_inflammation,
-                    suspicious_features=attrs.suspicious_features,
-                    actionable_additional_findings=attrs.actionable_additional_findings,
-                    no_nodules=attrs.no_nodules,
-                ))
+                exam_level = merge(
+                    exam_level,
+                    ReaderAttributes(
+                        infection_or_inflammation=attrs.infection_or_inflammation,
+                        suspicious_features=attrs.suspicious_features,
+                        actionable_additional_findings=attrs.actionable_additional_findings,
+                        no_nodules=attrs.no_nodules,
+                    ),
+                )
         if marks and not targets:
             raise SeedError(f"presentation state {uid}, annotation {a_index}: it does not reference any image")
         for gtype, units, points, labels in marks:
@@ -400,16 +424,18 @@ def _seeds_from_ps(ds: Dataset, images: Mapping[str, Dataset] | None) -> list[Se
                 col, row = _centre(gtype, px, where)
                 lps, _ = lookup.lps(sop_uid, frame, float(col), float(row))
                 label = " ".join(labels).strip()
-                seeds.append(Seed(
-                    position_lps_mm=(float(lps[0]), float(lps[1]), float(lps[2])),
-                    series_uid=lookup.series_of(sop_uid),
-                    source="gsps",
-                    label=label,
-                    reader=reader,
-                    attributes=_labels(label, where),
-                    referenced_sop_instance_uid=sop_uid,
-                    seed_object_uid=uid,
-                ))
+                seeds.append(
+                    Seed(
+                        position_lps_mm=(float(lps[0]), float(lps[1]), float(lps[2])),
+                        series_uid=lookup.series_of(sop_uid),
+                        source="gsps",
+                        label=label,
+                        reader=reader,
+                        attributes=_labels(label, where),
+                        referenced_sop_instance_uid=sop_uid,
+                        seed_object_uid=uid,
+                    )
+                )
     if exam_level != ReaderAttributes():
         try:
             seeds = [replace(s, attributes=merge(s.attributes, exam_level)) for s in seeds]
@@ -444,16 +470,18 @@ def _seeds_from_json(data: Any, where: str) -> list[Seed]:
         if len(xyz) != 3 or not all(math.isfinite(v) for v in xyz):
             raise SeedError(f"{where}: seed {n} position_lps_mm must be 3 finite numbers (got {pos!r})")
         label = str(item.get("label") or "")
-        seeds.append(Seed(
-            position_lps_mm=xyz,
-            series_uid=item.get("series_uid", defaults.get("series_uid")),
-            source="json",
-            label=label,
-            reader=item.get("reader", defaults.get("reader")),
-            attributes=_labels(label, f"{where}, seed {n}"),
-            tracking_id=item.get("tracking_id"),
-            tracking_uid=item.get("tracking_uid"),
-        ))
+        seeds.append(
+            Seed(
+                position_lps_mm=xyz,
+                series_uid=item.get("series_uid", defaults.get("series_uid")),
+                source="json",
+                label=label,
+                reader=item.get("reader", defaults.get("reader")),
+                attributes=_labels(label, f"{where}, seed {n}"),
+                tracking_id=item.get("tracking_id"),
+                tracking_uid=item.get("tracking_uid"),
+            )
+        )
     return seeds
 
 
@@ -543,7 +571,9 @@ def is_seed_object(ds: Dataset) -> bool:
         return True  # contradictory labels: let the pipeline report the error
 
 
-def read_seeds(source: str | Path | Dataset | dict[str, Any] | list[Any], *, images: Mapping[str, Dataset] | None = None) -> list[Seed]:
+def read_seeds(
+    source: str | Path | Dataset | dict[str, Any] | list[Any], *, images: Mapping[str, Dataset] | None = None
+) -> list[Seed]:
     """Seeds from a seed object: a path (DICOM or ``.json``), a pydicom Dataset, or parsed JSON.
 
     ``images`` maps SOP Instance UID -> dataset (headers suffice) of the

@@ -82,8 +82,18 @@ def _content_datetime(ct: Dataset) -> dt.datetime:
 # grey CT (segment k takes entry k mod 12).  Without it viewers pick their own, and OHIF 3.13 gave
 # two of our seven nodules the same colour.
 DISPLAY_COLOURS_RGB: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
 )
 
 

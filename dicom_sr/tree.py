@@ -27,8 +27,10 @@ def concept(item: Dataset) -> Key:
 
 
 def code_key(code: Dataset) -> Key:
-    return (str(code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""),
-            str(code.get("CodingSchemeDesignator") or ""))
+    return (
+        str(code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""),
+        str(code.get("CodingSchemeDesignator") or ""),
+    )
 
 
 def meaning(item: Dataset) -> str:

@@ -40,7 +40,9 @@ def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None) 
         if exc.path not in moved:
             raise
         # name the field the case wrote
-        raise CaseError(exc.path.removesuffix("lung_rads_category") + "category", str(exc)[len(exc.path) + 2:]) from None
+        raise CaseError(
+            exc.path.removesuffix("lung_rads_category") + "category", str(exc)[len(exc.path) + 2 :]
+        ) from None
 
 
 def nodule_to_json(r: NoduleResult) -> dict[str, Any]:

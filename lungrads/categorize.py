@@ -80,16 +80,20 @@ class Facts:
 
 def _need_size(f: Facts) -> Size:
     if f.size is None:
-        raise CaseError(f"{f.path}.mean_diameter_mm", f"nodule {f.nodule.id!r} needs a size (mean_diameter_mm,"
-                        " volume_mm3 or max_axial_diameter_mm)")
+        raise CaseError(
+            f"{f.path}.mean_diameter_mm",
+            f"nodule {f.nodule.id!r} needs a size (mean_diameter_mm, volume_mm3 or max_axial_diameter_mm)",
+        )
     return f.size
 
 
 def _need_solid(f: Facts) -> Size:
     if f.solid is None:
-        raise CaseError(f"{f.path}.solid_component_mean_diameter_mm",
-                        f"part-solid nodule {f.nodule.id!r} ({f.status}): its solid component decides the category;"
-                        " give solid_component_mean_diameter_mm or solid_component_volume_mm3")
+        raise CaseError(
+            f"{f.path}.solid_component_mean_diameter_mm",
+            f"part-solid nodule {f.nodule.id!r} ({f.status}): its solid component decides the category;"
+            " give solid_component_mean_diameter_mm or solid_component_volume_mm3",
+        )
     return f.solid
 
 
@@ -155,77 +159,180 @@ class Row:
 
 CATEGORY_TABLE: tuple[Row, ...] = (
     # Category 1 -- Negative -- 12-month screening LDCT
-    Row("1", "Nodule with benign features: complete, central, popcorn or concentric ring calcification, or"
-        " fat-containing", benign_features),
+    Row(
+        "1",
+        "Nodule with benign features: complete, central, popcorn or concentric ring calcification, or fat-containing",
+        benign_features,
+    ),
     Row("1", "Category 1 lesion stable or decreased (INTERPRETATION M2)", lambda f: stable_with(f, "1")),
     # Category 2 -- Benign appearance or behavior -- 12-month screening LDCT
-    Row("2", "Category 4B lesion proven benign after appropriate diagnostic work-up (INTERPRETATION M3)",
-        lambda f: f.nodule.proven_benign),
-    Row("2", "Juxtapleural nodule: solid, smooth margins, oval/lentiform/triangular, < 10 mm (< 524 mm3),"
-        " at baseline or new", lambda f: f.kind == "juxtapleural" and status_in(f, "baseline", "new")),
-    Row("2", "Solid nodule: < 6 mm (< 113 mm3) at baseline",
-        lambda f: solid(f) and status_in(f, "baseline") and below(f, T6)),
+    Row(
+        "2",
+        "Category 4B lesion proven benign after appropriate diagnostic work-up (INTERPRETATION M3)",
+        lambda f: f.nodule.proven_benign,
+    ),
+    Row(
+        "2",
+        "Juxtapleural nodule: solid, smooth margins, oval/lentiform/triangular, < 10 mm (< 524 mm3),"
+        " at baseline or new",
+        lambda f: f.kind == "juxtapleural" and status_in(f, "baseline", "new"),
+    ),
+    Row(
+        "2",
+        "Solid nodule: < 6 mm (< 113 mm3) at baseline",
+        lambda f: solid(f) and status_in(f, "baseline") and below(f, T6),
+    ),
     Row("2", "Solid nodule: new < 4 mm (< 34 mm3)", lambda f: solid(f) and status_in(f, "new") and below(f, T4)),
-    Row("2", "Part-solid nodule: < 6 mm total mean diameter (< 113 mm3) at baseline",
-        lambda f: part_solid(f) and status_in(f, "baseline") and below(f, T6)),
-    Row("2", "Non-solid nodule (GGN): < 30 mm (< 14,137 mm3) at baseline, new or growing (INTERPRETATION G4)",
-        lambda f: non_solid(f) and below(f, T30) and status_in(f, "baseline", "new", "growing", "slowly-growing")),
-    Row("2", "Non-solid nodule (GGN): >= 30 mm (>= 14,137 mm3) stable or slowly growing",
-        lambda f: non_solid(f) and status_in(f, "stable", "decreased", "slowly-growing")),
-    Row("2", "Airway nodule, subsegmental: at baseline, new or stable",
-        lambda f: f.kind == "airway-subsegmental" and f.status not in UP),
+    Row(
+        "2",
+        "Part-solid nodule: < 6 mm total mean diameter (< 113 mm3) at baseline",
+        lambda f: part_solid(f) and status_in(f, "baseline") and below(f, T6),
+    ),
+    Row(
+        "2",
+        "Non-solid nodule (GGN): < 30 mm (< 14,137 mm3) at baseline, new or growing (INTERPRETATION G4)",
+        lambda f: non_solid(f) and below(f, T30) and status_in(f, "baseline", "new", "growing", "slowly-growing"),
+    ),
+    Row(
+        "2",
+        "Non-solid nodule (GGN): >= 30 mm (>= 14,137 mm3) stable or slowly growing",
+        lambda f: non_solid(f) and status_in(f, "stable", "decreased", "slowly-growing"),
+    ),
+    Row(
+        "2",
+        "Airway nodule, subsegmental: at baseline, new or stable",
+        lambda f: f.kind == "airway-subsegmental" and f.status not in UP,
+    ),
     Row("2", "Category 3 lesion stable or decreased at 6-month follow-up LDCT", lambda f: stable_with(f, "3")),
-    Row("2", "Category 2 lesion stable or decreased (benign behavior; INTERPRETATION M2)", lambda f: stable_with(f, "2")),
+    Row(
+        "2", "Category 2 lesion stable or decreased (benign behavior; INTERPRETATION M2)", lambda f: stable_with(f, "2")
+    ),
     # Category 3 -- Probably benign -- 6-month LDCT
-    Row("3", "Solid nodule: >= 6 to < 8 mm (>= 113 to < 268 mm3) at baseline",
-        lambda f: solid(f) and status_in(f, "baseline") and below(f, T8)),
-    Row("3", "Solid nodule: new 4 to < 6 mm (34 to < 113 mm3)", lambda f: solid(f) and status_in(f, "new") and below(f, T6)),
-    Row("3", "Part-solid nodule: >= 6 mm total mean diameter (>= 113 mm3) with solid component < 6 mm (< 113 mm3)"
-        " at baseline", lambda f: part_solid(f) and status_in(f, "baseline") and solid_below(f, T6)),
-    Row("3", "Part-solid nodule: new < 6 mm total mean diameter (< 113 mm3) (INTERPRETATION P1)",
-        lambda f: part_solid(f) and status_in(f, "new") and below(f, T6) and (f.solid is None or f.solid.below(T4))),
-    Row("3", "Non-solid nodule (GGN): >= 30 mm (>= 14,137 mm3) at baseline or new (or growing, INTERPRETATION G4)",
-        lambda f: non_solid(f) and status_in(f, "baseline", "new", "growing")),
-    Row("3", "Atypical pulmonary cyst: growing cystic component (mean diameter) of a thick-walled cyst",
-        lambda f: cyst_change(f, "growing-cystic-component") or (cyst_is(f, "thick-walled") and f.cyst_grew)),
-    Row("3", "Category 4A lesion stable or decreased at 3-month follow-up LDCT (excluding airway nodules)",
-        lambda f: stable_with(f, "4A") and not f.kind.startswith("airway")),
+    Row(
+        "3",
+        "Solid nodule: >= 6 to < 8 mm (>= 113 to < 268 mm3) at baseline",
+        lambda f: solid(f) and status_in(f, "baseline") and below(f, T8),
+    ),
+    Row(
+        "3",
+        "Solid nodule: new 4 to < 6 mm (34 to < 113 mm3)",
+        lambda f: solid(f) and status_in(f, "new") and below(f, T6),
+    ),
+    Row(
+        "3",
+        "Part-solid nodule: >= 6 mm total mean diameter (>= 113 mm3) with solid component < 6 mm (< 113 mm3)"
+        " at baseline",
+        lambda f: part_solid(f) and status_in(f, "baseline") and solid_below(f, T6),
+    ),
+    Row(
+        "3",
+        "Part-solid nodule: new < 6 mm total mean diameter (< 113 mm3) (INTERPRETATION P1)",
+        lambda f: part_solid(f) and status_in(f, "new") and below(f, T6) and (f.solid is None or f.solid.below(T4)),
+    ),
+    Row(
+        "3",
+        "Non-solid nodule (GGN): >= 30 mm (>= 14,137 mm3) at baseline or new (or growing, INTERPRETATION G4)",
+        lambda f: non_solid(f) and status_in(f, "baseline", "new", "growing"),
+    ),
+    Row(
+        "3",
+        "Atypical pulmonary cyst: growing cystic component (mean diameter) of a thick-walled cyst",
+        lambda f: cyst_change(f, "growing-cystic-component") or (cyst_is(f, "thick-walled") and f.cyst_grew),
+    ),
+    Row(
+        "3",
+        "Category 4A lesion stable or decreased at 3-month follow-up LDCT (excluding airway nodules)",
+        lambda f: stable_with(f, "4A") and not f.kind.startswith("airway"),
+    ),
     # Category 4A -- Suspicious -- 3-month LDCT
-    Row("4A", "Solid nodule: >= 8 to < 15 mm (>= 268 to < 1,767 mm3) at baseline",
-        lambda f: solid(f) and status_in(f, "baseline") and below(f, T15)),
-    Row("4A", "Solid nodule: growing < 8 mm (< 268 mm3)", lambda f: solid(f) and status_in(f, "growing") and below(f, T8)),
-    Row("4A", "Solid nodule: new 6 to < 8 mm (113 to < 268 mm3)",
-        lambda f: solid(f) and status_in(f, "new") and below(f, T8)),
-    Row("4A", "Part-solid nodule: >= 6 mm total mean diameter with solid component >= 6 to < 8 mm (>= 113 to"
-        " < 268 mm3) at baseline", lambda f: part_solid(f) and status_in(f, "baseline") and solid_below(f, T8)),
-    Row("4A", "Part-solid nodule: new or growing solid component < 4 mm (< 34 mm3)",
-        lambda f: part_solid(f) and status_in(f, "new", "growing") and solid_below(f, T4)),
-    Row("4A", "Airway nodule, segmental or more proximal: at baseline or new",
-        lambda f: f.kind == "airway-segmental" and status_in(f, "baseline", "new")),
-    Row("4A", "Atypical pulmonary cyst: thick-walled cyst, or multilocular cyst, at baseline (or new,"
-        " INTERPRETATION Y2)", lambda f: f.kind == "cyst" and status_in(f, "baseline", "new")),
-    Row("4A", "Atypical pulmonary cyst: thin- or thick-walled cyst that becomes multilocular",
-        lambda f: cyst_change(f, "newly-multilocular")),
+    Row(
+        "4A",
+        "Solid nodule: >= 8 to < 15 mm (>= 268 to < 1,767 mm3) at baseline",
+        lambda f: solid(f) and status_in(f, "baseline") and below(f, T15),
+    ),
+    Row(
+        "4A",
+        "Solid nodule: growing < 8 mm (< 268 mm3)",
+        lambda f: solid(f) and status_in(f, "growing") and below(f, T8),
+    ),
+    Row(
+        "4A",
+        "Solid nodule: new 6 to < 8 mm (113 to < 268 mm3)",
+        lambda f: solid(f) and status_in(f, "new") and below(f, T8),
+    ),
+    Row(
+        "4A",
+        "Part-solid nodule: >= 6 mm total mean diameter with solid component >= 6 to < 8 mm (>= 113 to"
+        " < 268 mm3) at baseline",
+        lambda f: part_solid(f) and status_in(f, "baseline") and solid_below(f, T8),
+    ),
+    Row(
+        "4A",
+        "Part-solid nodule: new or growing solid component < 4 mm (< 34 mm3)",
+        lambda f: part_solid(f) and status_in(f, "new", "growing") and solid_below(f, T4),
+    ),
+    Row(
+        "4A",
+        "Airway nodule, segmental or more proximal: at baseline or new",
+        lambda f: f.kind == "airway-segmental" and status_in(f, "baseline", "new"),
+    ),
+    Row(
+        "4A",
+        "Atypical pulmonary cyst: thick-walled cyst, or multilocular cyst, at baseline (or new, INTERPRETATION Y2)",
+        lambda f: f.kind == "cyst" and status_in(f, "baseline", "new"),
+    ),
+    Row(
+        "4A",
+        "Atypical pulmonary cyst: thin- or thick-walled cyst that becomes multilocular",
+        lambda f: cyst_change(f, "newly-multilocular"),
+    ),
     # Category 4B -- Very suspicious -- diagnostic work-up
     Row("4B", "Solid nodule: >= 15 mm (>= 1,767 mm3) at baseline", lambda f: solid(f) and status_in(f, "baseline")),
-    Row("4B", "Solid nodule: new or growing >= 8 mm (>= 268 mm3)", lambda f: solid(f) and status_in(f, "new", "growing")),
-    Row("4B", "Part-solid nodule: solid component >= 8 mm (>= 268 mm3) at baseline",
-        lambda f: part_solid(f) and status_in(f, "baseline") and not solid_below(f, T8)),
-    Row("4B", "Part-solid nodule: new or growing solid component >= 4 mm (>= 34 mm3)",
-        lambda f: part_solid(f) and status_in(f, "new", "growing")),
+    Row(
+        "4B", "Solid nodule: new or growing >= 8 mm (>= 268 mm3)", lambda f: solid(f) and status_in(f, "new", "growing")
+    ),
+    Row(
+        "4B",
+        "Part-solid nodule: solid component >= 8 mm (>= 268 mm3) at baseline",
+        lambda f: part_solid(f) and status_in(f, "baseline") and not solid_below(f, T8),
+    ),
+    Row(
+        "4B",
+        "Part-solid nodule: new or growing solid component >= 4 mm (>= 34 mm3)",
+        lambda f: part_solid(f) and status_in(f, "new", "growing"),
+    ),
     AIRWAY_PERSISTENT := Row(
-        "4B", "Airway nodule, segmental or more proximal: stable or growing at 3-month follow-up LDCT"
-        " (INTERPRETATION A1)", persistent_segmental_airway),
-    Row("4B", "Atypical pulmonary cyst: thick-walled cyst with growing wall thickness or nodularity",
-        lambda f: cyst_change(f, "growing-wall")),
-    Row("4B", "Atypical pulmonary cyst: growing multilocular cyst (mean diameter)",
-        lambda f: cyst_change(f, "growing-multilocular") or (cyst_is(f, "multilocular") and f.cyst_grew)),
-    Row("4B", "Atypical pulmonary cyst: multilocular cyst with increased loculation or new/increased opacity"
-        " (nodular, ground glass, or consolidation)", lambda f: cyst_change(f, "increased-loculation-or-opacity")),
-    Row("4B", "Slow-growing solid or part-solid nodule showing growth over multiple screening exams",
-        lambda f: (solid(f) or part_solid(f)) and status_in(f, "slowly-growing")),
-    STABLE_4B := Row("4B", "Category 4B or 4X lesion stable or decreased, not proven benign: no step-down without"
-                     " diagnostic work-up (INTERPRETATION M3)", lambda f: stable_with(f, "4B", "4X")),
+        "4B",
+        "Airway nodule, segmental or more proximal: stable or growing at 3-month follow-up LDCT (INTERPRETATION A1)",
+        persistent_segmental_airway,
+    ),
+    Row(
+        "4B",
+        "Atypical pulmonary cyst: thick-walled cyst with growing wall thickness or nodularity",
+        lambda f: cyst_change(f, "growing-wall"),
+    ),
+    Row(
+        "4B",
+        "Atypical pulmonary cyst: growing multilocular cyst (mean diameter)",
+        lambda f: cyst_change(f, "growing-multilocular") or (cyst_is(f, "multilocular") and f.cyst_grew),
+    ),
+    Row(
+        "4B",
+        "Atypical pulmonary cyst: multilocular cyst with increased loculation or new/increased opacity"
+        " (nodular, ground glass, or consolidation)",
+        lambda f: cyst_change(f, "increased-loculation-or-opacity"),
+    ),
+    Row(
+        "4B",
+        "Slow-growing solid or part-solid nodule showing growth over multiple screening exams",
+        lambda f: (solid(f) or part_solid(f)) and status_in(f, "slowly-growing"),
+    ),
+    STABLE_4B := Row(
+        "4B",
+        "Category 4B or 4X lesion stable or decreased, not proven benign: no step-down without"
+        " diagnostic work-up (INTERPRETATION M3)",
+        lambda f: stable_with(f, "4B", "4X"),
+    ),
 )
 
 
@@ -249,8 +356,9 @@ def category_4x(category: str, n: Nodule, exam_date: dt.date, previous: str | No
             return "Category 4X lesion stable, not proven benign: stays 4X (INTERPRETATION M3)"
     doubled = None
     if n.composition == "non-solid" and n.cyst is None and n.airway is None:
-        doubled = doubled_within_a_year(exam_date, n.volume_mm3, n.mean_diameter_mm,
-                                        ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors))
+        doubled = doubled_within_a_year(
+            exam_date, n.volume_mm3, n.mean_diameter_mm, ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors)
+        )
     if doubled is not None and not (n.proven_benign or n.benign_calcification or n.fat):
         return f"a ground-glass nodule that doubles in size in one year (against the prior of {doubled}) -> 4X"
     return None
@@ -277,11 +385,13 @@ def _kind(n: Nodule, size: Size | None, path: str, reasons: list[str]) -> str:
     return n.composition
 
 
-def _points(n_or_p: Nodule | Prior, date: dt.date, *, solid_component: bool = False,
-            volumetry: bool = True) -> Point:
+def _points(n_or_p: Nodule | Prior, date: dt.date, *, solid_component: bool = False, volumetry: bool = True) -> Point:
     if solid_component:
-        return Point(date, n_or_p.solid_component_mean_diameter_mm or None,
-                     (n_or_p.solid_component_volume_mm3 or None) if volumetry else None)
+        return Point(
+            date,
+            n_or_p.solid_component_mean_diameter_mm or None,
+            (n_or_p.solid_component_volume_mm3 or None) if volumetry else None,
+        )
     return Point(date, n_or_p.mean_diameter_mm, n_or_p.volume_mm3 if volumetry else None)
 
 
@@ -290,17 +400,28 @@ def _growth(n: Nodule, case: Case, path: str, reasons: list[str]) -> Growth | No
     (INTERPRETATION P2); mean diameters only for cysts (INTERPRETATION Y3)."""
     volumetry = n.cyst is None
     if n.composition == "part-solid" and n.cyst is None and n.airway is None and solid_component_size(n) is not None:
-        told = [p for p in n.priors if p.composition == "non-solid" or p.solid_component_volume_mm3 is not None
-                or p.solid_component_mean_diameter_mm is not None]
+        told = [
+            p
+            for p in n.priors
+            if p.composition == "non-solid"
+            or p.solid_component_volume_mm3 is not None
+            or p.solid_component_mean_diameter_mm is not None
+        ]
         if told:
             last = told[-1]
-            if last.composition == "non-solid" or not (last.solid_component_volume_mm3
-                                                        or last.solid_component_mean_diameter_mm):
-                reasons.append(f"new solid component (none on the prior of {last.date}): growing solid component"
-                               " (INTERPRETATION P2)")
+            if last.composition == "non-solid" or not (
+                last.solid_component_volume_mm3 or last.solid_component_mean_diameter_mm
+            ):
+                reasons.append(
+                    f"new solid component (none on the prior of {last.date}): growing solid component"
+                    " (INTERPRETATION P2)"
+                )
                 return Growth("growing", last.date, 0.0, 0.0, "new solid component")
-            points = [_points(p, p.date, solid_component=True) for p in told
-                      if p.solid_component_volume_mm3 or p.solid_component_mean_diameter_mm]
+            points = [
+                _points(p, p.date, solid_component=True)
+                for p in told
+                if p.solid_component_volume_mm3 or p.solid_component_mean_diameter_mm
+            ]
             try:
                 g = assess_growth(points, _points(n, case.exam_date, solid_component=True))
                 reasons.append(f"solid component: {g.reason} (part-solid growth is judged on the solid component)")
@@ -308,8 +429,9 @@ def _growth(n: Nodule, case: Case, path: str, reasons: list[str]) -> Growth | No
             except MissingMeasurement:
                 pass
     try:
-        g = assess_growth([_points(p, p.date, volumetry=volumetry) for p in n.priors],
-                          _points(n, case.exam_date, volumetry=volumetry))
+        g = assess_growth(
+            [_points(p, p.date, volumetry=volumetry) for p in n.priors], _points(n, case.exam_date, volumetry=volumetry)
+        )
     except MissingMeasurement as exc:
         if n.cyst is not None:
             reasons.append(f"cyst growth is judged on the mean diameter; {exc}: status from cyst_change")
@@ -339,14 +461,27 @@ def previous_category(n: Nodule, case: Case, reasons: list[str]) -> tuple[str | 
         if p.pre_screening and screening_before:
             continue  # a CT between screening rounds: a comparison, not a round
         round_then: ScreeningRound = "follow-up" if screening_before else "baseline"
-        then = replace(n, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm,
-                       max_axial_diameter_mm=p.max_axial_diameter_mm, composition=p.composition or n.composition,
-                       solid_component_volume_mm3=p.solid_component_volume_mm3,
-                       solid_component_mean_diameter_mm=p.solid_component_mean_diameter_mm, cyst_change=None,
-                       proven_benign=False, additional_suspicious_features=False,
-                       priors=tuple(earlier) if round_then == "follow-up" else ())
-        exam = replace(case, exam_date=p.date, screening_round=round_then, exam_findings=ExamFindings(),
-                       nodules=(then,), warnings=())
+        then = replace(
+            n,
+            volume_mm3=p.volume_mm3,
+            mean_diameter_mm=p.mean_diameter_mm,
+            max_axial_diameter_mm=p.max_axial_diameter_mm,
+            composition=p.composition or n.composition,
+            solid_component_volume_mm3=p.solid_component_volume_mm3,
+            solid_component_mean_diameter_mm=p.solid_component_mean_diameter_mm,
+            cyst_change=None,
+            proven_benign=False,
+            additional_suspicious_features=False,
+            priors=tuple(earlier) if round_then == "follow-up" else (),
+        )
+        exam = replace(
+            case,
+            exam_date=p.date,
+            screening_round=round_then,
+            exam_findings=ExamFindings(),
+            nodules=(then,),
+            warnings=(),
+        )
         try:
             a = assess_nodule(then, exam)
         except CaseError:
@@ -358,14 +493,17 @@ def previous_category(n: Nodule, case: Case, reasons: list[str]) -> tuple[str | 
             continue
         priors[i] = replace(p, lung_rads_category=a.category)
         derived_any = True
-        reasons.append(f"prior of {p.date} has no Lung-RADS category: Category {a.category} derived as a"
-                       f" {round_then} round ({a.rule})")
+        reasons.append(
+            f"prior of {p.date} has no Lung-RADS category: Category {a.category} derived as a"
+            f" {round_then} round ({a.rule})"
+        )
     for i in range(len(priors) - 1, -1, -1):
         cat = priors[i].lung_rads_category
         if cat not in (None, "0"):
             derived = derived_any and i > last
-            reasons.append(f"previous Lung-RADS category {cat} ({'derived' if derived else 'reported'},"
-                           f" {priors[i].date})")
+            reasons.append(
+                f"previous Lung-RADS category {cat} ({'derived' if derived else 'reported'}, {priors[i].date})"
+            )
             return cat, derived
     return None, False
 
@@ -379,11 +517,23 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
         reasons.append(f"size {size}")
     plain = "baseline" if case.screening_round == "baseline" and not n.priors else "new" if not n.priors else "stable"
     if n.cyst == "thin-walled":
-        return NoduleResult(n.id, None, plain, "Lung-RADS v2022: thin-walled unilocular cyst, not classified as"  # type: ignore[arg-type]
-                            " suspicious (INTERPRETATION Y1)", reasons=tuple(reasons))
+        return NoduleResult(
+            n.id,
+            None,
+            plain,
+            "Lung-RADS v2022: thin-walled unilocular cyst, not classified as"  # type: ignore[arg-type]
+            " suspicious (INTERPRETATION Y1)",
+            reasons=tuple(reasons),
+        )
     if n.cyst is not None and (n.cyst_fluid_containing or n.cyst_multiple) and n.cyst_change is None:
-        return NoduleResult(n.id, None, plain, "fluid-containing or multiple cysts: not classified unless other"  # type: ignore[arg-type]
-                            " concerning features are identified (INTERPRETATION Y1)", reasons=tuple(reasons))
+        return NoduleResult(
+            n.id,
+            None,
+            plain,
+            "fluid-containing or multiple cysts: not classified unless other"  # type: ignore[arg-type]
+            " concerning features are identified (INTERPRETATION Y1)",
+            reasons=tuple(reasons),
+        )
     status = plain
     growth: Growth | None = None
     cyst_grew = False
@@ -391,8 +541,12 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
         try:
             growth = _growth(n, case, path, reasons)
         except CaseError:
-            if not (n.benign_calcification or n.fat or n.proven_benign
-                    or n.airway in ("segmental-or-proximal", "segmental-or-proximal-secretions")):
+            if not (
+                n.benign_calcification
+                or n.fat
+                or n.proven_benign
+                or n.airway in ("segmental-or-proximal", "segmental-or-proximal-secretions")
+            ):
                 raise
             reasons.append("priors without comparable measurements: growth not assessed (it does not decide here)")
         if growth is not None:
@@ -427,18 +581,27 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
     else:
         row = category_row(facts)
     if row is None:
-        raise CaseError(path, f"no row of the Lung-RADS table applies to nodule {n.id!r} ({kind}, {status}"
-                        + (f", previous category {prev}" if status in STABLE else "") + ")")
+        raise CaseError(
+            path,
+            f"no row of the Lung-RADS table applies to nodule {n.id!r} ({kind}, {status}"
+            + (f", previous category {prev}" if status in STABLE else "")
+            + ")",
+        )
     category, rule = row.category, row.rule
     x = category_4x(category, n, case.exam_date, prev, row)
     if x is not None:
         reasons.append(f"{rule} -> {x}")
         category, rule = "4X", f"Lung-RADS v2022 Category 4X: {x} (from {row.rule})"
     return NoduleResult(
-        id=n.id, category=category, status=status, rule=rule,  # type: ignore[arg-type]
+        id=n.id,
+        category=category,
+        status=status,
+        rule=rule,  # type: ignore[arg-type]
         diameter_change_mm=growth.change_mm if growth is not None else None,
         comparison_date=growth.comparison if growth is not None else None,
-        previous_category=prev, previous_category_derived=derived, reasons=tuple(reasons),
+        previous_category=prev,
+        previous_category_derived=derived,
+        reasons=tuple(reasons),
     )
 
 
@@ -468,17 +631,24 @@ def exam_category(case: Case, nodules: list[NoduleResult]) -> tuple[str, str, st
     else:
         category, decisive = "1", None
         rule = "Lung-RADS v2022 Category 1: No lung nodules" + (
-            " (the only findings are not classified)" if nodules else "")
+            " (the only findings are not classified)" if nodules else ""
+        )
     findings = case.exam_findings
     if findings.suspicious_features and category in ("3", "4A", "4B"):
         category = "4X"
-        rule = (f"Lung-RADS v2022 Category 4X: Category {top.category} nodule {top.id} with additional imaging"
-                " findings that increase suspicion for lung cancer (exam_findings.suspicious_features)")
+        rule = (
+            f"Lung-RADS v2022 Category 4X: Category {top.category} nodule {top.id} with additional imaging"
+            " findings that increase suspicion for lung cancer (exam_findings.suspicious_features)"
+        )
     zero = _category0(findings)
     if zero is not None:
         if category in ("4B", "4X"):
-            return category, f"{zero[1]}, but nodule {decisive} is Category {category} (INTERPRETATION N0); {rule}", \
-                decisive, None
+            return (
+                category,
+                f"{zero[1]}, but nodule {decisive} is Category {category} (INTERPRETATION N0); {rule}",
+                decisive,
+                None,
+            )
         return "0", f"Lung-RADS v2022 Category 0: {zero[1]}", None, zero[0]
     return category, rule, decisive, None
 
@@ -493,28 +663,49 @@ def assess(case: Case) -> LungRadsAssessment:
     pet = False
     if category == "4A" and decisive is not None:
         n = next(x for x in case.nodules if x.id == decisive)
-        s = solid_component_size(n) if n.composition == "part-solid" else (
-            nodule_size(n) if n.composition == "solid" else None)
+        s = (
+            solid_component_size(n)
+            if n.composition == "part-solid"
+            else (nodule_size(n) if n.composition == "solid" else None)
+        )
         pet = s is not None and not s.below(T8)
-    management = management_for(category, case.exam_date, s_modifier=s_modifier,
-                                category0_months=findings.infection_follow_up_months if zero == "infection" else None,
-                                category0_reason=zero or "infection", pet_ct=pet)
+    management = management_for(
+        category,
+        case.exam_date,
+        s_modifier=s_modifier,
+        category0_months=findings.infection_follow_up_months if zero == "infection" else None,
+        category0_reason=zero or "infection",
+        pet_ct=pet,
+    )
     notes = []
     if findings.suspicious_features and category not in ("4X", "0"):
-        notes.append("exam_findings.suspicious_features: 4X applies to a Category 3 or 4 nodule; no nodule of this"
-                     " exam is Category 3 or 4 (INTERPRETATION X2)")
+        notes.append(
+            "exam_findings.suspicious_features: 4X applies to a Category 3 or 4 nodule; no nodule of this"
+            " exam is Category 3 or 4 (INTERPRETATION X2)"
+        )
     new = sum(1 for a in nodules if a.status == "new")
     if new > 6 and not findings.infection_or_inflammation:
-        notes.append(f"{new} new nodules: multiple (> 6) new nodules may suggest an inflammatory or infectious"
-                     " process (Category 0, reader's judgement)")
+        notes.append(
+            f"{new} new nodules: multiple (> 6) new nodules may suggest an inflammatory or infectious"
+            " process (Category 0, reader's judgement)"
+        )
     if s_modifier:
         notes.append("S: " + ("; ".join(s_findings) if s_findings else "actionable additional findings"))
     screen = "negative" if category in ("1", "2") else "positive" if category in ("3", "4A", "4B", "4X") else "neither"
     return LungRadsAssessment(
-        exam_date=case.exam_date, screening_round=case.screening_round, category=category, s_modifier=s_modifier,
-        s_findings=s_findings, descriptor=DESCRIPTORS[category], management=management.text,
-        follow_up_months=management.follow_up_months, due_date=management.due_date, rule=rule,
-        decisive_nodule_id=decisive, nodules=tuple(nodules), screen_result=screen,  # type: ignore[arg-type]
+        exam_date=case.exam_date,
+        screening_round=case.screening_round,
+        category=category,
+        s_modifier=s_modifier,
+        s_findings=s_findings,
+        descriptor=DESCRIPTORS[category],
+        management=management.text,
+        follow_up_months=management.follow_up_months,
+        due_date=management.due_date,
+        rule=rule,
+        decisive_nodule_id=decisive,
+        nodules=tuple(nodules),
+        screen_result=screen,  # type: ignore[arg-type]
         notes=tuple(notes),
     )
 

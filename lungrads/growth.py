@@ -91,18 +91,35 @@ def assess_growth(priors: Sequence[Point], current: Point) -> Growth:
         d = change_mm(p, current)
         months = months_between(p.date, current.date)
         if more_than(d, DIAMETER_LIMIT_MM):
-            return Growth("growing", p.date, d, months, f"mean diameter {d:+.1f} mm since {p.date} ({months:.1f}"
-                          " months): an increase of more than 1.5 mm within a 12-month period")
+            return Growth(
+                "growing",
+                p.date,
+                d,
+                months,
+                f"mean diameter {d:+.1f} mm since {p.date} ({months:.1f}"
+                " months): an increase of more than 1.5 mm within a 12-month period",
+            )
     first = measured[0]
     months = months_between(first.date, current.date)
     d = change_mm(first, current)
     if months > WINDOW_MONTHS + 1e-9 and more_than(d, DIAMETER_LIMIT_MM):
-        return Growth("slowly-growing", first.date, d, months, f"mean diameter {d:+.1f} mm since {first.date}"
-                      f" ({months:.1f} months), not > 1.5 mm within 12 months: slow growth")
+        return Growth(
+            "slowly-growing",
+            first.date,
+            d,
+            months,
+            f"mean diameter {d:+.1f} mm since {first.date}"
+            f" ({months:.1f} months), not > 1.5 mm within 12 months: slow growth",
+        )
     last = measured[-1]
     d = change_mm(last, current)
     months = months_between(last.date, current.date)
     if at_least(-d, DIAMETER_LIMIT_MM):
         return Growth("decreased", last.date, d, months, f"mean diameter {d:+.1f} mm since {last.date}: decreased")
-    return Growth("stable", last.date, d, months, f"mean diameter {d:+.1f} mm since {last.date}"
-                  f" ({months:.1f} months): stable (no increase of more than 1.5 mm)")
+    return Growth(
+        "stable",
+        last.date,
+        d,
+        months,
+        f"mean diameter {d:+.1f} mm since {last.date} ({months:.1f} months): stable (no increase of more than 1.5 mm)",
+    )

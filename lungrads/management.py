@@ -22,8 +22,10 @@ DESCRIPTORS: dict[str, str] = {
 }
 FOLLOW_UP_MONTHS: dict[str, int | None] = {"0": None, "1": 12, "2": 12, "3": 6, "4A": 3, "4B": None, "4X": None}
 PET_CT = "PET/CT may be considered if there is a >= 8 mm solid nodule or solid component"
-WORK_UP = ("Diagnostic chest CT with or without contrast; PET/CT may be considered if there is a >= 8 mm solid"
-           " nodule or solid component; tissue sampling; and/or referral for further clinical evaluation")
+WORK_UP = (
+    "Diagnostic chest CT with or without contrast; PET/CT may be considered if there is a >= 8 mm solid"
+    " nodule or solid component; tissue sampling; and/or referral for further clinical evaluation"
+)
 S_MANAGEMENT = "S: significant or potentially significant findings - as appropriate to the specific finding"
 
 
@@ -36,8 +38,15 @@ class Management:
     due_date: dt.date | None
 
 
-def management_for(category: str, exam_date: dt.date, *, s_modifier: bool = False, category0_months: int | None = None,
-                   category0_reason: str = "infection", pet_ct: bool = False) -> Management:
+def management_for(
+    category: str,
+    exam_date: dt.date,
+    *,
+    s_modifier: bool = False,
+    category0_months: int | None = None,
+    category0_reason: str = "infection",
+    pet_ct: bool = False,
+) -> Management:
     """Management of an exam of ``category`` on ``exam_date``.
 
     ``category0_reason``: "infection" (1-3 month LDCT, ``category0_months`` if the reader chose),

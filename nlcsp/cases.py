@@ -198,8 +198,9 @@ def _lung_rads_category(r: _Reader, key: str) -> str | None:
         return None
     text = str(value).strip().upper() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     if text not in LUNG_RADS_CATEGORIES:
-        raise CaseError(r.at(key), f"must be a Lung-RADS category {', '.join(LUNG_RADS_CATEGORIES)} or null"
-                        f" (got {value!r})")
+        raise CaseError(
+            r.at(key), f"must be a Lung-RADS category {', '.join(LUNG_RADS_CATEGORIES)} or null (got {value!r})"
+        )
     return text
 
 
@@ -212,8 +213,14 @@ def _strings(r: _Reader, key: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
-def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
-               extra_top_keys: frozenset[str] = frozenset(), extra_nodule_keys: frozenset[str] = frozenset()) -> Case:
+def parse_case(
+    obj: Any,
+    *,
+    strict: bool = False,
+    today: dt.date | None = None,
+    extra_top_keys: frozenset[str] = frozenset(),
+    extra_nodule_keys: frozenset[str] = frozenset(),
+) -> Case:
     """Validate a decoded ``noduled.case/2`` (or ``/1``) object and build the :class:`Case`.
 
     Raises :class:`CaseError` naming the field.  ``strict`` also rejects unknown keys and a
@@ -274,8 +281,15 @@ def parse_case(obj: Any, *, strict: bool = False, today: dt.date | None = None,
     return Case(exam_date, screening_round, participant, findings, tuple(nodules), tuple(warnings))  # type: ignore[arg-type]
 
 
-def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], strict: bool,
-                  prior_keys: set[str], extra_keys: frozenset[str]) -> Nodule:
+def _parse_nodule(
+    raw: Any,
+    i: int,
+    exam_date: dt.date,
+    warnings: list[str],
+    strict: bool,
+    prior_keys: set[str],
+    extra_keys: frozenset[str],
+) -> Nodule:
     path = f"nodules[{i}]"
     r = _Reader(raw, path, _NODULE_KEYS | extra_keys, warnings, strict)
     ident = r.get("id")
@@ -322,13 +336,22 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
             max_axial_diameter_mm=q.number("max_axial_diameter_mm"),
             lung_rads_category=_lung_rads_category(q, "lung_rads_category"),
         )
-        _plausible(q.path, prior.volume_mm3, prior.mean_diameter_mm, prior.solid_component_volume_mm3,
-                   prior.solid_component_mean_diameter_mm)
+        _plausible(
+            q.path,
+            prior.volume_mm3,
+            prior.mean_diameter_mm,
+            prior.solid_component_volume_mm3,
+            prior.solid_component_mean_diameter_mm,
+        )
         priors.append(prior)
     priors.sort(key=lambda p: p.date)
-    _plausible(path, r.number("volume_mm3"), r.number("mean_diameter_mm"),
-               r.number("solid_component_volume_mm3", positive=False),
-               r.number("solid_component_mean_diameter_mm", positive=False))
+    _plausible(
+        path,
+        r.number("volume_mm3"),
+        r.number("mean_diameter_mm"),
+        r.number("solid_component_volume_mm3", positive=False),
+        r.number("solid_component_mean_diameter_mm", positive=False),
+    )
     return Nodule(
         id=ident,
         composition=composition,  # type: ignore[arg-type]
@@ -354,15 +377,20 @@ def _parse_nodule(raw: Any, i: int, exam_date: dt.date, warnings: list[str], str
     )
 
 
-def _plausible(path: str, volume: float | None, diameter: float | None, solid_volume: float | None,
-               solid_diameter: float | None) -> None:
+def _plausible(
+    path: str, volume: float | None, diameter: float | None, solid_volume: float | None, solid_diameter: float | None
+) -> None:
     """A solid component is part of the nodule: it cannot be larger than the whole."""
-    for part, whole, unit in (("solid_component_volume_mm3", "volume_mm3", volume),
-                              ("solid_component_mean_diameter_mm", "mean_diameter_mm", diameter)):
+    for part, whole, unit in (
+        ("solid_component_volume_mm3", "volume_mm3", volume),
+        ("solid_component_mean_diameter_mm", "mean_diameter_mm", diameter),
+    ):
         value = solid_volume if part == "solid_component_volume_mm3" else solid_diameter
         if value is not None and unit is not None and value > unit:
-            raise CaseError(f"{path}.{part}", f"{path}.{part} ({value:g}) exceeds {whole} ({unit:g}):"
-                            " the solid component is part of the nodule")
+            raise CaseError(
+                f"{path}.{part}",
+                f"{path}.{part} ({value:g}) exceeds {whole} ({unit:g}): the solid component is part of the nodule",
+            )
         if value is not None and value < 0:
             raise CaseError(f"{path}.{part}", f"must be 0 or more (got {value:g})")
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, cast
+from typing import cast
 
 from nlcsp import growth as growth_mod
 from nlcsp import pancan
@@ -29,8 +30,7 @@ from nlcsp.cases import CaseError
 from nlcsp.common import Size, doubled_within_a_year, more_than
 from nlcsp.dates import months_between
 from nlcsp.management import DESCRIPTORS, FOLLOW_UP_MONTHS, management_for
-from nlcsp.types import (Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior,
-                         ScreeningRound)
+from nlcsp.types import Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior, ScreeningRound
 
 # Decision 1: volume thresholds when a volume is given, else the diameter in brackets.
 T4 = (34.0, 4.0)
@@ -204,93 +204,230 @@ def _pancan_band(low: float, high: float) -> Callable[[Facts], bool]:
 
 B = "Baseline table"
 BASELINE_TABLE: tuple[Row, ...] = (
-    Row("1", B, "Baseline nodule with PanCan risk < 1.5% excluding airway nodules and atypical pulmonary cysts",
-        _pancan_band(0.0, 1.5)),
-    Row("1", B, "Nodule with benign features: complete, central, popcorn, or concentric ring calcifications;"
-        " fat-containing (INTERPRETATION decision 5)", benign_features),
-    Row("1", B, "Juxtapleural nodule: < 524 mm3 (< 10 mm) AND solid; smooth margins; and oval, lentiform,"
-        " or triangular shape (note 9)", lambda f: f.kind == "juxtapleural"),
+    Row(
+        "1",
+        B,
+        "Baseline nodule with PanCan risk < 1.5% excluding airway nodules and atypical pulmonary cysts",
+        _pancan_band(0.0, 1.5),
+    ),
+    Row(
+        "1",
+        B,
+        "Nodule with benign features: complete, central, popcorn, or concentric ring calcifications;"
+        " fat-containing (INTERPRETATION decision 5)",
+        benign_features,
+    ),
+    Row(
+        "1",
+        B,
+        "Juxtapleural nodule: < 524 mm3 (< 10 mm) AND solid; smooth margins; and oval, lentiform,"
+        " or triangular shape (note 9)",
+        lambda f: f.kind == "juxtapleural",
+    ),
     Row("1", B + " / note 10b, 10c", "Airway: typical retained secretions", lambda f: f.kind == "airway-secretions"),
-    Row("2", B, "Baseline nodule with PanCan risk 1.5% to < 6% excluding airway nodules and atypical pulmonary cysts",
-        _pancan_band(1.5, 6.0)),
+    Row(
+        "2",
+        B,
+        "Baseline nodule with PanCan risk 1.5% to < 6% excluding airway nodules and atypical pulmonary cysts",
+        _pancan_band(1.5, 6.0),
+    ),
     Row("2", B, "Airway nodule, subsegmental (note 10b)", lambda f: f.kind == "airway-subsegmental"),
-    Row("3", B, "Baseline nodule with PanCan risk 6% to < 10% excluding airway nodules and atypical pulmonary cysts",
-        _pancan_band(6.0, 10.0)),
-    Row("4", B, "Baseline nodule with PanCan risk 10% to < 30% excluding airway nodules and atypical pulmonary cysts",
-        _pancan_band(10.0, 30.0)),
+    Row(
+        "3",
+        B,
+        "Baseline nodule with PanCan risk 6% to < 10% excluding airway nodules and atypical pulmonary cysts",
+        _pancan_band(6.0, 10.0),
+    ),
+    Row(
+        "4",
+        B,
+        "Baseline nodule with PanCan risk 10% to < 30% excluding airway nodules and atypical pulmonary cysts",
+        _pancan_band(10.0, 30.0),
+    ),
     Row("4", B, "Airway nodule, segmental or more proximal (note 10a)", lambda f: f.kind == "airway-segmental"),
-    Row("4", B, "Atypical pulmonary cyst: thick-walled cyst OR multilocular cyst (note 11b, 11c)",
-        lambda f: f.kind == "cyst"),
-    Row("5", B, "Baseline nodule with PanCan risk >= 30% excluding airway nodules and atypical pulmonary cysts",
-        _pancan_band(30.0, math.inf)),
+    Row(
+        "4",
+        B,
+        "Atypical pulmonary cyst: thick-walled cyst OR multilocular cyst (note 11b, 11c)",
+        lambda f: f.kind == "cyst",
+    ),
+    Row(
+        "5",
+        B,
+        "Baseline nodule with PanCan risk >= 30% excluding airway nodules and atypical pulmonary cysts",
+        _pancan_band(30.0, math.inf),
+    ),
 )
 
 F = "Follow-up table"
 FOLLOW_UP_TABLE: tuple[Row, ...] = (
     # Category 1 -- Very low risk -- 24-month LDCT
-    Row("1", F, "Previous Category 1 lesion that is stable or decreased in size",
-        lambda f: stable_or_decreased(f) and prev(f, "1")),
-    Row("1", F, "Previous Category 2 lesion that is stable or decreased in size over a period of 24 months or more",
-        lambda f: stable_or_decreased(f) and prev(f, "2") and stable_months(f) >= 24),
-    Row("1", F, "Nodule with benign features: complete, central, popcorn, or concentric ring calcifications;"
-        " fat-containing", benign_features),
+    Row(
+        "1",
+        F,
+        "Previous Category 1 lesion that is stable or decreased in size",
+        lambda f: stable_or_decreased(f) and prev(f, "1"),
+    ),
+    Row(
+        "1",
+        F,
+        "Previous Category 2 lesion that is stable or decreased in size over a period of 24 months or more",
+        lambda f: stable_or_decreased(f) and prev(f, "2") and stable_months(f) >= 24,
+    ),
+    Row(
+        "1",
+        F,
+        "Nodule with benign features: complete, central, popcorn, or concentric ring calcifications; fat-containing",
+        benign_features,
+    ),
     Row("1", F, "Solid nodule: new < 34 mm3 (< 4 mm)", lambda f: solid_nodule(f) and is_new(f) and below(f, T4)),
-    Row("1", F, "Lesion evident on pre-screening CT imaging, and stable or decreased over more than 24 months"
+    Row(
+        "1",
+        F,
+        "Lesion evident on pre-screening CT imaging, and stable or decreased over more than 24 months"
         " (excluding persistent segmental or more proximal airway nodules)",
-        lambda f: stable_or_decreased(f) and any(p.pre_screening for p in f.nodule.priors) and stable_months(f) > 24),
+        lambda f: stable_or_decreased(f) and any(p.pre_screening for p in f.nodule.priors) and stable_months(f) > 24,
+    ),
     Row("1", F + " / note 10b, 10c", "Airway: typical retained secretions", lambda f: f.kind == "airway-secretions"),
     # Category 2 -- Low risk -- 12-month LDCT
-    Row("2", F, "Previous Category 2 lesion that is stable or decreased in size over a period of less than 24 months",
-        lambda f: stable_or_decreased(f) and prev(f, "2") and stable_months(f) < 24),
-    Row("2", F, "Previous Category 3 lesion that is stable or decreased in size at 6-month follow-up LDCT",
-        lambda f: stable_or_decreased(f) and prev(f, "3")),
+    Row(
+        "2",
+        F,
+        "Previous Category 2 lesion that is stable or decreased in size over a period of less than 24 months",
+        lambda f: stable_or_decreased(f) and prev(f, "2") and stable_months(f) < 24,
+    ),
+    Row(
+        "2",
+        F,
+        "Previous Category 3 lesion that is stable or decreased in size at 6-month follow-up LDCT",
+        lambda f: stable_or_decreased(f) and prev(f, "3"),
+    ),
     Row("2", F, "Airway nodule, subsegmental - new", lambda f: f.kind == "airway-subsegmental" and is_new(f)),
-    Row("2", F, "Juxtapleural nodule: new < 524 mm3 (< 10 mm) AND solid; smooth margins; and oval, lentiform,"
-        " or triangular shape (note 9)", lambda f: f.kind == "juxtapleural" and is_new(f)),
-    Row("2", F, "Non-solid nodule (ground glass): < 14,137 mm3 (< 30 mm), new or growing",
-        lambda f: non_solid(f) and below(f, T30) and (is_new(f) or f.status in UP)),
-    Row("2", F, "Non-solid nodule (ground glass): >= 14,137 mm3 (>= 30 mm), slowly growing",
-        lambda f: non_solid(f) and is_slowly_growing(f)),
+    Row(
+        "2",
+        F,
+        "Juxtapleural nodule: new < 524 mm3 (< 10 mm) AND solid; smooth margins; and oval, lentiform,"
+        " or triangular shape (note 9)",
+        lambda f: f.kind == "juxtapleural" and is_new(f),
+    ),
+    Row(
+        "2",
+        F,
+        "Non-solid nodule (ground glass): < 14,137 mm3 (< 30 mm), new or growing",
+        lambda f: non_solid(f) and below(f, T30) and (is_new(f) or f.status in UP),
+    ),
+    Row(
+        "2",
+        F,
+        "Non-solid nodule (ground glass): >= 14,137 mm3 (>= 30 mm), slowly growing",
+        lambda f: non_solid(f) and is_slowly_growing(f),
+    ),
     # Category 3 -- Low to moderate risk -- 6-month LDCT
-    Row("3", F, "Previous Category 4 lesion (excluding persistent segmental or more proximal airway nodules)"
+    Row(
+        "3",
+        F,
+        "Previous Category 4 lesion (excluding persistent segmental or more proximal airway nodules)"
         " that is stable or decreased in size at 3-month follow-up LDCT",
-        lambda f: stable_or_decreased(f) and prev(f, "4")),
-    Row("3", F, "Atypical pulmonary cyst: growing cystic component (mean diameter) of a unilocular thick-walled cyst",
-        lambda f: cyst_change(f, "growing-cystic-component")
-        or (cyst_is(f, "thick-walled") and cyst_grew_without_detail(f))),
-    Row("3", F, "Solid nodule: new 34 to < 113 mm3 (4 mm to < 6 mm)",
-        lambda f: solid_nodule(f) and is_new(f) and below(f, T6)),
-    Row("3", F, "Part solid nodule: new < 113 mm3 (< 6 mm total mean diameter) (INTERPRETATION decision 2)",
-        lambda f: part_solid(f) and is_new(f) and below(f, T6) and (f.solid is None or f.solid.below(T4))),
-    Row("3", F, "Non-solid nodule (ground glass): >= 14,137 mm3 (>= 30 mm), new or growing",
-        lambda f: non_solid(f) and new_or_growing(f)),
+        lambda f: stable_or_decreased(f) and prev(f, "4"),
+    ),
+    Row(
+        "3",
+        F,
+        "Atypical pulmonary cyst: growing cystic component (mean diameter) of a unilocular thick-walled cyst",
+        lambda f: (
+            cyst_change(f, "growing-cystic-component") or (cyst_is(f, "thick-walled") and cyst_grew_without_detail(f))
+        ),
+    ),
+    Row(
+        "3",
+        F,
+        "Solid nodule: new 34 to < 113 mm3 (4 mm to < 6 mm)",
+        lambda f: solid_nodule(f) and is_new(f) and below(f, T6),
+    ),
+    Row(
+        "3",
+        F,
+        "Part solid nodule: new < 113 mm3 (< 6 mm total mean diameter) (INTERPRETATION decision 2)",
+        lambda f: part_solid(f) and is_new(f) and below(f, T6) and (f.solid is None or f.solid.below(T4)),
+    ),
+    Row(
+        "3",
+        F,
+        "Non-solid nodule (ground glass): >= 14,137 mm3 (>= 30 mm), new or growing",
+        lambda f: non_solid(f) and new_or_growing(f),
+    ),
     # Category 4 -- Moderate risk -- 3-month LDCT
-    Row("4", F, "Airway nodule, segmental or more proximal - new", lambda f: f.kind == "airway-segmental" and is_new(f)),
-    Row("4", F, "Atypical pulmonary cyst: newly multilocular cyst that was previously unilocular",
-        lambda f: cyst_change(f, "newly-multilocular")),
-    Row("4", F, "Atypical pulmonary cyst: new atypical pulmonary cyst of any morphology",
-        lambda f: f.kind == "cyst" and is_new(f)),
-    Row("4", F, "Solid nodule: growing < 268 mm3 (< 8 mm)", lambda f: solid_nodule(f) and is_growing(f) and below(f, T8)),
-    Row("4", F, "Solid nodule: new 113 to < 268 mm3 (6 to < 8 mm)",
-        lambda f: solid_nodule(f) and is_new(f) and below(f, T8)),
-    Row("4", F, "Part solid nodule: new or growing < 34 mm3 (< 4 mm) solid component",
-        lambda f: part_solid(f) and new_or_growing(f) and solid_below(f, T4)),
+    Row(
+        "4", F, "Airway nodule, segmental or more proximal - new", lambda f: f.kind == "airway-segmental" and is_new(f)
+    ),
+    Row(
+        "4",
+        F,
+        "Atypical pulmonary cyst: newly multilocular cyst that was previously unilocular",
+        lambda f: cyst_change(f, "newly-multilocular"),
+    ),
+    Row(
+        "4",
+        F,
+        "Atypical pulmonary cyst: new atypical pulmonary cyst of any morphology",
+        lambda f: f.kind == "cyst" and is_new(f),
+    ),
+    Row(
+        "4", F, "Solid nodule: growing < 268 mm3 (< 8 mm)", lambda f: solid_nodule(f) and is_growing(f) and below(f, T8)
+    ),
+    Row(
+        "4",
+        F,
+        "Solid nodule: new 113 to < 268 mm3 (6 to < 8 mm)",
+        lambda f: solid_nodule(f) and is_new(f) and below(f, T8),
+    ),
+    Row(
+        "4",
+        F,
+        "Part solid nodule: new or growing < 34 mm3 (< 4 mm) solid component",
+        lambda f: part_solid(f) and new_or_growing(f) and solid_below(f, T4),
+    ),
     # Category 5 -- High risk -- referral
     AIRWAY_PERSISTENT := Row(
-        "5", F, "Airway nodule, segmental or more proximal - stable or growing (note 10d: persists on follow-up)",
-        persistent_segmental_airway),
-    Row("5", F, "Atypical pulmonary cyst: thick-walled cyst with growing wall thickness/nodularity",
-        lambda f: cyst_change(f, "growing-wall")),
-    Row("5", F, "Atypical pulmonary cyst: growing multilocular cyst (mean diameter)",
-        lambda f: cyst_change(f, "growing-multilocular")
-        or (cyst_is(f, "multilocular") and cyst_grew_without_detail(f))),
-    Row("5", F, "Atypical pulmonary cyst: multilocular cyst with increased loculation or new/increased opacity"
-        " (nodular, ground glass, or consolidation)", lambda f: cyst_change(f, "increased-loculation-or-opacity")),
+        "5",
+        F,
+        "Airway nodule, segmental or more proximal - stable or growing (note 10d: persists on follow-up)",
+        persistent_segmental_airway,
+    ),
+    Row(
+        "5",
+        F,
+        "Atypical pulmonary cyst: thick-walled cyst with growing wall thickness/nodularity",
+        lambda f: cyst_change(f, "growing-wall"),
+    ),
+    Row(
+        "5",
+        F,
+        "Atypical pulmonary cyst: growing multilocular cyst (mean diameter)",
+        lambda f: (
+            cyst_change(f, "growing-multilocular") or (cyst_is(f, "multilocular") and cyst_grew_without_detail(f))
+        ),
+    ),
+    Row(
+        "5",
+        F,
+        "Atypical pulmonary cyst: multilocular cyst with increased loculation or new/increased opacity"
+        " (nodular, ground glass, or consolidation)",
+        lambda f: cyst_change(f, "increased-loculation-or-opacity"),
+    ),
     Row("5", F, "Solid nodule: new or growing >= 268 mm3 (>= 8 mm)", lambda f: solid_nodule(f) and new_or_growing(f)),
-    Row("5", F, "Part solid nodule: new or growing >= 34 mm3 (>= 4 mm) solid component",
-        lambda f: part_solid(f) and new_or_growing(f)),
-    Row("5", F, "Slowly growing solid or part solid nodule",
-        lambda f: (solid_nodule(f) or part_solid(f)) and is_slowly_growing(f)),
+    Row(
+        "5",
+        F,
+        "Part solid nodule: new or growing >= 34 mm3 (>= 4 mm) solid component",
+        lambda f: part_solid(f) and new_or_growing(f),
+    ),
+    Row(
+        "5",
+        F,
+        "Slowly growing solid or part solid nodule",
+        lambda f: (solid_nodule(f) or part_solid(f)) and is_slowly_growing(f),
+    ),
 )
 
 N7 = "Note 7 (stable against pre-NLCSP CT)"
@@ -299,16 +436,37 @@ NOTE_7_TABLE: tuple[Row, ...] = (
     Row("2", N7, "Any nodule stable for 9 to 24 months", lambda f: 9 <= stable_months(f) <= 24),
     Row("1", N7, "Stable for less than 9 months, previous Category 1", lambda f: prev(f, "1")),
     Row("2", N7, "Stable for less than 9 months, previous Category 2", lambda f: prev(f, "2")),
-    Row("2", N7, "Stable for less than 9 months, previous Category 3, stable for 6 or more months",
-        lambda f: prev(f, "3") and stable_months(f) >= 6),
-    Row("3", N7, "Stable for less than 9 months, previous Category 3, stable for less than 6 months",
-        lambda f: prev(f, "3")),
-    Row("3", N7, "Stable for less than 9 months, previous Category 4, stable for 3 or more months",
-        lambda f: prev(f, "4") and stable_months(f) >= 3),
-    Row("4", N7, "Stable for less than 9 months, previous Category 4, stable for less than 3 months",
-        lambda f: prev(f, "4")),
-    Row("5", N7, "Stable for less than 9 months, previous Category 5 or 6: consider referral unless stability is"
-        " strongly radiologically reassuring", lambda f: prev(f, "5", "6")),
+    Row(
+        "2",
+        N7,
+        "Stable for less than 9 months, previous Category 3, stable for 6 or more months",
+        lambda f: prev(f, "3") and stable_months(f) >= 6,
+    ),
+    Row(
+        "3",
+        N7,
+        "Stable for less than 9 months, previous Category 3, stable for less than 6 months",
+        lambda f: prev(f, "3"),
+    ),
+    Row(
+        "3",
+        N7,
+        "Stable for less than 9 months, previous Category 4, stable for 3 or more months",
+        lambda f: prev(f, "4") and stable_months(f) >= 3,
+    ),
+    Row(
+        "4",
+        N7,
+        "Stable for less than 9 months, previous Category 4, stable for less than 3 months",
+        lambda f: prev(f, "4"),
+    ),
+    Row(
+        "5",
+        N7,
+        "Stable for less than 9 months, previous Category 5 or 6: consider referral unless stability is"
+        " strongly radiologically reassuring",
+        lambda f: prev(f, "5", "6"),
+    ),
 )
 
 N16 = "Note 16 (delayed or missed scans)"
@@ -320,9 +478,11 @@ NOTE_16_TABLE: tuple[Row, ...] = (
 )
 
 PREVIOUS_5_6 = Row(
-    "5", "INTERPRETATION decision 3 (note 7)",
+    "5",
+    "INTERPRETATION decision 3 (note 7)",
     "Previous Category 5 or 6 lesion that is stable or decreased: consider referral unless stability is strongly"
-    " radiologically reassuring", lambda f: prev(f, "5", "6"),
+    " radiologically reassuring",
+    lambda f: prev(f, "5", "6"),
 )
 
 
@@ -458,7 +618,9 @@ def _pancan(n: Nodule, kind: str, case: Case, age_years: float, path: str) -> tu
         raise CaseError("participant.sex", f"is required for the PanCan risk of nodule {n.id!r} (note 3)")
     diameter = pancan_diameter_mm(n)
     if diameter is None:
-        raise CaseError(f"{path}.max_axial_diameter_mm", f"is required for the PanCan risk of nodule {n.id!r} (note 3a)")
+        raise CaseError(
+            f"{path}.max_axial_diameter_mm", f"is required for the PanCan risk of nodule {n.id!r} (note 3a)"
+        )
     count = nodule_count(case)
     risk = pancan.pancan_risk_pct(
         age_years=age_years,
@@ -486,12 +648,17 @@ def _derive_previous_category(n: Nodule, case: Case, path: str, reasons: list[st
     prior = next((p for p in reversed(n.priors) if p.volume_mm3 or p.mean_diameter_mm), None)
     if prior is None:
         raise CaseError(f"{path}.priors", f"no prior of nodule {n.id!r} has a category or a measurement")
-    as_then = replace(n, volume_mm3=prior.volume_mm3, mean_diameter_mm=prior.mean_diameter_mm,
-                      max_axial_diameter_mm=prior.max_axial_diameter_mm,
-                      composition=prior.composition or n.composition,
-                      solid_component_volume_mm3=prior.solid_component_volume_mm3,
-                      solid_component_mean_diameter_mm=prior.solid_component_mean_diameter_mm, cyst_change=None,
-                      priors=())
+    as_then = replace(
+        n,
+        volume_mm3=prior.volume_mm3,
+        mean_diameter_mm=prior.mean_diameter_mm,
+        max_axial_diameter_mm=prior.max_axial_diameter_mm,
+        composition=prior.composition or n.composition,
+        solid_component_volume_mm3=prior.solid_component_volume_mm3,
+        solid_component_mean_diameter_mm=prior.solid_component_mean_diameter_mm,
+        cyst_change=None,
+        priors=(),
+    )
     sink: list[str] = []
     size = nodule_size(as_then)
     kind = _kind(as_then, size, path, sink)
@@ -527,16 +694,31 @@ def _as_of(n: Nodule, case: Case, p: Prior, screening_round: str, priors: Iterab
     """The nodule and the exam as they were on the prior ``p``: its measurements (``noduled.case/2`` priors may
     carry composition, solid component and maximal axial diameter; never a cyst change), the participant's
     age then (INTERPRETATION C2)."""
-    then = replace(n, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm,
-                   max_axial_diameter_mm=p.max_axial_diameter_mm, composition=p.composition or n.composition,
-                   solid_component_volume_mm3=p.solid_component_volume_mm3,
-                   solid_component_mean_diameter_mm=p.solid_component_mean_diameter_mm, cyst_change=None,
-                   proven_benign=False, priors=tuple(priors))
+    then = replace(
+        n,
+        volume_mm3=p.volume_mm3,
+        mean_diameter_mm=p.mean_diameter_mm,
+        max_axial_diameter_mm=p.max_axial_diameter_mm,
+        composition=p.composition or n.composition,
+        solid_component_volume_mm3=p.solid_component_volume_mm3,
+        solid_component_mean_diameter_mm=p.solid_component_mean_diameter_mm,
+        cyst_change=None,
+        proven_benign=False,
+        priors=tuple(priors),
+    )
     age = case.participant.age_years
-    participant = replace(case.participant,
-                          age_years=age - (case.exam_date - p.date).days / 365.25 if age is not None else None)
-    exam = replace(case, exam_date=p.date, screening_round=cast(ScreeningRound, screening_round), participant=participant,
-                   exam_findings=ExamFindings(nodule_count=nodule_count(case)), nodules=(then,), warnings=())
+    participant = replace(
+        case.participant, age_years=age - (case.exam_date - p.date).days / 365.25 if age is not None else None
+    )
+    exam = replace(
+        case,
+        exam_date=p.date,
+        screening_round=cast(ScreeningRound, screening_round),
+        participant=participant,
+        exam_findings=ExamFindings(nodule_count=nodule_count(case)),
+        nodules=(then,),
+        warnings=(),
+    )
     return then, exam
 
 
@@ -553,8 +735,10 @@ def _derive_time_point(n: Nodule, case: Case, earlier: list[Prior], p: Prior) ->
     usable = [q for q in earlier if q.category is not None or _measured(q)]
     screening_before = any(not q.pre_screening for q in usable)
     if p.pre_screening and screening_before:
-        return p, (f"prior of {p.date}: a CT between screening rounds (pre_screening) is not a screening round;"
-                   " no category of its own (INTERPRETATION C2)")
+        return p, (
+            f"prior of {p.date}: a CT between screening rounds (pre_screening) is not a screening round;"
+            " no category of its own (INTERPRETATION C2)"
+        )
     fallback = None
     if p.pre_screening:  # note 7: "calculate PanCan risk and assign based on the pre-NLCSP CT"
         label = "pre-screening CT, baseline table (note 7)"
@@ -585,10 +769,19 @@ def _derive_time_point(n: Nodule, case: Case, earlier: list[Prior], p: Prior) ->
             steps = (*source.steps, step)
         elif source is not None:
             steps = (f"the Category {source.category} reported on {source.date}", step)
-    how = (f"prior of {p.date} never assessed: Category {a.category} derived as a {label}"
-           + (f" ({fallback})" if fallback else "") + f" by {a.rule}")
-    derived = _Derived(date=p.date, volume_mm3=p.volume_mm3, mean_diameter_mm=p.mean_diameter_mm,
-                       category=a.category, pre_screening=p.pre_screening, steps=steps)
+    how = (
+        f"prior of {p.date} never assessed: Category {a.category} derived as a {label}"
+        + (f" ({fallback})" if fallback else "")
+        + f" by {a.rule}"
+    )
+    derived = _Derived(
+        date=p.date,
+        volume_mm3=p.volume_mm3,
+        mean_diameter_mm=p.mean_diameter_mm,
+        category=a.category,
+        pre_screening=p.pre_screening,
+        steps=steps,
+    )
     return derived, how
 
 
@@ -621,8 +814,10 @@ def previous_category(n: Nodule, case: Case, path: str, reasons: list[str]) -> t
             continue
         assert p.category is not None
         if isinstance(p, _Derived):
-            reasons.append(f"previous Category {p.category} derived by assessing the prior time points in date"
-                           f" order: {' then '.join(p.steps)} (INTERPRETATION C2)")
+            reasons.append(
+                f"previous Category {p.category} derived by assessing the prior time points in date"
+                f" order: {' then '.join(p.steps)} (INTERPRETATION C2)"
+            )
             return p.category, True, p.date
         reasons.append(f"previous category {p.category} (reported on {p.date})")
         return p.category, False, p.date
@@ -647,8 +842,9 @@ def ggn_doubled_within_a_year(n: Nodule, exam_date: dt.date) -> dt.date | None:
     mean diameter) against a prior at most 365 days earlier (INTERPRETATION N13)."""
     if n.composition != "non-solid" or n.cyst is not None or n.airway is not None:
         return None
-    return doubled_within_a_year(exam_date, n.volume_mm3, n.mean_diameter_mm,
-                                 ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors))
+    return doubled_within_a_year(
+        exam_date, n.volume_mm3, n.mean_diameter_mm, ((p.date, p.volume_mm3, p.mean_diameter_mm) for p in n.priors)
+    )
 
 
 def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
@@ -662,13 +858,23 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     growth = None
     # ---- not classified (note 11a, 11g, 11h)
     if n.cyst == "thin-walled":
-        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), "Note 11a: thin-walled cyst (unilocular, uniform"
-                                " wall < 2 mm) is benign and not classified or managed in the NLCSP protocol",
-                                reasons=tuple(reasons))
+        return NoduleAssessment(
+            n.id,
+            None,
+            cast(GrowthStatus, _plain_status(n, case)),
+            "Note 11a: thin-walled cyst (unilocular, uniform"
+            " wall < 2 mm) is benign and not classified or managed in the NLCSP protocol",
+            reasons=tuple(reasons),
+        )
     if n.cyst is not None and (n.cyst_fluid_containing or n.cyst_multiple) and n.cyst_change is None:
         which = "11g: fluid-containing cyst" if n.cyst_fluid_containing else "11h: multiple cysts"
-        return NoduleAssessment(n.id, None, cast(GrowthStatus, _plain_status(n, case)), f"Note {which}, not classified in the NLCSP"
-                                " protocol unless other concerning features are identified", reasons=tuple(reasons))
+        return NoduleAssessment(
+            n.id,
+            None,
+            cast(GrowthStatus, _plain_status(n, case)),
+            f"Note {which}, not classified in the NLCSP protocol unless other concerning features are identified",
+            reasons=tuple(reasons),
+        )
 
     # ---- growth (note 6)
     if n.priors:
@@ -678,16 +884,20 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
             if not _growth_irrelevant(n):
                 raise
             growth = None
-            reasons.append("priors without comparable measurements: growth not assessed (it does not change the"
-                           " category of this nodule)")
+            reasons.append(
+                "priors without comparable measurements: growth not assessed (it does not change the"
+                " category of this nodule)"
+            )
         status = growth.status if growth is not None else _cyst_status(n)
         if n.cyst is not None and n.cyst_change in ("growing-cystic-component", "growing-wall", "growing-multilocular"):
             status = "growing"
             if growth is not None:  # the note-6 line said "stable": say what grew instead (note 11f)
                 delta = growth.change.diameter_change_mm or 0.0
-                reasons[-1] = (f"note 11f: cyst_change {n.cyst_change} is cyst growth ({_CYST_GROWTH[n.cyst_change]});"
-                               f" the mean diameter of the whole cyst changed {delta:+.1f} mm"
-                               f" since {growth.comparison.date}, which does not decide here: growing")
+                reasons[-1] = (
+                    f"note 11f: cyst_change {n.cyst_change} is cyst growth ({_CYST_GROWTH[n.cyst_change]});"
+                    f" the mean diameter of the whole cyst changed {delta:+.1f} mm"
+                    f" since {growth.comparison.date}, which does not decide here: growing"
+                )
         elif n.composition == "part-solid" and n.cyst is None and n.airway is None:
             solid_growth = _solid_component_growth(n, case, reasons)
             if solid_growth is not None:
@@ -713,8 +923,9 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         stable_since = growth.stable_since.date
         months = months_between(stable_since, case.exam_date)
         since_pre = growth.stable_since.pre_screening
-        reasons.append(f"stable or decreased since {stable_since} ({months:.1f} months"
-                       f"{', pre-screening CT' if since_pre else ''})")
+        reasons.append(
+            f"stable or decreased since {stable_since} ({months:.1f} months{', pre-screening CT' if since_pre else ''})"
+        )
     elif n.priors and status in STABLE:  # cyst without diameters: stable since the earliest prior
         stable_since = n.priors[0].date
         months = months_between(stable_since, case.exam_date)
@@ -726,8 +937,21 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
         except CaseError:
             if stepped and not _growth_irrelevant(n):
                 raise  # stepped management needs it; growth rows do not (only the G6 floor)
-    f = Facts(n, case.screening_round, status, kind, size, solid, risk, prev_cat, months, since_pre, case.exam_date,
-              derived, prev_date)
+    f = Facts(
+        n,
+        case.screening_round,
+        status,
+        kind,
+        size,
+        solid,
+        risk,
+        prev_cat,
+        months,
+        since_pre,
+        case.exam_date,
+        derived,
+        prev_date,
+    )
 
     decision = _decide(f, case, reasons)
     category = decision.category
@@ -737,8 +961,10 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleAssessment:
     if doubled is not None and category is not None and int(category) < 6 and not _growth_irrelevant(n):
         reasons.append(f"{rule} -> raised to Category 6 by note 13")
         category = "6"
-        rule = (f"Note 13, Category 6: a ground-glass nodule that doubles in size in one year"
-                f" (against the prior of {doubled})")
+        rule = (
+            f"Note 13, Category 6: a ground-glass nodule that doubles in size in one year"
+            f" (against the prior of {doubled})"
+        )
     change = growth.change if growth is not None else None
     return NoduleAssessment(
         id=n.id,
@@ -775,36 +1001,56 @@ def _solid_component_growth(
     solid component was 0) means the solid component is new.  None: no prior says (whole-nodule growth)."""
     if solid_component_size(n) is None:
         return None
-    told = [p for p in n.priors if p.composition == "non-solid" or p.solid_component_volume_mm3 is not None
-            or p.solid_component_mean_diameter_mm is not None]
+    told = [
+        p
+        for p in n.priors
+        if p.composition == "non-solid"
+        or p.solid_component_volume_mm3 is not None
+        or p.solid_component_mean_diameter_mm is not None
+    ]
     if not told:
         return None
     last = told[-1]
-    if last.composition == "non-solid" or not (last.solid_component_volume_mm3 or last.solid_component_mean_diameter_mm):
-        reasons.append(f"the solid component is new since the prior of {last.date} (no solid component then):"
-                       " growing solid component (INTERPRETATION G8)")
+    if last.composition == "non-solid" or not (
+        last.solid_component_volume_mm3 or last.solid_component_mean_diameter_mm
+    ):
+        reasons.append(
+            f"the solid component is new since the prior of {last.date} (no solid component then):"
+            " growing solid component (INTERPRETATION G8)"
+        )
         return "growing", None
-    scans = [growth_mod.Scan(p.date, p.solid_component_volume_mm3 or None, p.solid_component_mean_diameter_mm or None,
-                             p.pre_screening)
-             for p in told if p.solid_component_volume_mm3 or p.solid_component_mean_diameter_mm]
-    current = growth_mod.Scan(case.exam_date, n.solid_component_volume_mm3 or None,
-                              n.solid_component_mean_diameter_mm or None)
+    scans = [
+        growth_mod.Scan(
+            p.date, p.solid_component_volume_mm3 or None, p.solid_component_mean_diameter_mm or None, p.pre_screening
+        )
+        for p in told
+        if p.solid_component_volume_mm3 or p.solid_component_mean_diameter_mm
+    ]
+    current = growth_mod.Scan(
+        case.exam_date, n.solid_component_volume_mm3 or None, n.solid_component_mean_diameter_mm or None
+    )
     try:
         result = growth_mod.assess_growth([*scans, current])
     except growth_mod.MissingMeasurement as exc:
         reasons.append(f"solid component growth not measurable ({exc}): whole-nodule growth (INTERPRETATION G8)")
         return None
     reasons.extend(result.trajectory)
-    reasons.append(f"note 6 on the solid component (INTERPRETATION G8): {result.status} against"
-                   f" {result.comparison.date}: {result.change.reason}")
+    reasons.append(
+        f"note 6 on the solid component (INTERPRETATION G8): {result.status} against"
+        f" {result.comparison.date}: {result.change.reason}"
+    )
     return result.status, result
 
 
 def _growth_irrelevant(n: Nodule) -> bool:
     """Benign features (decision 5), secretions (10b, 10c), proven benign (note 14) and a persisting
     segmental airway nodule (10d) have the same category whatever the growth."""
-    return (n.benign_calcification or n.fat or n.proven_benign
-            or n.airway in ("subsegmental-secretions", "segmental-or-proximal-secretions", "segmental-or-proximal"))
+    return (
+        n.benign_calcification
+        or n.fat
+        or n.proven_benign
+        or n.airway in ("subsegmental-secretions", "segmental-or-proximal-secretions", "segmental-or-proximal")
+    )
 
 
 def _plain_status(n: Nodule, case: Case) -> str:
@@ -828,37 +1074,48 @@ def _growth(n: Nodule, case: Case, path: str, reasons: list[str]) -> growth_mod.
     ]
     current = growth_mod.Scan(case.exam_date, n.volume_mm3 if volumetry else None, n.mean_diameter_mm)
     if n.cyst is not None and (not scans or current.mean_diameter_mm is None):
-        reasons.append("cyst growth is judged on the mean diameter (note 11f); none given on both sides:"
-                       " status taken from cyst_change")
+        reasons.append(
+            "cyst growth is judged on the mean diameter (note 11f); none given on both sides:"
+            " status taken from cyst_change"
+        )
         return None
     if not scans:
-        raise CaseError(f"{path}.priors", f"no prior of nodule {n.id!r} has volume_mm3 or mean_diameter_mm;"
-                        " growth (note 6) cannot be assessed")
+        raise CaseError(
+            f"{path}.priors",
+            f"no prior of nodule {n.id!r} has volume_mm3 or mean_diameter_mm; growth (note 6) cannot be assessed",
+        )
     if current.volume_mm3 is None and current.mean_diameter_mm is None:
-        raise CaseError(f"{path}.volume_mm3", f"nodule {n.id!r} has priors but no volume_mm3 or mean_diameter_mm"
-                        " to compare (note 6)")
+        raise CaseError(
+            f"{path}.volume_mm3",
+            f"nodule {n.id!r} has priors but no volume_mm3 or mean_diameter_mm to compare (note 6)",
+        )
     try:
         result = growth_mod.assess_growth([*scans, current], volumetry=volumetry)
     except growth_mod.MissingMeasurement as exc:
         raise CaseError(f"{path}.priors", f"nodule {n.id!r}: {exc}") from None
     reasons.extend(result.trajectory)
-    reasons.append(f"note 6: {result.status} against {result.comparison.date}"
-                   f"{' (pre-screening CT)' if result.comparison.pre_screening else ''}: {result.change.reason}")
+    reasons.append(
+        f"note 6: {result.status} against {result.comparison.date}"
+        f"{' (pre-screening CT)' if result.comparison.pre_screening else ''}: {result.change.reason}"
+    )
     return result
 
 
 def _decide(f: Facts, case: Case, reasons: list[str]) -> Decision:
     n = f.nodule
     if n.proven_benign:
-        return Decision("1", "Note 14: lesion proven benign following appropriate evaluation; resume screening at"
-                        " 24-month LDCT")
+        return Decision(
+            "1", "Note 14: lesion proven benign following appropriate evaluation; resume screening at 24-month LDCT"
+        )
     if f.screening_round == "baseline":
         return _decide_baseline(f, reasons)
     return _decide_follow_up(f, reasons)
 
 
 def _decided(row: Row) -> Decision:
-    return Decision(row.category, row.rule, consider_referral=row.category == "5" and row in (PREVIOUS_5_6, NOTE_7_TABLE[-1]))
+    return Decision(
+        row.category, row.rule, consider_referral=row.category == "5" and row in (PREVIOUS_5_6, NOTE_7_TABLE[-1])
+    )
 
 
 def _decide_baseline(f: Facts, reasons: list[str]) -> Decision:
@@ -886,21 +1143,28 @@ def _decide_follow_up(f: Facts, reasons: list[str]) -> Decision:
     if f.status in STABLE:
         candidates = stepped_candidates(f)
         if not candidates:
-            raise CaseError(f.path, f"no row of the follow-up table applies to nodule {f.nodule.id!r}"
-                            f" ({f.kind}, {f.status})")
+            raise CaseError(
+                f.path, f"no row of the follow-up table applies to nodule {f.nodule.id!r} ({f.kind}, {f.status})"
+            )
         if len(candidates) > 1:
             reasons.append("candidates: " + "; ".join(r.rule for r in candidates) + " -> lowest (decision 3)")
         return _decided(_lowest(candidates))
     row = follow_up_category(f)
     if row is None:
-        raise CaseError(f.path, f"no row of the follow-up table applies to nodule {f.nodule.id!r} ({f.kind}, {f.status})")
+        raise CaseError(
+            f.path, f"no row of the follow-up table applies to nodule {f.nodule.id!r} ({f.kind}, {f.status})"
+        )
     decision = _decided(row)
     if f.status in UP and f.previous_category is not None and f.nodule.priors:
         # INTERPRETATION G6: growth never gives a lower category than stability would have
         last = f.nodule.priors[-1]
         assert f.exam_date is not None
-        twin = replace(f, status="stable", stable_months=months_between(last.date, f.exam_date),
-                       stable_since_pre_screening=last.pre_screening)
+        twin = replace(
+            f,
+            status="stable",
+            stable_months=months_between(last.date, f.exam_date),
+            stable_since_pre_screening=last.pre_screening,
+        )
         floor = stepped_candidates(twin)
         if prev(f, "5", "6"):
             floor.append(PREVIOUS_5_6)  # a previous Category 5/6 lesion that grows is never below 5
@@ -908,8 +1172,11 @@ def _decide_follow_up(f: Facts, reasons: list[str]) -> Decision:
             lowest = max(floor, key=lambda r: int(r.category)) if prev(f, "5", "6") else _lowest(floor)
             if int(lowest.category) > int(row.category):
                 reasons.append(f"growth row gives Category {row.category}, stability would give {lowest.category}")
-                return Decision(lowest.category, f"{row.rule}; not lower than the Category {lowest.category} it"
-                                " would have if stable (INTERPRETATION G6)")
+                return Decision(
+                    lowest.category,
+                    f"{row.rule}; not lower than the Category {lowest.category} it"
+                    " would have if stable (INTERPRETATION G6)",
+                )
     return decision
 
 
@@ -922,8 +1189,12 @@ def assess(case: Case) -> Assessment:
     for n in case.nodules:
         a = assess_nodule(n, case)
         derived = dict(derived_prior_categories(n, case))
-        if (a.previous_category_derived and a.previous_category_date is not None and a.previous_category is not None
-                and a.previous_category_date not in derived):
+        if (
+            a.previous_category_derived
+            and a.previous_category_date is not None
+            and a.previous_category is not None
+            and a.previous_category_date not in derived
+        ):
             derived[a.previous_category_date] = a.previous_category  # C2's last resort
         nodules.append(replace(a, derived_prior_categories=tuple(sorted(derived.items()))))
     category, rule, decisive, consider = exam_category(case, nodules)
@@ -938,8 +1209,10 @@ def assess(case: Case) -> Assessment:
     notes = []
     new_count = sum(1 for a in nodules if a.status == "new")
     if new_count > 6 and not findings.infection_or_inflammation:
-        notes.append(f"{new_count} new nodules: note 8a lists multiple new nodules (more than six) among findings"
-                     " that may suggest an infectious or inflammatory process (Category 0, reader's judgement)")
+        notes.append(
+            f"{new_count} new nodules: note 8a lists multiple new nodules (more than six) among findings"
+            " that may suggest an infectious or inflammatory process (Category 0, reader's judgement)"
+        )
     if findings.actionable_additional_findings:
         notes.append("Note 15: actionable additional findings (A) - describe with appropriate recommendations")
     screen = "negative" if category == "1" else "positive" if category in ("5", "6") else "neither"
@@ -980,14 +1253,28 @@ def exam_category(case: Case, nodules: list[NoduleAssessment]) -> tuple[str, str
     assert category is not None
     findings = case.exam_findings
     if findings.suspicious_features:
-        return ("6", f"{table}, Category 6: Further features or imaging findings that increase suspicion for lung"
-                " cancer (note 13)", None, False)
+        return (
+            "6",
+            f"{table}, Category 6: Further features or imaging findings that increase suspicion for lung"
+            " cancer (note 13)",
+            None,
+            False,
+        )
     if findings.infection_or_inflammation:
         if category in ("5", "6"):
-            return (category, f"Note 8b: findings suggest an infectious or inflammatory process, but nodule"
-                    f" {decisive} meets Category {category} criteria; {rule}", decisive, consider)
-        return ("0", f"{table}, Category 0: Findings suggestive of an inflammatory or infectious process (note 8a)",
-                None, False)
+            return (
+                category,
+                f"Note 8b: findings suggest an infectious or inflammatory process, but nodule"
+                f" {decisive} meets Category {category} criteria; {rule}",
+                decisive,
+                consider,
+            )
+        return (
+            "0",
+            f"{table}, Category 0: Findings suggestive of an inflammatory or infectious process (note 8a)",
+            None,
+            False,
+        )
     return category, rule, decisive, consider
 
 
@@ -998,8 +1285,7 @@ def explain(assessment: Assessment) -> str:
         f" Category {assessment.category}{' A' if assessment.additional_findings else ''}"
         f" - {assessment.descriptor}",
         f"  because: {assessment.rule}",
-        f"  management: {assessment.management}"
-        + (f" (due {assessment.due_date})" if assessment.due_date else ""),
+        f"  management: {assessment.management}" + (f" (due {assessment.due_date})" if assessment.due_date else ""),
     ]
     for note in assessment.notes:
         lines.append(f"  note: {note}")

@@ -79,7 +79,9 @@ def sphere_volume_mm3(diameter_mm: float) -> float:
 
 
 def doubled_within_a_year(
-    exam_date: dt.date, volume_mm3: float | None, mean_diameter_mm: float | None,
+    exam_date: dt.date,
+    volume_mm3: float | None,
+    mean_diameter_mm: float | None,
     priors: Iterable[tuple[dt.date, float | None, float | None]],
 ) -> dt.date | None:
     """The date of the first prior at most 365 days before ``exam_date`` against which the size at least

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast, Sequence
+from typing import Literal, cast
 
 from nlcsp.common import (
     DIAMETER_LIMIT_MM,
@@ -108,15 +109,30 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
             if vdt < VDT_LIMIT_DAYS:
                 status, rule = "growing", "increase > 25% and VDT < 600 days"
             elif intervals > 1:
-                status, rule = "slowly-growing", (
-                    f"increase > 25% and VDT >= 600 days, on more than one scan interval ({intervals})"
+                status, rule = (
+                    "slowly-growing",
+                    (f"increase > 25% and VDT >= 600 days, on more than one scan interval ({intervals})"),
                 )
             else:
-                status, rule = "stable", "increase > 25% and VDT >= 600 days over a single scan interval: not slow growth"
+                status, rule = (
+                    "stable",
+                    "increase > 25% and VDT >= 600 days over a single scan interval: not slow growth",
+                )
         else:
             status, rule = "stable", "change between -25% and +25%"
-        return Change(earlier, later, intervals, "volume", cast(Status, status), days, months, pct, vdt, dchange,
-                      f"{what}: {rule}")
+        return Change(
+            earlier,
+            later,
+            intervals,
+            "volume",
+            cast(Status, status),
+            days,
+            months,
+            pct,
+            vdt,
+            dchange,
+            f"{what}: {rule}",
+        )
     if dchange is None:
         raise MissingMeasurement(
             f"scans of {earlier.date} and {later.date} share no measurement"
@@ -137,8 +153,19 @@ def classify_change(earlier: Scan, later: Scan, intervals: int = 1, *, volumetry
             status, rule = "slowly-growing", "increase of more than 1.5 mm over more than 24 months"
     else:
         status, rule = "stable", "change between -1.5 mm and +1.5 mm"
-    return Change(earlier, later, intervals, "diameter", cast(Status, status), days, months, None, None, dchange,
-                  f"{what}: {rule}")
+    return Change(
+        earlier,
+        later,
+        intervals,
+        "diameter",
+        cast(Status, status),
+        days,
+        months,
+        None,
+        None,
+        dchange,
+        f"{what}: {rule}",
+    )
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,7 @@ CONSIDER_REFERRAL = (
     " unless stability is strongly radiologically reassuring"
 )
 ADDITIONAL_FINDINGS_MANAGEMENT = (
-    "Actionable additional findings: as appropriate to the specific finding"
-    " (NLCSP Additional Findings Guidelines)"
+    "Actionable additional findings: as appropriate to the specific finding (NLCSP Additional Findings Guidelines)"
 )
 
 FOLLOW_UP_MONTHS: dict[str, int | None] = {"0": None, "1": 24, "2": 12, "3": 6, "4": 3, "5": None, "6": None}

@@ -15,9 +15,7 @@ from typing import Literal
 ScreeningRound = Literal["baseline", "follow-up"]
 Sex = Literal["F", "M"]
 Composition = Literal["solid", "part-solid", "non-solid"]
-Airway = Literal[
-    "subsegmental", "subsegmental-secretions", "segmental-or-proximal", "segmental-or-proximal-secretions"
-]
+Airway = Literal["subsegmental", "subsegmental-secretions", "segmental-or-proximal", "segmental-or-proximal-secretions"]
 Cyst = Literal["thin-walled", "thick-walled", "multilocular"]
 CystChange = Literal[
     "growing-cystic-component",

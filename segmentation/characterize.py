@@ -32,7 +32,16 @@ FAT_HU = (-150.0, -30.0)
 JUXTAPLEURAL_MM = 1.0
 
 #: Characterization fields a reader may assert (names shared with dicom_sr.findings.ReaderAttributes)
-READER_FIELDS = ("composition", "benign_calcification", "fat", "juxtapleural", "perifissural", "airway", "cyst", "spiculated")
+READER_FIELDS = (
+    "composition",
+    "benign_calcification",
+    "fat",
+    "juxtapleural",
+    "perifissural",
+    "airway",
+    "cyst",
+    "spiculated",
+)
 
 
 def characterize(
@@ -113,7 +122,9 @@ def perifissural_shape(m: NoduleMeasurement) -> Characteristic:
     return Characteristic(bool(cue), "algorithm", 0.4)
 
 
-def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasurement, spacing_zyx: np.ndarray) -> dict[str, Any]:
+def pleura_and_lobe(
+    image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasurement, spacing_zyx: np.ndarray
+) -> dict[str, Any]:
     """Pleural distance, juxtapleural flag and approximate lobe from a whole-series lung mask."""
     lung = sitk.GetArrayViewFromImage(lung_mask)
     nm = m.mask
@@ -125,17 +136,23 @@ def pleura_and_lobe(image: sitk.Image, lung_mask: sitk.Image, m: NoduleMeasureme
     local_lung = np.asarray(lung[box], dtype=bool)
     nod = np.zeros(local_lung.shape, dtype=bool)
     off = np.array(nm.origin_index_zyx) - lo
-    nod[off[0] : off[0] + nm.shape_zyx[0], off[1] : off[1] + nm.shape_zyx[1], off[2] : off[2] + nm.shape_zyx[2]] = nm.mask
+    nod[off[0] : off[0] + nm.shape_zyx[0], off[1] : off[1] + nm.shape_zyx[1], off[2] : off[2] + nm.shape_zyx[2]] = (
+        nm.mask
+    )
     outside = ~(local_lung | nod)
     out: dict[str, Any] = {}
     if outside.any():
         dist = ndimage.distance_transform_edt(~outside, sampling=spacing_zyx)
         d_mm = max(float(dist[nod].min()) - 0.5 * float(spacing_zyx.min()), 0.0) if nod.any() else float("nan")
         out["pleural_distance_mm"] = Characteristic(round(d_mm, 2), "algorithm", 0.8)
-        out["juxtapleural"] = Characteristic(bool(d_mm <= JUXTAPLEURAL_MM), "algorithm", 0.8 if abs(d_mm - 1) > 1 else 0.6)
+        out["juxtapleural"] = Characteristic(
+            bool(d_mm <= JUXTAPLEURAL_MM), "algorithm", 0.8 if abs(d_mm - 1) > 1 else 0.6
+        )
     else:  # only lung within 25 mm of the nodule: far from the pleura (the distance is at least that)
         out["juxtapleural"] = Characteristic(False, "algorithm", 0.9)
-    lobe, conf = approximate_lobe(lung, np.array(image.TransformPhysicalPointToContinuousIndex(m.centroid_lps_mm)[::-1]), spacing_zyx, image)
+    lobe, conf = approximate_lobe(
+        lung, np.array(image.TransformPhysicalPointToContinuousIndex(m.centroid_lps_mm)[::-1]), spacing_zyx, image
+    )
     if lobe is not None:
         out["lobe"] = Characteristic(lobe, "algorithm", conf)
         out["upper_lobe"] = Characteristic(lobe in ("RUL", "LUL"), "algorithm", conf)
@@ -158,7 +175,6 @@ def approximate_lobe(
     if not z_up:
         h = 1 - h
     ys = np.flatnonzero(lung.any(axis=(0, 2)))
-    xs = np.flatnonzero(lung.any(axis=(0, 1)))
     a = (centroid_zyx[1] - ys.min()) / max(ys.max() - ys.min(), 1)  # 0 anterior .. 1 posterior
     if not y_post:
         a = 1 - a

@@ -198,9 +198,7 @@ def _slice_spacing(positions: np.ndarray, normal: np.ndarray, images: list[Datas
                 f"series {series_uid} has missing slices: about {gaps} slice(s) missing "
                 f"(slice spacing {nominal:.3g} mm and {other:.3g} mm)"
             )
-        raise SeriesError(
-            f"series {series_uid} has non-uniform slice spacing ({nominal:.3g} mm and {other:.3g} mm)"
-        )
+        raise SeriesError(f"series {series_uid} has non-uniform slice spacing ({nominal:.3g} mm and {other:.3g} mm)")
     # use the overall extent for the spacing: less rounding error than one step
     return float((positions[-1] - positions[0]) @ normal / (len(positions) - 1))
 

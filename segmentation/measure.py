@@ -57,7 +57,6 @@ def measure_nodule(
     plane = max(axes, key=lambda p: axes[p]["long_mm"])
     best = axes[plane]
     inside = hu[nodule.mask] if nodule.mask.any() else hu.ravel()
-    smoothed = smoothed_roi if smoothed_roi is not None else ndimage.gaussian_filter(hu, 0.6 / spacing_zyx)
     if nodule_hu is not None and nodule_hu >= solid_threshold_hu:
         solid_volume = float(weights.sum() * voxel_mm3)
         solid_mean = 0.5 * (best["long_mm"] + best["short_mm"])
@@ -153,7 +152,10 @@ def scale_axes(axes: dict[Plane, dict[str, Any]], factor: float) -> dict[Plane, 
         for key in ("long_ends", "short_ends"):
             p, q = np.array(a[key][0]), np.array(a[key][1])
             mid = 0.5 * (p + q)
-            b[key] = (tuple(float(v) for v in mid + (p - mid) * factor), tuple(float(v) for v in mid + (q - mid) * factor))
+            b[key] = (
+                tuple(float(v) for v in mid + (p - mid) * factor),
+                tuple(float(v) for v in mid + (q - mid) * factor),
+            )
         out[plane] = b
     return out
 

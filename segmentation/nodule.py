@@ -191,8 +191,13 @@ def segment_nodule(
         smoothed_roi=result.smoothed[offset],
         nodule_hu=result.nodule_hu,
     )
-    _diagnostics.last = {"threshold_hu": result.threshold_hu, "lung_hu": result.lung_hu, "nodule_hu": result.nodule_hu,
-                         "extent_ratio": flags.get("extent_ratio"), "reseed_change": reseed_change}
+    _diagnostics.last = {
+        "threshold_hu": result.threshold_hu,
+        "lung_hu": result.lung_hu,
+        "nodule_hu": result.nodule_hu,
+        "extent_ratio": flags.get("extent_ratio"),
+        "reseed_change": reseed_change,
+    }
     return replace(measured, readers_volume_mm3=readers_mm3)
 
 
@@ -219,8 +224,10 @@ def _segment_from(
         try:
             result = segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
         except NoNoduleAtSeed as exc:
-            if half_mm == ROI_HALF_SIZES_MM[-1] or _box_is_whole_image(box, hu.shape) or not getattr(
-                exc, "retry_larger", False
+            if (
+                half_mm == ROI_HALF_SIZES_MM[-1]
+                or _box_is_whole_image(box, hu.shape)
+                or not getattr(exc, "retry_larger", False)
             ):
                 raise NoNoduleAtSeed(f"{_where(seed)}: {exc}") from None
             continue
@@ -313,7 +320,11 @@ def segment_roi(
         mixed = SOLID_HU < level < MIXED_LEVEL_HU  # seed at a solid core's edge: core and glass averaged
         if halo_seen or mixed:
             # a ground-glass component?  accept it only if the grown region's outer layer is a real plateau
-            trial_threshold = lung_hu + 0.5 * (cast(float, halo) - lung_hu) if halo_seen else lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
+            trial_threshold = (
+                lung_hu + 0.5 * (cast(float, halo) - lung_hu)
+                if halo_seen
+                else lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
+            )
             trial = grow_region(smoothed, trial_threshold, start, spacing_zyx, closed_lung, dict(flags))
             trial_level = nodule_level(roi_hu, smoothed, trial, spacing_zyx, trial_threshold)
             plateau = trial_level - lung_hu <= 0.45 * (max(level, SOLID_TISSUE_HU) - lung_hu)
@@ -355,7 +366,9 @@ def segment_roi(
         )
     # a nodule thinner than the blur has no plateau: a sub-solid level may be a solid nodule's blurred peak
     # (a 3 mm solid nodule reads -300 to -650 HU), and the volume then comes out 1.5-4 times too large
-    flags["too_small_for_volumetry"] = bool(nodule_hu < SOLID_HU and float(_depth(mask, spacing_zyx).max()) < MIN_PLATEAU_DEPTH_MM)
+    flags["too_small_for_volumetry"] = bool(
+        nodule_hu < SOLID_HU and float(_depth(mask, spacing_zyx).max()) < MIN_PLATEAU_DEPTH_MM
+    )
     cut_weight = None
     if flags.get("juxtapleural_cut_applied"):
         refined = refine_pleural_cut(smoothed > threshold, air_like, closed_lung, mask, start, spacing_zyx)
@@ -413,7 +426,9 @@ def grow_region(
     if not dense[start]:  # the seed sits in the blurred rim: start from the nearest dense voxel
         near = _nearest_true(dense, start)
         if near is None or np.linalg.norm((np.array(near) - start) * spacing_zyx) > SEED_SEARCH_RADIUS_MM:
-            raise NoNoduleAtSeed(f"nothing denser than {threshold:.0f} HU within {SEED_SEARCH_RADIUS_MM:.0f} mm of the seed")
+            raise NoNoduleAtSeed(
+                f"nothing denser than {threshold:.0f} HU within {SEED_SEARCH_RADIUS_MM:.0f} mm of the seed"
+            )
         start = near
     region = connected_at(dense & closed_lung, start)
     if region is None:
@@ -507,8 +522,14 @@ def parenchyma_level(smoothed: np.ndarray) -> float | None:
     centres = 0.5 * (edges[:-1] + edges[1:])
     top = float(counts.max())
     padded = np.concatenate([[-1.0], counts, [-1.0]])
-    peaks = [k for k in range(len(counts)) if padded[k + 1] >= padded[k] and padded[k + 1] > padded[k + 2]
-             and counts[k] >= LUNG_PEAK_SHARE * top and centres[k] > AIR_HU]
+    peaks = [
+        k
+        for k in range(len(counts))
+        if padded[k + 1] >= padded[k]
+        and padded[k + 1] > padded[k + 2]
+        and counts[k] >= LUNG_PEAK_SHARE * top
+        and centres[k] > AIR_HU
+    ]
     if not peaks:
         return float(centres[int(np.argmax(counts))])
     return float(centres[min(peaks)])
@@ -686,7 +707,9 @@ def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
     if dilated.all():
         return np.ones_like(lung_side)
     closed = ndimage.distance_transform_edt(dilated, sampling=sp) > radius_mm - CLOSING_SLACK * float(sp.max())
-    closed = closed[pad[0] : pad[0] + coarse.shape[0], pad[1] : pad[1] + coarse.shape[1], pad[2] : pad[2] + coarse.shape[2]]
+    closed = closed[
+        pad[0] : pad[0] + coarse.shape[0], pad[1] : pad[1] + coarse.shape[1], pad[2] : pad[2] + coarse.shape[2]
+    ]
     if closed.shape != lung_side.shape:
         zoom = np.array(lung_side.shape) / np.array(closed.shape)
         closed = ndimage.zoom(closed.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest") > 0.5
@@ -694,7 +717,9 @@ def close_lung(lung_side: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
     return cast(np.ndarray, closed | lung_side)
 
 
-def lung_side_of(air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray:
+def lung_side_of(
+    air_like: np.ndarray, lung_roi: np.ndarray | None, start: tuple[int, ...], spacing_zyx: np.ndarray
+) -> np.ndarray:
     """The lung around the nodule: air-like components that are lung, never the air outside the body.
 
     A large ROI at the lung's edge reaches through the chest wall to the air
@@ -923,13 +948,21 @@ def _quality(flags: dict[str, Any]) -> MeasurementQuality:
     if flags.get("possible_leak"):
         reasons.append("segmentation may leak into adjacent structures")
     if flags.get("seed_dependent"):
-        reasons.append("re-segmented from the nodule's centre, the volume changes by more than "
-                       f"{100 * RESEED_DISAGREEMENT:.0f} %: volume depends on the seed")
+        reasons.append(
+            "re-segmented from the nodule's centre, the volume changes by more than "
+            f"{100 * RESEED_DISAGREEMENT:.0f} %: volume depends on the seed"
+        )
     if flags.get("too_small_for_volumetry"):
-        reasons.append("nodule under about 4 mm thick whose attenuation cannot be told from partial volume:"
-                       " volume unreliable")
-    unreliable = bool(flags.get("touches_roi_edge") or flags.get("cut_by_field_of_view") or flags.get("possible_leak")
-                      or flags.get("too_small_for_volumetry") or flags.get("seed_dependent"))
+        reasons.append(
+            "nodule under about 4 mm thick whose attenuation cannot be told from partial volume: volume unreliable"
+        )
+    unreliable = bool(
+        flags.get("touches_roi_edge")
+        or flags.get("cut_by_field_of_view")
+        or flags.get("possible_leak")
+        or flags.get("too_small_for_volumetry")
+        or flags.get("seed_dependent")
+    )
     return MeasurementQuality(
         touches_roi_edge=bool(flags.get("touches_roi_edge")),
         cut_by_field_of_view=bool(flags.get("cut_by_field_of_view")),

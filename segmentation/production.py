@@ -13,7 +13,6 @@ import SimpleITK as sitk
 
 from segmentation.types import NoduleMeasurement
 
-
 #: an image narrower than this (mm, in-plane) cannot hold a chest: it is a crop without lung context
 MIN_CHEST_WIDTH_MM = 150.0
 

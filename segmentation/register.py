@@ -27,8 +27,9 @@ Pure computation: no I/O.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -84,8 +85,9 @@ class Registration:
         p = self.transform.TransformPoint(tuple(float(v) for v in point_lps_mm))
         return (float(p[0]), float(p[1]), float(p[2]))
 
-    def prior_to_current(self, point_lps_mm: Sequence[float], *, tolerance_mm: float = 1e-3,
-                         max_iterations: int = 50) -> Vec3:
+    def prior_to_current(
+        self, point_lps_mm: Sequence[float], *, tolerance_mm: float = 1e-3, max_iterations: int = 50
+    ) -> Vec3:
         """Map a point of the prior study (LPS mm) into the current study (inverse of :meth:`current_to_prior`).
 
         Solves ``current_to_prior(x) == point`` by Newton iteration with the
@@ -112,8 +114,10 @@ class Registration:
         for j in range(3):
             d = np.zeros(3)
             d[j] = h_mm
-            jac[:, j] = (np.asarray(self.transform.TransformPoint(tuple(x + d)))
-                         - np.asarray(self.transform.TransformPoint(tuple(x - d)))) / (2 * h_mm)
+            jac[:, j] = (
+                np.asarray(self.transform.TransformPoint(tuple(x + d)))
+                - np.asarray(self.transform.TransformPoint(tuple(x - d)))
+            ) / (2 * h_mm)
         return jac
 
 
@@ -171,8 +175,7 @@ def register(
 
     transforms: list[sitk.Transform] = [rigid, affine]
     if deformable:
-        mesh = [max(1, int(round(sz * sp / BSPLINE_GRID_MM)))
-                for sz, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
+        mesh = [max(1, int(round(sz * sp / BSPLINE_GRID_MM))) for sz, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
         bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
         bspline, metric = _run(fixed, moving, fixed_mask, moving_mask, bspline, linear, kind="bspline")
         transforms.append(bspline)
@@ -184,8 +187,13 @@ def register(
             f"registration failed: only {overlap:.0%} of the current lung maps into the prior lung "
             f"(at least {MIN_LUNG_OVERLAP:.0%} expected); the studies may not show the same region"
         )
-    return Registration(transform=composite, metric_value=float(metric), stages=tuple(stages),
-                        seconds=time.perf_counter() - t0, lung_overlap=float(overlap))
+    return Registration(
+        transform=composite,
+        metric_value=float(metric),
+        stages=tuple(stages),
+        seconds=time.perf_counter() - t0,
+        lung_overlap=float(overlap),
+    )
 
 
 def _working_image(image: sitk.Image, which: str) -> sitk.Image:
@@ -256,8 +264,7 @@ def _initial_rigid(
     translation-only registration at the coarsest level.
     """
     centre = _centre_of_mass(fixed_lungs)
-    offsets = [np.zeros(3), _field_centre(moving) - _field_centre(fixed),
-               _centre_of_mass(moving_lungs) - centre]
+    offsets = [np.zeros(3), _field_centre(moving) - _field_centre(fixed), _centre_of_mass(moving_lungs) - centre]
     best = None
     for offset in offsets:
         if _box_overlap(fixed, moving, offset) < 0.2:
@@ -285,8 +292,12 @@ def _box_overlap(fixed: sitk.Image, moving: sitk.Image, offset: np.ndarray) -> f
 
     def box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
         size = np.asarray(image.GetSize(), dtype=float)
-        corners = np.array([image.TransformContinuousIndexToPhysicalPoint(tuple(c * (size - 1)))
-                            for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T])
+        corners = np.array(
+            [
+                image.TransformContinuousIndexToPhysicalPoint(tuple(c * (size - 1)))
+                for c in np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T
+            ]
+        )
         return corners.min(axis=0), corners.max(axis=0)
 
     f_lo, f_hi = box(fixed)
@@ -321,22 +332,32 @@ def _run(
     if kind == "translation":
         reg.SetShrinkFactorsPerLevel([2])
         reg.SetSmoothingSigmasPerLevel([2.0])
-        reg.SetOptimizerAsRegularStepGradientDescent(learningRate=4.0, minStep=0.5, numberOfIterations=40,
-                                                     gradientMagnitudeTolerance=1e-6)
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=4.0, minStep=0.5, numberOfIterations=40, gradientMagnitudeTolerance=1e-6
+        )
         reg.SetOptimizerScalesFromPhysicalShift()
     elif kind in ("rigid", "affine"):
         reg.SetShrinkFactorsPerLevel([2, 1])
         reg.SetSmoothingSigmasPerLevel([2.0, 0.0])
-        reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.02, numberOfIterations=100,
-                                                     gradientMagnitudeTolerance=1e-6, relaxationFactor=0.6)
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=2.0,
+            minStep=0.02,
+            numberOfIterations=100,
+            gradientMagnitudeTolerance=1e-6,
+            relaxationFactor=0.6,
+        )
         reg.SetOptimizerScalesFromPhysicalShift()
     else:  # bspline
         reg.SetShrinkFactorsPerLevel([1])
         reg.SetSmoothingSigmasPerLevel([0.0])
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         reg.SetMetricSamplingPercentage(min(0.15, MAX_METRIC_SAMPLES / 4 / n_mask), seed=20240212)  # fixed seed
-        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-4, numberOfIterations=8,
-                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=16)
+        reg.SetOptimizerAsLBFGSB(
+            gradientConvergenceTolerance=1e-4,
+            numberOfIterations=8,
+            maximumNumberOfCorrections=5,
+            maximumNumberOfFunctionEvaluations=16,
+        )
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     if moving_initial is not None:
         reg.SetMovingInitialTransform(moving_initial)
@@ -456,7 +477,7 @@ def _candidate_points(image: sitk.Image, seed: np.ndarray, radius_mm: float) -> 
     hi = np.minimum(np.ceil(c_zyx).astype(int) + half + 1, size_zyx)
     if np.any(hi <= lo):
         return []
-    arr = sitk.GetArrayViewFromImage(image)[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+    arr = sitk.GetArrayViewFromImage(image)[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
     smooth = ndimage.gaussian_filter(arr, sigma=1.0 / spacing_zyx)
     footprint = np.maximum(1, np.round(SEARCH_STEP_MM / spacing_zyx)).astype(int) * 2 + 1
     peaks = (smooth == ndimage.maximum_filter(smooth, size=tuple(footprint))) & (smooth > CANDIDATE_MIN_HU)
@@ -467,8 +488,9 @@ def _candidate_points(image: sitk.Image, seed: np.ndarray, radius_mm: float) -> 
     keep = dist <= radius_mm
     idx, dist = idx[keep], dist[keep]
     order = np.argsort(dist, kind="stable")[:MAX_CANDIDATES]
-    return [np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in idx[i][::-1])))
-            for i in order]
+    return [
+        np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in idx[i][::-1]))) for i in order
+    ]
 
 
 # --------------------------------------------------------------------------- matching

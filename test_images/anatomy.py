@@ -132,8 +132,15 @@ def vessel_tree(rng: np.random.Generator, *, min_radius_mm: float = 0.5) -> list
     roots = []
     for side, sx in (("R", -1.0), ("L", 1.0)):
         hilum = np.array([sx * 38.0, 5.0, -5.0])
-        for d in ([sx * 0.7, -0.5, 0.6], [sx * 0.8, 0.2, -0.5], [sx * 0.6, 0.6, 0.1], [sx * 0.6, -0.7, -0.3],
-                  [sx * 0.5, 0.3, 0.8], [sx * 0.5, 0.5, -0.8], [sx * 0.9, -0.2, 0.1]):
+        for d in (
+            [sx * 0.7, -0.5, 0.6],
+            [sx * 0.8, 0.2, -0.5],
+            [sx * 0.6, 0.6, 0.1],
+            [sx * 0.6, -0.7, -0.3],
+            [sx * 0.5, 0.3, 0.8],
+            [sx * 0.5, 0.5, -0.8],
+            [sx * 0.9, -0.2, 0.1],
+        ):
             roots.append((side, hilum, np.asarray(d) / np.linalg.norm(d), 3.0))
 
     def grow(side, p, d, r, depth):
@@ -211,8 +218,12 @@ def _spine_inside(p):
 def _mediastinum_inside(p):
     """Mediastinal fat between the lungs (the lungs, heart and vessels are painted over it)."""
     x, y, z = _xyz(p)
-    return ((x / 38.0) ** 2 + ((y + 5.0) / 68.0) ** 2 < 1.0) & (z > -130.0) & (z < 90.0) & \
-        ~(x**2 + (y - SPINE_C[1]) ** 2 < 22.0**2)
+    return (
+        ((x / 38.0) ** 2 + ((y + 5.0) / 68.0) ** 2 < 1.0)
+        & (z > -130.0)
+        & (z < 90.0)
+        & ~(x**2 + (y - SPINE_C[1]) ** 2 < 22.0**2)
+    )
 
 
 def _heart_inside(p, grow: float = 0.0):
@@ -278,14 +289,17 @@ class Chest:
             if ke <= ks:
                 return None
             return (slice(ks, ke), b[1], b[2])
+
         n_r = np.array([0.0, -OBLIQUE_SLOPE, 1.0]) / np.hypot(1.0, OBLIQUE_SLOPE)
         fissures = [  # thin sheets (0.4 mm), each restricted to its lung (sdf of the intersection, approx.)
-            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["R"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
-                                 p[..., 0]),
-            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["L"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2,
-                                 -p[..., 0]),
-            lambda p: np.maximum(np.maximum(np.abs(p[..., 2] - HORIZONTAL_Z) - 0.2,
-                                            (OBLIQUE_Z0["R"] + OBLIQUE_SLOPE * p[..., 1]) - p[..., 2]), p[..., 0]),
+            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["R"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2, p[..., 0]),
+            lambda p: np.maximum(np.abs((p[..., 2] - OBLIQUE_Z0["L"]) * n_r[2] + p[..., 1] * n_r[1]) - 0.2, -p[..., 0]),
+            lambda p: np.maximum(
+                np.maximum(
+                    np.abs(p[..., 2] - HORIZONTAL_Z) - 0.2, (OBLIQUE_Z0["R"] + OBLIQUE_SLOPE * p[..., 1]) - p[..., 2]
+                ),
+                p[..., 0],
+            ),
         ]
         cache: dict = {}
         for k0 in range(0, nz, slab):
@@ -318,11 +332,24 @@ class Chest:
                     region[sel] += f * (FISSURE_HU - region[sel])
 
         airways = airway_segments()
-        segs = [(s, 0.0, SOFT_HU) for s in airways] + [(s, 1.5, AIR_HU) for s in airways] + \
-            [(s, 0.0, BLOOD_HU) for s in self.vessels]
+        segs = (
+            [(s, 0.0, SOFT_HU) for s in airways]
+            + [(s, 1.5, AIR_HU) for s in airways]
+            + [(s, 0.0, BLOOD_HU) for s in self.vessels]
+        )
         ends_body = np.array([[s.p0, s.p1] for s, _, _ in segs], dtype=float)  # (n, 2, 3)
         ends_scan = ends_body if point_map is None else motion.to_scan(ends_body)  # one batched inversion
         for (s, dr, value), (p0, p1) in zip(segs, ends_scan):
-            paint_segment(hu, grid, p0, p1, s.r0 - dr, s.r1 - dr, value, point_map=point_map,
-                          margin_mm=2.0, sdf_points=(s.p0, s.p1))
+            paint_segment(
+                hu,
+                grid,
+                p0,
+                p1,
+                s.r0 - dr,
+                s.r1 - dr,
+                value,
+                point_map=point_map,
+                margin_mm=2.0,
+                sdf_points=(s.p0, s.p1),
+            )
         return hu

@@ -76,72 +76,131 @@ _MOTIONS = [
 def case_specs() -> dict[str, CaseSpec]:
     """All named cases."""
     c: dict[str, CaseSpec] = {}
-    c["solid-sizes"] = CaseSpec("solid-sizes", "solid spheres and ellipsoids 3-30 mm", [
-        NoduleSpec("N1", "solid", 3.0, "RUL"),
-        NoduleSpec("N2", "solid", 6.0, "RUL", params={"elongation": 1.0}),
-        NoduleSpec("N3", "solid", 8.0, "RLL", params={"elongation": 1.4}),
-        NoduleSpec("N4", "solid", 12.0, "RML"),
-        NoduleSpec("N5", "solid", 20.0, "RLL", params={"elongation": 1.3}),
-        NoduleSpec("N6", "solid", 30.0, "RUL"),
-    ])
-    c["juxtavascular"] = CaseSpec("juxtavascular", "solid nodules touching or crossed by 1-3 mm vessels", [
-        NoduleSpec("N1", "juxtavascular", 7.0, "RUL", params={"n_vessels": 1, "vessel_radius_mm": 0.8}),
-        NoduleSpec("N2", "juxtavascular", 10.0, "RLL", params={"n_vessels": 2, "vessel_radius_mm": 1.2}),
-        NoduleSpec("N3", "juxtavascular", 5.0, "RML", params={"n_vessels": 1, "vessel_radius_mm": 0.6}),
-    ])
-    c["juxtapleural"] = CaseSpec("juxtapleural", "nodules with broad pleural contact and perifissural nodules", [
-        NoduleSpec("N1", "juxtapleural", 8.0, "RUL"),
-        NoduleSpec("N2", "juxtapleural", 14.0, "RLL", params={"elongation": 1.3}),
-        NoduleSpec("N3", "perifissural", 6.0, "RLL"),
-    ])
-    c["ggn"] = CaseSpec("ggn", "non-solid (ground-glass) nodules 8-35 mm", [
-        NoduleSpec("N1", "ggn", 9.0, "LUL"),
-        NoduleSpec("N2", "ggn", 18.0, "LLL"),
-        NoduleSpec("N3", "ggn", 30.0, "LUL", params={"elongation": 1.2}),
-    ])
-    c["part-solid"] = CaseSpec("part-solid", "part-solid nodules with solid cores of known size", [
-        NoduleSpec("N1", "part-solid", 12.0, "RUL", params={"core_diameter_mm": 4.0}),
-        NoduleSpec("N2", "part-solid", 20.0, "RLL", params={"core_diameter_mm": 8.0}),
-    ])
-    c["irregular"] = CaseSpec("irregular", "lobulated and spiculated solid nodules", [
-        NoduleSpec("N1", "lobulated", 10.0, "RUL"),
-        NoduleSpec("N2", "spiculated", 14.0, "RLL"),
-        NoduleSpec("N3", "spiculated", 9.0, "RML"),
-    ])
-    c["benign"] = CaseSpec("benign", "calcified (central and complete) and fat-containing nodules", [
-        NoduleSpec("N1", "calcified", 8.0, "LUL", params={"calcification": "central"}),
-        NoduleSpec("N2", "calcified", 5.0, "LLL", params={"calcification": "complete"}),
-        NoduleSpec("N3", "fat", 14.0, "LLL"),
-    ])
+    c["solid-sizes"] = CaseSpec(
+        "solid-sizes",
+        "solid spheres and ellipsoids 3-30 mm",
+        [
+            NoduleSpec("N1", "solid", 3.0, "RUL"),
+            NoduleSpec("N2", "solid", 6.0, "RUL", params={"elongation": 1.0}),
+            NoduleSpec("N3", "solid", 8.0, "RLL", params={"elongation": 1.4}),
+            NoduleSpec("N4", "solid", 12.0, "RML"),
+            NoduleSpec("N5", "solid", 20.0, "RLL", params={"elongation": 1.3}),
+            NoduleSpec("N6", "solid", 30.0, "RUL"),
+        ],
+    )
+    c["juxtavascular"] = CaseSpec(
+        "juxtavascular",
+        "solid nodules touching or crossed by 1-3 mm vessels",
+        [
+            NoduleSpec("N1", "juxtavascular", 7.0, "RUL", params={"n_vessels": 1, "vessel_radius_mm": 0.8}),
+            NoduleSpec("N2", "juxtavascular", 10.0, "RLL", params={"n_vessels": 2, "vessel_radius_mm": 1.2}),
+            NoduleSpec("N3", "juxtavascular", 5.0, "RML", params={"n_vessels": 1, "vessel_radius_mm": 0.6}),
+        ],
+    )
+    c["juxtapleural"] = CaseSpec(
+        "juxtapleural",
+        "nodules with broad pleural contact and perifissural nodules",
+        [
+            NoduleSpec("N1", "juxtapleural", 8.0, "RUL"),
+            NoduleSpec("N2", "juxtapleural", 14.0, "RLL", params={"elongation": 1.3}),
+            NoduleSpec("N3", "perifissural", 6.0, "RLL"),
+        ],
+    )
+    c["ggn"] = CaseSpec(
+        "ggn",
+        "non-solid (ground-glass) nodules 8-35 mm",
+        [
+            NoduleSpec("N1", "ggn", 9.0, "LUL"),
+            NoduleSpec("N2", "ggn", 18.0, "LLL"),
+            NoduleSpec("N3", "ggn", 30.0, "LUL", params={"elongation": 1.2}),
+        ],
+    )
+    c["part-solid"] = CaseSpec(
+        "part-solid",
+        "part-solid nodules with solid cores of known size",
+        [
+            NoduleSpec("N1", "part-solid", 12.0, "RUL", params={"core_diameter_mm": 4.0}),
+            NoduleSpec("N2", "part-solid", 20.0, "RLL", params={"core_diameter_mm": 8.0}),
+        ],
+    )
+    c["irregular"] = CaseSpec(
+        "irregular",
+        "lobulated and spiculated solid nodules",
+        [
+            NoduleSpec("N1", "lobulated", 10.0, "RUL"),
+            NoduleSpec("N2", "spiculated", 14.0, "RLL"),
+            NoduleSpec("N3", "spiculated", 9.0, "RML"),
+        ],
+    )
+    c["benign"] = CaseSpec(
+        "benign",
+        "calcified (central and complete) and fat-containing nodules",
+        [
+            NoduleSpec("N1", "calcified", 8.0, "LUL", params={"calcification": "central"}),
+            NoduleSpec("N2", "calcified", 5.0, "LLL", params={"calcification": "complete"}),
+            NoduleSpec("N3", "fat", 14.0, "LLL"),
+        ],
+    )
     c["no-nodules"] = CaseSpec("no-nodules", "normal chest, read as no nodules", [], exam_labels=[["no-nodules"]])
-    c["multi"] = CaseSpec("multi", "seven nodules of mixed kinds in one study", [
-        NoduleSpec("N1", "solid", 6.0, "RUL"),
-        NoduleSpec("N2", "ggn", 12.0, "RUL"),
-        NoduleSpec("N3", "part-solid", 14.0, "RLL", params={"core_diameter_mm": 5.0}),
-        NoduleSpec("N4", "juxtapleural", 7.0, "RLL"),
-        NoduleSpec("N5", "calcified", 6.0, "RML"),
-        NoduleSpec("N6", "spiculated", 11.0, "RLL"),
-        NoduleSpec("N7", "juxtavascular", 5.0, "RUL", params={"n_vessels": 1, "vessel_radius_mm": 0.8}),
-    ])
+    c["multi"] = CaseSpec(
+        "multi",
+        "seven nodules of mixed kinds in one study",
+        [
+            NoduleSpec("N1", "solid", 6.0, "RUL"),
+            NoduleSpec("N2", "ggn", 12.0, "RUL"),
+            NoduleSpec("N3", "part-solid", 14.0, "RLL", params={"core_diameter_mm": 5.0}),
+            NoduleSpec("N4", "juxtapleural", 7.0, "RLL"),
+            NoduleSpec("N5", "calcified", 6.0, "RML"),
+            NoduleSpec("N6", "spiculated", 11.0, "RLL"),
+            NoduleSpec("N7", "juxtavascular", 5.0, "RUL", params={"n_vessels": 1, "vessel_radius_mm": 0.8}),
+        ],
+    )
     days = [0, 365]
-    c["growth"] = CaseSpec("growth", "baseline + 12 months: growing, stable, decreased, new and resolved nodules", [
-        NoduleSpec("N1", "solid", 7.0, "RUL", _growth_factors(days, 180.0)),  # growing, VDT 180 d
-        NoduleSpec("N2", "solid", 6.0, "RLL", [1.0, 1.0]),  # stable
-        NoduleSpec("N3", "solid", 9.0, "RML", [1.0, 0.55]),  # decreased
-        NoduleSpec("N4", "solid", 5.0, "RLL", [None, 1.0]),  # new
-        NoduleSpec("N5", "solid", 5.5, "RUL", [1.0, None]),  # resolved
-    ], study_days=days, motions=_MOTIONS[:2], exam_labels=[[], []])
+    c["growth"] = CaseSpec(
+        "growth",
+        "baseline + 12 months: growing, stable, decreased, new and resolved nodules",
+        [
+            NoduleSpec("N1", "solid", 7.0, "RUL", _growth_factors(days, 180.0)),  # growing, VDT 180 d
+            NoduleSpec("N2", "solid", 6.0, "RLL", [1.0, 1.0]),  # stable
+            NoduleSpec("N3", "solid", 9.0, "RML", [1.0, 0.55]),  # decreased
+            NoduleSpec("N4", "solid", 5.0, "RLL", [None, 1.0]),  # new
+            NoduleSpec("N5", "solid", 5.5, "RUL", [1.0, None]),  # resolved
+        ],
+        study_days=days,
+        motions=_MOTIONS[:2],
+        exam_labels=[[], []],
+    )
     days = [0, 365, 730]
-    c["slow-growth"] = CaseSpec("slow-growth", "3 time points, VDT 800 d: >25 % over two intervals", [
-        NoduleSpec("N1", "solid", 8.0, "RUL", _growth_factors(days, 800.0)),
-        NoduleSpec("N2", "solid", 6.0, "RLL", [1.0, 1.0, 1.0]),
-    ], study_days=days, motions=_MOTIONS[:3], exam_labels=[[], [], []])
+    c["slow-growth"] = CaseSpec(
+        "slow-growth",
+        "3 time points, VDT 800 d: >25 % over two intervals",
+        [
+            NoduleSpec("N1", "solid", 8.0, "RUL", _growth_factors(days, 800.0)),
+            NoduleSpec("N2", "solid", 6.0, "RLL", [1.0, 1.0, 1.0]),
+        ],
+        study_days=days,
+        motions=_MOTIONS[:3],
+        exam_labels=[[], [], []],
+    )
     days = [0, 365, 730]
-    c["ggn-growth"] = CaseSpec("ggn-growth", "a ground-glass nodule that grows and develops a solid core", [
-        NoduleSpec("N1", "ggn", 12.0, "RUL", _growth_factors(days, 900.0)),
-        NoduleSpec("N2", "part-solid", 14.0, "RLL", [1.0, 1.15, 1.3],
-                   params={"core_diameter_mm": 3.0, "core_growth": [1.0, 1.6, 2.3]}),
-    ], study_days=days, motions=_MOTIONS[:3], exam_labels=[[], [], []])
+    c["ggn-growth"] = CaseSpec(
+        "ggn-growth",
+        "a ground-glass nodule that grows and develops a solid core",
+        [
+            NoduleSpec("N1", "ggn", 12.0, "RUL", _growth_factors(days, 900.0)),
+            NoduleSpec(
+                "N2",
+                "part-solid",
+                14.0,
+                "RLL",
+                [1.0, 1.15, 1.3],
+                params={"core_diameter_mm": 3.0, "core_growth": [1.0, 1.6, 2.3]},
+            ),
+        ],
+        study_days=days,
+        motions=_MOTIONS[:3],
+        exam_labels=[[], [], []],
+    )
     return c
 
 
@@ -238,16 +297,25 @@ def _grid_for(size: str, centres_scan: list[np.ndarray], *, spacing=None, n_slic
         mid = np.array([-80.0, 0.0, 10.0])
     origin = (mid[0] - px * (n - 1) / 2, mid[1] - px * (n - 1) / 2, mid[2] - sz * (nz - 1) / 2)
     # lattice aligned with the full grid, so small is a crop of full
-    o_full = np.array([-px * (SIZES['full'][0] - 1) / 2, -px * (SIZES['full'][0] - 1) / 2, FULL_Z0])
+    o_full = np.array([-px * (SIZES["full"][0] - 1) / 2, -px * (SIZES["full"][0] - 1) / 2, FULL_Z0])
     origin = o_full + np.round((np.asarray(origin) - o_full) / np.array([px, px, sz])) * np.array([px, px, sz])
     return Grid((nz, n, n), tuple(float(v) for v in origin), (px, px, sz))
 
 
-def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu: float | None = None,
-                  jitter_fraction: float = 0.3, slice_thickness_mm: float | None = None,
-                  spacing_mm: tuple[float, float] | None = None, n_slices: int | None = None,
-                  first_study_date: dt.date = dt.date(2024, 2, 12), keep_clean: bool | None = None,
-                  images: bool = True) -> list[PhantomStudy]:
+def generate_case(
+    name: str,
+    size: str = "small",
+    seed: int = 0,
+    *,
+    noise_sd_hu: float | None = None,
+    jitter_fraction: float = 0.3,
+    slice_thickness_mm: float | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    n_slices: int | None = None,
+    first_study_date: dt.date = dt.date(2024, 2, 12),
+    keep_clean: bool | None = None,
+    images: bool = True,
+) -> list[PhantomStudy]:
     """The studies of case ``name`` (date order) at ``size`` 'small' or 'full', deterministic in ``seed``.
 
     ``spacing_mm`` = (pixel mm, slice spacing mm) overrides the size's lattice;
@@ -269,7 +337,9 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
     placed: list = []
     centres_body = {}
     for ns in spec.nodules:
-        centres_body[ns.id] = ns.position_body_mm if ns.position_body_mm is not None else _place(ns, rng_place, chest, placed)
+        centres_body[ns.id] = (
+            ns.position_body_mm if ns.position_body_mm is not None else _place(ns, rng_place, chest, placed)
+        )
     patient = make_patient(name, seed, first_study_date)
     studies: list[PhantomStudy] = []
     truth_nodules_by_study = []
@@ -294,10 +364,17 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
         for ns, factor, c_scan, rng_k in nodules:
             params = dict(ns.params)
             core_growth = params.pop("core_growth", None)
-            base = make_nodule(ns.kind, ns.diameter_mm, (0.0, 0.0, 0.0), rng_k, nodule_id=ns.id,
-                               container=container if ns.kind == "juxtapleural" else None,
-                               plane_normal=(0.0, -anatomy.OBLIQUE_SLOPE, 1.0) if ns.kind == "perifissural" else None,
-                               labels=ns.labels, **params)
+            base = make_nodule(
+                ns.kind,
+                ns.diameter_mm,
+                (0.0, 0.0, 0.0),
+                rng_k,
+                nodule_id=ns.id,
+                container=container if ns.kind == "juxtapleural" else None,
+                plane_normal=(0.0, -anatomy.OBLIQUE_SLOPE, 1.0) if ns.kind == "perifissural" else None,
+                labels=ns.labels,
+                **params,
+            )
             if factor is None:
                 truths.append(None)
                 continue
@@ -316,71 +393,90 @@ def generate_case(name: str, size: str = "small", seed: int = 0, *, noise_sd_hu:
             cbody = motion.to_body(np.asarray(t["centroid_lps_mm"])[None])[0]
             lobe = anatomy.lobe_of(cbody)
             z0, dz = grid.origin_lps_mm[2], grid.spacing_mm[2]
-            t["seed_lps_mm"] = jittered_seed(nod, t["centroid_lps_mm"], np.random.default_rng([seed, 16, si, int(ns.id[1:])]),
-                                             jitter_fraction=jitter_fraction,
-                                             snap_z=lambda z: z0 + round((z - z0) / dz) * dz)
-            t.update({
-                "id": ns.id,
-                "tracking_uid": make_uid(name, seed, "nodule", ns.id),
-                "lobe": lobe,
-                "upper_lobe": lobe in ("RUL", "LUL"),
-                "centroid_body_mm": [float(v) for v in cbody],
-                "volume_factor": factor,
-            })
+            t["seed_lps_mm"] = jittered_seed(
+                nod,
+                t["centroid_lps_mm"],
+                np.random.default_rng([seed, 16, si, int(ns.id[1:])]),
+                jitter_fraction=jitter_fraction,
+                snap_z=lambda z: z0 + round((z - z0) / dz) * dz,
+            )
+            t.update(
+                {
+                    "id": ns.id,
+                    "tracking_uid": make_uid(name, seed, "nodule", ns.id),
+                    "lobe": lobe,
+                    "upper_lobe": lobe in ("RUL", "LUL"),
+                    "centroid_body_mm": [float(v) for v in cbody],
+                    "volume_factor": factor,
+                }
+            )
             truths.append(t)
         if images:
-            noisy, blurred = acquire(hu, grid.spacing_mm, rng_img, noise_sd_hu=noise,
-                                     slice_thickness_mm=slice_thickness_mm, keep_clean=keep_clean)
+            noisy, blurred = acquire(
+                hu,
+                grid.spacing_mm,
+                rng_img,
+                noise_sd_hu=noise,
+                slice_thickness_mm=slice_thickness_mm,
+                keep_clean=keep_clean,
+            )
             uniform = _uniform_region(hu, grid, motion)
         else:
             noisy, blurred, uniform = np.zeros((0, 0, 0), dtype=np.float32), None, None
         truth_nodules_by_study.append(truths)
         study_uid = make_uid(name, seed, size, si, "study")
         present = [t for t in truths if t is not None]
-        studies.append(PhantomStudy(
-            hu=noisy,
-            origin_lps_mm=grid.origin_lps_mm,
-            spacing_mm=grid.spacing_mm,
-            study_date=date,
-            patient={**patient, "age_years": age_at(patient["birth_date"], date)},
-            study_uid=study_uid,
-            series_uid=make_uid(name, seed, size, si, "series"),
-            frame_of_reference_uid=make_uid(name, seed, size, si, "for"),
-            nodules=present,
-            truth={
-                "case": name,
-                "seed": seed,
-                "size": size,
-                "study_index": si,
-                "study_uid": study_uid,
-                "study_date": date.isoformat(),
-                "shape_kji": list(grid.shape),
-                "origin_lps_mm": list(grid.origin_lps_mm),
-                "spacing_mm": list(grid.spacing_mm),
-                "slice_thickness_mm": slice_thickness_mm or grid.spacing_mm[2],
-                "noise_sd_hu": noise,
-                "lung_hu": anatomy.LUNG_HU,
-                "soft_tissue_hu": anatomy.SOFT_HU,
-                "motion": motion.as_truth(),
-                "images": images,
-                "uniform_regions": [u for u in [uniform] if u],
-                "exam_labels": spec.exam_labels[si] if si < len(spec.exam_labels) else [],
-                "nodules": present,
-            },
-            slice_thickness_mm=slice_thickness_mm or grid.spacing_mm[2],
-            noise_sd_hu=noise,
-            case=name,
-            seed=seed,
-            study_index=si,
-            exam_labels=list(spec.exam_labels[si]) if si < len(spec.exam_labels) else [],
-            clean_hu=blurred,
-        ))
+        studies.append(
+            PhantomStudy(
+                hu=noisy,
+                origin_lps_mm=grid.origin_lps_mm,
+                spacing_mm=grid.spacing_mm,
+                study_date=date,
+                patient={**patient, "age_years": age_at(patient["birth_date"], date)},
+                study_uid=study_uid,
+                series_uid=make_uid(name, seed, size, si, "series"),
+                frame_of_reference_uid=make_uid(name, seed, size, si, "for"),
+                nodules=present,
+                truth={
+                    "case": name,
+                    "seed": seed,
+                    "size": size,
+                    "study_index": si,
+                    "study_uid": study_uid,
+                    "study_date": date.isoformat(),
+                    "shape_kji": list(grid.shape),
+                    "origin_lps_mm": list(grid.origin_lps_mm),
+                    "spacing_mm": list(grid.spacing_mm),
+                    "slice_thickness_mm": slice_thickness_mm or grid.spacing_mm[2],
+                    "noise_sd_hu": noise,
+                    "lung_hu": anatomy.LUNG_HU,
+                    "soft_tissue_hu": anatomy.SOFT_HU,
+                    "motion": motion.as_truth(),
+                    "images": images,
+                    "uniform_regions": [u for u in [uniform] if u],
+                    "exam_labels": spec.exam_labels[si] if si < len(spec.exam_labels) else [],
+                    "nodules": present,
+                },
+                slice_thickness_mm=slice_thickness_mm or grid.spacing_mm[2],
+                noise_sd_hu=noise,
+                case=name,
+                seed=seed,
+                study_index=si,
+                exam_labels=list(spec.exam_labels[si]) if si < len(spec.exam_labels) else [],
+                clean_hu=blurred,
+            )
+        )
     _add_growth_truth(studies, truth_nodules_by_study)
     return studies
 
 
-_UNIFORM_CANDIDATES_BODY = [(0.0, -35.0, 40.0), (0.0, -35.0, 60.0), (15.0, -30.0, -62.0), (-70.0, 0.0, -150.0),
-                            (0.0, -35.0, 20.0)]
+_UNIFORM_CANDIDATES_BODY = [
+    (0.0, -35.0, 40.0),
+    (0.0, -35.0, 60.0),
+    (15.0, -30.0, -62.0),
+    (-70.0, 0.0, -150.0),
+    (0.0, -35.0, 20.0),
+]
 
 
 def _uniform_region(clean_hu: np.ndarray, grid: Grid, motion: Motion) -> dict | None:
@@ -391,10 +487,12 @@ def _uniform_region(clean_hu: np.ndarray, grid: Grid, motion: Motion) -> dict | 
         hi = np.array([k + 5, j + 13, i + 13])
         if np.any(lo < 0) or np.any(hi > np.array(clean_hu.shape)):
             continue
-        region = clean_hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        region = clean_hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         if np.all(np.abs(region - anatomy.SOFT_HU) < 0.5):
-            return {"hu": anatomy.SOFT_HU, "index_box_kji": [[int(k - 2), int(k + 3)], [int(j - 7), int(j + 8)],
-                                                              [int(i - 7), int(i + 8)]]}
+            return {
+                "hu": anatomy.SOFT_HU,
+                "index_box_kji": [[int(k - 2), int(k + 3)], [int(j - 7), int(j + 8)], [int(i - 7), int(i + 8)]],
+            }
     return find_uniform_region(clean_hu, anatomy.SOFT_HU)
 
 
@@ -411,22 +509,29 @@ def _add_growth_truth(studies: list[PhantomStudy], by_study: list[list[dict | No
                 prior = by_study[pj][ni]
                 days = (studies[si].study_date - studies[pj].study_date).days
                 if prior is None:
-                    history.append({"study_uid": studies[pj].study_uid, "study_date": studies[pj].study_date.isoformat(),
-                                    "present": False})
+                    history.append(
+                        {
+                            "study_uid": studies[pj].study_uid,
+                            "study_date": studies[pj].study_date.isoformat(),
+                            "present": False,
+                        }
+                    )
                     continue
                 v0, v1 = prior["volume_mm3"], t["volume_mm3"]
                 ratio = v1 / v0
                 vdt = days * math.log(2) / math.log(ratio) if abs(ratio - 1) > 1e-9 else None
-                history.append({
-                    "study_uid": studies[pj].study_uid,
-                    "study_date": studies[pj].study_date.isoformat(),
-                    "present": True,
-                    "days_between": days,
-                    "prior_volume_mm3": v0,
-                    "volume_change_pct": 100.0 * (ratio - 1),
-                    "vdt_days": vdt,
-                    "prior_centroid_lps_mm": prior["centroid_lps_mm"],
-                })
+                history.append(
+                    {
+                        "study_uid": studies[pj].study_uid,
+                        "study_date": studies[pj].study_date.isoformat(),
+                        "present": True,
+                        "days_between": days,
+                        "prior_volume_mm3": v0,
+                        "volume_change_pct": 100.0 * (ratio - 1),
+                        "vdt_days": vdt,
+                        "prior_centroid_lps_mm": prior["centroid_lps_mm"],
+                    }
+                )
             status = "baseline" if si == 0 else ("new" if all(not h["present"] for h in history) else None)
             if status is None:
                 last = [h for h in history if h["present"]][-1]

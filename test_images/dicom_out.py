@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
@@ -185,8 +184,16 @@ def _seed_points(study: PhantomStudy) -> list[dict]:
         num = n["id"].lstrip("N")
         labels = " ".join(n.get("labels", []))
         text = f"Nodule {num}" + (f": {labels}" if labels else "")
-        out.append({"nodule": n, "k": k, "col": float(col), "row": float(row), "text": text,
-                    "position_lps_mm": [float(x), float(y), float(oz + k * sz)]})
+        out.append(
+            {
+                "nodule": n,
+                "k": k,
+                "col": float(col),
+                "row": float(row),
+                "text": text,
+                "position_lps_mm": [float(x), float(y), float(oz + k * sz)],
+            }
+        )
     return out
 
 
@@ -217,17 +224,22 @@ def seed_sr(study: PhantomStudy, ct_by_k: dict[int, Dataset]) -> Dataset:
             graphic_data=np.array([[s["col"], s["row"]]]),
             source_image=hd.sr.SourceImageForRegion(ref.SOPClassUID, ref.SOPInstanceUID),
         )
-        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=s["nodule"]["tracking_uid"], identifier=s["text"]),
-            referenced_region=region,
-            finding_type=Code("27925004", "SCT", "Nodule"),
-            finding_sites=[hd.sr.FindingSite(Code("39607008", "SCT", "Lung"))],
-        ))
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=s["nodule"]["tracking_uid"], identifier=s["text"]),
+                referenced_region=region,
+                finding_type=Code("27925004", "SCT", "Nodule"),
+                finding_sites=[hd.sr.FindingSite(Code("39607008", "SCT", "Lung"))],
+            )
+        )
     if study.exam_labels:
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=make_uid(study.study_uid, "exam-labels"),
-                                                         identifier="Exam: " + " ".join(study.exam_labels)),
-        ))
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=make_uid(study.study_uid, "exam-labels"), identifier="Exam: " + " ".join(study.exam_labels)
+                ),
+            )
+        )
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Person,
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name="READER^SYNTHETIC"),
@@ -267,24 +279,45 @@ def seed_gsps(study: PhantomStudy, ct_all: list[Dataset], ct_by_k: dict[int, Dat
         by_k.setdefault(s["k"], []).append(s)
     annotations = []
     for k, items in sorted(by_k.items()):
-        gobjs = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT,
-                                     graphic_data=np.array([[s["col"], s["row"]]]),
-                                     units=hd.pr.AnnotationUnitsValues.PIXEL,
-                                     tracking_id=s["text"], tracking_uid=s["nodule"]["tracking_uid"])
-                 for s in items]
-        tobjs = [hd.pr.TextObject(text_value=s["text"], units=hd.pr.AnnotationUnitsValues.PIXEL,
-                                  anchor_point=(s["col"], s["row"]), anchor_point_visible=True)
-                 for s in items]
-        annotations.append(hd.pr.GraphicAnnotation(referenced_images=[ct_by_k[k]], graphic_layer=layer,
-                                                   graphic_objects=gobjs, text_objects=tobjs))
+        gobjs = [
+            hd.pr.GraphicObject(
+                graphic_type=hd.pr.GraphicTypeValues.POINT,
+                graphic_data=np.array([[s["col"], s["row"]]]),
+                units=hd.pr.AnnotationUnitsValues.PIXEL,
+                tracking_id=s["text"],
+                tracking_uid=s["nodule"]["tracking_uid"],
+            )
+            for s in items
+        ]
+        tobjs = [
+            hd.pr.TextObject(
+                text_value=s["text"],
+                units=hd.pr.AnnotationUnitsValues.PIXEL,
+                anchor_point=(s["col"], s["row"]),
+                anchor_point_visible=True,
+            )
+            for s in items
+        ]
+        annotations.append(
+            hd.pr.GraphicAnnotation(
+                referenced_images=[ct_by_k[k]], graphic_layer=layer, graphic_objects=gobjs, text_objects=tobjs
+            )
+        )
     if study.exam_labels:
         mid = ct_all[len(ct_all) // 2]
-        annotations.append(hd.pr.GraphicAnnotation(
-            referenced_images=[mid], graphic_layer=layer,
-            text_objects=[hd.pr.TextObject(text_value=" ".join(study.exam_labels),
-                                           units=hd.pr.AnnotationUnitsValues.PIXEL,
-                                           bounding_box=(1.0, 1.0, float(min(mid.Columns - 1, 200)),
-                                                         float(min(mid.Rows - 1, 16))))]))
+        annotations.append(
+            hd.pr.GraphicAnnotation(
+                referenced_images=[mid],
+                graphic_layer=layer,
+                text_objects=[
+                    hd.pr.TextObject(
+                        text_value=" ".join(study.exam_labels),
+                        units=hd.pr.AnnotationUnitsValues.PIXEL,
+                        bounding_box=(1.0, 1.0, float(min(mid.Columns - 1, 200)), float(min(mid.Rows - 1, 16))),
+                    )
+                ],
+            )
+        )
     ps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=ct_all,
         series_instance_uid=make_uid(study.study_uid, "pr-series"),
@@ -301,8 +334,9 @@ def seed_gsps(study: PhantomStudy, ct_all: list[Dataset], ct_by_k: dict[int, Dat
         graphic_annotations=annotations,
         institution_name=INSTITUTION,
         content_creator_name="READER^SYNTHETIC",
-        voi_lut_transformations=[hd.pr.SoftcopyVOILUTTransformation(window_center=-600.0, window_width=1500.0,
-                                                                    referenced_images=None)],
+        voi_lut_transformations=[
+            hd.pr.SoftcopyVOILUTTransformation(window_center=-600.0, window_width=1500.0, referenced_images=None)
+        ],
     )
     _fix_dates(ps, study, "094600")
     ps.BodyPartExamined = "CHEST"  # unpaired: General Series Laterality (2C) then stays absent
@@ -315,8 +349,12 @@ def seeds_json(study: PhantomStudy) -> dict:
         "study_uid": study.study_uid,
         "series_uid": study.series_uid,
         "seeds": [
-            {"position_lps_mm": s["position_lps_mm"], "label": " ".join(s["nodule"].get("labels", [])),
-             "tracking_id": s["text"].split(":")[0], "tracking_uid": s["nodule"]["tracking_uid"]}
+            {
+                "position_lps_mm": s["position_lps_mm"],
+                "label": " ".join(s["nodule"].get("labels", [])),
+                "tracking_id": s["text"].split(":")[0],
+                "tracking_uid": s["nodule"]["tracking_uid"],
+            }
             for s in _seed_points(study)
         ],
         "exam_labels": list(study.exam_labels),
@@ -335,13 +373,41 @@ def write_study(study: PhantomStudy, out_dir) -> dict:
         ds.save_as(path, enforce_file_format=True)
         ct_paths.append(str(path))
         meta = Dataset()  # header only (no pixels) for referencing
-        for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID",
-                   "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
-                   "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID", "Rows",
-                   "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-                   "SamplesPerPixel", "PhotometricInterpretation", "RescaleIntercept", "RescaleSlope",
-                   "RescaleType", "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient",
-                   "PixelSpacing", "SliceThickness", "SpecificCharacterSet", "StudyDescription"):
+        for kw in (
+            "SOPClassUID",
+            "SOPInstanceUID",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "PatientID",
+            "PatientName",
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyDate",
+            "StudyTime",
+            "StudyID",
+            "AccessionNumber",
+            "ReferringPhysicianName",
+            "Modality",
+            "FrameOfReferenceUID",
+            "Rows",
+            "Columns",
+            "BitsAllocated",
+            "BitsStored",
+            "HighBit",
+            "PixelRepresentation",
+            "SamplesPerPixel",
+            "PhotometricInterpretation",
+            "RescaleIntercept",
+            "RescaleSlope",
+            "RescaleType",
+            "InstanceNumber",
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "SpecificCharacterSet",
+            "StudyDescription",
+        ):
             if kw in ds:
                 setattr(meta, kw, ds.data_element(kw).value)
         ct_all.append(meta)
@@ -356,5 +422,11 @@ def write_study(study: PhantomStudy, out_dir) -> dict:
     js_path.write_text(json.dumps(seeds_json(study), indent=2, default=_json_default) + "\n")
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(study.truth, indent=2, default=_json_default) + "\n")
-    return {"ct": ct_paths, "ct_dir": str(ct_dir), "sr": str(sr_path), "gsps": str(ps_path),
-            "seeds_json": str(js_path), "truth": str(truth_path)}
+    return {
+        "ct": ct_paths,
+        "ct_dir": str(ct_dir),
+        "sr": str(sr_path),
+        "gsps": str(ps_path),
+        "seeds_json": str(js_path),
+        "truth": str(truth_path),
+    }

@@ -58,13 +58,26 @@ def dose_events(study: PhantomStudy, *, ctdivol_mgy: float | None = None) -> tup
     nz = study.hu.shape[0]
     length_mm = float(nz * study.spacing_mm[2])
     scout = DoseEvent(
-        make_uid(study.study_uid, "dose-event", "scout"), "Topogram", Code("113805", "DCM", "Constant Angle Acquisition"),
-        0.08, 400.0, 120.0, 35.0, 0.5, 1.0,
+        make_uid(study.study_uid, "dose-event", "scout"),
+        "Topogram",
+        Code("113805", "DCM", "Constant Angle Acquisition"),
+        0.08,
+        400.0,
+        120.0,
+        35.0,
+        0.5,
+        1.0,
     )
     spiral = DoseEvent(
-        make_uid(study.study_uid, "dose-event", "spiral"), "LDCT LUNG SCREENING", Code("116152004", "SCT", "Spiral Acquisition"),
-        float(ctdivol_mgy if ctdivol_mgy is not None else acq["ctdivol_mgy"]), length_mm, float(acq["kvp"]),
-        float(acq["ma"]), 0.5, float(acq["pitch"]),
+        make_uid(study.study_uid, "dose-event", "spiral"),
+        "LDCT LUNG SCREENING",
+        Code("116152004", "SCT", "Spiral Acquisition"),
+        float(ctdivol_mgy if ctdivol_mgy is not None else acq["ctdivol_mgy"]),
+        length_mm,
+        float(acq["kvp"]),
+        float(acq["ma"]),
+        0.5,
+        float(acq["pitch"]),
     )
     return (scout, spiral)
 
@@ -75,14 +88,20 @@ def _num(name: Code, value: float, unit: Code, rel: R = R.CONTAINS) -> hd.sr.Num
 
 def _acquisition(e: DoseEvent) -> hd.sr.ContainerContentItem:
     item = hd.sr.ContainerContentItem(name=Code("113819", "DCM", "CT Acquisition"), relationship_type=R.CONTAINS)
-    source = hd.sr.ContainerContentItem(name=Code("113831", "DCM", "CT X-Ray Source Parameters"), relationship_type=R.CONTAINS)
+    source = hd.sr.ContainerContentItem(
+        name=Code("113831", "DCM", "CT X-Ray Source Parameters"), relationship_type=R.CONTAINS
+    )
     source.ContentSequence = [
-        hd.sr.TextContentItem(name=Code("113832", "DCM", "Identification of the X-Ray Source"), value="A", relationship_type=R.CONTAINS),
+        hd.sr.TextContentItem(
+            name=Code("113832", "DCM", "Identification of the X-Ray Source"), value="A", relationship_type=R.CONTAINS
+        ),
         _num(Code("113733", "DCM", "KVP"), e.kvp, KV),
         _num(Code("113734", "DCM", "X-Ray Tube Current"), e.tube_current_ma, MA),
         _num(Code("113834", "DCM", "Exposure Time per Rotation"), e.rotation_time_s, S),
     ]
-    params = hd.sr.ContainerContentItem(name=Code("113822", "DCM", "CT Acquisition Parameters"), relationship_type=R.CONTAINS)
+    params = hd.sr.ContainerContentItem(
+        name=Code("113822", "DCM", "CT Acquisition Parameters"), relationship_type=R.CONTAINS
+    )
     params.ContentSequence = [
         _num(Code("113825", "DCM", "Scanning Length"), e.scanning_length_mm, MM),
         _num(Code("113828", "DCM", "Pitch Factor"), e.pitch_factor, RATIO),
@@ -91,14 +110,22 @@ def _acquisition(e: DoseEvent) -> hd.sr.ContainerContentItem:
     dose = hd.sr.ContainerContentItem(name=Code("113829", "DCM", "CT Dose"), relationship_type=R.CONTAINS)
     dose.ContentSequence = [
         _num(Code("113830", "DCM", "Mean CTDIvol"), e.ctdivol_mgy, MGY),
-        hd.sr.CodeContentItem(name=Code("113835", "DCM", "CTDIw Phantom Type"), value=BODY_PHANTOM, relationship_type=R.CONTAINS),
+        hd.sr.CodeContentItem(
+            name=Code("113835", "DCM", "CTDIw Phantom Type"), value=BODY_PHANTOM, relationship_type=R.CONTAINS
+        ),
         _num(Code("113838", "DCM", "DLP"), round(e.dlp_mgycm, 2), MGYCM),
     ]
     item.ContentSequence = [
-        hd.sr.TextContentItem(name=Code("125203", "DCM", "Acquisition Protocol"), value=e.protocol, relationship_type=R.CONTAINS),
+        hd.sr.TextContentItem(
+            name=Code("125203", "DCM", "Acquisition Protocol"), value=e.protocol, relationship_type=R.CONTAINS
+        ),
         hd.sr.CodeContentItem(name=Code("123014", "DCM", "Target Region"), value=CHEST, relationship_type=R.CONTAINS),
-        hd.sr.CodeContentItem(name=Code("113820", "DCM", "CT Acquisition Type"), value=e.acquisition_type, relationship_type=R.CONTAINS),
-        hd.sr.UIDRefContentItem(name=Code("113769", "DCM", "Irradiation Event UID"), value=e.event_uid, relationship_type=R.CONTAINS),
+        hd.sr.CodeContentItem(
+            name=Code("113820", "DCM", "CT Acquisition Type"), value=e.acquisition_type, relationship_type=R.CONTAINS
+        ),
+        hd.sr.UIDRefContentItem(
+            name=Code("113769", "DCM", "Irradiation Event UID"), value=e.event_uid, relationship_type=R.CONTAINS
+        ),
         params,
         dose,
     ]
@@ -136,20 +163,36 @@ def dose_sr(study: PhantomStudy, *, ctdivol_mgy: float | None = None) -> Dataset
     tmpl.TemplateIdentifier = "10011"
     ds.ContentTemplateSequence = [tmpl]
     start = dt.datetime.combine(study.study_date, dt.time(9, 30)).strftime("%Y%m%d%H%M%S")
-    accumulated = hd.sr.ContainerContentItem(name=Code("113811", "DCM", "CT Accumulated Dose Data"), relationship_type=R.CONTAINS)
+    accumulated = hd.sr.ContainerContentItem(
+        name=Code("113811", "DCM", "CT Accumulated Dose Data"), relationship_type=R.CONTAINS
+    )
     accumulated.ContentSequence = [
-        hd.sr.NumContentItem(name=Code("113812", "DCM", "Total Number of Irradiation Events"), value=len(events),
-                             unit=Code("{events}", "UCUM", "events"), relationship_type=R.CONTAINS),
+        hd.sr.NumContentItem(
+            name=Code("113812", "DCM", "Total Number of Irradiation Events"),
+            value=len(events),
+            unit=Code("{events}", "UCUM", "events"),
+            relationship_type=R.CONTAINS,
+        ),
         _num(Code("113813", "DCM", "CT Dose Length Product Total"), round(sum(e.dlp_mgycm for e in events), 2), MGYCM),
     ]
     ds.ContentSequence = [
-        hd.sr.CodeContentItem(name=Code("121058", "DCM", "Procedure reported"), value=Code("77477000", "SCT", "Computed Tomography X-Ray"),
-                              relationship_type=R.HAS_CONCEPT_MOD),
-        hd.sr.DateTimeContentItem(name=Code("113809", "DCM", "Start of X-Ray Irradiation"), value=start, relationship_type=R.HAS_OBS_CONTEXT),
-        hd.sr.DateTimeContentItem(name=Code("113810", "DCM", "End of X-Ray Irradiation"), value=start, relationship_type=R.HAS_OBS_CONTEXT),
+        hd.sr.CodeContentItem(
+            name=Code("121058", "DCM", "Procedure reported"),
+            value=Code("77477000", "SCT", "Computed Tomography X-Ray"),
+            relationship_type=R.HAS_CONCEPT_MOD,
+        ),
+        hd.sr.DateTimeContentItem(
+            name=Code("113809", "DCM", "Start of X-Ray Irradiation"), value=start, relationship_type=R.HAS_OBS_CONTEXT
+        ),
+        hd.sr.DateTimeContentItem(
+            name=Code("113810", "DCM", "End of X-Ray Irradiation"), value=start, relationship_type=R.HAS_OBS_CONTEXT
+        ),
         accumulated,
         *(_acquisition(e) for e in events),
-        hd.sr.CodeContentItem(name=Code("113854", "DCM", "Source of Dose Information"),
-                              value=Code("113856", "DCM", "Automated Data Collection"), relationship_type=R.CONTAINS),
+        hd.sr.CodeContentItem(
+            name=Code("113854", "DCM", "Source of Dose Information"),
+            value=Code("113856", "DCM", "Automated Data Collection"),
+            relationship_type=R.CONTAINS,
+        ),
     ]
     return ds

@@ -91,8 +91,9 @@ class Nodule:
     def attachment(self) -> str:
         return ATTACHMENT.get(self.kind, "free")
 
-    def transformed(self, centre_lps_mm, rotation: np.ndarray, scale: float = 1.0,
-                    container: ContainerFn | None = None) -> Nodule:
+    def transformed(
+        self, centre_lps_mm, rotation: np.ndarray, scale: float = 1.0, container: ContainerFn | None = None
+    ) -> Nodule:
         """The nodule moved to ``centre_lps_mm``, rotated by ``rotation`` (LPS) and scaled."""
         c0 = np.asarray(self.outer.centre_lps_mm)
         comps = []
@@ -169,12 +170,11 @@ def make_nodule(
         comps.append(Component(StarShape(c, base, rot, lobes=lobes), solid_hu, "outer"))
     elif kind == "spiculated":
         dirs = fibonacci_directions(9) @ rotation_matrix(tuple(rng.uniform(0, np.pi, 3))).T
-        spic = tuple(
-            (tuple(d), float(r * rng.uniform(0.5, 1.0)), float(rng.uniform(0.14, 0.22))) for d in dirs
-        )
+        spic = tuple((tuple(d), float(r * rng.uniform(0.5, 1.0)), float(rng.uniform(0.14, 0.22))) for d in dirs)
         lobes = tuple((tuple(d), float(rng.uniform(0.05, 0.12)), 0.6) for d in _random_unit(rng, 3))
-        comps.append(Component(StarShape(c, tuple(v * 0.9 for v in semi), rot, lobes=lobes, spicules=spic),
-                               solid_hu, "outer"))
+        comps.append(
+            Component(StarShape(c, tuple(v * 0.9 for v in semi), rot, lobes=lobes, spicules=spic), solid_hu, "outer")
+        )
     elif kind == "perifissural":
         n = np.asarray(plane_normal if plane_normal is not None else (0.0, -0.6, 0.8), dtype=float)
         n /= np.linalg.norm(n)
@@ -199,15 +199,19 @@ def make_nodule(
         if core_d >= 0.8 * min(semi) * 2:
             raise ValueError(f"core_diameter_mm={core_d} does not fit inside a {diameter_mm} mm part-solid nodule")
         off = _random_unit(rng, 1)[0] * (min(semi) - core_d / 2) * 0.3
-        comps.append(Component(StarShape(tuple(np.asarray(c) + off), (core_d / 2,) * 3, rot), float(rng.uniform(20, 50)),
-                               "solid-core"))
+        comps.append(
+            Component(
+                StarShape(tuple(np.asarray(c) + off), (core_d / 2,) * 3, rot), float(rng.uniform(20, 50)), "solid-core"
+            )
+        )
     if kind == "calcified":
         if calcification == "complete":
             comps[0] = Component(comps[0].shape, float(rng.uniform(350, 600)), "outer")
             comps.append(Component(comps[0].shape, comps[0].hu, "calcification"))
         else:
-            comps.append(Component(StarShape(c, (0.5 * min(semi),) * 3, rot), float(rng.uniform(400, 700)),
-                                   "calcification"))
+            comps.append(
+                Component(StarShape(c, (0.5 * min(semi),) * 3, rot), float(rng.uniform(400, 700)), "calcification")
+            )
     if kind == "fat":
         comps.append(Component(StarShape(c, tuple(0.55 * v for v in semi), rot), float(rng.uniform(-110, -60)), "fat"))
     if kind == "juxtavascular":
@@ -217,13 +221,19 @@ def make_nodule(
             # pass through (first vessel) or touch (second) the nodule surface
             perp = np.cross(d, _random_unit(rng, 1)[0])
             perp /= np.linalg.norm(perp)
-            offset = (0.3 * r if v == 0 else r + 0.5 * vr)
+            offset = 0.3 * r if v == 0 else r + 0.5 * vr
             mid = np.asarray(c) + perp * offset
             L = r + 18.0
             vessels.append((tuple(mid - d * L), tuple(mid + d * L), vr))
     lab = tuple(labels) if labels is not None else tuple(DEFAULT_LABELS[kind])
-    return Nodule(nodule_id, kind, tuple(comps), lab, tuple(vessels),
-                  {"nominal_diameter_mm": diameter_mm, "elongation": elongation})
+    return Nodule(
+        nodule_id,
+        kind,
+        tuple(comps),
+        lab,
+        tuple(vessels),
+        {"nominal_diameter_mm": diameter_mm, "elongation": elongation},
+    )
 
 
 def _contains_fn(shape: StarShape):
@@ -293,8 +303,11 @@ def nodule_truth(nodule: Nodule) -> dict:
     hu_outer = nodule.components[0].hu
     comp_truth = []
     for c in nodule.components[1:]:
-        v = (float(4.0 / 3.0 * np.pi * np.prod(c.shape.semi_axes_mm)) if _is_plain_ellipsoid(c.shape)
-             else volume_and_centroid(c.shape)[0])
+        v = (
+            float(4.0 / 3.0 * np.pi * np.prod(c.shape.semi_axes_mm))
+            if _is_plain_ellipsoid(c.shape)
+            else volume_and_centroid(c.shape)[0]
+        )
         comp_truth.append({"role": c.role, "hu": c.hu, "volume_mm3": v})
     return {
         "kind": nodule.kind,
@@ -318,8 +331,9 @@ def nodule_truth(nodule: Nodule) -> dict:
     }
 
 
-def jittered_seed(nodule: Nodule, centroid, rng: np.random.Generator, *, jitter_fraction: float = 0.3,
-                  snap_z: callable | None = None) -> list[float]:
+def jittered_seed(
+    nodule: Nodule, centroid, rng: np.random.Generator, *, jitter_fraction: float = 0.3, snap_z: callable | None = None
+) -> list[float]:
     """A reader's click: on the slice nearest the centroid, moved in-plane by up to ``jitter_fraction`` of the
     (smallest) radius, always inside the nodule.
 

@@ -87,8 +87,9 @@ def _subsample_offsets(spacing_mm, factor: int) -> np.ndarray:
     return np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
 
 
-def fraction_sdf(grid: Grid, box, sdf: Callable[[np.ndarray], np.ndarray], *, factor: int = 4,
-                 point_map: PointMap | None = None) -> np.ndarray:
+def fraction_sdf(
+    grid: Grid, box, sdf: Callable[[np.ndarray], np.ndarray], *, factor: int = 4, point_map: PointMap | None = None
+) -> np.ndarray:
     """Partial-volume fraction (in ``box``) of the solid {sdf < 0}.
 
     ``sdf`` must be a signed distance (or a 1-Lipschitz under-estimate of it) in
@@ -116,7 +117,9 @@ def paint(hu: np.ndarray, box, frac: np.ndarray, value_hu) -> None:
     region += frac * (np.asarray(value_hu, dtype=np.float32) - region)
 
 
-def fraction_star(grid: Grid, shape: StarShape, *, factor: int = 6) -> tuple[tuple[slice, slice, slice] | None, np.ndarray | None]:
+def fraction_star(
+    grid: Grid, shape: StarShape, *, factor: int = 6
+) -> tuple[tuple[slice, slice, slice] | None, np.ndarray | None]:
     """Box and partial-volume fraction of a star-shaped solid (exact up to supersampling)."""
     rmin, rmax = shape.radius_bounds_mm()
     c = np.asarray(shape.centre_lps_mm)
@@ -153,8 +156,15 @@ def apply_psf(hu: np.ndarray, spacing_mm, *, fwhm_xy_mm: float = 0.9, fwhm_z_mm:
     return ndimage.gaussian_filter(hu, sigma=sigma, mode="nearest", truncate=3.0)
 
 
-def fraction_inside(grid: Grid, box, inside: Callable[[np.ndarray], np.ndarray], *, factor: int = 4,
-                    point_map: PointMap | None = None, cache: dict | None = None) -> np.ndarray:
+def fraction_inside(
+    grid: Grid,
+    box,
+    inside: Callable[[np.ndarray], np.ndarray],
+    *,
+    factor: int = 4,
+    point_map: PointMap | None = None,
+    cache: dict | None = None,
+) -> np.ndarray:
     """Partial-volume fraction (in ``box``) of the solid {inside(p)}: voxels whose inside-ness differs
     from a face neighbour's (evaluated one voxel beyond the box too) are supersampled ``factor`` per axis.
 

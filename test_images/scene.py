@@ -6,10 +6,9 @@ Pure computation, no I/O.
 from __future__ import annotations
 
 import numpy as np
-
-from test_images.nodules import Nodule
 from scipy import ndimage
 
+from test_images.nodules import Nodule
 from test_images.render import FWHM_TO_SIGMA, Grid, apply_psf, fraction_sdf, fraction_star, paint
 
 VESSEL_HU = 40.0
@@ -34,8 +33,20 @@ def segment_sdf(p0, p1, r0: float, r1: float):
     return sdf
 
 
-def paint_segment(hu: np.ndarray, grid: Grid, p0, p1, r0: float, r1: float, value_hu: float,
-                  *, factor: int = 4, point_map=None, margin_mm: float = 0.0, sdf_points=None) -> None:
+def paint_segment(
+    hu: np.ndarray,
+    grid: Grid,
+    p0,
+    p1,
+    r0: float,
+    r1: float,
+    value_hu: float,
+    *,
+    factor: int = 4,
+    point_map=None,
+    margin_mm: float = 0.0,
+    sdf_points=None,
+) -> None:
     """Paint a tapered cylinder with partial volume.
 
     ``p0``/``p1`` place the bounding box (scanner frame); when points are mapped
@@ -51,8 +62,9 @@ def paint_segment(hu: np.ndarray, grid: Grid, p0, p1, r0: float, r1: float, valu
     paint(hu, box, frac, value_hu)
 
 
-def paint_nodule(hu: np.ndarray, grid: Grid, nodule: Nodule, *, factor: int | None = None,
-                 vessel_hu: float = VESSEL_HU) -> None:
+def paint_nodule(
+    hu: np.ndarray, grid: Grid, nodule: Nodule, *, factor: int | None = None, vessel_hu: float = VESSEL_HU
+) -> None:
     """Paint a nodule's vessels, then its components in order (outer first)."""
     for p0, p1, r in nodule.vessels:
         paint_segment(hu, grid, p0, p1, r, r, vessel_hu)
@@ -73,9 +85,16 @@ def _gain(sigma_px: float, truncate: float) -> float:
     return float((k**2).sum())
 
 
-def acquire(clean_hu: np.ndarray, spacing_mm, rng: np.random.Generator, *, noise_sd_hu: float = 40.0,
-            slice_thickness_mm: float | None = None, psf_fwhm_xy_mm: float = 0.9,
-            keep_clean: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def acquire(
+    clean_hu: np.ndarray,
+    spacing_mm,
+    rng: np.random.Generator,
+    *,
+    noise_sd_hu: float = 40.0,
+    slice_thickness_mm: float | None = None,
+    psf_fwhm_xy_mm: float = 0.9,
+    keep_clean: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Scanner model: PSF blur (in-plane FWHM ``psf_fwhm_xy_mm``; slice profile ~ thickness) and correlated noise.
 
     The slice sensitivity profile is the voxel box (slice spacing, from the
@@ -90,8 +109,11 @@ def acquire(clean_hu: np.ndarray, spacing_mm, rng: np.random.Generator, *, noise
     """
     t = float(slice_thickness_mm if slice_thickness_mm is not None else spacing_mm[2])
     fwhm_z = float(np.sqrt(max(t**2 - spacing_mm[2] ** 2, (0.5 * t) ** 2)))
-    sig = (fwhm_z * FWHM_TO_SIGMA / spacing_mm[2], psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[1],
-           psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[0])
+    sig = (
+        fwhm_z * FWHM_TO_SIGMA / spacing_mm[2],
+        psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[1],
+        psf_fwhm_xy_mm * FWHM_TO_SIGMA / spacing_mm[0],
+    )
     gain = _gain(sig[0], 3.0) * _gain(sig[1], 3.0) * _gain(sig[2], 3.0)
     scale = np.float32(noise_sd_hu / np.sqrt(gain)) if noise_sd_hu > 0 else np.float32(0)
     blurred = None

@@ -134,9 +134,9 @@ def _quadrature(n_mu: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
     mu, w_mu = roots_legendre(n_mu)
     phi = (np.arange(n_phi) + 0.5) * (2 * np.pi / n_phi)
     s = np.sqrt(1 - mu**2)
-    u = np.stack(
-        [np.outer(s, np.cos(phi)), np.outer(s, np.sin(phi)), np.outer(mu, np.ones(n_phi))], axis=-1
-    ).reshape(-1, 3)
+    u = np.stack([np.outer(s, np.cos(phi)), np.outer(s, np.sin(phi)), np.outer(mu, np.ones(n_phi))], axis=-1).reshape(
+        -1, 3
+    )
     w = np.outer(w_mu, np.full(n_phi, 2 * np.pi / n_phi)).reshape(-1)
     return u, w
 
@@ -203,9 +203,8 @@ def _ray_moments(shape: StarShape, u: np.ndarray, w: np.ndarray, r: np.ndarray, 
 
 def _section_axes(inside2d: np.ndarray, step_mm: float) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Long axis (max Feret) and short axis (max width perpendicular to it) of a 2-D mask."""
-    from scipy.spatial import ConvexHull  # scipy is allowed; local import keeps import time low
-
     from scipy import ndimage
+    from scipy.spatial import ConvexHull  # scipy is allowed; local import keeps import time low
 
     border = inside2d & ~ndimage.binary_erosion(inside2d)
     ii, jj = np.nonzero(border)
@@ -230,8 +229,9 @@ def _section_axes(inside2d: np.ndarray, step_mm: float) -> tuple[float, float, n
 _PLANES = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}
 
 
-def section_diameters(shapes_contains: Callable[[np.ndarray], np.ndarray], centroid: np.ndarray,
-                      extent_mm: float, *, n: int = 240) -> dict[str, dict[str, float]]:
+def section_diameters(
+    shapes_contains: Callable[[np.ndarray], np.ndarray], centroid: np.ndarray, extent_mm: float, *, n: int = 240
+) -> dict[str, dict[str, float]]:
     """Long/short axes of the sections through ``centroid`` in the three orthogonal planes."""
     out = {}
     step = 2 * extent_mm / n
@@ -247,8 +247,14 @@ def section_diameters(shapes_contains: Callable[[np.ndarray], np.ndarray], centr
     return out
 
 
-def max_axial_diameter(shapes_contains: Callable[[np.ndarray], np.ndarray], centroid: np.ndarray,
-                       extent_mm: float, *, n: int = 160, levels: int = 15) -> float:
+def max_axial_diameter(
+    shapes_contains: Callable[[np.ndarray], np.ndarray],
+    centroid: np.ndarray,
+    extent_mm: float,
+    *,
+    n: int = 160,
+    levels: int = 15,
+) -> float:
     """Largest in-plane (axial) Feret diameter over axial sections of the solid."""
     step = 2 * extent_mm / n
     g = (np.arange(n) - (n - 1) / 2) * step

@@ -33,8 +33,9 @@ def _lerp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-def smooth_texture(shape, rng: np.random.Generator, amplitude_hu: float, *, coarse: int = 4,
-                   sigma_coarse: float = 1.0) -> np.ndarray:
+def smooth_texture(
+    shape, rng: np.random.Generator, amplitude_hu: float, *, coarse: int = 4, sigma_coarse: float = 1.0
+) -> np.ndarray:
     """Low-frequency parenchymal texture (zero mean, SD ~ ``amplitude_hu``) of ``shape``.
 
     Gaussian noise on a grid ``coarse`` times coarser, smoothed, then linearly
@@ -71,8 +72,11 @@ def find_uniform_region(clean_hu: np.ndarray, value_hu: float, *, size=(9, 23, 2
     h = [r // 2 for r in report]
     return {
         "hu": float(value_hu),
-        "index_box_kji": [[int(k - h[0]), int(k + h[0] + 1)], [int(j - h[1]), int(j + h[1] + 1)],
-                          [int(i - h[2]), int(i + h[2] + 1)]],
+        "index_box_kji": [
+            [int(k - h[0]), int(k + h[0] + 1)],
+            [int(j - h[1]), int(j + h[1] + 1)],
+            [int(i - h[2]), int(i + h[2] + 1)],
+        ],
     }
 
 
@@ -127,8 +131,11 @@ def render_single_nodule(
         # an oblique pleural plane (a chest wall is never aligned with the voxel lattice); lung side: p.n > offset
         n_wall = np.array([1.0, 0.25, 0.12]) / np.linalg.norm([1.0, 0.25, 0.12])
         offset = float(n_wall @ centre - 0.55 * r)  # 45 % of the radius lies beyond the pleura
-        wall = {"normal": [float(v) for v in n_wall], "offset_mm": offset,
-                "note": "lung where p . normal > offset_mm; chest wall (40 HU) below, fat from offset - 30 mm"}
+        wall = {
+            "normal": [float(v) for v in n_wall],
+            "offset_mm": offset,
+            "note": "lung where p . normal > offset_mm; chest wall (40 HU) below, fat from offset - 30 mm",
+        }
 
         def container(p, _n=n_wall, _o=offset):
             return p @ _n > _o
@@ -146,12 +153,19 @@ def render_single_nodule(
         box = (slice(0, nz), slice(0, ny), slice(0, nx))
         frac = fraction_sdf(grid, box, lambda p: np.abs((p - centre) @ n) - 0.15)
         paint(hu, box, frac, -100.0)
-    nodule = make_nodule(kind, diameter_mm, centre, rng, nodule_id="N1", container=container,
-                         plane_normal=plane_normal, **shape)
+    nodule = make_nodule(
+        kind, diameter_mm, centre, rng, nodule_id="N1", container=container, plane_normal=plane_normal, **shape
+    )
     paint_nodule(hu, grid, nodule)
     clean = hu
-    noisy, blurred = acquire(clean, grid.spacing_mm, rng, noise_sd_hu=noise_sd_hu,
-                             slice_thickness_mm=slice_thickness_mm, psf_fwhm_xy_mm=psf_fwhm_mm)
+    noisy, blurred = acquire(
+        clean,
+        grid.spacing_mm,
+        rng,
+        noise_sd_hu=noise_sd_hu,
+        slice_thickness_mm=slice_thickness_mm,
+        psf_fwhm_xy_mm=psf_fwhm_mm,
+    )
 
     truth = nodule_truth(nodule)
     z0, dz = grid.origin_lps_mm[2], sz
@@ -159,18 +173,21 @@ def render_single_nodule(
     def snap(z):
         return z0 + round((z - z0) / dz) * dz
 
-    truth["seed_lps_mm"] = jittered_seed(nodule, truth["centroid_lps_mm"], rng, jitter_fraction=jitter_fraction,
-                                         snap_z=snap)
+    truth["seed_lps_mm"] = jittered_seed(
+        nodule, truth["centroid_lps_mm"], rng, jitter_fraction=jitter_fraction, snap_z=snap
+    )
     study_date = dt.date(2025, 3, 3)
     case = f"single-{kind}"
     patient = make_patient(case, seed, study_date)
     study_uid = make_uid(case, seed, diameter_mm, "study")
-    truth.update({
-        "id": "N1",
-        "tracking_uid": make_uid(case, seed, diameter_mm, "nodule", "N1"),
-        "lobe": "RUL",
-        "upper_lobe": True,
-    })
+    truth.update(
+        {
+            "id": "N1",
+            "tracking_uid": make_uid(case, seed, diameter_mm, "nodule", "N1"),
+            "lobe": "RUL",
+            "upper_lobe": True,
+        }
+    )
     study_truth = {
         "case": case,
         "seed": seed,

@@ -162,43 +162,58 @@ def make_assessment(ct: list[Dataset], *, with_prior: bool = True) -> ExamAssess
     m1 = make_measurement(ct, (5, 20, 22), 4.0)
     m2 = make_measurement(ct, (6, 40, 44), 3.0, solid=True)
     prior_m = NoduleMeasurement(
-        volume_mm3=180.4, mean_diameter_mm=7.04, long_axis_mm=7.6, short_axis_mm=6.5,
+        volume_mm3=180.4,
+        mean_diameter_mm=7.04,
+        long_axis_mm=7.6,
+        short_axis_mm=6.5,
         measurement_plane="axial",
         long_axis_endpoints_lps_mm=((0.0, 0.0, 0.0), (7.6, 0.0, 0.0)),
         short_axis_endpoints_lps_mm=((3.8, -3.25, 0.0), (3.8, 3.25, 0.0)),
-        max_axial_diameter_mm=7.7, mean_hu=20.0, centroid_lps_mm=(3.8, 0.0, 0.0),
+        max_axial_diameter_mm=7.7,
+        mean_hu=20.0,
+        centroid_lps_mm=(3.8, 0.0, 0.0),
     )
     comparisons = (
-        PriorComparison(
-            prior_study_uid="1.2.826.0.1.3680043.8.498.1001",
-            prior_study_date=dt.date(2024, 3, 12),
-            prior_measurement=prior_m,
-            days_between=363,
-            volume_change_pct=47.123,
-            vdt_days=650.4,
-            diameter_change_mm=0.9632,
-            growth_status="growing",
-            prior_category="2",
-            prior_category_derived=True,
-            is_comparison_study=True,
-        ),
-        PriorComparison(
-            prior_study_uid="1.2.826.0.1.3680043.8.498.1000",
-            prior_study_date=dt.date(2023, 3, 1),
-            prior_measurement=None,
-            days_between=740,
-            volume_change_pct=None,
-            vdt_days=None,
-            diameter_change_mm=None,
-            growth_status=None,
-        ),
-    ) if with_prior else ()
-    seed1 = Seed(position_lps_mm=lps(ct, 5, 20, 22), series_uid=str(ct[0].SeriesInstanceUID), source="sr",
-                 label="Nodule A spiculated", reader="Reader^Rita",
-                 attributes=ReaderAttributes(spiculated=True),
-                 referenced_sop_instance_uid=str(ct[5].SOPInstanceUID),
-                 tracking_id="cornerstoneTools@^4.0.0:Length", tracking_uid="2.25.1234567890",
-                 seed_object_uid="2.25.987654321")
+        (
+            PriorComparison(
+                prior_study_uid="1.2.826.0.1.3680043.8.498.1001",
+                prior_study_date=dt.date(2024, 3, 12),
+                prior_measurement=prior_m,
+                days_between=363,
+                volume_change_pct=47.123,
+                vdt_days=650.4,
+                diameter_change_mm=0.9632,
+                growth_status="growing",
+                prior_category="2",
+                prior_category_derived=True,
+                is_comparison_study=True,
+            ),
+            PriorComparison(
+                prior_study_uid="1.2.826.0.1.3680043.8.498.1000",
+                prior_study_date=dt.date(2023, 3, 1),
+                prior_measurement=None,
+                days_between=740,
+                volume_change_pct=None,
+                vdt_days=None,
+                diameter_change_mm=None,
+                growth_status=None,
+            ),
+        )
+        if with_prior
+        else ()
+    )
+    seed1 = Seed(
+        position_lps_mm=lps(ct, 5, 20, 22),
+        series_uid=str(ct[0].SeriesInstanceUID),
+        source="sr",
+        label="Nodule A spiculated",
+        reader="Reader^Rita",
+        attributes=ReaderAttributes(spiculated=True),
+        referenced_sop_instance_uid=str(ct[5].SOPInstanceUID),
+        tracking_id="cornerstoneTools@^4.0.0:Length",
+        tracking_uid="2.25.1234567890",
+        seed_object_uid="2.25.987654321",
+    )
     f1 = NoduleFinding(
         tracking_id="Nodule 1",
         tracking_uid=generate_uid(entropy_srcs=["test", "nodule-1"]),
@@ -268,8 +283,16 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in lines if line.startswith("Error")]
 
 
-def image_header(sop_uid: str, *, ipp=(-100.0, -120.0, -50.0), iop=None, spacing=(0.6, 0.8), rows=4096,
-                 cols=4096, series_uid="1.2.826.0.1.3680043.8.498.77") -> Dataset:
+def image_header(
+    sop_uid: str,
+    *,
+    ipp=(-100.0, -120.0, -50.0),
+    iop=None,
+    spacing=(0.6, 0.8),
+    rows=4096,
+    cols=4096,
+    series_uid="1.2.826.0.1.3680043.8.498.77",
+) -> Dataset:
     """A bare image header (geometry only) for an image a third-party object references."""
     if iop is None:  # oblique, so that a wrong axis convention shows
         a = np.deg2rad(20)

@@ -99,7 +99,9 @@ def check_audit(engine: Any, cohort: Cohort) -> dict[str, Any]:
     a = compute_audit(exams, outcomes, AuditOptions(START, END, AS_OF, adherence_tolerance_days=TOL))
     x = expected_figures(cohort)
     # the cohort exercises what it should (else the checks below would be vacuous)
-    assert x["positive"] >= 3 and x["overdue"] >= 1 and x["late"] >= 1 and x["screen_detected"] >= 1 and x["interval"] >= 1
+    assert (
+        x["positive"] >= 3 and x["overdue"] >= 1 and x["late"] >= 1 and x["screen_detected"] >= 1 and x["interval"] >= 1
+    )
     assert len(x["rounds"]) >= 3 and x["over_target"]
     assert a["exams"] == x["exams"] and a["participants"] == x["participants"]
     assert {r["round"]: (r["exams"], r["participants"]) for r in a["per_round"]} == x["rounds"]
@@ -109,7 +111,12 @@ def check_audit(engine: Any, cohort: Cohort) -> dict[str, Any]:
     assert a["positive"] == x["positive"] and a["negative"] == x["negative"]
     assert a["positive_rate_pct"] == pytest.approx(x["positive_rate_pct"])
     ad = a["adherence"]
-    assert (ad["evaluable"], ad["adherent"], ad["overdue"], ad["late"]) == (x["evaluable"], x["adherent"], x["overdue"], x["late"])
+    assert (ad["evaluable"], ad["adherent"], ad["overdue"], ad["late"]) == (
+        x["evaluable"],
+        x["adherent"],
+        x["overdue"],
+        x["late"],
+    )
     assert ad["adherence_pct"] == pytest.approx(100 * x["adherent"] / x["evaluable"])
     o = a["outcomes"]
     assert o["screen_detected"] == x["screen_detected"] and o["interval_cancers"] == x["interval"]
@@ -118,7 +125,9 @@ def check_audit(engine: Any, cohort: Cohort) -> dict[str, Any]:
     d = a["dose"]
     assert d["ctdivol_mean_mgy"] == pytest.approx(x["ctdivol_mean_mgy"])
     assert d["at_or_below_target_pct"] == pytest.approx(x["at_target_pct"])
-    assert {(r["scanner"], r["protocol"]): r["exams_over_target"] for r in d["outliers_by_scanner_protocol"]} == dict(x["over_target"])
+    assert {(r["scanner"], r["protocol"]): r["exams_over_target"] for r in d["outliers_by_scanner_protocol"]} == dict(
+        x["over_target"]
+    )
     t = a["turnaround_min"]
     for stage in ("received_to_analysed", "analysed_to_delivered"):
         assert t[stage]["p50"] == pytest.approx(float(np.percentile(x[stage], 50)))
@@ -129,7 +138,9 @@ def check_audit(engine: Any, cohort: Cohort) -> dict[str, Any]:
     assert q["reader_composition_pct"] == pytest.approx(x["reader_composition_pct"])
     assert (a["smoking"]["current"], a["smoking"]["known"]) == (x["current_smokers"], x["smoking_known"])
     assert {r["radiologist"]: r["exams"] for r in a["by_radiologist"]} == dict(x["by_radiologist"])
-    assert {r["radiologist"]: r["positive"] for r in a["by_radiologist"]} == {k: x["by_radiologist_positive"].get(k, 0) for k in x["by_radiologist"]}
+    assert {r["radiologist"]: r["positive"] for r in a["by_radiologist"]} == {
+        k: x["by_radiologist_positive"].get(k, 0) for k in x["by_radiologist"]
+    }
     return a
 
 

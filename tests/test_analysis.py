@@ -9,7 +9,7 @@ import pytest
 from pydicom import dcmread
 from typer.testing import CliRunner
 
-from daemon.analysis.chain import AnalysisError, AnalysisInputs, analyze, SiteDefaults
+from daemon.analysis.chain import AnalysisError, AnalysisInputs, SiteDefaults, analyze
 from daemon.analysis.protocol import participant_from_headers
 from daemon.cli import app
 
@@ -25,7 +25,10 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _inputs(single: dict, *seed_keys: str, **kw) -> AnalysisInputs:  # type: ignore[no-untyped-def]
     cts = [dcmread(p) for p in single["paths"]["ct"]]
-    seeds = [dcmread(single["paths"][k]) if k != "seeds_json" else json.loads(Path(single["paths"][k]).read_text()) for k in seed_keys]
+    seeds = [
+        dcmread(single["paths"][k]) if k != "seeds_json" else json.loads(Path(single["paths"][k]).read_text())
+        for k in seed_keys
+    ]
     return AnalysisInputs(study_datasets=cts, seed_objects=seeds, **kw)
 
 
@@ -59,7 +62,13 @@ def test_reanalysis_replaces_the_report_and_keeps_tracking_uids(single: dict) ->
     first = analyze(_inputs(single, "sr"))
     second = analyze(_inputs(single, "gsps", predecessor=first.report))
     assert second.report.SOPInstanceUID != first.report.SOPInstanceUID
-    assert second.report.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.report.SOPInstanceUID
+    assert (
+        second.report.PredecessorDocumentsSequence[0]
+        .ReferencedSeriesSequence[0]
+        .ReferencedSOPSequence[0]
+        .ReferencedSOPInstanceUID
+        == first.report.SOPInstanceUID
+    )
     assert second.assessment.findings[0].tracking_uid == first.assessment.findings[0].tracking_uid
 
 
@@ -91,7 +100,9 @@ def test_seed_object_marking_nothing_is_refused(single: dict) -> None:
 
 def test_analyze_command_writes_report_seg_and_assessment(single: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["analyze", single["paths"]["ct_dir"], "--seeds", single["paths"]["seeds_json"], "--out", str(out)])
+    res = CliRunner().invoke(
+        app, ["analyze", single["paths"]["ct_dir"], "--seeds", single["paths"]["seeds_json"], "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assessment = json.loads((out / "assessment.json").read_text())
     assert assessment["schema"] == "noduled.assessment/1" and assessment["nodules"][0]["id"] == "Nodule 1"
@@ -102,5 +113,7 @@ def test_analyze_command_writes_report_seg_and_assessment(single: dict, tmp_path
 
 
 def test_analyze_command_names_a_missing_seed_file(single: dict, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["analyze", single["paths"]["ct_dir"], "--seeds", str(tmp_path / "nope.json"), "--out", str(tmp_path)])
+    res = CliRunner().invoke(
+        app, ["analyze", single["paths"]["ct_dir"], "--seeds", str(tmp_path / "nope.json"), "--out", str(tmp_path)]
+    )
     assert res.exit_code == 2 and "nope.json does not exist" in res.output

@@ -16,9 +16,17 @@ from nlcsp.cases import parse_case
 
 # what the daemon builds for a Lung-RADS site: the prior's category is the one recorded then, "4A"
 CASE = nl.Case(
-    exam_date=dt.date(2026, 6, 1), screening_round="follow-up", participant=nl.Participant(age_years=64, sex="F"),
-    nodules=(nl.Nodule("Nodule 1", "solid", mean_diameter_mm=9.0,
-                       priors=(nl.Prior(dt.date(2026, 3, 1), mean_diameter_mm=9.0, category="4A"),)),),
+    exam_date=dt.date(2026, 6, 1),
+    screening_round="follow-up",
+    participant=nl.Participant(age_years=64, sex="F"),
+    nodules=(
+        nl.Nodule(
+            "Nodule 1",
+            "solid",
+            mean_diameter_mm=9.0,
+            priors=(nl.Prior(dt.date(2026, 3, 1), mean_diameter_mm=9.0, category="4A"),),
+        ),
+    ),
 )
 
 

@@ -24,17 +24,38 @@ def ten_mm(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_analyze_with_lung_rads_reports_its_category_in_the_sr(ten_mm: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["analyze", ten_mm["ct_dir"], "--seeds", ten_mm["seeds_json"], "--out", str(out),
-                                   "--participant", str(_participant(tmp_path)),
-                                   "--protocol", "lung-rads-2022", "--audit-protocol", "nlcsp"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            ten_mm["ct_dir"],
+            "--seeds",
+            ten_mm["seeds_json"],
+            "--out",
+            str(out),
+            "--participant",
+            str(_participant(tmp_path)),
+            "--protocol",
+            "lung-rads-2022",
+            "--audit-protocol",
+            "nlcsp",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assessment = json.loads((out / "assessment.json").read_text())
     assert (assessment["protocol"], assessment["protocol_version"], assessment["category"]) == (
-        "lung-rads-2022", "v2022", "4A")
+        "lung-rads-2022",
+        "v2022",
+        "4A",
+    )
     assert "Lung-RADS v2022 Category 4A" in res.output
     # the SR, read back as a viewer or the next round would
     back = read_report(dcmread(out / "report.dcm")).assessment
-    assert back is not None and (back.protocol, back.protocol_version, back.category) == ("lung-rads-2022", "v2022", "4A")
+    assert back is not None and (back.protocol, back.protocol_version, back.category) == (
+        "lung-rads-2022",
+        "v2022",
+        "4A",
+    )
     assert [f.category for f in back.findings] == ["4A"]
     # the audit protocol is computed and kept apart, never in the SR
     audit = json.loads((out / "audit.json").read_text())
@@ -46,8 +67,19 @@ def test_analyze_with_lung_rads_reports_its_category_in_the_sr(ten_mm: dict, tmp
 
 
 def test_analyze_refuses_an_unknown_protocol(ten_mm: dict, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["analyze", ten_mm["ct_dir"], "--seeds", ten_mm["seeds_json"], "--out",
-                                   str(tmp_path), "--protocol", "fleischner"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            ten_mm["ct_dir"],
+            "--seeds",
+            ten_mm["seeds_json"],
+            "--out",
+            str(tmp_path),
+            "--protocol",
+            "fleischner",
+        ],
+    )
     assert res.exit_code == 2 and "--protocol must be nlcsp or lung-rads-2022" in res.output
 
 

@@ -44,7 +44,12 @@ def test_store_writes_file_and_index_rows(archive: Archive) -> None:
     assert not result.duplicate
     assert result.path == archive.root / "1.2.3.4" / "1.2.3.4.5" / f"{ds.SOPInstanceUID}.dcm"
     assert result.path.read_bytes() == data
-    assert (count(archive, patients), count(archive, studies), count(archive, series), count(archive, instances)) == (1, 1, 1, 1)
+    assert (count(archive, patients), count(archive, studies), count(archive, series), count(archive, instances)) == (
+        1,
+        1,
+        1,
+        1,
+    )
     with archive.engine.connect() as conn:
         row = conn.execute(select(series)).one()
         st = conn.execute(select(studies)).one()
@@ -66,7 +71,12 @@ def test_same_instance_twice_is_harmless(archive: Archive) -> None:
 def test_many_instances_share_patient_study_series(archive: Archive) -> None:
     for i in range(5):
         archive.store(encode(make(i)))
-    assert (count(archive, patients), count(archive, studies), count(archive, series), count(archive, instances)) == (1, 1, 1, 5)
+    assert (count(archive, patients), count(archive, studies), count(archive, series), count(archive, instances)) == (
+        1,
+        1,
+        1,
+        5,
+    )
 
 
 @pytest.mark.parametrize("missing", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
@@ -114,7 +124,12 @@ def test_recovery_after_crash_between_commit_and_rename(archive: Archive) -> Non
     its file: the instance was never acknowledged, so recovery removes both."""
     ds = make()
     data = encode(ds)
-    archive._insert_rows(dcmread(io.BytesIO(data), stop_before_pixels=True), archive.relative_path("1.2.3.4", "1.2.3.4.5", ds.SOPInstanceUID), len(data), None)
+    archive._insert_rows(
+        dcmread(io.BytesIO(data), stop_before_pixels=True),
+        archive.relative_path("1.2.3.4", "1.2.3.4.5", ds.SOPInstanceUID),
+        len(data),
+        None,
+    )
     (archive.incoming / f"{ds.SOPInstanceUID}.0a1b2c.part").write_bytes(data[:1000])  # cut short
     (archive.incoming / "1.2.3.99.ffff.part").write_bytes(data[:10])  # another, never indexed
     counts = archive.recover()
@@ -324,7 +339,12 @@ def test_a_deflate_bomb_is_refused(archive: Archive, monkeypatch: pytest.MonkeyP
     from daemon.network.filemeta import file_meta_bytes
 
     monkeypatch.setattr(archive_module, "INFLATED_LIMIT_BYTES", 1 << 20)
-    body = b"\x08\x00\x16\x00UI\x02\x001\x00" + b"\x09\x00\x10\x00OB\x00\x00" + (8 << 20).to_bytes(4, "little") + bytes(8 << 20)
+    body = (
+        b"\x08\x00\x16\x00UI\x02\x001\x00"
+        + b"\x09\x00\x10\x00OB\x00\x00"
+        + (8 << 20).to_bytes(4, "little")
+        + bytes(8 << 20)
+    )
     packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = packer.compress(body) + packer.flush()
     assert len(deflated) < 20_000

@@ -30,14 +30,16 @@ def test_status_prints_delivery_errors_as_sentences_not_dicts(tmp_path: Path) ->
     config.write_text(f'[storage]\ndata_dir = "{data_dir}"\n')
     engine = open_index(f"sqlite:///{data_dir / 'index.sqlite'}")
     t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
-    box = Outbox(engine, data_dir / "archive", [Destination(ae_title="PACS", host="127.0.0.1", port=1)], clock=lambda: t0)
+    box = Outbox(
+        engine, data_dir / "archive", [Destination(ae_title="PACS", host="127.0.0.1", port=1)], clock=lambda: t0
+    )
     box.enqueue("1.2.3.4", "1.2.3", "1.2.3/1.2.3.5/1.2.3.4.dcm")
     box.deliver_due()  # the file is missing: expired with the reason
     engine.dispose()
 
     result = CliRunner().invoke(app, ["status", "--config", str(config)], terminal_width=250)
     assert result.exit_code == 0, result.output
-    text = " ".join(x.strip() for x in result.output[result.output.index("last error"):].splitlines())  # rich wraps
+    text = " ".join(x.strip() for x in result.output[result.output.index("last error") :].splitlines())  # rich wraps
     assert "{" not in text and "'" not in text
     assert text.strip() == (
         "last error: PACS@127.0.0.1:1, study 1.2.3: file 1.2.3/1.2.3.5/1.2.3.4.dcm is missing from the archive "

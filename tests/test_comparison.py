@@ -22,9 +22,18 @@ def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("growth")
     studies = generate_case("growth", size="small", seed=0)
     written = [write_study(s, root / f"t{i}") for i, s in enumerate(studies)]
-    baseline = analyze(AnalysisInputs(study_datasets=[dcmread(p) for p in written[0]["ct"]], seed_objects=[dcmread(written[0]["sr"])]))
+    baseline = analyze(
+        AnalysisInputs(study_datasets=[dcmread(p) for p in written[0]["ct"]], seed_objects=[dcmread(written[0]["sr"])])
+    )
     reported = tuple(
-        PriorNodule(f.tracking_uid, f.tracking_id, f.measurement.volume_mm3, f.measurement.mean_diameter_mm, f.category, f.measurement.centroid_lps_mm)
+        PriorNodule(
+            f.tracking_uid,
+            f.tracking_id,
+            f.measurement.volume_mm3,
+            f.measurement.mean_diameter_mm,
+            f.category,
+            f.measurement.centroid_lps_mm,
+        )
         for f in baseline.assessment.findings
     )
     prior = PriorExam(
@@ -34,7 +43,11 @@ def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
         reported=reported,
     )
     follow_up = analyze(
-        AnalysisInputs(study_datasets=[dcmread(p) for p in written[1]["ct"]], seed_objects=[dcmread(written[1]["sr"])], priors=[prior])
+        AnalysisInputs(
+            study_datasets=[dcmread(p) for p in written[1]["ct"]],
+            seed_objects=[dcmread(written[1]["sr"])],
+            priors=[prior],
+        )
     )
     return {"studies": studies, "baseline": baseline, "follow_up": follow_up}
 
@@ -64,10 +77,16 @@ def test_percent_change_and_status_match_truth(growth: dict) -> None:
         if status == "new":
             continue
         (comparison,) = f.comparisons
-        assert comparison.is_comparison_study and comparison.days_between == truth["growth"]["priors"][0]["days_between"]
+        assert (
+            comparison.is_comparison_study and comparison.days_between == truth["growth"]["priors"][0]["days_between"]
+        )
         if truth["mean_diameter_mm"] >= 5:  # the bound: 5 percentage points
             true_change = truth["growth"]["priors"][0]["volume_change_pct"]
-            assert abs(comparison.volume_change_pct - true_change) <= 5.0, (truth["id"], comparison.volume_change_pct, true_change)
+            assert abs(comparison.volume_change_pct - true_change) <= 5.0, (
+                truth["id"],
+                comparison.volume_change_pct,
+                true_change,
+            )
         assert f.status == status, (truth["id"], f.status, status)
 
 
@@ -95,9 +114,17 @@ def test_prior_never_reported_gets_a_derived_category(growth: dict, tmp_path) ->
     studies = growth["studies"]
     written = [write_study(s, tmp_path / f"t{i}") for i, s in enumerate(studies)]
     prior = PriorExam(studies[0].study_uid, studies[0].study_date, tuple(dcmread(p) for p in written[0]["ct"]))
-    result = analyze(AnalysisInputs(study_datasets=[dcmread(p) for p in written[1]["ct"]], seed_objects=[dcmread(written[1]["sr"])], priors=[prior]))
+    result = analyze(
+        AnalysisInputs(
+            study_datasets=[dcmread(p) for p in written[1]["ct"]],
+            seed_objects=[dcmread(written[1]["sr"])],
+            priors=[prior],
+        )
+    )
     compared = [c for f in result.assessment.findings for c in f.comparisons]
-    assert compared and all(c.prior_category_derived and c.prior_category in {"1", "2", "3", "4", "5", "6"} for c in compared)
+    assert compared and all(
+        c.prior_category_derived and c.prior_category in {"1", "2", "3", "4", "5", "6"} for c in compared
+    )
     from dicom_sr.read_report import read_report
 
     back = read_report(result.report).assessment
@@ -119,14 +146,25 @@ def test_derived_category_is_shown_on_the_time_point_it_belongs_to() -> None:
     finding = SimpleNamespace(measurement=None)
     from nlcsp.types import NoduleAssessment
 
-    derived = NoduleAssessment("Nodule 1", "3", "stable", "x", previous_category="3", previous_category_derived=True,
-                               previous_category_date=dt.date(2024, 1, 10),
-                               derived_prior_categories=((dt.date(2024, 1, 10), "3"),))
+    derived = NoduleAssessment(
+        "Nodule 1",
+        "3",
+        "stable",
+        "x",
+        previous_category="3",
+        previous_category_derived=True,
+        previous_category_date=dt.date(2024, 1, 10),
+        derived_prior_categories=((dt.date(2024, 1, 10), "3"),),
+    )
     by_date = {c.prior_study_date: c for c in prior_comparisons(finding, observations, dt.date(2025, 1, 15), derived)}
     assert (by_date[older.exam_date].prior_category, by_date[older.exam_date].prior_category_derived) == ("3", True)
-    assert (by_date[between.exam_date].prior_category, by_date[between.exam_date].prior_category_derived) == (None, False)
-    reported_earlier = NoduleAssessment("Nodule 1", "3", "stable", "x", previous_category="3",
-                                        previous_category_date=dt.date(2024, 1, 10))
+    assert (by_date[between.exam_date].prior_category, by_date[between.exam_date].prior_category_derived) == (
+        None,
+        False,
+    )
+    reported_earlier = NoduleAssessment(
+        "Nodule 1", "3", "stable", "x", previous_category="3", previous_category_date=dt.date(2024, 1, 10)
+    )
     out = prior_comparisons(finding, observations, dt.date(2025, 1, 15), reported_earlier)  # type: ignore[arg-type]
     assert all(c.prior_category is None and not c.prior_category_derived for c in out)
 
@@ -141,10 +179,23 @@ def test_every_derived_prior_category_is_shown_with_its_time_point() -> None:
     exams = [PriorExam("1.2.3.1", dt.date(2024, 6, 1)), PriorExam("1.2.3.2", dt.date(2025, 6, 1))]
     from nlcsp.types import NoduleAssessment
 
-    assessed = NoduleAssessment("Nodule 1", "2", "stable", "x", previous_category="2", previous_category_derived=True,
-                                previous_category_date=dt.date(2025, 6, 1),
-                                derived_prior_categories=((dt.date(2024, 6, 1), "4"), (dt.date(2025, 6, 1), "2")))
-    out = prior_comparisons(SimpleNamespace(measurement=None), [PriorObservation(e, None, None) for e in exams],  # type: ignore[arg-type]
-                            dt.date(2026, 6, 1), assessed)
+    assessed = NoduleAssessment(
+        "Nodule 1",
+        "2",
+        "stable",
+        "x",
+        previous_category="2",
+        previous_category_derived=True,
+        previous_category_date=dt.date(2025, 6, 1),
+        derived_prior_categories=((dt.date(2024, 6, 1), "4"), (dt.date(2025, 6, 1), "2")),
+    )
+    out = prior_comparisons(
+        SimpleNamespace(measurement=None),
+        [PriorObservation(e, None, None) for e in exams],  # type: ignore[arg-type]
+        dt.date(2026, 6, 1),
+        assessed,
+    )
     assert [(c.prior_study_date.isoformat(), c.prior_category, c.prior_category_derived) for c in out] == [
-        ("2024-06-01", "4", True), ("2025-06-01", "2", True)]
+        ("2024-06-01", "4", True),
+        ("2025-06-01", "2", True),
+    ]

@@ -19,14 +19,14 @@ from pydicom import dcmread
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import select
 
-from daemon.storage.db import open_index
-from daemon.workflow.outbox import Outbox, RetryPolicy, parse_destination
-from daemon.storage.schema import outbox
 from daemon.settings import Destination
+from daemon.storage.db import open_index
+from daemon.storage.schema import outbox
+from daemon.workflow.outbox import Outbox, RetryPolicy, parse_destination
 from tests.support.ct_series import write_ct_series
 from tests.support.servers import free_port
 
-T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
 
 
 class Clock:
@@ -69,7 +69,7 @@ class FakeFreePACS:
         with self._lock:
             self.associations += 1
 
-    def start(self) -> "FakeFreePACS":
+    def start(self) -> FakeFreePACS:
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = True
         ae.supported_contexts = AllStoragePresentationContexts
@@ -130,7 +130,7 @@ def rows(engine) -> list:  # type: ignore[no-untyped-def]
 
 
 def utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def dest(port: int, ae_title: str = "PACS") -> Destination:
@@ -168,7 +168,7 @@ def test_enqueued_objects_are_delivered_over_one_association(engine, archive_dir
 def test_every_destination_gets_its_own_row_and_copy(engine, archive_dir, tmp_path, pacs) -> None:  # type: ignore[no-untyped-def]
     first, second = pacs(ae_title="PACS"), pacs(ae_title="ARCHIVE2")
     box = Outbox(engine, archive_dir, [dest(first.port), dest(second.port, "ARCHIVE2")], clock=Clock())
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     assert box.enqueue(sop, study, rel) == 2
     assert box.deliver_due()["delivered"] == 2
     assert first.received == [sop] and second.received == [sop]
@@ -176,7 +176,7 @@ def test_every_destination_gets_its_own_row_and_copy(engine, archive_dir, tmp_pa
 
 def test_enqueue_is_idempotent(engine, archive_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     box = Outbox(engine, archive_dir, [dest(4242), dest(4243, "OTHER")], clock=Clock())
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     assert box.enqueue(sop, study, rel) == 2
     assert box.enqueue(sop, study, rel) == 0
     # a second process with the same configuration does not duplicate either
@@ -187,7 +187,7 @@ def test_enqueue_is_idempotent(engine, archive_dir, tmp_path) -> None:  # type: 
 
 def test_no_destinations_means_nothing_queued(engine, archive_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     box = Outbox(engine, archive_dir, [], clock=Clock())
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     assert box.enqueue(sop, study, rel) == 0
     assert rows(engine) == []
 
@@ -199,7 +199,7 @@ def test_destination_down_is_retried_with_backoff_then_delivered(engine, archive
     port = free_port()  # nothing listens here yet
     clock = Clock()
     box = Outbox(engine, archive_dir, [dest(port)], clock=clock, policy=RetryPolicy(initial_s=30, max_s=100))
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
 
     # attempt 1 at T0 fails: next try 30 s later
@@ -238,7 +238,7 @@ def test_destination_down_is_retried_with_backoff_then_delivered(engine, archive
 def test_rejected_association_is_retried_with_the_reason(engine, archive_dir, tmp_path, pacs) -> None:  # type: ignore[no-untyped-def]
     server = pacs(ae_title="REALPACS")  # rejects our called AE title "PACS"
     box = Outbox(engine, archive_dir, [dest(server.port, "PACS")], clock=Clock())
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
     assert box.deliver_due() == {"delivered": 0, "retry": 1, "expired": 0}
     (row,) = rows(engine)
@@ -251,7 +251,7 @@ def test_failure_status_is_retried_and_warning_status_counts_as_delivered(engine
     server = pacs(status=0xA700)
     clock = Clock()
     box = Outbox(engine, archive_dir, [dest(server.port)], clock=clock)
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
     assert box.deliver_due()["retry"] == 1
     (row,) = rows(engine)
@@ -266,11 +266,15 @@ def test_failure_status_is_retried_and_warning_status_counts_as_delivered(engine
 # ------------------------------------------------------------------ expiry
 
 
-def test_row_expires_after_max_age_with_a_warning_naming_study_and_destination(engine, archive_dir, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_row_expires_after_max_age_with_a_warning_naming_study_and_destination(
+    engine, archive_dir, tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     clock = Clock()
-    box = Outbox(engine, archive_dir, [dest(port)], clock=clock, policy=RetryPolicy(initial_s=30, max_s=3600, max_age_s=100))
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    box = Outbox(
+        engine, archive_dir, [dest(port)], clock=clock, policy=RetryPolicy(initial_s=30, max_s=3600, max_age_s=100)
+    )
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
     caplog.set_level(logging.INFO, logger="daemon.workflow.outbox")
 
@@ -350,12 +354,14 @@ def test_two_outboxes_on_one_database_send_each_row_once(engine, archive_dir, tm
     assert all(r.state == "delivered" and r.attempts == 1 for r in rows(engine))
 
 
-def test_a_claimed_row_is_not_sent_by_another_process_until_its_lease_runs_out(engine, archive_dir, tmp_path, pacs) -> None:  # type: ignore[no-untyped-def]
+def test_a_claimed_row_is_not_sent_by_another_process_until_its_lease_runs_out(
+    engine, archive_dir, tmp_path, pacs
+) -> None:  # type: ignore[no-untyped-def]
     """A process that died after claiming: the row waits for the lease, then goes out."""
     server = pacs()
     clock = Clock()
     box = Outbox(engine, archive_dir, [dest(server.port)], clock=clock, lease_s=120)
-    (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+    ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
     box.enqueue(sop, study, rel)
     with engine.connect() as conn:  # what a crashed process leaves behind
         (row,) = conn.execute(select(outbox)).all()
@@ -379,7 +385,7 @@ def test_run_loop_delivers_on_wake_and_stops(engine, archive_dir, tmp_path, pacs
     thread = threading.Thread(target=box.run, args=(stop,), kwargs={"poll_s": 30.0}, daemon=True)
     thread.start()
     try:
-        (sop, study, rel), = archive_objects(archive_dir, tmp_path, 1)
+        ((sop, study, rel),) = archive_objects(archive_dir, tmp_path, 1)
         box.enqueue(sop, study, rel)
         box.wake()  # the loop would otherwise wait 30 s
         for _ in range(200):

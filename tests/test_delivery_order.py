@@ -90,7 +90,9 @@ class CommitPACS(FakeFreePACS):
 
     def _on_action(self, event: evt.Event):  # type: ignore[no-untyped-def]
         info = event.action_information
-        self.requests.append((str(info.TransactionUID), [str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence]))
+        self.requests.append(
+            (str(info.TransactionUID), [str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence])
+        )
         return 0x0000, None
 
     def start(self) -> CommitPACS:
@@ -100,7 +102,8 @@ class CommitPACS(FakeFreePACS):
         ae.supported_contexts = AllStoragePresentationContexts
         ae.add_supported_context(StorageCommitmentPushModel)
         self._server = ae.start_server(
-            ("127.0.0.1", self.port), block=False,
+            ("127.0.0.1", self.port),
+            block=False,
             evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_N_ACTION, self._on_action)],
         )
         return self
@@ -156,7 +159,9 @@ def test_a_failing_seg_holds_its_sr_back_and_an_expired_one_releases_it(engine, 
 # -------------------------------------------------------------- commitment
 
 
-def test_with_commitment_an_object_is_delivered_only_when_the_report_says_committed(engine, archive_dir, report_pair) -> None:  # type: ignore[no-untyped-def]
+def test_with_commitment_an_object_is_delivered_only_when_the_report_says_committed(
+    engine, archive_dir, report_pair
+) -> None:  # type: ignore[no-untyped-def]
     server = CommitPACS().start()
     try:
         clock = Clock()
@@ -171,7 +176,10 @@ def test_with_commitment_an_object_is_delivered_only_when_the_report_says_commit
         assert box.deliver_due(now=clock.advance(60)) == {"delivered": 0, "retry": 0, "expired": 0}
         assert server.received == [seg_uid]
 
-        assert box.record_commitment(CommitmentReport(uid, (seg_uid,), ()), now=clock.now) == {"delivered": 1, "retry": 0}
+        assert box.record_commitment(CommitmentReport(uid, (seg_uid,), ()), now=clock.now) == {
+            "delivered": 1,
+            "retry": 0,
+        }
         assert box.deliver_due() == {"delivered": 0, "retry": 0, "expired": 0}
         assert server.received == [seg_uid, sr_uid]
         (_, sr_uid_uid) = server.requests[1][0], server.requests[1][1]
@@ -186,16 +194,29 @@ def test_a_commitment_failure_is_retried_and_a_missing_report_resends(engine, ar
     server = CommitPACS().start()
     try:
         clock = Clock()
-        box = Outbox(engine, archive_dir, [dest(server.port, True)], clock=clock, commitment_timeout_s=300,
-                     policy=RetryPolicy(initial_s=30))
+        box = Outbox(
+            engine,
+            archive_dir,
+            [dest(server.port, True)],
+            clock=clock,
+            commitment_timeout_s=300,
+            policy=RetryPolicy(initial_s=30),
+        )
         seg, _ = report_pair
         sop, study, rel = _save(seg, archive_dir)
         box.enqueue(sop, study, rel)
         box.deliver_due()
         uid = server.requests[0][0]
-        assert box.record_commitment(CommitmentReport(uid, (), ((sop, 0x0112),)), now=clock.now) == {"delivered": 0, "retry": 1}
+        assert box.record_commitment(CommitmentReport(uid, (), ((sop, 0x0112),)), now=clock.now) == {
+            "delivered": 0,
+            "retry": 1,
+        }
         (row,) = rows(engine)
-        assert row.state == "pending" and "did not commit" in row.last_error and "0x0112 (No such object instance)" in row.last_error
+        assert (
+            row.state == "pending"
+            and "did not commit" in row.last_error
+            and "0x0112 (No such object instance)" in row.last_error
+        )
         # retried after the backoff; this time no report comes: sent again after the timeout, saying why
         assert box.deliver_due(now=clock.advance(30)) == {"delivered": 0, "retry": 0, "expired": 0}
         assert len(server.received) == 2
@@ -204,13 +225,21 @@ def test_a_commitment_failure_is_retried_and_a_missing_report_resends(engine, ar
         (row,) = rows(engine)
         assert row.state == "pending" and "no Storage Commitment report" in row.last_error
         # a report of the replaced transaction changes nothing; the current one delivers
-        assert box.record_commitment(CommitmentReport(server.requests[1][0], (sop,), ())) == {"delivered": 0, "retry": 0}
-        assert box.record_commitment(CommitmentReport(server.requests[2][0], (sop,), ())) == {"delivered": 1, "retry": 0}
+        assert box.record_commitment(CommitmentReport(server.requests[1][0], (sop,), ())) == {
+            "delivered": 0,
+            "retry": 0,
+        }
+        assert box.record_commitment(CommitmentReport(server.requests[2][0], (sop,), ())) == {
+            "delivered": 1,
+            "retry": 0,
+        }
     finally:
         server.stop()
 
 
-def test_auto_commitment_without_support_delivers_on_store_and_required_does_not(engine, archive_dir, pacs, tmp_path, report_pair) -> None:  # type: ignore[no-untyped-def]
+def test_auto_commitment_without_support_delivers_on_store_and_required_does_not(
+    engine, archive_dir, pacs, tmp_path, report_pair
+) -> None:  # type: ignore[no-untyped-def]
     server = pacs()  # no Storage Commitment presentation context
     seg, _ = report_pair
     sop, study, rel = _save(seg, archive_dir)
@@ -268,10 +297,18 @@ def test_delivery_resumes_within_seconds_when_the_destination_returns(engine, ar
 
 def test_healthz_check_fails_naming_a_destination_down_longer_than_the_alert_time(engine, archive_dir) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
-    answers: dict[str, str | None] = {"PACS@127.0.0.1:4242": None, "VNA@127.0.0.1:4243": "connection refused by 127.0.0.1:4243"}
+    answers: dict[str, str | None] = {
+        "PACS@127.0.0.1:4242": None,
+        "VNA@127.0.0.1:4243": "connection refused by 127.0.0.1:4243",
+    }
     box = Outbox(engine, archive_dir, [], clock=clock)
     probe = DestinationProbe(
-        engine, box, list(answers), calling_ae="NODULED", down_alert_s=120, clock=clock,
+        engine,
+        box,
+        list(answers),
+        calling_ae="NODULED",
+        down_alert_s=120,
+        clock=clock,
         echo_fn=lambda destination, **_: answers[destination],
     )
     assert probe.health() == (True, "no destination probed yet")
@@ -288,7 +325,9 @@ def test_healthz_check_fails_naming_a_destination_down_longer_than_the_alert_tim
     assert probe.health()[0] and probe.down_count() == 0
 
 
-def test_sr_after_its_seg_also_when_the_delivering_process_is_killed_mid_store(engine, archive_dir, tmp_path, report_pair) -> None:  # type: ignore[no-untyped-def]
+def test_sr_after_its_seg_also_when_the_delivering_process_is_killed_mid_store(
+    engine, archive_dir, tmp_path, report_pair
+) -> None:  # type: ignore[no-untyped-def]
     """A real process crash (SIGKILL) while the PACS is storing the SEG: the restarted outbox sends the SEG again
     before the SR, never the SR first."""
     import os

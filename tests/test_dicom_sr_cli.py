@@ -21,7 +21,9 @@ runner = CliRunner()
 def our_sr(tmp_path_factory):
     ct = make_ct_series(seed="cli")
     a = make_assessment(ct)
-    return a, write(build_report(a, ct, seg=build_segmentation(a.findings, ct)), tmp_path_factory.mktemp("cli") / "sr.dcm")
+    return a, write(
+        build_report(a, ct, seg=build_segmentation(a.findings, ct)), tmp_path_factory.mktemp("cli") / "sr.dcm"
+    )
 
 
 def test_summary_of_our_report(our_sr):
@@ -47,8 +49,9 @@ def test_json_of_our_report(our_sr):
 
 
 @pytest.mark.skipif(not THIRD.is_dir(), reason="shared real-data folder is not mounted")
-@pytest.mark.parametrize("name", ["dcmjs-cornerstone-tid1500.dcm", "dcmjs-sample-sr.dcm",
-                                  "highdicom-tid1500-multiple-groups.dcm"])
+@pytest.mark.parametrize(
+    "name", ["dcmjs-cornerstone-tid1500.dcm", "dcmjs-sample-sr.dcm", "highdicom-tid1500-multiple-groups.dcm"]
+)
 def test_third_party_reports(name):
     result = runner.invoke(app, ["report", str(THIRD / name)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -26,8 +26,16 @@ def test_a_code_has_one_meaning():
 
 def test_private_scheme_is_declared_and_standard_codes_are_used_for_measurements():
     assert codes.CODING_SCHEME.CodingSchemeDesignator == "99NLCSP"
-    for code in (codes.VOLUME, codes.DIAMETER, codes.LONG_AXIS, codes.SHORT_AXIS, codes.NODULE, codes.LUNG,
-                 codes.MEAN_ATTENUATION, codes.IMAGING_MEASUREMENT_REPORT):
+    for code in (
+        codes.VOLUME,
+        codes.DIAMETER,
+        codes.LONG_AXIS,
+        codes.SHORT_AXIS,
+        codes.NODULE,
+        codes.LUNG,
+        codes.MEAN_ATTENUATION,
+        codes.IMAGING_MEASUREMENT_REPORT,
+    ):
         assert code.scheme_designator in ("SCT", "DCM")
     assert {c.scheme_designator for c in codes.CATEGORIES.values()} == {"99NLCSP"}
     assert set(codes.CATEGORIES) == {"0", "1", "2", "3", "4", "5", "6"}

@@ -69,8 +69,14 @@ def test_exam_dose_prefers_the_dose_sr_and_falls_back_to_the_images(study) -> No
     headers = list(ct_datasets(study))[:3]
     with_sr = dose_from_datasets(study.series_uid, headers, [dose_sr(study, ctdivol_mgy=2.2)])
     assert with_sr.dose_source == "ct-dose-sr" and with_sr.ctdivol_mgy == pytest.approx(2.2)
-    assert with_sr.dlp_total_mgycm == pytest.approx(round(sum(e.dlp_mgycm for e in dose_events(study, ctdivol_mgy=2.2)), 2))
-    assert [(r.source, r.screening) for r in with_sr.events] == [("ct-image", True), ("ct-dose-sr", False), ("ct-dose-sr", True)]
+    assert with_sr.dlp_total_mgycm == pytest.approx(
+        round(sum(e.dlp_mgycm for e in dose_events(study, ctdivol_mgy=2.2)), 2)
+    )
+    assert [(r.source, r.screening) for r in with_sr.events] == [
+        ("ct-image", True),
+        ("ct-dose-sr", False),
+        ("ct-dose-sr", True),
+    ]
     images_only = dose_from_datasets(study.series_uid, headers, [])
     assert images_only.dose_source == "ct-image" and images_only.ctdivol_mgy == pytest.approx(float(headers[0].CTDIvol))
     assert images_only.dlp_total_mgycm is None and images_only.kvp == 120.0

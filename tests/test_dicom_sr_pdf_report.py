@@ -21,8 +21,12 @@ def test_pdf_report_is_valid_and_says_what_the_report_says(tmp_path):
     assert ds.StudyInstanceUID == ct[0].StudyInstanceUID and ds.PatientID == ct[0].PatientID
     pdf = bytes(ds.EncapsulatedDocument)[: int(ds.EncapsulatedDocumentLength)]
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
-    for text in (f"Exam category: NLCSP Category {assessment.category}", f"Management: {assessment.management}",
-                 f"Due date: {assessment.due_date.isoformat()}", NOT_FOR_DIAGNOSIS):
+    for text in (
+        f"Exam category: NLCSP Category {assessment.category}",
+        f"Management: {assessment.management}",
+        f"Due date: {assessment.due_date.isoformat()}",
+        NOT_FOR_DIAGNOSIS,
+    ):
         assert text.encode() in pdf, text
     for f in assessment.findings:
         assert f"({f.tracking_id} ".encode() in pdf  # a table row per nodule

@@ -14,11 +14,19 @@ from tests.dicom_sr_support import dciodvfy_errors, make_assessment, make_ct_ser
 
 def _lung_rads(assessment):
     findings = list(assessment.findings)
-    first = replace(findings[0], category="4B",
-                    comparisons=tuple(replace(c, prior_category="4A") for c in findings[0].comparisons))
+    first = replace(
+        findings[0], category="4B", comparisons=tuple(replace(c, prior_category="4A") for c in findings[0].comparisons)
+    )
     findings = [first, replace(findings[1], category="3")]
-    return replace(assessment, protocol="lung-rads-2022", protocol_version="v2022", category="4B",
-                   additional_findings=True, descriptor="Very suspicious", findings=tuple(findings))
+    return replace(
+        assessment,
+        protocol="lung-rads-2022",
+        protocol_version="v2022",
+        category="4B",
+        additional_findings=True,
+        descriptor="Very suspicious",
+        findings=tuple(findings),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +38,9 @@ def lung_rads_report(tmp_path_factory):
 
 
 def _evaluations(ds):
-    container = next(i for i in ds.ContentSequence
-                     if codes.same(i.ConceptNameCodeSequence[0], codes.QUALITATIVE_EVALUATIONS))
+    container = next(
+        i for i in ds.ContentSequence if codes.same(i.ConceptNameCodeSequence[0], codes.QUALITATIVE_EVALUATIONS)
+    )
     return list(container.ContentSequence)
 
 
@@ -55,7 +64,11 @@ def test_lung_rads_round_trip(lung_rads_report):
     back = read_report(path).assessment
     assert back is not None
     assert (back.protocol, back.protocol_version, back.category, back.additional_findings) == (
-        "lung-rads-2022", "v2022", "4B", True)
+        "lung-rads-2022",
+        "v2022",
+        "4B",
+        True,
+    )
     assert [f.category for f in back.findings] == ["4B", "3"]
     assert [c.prior_category for c in back.findings[0].comparisons] == ["4A"] * len(assessment.findings[0].comparisons)
 

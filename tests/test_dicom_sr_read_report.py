@@ -30,7 +30,9 @@ def _check_measurement(got, want):
         assert getattr(got, name) == round(getattr(want, name), 1), name
     assert got.mean_hu == round(want.mean_hu)
     assert got.solid_volume_mm3 == (None if want.solid_volume_mm3 is None else round(want.solid_volume_mm3))
-    assert got.solid_mean_diameter_mm == (None if want.solid_mean_diameter_mm is None else round(want.solid_mean_diameter_mm, 1))
+    assert got.solid_mean_diameter_mm == (
+        None if want.solid_mean_diameter_mm is None else round(want.solid_mean_diameter_mm, 1)
+    )
     assert got.measurement_plane == want.measurement_plane
     assert got.mask is None
 
@@ -48,9 +50,21 @@ def test_exam_level_round_trip(round_trip):
     want, contents = round_trip
     got = contents.assessment
     assert contents.is_noduled
-    for name in ("study_uid", "exam_date", "screening_round", "category", "additional_findings", "descriptor",
-                 "management", "follow_up_months", "due_date", "decisive_tracking_uid", "series_uid",
-                 "reasons", "notes"):
+    for name in (
+        "study_uid",
+        "exam_date",
+        "screening_round",
+        "category",
+        "additional_findings",
+        "descriptor",
+        "management",
+        "follow_up_months",
+        "due_date",
+        "decisive_tracking_uid",
+        "series_uid",
+        "reasons",
+        "notes",
+    ):
         assert getattr(got, name) == getattr(want, name), name
     assert replace(got.participant, sources={}) == replace(want.participant, sources={})
 
@@ -60,7 +74,13 @@ def test_findings_round_trip(round_trip):
     got = contents.findings
     assert [f.tracking_uid for f in got] == [f.tracking_uid for f in want.findings]
     for g, w in zip(got, want.findings):
-        assert (g.tracking_id, g.status, g.category, g.rule, g.error) == (w.tracking_id, w.status, w.category, w.rule, w.error)
+        assert (g.tracking_id, g.status, g.category, g.rule, g.error) == (
+            w.tracking_id,
+            w.status,
+            w.category,
+            w.rule,
+            w.error,
+        )
         assert g.pancan_risk_pct == round(w.pancan_risk_pct, 2)
         _check_measurement(g.measurement, w.measurement)
         m, wm = g.measurement, w.measurement
@@ -87,10 +107,23 @@ def test_prior_comparisons_round_trip(round_trip):
     got = contents.findings[0].comparisons
     assert len(got) == len(want.findings[0].comparisons) == 2
     for g, w in zip(got, want.findings[0].comparisons):
-        assert (g.prior_study_uid, g.prior_study_date, g.days_between, g.growth_status, g.prior_category,
-                g.prior_category_derived, g.is_comparison_study) == (
-            w.prior_study_uid, w.prior_study_date, w.days_between, w.growth_status, w.prior_category,
-            w.prior_category_derived, w.is_comparison_study)
+        assert (
+            g.prior_study_uid,
+            g.prior_study_date,
+            g.days_between,
+            g.growth_status,
+            g.prior_category,
+            g.prior_category_derived,
+            g.is_comparison_study,
+        ) == (
+            w.prior_study_uid,
+            w.prior_study_date,
+            w.days_between,
+            w.growth_status,
+            w.prior_category,
+            w.prior_category_derived,
+            w.is_comparison_study,
+        )
         for name, digits in (("volume_change_pct", 1), ("vdt_days", 0), ("diameter_change_mm", 1)):
             wv = getattr(w, name)
             assert getattr(g, name) == (None if wv is None else round(wv, digits)), name
@@ -136,8 +169,10 @@ def test_every_quality_flag_round_trips(tmp_path):
     names = [n for n in MeasurementQuality.__dataclass_fields__ if n != "reasons"]
     quality = MeasurementQuality(**{n: True for n in names}, reasons=("under about 4 mm thick", "may leak"))
     first = assessment.findings[0]
-    assessment = replace(assessment, findings=(replace(first, measurement=replace(first.measurement, quality=quality)),
-                                               *assessment.findings[1:]))
+    assessment = replace(
+        assessment,
+        findings=(replace(first, measurement=replace(first.measurement, quality=quality)), *assessment.findings[1:]),
+    )
     seg = build_segmentation(assessment.findings, ct)
     got = read_report(write(build_report(assessment, ct, seg=seg), tmp_path / "sr.dcm")).findings[0]
     assert got.measurement.quality == quality

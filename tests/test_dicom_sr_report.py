@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 import io
 import shutil
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -70,8 +70,18 @@ def test_highdicom_parses_it(case, tmp_path):
 
 def test_header_copies_patient_and_study(case):
     ct, _, _, sr = case
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                    "AccessionNumber", "StudyDate", "StudyTime", "StudyID", "ReferringPhysicianName"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "AccessionNumber",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "ReferringPhysicianName",
+    ):
         assert sr.get(keyword) == ct[0].get(keyword), keyword
     assert sr.SeriesInstanceUID != ct[0].SeriesInstanceUID
     assert sr.Modality == "SR"
@@ -88,8 +98,11 @@ def test_ohif_pitfalls(case):
     # Image Library present, and which images it holds
     library = [i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028"]
     assert len(library) == 1
-    library_uids = {img.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-                    for group in library[0].ContentSequence for img in group.ContentSequence}
+    library_uids = {
+        img.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for group in library[0].ContentSequence
+        for img in group.ContentSequence
+    }
     # every group has a tracking identifier and a tracking UID
     groups = _groups(sr)
     for g in groups:
@@ -115,18 +128,23 @@ def test_rulers_are_drawn_where_the_axes_are(case):
     for finding in assessment.findings:
         m = finding.measurement
         mine = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid and _items(g, "111030")]
-        for g, endpoints, length in zip(mine, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm),
-                                        (m.long_axis_mm, m.short_axis_mm)):
+        for g, endpoints, _length in zip(
+            mine, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm), (m.long_axis_mm, m.short_axis_mm)
+        ):
             region = _items(g, "111030")[0]
             header = by_uid[region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
             points = np.asarray(region.GraphicData, float).reshape(-1, 2)
             for (c, r), expected in zip(points, endpoints):
                 assert np.linalg.norm(expected_lps(header, c, r) - np.asarray(expected)) < 0.01
         # the lengths are NUMs of the nodule's volumetric group (OHIF labels a ruler with them)
-        volumetric = next(g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid
-                          and not _items(g, "111030"))
-        nums = {i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
-                for i in volumetric.ContentSequence if i.ValueType == "NUM"}
+        volumetric = next(
+            g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid and not _items(g, "111030")
+        )
+        nums = {
+            i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
+            for i in volumetric.ContentSequence
+            if i.ValueType == "NUM"
+        }
         assert nums["103339001"] == round(m.long_axis_mm, 1) and nums["103340004"] == round(m.short_axis_mm, 1)
 
 
@@ -149,9 +167,12 @@ def test_same_inputs_same_object_and_a_new_analysis_replaces_the_old(case):
     assert second.SOPInstanceUID != sr.SOPInstanceUID
     assert second.SeriesInstanceUID == sr.SeriesInstanceUID
     assert second.InstanceNumber == sr.InstanceNumber + 1
-    predecessors = [sop.ReferencedSOPInstanceUID
-                    for study in second.PredecessorDocumentsSequence
-                    for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence]
+    predecessors = [
+        sop.ReferencedSOPInstanceUID
+        for study in second.PredecessorDocumentsSequence
+        for series in study.ReferencedSeriesSequence
+        for sop in series.ReferencedSOPSequence
+    ]
     assert predecessors == [sr.SOPInstanceUID]
     uids = lambda d: sorted({_items(g, "112040")[0].UID for g in _groups(d)})  # noqa: E731
     assert uids(second) == uids(sr)
@@ -177,16 +198,20 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
     f = a.findings[0]
     m = f.measurement
     (x0, y0, z0), (x1, y1, z1) = m.long_axis_endpoints_lps_mm
-    coronal = replace(m, measurement_plane="coronal",
-                      long_axis_endpoints_lps_mm=((x0, y0, z0 - 2.5), (x1, y1, z1 + 2.5)))
-    sr = build_report(replace(a, findings=(replace(f, measurement=coronal),)), ct,
-                      seg=build_segmentation(a.findings[:1], ct))
+    coronal = replace(
+        m, measurement_plane="coronal", long_axis_endpoints_lps_mm=((x0, y0, z0 - 2.5), (x1, y1, z1 + 2.5))
+    )
+    sr = build_report(
+        replace(a, findings=(replace(f, measurement=coronal),)), ct, seg=build_segmentation(a.findings[:1], ct)
+    )
     assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
     regions = [i for g in _groups(sr) for i in _items(g, "111030")]
     # the axial ruler (long axis projected on the key image), the true 3D long axis, the short axis
     # (still on an axial image), the exam's point
     assert [r.ValueType for r in regions] == ["SCOORD", "SCOORD3D", "SCOORD", "SCOORD"]
-    assert np.allclose(np.asarray(regions[1].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4)
+    assert np.allclose(
+        np.asarray(regions[1].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4
+    )
 
 
 def test_study_mismatch_and_uncoded_values_are_refused(case):
@@ -223,16 +248,26 @@ def test_axes_off_the_ct_images_get_an_axial_ruler_first(tmp_path):
     f = a.findings[0]
     m = f.measurement
     c = np.asarray(m.centroid_lps_mm)
-    sag = replace(m, measurement_plane="sagittal",
-                  long_axis_endpoints_lps_mm=(tuple(c + [0, 0, -4]), tuple(c + [0, 0, 4])),
-                  short_axis_endpoints_lps_mm=(tuple(c + [0, -3, 1.0]), tuple(c + [0, 3, -1.0])))
-    sr = build_report(replace(a, findings=(replace(f, measurement=sag),)), ct,
-                      seg=build_segmentation(a.findings[:1], ct))
+    sag = replace(
+        m,
+        measurement_plane="sagittal",
+        long_axis_endpoints_lps_mm=(tuple(c + [0, 0, -4]), tuple(c + [0, 0, 4])),
+        short_axis_endpoints_lps_mm=(tuple(c + [0, -3, 1.0]), tuple(c + [0, 3, -1.0])),
+    )
+    sr = build_report(
+        replace(a, findings=(replace(f, measurement=sag),)), ct, seg=build_segmentation(a.findings[:1], ct)
+    )
     assert dciodvfy_errors(write(sr, tmp_path / "sag.dcm")) == []
     regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    assert [(r.ValueType, r.GraphicType) for r in regions] == [("SCOORD", "POLYLINE"), ("SCOORD3D", "POLYLINE"),
-                                                               ("SCOORD3D", "POLYLINE"), ("SCOORD", "POINT")]
-    header = {str(d.SOPInstanceUID): d for d in ct}[regions[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
+    assert [(r.ValueType, r.GraphicType) for r in regions] == [
+        ("SCOORD", "POLYLINE"),
+        ("SCOORD3D", "POLYLINE"),
+        ("SCOORD3D", "POLYLINE"),
+        ("SCOORD", "POINT"),
+    ]
+    header = {str(d.SOPInstanceUID): d for d in ct}[
+        regions[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+    ]
     ends = np.asarray(regions[0].GraphicData, float).reshape(2, 2)
     middle = expected_lps(header, *ends.mean(axis=0))
     assert np.linalg.norm(middle - c) < 0.7  # centred on the nodule, on the nearest slice
@@ -274,9 +309,9 @@ LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
 @pytest.mark.skipif(not LIDC.is_dir(), reason="shared real-data folder is not mounted")
 def test_sr_and_seg_on_a_real_ct_series(tmp_path):
     """The LIDC scanner headers (GE LightSpeed) copy into a valid SR and SEG."""
-    from segmentation.types import NoduleMask
     from dicom_sr.geometry import plane_of
     from dicom_sr.read_report import read_report
+    from segmentation.types import NoduleMask
 
     ct = sorted((pydicom.dcmread(p) for p in LIDC.glob("*/*/*.dcm")), key=lambda d: float(d.ImagePositionPatient[2]))
     seed = (56.2, 86.2, -115.9)  # reference.json nodule
@@ -284,15 +319,25 @@ def test_sr_and_seg_on_a_real_ct_series(tmp_path):
     plane = plane_of(ct[k])
     c, r, _ = (int(v) for v in plane.from_lps(seed))
     zz, yy, xx = np.mgrid[-6:7, -23:24, -23:24]
-    mask = NoduleMask((k - 6, r - 23, c - 23), ((zz * 2.5) ** 2 + (yy * 0.703) ** 2 + (xx * 0.703) ** 2) < 16 ** 2)
+    mask = NoduleMask((k - 6, r - 23, c - 23), ((zz * 2.5) ** 2 + (yy * 0.703) ** 2 + (xx * 0.703) ** 2) < 16**2)
     base = make_assessment(make_ct_series(seed="lidc"), with_prior=False)
     long_axis = (plane.to_lps(c - 22, r + 0.5), plane.to_lps(c + 23, r + 0.5))
     short_axis = (plane.to_lps(c + 0.5, r - 20), plane.to_lps(c + 0.5, r + 21))
     f = base.findings[0]
-    m = replace(f.measurement, mask=mask, centroid_lps_mm=seed, volume_mm3=6900.2,
-                long_axis_endpoints_lps_mm=long_axis, short_axis_endpoints_lps_mm=short_axis)
-    a = replace(base, study_uid=str(ct[0].StudyInstanceUID), series_uid=str(ct[0].SeriesInstanceUID),
-                findings=(replace(f, measurement=m),))
+    m = replace(
+        f.measurement,
+        mask=mask,
+        centroid_lps_mm=seed,
+        volume_mm3=6900.2,
+        long_axis_endpoints_lps_mm=long_axis,
+        short_axis_endpoints_lps_mm=short_axis,
+    )
+    a = replace(
+        base,
+        study_uid=str(ct[0].StudyInstanceUID),
+        series_uid=str(ct[0].SeriesInstanceUID),
+        findings=(replace(f, measurement=m),),
+    )
     seg = build_segmentation(a.findings, ct)
     sr = build_report(a, ct, seg=seg)
     assert dciodvfy_errors(write(seg, tmp_path / "seg.dcm")) == []

@@ -84,10 +84,16 @@ def test_cornerstone_point_and_bidirectional():
     assert "ExampleText" in arrow.label
     bidi = next(s for s in seeds if "Bidirectional" in (s.tracking_id or ""))
     ds = pydicom.dcmread(CORNERSTONE)
-    group = [g for g in ds.ContentSequence[-1].ContentSequence
-             if any(getattr(i, "TextValue", "").endswith("Bidirectional") for i in g.ContentSequence)][0]
-    lines = [np.asarray(n.ContentSequence[0].GraphicData, float).reshape(2, 2)
-             for n in group.ContentSequence if n.ValueType == "NUM"]
+    group = [
+        g
+        for g in ds.ContentSequence[-1].ContentSequence
+        if any(getattr(i, "TextValue", "").endswith("Bidirectional") for i in g.ContentSequence)
+    ][0]
+    lines = [
+        np.asarray(n.ContentSequence[0].GraphicData, float).reshape(2, 2)
+        for n in group.ContentSequence
+        if n.ValueType == "NUM"
+    ]
     # the two axes cross near the middle; the seed is the mean of their midpoints
     mid = np.mean([line.mean(axis=0) for line in lines], axis=0)
     header = headers[bidi.referenced_sop_instance_uid]
@@ -130,9 +136,15 @@ def _sr_with(scoord: Dataset, ct: list[Dataset], label: str) -> Dataset:
         procedure_reported=hd.sr.CodedConcept("25045-6", "LN", "CT unspecified body region"),
         imaging_measurements=[group],
     )
-    return hd.sr.ComprehensiveSR(evidence=ct, content=report[0], series_instance_uid=generate_uid(),
-                                 series_number=50, sop_instance_uid=generate_uid(), instance_number=1,
-                                 manufacturer="Viewer")
+    return hd.sr.ComprehensiveSR(
+        evidence=ct,
+        content=report[0],
+        series_instance_uid=generate_uid(),
+        series_number=50,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="Viewer",
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,10 +212,17 @@ def test_gsps_display_units_use_the_displayed_area():
 
 def test_json_seeds(tmp_path):
     path = tmp_path / "seeds.json"
-    path.write_text(json.dumps({"series_uid": "1.2.3", "seeds": [
-        {"position_lps_mm": [1, 2, 3], "label": "pfn"},
-        {"position_lps_mm": [4.5, -6, 7], "reader": "Doe^J"},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "series_uid": "1.2.3",
+                "seeds": [
+                    {"position_lps_mm": [1, 2, 3], "label": "pfn"},
+                    {"position_lps_mm": [4.5, -6, 7], "reader": "Doe^J"},
+                ],
+            }
+        )
+    )
     a, b = read_seeds(path)
     assert a.position_lps_mm == (1.0, 2.0, 3.0) and a.attributes.perifissural is True and a.series_uid == "1.2.3"
     assert b.reader == "Doe^J" and b.source == "json"

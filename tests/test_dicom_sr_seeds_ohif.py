@@ -24,8 +24,12 @@ NODULED = str(Path(sys.executable).with_name("noduled"))
 
 @pytest.mark.skipif(not all(p.exists() for p in OHIF_SRS), reason="shared real-data folder is not mounted")
 def test_every_ohif_tool_seed_finds_its_nodule(tmp_path):
-    subprocess.run([NODULED, "phantom", "multi", "--size", "small", "--out", str(tmp_path / "case")],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [NODULED, "phantom", "multi", "--size", "small", "--out", str(tmp_path / "case")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (study,) = sorted((tmp_path / "case").glob("study*"))
     args = [NODULED, "analyze", str(study / "CT"), "-o", str(tmp_path / "out")]
     for p in OHIF_SRS:
@@ -37,7 +41,9 @@ def test_every_ohif_tool_seed_finds_its_nodule(tmp_path):
     found = set()
     for f in findings:
         assert f.measurement is not None, f"{f.tracking_id} (seed {f.seed and f.seed.tracking_id}): {f.error}"
-        d = [np.linalg.norm(np.asarray(f.measurement.centroid_lps_mm) - np.asarray(t["centroid_lps_mm"])) for t in truth]
+        d = [
+            np.linalg.norm(np.asarray(f.measurement.centroid_lps_mm) - np.asarray(t["centroid_lps_mm"])) for t in truth
+        ]
         k = int(np.argmin(d))
         assert d[k] < 1.5, f"{f.tracking_id} measured {d[k]:.1f} mm from the nearest true nodule"
         found.add(k + 1)

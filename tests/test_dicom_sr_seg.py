@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import highdicom as hd
 import numpy as np
 import pytest
-from dataclasses import replace
 
 from dicom_sr.seg import SegmentationError, build_segmentation
 from segmentation.types import NoduleMask
@@ -50,9 +50,10 @@ def test_masks_land_on_the_right_voxels(case, tmp_path):
         expected = np.zeros((len(ct), 64, 64), bool)
         z0, y0, x0 = m.origin_index_zyx
         dz, dy, dx = m.mask.shape
-        expected[z0:z0 + dz, y0:y0 + dy, x0:x0 + dx] = m.mask
-        got = back.get_pixels_by_source_instance(uids, segment_numbers=[number], skip_overlap_checks=True,
-                                                 assert_missing_frames_are_empty=True)[..., 0]
+        expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = m.mask
+        got = back.get_pixels_by_source_instance(
+            uids, segment_numbers=[number], skip_overlap_checks=True, assert_missing_frames_are_empty=True
+        )[..., 0]
         assert np.array_equal(got.astype(bool), expected), finding.tracking_id
 
 

@@ -31,8 +31,11 @@ def test_same_bytes_as_pydicom() -> None:
 
     odd_uid = "1.2.840.10008.5.1.4.1.1.2"  # odd length: padded with NUL
     meta = create_file_meta(
-        sop_class_uid=odd_uid, sop_instance_uid="1.2.3.45", transfer_syntax=ExplicitVRLittleEndian,
-        implementation_uid=IMPLEMENTATION_CLASS_UID, implementation_version=IMPLEMENTATION_VERSION_NAME,
+        sop_class_uid=odd_uid,
+        sop_instance_uid="1.2.3.45",
+        transfer_syntax=ExplicitVRLittleEndian,
+        implementation_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version=IMPLEMENTATION_VERSION_NAME,
     )
     buf = io.BytesIO()
     buf.write(b"\x00" * 128 + b"DICM")

@@ -12,8 +12,13 @@ from daemon.network.guard import Guard
 
 
 def _guard(**kw: float) -> Guard:
-    args = {"request_timeout_s": 10.0, "max_pending_per_address": 2, "max_pending": 5, "max_associations": 1,
-            "max_pdu_bytes": 0} | kw
+    args = {
+        "request_timeout_s": 10.0,
+        "max_pending_per_address": 2,
+        "max_pending": 5,
+        "max_associations": 1,
+        "max_pdu_bytes": 0,
+    } | kw
     return Guard(**args)  # type: ignore[arg-type]
 
 
@@ -25,7 +30,9 @@ def _closed_by_node(sock: socket.socket) -> bool:
         return False
 
 
-def test_a_burst_from_one_address_is_not_evicted_but_old_pending_connections_are(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_burst_from_one_address_is_not_evicted_but_old_pending_connections_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     g = _guard()
     pairs = [socket.socketpair() for _ in range(4)]
     for node_side, _ in pairs[:3]:  # three at once from one address: all young, none closed

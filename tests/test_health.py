@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from daemon.ops import metrics
-from daemon.storage.db import open_index
 from daemon.ops.health import HealthServer, standard_checks
+from daemon.storage.db import open_index
 
 
 def get(server: HealthServer, path: str) -> tuple[int, str, str]:
@@ -209,15 +209,17 @@ def test_no_queue_check_without_a_queue(tmp_path: Path) -> None:
 def test_outbox_check_reports_counts_without_failing_on_pending(tmp_path: Path) -> None:
     import datetime as dt
 
-    from daemon.workflow.outbox import Outbox
     from daemon.settings import Destination
+    from daemon.workflow.outbox import Outbox
 
     engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
-    t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
     box = Outbox(engine, tmp_path, [Destination(ae_title="PACS", host="127.0.0.1", port=4242)], clock=lambda: t0)
     try:
         box.enqueue("1.2.3.4", "1.2.3", "1.2.3/1.2.3.5/1.2.3.4.dcm")
-        checks = standard_checks(scp=FakeSCP(), engine=engine, data_dir=tmp_path, min_free_disk_mb=0, queue_ping=None, outbox=box)
+        checks = standard_checks(
+            scp=FakeSCP(), engine=engine, data_dir=tmp_path, min_free_disk_mb=0, queue_ping=None, outbox=box
+        )
         ok, detail = checks["outbox"]()
     finally:
         engine.dispose()

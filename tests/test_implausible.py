@@ -68,8 +68,10 @@ def test_two_acquisitions_in_one_series_are_analysed_on_the_marked_one(single: d
     result = analyze(AnalysisInputs(study_datasets=cts + second, seed_objects=[sr]))
     a = result.assessment
     assert a.category == alone.category and len(a.findings) == 1
-    assert any("2 acquisitions over the same range" in n and "analysed acquisition 1" in n and "reader marked" in n
-               for n in a.notes)
+    assert any(
+        "2 acquisitions over the same range" in n and "analysed acquisition 1" in n and "reader marked" in n
+        for n in a.notes
+    )
 
 
 def test_study_busy_is_retried_without_an_error_traceback(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -24,10 +24,17 @@ TODAY = dt.date(2026, 12, 2)
 M3, M6, M12, M24 = "2026-03-01", "2025-12-01", "2025-06-01", "2024-06-01"
 
 
-def run(screening_round: str, *nodules: dict[str, Any], findings: dict[str, Any] | None = None,
-        exam: str = EXAM) -> LungRadsAssessment:
-    obj = {"schema": "noduled.case/2", "exam_date": exam, "screening_round": screening_round,
-           "participant": {"age_years": 62, "sex": "M"}, "exam_findings": findings or {}, "nodules": list(nodules)}
+def run(
+    screening_round: str, *nodules: dict[str, Any], findings: dict[str, Any] | None = None, exam: str = EXAM
+) -> LungRadsAssessment:
+    obj = {
+        "schema": "noduled.case/2",
+        "exam_date": exam,
+        "screening_round": screening_round,
+        "participant": {"age_years": 62, "sex": "M"},
+        "exam_findings": findings or {},
+        "nodules": list(nodules),
+    }
     return assess(parse_case(obj, today=TODAY))
 
 
@@ -64,8 +71,13 @@ ROWS = [
     ("1: benign features (fat)", "follow-up", nod(12, fat=True), "1", "benign features"),
     ("1: Category 1 lesion stable", "follow-up", nod(5, priors=[prior(M12, 5, "1")]), "1", "Category 1 lesion stable"),
     # Category 2
-    ("2: 4B proven benign", "follow-up", nod(20, proven_benign=True, priors=[prior(M3, 20, "4B")]), "2",
-     "proven benign"),
+    (
+        "2: 4B proven benign",
+        "follow-up",
+        nod(20, proven_benign=True, priors=[prior(M3, 20, "4B")]),
+        "2",
+        "proven benign",
+    ),
     ("2: juxtapleural < 10 mm at baseline", "baseline", nod(9.9, juxtapleural_typical=True), "2", "Juxtapleural"),
     ("2: juxtapleural new", "follow-up", nod(9.0, juxtapleural_typical=True), "2", "Juxtapleural"),
     ("2: solid < 6 mm at baseline", "baseline", nod(5.9), "2", "Solid nodule: < 6 mm (< 113 mm3) at baseline"),
@@ -73,10 +85,21 @@ ROWS = [
     ("2: part-solid < 6 mm total at baseline", "baseline", ps(5.9, 2.0), "2", "Part-solid nodule: < 6 mm total"),
     ("2: GGN < 30 mm at baseline", "baseline", ggn(29.9), "2", "< 30 mm (< 14,137 mm3) at baseline, new or growing"),
     ("2: GGN < 30 mm growing", "follow-up", ggn(17, priors=[prior(M12, 15, "2")]), "2", "< 30 mm"),  # not doubled
-    ("2: GGN >= 30 mm stable", "follow-up", ggn(35, priors=[prior(M6, 35, "3")]), "2", ">= 30 mm (>= 14,137 mm3) stable"),
+    (
+        "2: GGN >= 30 mm stable",
+        "follow-up",
+        ggn(35, priors=[prior(M6, 35, "3")]),
+        "2",
+        ">= 30 mm (>= 14,137 mm3) stable",
+    ),
     ("2: airway subsegmental", "baseline", nod(airway="subsegmental", composition=None), "2", "subsegmental"),
-    ("2: Category 3 stable at 6 months", "follow-up", nod(7, priors=[prior(M6, 7, "3")]), "2",
-     "Category 3 lesion stable"),
+    (
+        "2: Category 3 stable at 6 months",
+        "follow-up",
+        nod(7, priors=[prior(M6, 7, "3")]),
+        "2",
+        "Category 3 lesion stable",
+    ),
     ("2: Category 2 stable", "follow-up", nod(5, priors=[prior(M12, 5, "2")]), "2", "Category 2 lesion stable"),
     # Category 3
     ("3: solid 6 to < 8 mm at baseline", "baseline", nod(6.0), "3", ">= 6 to < 8 mm"),
@@ -84,43 +107,90 @@ ROWS = [
     ("3: part-solid >= 6 mm total, solid < 6 mm at baseline", "baseline", ps(8, 5.9), "3", "solid component < 6 mm"),
     ("3: part-solid new < 6 mm total", "follow-up", ps(5.9, 2.0), "3", "new < 6 mm total"),
     ("3: GGN >= 30 mm at baseline", "baseline", ggn(30.0), "3", ">= 30 mm (>= 14,137 mm3) at baseline or new"),
-    ("3: growing cystic component of a thick-walled cyst", "follow-up",
-     cyst("thick-walled", 17, cyst_change="growing-cystic-component", priors=[prior(M12, 15, "4A")]), "3",
-     "growing cystic component"),
-    ("3: Category 4A stable at 3 months", "follow-up", nod(9, priors=[prior(M3, 9, "4A")]), "3",
-     "Category 4A lesion stable"),
+    (
+        "3: growing cystic component of a thick-walled cyst",
+        "follow-up",
+        cyst("thick-walled", 17, cyst_change="growing-cystic-component", priors=[prior(M12, 15, "4A")]),
+        "3",
+        "growing cystic component",
+    ),
+    (
+        "3: Category 4A stable at 3 months",
+        "follow-up",
+        nod(9, priors=[prior(M3, 9, "4A")]),
+        "3",
+        "Category 4A lesion stable",
+    ),
     # Category 4A
     ("4A: solid 8 to < 15 mm at baseline", "baseline", nod(8.0), "4A", ">= 8 to < 15 mm"),
     ("4A: solid growing < 8 mm", "follow-up", nod(6.6, priors=[prior(M12, 5.0, "2")]), "4A", "growing < 8 mm"),
     ("4A: solid new 6 to < 8 mm", "follow-up", nod(6.0), "4A", "new 6 to < 8 mm"),
     ("4A: part-solid solid 6 to < 8 mm at baseline", "baseline", ps(10, 6.0), "4A", "solid component >= 6 to < 8 mm"),
     ("4A: part-solid new solid < 4 mm", "follow-up", ps(8, 3.9), "4A", "new or growing solid component < 4 mm"),
-    ("4A: airway segmental at baseline", "baseline", nod(airway="segmental-or-proximal"), "4A",
-     "segmental or more proximal: at baseline or new"),
+    (
+        "4A: airway segmental at baseline",
+        "baseline",
+        nod(airway="segmental-or-proximal"),
+        "4A",
+        "segmental or more proximal: at baseline or new",
+    ),
     ("4A: thick-walled cyst at baseline", "baseline", cyst("thick-walled"), "4A", "thick-walled cyst, or multilocular"),
     ("4A: multilocular cyst at baseline", "baseline", cyst("multilocular"), "4A", "thick-walled cyst, or multilocular"),
-    ("4A: cyst becomes multilocular", "follow-up",
-     cyst("multilocular", cyst_change="newly-multilocular", priors=[prior(M12, 15, "2")]), "4A", "becomes multilocular"),
+    (
+        "4A: cyst becomes multilocular",
+        "follow-up",
+        cyst("multilocular", cyst_change="newly-multilocular", priors=[prior(M12, 15, "2")]),
+        "4A",
+        "becomes multilocular",
+    ),
     # Category 4B
     ("4B: solid >= 15 mm at baseline", "baseline", nod(15.0), "4B", ">= 15 mm"),
     ("4B: solid new >= 8 mm", "follow-up", nod(8.0), "4B", "new or growing >= 8 mm"),
     ("4B: solid growing >= 8 mm", "follow-up", nod(9.0, priors=[prior(M12, 7.0, "3")]), "4B", "new or growing >= 8 mm"),
     ("4B: part-solid solid >= 8 mm at baseline", "baseline", ps(12, 8.0), "4B", "solid component >= 8 mm"),
     ("4B: part-solid new solid >= 4 mm", "follow-up", ps(8, 4.0), "4B", "new or growing solid component >= 4 mm"),
-    ("4B: airway segmental at 3 months", "follow-up",
-     nod(airway="segmental-or-proximal", priors=[prior(M3, 6, "4A")]), "4B", "stable or growing at 3-month"),
-    ("4B: thick-walled cyst, growing wall", "follow-up",
-     cyst("thick-walled", cyst_change="growing-wall", priors=[prior(M12, 15, "4A")]), "4B", "growing wall thickness"),
-    ("4B: growing multilocular cyst", "follow-up",
-     cyst("multilocular", 18, cyst_change="growing-multilocular", priors=[prior(M12, 15, "3")]), "4B",
-     "growing multilocular cyst"),
-    ("4B: multilocular, increased loculation", "follow-up",
-     cyst("multilocular", cyst_change="increased-loculation-or-opacity", priors=[prior(M12, 15, "3")]), "4B",
-     "increased loculation"),
-    ("4B: slow growth over multiple exams", "follow-up",
-     nod(6.6, priors=[prior(M24, 5.0, "2"), prior(M12, 5.8, "2")]), "4B", "Slow-growing solid or part-solid"),
-    ("4B: 4B lesion stable, not proven benign", "follow-up", nod(16, priors=[prior(M3, 16, "4B")]), "4B",
-     "Category 4B or 4X lesion stable"),
+    (
+        "4B: airway segmental at 3 months",
+        "follow-up",
+        nod(airway="segmental-or-proximal", priors=[prior(M3, 6, "4A")]),
+        "4B",
+        "stable or growing at 3-month",
+    ),
+    (
+        "4B: thick-walled cyst, growing wall",
+        "follow-up",
+        cyst("thick-walled", cyst_change="growing-wall", priors=[prior(M12, 15, "4A")]),
+        "4B",
+        "growing wall thickness",
+    ),
+    (
+        "4B: growing multilocular cyst",
+        "follow-up",
+        cyst("multilocular", 18, cyst_change="growing-multilocular", priors=[prior(M12, 15, "3")]),
+        "4B",
+        "growing multilocular cyst",
+    ),
+    (
+        "4B: multilocular, increased loculation",
+        "follow-up",
+        cyst("multilocular", cyst_change="increased-loculation-or-opacity", priors=[prior(M12, 15, "3")]),
+        "4B",
+        "increased loculation",
+    ),
+    (
+        "4B: slow growth over multiple exams",
+        "follow-up",
+        nod(6.6, priors=[prior(M24, 5.0, "2"), prior(M12, 5.8, "2")]),
+        "4B",
+        "Slow-growing solid or part-solid",
+    ),
+    (
+        "4B: 4B lesion stable, not proven benign",
+        "follow-up",
+        nod(16, priors=[prior(M3, 16, "4B")]),
+        "4B",
+        "Category 4B or 4X lesion stable",
+    ),
 ]
 
 
@@ -140,6 +210,7 @@ def test_every_row_of_the_table_has_a_case():
 
 
 # ------------------------------------------------------------------ the pitfalls of the summary (half-open intervals)
+
 
 @pytest.mark.parametrize("d, category", [(5.9, "2"), (6.0, "3"), (7.9, "3"), (8.0, "4A"), (14.9, "4A"), (15.0, "4B")])
 def test_baseline_solid_boundaries(d, category):
@@ -193,8 +264,10 @@ def test_slowly_growing_ggn_stays_2():
 
 def test_part_solid_growth_is_judged_on_the_solid_component():
     # total unchanged, solid component 3 -> 5 mm within 12 months: growing solid component >= 4 mm -> 4B
-    a = run("follow-up", ps(10, 5, priors=[prior(M12, 10, "3", composition="part-solid",
-                                                 solid_component_mean_diameter_mm=3.0)]))
+    a = run(
+        "follow-up",
+        ps(10, 5, priors=[prior(M12, 10, "3", composition="part-solid", solid_component_mean_diameter_mm=3.0)]),
+    )
     assert a.nodules[0].status == "growing" and a.category == "4B"
     # a GGN that developed a solid component: "new ... solid component"
     b = run("follow-up", ps(10, 3, priors=[prior(M12, 10, "2", composition="non-solid")]))
@@ -203,11 +276,16 @@ def test_part_solid_growth_is_judged_on_the_solid_component():
 
 # ------------------------------------------------------------------ stepped management
 
+
 def test_stepped_management_4a_then_3_then_2():
     history: list[dict[str, Any]] = []
     seen = []
-    for exam, rnd in (("2025-01-10", "baseline"), ("2025-04-10", "follow-up"), ("2025-10-10", "follow-up"),
-                      ("2026-10-10", "follow-up")):
+    for exam, rnd in (
+        ("2025-01-10", "baseline"),
+        ("2025-04-10", "follow-up"),
+        ("2025-10-10", "follow-up"),
+        ("2026-10-10", "follow-up"),
+    ):
         a = run(rnd, nod(10, priors=list(history)), exam=exam)
         seen.append((a.category, a.follow_up_months))
         history.append(prior(exam, 10, a.category))
@@ -232,6 +310,7 @@ def test_nlcsp_categories_on_priors_are_not_lung_rads_categories():
 
 
 # ------------------------------------------------------------------ 4X, S, Category 0, the exam
+
 
 def test_4x_for_a_category_3_or_4_nodule_with_additional_features():
     assert run("baseline", nod(9, additional_suspicious_features=True)).category == "4X"
@@ -264,11 +343,14 @@ def test_s_modifier_is_a_flag_with_its_findings():
     assert b.s_modifier and b.category == "2"
 
 
-@pytest.mark.parametrize("flag, words", [
-    ("infection_or_inflammation", "inflammatory or infectious"),
-    ("prior_ct_being_located", "being located"),
-    ("lungs_not_evaluable", "cannot be evaluated"),
-])
+@pytest.mark.parametrize(
+    "flag, words",
+    [
+        ("infection_or_inflammation", "inflammatory or infectious"),
+        ("prior_ct_being_located", "being located"),
+        ("lungs_not_evaluable", "cannot be evaluated"),
+    ],
+)
 def test_category_0(flag, words):
     a = run("baseline", nod(7), findings={flag: True})
     assert a.category == "0" and words in a.rule and a.due_date is None
@@ -289,10 +371,15 @@ def test_no_nodules_and_thin_walled_cyst_are_category_1():
     assert b.category == "1" and b.nodules[0].category is None
 
 
-@pytest.mark.parametrize("category, months, due, words", [
-    ("2", 12, dt.date(2027, 6, 1), "12 months"), ("3", 6, dt.date(2026, 12, 1), "6-month LDCT"),
-    ("4A", 3, dt.date(2026, 9, 1), "3-month LDCT"), ("4B", None, None, "Diagnostic chest CT"),
-])
+@pytest.mark.parametrize(
+    "category, months, due, words",
+    [
+        ("2", 12, dt.date(2027, 6, 1), "12 months"),
+        ("3", 6, dt.date(2026, 12, 1), "6-month LDCT"),
+        ("4A", 3, dt.date(2026, 9, 1), "3-month LDCT"),
+        ("4B", None, None, "Diagnostic chest CT"),
+    ],
+)
 def test_management_and_due_dates(category, months, due, words):
     d = {"2": 5.0, "3": 7.0, "4A": 9.0, "4B": 16.0}[category]
     a = run("baseline", nod(d))
@@ -346,8 +433,10 @@ def test_a_larger_nodule_never_gets_a_lower_category(d1, d2, composition, rnd):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.floats(1, 40), KINDS), min_size=1, max_size=6))
 def test_exam_category_is_the_highest_nodule_category(specs):
-    nodules = [nod(d, id=str(i), composition=c, **({"solid_component_mean_diameter_mm": d / 3} if c == "part-solid"
-                                                    else {})) for i, (d, c) in enumerate(specs)]
+    nodules = [
+        nod(d, id=str(i), composition=c, **({"solid_component_mean_diameter_mm": d / 3} if c == "part-solid" else {}))
+        for i, (d, c) in enumerate(specs)
+    ]
     a = run("baseline", *nodules)
     assert a.category == max((n.category for n in a.nodules if n.category), key=RANK.__getitem__)
 
@@ -361,8 +450,12 @@ def test_the_scan_after_a_category_0_exam_is_recategorised_by_size():
 def test_a_lung_rads_case_may_give_the_prior_category_as_category():
     from lungrads.cases import parse_case as parse_lung_rads_case
 
-    obj = {"schema": "noduled.case/2", "exam_date": EXAM, "screening_round": "follow-up",
-           "nodules": [nod(9, priors=[{"date": M3, "mean_diameter_mm": 9, "category": "4A"}])]}
+    obj = {
+        "schema": "noduled.case/2",
+        "exam_date": EXAM,
+        "screening_round": "follow-up",
+        "nodules": [nod(9, priors=[{"date": M3, "mean_diameter_mm": 9, "category": "4A"}])],
+    }
     a = assess(parse_lung_rads_case(obj, today=TODAY))
     assert a.nodules[0].previous_category == "4A" and not a.nodules[0].previous_category_derived
     assert a.category == "3"  # "Category 4A lesion stable or decreased at 3-month follow-up"

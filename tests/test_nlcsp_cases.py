@@ -12,17 +12,43 @@ from nlcsp.cases import CaseError, assessment_to_json, parse_case
 from nlcsp.categorize import assess
 
 ISSUE_EXAMPLE = {
-    "schema": "noduled.case/1", "exam_date": "2026-06-01", "screening_round": "follow-up",
+    "schema": "noduled.case/1",
+    "exam_date": "2026-06-01",
+    "screening_round": "follow-up",
     "participant": {"age_years": 62, "sex": "F", "family_history_lung_cancer": False, "emphysema": False},
-    "exam_findings": {"infection_or_inflammation": False, "suspicious_features": False,
-                      "actionable_additional_findings": False},
-    "nodules": [{"id": "1", "composition": "solid",
-                 "volume_mm3": 150.0, "mean_diameter_mm": 6.6, "max_axial_diameter_mm": 6.8,
-                 "solid_component_volume_mm3": None, "solid_component_mean_diameter_mm": None,
-                 "upper_lobe": False, "spiculated": False, "benign_calcification": False, "fat": False,
-                 "juxtapleural_typical": False, "airway": None, "cyst": None, "cyst_change": None,
-                 "priors": [{"date": "2025-12-03", "volume_mm3": 100.0, "mean_diameter_mm": 5.8, "category": "3",
-                             "pre_screening": False}]}],
+    "exam_findings": {
+        "infection_or_inflammation": False,
+        "suspicious_features": False,
+        "actionable_additional_findings": False,
+    },
+    "nodules": [
+        {
+            "id": "1",
+            "composition": "solid",
+            "volume_mm3": 150.0,
+            "mean_diameter_mm": 6.6,
+            "max_axial_diameter_mm": 6.8,
+            "solid_component_volume_mm3": None,
+            "solid_component_mean_diameter_mm": None,
+            "upper_lobe": False,
+            "spiculated": False,
+            "benign_calcification": False,
+            "fat": False,
+            "juxtapleural_typical": False,
+            "airway": None,
+            "cyst": None,
+            "cyst_change": None,
+            "priors": [
+                {
+                    "date": "2025-12-03",
+                    "volume_mm3": 100.0,
+                    "mean_diameter_mm": 5.8,
+                    "category": "3",
+                    "pre_screening": False,
+                }
+            ],
+        }
+    ],
 }
 
 
@@ -79,7 +105,11 @@ def _with(path: list, value):
         (["nodules", 0, "volume_mm3"], 0, "nodules[0].volume_mm3: must be greater than 0"),
         (["nodules", 0, "airway"], "bronchial", "nodules[0].airway: must be one of"),
         (["nodules", 0, "cyst"], "thin", "nodules[0].cyst: must be one of"),
-        (["nodules", 0, "cyst_change"], "growing-wall", "nodules[0].cyst_change: 'growing-wall' applies to a thick-walled"),
+        (
+            ["nodules", 0, "cyst_change"],
+            "growing-wall",
+            "nodules[0].cyst_change: 'growing-wall' applies to a thick-walled",
+        ),
         (["nodules", 0, "priors"], "none", "nodules[0].priors: must be an array"),
         (["nodules", 0, "priors", 0, "date"], "2026-06-01", "nodules[0].priors[0].date: must be before the exam date"),
         (["nodules", 0, "priors", 0, "category"], "4A", 'nodules[0].priors[0].category: must be a category "0".."6"'),
@@ -129,24 +159,40 @@ def test_priors_are_sorted_by_date():
 
 
 def test_missing_data_a_rule_needs_is_named_at_assessment():
-    obj = {"exam_date": "2026-06-01", "screening_round": "baseline",
-           "nodules": [{"id": "1", "composition": "solid", "max_axial_diameter_mm": 6}]}
+    obj = {
+        "exam_date": "2026-06-01",
+        "screening_round": "baseline",
+        "nodules": [{"id": "1", "composition": "solid", "max_axial_diameter_mm": 6}],
+    }
     with pytest.raises(CaseError, match=r"^participant\.age_years: is required for the PanCan risk"):
         assess(parse_case(obj))
-    obj = {"exam_date": "2026-06-01", "screening_round": "follow-up",
-           "nodules": [{"id": "1", "composition": "solid", "volume_mm3": 50,
-                        "priors": [{"date": "2025-06-01", "mean_diameter_mm": 4.0}]}]}
+    obj = {
+        "exam_date": "2026-06-01",
+        "screening_round": "follow-up",
+        "nodules": [
+            {
+                "id": "1",
+                "composition": "solid",
+                "volume_mm3": 50,
+                "priors": [{"date": "2025-06-01", "mean_diameter_mm": 4.0}],
+            }
+        ],
+    }
     with pytest.raises(CaseError, match=r"^nodules\[0\]\.priors: nodule '1': scans of 2025-06-01 and 2026-06-01 share"):
         assess(parse_case(obj))
-    obj = {"exam_date": "2026-06-01", "screening_round": "follow-up",
-           "nodules": [{"id": "1", "composition": "solid"}]}
+    obj = {"exam_date": "2026-06-01", "screening_round": "follow-up", "nodules": [{"id": "1", "composition": "solid"}]}
     with pytest.raises(CaseError, match=r"^nodules\[0\]\.volume_mm3: nodule '1' needs a size"):
         assess(parse_case(obj))
 
 
 def test_priors_without_measurements_are_fine_when_growth_cannot_matter():
-    obj = {"exam_date": "2026-06-01", "screening_round": "follow-up",
-           "nodules": [{"id": "1", "airway": "segmental-or-proximal", "priors": [{"date": "2026-03-01", "category": "4"}]}]}
+    obj = {
+        "exam_date": "2026-06-01",
+        "screening_round": "follow-up",
+        "nodules": [
+            {"id": "1", "airway": "segmental-or-proximal", "priors": [{"date": "2026-03-01", "category": "4"}]}
+        ],
+    }
     out = assessment_to_json(assess(parse_case(obj)))
     assert out["category"] == "5"  # note 10d: persists at 3 months
 

@@ -13,11 +13,14 @@ from typer.testing import CliRunner
 from daemon.commands import categorize
 
 CASE = {
-    "schema": "noduled.case/1", "exam_date": "2026-06-01", "screening_round": "baseline",
+    "schema": "noduled.case/1",
+    "exam_date": "2026-06-01",
+    "screening_round": "baseline",
     "participant": {"age_years": 68, "sex": "F", "family_history_lung_cancer": True},
-    "nodules": [{"id": "1", "composition": "solid", "volume_mm3": 480, "max_axial_diameter_mm": 10,
-                 "upper_lobe": True},
-                {"id": "2", "composition": "solid", "volume_mm3": 20, "max_axial_diameter_mm": 3.2}],
+    "nodules": [
+        {"id": "1", "composition": "solid", "volume_mm3": 480, "max_axial_diameter_mm": 10, "upper_lobe": True},
+        {"id": "2", "composition": "solid", "volume_mm3": 20, "max_axial_diameter_mm": 3.2},
+    ],
 }
 
 
@@ -83,8 +86,9 @@ def test_unknown_field_is_a_warning_unless_strict():
 def test_the_installed_command_is_wired(tmp_path: Path):
     path = tmp_path / "case.json"
     path.write_text(json.dumps(CASE))
-    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "categorize", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "categorize", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["category"] == "4"
 

@@ -6,8 +6,17 @@ import math
 
 import pytest
 
-from nlcsp.common import (Size, at_least, mean_diameter_mm, more_than, percent_volume_change, round_mm,
-                          sphere_diameter_mm, sphere_volume_mm3, volume_doubling_time_days)
+from nlcsp.common import (
+    Size,
+    at_least,
+    mean_diameter_mm,
+    more_than,
+    percent_volume_change,
+    round_mm,
+    sphere_diameter_mm,
+    sphere_volume_mm3,
+    volume_doubling_time_days,
+)
 
 
 def test_mean_diameter_each_axis_and_the_mean_to_0_1_mm():

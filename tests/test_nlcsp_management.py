@@ -20,7 +20,13 @@ EXAM = dt.date(2026, 6, 1)
         ("3", "Low to moderate risk", 6, dt.date(2026, 12, 1), "6-month LDCT"),
         ("4", "Moderate risk", 3, dt.date(2026, 9, 1), "3-month LDCT"),
         ("5", "High risk", None, None, "Refer to Respiratory Physician linked to a lung cancer multidisciplinary team"),
-        ("6", "Very high risk", None, None, "Refer to Respiratory Physician linked to a lung cancer multidisciplinary team"),
+        (
+            "6",
+            "Very high risk",
+            None,
+            None,
+            "Refer to Respiratory Physician linked to a lung cancer multidisciplinary team",
+        ),
     ],
 )
 def test_management_column(category, descriptor, months, due, text):

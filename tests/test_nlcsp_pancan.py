@@ -15,14 +15,29 @@ from nlcsp.pancan import baseline_category_for_risk, pancan_risk, pancan_risk_pc
     [
         (dict(age_years=55, female=False, max_axial_diameter_mm=4, composition="solid", nodule_count=4), 0.0920),
         (
-            dict(age_years=68, female=True, family_history_lung_cancer=True, max_axial_diameter_mm=10,
-                 composition="solid", upper_lobe=True, nodule_count=2),
+            dict(
+                age_years=68,
+                female=True,
+                family_history_lung_cancer=True,
+                max_axial_diameter_mm=10,
+                composition="solid",
+                upper_lobe=True,
+                nodule_count=2,
+            ),
             14.5887,
         ),
         (
-            dict(age_years=80, female=True, family_history_lung_cancer=True, emphysema=True,
-                 max_axial_diameter_mm=30, composition="part-solid", upper_lobe=True, nodule_count=1,
-                 spiculated=True),
+            dict(
+                age_years=80,
+                female=True,
+                family_history_lung_cancer=True,
+                emphysema=True,
+                max_axial_diameter_mm=30,
+                composition="part-solid",
+                upper_lobe=True,
+                nodule_count=1,
+                spiculated=True,
+            ),
             91.5359,
         ),
     ],
@@ -64,8 +79,18 @@ def test_risk_never_falls_with_size(d1, d2):
 
 @pytest.mark.parametrize(
     "risk_pct, category",
-    [(0.0, "1"), (1.4999, "1"), (1.5, "2"), (5.9999, "2"), (6.0, "3"), (9.9999, "3"), (10.0, "4"),
-     (29.9999, "4"), (30.0, "5"), (99.0, "5")],
+    [
+        (0.0, "1"),
+        (1.4999, "1"),
+        (1.5, "2"),
+        (5.9999, "2"),
+        (6.0, "3"),
+        (9.9999, "3"),
+        (10.0, "4"),
+        (29.9999, "4"),
+        (30.0, "5"),
+        (99.0, "5"),
+    ],
 )
 def test_baseline_bands_of_the_table(risk_pct, category):
     # Baseline table: <1.5 -> 1; 1.5 to <6 -> 2; 6 to <10 -> 3; 10 to <30 -> 4; >=30 -> 5

@@ -14,8 +14,20 @@ def test_list_shows_every_named_case():
     res = CliRunner().invoke(app, ["phantom", "--list"])
     assert res.exit_code == 0
     names = [line.split()[0] for line in res.output.strip().splitlines()]
-    for case in ("solid-sizes", "juxtavascular", "juxtapleural", "ggn", "part-solid", "irregular", "benign",
-                 "no-nodules", "multi", "growth", "slow-growth", "ggn-growth"):
+    for case in (
+        "solid-sizes",
+        "juxtavascular",
+        "juxtapleural",
+        "ggn",
+        "part-solid",
+        "irregular",
+        "benign",
+        "no-nodules",
+        "multi",
+        "growth",
+        "slow-growth",
+        "ggn-growth",
+    ):
         assert case in names
 
 

@@ -90,7 +90,7 @@ def test_sr_seed_points_fall_inside_their_nodules(written):
     for g in groups:
         roi = g.roi
         assert roi.graphic_type == hd.sr.GraphicTypeValues.POINT
-        (col, row), = roi.value
+        ((col, row),) = roi.value
         ref_uid = roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
         p = _image_point_to_lps(headers[ref_uid], col, row)
         nod = _assert_inside(study, g.tracking_uid, p)
@@ -130,7 +130,7 @@ def test_json_seeds_match_the_sr_points(written):
     seeds = json.loads(Path(paths["seeds_json"]).read_text())["seeds"]
     by_uid = {s["tracking_uid"]: np.asarray(s["position_lps_mm"]) for s in seeds}
     for g in hd.sr.srread(paths["sr"]).content.get_planar_roi_measurement_groups():
-        (col, row), = g.roi.value
+        ((col, row),) = g.roi.value
         ref_uid = g.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
         p = _image_point_to_lps(headers[ref_uid], col, row)
         assert np.allclose(p, by_uid[g.tracking_uid], atol=1e-3)
@@ -145,7 +145,7 @@ def test_json_seeds_match_the_sr_points(written):
 def test_no_nodules_case_carries_the_exam_label(tmp_path):
     (study,) = generate_case("no-nodules", "small", seed=0, noise_sd_hu=20.0)
     paths = write_study(study, tmp_path)
-    assert json.loads(Path(paths["seeds_json"]).read_text()) ["exam_labels"] == ["no-nodules"]
+    assert json.loads(Path(paths["seeds_json"]).read_text())["exam_labels"] == ["no-nodules"]
     assert _dciodvfy_errors(paths["sr"]) == [] and _dciodvfy_errors(paths["gsps"]) == []
     ds = pydicom.dcmread(paths["gsps"])
     texts = [t.UnformattedTextValue for a in ds.GraphicAnnotationSequence for t in a.get("TextObjectSequence", [])]

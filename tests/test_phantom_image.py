@@ -33,9 +33,16 @@ def _centres(study):
 def test_lung_parenchyma_is_about_minus_850_hu(multi):
     from scipy import ndimage
 
-    motion = Motion(**{k: tuple(v) for k, v in (("rotation_deg", multi.truth["motion"]["rotation_deg_xyz"]),
-                                                 ("translation_mm", multi.truth["motion"]["translation_mm"]),
-                                                 ("breathing_mm", multi.truth["motion"]["breathing_mm"]))})
+    motion = Motion(
+        **{
+            k: tuple(v)
+            for k, v in (
+                ("rotation_deg", multi.truth["motion"]["rotation_deg_xyz"]),
+                ("translation_mm", multi.truth["motion"]["translation_mm"]),
+                ("breathing_mm", multi.truth["motion"]["breathing_mm"]),
+            )
+        }
+    )
     lung = anatomy.lung_inside(motion.to_body(_centres(multi)))
     lung = ndimage.binary_erosion(lung, iterations=3)
     # keep away from the nodules
@@ -84,8 +91,7 @@ def test_solid_and_ground_glass_nodule_attenuation(multi):
 @pytest.mark.parametrize("psf_fwhm_mm", [0.9, 1.5])
 def test_edge_spread_fwhm_matches_the_stated_psf(psf_fwhm_mm):
     """Slanted-edge method on the oblique chest wall: fit an error function to the edge profile."""
-    study = render_single_nodule("juxtapleural", 8.0, noise_sd_hu=40.0, seed=2, texture_hu=0.0,
-                                 psf_fwhm_mm=psf_fwhm_mm)
+    study = render_single_nodule("juxtapleural", 8.0, noise_sd_hu=40.0, seed=2, texture_hu=0.0, psf_fwhm_mm=psf_fwhm_mm)
     plane = study.truth["chest_wall_plane"]
     n = np.asarray(plane["normal"])
     pts = _centres(study)
@@ -109,8 +115,15 @@ def test_edge_spread_fwhm_matches_the_stated_psf(psf_fwhm_mm):
 @pytest.mark.parametrize("spacing_mm", [(0.6, 0.6, 2.5), (0.8, 0.8, 0.625), (0.7, 0.7, 1.0)])
 def test_rendered_contrast_volume_equals_truth_at_any_slice_spacing(spacing_mm):
     """PSF and partial volume conserve the nodule's 'mass': sum of contrast / nodule contrast = truth volume."""
-    study = render_single_nodule("solid", 9.0, noise_sd_hu=0.0, spacing_mm=spacing_mm, seed=6, texture_hu=0.0,
-                                 slice_thickness_mm=spacing_mm[2] * 1.25)
+    study = render_single_nodule(
+        "solid",
+        9.0,
+        noise_sd_hu=0.0,
+        spacing_mm=spacing_mm,
+        seed=6,
+        texture_hu=0.0,
+        slice_thickness_mm=spacing_mm[2] * 1.25,
+    )
     nod = study.nodules[0]
     contrast = (study.clean_hu + 850.0) / (nod["hu"] + 850.0)
     volume = float(contrast.sum()) * float(np.prod(study.spacing_mm))

@@ -11,13 +11,13 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from daemon.storage.archive import Archive
-from daemon.storage.db import open_index
 from daemon.analysis.priors import PriorSeries, PriorStudy, lookback_window
 from daemon.analysis.series import best_ct_series
 from daemon.network.query_retrieve import PriorsUnavailable, query_pacs
-from daemon.storage.queries import priors_in_index
 from daemon.settings import PACSSettings
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
+from daemon.storage.queries import priors_in_index
 from tests.support.ct_series import ct_slice
 from tests.support.servers import free_port
 
@@ -30,8 +30,16 @@ def _encode(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def store_ct(archive: Archive, *, patient_id: str, study_date: str, n: int = 3, issuer: str | None = None,
-             thickness_mm: float = 1.0, study_uid: str | None = None) -> str:
+def store_ct(
+    archive: Archive,
+    *,
+    patient_id: str,
+    study_date: str,
+    n: int = 3,
+    issuer: str | None = None,
+    thickness_mm: float = 1.0,
+    study_uid: str | None = None,
+) -> str:
     """Archive a tiny CT series of a new (or given) study; returns the study UID."""
     study_uid = study_uid or generate_uid()
     series_uid = generate_uid()
@@ -45,7 +53,9 @@ def store_ct(archive: Archive, *, patient_id: str, study_date: str, n: int = 3, 
     return study_uid
 
 
-def store_sr(archive: Archive, *, patient_id: str, study_date: str, manufacturer: str, study_uid: str | None = None) -> str:
+def store_sr(
+    archive: Archive, *, patient_id: str, study_date: str, manufacturer: str, study_uid: str | None = None
+) -> str:
     """Archive one SR object (header only: the archive does not read the content tree)."""
     study_uid = study_uid or generate_uid()
     sop_uid = generate_uid()
@@ -103,8 +113,13 @@ def test_priors_in_index_lookback_and_issuer(archive: Archive) -> None:
     store_ct(archive, patient_id="P1", study_date="20230601")
     other_issuer = store_ct(archive, patient_id="P1", study_date="20240901", issuer="OTHER-HOSPITAL")
 
-    assert [s.study_uid for s in priors_in_index(archive.engine, patient_id="P1", issuer="", before=CURRENT, lookback_years=1)] == [recent]
-    assert [s.study_uid for s in priors_in_index(archive.engine, patient_id="P1", issuer="OTHER-HOSPITAL", before=CURRENT)] == [other_issuer]
+    assert [
+        s.study_uid
+        for s in priors_in_index(archive.engine, patient_id="P1", issuer="", before=CURRENT, lookback_years=1)
+    ] == [recent]
+    assert [
+        s.study_uid for s in priors_in_index(archive.engine, patient_id="P1", issuer="OTHER-HOSPITAL", before=CURRENT)
+    ] == [other_issuer]
     assert priors_in_index(archive.engine, patient_id="NOBODY", issuer="", before=CURRENT) == []
 
 
@@ -115,13 +130,23 @@ def test_lookback_window_ends_the_day_before() -> None:
         lookback_window(CURRENT, 0)
 
 
-def _series(uid: str, *, modality: str = "CT", description: str | None = None, thickness: float | None = 1.0,
-            n: int | None = 300, kernel: str | None = None, manufacturer: str | None = "Vendor") -> PriorSeries:
+def _series(
+    uid: str,
+    *,
+    modality: str = "CT",
+    description: str | None = None,
+    thickness: float | None = 1.0,
+    n: int | None = 300,
+    kernel: str | None = None,
+    manufacturer: str | None = "Vendor",
+) -> PriorSeries:
     return PriorSeries(uid, modality, description, thickness, n, manufacturer, kernel)
 
 
 def _study(*series: PriorSeries) -> PriorStudy:
-    return PriorStudy("1.2.3", dt.date(2025, 1, 1), "CT CHEST", tuple(sorted({s.modality for s in series})), "pacs", series)
+    return PriorStudy(
+        "1.2.3", dt.date(2025, 1, 1), "CT CHEST", tuple(sorted({s.modality for s in series})), "pacs", series
+    )
 
 
 def test_best_ct_series_none_without_ct() -> None:
@@ -176,7 +201,9 @@ def test_series_to_fetch_is_the_best_ct_and_our_reports_not_yet_held() -> None:
     )
     assert series_to_fetch(remote) == ("thin", "report", "seg")
     # held completely: nothing to fetch; the CT cut short (120 of 300 images): fetched again
-    complete = _study(_series("thin", n=300), _series("report", modality="SR", n=1), _series("seg", modality="SEG", n=1))
+    complete = _study(
+        _series("thin", n=300), _series("report", modality="SR", n=1), _series("seg", modality="SEG", n=1)
+    )
     assert series_to_fetch(remote, complete) == ()
     partial = _study(_series("thin", n=120), _series("report", modality="SR", n=1))
     assert series_to_fetch(remote, partial) == ("thin", "seg")

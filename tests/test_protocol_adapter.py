@@ -22,13 +22,34 @@ def _case() -> nl.Case:
         participant=nl.Participant(age_years=62, sex="F", family_history_lung_cancer=True, emphysema=False),
         exam_findings=nl.ExamFindings(suspicious_features=True),
         nodules=(
-            nl.Nodule(id="Nodule 1", composition="solid", volume_mm3=260.0, mean_diameter_mm=7.9, max_axial_diameter_mm=9.1,
-                      upper_lobe=True, priors=priors, index=0),
-            nl.Nodule(id="Nodule 2", composition="part-solid", volume_mm3=900.0, mean_diameter_mm=12.0,
-                      max_axial_diameter_mm=13.0, solid_component_volume_mm3=110.0, solid_component_mean_diameter_mm=6.0,
-                      index=1),
-            nl.Nodule(id="Nodule 3", composition="solid", volume_mm3=40.0, mean_diameter_mm=4.3,
-                      airway="segmental-or-proximal-secretions", index=2),
+            nl.Nodule(
+                id="Nodule 1",
+                composition="solid",
+                volume_mm3=260.0,
+                mean_diameter_mm=7.9,
+                max_axial_diameter_mm=9.1,
+                upper_lobe=True,
+                priors=priors,
+                index=0,
+            ),
+            nl.Nodule(
+                id="Nodule 2",
+                composition="part-solid",
+                volume_mm3=900.0,
+                mean_diameter_mm=12.0,
+                max_axial_diameter_mm=13.0,
+                solid_component_volume_mm3=110.0,
+                solid_component_mean_diameter_mm=6.0,
+                index=1,
+            ),
+            nl.Nodule(
+                id="Nodule 3",
+                composition="solid",
+                volume_mm3=40.0,
+                mean_diameter_mm=4.3,
+                airway="segmental-or-proximal-secretions",
+                index=2,
+            ),
         ),
     )
 
@@ -47,9 +68,8 @@ def test_the_engine_gives_the_same_assessment_for_the_typed_case_and_its_documen
 def test_every_airway_value_of_the_engine_is_one_the_report_model_takes() -> None:
     import typing
 
-    from dicom_sr.findings import Airway
-
     from dicom_sr.codes import AIRWAYS as AIRWAY_CODES
+    from dicom_sr.findings import Airway
 
     assert set(typing.get_args(Airway)) == set(nl.AIRWAYS)
     assert set(AIRWAY_CODES) == set(nl.AIRWAYS)  # each has a code in the SR, none is dropped
@@ -57,6 +77,8 @@ def test_every_airway_value_of_the_engine_is_one_the_report_model_takes() -> Non
 
 def test_duplicate_prior_dates_are_refused_with_the_nodule_named() -> None:
     prior = nl.Prior(dt.date(2024, 6, 1), 100.0)
-    case = nl.Case(dt.date(2026, 6, 1), "follow-up", nodules=(nl.Nodule("Nodule 1", "solid", 120.0, priors=(prior, prior)),))
+    case = nl.Case(
+        dt.date(2026, 6, 1), "follow-up", nodules=(nl.Nodule("Nodule 1", "solid", 120.0, priors=(prior, prior)),)
+    )
     with pytest.raises(AnalysisError, match="Nodule 1 has prior dates 2024-06-01, 2024-06-01"):
         _check(case)

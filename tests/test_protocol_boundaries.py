@@ -22,8 +22,16 @@ TODAY = dt.date(2026, 12, 2)
 
 
 def case(rnd: str, nodule: dict[str, Any]) -> Any:
-    return parse_case({"schema": "noduled.case/2", "exam_date": "2026-06-01", "screening_round": rnd,
-                       "participant": {"age_years": 62, "sex": "M"}, "nodules": [{"id": "1", **nodule}]}, today=TODAY)
+    return parse_case(
+        {
+            "schema": "noduled.case/2",
+            "exam_date": "2026-06-01",
+            "screening_round": rnd,
+            "participant": {"age_years": 62, "sex": "M"},
+            "nodules": [{"id": "1", **nodule}],
+        },
+        today=TODAY,
+    )
 
 
 def nlcsp_cat(rnd: str, **nodule: Any) -> str:
@@ -34,14 +42,16 @@ def lr_cat(rnd: str, **nodule: Any) -> str:
     return lungrads.categorize.assess(case(rnd, nodule)).category
 
 
-@pytest.mark.parametrize("volume, category", [(33, "1"), (34, "3"), (112, "3"), (113, "4"), (267, "4"), (268, "5"),
-                                              (1766, "5"), (1767, "5")])
+@pytest.mark.parametrize(
+    "volume, category", [(33, "1"), (34, "3"), (112, "3"), (113, "4"), (267, "4"), (268, "5"), (1766, "5"), (1767, "5")]
+)
 def test_nlcsp_new_solid_volume(volume, category):
     assert nlcsp_cat("follow-up", composition="solid", volume_mm3=volume) == category
 
 
-@pytest.mark.parametrize("d, category", [(3.9, "1"), (4.0, "3"), (5.9, "3"), (6.0, "4"), (7.9, "4"), (8.0, "5"),
-                                         (14.9, "5"), (15.0, "5")])
+@pytest.mark.parametrize(
+    "d, category", [(3.9, "1"), (4.0, "3"), (5.9, "3"), (6.0, "4"), (7.9, "4"), (8.0, "5"), (14.9, "5"), (15.0, "5")]
+)
 def test_nlcsp_new_solid_diameter(d, category):
     assert nlcsp_cat("follow-up", composition="solid", mean_diameter_mm=d) == category
 
@@ -51,8 +61,9 @@ def test_nlcsp_new_ground_glass(volume, category):
     assert nlcsp_cat("follow-up", composition="non-solid", volume_mm3=volume) == category
 
 
-@pytest.mark.parametrize("volume, category", [(112, "2"), (113, "3"), (267, "3"), (268, "4A"), (1766, "4A"),
-                                              (1767, "4B")])
+@pytest.mark.parametrize(
+    "volume, category", [(112, "2"), (113, "3"), (267, "3"), (268, "4A"), (1766, "4A"), (1767, "4B")]
+)
 def test_lung_rads_baseline_solid_volume(volume, category):
     assert lr_cat("baseline", composition="solid", volume_mm3=volume) == category
 
@@ -75,8 +86,11 @@ def test_lung_rads_ground_glass(volume, category):
 @pytest.mark.parametrize("now, nlcsp_status, lr_category", [(7.3, "stable", "2"), (7.4, "growing", "4A")])
 def test_exactly_1_5_mm_is_not_growth_in_either_protocol(now, nlcsp_status, lr_category):
     # 5.8 -> 7.3 mm is +1.5 mm (float: 1.4999999999999996 -- nlcsp.common.EPS); 5.8 -> 7.4 is +1.6 mm
-    nodule = {"composition": "solid", "mean_diameter_mm": now,
-              "priors": [{"date": "2025-06-01", "mean_diameter_mm": 5.8, "category": "2", "lung_rads_category": "2"}]}
+    nodule = {
+        "composition": "solid",
+        "mean_diameter_mm": now,
+        "priors": [{"date": "2025-06-01", "mean_diameter_mm": 5.8, "category": "2", "lung_rads_category": "2"}],
+    }
     n = nlcsp.categorize.assess(case("follow-up", nodule)).nodules[0]
     assert n.status == nlcsp_status
     assert lungrads.categorize.assess(case("follow-up", nodule)).category == lr_category
@@ -105,25 +119,44 @@ _LR_RANK = {c: i for i, c in enumerate(("0", "1", "2", "3", "4A", "4B", "4X"))}
 def _nodules(specs: list[tuple[float, str, bool]]) -> list[dict[str, Any]]:
     out = []
     for i, (d, composition, grown) in enumerate(specs):
-        n: dict[str, Any] = {"id": str(i), "composition": composition, "mean_diameter_mm": d, "max_axial_diameter_mm": d}
+        n: dict[str, Any] = {
+            "id": str(i),
+            "composition": composition,
+            "mean_diameter_mm": d,
+            "max_axial_diameter_mm": d,
+        }
         if composition == "part-solid":
             n["solid_component_mean_diameter_mm"] = round(d / 2, 1)
         if grown:
-            n["priors"] = [{"date": "2025-06-01", "mean_diameter_mm": max(1.0, d - 2.0), "category": "2",
-                            "lung_rads_category": "2"}]
+            n["priors"] = [
+                {
+                    "date": "2025-06-01",
+                    "mean_diameter_mm": max(1.0, d - 2.0),
+                    "category": "2",
+                    "lung_rads_category": "2",
+                }
+            ]
         out.append(n)
     return out
 
 
-SPECS = st.lists(st.tuples(st.floats(1, 40), st.sampled_from(["solid", "part-solid", "non-solid"]), st.booleans()),
-                 min_size=1, max_size=5)
+SPECS = st.lists(
+    st.tuples(st.floats(1, 40), st.sampled_from(["solid", "part-solid", "non-solid"]), st.booleans()),
+    min_size=1,
+    max_size=5,
+)
 
 
 @settings(max_examples=80, deadline=None)
 @given(SPECS)
 def test_exam_category_is_the_highest_nodule_category_in_both_protocols(specs):
-    obj = {"schema": "noduled.case/2", "exam_date": "2026-06-01", "screening_round": "follow-up",
-           "participant": {"age_years": 62, "sex": "M"}, "nodules": _nodules(specs)}
+    obj = {
+        "schema": "noduled.case/2",
+        "exam_date": "2026-06-01",
+        "screening_round": "follow-up",
+        "participant": {"age_years": 62, "sex": "M"},
+        "nodules": _nodules(specs),
+    }
     case_ = parse_case(obj, today=TODAY)
     a = nlcsp.categorize.assess(case_)
     assert a.category == max((n.category for n in a.nodules if n.category), key=_NLCSP_RANK.__getitem__)

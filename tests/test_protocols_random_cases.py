@@ -33,8 +33,9 @@ def _prior(rng: random.Random, exam: dt.date) -> dict[str, Any]:
     d = exam - dt.timedelta(days=rng.randint(20, 2000))
     total = rng.uniform(1, 40)
     return {
-        "date": d.isoformat(), "mean_diameter_mm": _maybe(rng, round(total, 1), 0.8),
-        "volume_mm3": _maybe(rng, round(3.14159 * total ** 3 / 6), 0.6),
+        "date": d.isoformat(),
+        "mean_diameter_mm": _maybe(rng, round(total, 1), 0.8),
+        "volume_mm3": _maybe(rng, round(3.14159 * total**3 / 6), 0.6),
         "category": _maybe(rng, rng.choice(["0", "1", "2", "3", "4", "5", "6"]), 0.5),
         "lung_rads_category": _maybe(rng, rng.choice(["0", "1", "2", "3", "4A", "4B", "4X"]), 0.4),
         "pre_screening": rng.random() < 0.2,
@@ -45,25 +46,38 @@ def _prior(rng: random.Random, exam: dt.date) -> dict[str, Any]:
 
 def _nodule(rng: random.Random, i: int, exam: dt.date) -> dict[str, Any]:
     total = rng.uniform(1, 45)
-    n: dict[str, Any] = {"id": str(i), "composition": rng.choice(["solid", "part-solid", "non-solid"]),
-                         "mean_diameter_mm": _maybe(rng, round(total, 1), 0.8),
-                         "volume_mm3": _maybe(rng, round(3.14159 * total ** 3 / 6), 0.7),
-                         "max_axial_diameter_mm": _maybe(rng, round(total * 1.1, 1), 0.7)}
+    n: dict[str, Any] = {
+        "id": str(i),
+        "composition": rng.choice(["solid", "part-solid", "non-solid"]),
+        "mean_diameter_mm": _maybe(rng, round(total, 1), 0.8),
+        "volume_mm3": _maybe(rng, round(3.14159 * total**3 / 6), 0.7),
+        "max_axial_diameter_mm": _maybe(rng, round(total * 1.1, 1), 0.7),
+    }
     if n["composition"] == "part-solid":
         n["solid_component_mean_diameter_mm"] = _maybe(rng, round(total * rng.random(), 1), 0.9)
     kind = rng.random()
     if kind < 0.08:
-        n["airway"] = rng.choice(["subsegmental", "subsegmental-secretions", "segmental-or-proximal",
-                                  "segmental-or-proximal-secretions"])
+        n["airway"] = rng.choice(
+            ["subsegmental", "subsegmental-secretions", "segmental-or-proximal", "segmental-or-proximal-secretions"]
+        )
     elif kind < 0.16:
         n["cyst"] = rng.choice(["thin-walled", "thick-walled", "multilocular"])
         n.pop("composition")
-        change = {"thick-walled": ["growing-cystic-component", "growing-wall"],
-                  "multilocular": ["newly-multilocular", "growing-multilocular", "increased-loculation-or-opacity"]}
+        change = {
+            "thick-walled": ["growing-cystic-component", "growing-wall"],
+            "multilocular": ["newly-multilocular", "growing-multilocular", "increased-loculation-or-opacity"],
+        }
         if n["cyst"] in change and rng.random() < 0.4:
             n["cyst_change"] = rng.choice(change[n["cyst"]])
-    for flag in ("upper_lobe", "spiculated", "benign_calcification", "fat", "juxtapleural_typical", "proven_benign",
-                 "additional_suspicious_features"):
+    for flag in (
+        "upper_lobe",
+        "spiculated",
+        "benign_calcification",
+        "fat",
+        "juxtapleural_typical",
+        "proven_benign",
+        "additional_suspicious_features",
+    ):
         if rng.random() < 0.08:
             n[flag] = True
     priors = [_prior(rng, exam) for _ in range(rng.choice([0, 0, 1, 1, 2, 3]))]
@@ -72,21 +86,37 @@ def _nodule(rng: random.Random, i: int, exam: dt.date) -> dict[str, Any]:
     return n
 
 
-BREAKS: list[tuple[str, Any]] = [("mean_diameter_mm", -3), ("volume_mm3", "big"), ("composition", "ggo"),
-                                 ("priors", {}), ("airway", 7), ("spiculated", "yes"), ("id", ""),
-                                 ("solid_component_mean_diameter_mm", 99.0)]
+BREAKS: list[tuple[str, Any]] = [
+    ("mean_diameter_mm", -3),
+    ("volume_mm3", "big"),
+    ("composition", "ggo"),
+    ("priors", {}),
+    ("airway", 7),
+    ("spiculated", "yes"),
+    ("id", ""),
+    ("solid_component_mean_diameter_mm", 99.0),
+]
 
 
 def random_case(rng: random.Random) -> dict[str, Any]:
     exam = dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 2500))
     case: dict[str, Any] = {
         "schema": rng.choice(["noduled.case/2", "noduled.case/2", "noduled.case/1"]),
-        "exam_date": exam.isoformat(), "screening_round": rng.choice(["baseline", "follow-up"]),
-        "participant": {"age_years": rng.randint(50, 85), "sex": rng.choice(["F", "M"]),
-                        "family_history_lung_cancer": rng.random() < 0.2, "emphysema": rng.random() < 0.3},
-        "exam_findings": {"infection_or_inflammation": rng.random() < 0.05, "suspicious_features": rng.random() < 0.05,
-                          "actionable_additional_findings": rng.random() < 0.1,
-                          "prior_ct_being_located": rng.random() < 0.03, "lungs_not_evaluable": rng.random() < 0.03},
+        "exam_date": exam.isoformat(),
+        "screening_round": rng.choice(["baseline", "follow-up"]),
+        "participant": {
+            "age_years": rng.randint(50, 85),
+            "sex": rng.choice(["F", "M"]),
+            "family_history_lung_cancer": rng.random() < 0.2,
+            "emphysema": rng.random() < 0.3,
+        },
+        "exam_findings": {
+            "infection_or_inflammation": rng.random() < 0.05,
+            "suspicious_features": rng.random() < 0.05,
+            "actionable_additional_findings": rng.random() < 0.1,
+            "prior_ct_being_located": rng.random() < 0.03,
+            "lungs_not_evaluable": rng.random() < 0.03,
+        },
         "nodules": [_nodule(rng, i, exam) for i in range(rng.choice([0, 1, 1, 2, 3, 7]))],
     }
     if rng.random() < 0.2:  # break one thing

@@ -71,13 +71,21 @@ def test_audit_html_opens_in_headless_chromium_without_errors(registry: tuple[En
     html_path.write_text(page, encoding="utf-8")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "registry-audit.png"
-    result = open_page(html_path, shot, {
-        "images": "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)",
-        "headings": "Array.from(document.querySelectorAll('h2')).map(h => h.textContent)",
-        "positive": "document.body.innerText.includes('Positive screens')",
-    })
+    result = open_page(
+        html_path,
+        shot,
+        {
+            "images": "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)",
+            "headings": "Array.from(document.querySelectorAll('h2')).map(h => h.textContent)",
+            "positive": "document.body.innerText.includes('Positive screens')",
+        },
+    )
     assert result["errors"] == []
-    assert len(result["values"]["images"]) == 4 and all(result["values"]["images"])  # categories, dose, turnaround, readers
-    assert {"Category distribution", "Positive rate", "Radiation dose", "Turnaround", "AI quality"} <= set(result["values"]["headings"])
+    assert len(result["values"]["images"]) == 4 and all(
+        result["values"]["images"]
+    )  # categories, dose, turnaround, readers
+    assert {"Category distribution", "Positive rate", "Radiation dose", "Turnaround", "AI quality"} <= set(
+        result["values"]["headings"]
+    )
     assert shot.stat().st_size > 20_000
     shutil.copy(html_path, ARTIFACTS / "registry-audit.html")

@@ -72,7 +72,9 @@ def test_upsert_is_idempotent_and_empty_cells_keep_values(tmp_path: Path) -> Non
 def test_outcomes_of_an_unknown_participant_are_refused_whole(tmp_path: Path) -> None:
     engine = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
     upsert_participants(engine, parse_participants(GOOD))
-    rows = parse_outcomes("patient_id,outcome_date,outcome_type,tissue_diagnosis\nP001,2024-05-01,biopsy,benign\nP404,2024-05-01,biopsy,benign\n")
+    rows = parse_outcomes(
+        "patient_id,outcome_date,outcome_type,tissue_diagnosis\nP001,2024-05-01,biopsy,benign\nP404,2024-05-01,biopsy,benign\n"
+    )
     with pytest.raises(ValueError, match="row 3: no participant or patient with patient_id 'P404'"):
         import_outcomes(engine, rows)
     with engine.connect() as conn:
@@ -97,15 +99,39 @@ def test_cli_import_dry_run_and_add(tmp_path: Path) -> None:
     bad.write_text("patient_id,pack_years\nP9,-3\n")
     r = runner.invoke(app, ["participants", "import", str(bad), "-c", str(config)])
     assert r.exit_code == 2 and "row 2, column pack_years: '-3' must be >= 0" in r.output
-    r = runner.invoke(app, ["outcomes", "add", "--patient-id", "P001", "--date", "2024-06-01", "--type", "biopsy",
-                            "--diagnosis", "invasive-lung-cancer", "--stage", "ia2", "-c", str(config)])
+    r = runner.invoke(
+        app,
+        [
+            "outcomes",
+            "add",
+            "--patient-id",
+            "P001",
+            "--date",
+            "2024-06-01",
+            "--type",
+            "biopsy",
+            "--diagnosis",
+            "invasive-lung-cancer",
+            "--stage",
+            "ia2",
+            "-c",
+            str(config),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["outcomes", "add", "--patient-id", "P001", "--date", "2024-06-01", "--type", "scan", "-c", str(config)])
+    r = runner.invoke(
+        app, ["outcomes", "add", "--patient-id", "P001", "--date", "2024-06-01", "--type", "scan", "-c", str(config)]
+    )
     assert r.exit_code == 2 and "--outcome_type: 'scan' is not one of" in r.output
     engine = open_index(f"sqlite:///{tmp_path / 'var' / 'index.sqlite'}")
     with engine.connect() as conn:
         o = conn.execute(select(outcomes)).one()
-    assert (o.outcome_date, o.tissue_diagnosis, o.stage, o.source) == (dt.date(2024, 6, 1), "invasive-lung-cancer", "IA2", "cli")
+    assert (o.outcome_date, o.tissue_diagnosis, o.stage, o.source) == (
+        dt.date(2024, 6, 1),
+        "invasive-lung-cancer",
+        "IA2",
+        "cli",
+    )
     engine.dispose()
 
 
@@ -123,9 +149,20 @@ def test_ct_header_fills_only_what_the_participant_file_did_not_say(tmp_path: Pa
         participant_from_dicom(conn, ds)
     with engine.connect() as conn:
         p = conn.execute(select(participants).where(participants.c.patient_id == "P001")).one()
-    assert (p.smoking_status, p.sex, p.birth_date, p.height_m, p.weight_kg) == ("former", "F", dt.date(1960, 3, 2), 1.64, 70.0)
-    assert json.loads(p.sources_json) == {"smoking_status": "participant-file", "sex": "dicom", "birth_date": "dicom",
-                                          "height_m": "dicom", "weight_kg": "dicom"}
+    assert (p.smoking_status, p.sex, p.birth_date, p.height_m, p.weight_kg) == (
+        "former",
+        "F",
+        dt.date(1960, 3, 2),
+        1.64,
+        70.0,
+    )
+    assert json.loads(p.sources_json) == {
+        "smoking_status": "participant-file",
+        "sex": "dicom",
+        "birth_date": "dicom",
+        "height_m": "dicom",
+        "weight_kg": "dicom",
+    }
     engine.dispose()
 
 
@@ -133,7 +170,9 @@ def test_export_and_audit_commands(tmp_path: Path) -> None:
     from tests.support.cohort import CohortSpec, build_cohort
 
     config = tmp_path / "noduled.toml"
-    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "var"}"\n[registry]\npseudonym_key = "k"\nfacility_id = "F1"\n')
+    config.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "var"}"\n[registry]\npseudonym_key = "k"\nfacility_id = "F1"\n'
+    )
     engine = open_index(f"sqlite:///{tmp_path / 'var' / 'index.sqlite'}")
     cohort = build_cohort(engine, CohortSpec(participants=12))
     engine.dispose()
@@ -146,10 +185,14 @@ def test_export_and_audit_commands(tmp_path: Path) -> None:
     assert out.read_bytes().count(b"\r\n") == len(kept) + 1 and (tmp_path / "lcsr.missing.txt").exists()
     r = runner.invoke(app, ["export", "--format", "fhir", *span, "--out", str(tmp_path / "b.json"), "-c", str(config)])
     assert r.exit_code == 0 and json.loads((tmp_path / "b.json").read_text())["resourceType"] == "Bundle"
-    r = runner.invoke(app, ["audit", *span, "--as-of", "2026-06-30", "--out", str(tmp_path / "a.html"), "-c", str(config)])
+    r = runner.invoke(
+        app, ["audit", *span, "--as-of", "2026-06-30", "--out", str(tmp_path / "a.html"), "-c", str(config)]
+    )
     assert r.exit_code == 0, r.output
     assert f"{len(kept)} exams of" in r.output and "<img" in (tmp_path / "a.html").read_text()
-    r = runner.invoke(app, ["export", "--format", "csv", "--from", "2026-01-01", "--to", "2025-01-01", "-c", str(config)])
+    r = runner.invoke(
+        app, ["export", "--format", "csv", "--from", "2026-01-01", "--to", "2025-01-01", "-c", str(config)]
+    )
     assert r.exit_code == 2 and "--to 2025-01-01 is before --from 2026-01-01" in r.output
     config.write_text(f'[storage]\ndata_dir = "{tmp_path / "var"}"\n')
     r = runner.invoke(app, ["audit", *span, "--out", str(tmp_path / "b.html"), "-c", str(config)])

@@ -19,19 +19,29 @@ def exam(i: int, who: str, date: dt.date, category: str, due: dt.date | None = N
 
 def test_adherence_counts_early_and_late_returns_and_not_yet_due() -> None:
     exams = [
-        exam(1, "a", D(2024, 1, 10), "2", D(2025, 1, 10)), exam(2, "a", D(2024, 10, 1), "1", D(2026, 10, 1)),  # early, then not yet due
-        exam(3, "b", D(2024, 2, 1), "2", D(2025, 2, 1)), exam(4, "b", D(2025, 4, 2), "1"),  # 60 days late: on time
-        exam(5, "c", D(2024, 3, 1), "2", D(2025, 3, 1)), exam(6, "c", D(2025, 5, 1), "1"),  # 61 days late: late
+        exam(1, "a", D(2024, 1, 10), "2", D(2025, 1, 10)),
+        exam(2, "a", D(2024, 10, 1), "1", D(2026, 10, 1)),  # early, then not yet due
+        exam(3, "b", D(2024, 2, 1), "2", D(2025, 2, 1)),
+        exam(4, "b", D(2025, 4, 2), "1"),  # 60 days late: on time
+        exam(5, "c", D(2024, 3, 1), "2", D(2025, 3, 1)),
+        exam(6, "c", D(2025, 5, 1), "1"),  # 61 days late: late
         exam(7, "d", D(2024, 4, 1), "2", D(2025, 4, 1)),  # never returned: overdue
     ]
     a = compute_audit(exams, [], OPTS)["adherence"]
     assert (a["evaluable"], a["adherent"], a["early"], a["late"], a["overdue"]) == (4, 2, 1, 1, 1)
-    assert a["overdue_list"][0]["participant"] == "d" and a["overdue_list"][0]["days_overdue"] == (D(2026, 6, 30) - D(2025, 4, 1)).days
+    assert (
+        a["overdue_list"][0]["participant"] == "d"
+        and a["overdue_list"][0]["days_overdue"] == (D(2026, 6, 30) - D(2025, 4, 1)).days
+    )
 
 
 def test_cancer_windows_and_attribution() -> None:
-    exams = [exam(1, "a", D(2024, 1, 10), "5"), exam(2, "b", D(2024, 2, 1), "1"), exam(3, "c", D(2024, 3, 1), "1"),
-             exam(4, "d", D(2024, 3, 1), "6")]
+    exams = [
+        exam(1, "a", D(2024, 1, 10), "5"),
+        exam(2, "b", D(2024, 2, 1), "1"),
+        exam(3, "c", D(2024, 3, 1), "1"),
+        exam(4, "d", D(2024, 3, 1), "6"),
+    ]
     outcomes = [
         OutcomeRecord("a", D(2024, 2, 1), "biopsy", "adenocarcinoma-in-situ"),  # screen-detected
         OutcomeRecord("b", D(2025, 1, 31), "surgery", "invasive-lung-cancer"),  # day 365: interval cancer

@@ -77,8 +77,15 @@ def receive(archive: Archive, src: Path, n: int = 4, seed: int = 0, rows: int = 
     return dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID, paths
 
 
-def report(engine, archive: Archive, template: tuple[Dataset, Dataset], study_uid: str, at: dt.datetime,  # type: ignore[no-untyped-def]
-           *, outbox_state: str | None = "delivered") -> list[Path]:
+def report(
+    engine,
+    archive: Archive,
+    template: tuple[Dataset, Dataset],
+    study_uid: str,
+    at: dt.datetime,  # type: ignore[no-untyped-def]
+    *,
+    outbox_state: str | None = "delivered",
+) -> list[Path]:
     """noduled's SR and SEG of the study (copies of real ones), analysis done at ``at``, their outbox rows."""
     files = []
     for original in template:
@@ -90,12 +97,23 @@ def report(engine, archive: Archive, template: tuple[Dataset, Dataset], study_ui
         files.append(archive.path_of(rel))
         if outbox_state is not None:
             with engine.begin() as conn:
-                conn.execute(insert(outbox).values(
-                    sop_instance_uid=sop, study_uid=study, path=rel, destination="PACS@127.0.0.1:104", state=outbox_state,
-                    attempts=1, created_at=at, next_attempt_at=at, delivered_at=at if outbox_state == "delivered" else None,
-                ))
+                conn.execute(
+                    insert(outbox).values(
+                        sop_instance_uid=sop,
+                        study_uid=study,
+                        path=rel,
+                        destination="PACS@127.0.0.1:104",
+                        state=outbox_state,
+                        attempts=1,
+                        created_at=at,
+                        next_attempt_at=at,
+                        delivered_at=at if outbox_state == "delivered" else None,
+                    )
+                )
     with engine.begin() as conn:
-        conn.execute(insert(analyses).values(study_uid=study_uid, state="done", attempts=1, finished_at=at, updated_at=at))
+        conn.execute(
+            insert(analyses).values(study_uid=study_uid, state="done", attempts=1, finished_at=at, updated_at=at)
+        )
     return files
 
 
@@ -109,8 +127,9 @@ def node(tmp_path: Path):  # type: ignore[no-untyped-def]
 def _purge(engine, archive: Archive, now: dt.datetime, usage=None, **kw):  # type: ignore[no-untyped-def]
     args = dict(retention_days=30.0, high_water_mark_percent=90.0, low_water_mark_percent=80.0)
     args.update(kw)
-    return retention.purge(engine, archive.root, archive.root.parent, now=now,
-                           disk_usage=usage or (lambda _p: Usage(100, 10, 90)), **args)
+    return retention.purge(
+        engine, archive.root, archive.root.parent, now=now, disk_usage=usage or (lambda _p: Usage(100, 10, 90)), **args
+    )
 
 
 def test_retention_deletes_only_the_ct_of_reported_and_delivered_studies(node, tmp_path, template) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +186,9 @@ def test_high_water_mark_purges_the_oldest_reported_studies_until_below_the_low_
         used = retention.archive_bytes(engine)
         return Usage(total, used, total - used)
 
-    result = _purge(engine, archive, T0 + 4 * DAY, usage, retention_days=30, high_water_mark_percent=85, low_water_mark_percent=70)
+    result = _purge(
+        engine, archive, T0 + 4 * DAY, usage, retention_days=30, high_water_mark_percent=85, low_water_mark_percent=70
+    )
     # each study is ~17 % of the disk: two go (90 -> 56 %), the oldest delivered ones, by the disk rule
     assert [(s.study_uid, s.reason) for s in result.studies] == [(uids[0], "disk"), (uids[1], "disk")]
     assert usage(None).used / total * 100 <= 70
@@ -194,7 +215,10 @@ def test_a_purged_prior_counts_as_missing_and_comes_back_when_received_again(nod
         assert not r.duplicate and r.path.exists()
     assert ct_series_count() == 3
     with engine.connect() as conn:
-        assert conn.execute(select(instances.c.purged_at).where(instances.c.path.like(f"{uid}/%"))).scalars().all() == [None] * 5
+        assert (
+            conn.execute(select(instances.c.purged_at).where(instances.c.path.like(f"{uid}/%"))).scalars().all()
+            == [None] * 5
+        )
     assert len(study_files(engine, archive, uid).ct_paths) == 3
 
 
@@ -206,9 +230,13 @@ def test_purge_command_dry_run_then_real(tmp_path, template) -> None:  # type: i
     report(engine, archive, template, uid, dt.datetime.now(dt.UTC) - 40 * DAY)
     engine.dispose()
     config = tmp_path / "noduled.toml"
-    config.write_text(f'[storage]\ndata_dir = "{data_dir}"\nhigh_water_mark_percent = 100\nlow_water_mark_percent = 100\n')
+    config.write_text(
+        f'[storage]\ndata_dir = "{data_dir}"\nhigh_water_mark_percent = 100\nlow_water_mark_percent = 100\n'
+    )
 
-    dry = CliRunner().invoke(__import__("daemon.cli", fromlist=["app"]).app, ["purge", "--dry-run", "--json", "-c", str(config)])
+    dry = CliRunner().invoke(
+        __import__("daemon.cli", fromlist=["app"]).app, ["purge", "--dry-run", "--json", "-c", str(config)]
+    )
     assert dry.exit_code == 0, dry.output
     out = json.loads(dry.output)
     assert out["dry_run"] and [s["study_uid"] for s in out["studies"]] == [uid] and out["files_deleted"] == 0
@@ -247,8 +275,12 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
     scp.start()
     pacs = FakeFreePACS().start()
     now = [T0]
-    box = Outbox(engine, archive.root, [Destination(ae_title="PACS", host="127.0.0.1", port=pacs.port)], clock=lambda: now[0])
-    down = Outbox(engine, archive.root, [Destination(ae_title="PACS", host="127.0.0.1", port=free_port())], clock=lambda: now[0])
+    box = Outbox(
+        engine, archive.root, [Destination(ae_title="PACS", host="127.0.0.1", port=pacs.port)], clock=lambda: now[0]
+    )
+    down = Outbox(
+        engine, archive.root, [Destination(ae_title="PACS", host="127.0.0.1", port=free_port())], clock=lambda: now[0]
+    )
     sender = AE("MODALITY")
     sender.add_requested_context(CTImageStorage)
     statuses: list[int] = []
@@ -282,8 +314,15 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
                     undelivered.append(study_uid)
             box.deliver_due()
             down.deliver_due()
-            result = retention.purge(engine, archive.root, small_fs, now=now[0], retention_days=3,
-                                     high_water_mark_percent=70, low_water_mark_percent=55)
+            result = retention.purge(
+                engine,
+                archive.root,
+                small_fs,
+                now=now[0],
+                retention_days=3,
+                high_water_mark_percent=70,
+                low_water_mark_percent=55,
+            )
             purged += [s.study_uid for s in result.studies]
             used_percent.append(retention.disk_used_percent(small_fs))
         assert statuses and set(statuses) == {0x0000}, "an instance was refused: the disk filled"
@@ -298,8 +337,10 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
             # every instance received is still in the index (purged ones marked)
             assert len(conn.execute(select(instances.c.id)).all()) == 7 * 3 * 10 + len(reports)
         assert max(used_percent) < 95, used_percent
-        print(f"\nfilesystem use at the end of each day (%): {[round(u, 1) for u in used_percent]}; "
-              f"{len(purged)} of {7 * 3 - 2} purgeable studies purged, {len(statuses)} instances all stored")
+        print(
+            f"\nfilesystem use at the end of each day (%): {[round(u, 1) for u in used_percent]}; "
+            f"{len(purged)} of {7 * 3 - 2} purgeable studies purged, {len(statuses)} instances all stored"
+        )
         # without purging, this week's images alone would not have fit
         assert 7 * 3 * 10 * 180 * 180 * 2 > shutil.disk_usage(small_fs).total
     finally:
@@ -317,7 +358,7 @@ def test_the_node_purges_on_its_tick_and_counts_it_in_the_metrics(tmp_path, temp
     node = Node(settings)
     try:
         uid, files = receive(node.archive, tmp_path / "a", seed=1)
-        report(node.engine, node.archive, template, uid, dt.datetime.now(dt.timezone.utc) - 31 * DAY)
+        report(node.engine, node.archive, template, uid, dt.datetime.now(dt.UTC) - 31 * DAY)
         before = REGISTRY.get_sample_value("noduled_studies_purged_total") or 0.0
         size = sum(p.stat().st_size for p in files)
         bytes_before = REGISTRY.get_sample_value("noduled_purged_bytes_total") or 0.0

@@ -18,10 +18,10 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 from pynetdicom.transport import AssociationSocket
 
 from daemon.network import fastpath
-from daemon.storage.archive import Archive
-from daemon.storage.db import open_index
 from daemon.network.scp import StorageSCP
 from daemon.settings import SCPSettings
+from daemon.storage.archive import Archive
+from daemon.storage.db import open_index
 from tests.support.ct_series import ct_slice
 from tests.support.servers import free_port
 
@@ -207,9 +207,24 @@ def test_tls_associations_use_the_fast_path_too(tmp_path: Path) -> None:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "node.pem", tmp_path / "node.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     archive = Archive(tmp_path / "archive", open_index(f"sqlite:///{tmp_path / 'index.sqlite'}"))
     tls = TLSSettings(enabled=True, cert=str(cert), key=str(key), require_client_cert=False)
@@ -222,7 +237,9 @@ def test_tls_associations_use_the_fast_path_too(tmp_path: Path) -> None:
         client_ctx.check_hostname = False
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(CTImageStorage)
-        assoc = ae.associate("127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0, tls_args=(client_ctx, None))
+        assoc = ae.associate(
+            "127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0, tls_args=(client_ctx, None)
+        )
         assert assoc.is_established
         big = ct_slice("1.2.3.4", "1.2.3.4.9", 0, np.arange(512 * 512, dtype=np.int16).reshape(512, 512))
         for i in range(3):

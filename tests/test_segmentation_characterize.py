@@ -74,7 +74,7 @@ def chest_with_nodule(centre_zyx, r_vox=4):
     right = ((y - 48) / 34.0) ** 2 + ((x - 26) / 18.0) ** 2 <= 1
     left = ((y - 48) / 34.0) ** 2 + ((x - 70) / 18.0) ** 2 <= 1
     hu = np.where(right | left, -850.0, np.where(body, 40.0, -1000.0))
-    d = np.sqrt(((z - centre_zyx[0]) ** 2 + (y - centre_zyx[1]) ** 2 + (x - centre_zyx[2]) ** 2))
+    d = np.sqrt((z - centre_zyx[0]) ** 2 + (y - centre_zyx[1]) ** 2 + (x - centre_zyx[2]) ** 2)
     hu = np.where(d <= r_vox, 40.0, hu) + rng.normal(0, 10, hu.shape)
     image = image_from_array(hu.astype(np.float32), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     seed = (float(centre_zyx[2]), float(centre_zyx[1]), float(centre_zyx[0]))

@@ -30,9 +30,19 @@ def test_json_output_has_the_measurement_fields_and_errors(phantom_series):
     hit, miss = rows
     assert hit["error"] is None
     assert hit["volume_mm3"] == pytest.approx(truth["volume_mm3"], rel=0.05)
-    for key in ("mean_diameter_mm", "long_axis_mm", "short_axis_mm", "measurement_plane", "long_axis_endpoints_lps_mm",
-                "short_axis_endpoints_lps_mm", "max_axial_diameter_mm", "mean_hu", "solid_volume_mm3",
-                "centroid_lps_mm", "quality"):
+    for key in (
+        "mean_diameter_mm",
+        "long_axis_mm",
+        "short_axis_mm",
+        "measurement_plane",
+        "long_axis_endpoints_lps_mm",
+        "short_axis_endpoints_lps_mm",
+        "max_axial_diameter_mm",
+        "mean_hu",
+        "solid_volume_mm3",
+        "centroid_lps_mm",
+        "quality",
+    ):
         assert key in hit
     assert miss["error"].startswith("no nodule at seed")
     assert miss["seed"] == pytest.approx([float(v) for v in far.split(",")])

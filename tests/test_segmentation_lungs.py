@@ -32,9 +32,8 @@ def test_two_lungs_inside_a_body():
 def test_lung_cut_by_a_tight_field_of_view_is_still_lung():
     """A reconstruction field of view that cuts through the lung makes the lung touch the
     image border like the air outside the body; its density tells them apart."""
-    from test_images import generate_case
-
     from segmentation.io import image_from_array
+    from test_images import generate_case
 
     study = generate_case("solid-sizes", size="small", seed=1, images=True)[0]
     image = image_from_array(study.hu, study.origin_lps_mm, study.spacing_mm)

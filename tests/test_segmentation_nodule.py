@@ -18,8 +18,17 @@ SPACING = (0.7, 0.7, 1.0)
 LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
 
 
-def sphere_block(diameter_mm: float, hu: float = 40.0, *, noise: float = 20.0, seed: int = 0, wall_x_mm=None,
-                 vessel_radius_mm=None, body_edge_x_mm=None, shape=(40, 56, 56)):
+def sphere_block(
+    diameter_mm: float,
+    hu: float = 40.0,
+    *,
+    noise: float = 20.0,
+    seed: int = 0,
+    wall_x_mm=None,
+    vessel_radius_mm=None,
+    body_edge_x_mm=None,
+    shape=(40, 56, 56),
+):
     """Supersampled sphere in -850 HU lung, Gaussian blur, noise; returns (image, centre LPS, true volume).
 
     ``wall_x_mm``: chest wall (+40 HU) for x below it; ``body_edge_x_mm``: air outside the body (-1000 HU)
@@ -30,7 +39,9 @@ def sphere_block(diameter_mm: float, hu: float = 40.0, *, noise: float = 20.0, s
     sub = 3
     zz, yy, xx = np.meshgrid(*[(np.arange(n * sub) + 0.5) / sub - 0.5 for n in shape], indexing="ij")
     pts = [origin[0] + xx * SPACING[0], origin[1] + yy * SPACING[1], origin[2] + zz * SPACING[2]]
-    inside = ((pts[0] - centre[0]) ** 2 + (pts[1] - centre[1]) ** 2 + (pts[2] - centre[2]) ** 2) <= (diameter_mm / 2) ** 2
+    inside = ((pts[0] - centre[0]) ** 2 + (pts[1] - centre[1]) ** 2 + (pts[2] - centre[2]) ** 2) <= (
+        diameter_mm / 2
+    ) ** 2
     frac = inside.reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
     img = -850.0 + frac * (hu + 850.0)
     if wall_x_mm is not None:

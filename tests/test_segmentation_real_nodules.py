@@ -25,8 +25,15 @@ if not DATA.is_dir():
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real LIDC nodules not found at {DATA}")
 
 #: (class, nodules taken)
-QUOTA = {"solid <6": 8, "solid 6-10": 8, "solid 10-20": 8, "solid >=20": 4, "ground glass": 6, "part-solid": 4,
-         "calcified": 4}
+QUOTA = {
+    "solid <6": 8,
+    "solid 6-10": 8,
+    "solid 10-20": 8,
+    "solid >=20": 4,
+    "ground glass": 6,
+    "part-solid": 4,
+    "calcified": 4,
+}
 
 
 def _class(n) -> str | None:  # type: ignore[no-untyped-def]
@@ -174,7 +181,9 @@ def test_noduled_measure_on_a_nifti_crop(tmp_path):
     assert written.GetSize() == image.GetSize() and written.GetOrigin() == pytest.approx(image.GetOrigin())
     mask = sitk.GetArrayFromImage(written) > 0
     union = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "nodule_mask" / f"{n.voi}.nii.gz"))) > 0
-    assert mask.sum() * np.prod(image.GetSpacing()) == pytest.approx(direct.mask.mask.sum() * np.prod(image.GetSpacing()))
+    assert mask.sum() * np.prod(image.GetSpacing()) == pytest.approx(
+        direct.mask.mask.sum() * np.prod(image.GetSpacing())
+    )
     assert dice(mask, union) > 0.5
 
 

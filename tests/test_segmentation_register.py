@@ -39,8 +39,15 @@ def growth():
     prior, current = _image(prior_study), _image(current_study)
     prior_lungs, current_lungs = lung_mask(prior), lung_mask(current)
     reg = register(current, prior, current_lungs=current_lungs, prior_lungs=prior_lungs)
-    return {"prior_study": prior_study, "current_study": current_study, "prior": prior, "current": current,
-            "prior_lungs": prior_lungs, "current_lungs": current_lungs, "reg": reg}
+    return {
+        "prior_study": prior_study,
+        "current_study": current_study,
+        "prior": prior,
+        "current": current,
+        "prior_lungs": prior_lungs,
+        "current_lungs": current_lungs,
+        "reg": reg,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +92,9 @@ def test_prior_to_current_inverts_the_mapping(case, request):
 
 def test_match_nodules_pairs_by_identity_and_finds_new_and_resolved(growth):
     current, prior = growth["current_study"].nodules, growth["prior_study"].nodules
-    matches = match_nodules([n["centroid_lps_mm"] for n in current], [n["centroid_lps_mm"] for n in prior],
-                            growth["reg"])
+    matches = match_nodules(
+        [n["centroid_lps_mm"] for n in current], [n["centroid_lps_mm"] for n in prior], growth["reg"]
+    )
     by_status: dict[str, list[NoduleMatch]] = {}
     for m in matches:
         by_status.setdefault(m.status, []).append(m)
@@ -105,9 +113,12 @@ def test_match_nodules_pairs_by_identity_and_finds_new_and_resolved(growth):
 def test_find_in_prior_resegments_at_the_mapped_seed(growth, size_aware):
     reg = growth["reg"]
     for cur, pri in _pairs(growth["prior_study"], growth["current_study"]):  # N1 grew x4, N3 shrank to 55 %
-        found = find_in_prior(growth["prior"], reg.current_to_prior(cur["seed_lps_mm"]),
-                              prior_lungs=growth["prior_lungs"],
-                              expected_volume_mm3=cur["volume_mm3"] if size_aware else None)
+        found = find_in_prior(
+            growth["prior"],
+            reg.current_to_prior(cur["seed_lps_mm"]),
+            prior_lungs=growth["prior_lungs"],
+            expected_volume_mm3=cur["volume_mm3"] if size_aware else None,
+        )
         assert found is not None, cur["id"]
         assert np.linalg.norm(np.subtract(found.centroid_lps_mm, pri["centroid_lps_mm"])) < 1.5
         assert found.volume_mm3 == pytest.approx(pri["volume_mm3"], rel=0.25)
@@ -119,12 +130,12 @@ def test_find_in_prior_searches_the_neighbourhood_when_the_point_misses(growth):
     mapped = np.asarray(reg.current_to_prior(cur["centroid_lps_mm"]))
     radius_mm = (3 * pri["volume_mm3"] / (4 * np.pi)) ** (1 / 3)
     missed = mapped + np.array([0.0, 0.0, radius_mm + 3.0])  # 3 mm beyond the nodule surface
-    found = find_in_prior(growth["prior"], missed, prior_lungs=growth["prior_lungs"],
-                          expected_volume_mm3=cur["volume_mm3"])
+    found = find_in_prior(
+        growth["prior"], missed, prior_lungs=growth["prior_lungs"], expected_volume_mm3=cur["volume_mm3"]
+    )
     assert found is not None
     assert np.linalg.norm(np.subtract(found.centroid_lps_mm, pri["centroid_lps_mm"])) < 1.5
-    assert find_in_prior(growth["prior"], missed, prior_lungs=growth["prior_lungs"],
-                         search_radius_mm=1.0) is None
+    assert find_in_prior(growth["prior"], missed, prior_lungs=growth["prior_lungs"], search_radius_mm=1.0) is None
 
 
 def test_find_in_prior_returns_none_where_the_nodule_did_not_exist(growth):
@@ -134,8 +145,13 @@ def test_find_in_prior_returns_none_where_the_nodule_did_not_exist(growth):
 
 
 def test_linear_registration_only_when_not_deformable(growth):
-    reg = register(growth["current"], growth["prior"], current_lungs=growth["current_lungs"],
-                   prior_lungs=growth["prior_lungs"], deformable=False)
+    reg = register(
+        growth["current"],
+        growth["prior"],
+        current_lungs=growth["current_lungs"],
+        prior_lungs=growth["prior_lungs"],
+        deformable=False,
+    )
     assert reg.stages == ("rigid", "affine")
     for cur, pri in _pairs(growth["prior_study"], growth["current_study"]):
         assert np.linalg.norm(np.subtract(reg.current_to_prior(cur["centroid_lps_mm"]), pri["centroid_lps_mm"])) < 3.0
@@ -178,7 +194,10 @@ def test_match_nodules_respects_max_distance_and_applies_the_mapping():
     prior = [(30.0, 0.0, 0.0), (100.0, 0.0, 0.0)]
     matches = match_nodules(current, prior, _Shift((20.0, 0.0, 0.0)), max_distance_mm=10.0)
     assert [(m.current_index, m.prior_index, m.status) for m in matches] == [
-        (0, 0, "matched"), (1, None, "new"), (None, 1, "resolved")]
+        (0, 0, "matched"),
+        (1, None, "new"),
+        (None, 1, "resolved"),
+    ]
     assert match_nodules([], prior, _Shift((0, 0, 0)))[0].status == "resolved"
     assert [m.status for m in match_nodules(current, [], _Shift((0, 0, 0)))] == ["new", "new"]
 

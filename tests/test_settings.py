@@ -69,16 +69,16 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     ("toml", "message"),
     [
         ("[scp]\nport = 70000\n", "scp.port must be 1-65535, got 70000"),
-        ("[scp]\nae_title = \"A_TITLE_FAR_TOO_LONG\"\n", "scp.ae_title must be 1-16"),
+        ('[scp]\nae_title = "A_TITLE_FAR_TOO_LONG"\n', "scp.ae_title must be 1-16"),
         ("[scp]\nprot = 1\n", "scp.prot is not a known setting"),
         ("[queue]\nworkers = -1\n", "queue.workers must be 0-64, got -1"),
-        ("[pacs]\nae_title = \"PACS\"\nhost = \"h\"\nport = 4242\nretrieve = \"c-fetch\"\n", "pacs.retrieve"),
-        ("[database]\nurl = \"mysql://x\"\n", "database.url must be empty"),
-        ("[scp]\nallowed_peers = [{ae_title = \"X\", host = \"not-an-ip\"}]\n", "must be an IP address, got 'not-an-ip'"),
+        ('[pacs]\nae_title = "PACS"\nhost = "h"\nport = 4242\nretrieve = "c-fetch"\n', "pacs.retrieve"),
+        ('[database]\nurl = "mysql://x"\n', "database.url must be empty"),
+        ('[scp]\nallowed_peers = [{ae_title = "X", host = "not-an-ip"}]\n', "must be an IP address, got 'not-an-ip'"),
         ("[scp.tls]\nenabled = true\n", "tls.cert must be set"),
-        ("[analysis]\nprotocol = \"lung-rads\"\n", "analysis.protocol"),
-        ("[analysis]\nprotocol = \"lung-rads-2022\"\naudit_protocol = \"lung-rads-2022\"\n", "audit_protocol must differ"),
-        ("[registry]\nprotocol = \"nlcsp\"\n", "the audit applies [analysis] protocol"),
+        ('[analysis]\nprotocol = "lung-rads"\n', "analysis.protocol"),
+        ('[analysis]\nprotocol = "lung-rads-2022"\naudit_protocol = "lung-rads-2022"\n', "audit_protocol must differ"),
+        ('[registry]\nprotocol = "nlcsp"\n', "the audit applies [analysis] protocol"),
         ("[scp]\nnetwork_timeout_s = 0\n", "scp.network_timeout_s must be more than 0, got 0"),
         ("[scp]\nnetwork_timeout_s = -1\n", "scp.network_timeout_s must be more than 0, got -1"),
         ("[scp]\nmax_pdu_bytes = -1\n", "scp.max_pdu_bytes must be 0 or more, got -1"),
@@ -122,17 +122,25 @@ def test_destination_storage_commitment_and_retention_keys(tmp_path) -> None:  #
 
     path = tmp_path / "n.toml"
     path.write_text(
-        '[storage]\nretention_days = 14\nhigh_water_mark_percent = 85\nlow_water_mark_percent = 70\n'
+        "[storage]\nretention_days = 14\nhigh_water_mark_percent = 85\nlow_water_mark_percent = 70\n"
         '[[destinations]]\nae_title = "A"\nhost = "h"\nport = 1\nstorage_commitment = true\n'
         '[[destinations]]\nae_title = "B"\nhost = "h"\nport = 2\nstorage_commitment = "auto"\n'
         '[[destinations]]\nae_title = "C"\nhost = "h"\nport = 3\n'
     )
     s = load_settings(path)
     assert [d.commitment_mode for d in s.destinations] == ["required", "auto", "off"]
-    assert (s.storage.retention_days, s.storage.high_water_mark_percent, s.storage.low_water_mark_percent) == (14, 85, 70)
-    path.write_text('[storage]\nhigh_water_mark_percent = 60\nlow_water_mark_percent = 70\n')
-    with pytest.raises(ConfigError, match=r"low_water_mark_percent \(70\) must not exceed high_water_mark_percent \(60\)"):
+    assert (s.storage.retention_days, s.storage.high_water_mark_percent, s.storage.low_water_mark_percent) == (
+        14,
+        85,
+        70,
+    )
+    path.write_text("[storage]\nhigh_water_mark_percent = 60\nlow_water_mark_percent = 70\n")
+    with pytest.raises(
+        ConfigError, match=r"low_water_mark_percent \(70\) must not exceed high_water_mark_percent \(60\)"
+    ):
         load_settings(path)
     path.write_text('[[destinations]]\nae_title = "A"\nhost = "h"\nport = 1\nstorage_commitment = "sometimes"\n')
-    with pytest.raises(ConfigError, match="destinations.0.storage_commitment must be true, false or \"auto\", got .sometimes."):
+    with pytest.raises(
+        ConfigError, match='destinations.0.storage_commitment must be true, false or "auto", got .sometimes.'
+    ):
         load_settings(path)

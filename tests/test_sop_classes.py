@@ -32,7 +32,11 @@ def test_our_objects_are_told_by_manufacturer_whatever_its_case_and_padding() ->
 
 
 def test_a_seed_candidate_is_a_seed_class_not_written_by_noduled() -> None:
-    extensible_sr, colour_ps, ct = "1.2.840.10008.5.1.4.1.1.88.35", "1.2.840.10008.5.1.4.1.1.11.2", "1.2.840.10008.5.1.4.1.1.2"
+    extensible_sr, colour_ps, ct = (
+        "1.2.840.10008.5.1.4.1.1.88.35",
+        "1.2.840.10008.5.1.4.1.1.11.2",
+        "1.2.840.10008.5.1.4.1.1.2",
+    )
     assert is_seed_candidate(extensible_sr, "OHIF") and is_seed_candidate(colour_ps, None)
     assert not is_seed_candidate(extensible_sr, "noduled")
     assert not is_seed_candidate(ct, "OHIF")

@@ -46,8 +46,11 @@ def _seed_in_air(sr: Dataset, reader_length_mm: float | None = None) -> Dataset:
         if item.get("ValueType") == "SCOORD":
             item.GraphicData = [3.0, 3.0]  # the image corner: outside the body
     if reader_length_mm is not None:
-        group = next(i for i in _walk(sr.ContentSequence)
-                     if i.get("ValueType") == "CONTAINER" and i.ConceptNameCodeSequence[0].CodeValue == "125007")
+        group = next(
+            i
+            for i in _walk(sr.ContentSequence)
+            if i.get("ValueType") == "CONTAINER" and i.ConceptNameCodeSequence[0].CodeValue == "125007"
+        )
         num = Dataset()
         num.RelationshipType, num.ValueType = "CONTAINS", "NUM"
         num.ConceptNameCodeSequence = Sequence([_code("410668003", "SCT", "Length")])
@@ -90,7 +93,9 @@ def test_the_readers_own_length_is_categorised_by_mean_diameter(single: dict) ->
     assert not a.incomplete and result.report.CompletionFlag == "COMPLETE"
 
 
-def test_a_measured_nodule_beside_an_unmeasurable_mark_keeps_its_category_and_the_report_is_partial(single: dict) -> None:
+def test_a_measured_nodule_beside_an_unmeasurable_mark_keeps_its_category_and_the_report_is_partial(
+    single: dict,
+) -> None:
     good = dcmread(single["paths"]["sr"])
     alone = _analyse(single, good).assessment
     cts = [dcmread(p) for p in single["paths"]["ct"]]

@@ -25,7 +25,7 @@ from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import LEASE, AnalysisState, StudyBusy
 from daemon.workflow.study import NodeContext, PermanentError, analyze_study, prior_exams
 
-T0 = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 
 
@@ -37,24 +37,37 @@ def engine(tmp_path: Path) -> Engine:
 
 
 def _study(conn, uid: str, date: dt.date, patient_pk: int, description: str = "LDCT LUNG SCREENING") -> int:  # type: ignore[no-untyped-def]
-    return int(conn.execute(
-        insert(studies).values(study_uid=uid, patient_pk=patient_pk, study_date=date, description=description)
-    ).inserted_primary_key[0])
+    return int(
+        conn.execute(
+            insert(studies).values(study_uid=uid, patient_pk=patient_pk, study_date=date, description=description)
+        ).inserted_primary_key[0]
+    )
 
 
 def _instance(conn, series_pk: int, sop_class: str, received_at: dt.datetime) -> str:  # type: ignore[no-untyped-def]
     uid = generate_uid()
-    conn.execute(insert(instances).values(
-        sop_instance_uid=uid, series_pk=series_pk, sop_class_uid=sop_class, transfer_syntax_uid="1.2.840.10008.1.2.1",
-        path=f"x/{uid}.dcm", size_bytes=1, received_at=received_at,
-    ))
+    conn.execute(
+        insert(instances).values(
+            sop_instance_uid=uid,
+            series_pk=series_pk,
+            sop_class_uid=sop_class,
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            path=f"x/{uid}.dcm",
+            size_bytes=1,
+            received_at=received_at,
+        )
+    )
     return uid
 
 
 def _series(conn, study_pk: int, modality: str, manufacturer: str | None = None) -> int:  # type: ignore[no-untyped-def]
-    return int(conn.execute(
-        insert(series).values(series_uid=generate_uid(), study_pk=study_pk, modality=modality, manufacturer=manufacturer)
-    ).inserted_primary_key[0])
+    return int(
+        conn.execute(
+            insert(series).values(
+                series_uid=generate_uid(), study_pk=study_pk, modality=modality, manufacturer=manufacturer
+            )
+        ).inserted_primary_key[0]
+    )
 
 
 def _received(engine: Engine, *, ct: int, seeds: int, at: dt.datetime, study_uid: str | None = None) -> str:
@@ -238,17 +251,40 @@ def test_prior_exams_of_a_follow_up_are_the_right_ones_for_max_priors(
             uid = f"1.2.826.0.1.{year}"
             _study(conn, uid, dt.date(year, 6, 1), patient_pk)
             sr = f"{uid}.9"
-            conn.execute(insert(assessments).values(
-                study_uid=uid, report_sop_uid=sr, category="2", assessment_json="{}", created_at=T0,
-            ))
-            conn.execute(insert(nodule_observations).values(
-                report_sop_uid=sr, study_uid=uid, patient_pk=patient_pk, tracking_uid="1.2.826.0.1.7", tracking_id="Nodule 1",
-                exam_date=dt.date(year, 6, 1), volume_mm3=100.0, mean_diameter_mm=5.0, category="2",
-                centroid_x_mm=1.0, centroid_y_mm=2.0, centroid_z_mm=3.0, derived=0,
-            ))
+            conn.execute(
+                insert(assessments).values(
+                    study_uid=uid,
+                    report_sop_uid=sr,
+                    category="2",
+                    assessment_json="{}",
+                    created_at=T0,
+                )
+            )
+            conn.execute(
+                insert(nodule_observations).values(
+                    report_sop_uid=sr,
+                    study_uid=uid,
+                    patient_pk=patient_pk,
+                    tracking_uid="1.2.826.0.1.7",
+                    tracking_id="Nodule 1",
+                    exam_date=dt.date(year, 6, 1),
+                    volume_mm3=100.0,
+                    mean_diameter_mm=5.0,
+                    category="2",
+                    centroid_x_mm=1.0,
+                    centroid_y_mm=2.0,
+                    centroid_z_mm=3.0,
+                    derived=0,
+                )
+            )
         _study(conn, "1.2.826.0.1.2026", dt.date(2026, 6, 1), patient_pk)
-    ctx = NodeContext(engine=engine, archive=Archive(tmp_path / "archive", engine), site=SiteDefaults(),
-                      lookback_years=10, max_priors=max_priors)
+    ctx = NodeContext(
+        engine=engine,
+        archive=Archive(tmp_path / "archive", engine),
+        site=SiteDefaults(),
+        lookback_years=10,
+        max_priors=max_priors,
+    )
     priors = prior_exams(ctx, "1.2.826.0.1.2026")
     assert [p.exam_date.year for p in priors] == expected_years  # oldest first, each once
     assert all(p.reported and p.reported[0].tracking_id == "Nodule 1" for p in priors)
@@ -261,7 +297,15 @@ def test_one_identity_rule_keeps_carried_nodules_and_numbers_new_ones_after_all_
     from segmentation.types import Characterization
 
     seed = Seed(position_lps_mm=(0.0, 0.0, 0.0), series_uid=None, source="json")
-    found = [NoduleFinding(tracking_id="", tracking_uid=f"1.2.{k}", seed=seed, measurement=None,
-                           characterization=Characterization()) for k in range(3)]
+    found = [
+        NoduleFinding(
+            tracking_id="", tracking_uid=f"1.2.{k}", seed=seed, measurement=None, characterization=Characterization()
+        )
+        for k in range(3)
+    ]
     out = assign_identities(found, {1: ("Nodule 2", "1.9.2")}, ["Nodule 1", "Nodule 2", "Nodule 5"])
-    assert [(f.tracking_id, f.tracking_uid) for f in out] == [("Nodule 6", "1.2.0"), ("Nodule 2", "1.9.2"), ("Nodule 7", "1.2.2")]
+    assert [(f.tracking_id, f.tracking_uid) for f in out] == [
+        ("Nodule 6", "1.2.0"),
+        ("Nodule 2", "1.9.2"),
+        ("Nodule 7", "1.2.2"),
+    ]

@@ -43,7 +43,9 @@ def _received(engine: Engine, *, ct: int, seeds: int, at: dt.datetime) -> str:
 
     study_uid = generate_uid()
     with engine.begin() as conn:
-        patient_pk = int(conn.execute(insert(patients).values(patient_id=study_uid[-12:], issuer="")).inserted_primary_key[0])
+        patient_pk = int(
+            conn.execute(insert(patients).values(patient_id=study_uid[-12:], issuer="")).inserted_primary_key[0]
+        )
         study_pk = _study(conn, study_uid, at.date(), patient_pk)
         ct_pk = _series(conn, study_pk, "CT")
         for _ in range(ct):
@@ -210,9 +212,13 @@ def test_a_worker_without_destinations_uses_those_serve_published(engine: Engine
 
 
 def test_a_worker_with_other_destinations_or_site_refuses_to_start(engine: Engine, tmp_path: Path) -> None:
-    shared_config.publish(engine, _settings(tmp_path, destinations=(Destination(ae_title="PACS", host="127.0.0.1", port=4242),)))
+    shared_config.publish(
+        engine, _settings(tmp_path, destinations=(Destination(ae_title="PACS", host="127.0.0.1", port=4242),))
+    )
     with pytest.raises(ConfigError, match=r"\[\[destinations\]\] of this worker differs"):
-        shared_config.adopt(engine, _settings(tmp_path, destinations=(Destination(ae_title="OTHER", host="127.0.0.1", port=1),)))
+        shared_config.adopt(
+            engine, _settings(tmp_path, destinations=(Destination(ae_title="OTHER", host="127.0.0.1", port=1),))
+        )
     shared_config.publish(engine, _settings(tmp_path, site=SiteSettings(emphysema=True)))
     with pytest.raises(ConfigError, match=r"\[site\]"):
         shared_config.adopt(engine, _settings(tmp_path, site=SiteSettings(family_history_lung_cancer=True)))
@@ -248,14 +254,18 @@ def test_unreachable_database_and_unwritable_data_dir_are_one_line_naming_the_ke
 
     with pytest.raises(StartupError) as db:
         _open_index("postgresql://noduled:secret@127.0.0.1:1/noduled")
-    assert str(db.value).startswith("cannot open the index database [database] url = postgresql://noduled:***@127.0.0.1:1")
+    assert str(db.value).startswith(
+        "cannot open the index database [database] url = postgresql://noduled:***@127.0.0.1:1"
+    )
     assert "\n" not in str(db.value) and "secret" not in str(db.value)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StartupError, match=r"^\[storage\] data_dir = .* is not usable"):
-        _open_data_dir(_settings(tmp_path, storage={"data_dir": blocker / "sub"}).model_copy(
-            update={"storage": Settings(storage={"data_dir": str(blocker / "sub")}).storage}
-        ))
+        _open_data_dir(
+            _settings(tmp_path, storage={"data_dir": blocker / "sub"}).model_copy(
+                update={"storage": Settings(storage={"data_dir": str(blocker / "sub")}).storage}
+            )
+        )
 
 
 def test_the_queues_repeated_errors_are_one_line_a_minute(caplog: pytest.LogCaptureFixture) -> None:
@@ -268,8 +278,9 @@ def test_the_queues_repeated_errors_are_one_line_a_minute(caplog: pytest.LogCapt
         try:
             raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         except ConnectionError:
-            record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Error reading from queue", (),
-                                       __import__("sys").exc_info())
+            record = logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 1, "Error reading from queue", (), __import__("sys").exc_info()
+            )
         if quiet.filter(record):
             records.append(record)
     assert len(records) == 1
@@ -349,6 +360,8 @@ def test_ct_of_two_patients_and_a_prior_of_another_patient_fail() -> None:
     seed.SOPClassUID = COMPREHENSIVE_SR
     with pytest.raises(AnalysisError, match="CT images are of two patients"):
         analyze(AnalysisInputs(study_datasets=[_ds("P1"), _ds("P2", sop="1.2.3.4.6")], seed_objects=[seed]))
-    prior = PriorExam(study_uid="1.2.0", exam_date=dt.date(2024, 1, 1), ct_datasets=(_ds("P7", StudyInstanceUID="1.2.0"),))
+    prior = PriorExam(
+        study_uid="1.2.0", exam_date=dt.date(2024, 1, 1), ct_datasets=(_ds("P7", StudyInstanceUID="1.2.0"),)
+    )
     with pytest.raises(AnalysisError, match="prior study 1.2.0 belongs to another patient"):
         analyze(AnalysisInputs(study_datasets=[_ds("P1")], seed_objects=[seed], priors=[prior]))

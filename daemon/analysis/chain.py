@@ -28,6 +28,7 @@ from pydicom.uid import generate_uid
 from daemon.analysis.comparison import PriorExam, compare_with_priors
 from daemon.analysis.errors import AnalysisError
 from daemon.analysis.findings import read_all_seeds, segment_seeds
+from daemon.analysis.plausibility import check_findings, check_slices
 from daemon.analysis.protocol import (
     ProtocolAssessment,
     ProtocolError,
@@ -43,7 +44,6 @@ from daemon.analysis.protocol import (
 )
 from daemon.analysis.series import one_acquisition, series_of_seeds
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
-from daemon.analysis.plausibility import check_findings, check_slices
 from daemon.analysis.unmeasured import complete_or_partial, mark_unmeasured
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from nlcsp.types import ScreeningRound
@@ -127,7 +127,9 @@ def _other_patient(ds: Dataset, ref: Dataset) -> bool:
 
 
 def _check_same_patient(
-    seed_objects: Sequence[Dataset | dict[str, Any]], ct: Dataset, ct_images: Sequence[Dataset] = (),
+    seed_objects: Sequence[Dataset | dict[str, Any]],
+    ct: Dataset,
+    ct_images: Sequence[Dataset] = (),
     priors: Sequence[PriorExam] = (),
 ) -> None:
     """Seed objects, CT images and priors must be of one patient (Patient ID + issuer) and the seed objects
@@ -194,9 +196,9 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         if contents.assessment is not None:
             previous = list(contents.assessment.findings)
     with timer.stage("segment"):
-        from segmentation.production import series_lung_mask
-
         import SimpleITK as sitk
+
+        from segmentation.production import series_lung_mask
 
         check_slices(sitk.GetArrayViewFromImage(loaded.image), list(loaded.datasets))
         lungs = series_lung_mask(loaded.image)
@@ -218,7 +220,11 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         else:
             raise AnalysisError(f"screening round must be 'baseline' or 'follow-up' (got {inputs.screening_round!r})")
         case = build_case(
-            findings, exam_date=study_date(ct0), screening_round=screening_round, participant=participant, flags=flags,
+            findings,
+            exam_date=study_date(ct0),
+            screening_round=screening_round,
+            participant=participant,
+            flags=flags,
             history=comparison.history if comparison is not None else None,
         )
         try:
@@ -233,7 +239,12 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         # the edges: the case as the engine read it (`noduled categorize --protocol` reproduces the assessment)
         case_json, assessment_json = case_to_json(assessed.case), assessed.assessment_json
         assessment = exam_assessment(
-            assessed, findings, study_uid=study_uid, series_uid=series_uid, participant=participant, comparison=comparison
+            assessed,
+            findings,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            participant=participant,
+            comparison=comparison,
         )
         assessment = complete_or_partial(assessment, findings, nodules_in_case=len(case.nodules))
         # PanCan (NLCSP's risk model) read the participant's family history and emphysema: where they came from

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -78,11 +79,15 @@ class PriorObservation:
 @dataclass
 class ComparisonResult:
     findings: list[NoduleFinding]
-    history: dict[str, list[PriorObservation]] = field(default_factory=dict)  # tracking_id -> observations, oldest first
+    history: dict[str, list[PriorObservation]] = field(
+        default_factory=dict
+    )  # tracking_id -> observations, oldest first
     notes: list[str] = field(default_factory=list)
 
 
-def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]) -> ComparisonResult:  # type: ignore[no-untyped-def]
+def compare_with_priors(
+    image: Any, lungs: Any, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]
+) -> ComparisonResult:
     """Every current finding on every prior exam, and identities carried over from earlier reports."""
     from segmentation.io import load_series
     from segmentation.lungs import lung_mask
@@ -111,8 +116,11 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
         unmatched: list[int] = []
         if exam.reported and registration is not None:
             reported = [p for p in exam.reported if p.centroid_lps_mm is not None]
-            matches = match_nodules([findings[i].measurement.centroid_lps_mm for i in measured],  # type: ignore[union-attr]
-                                    [p.centroid_lps_mm for p in reported if p.centroid_lps_mm is not None], registration)
+            matches = match_nodules(
+                [findings[i].measurement.centroid_lps_mm for i in measured],  # type: ignore[union-attr]
+                [p.centroid_lps_mm for p in reported if p.centroid_lps_mm is not None],
+                registration,
+            )
             for m in matches:
                 if m.status == "matched":
                     matched_reported[measured[m.current_index]] = reported[m.prior_index]  # type: ignore[index]
@@ -127,7 +135,12 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
             measurement = None
             if registration is not None and prior_image is not None:
                 mapped = registration.current_to_prior(m_current.centroid_lps_mm)  # type: ignore[union-attr]
-                measurement = find_in_prior(prior_image, mapped, prior_lungs=prior_lungs, expected_volume_mm3=m_current.volume_mm3)  # type: ignore[union-attr]
+                measurement = find_in_prior(
+                    prior_image,
+                    mapped,
+                    prior_lungs=prior_lungs,
+                    expected_volume_mm3=m_current.volume_mm3,  # type: ignore[union-attr]
+                )
             reported_here = matched_reported.get(i)
             if measurement is not None or reported_here is not None:
                 observations[i].append(PriorObservation(exam, measurement, reported_here))
@@ -135,7 +148,8 @@ def compare_with_priors(image, lungs, findings: Sequence[NoduleFinding], priors:
     # new ones are numbered after all others
     if identity or any(e.reported for e in priors):
         findings = assign_identities(
-            findings, {i: (p.tracking_id, p.tracking_uid) for i, p in identity.items()},
+            findings,
+            {i: (p.tracking_id, p.tracking_uid) for i, p in identity.items()},
             (p.tracking_id for e in priors for p in e.reported),
         )
     if last_reported is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -16,7 +17,8 @@ def _merge_exam_flags(flags: ReaderAttributes, more: ReaderAttributes) -> Reader
         flags,
         infection_or_inflammation=bool(flags.infection_or_inflammation) or bool(more.infection_or_inflammation),
         suspicious_features=bool(flags.suspicious_features) or bool(more.suspicious_features),
-        actionable_additional_findings=bool(flags.actionable_additional_findings) or bool(more.actionable_additional_findings),
+        actionable_additional_findings=bool(flags.actionable_additional_findings)
+        or bool(more.actionable_additional_findings),
         no_nodules=bool(flags.no_nodules) or bool(more.no_nodules),
     )
 
@@ -32,7 +34,9 @@ def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Cal
     return 0 <= dz < shape[0] and 0 <= dy < shape[1] and 0 <= dx < shape[2] and bool(m.mask.mask[dz, dy, dx])
 
 
-def read_all_seeds(seed_objects: Sequence[Dataset | dict], images: dict[str, Dataset]) -> tuple[list[Seed], ReaderAttributes]:  # type: ignore[type-arg]
+def read_all_seeds(
+    seed_objects: Sequence[Dataset | dict[str, Any]], images: dict[str, Dataset]
+) -> tuple[list[Seed], ReaderAttributes]:
     """Stage 1: every seed of every seed object, and the exam-level reader flags."""
     from dicom_sr.seeds import read_exam_labels, read_seeds
 
@@ -46,7 +50,9 @@ def read_all_seeds(seed_objects: Sequence[Dataset | dict], images: dict[str, Dat
     return seeds, flags
 
 
-def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequence[NoduleFinding] = (), lungs=None) -> list[NoduleFinding]:  # type: ignore[no-untyped-def]
+def segment_seeds(
+    image: Any, seeds: Sequence[Seed], study_uid: str, previous: Sequence[NoduleFinding] = (), lungs: Any = None
+) -> list[NoduleFinding]:
     """Stage 3: one finding per nodule; seeds on an already-found nodule are merged into it.
 
     Tracking identity (:mod:`daemon.analysis.identity`): a nodule of the report this one
@@ -78,14 +84,22 @@ def segment_seeds(image, seeds: Sequence[Seed], study_uid: str, previous: Sequen
         else:
             error = None
         if m is not None:
-            twin = next((k for k, f in enumerate(findings)
-                         if f.measurement and distance_mm(f.measurement.centroid_lps_mm, m.centroid_lps_mm) < SAME_NODULE_MM), None)
+            twin = next(
+                (
+                    k
+                    for k, f in enumerate(findings)
+                    if f.measurement and distance_mm(f.measurement.centroid_lps_mm, m.centroid_lps_mm) < SAME_NODULE_MM
+                ),
+                None,
+            )
             if twin is not None:
                 merged = merge_reader_attributes(findings[twin].characterization, seed.attributes)
                 findings[twin] = replace(findings[twin], characterization=merged)
                 continue
         centroid = m.centroid_lps_mm if m is not None else None
-        match = match_previous(previous, centroid, m.mean_diameter_mm) if m is not None and centroid is not None else None
+        match = (
+            match_previous(previous, centroid, m.mean_diameter_mm) if m is not None and centroid is not None else None
+        )
         if match is not None:
             carried[len(findings)] = (match.tracking_id, match.tracking_uid)
         tracking_id, tracking_uid = "", new_tracking_uid(study_uid, seed, centroid)  # numbered below

@@ -82,7 +82,7 @@ def select_priors(oldest_first: Sequence[T], max_priors: int) -> list[T]:
         raise ValueError(f"max_priors must be at least 1, got {max_priors}")
     if len(oldest_first) <= max_priors:
         return list(oldest_first)
-    recent = list(oldest_first[len(oldest_first) - (max_priors - 1):]) if max_priors > 1 else []
+    recent = list(oldest_first[len(oldest_first) - (max_priors - 1) :]) if max_priors > 1 else []
     return [oldest_first[0], *recent]
 
 

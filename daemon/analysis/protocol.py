@@ -101,11 +101,17 @@ def build_case(
         if m is None:
             reader_d = f.seed.reader_diameter_mm if f.seed is not None else None
             if reader_d is not None:  # not measurable by noduled: the reader's own length (note 5b), never nothing
-                nodules.append(nl.Nodule(
-                    id=f.tracking_id, composition=_value(c.composition) or "solid", mean_diameter_mm=reader_d,
-                    upper_lobe=bool(_value(c.upper_lobe)), spiculated=bool(_value(c.spiculated)),
-                    priors=case_priors((history or {}).get(f.tracking_id, [])), index=len(nodules),
-                ))
+                nodules.append(
+                    nl.Nodule(
+                        id=f.tracking_id,
+                        composition=_value(c.composition) or "solid",
+                        mean_diameter_mm=reader_d,
+                        upper_lobe=bool(_value(c.upper_lobe)),
+                        spiculated=bool(_value(c.spiculated)),
+                        priors=case_priors((history or {}).get(f.tracking_id, [])),
+                        index=len(nodules),
+                    )
+                )
             continue
         composition: nl.Composition = _value(c.composition) or "solid"
         reliable = not m.quality.volumetry_unreliable
@@ -156,11 +162,18 @@ def _check(case: nl.Case) -> None:
     """What ``nlcsp.cases.parse_case`` requires of a case that measurements could break, as AnalysisError."""
     age = case.participant.age_years
     if age is not None and not 18 <= age <= 120:
-        raise AnalysisError(f"the protocol engine refused the case: participant.age_years must be 18 to 120 (got {age:g})")
+        raise AnalysisError(
+            f"the protocol engine refused the case: participant.age_years must be 18 to 120 (got {age:g})"
+        )
     for n in case.nodules:
         for part, value, whole, of in (
             ("solid_component_volume_mm3", n.solid_component_volume_mm3, "volume_mm3", n.volume_mm3),
-            ("solid_component_mean_diameter_mm", n.solid_component_mean_diameter_mm, "mean_diameter_mm", n.mean_diameter_mm),
+            (
+                "solid_component_mean_diameter_mm",
+                n.solid_component_mean_diameter_mm,
+                "mean_diameter_mm",
+                n.mean_diameter_mm,
+            ),
         ):
             if value is not None and of is not None and value > of:
                 raise AnalysisError(
@@ -179,23 +192,41 @@ def case_to_json(case: nl.Case) -> dict[str, Any]:
     """The ``noduled.case/2`` document of ``case`` (the edge: ``noduled categorize`` reads it back as the same case)."""
 
     def prior(p: nl.Prior) -> dict[str, Any]:
-        return {"date": p.date.isoformat(), "volume_mm3": p.volume_mm3, "mean_diameter_mm": p.mean_diameter_mm,
-                "category": p.category, "pre_screening": p.pre_screening, "composition": p.composition,
-                "solid_component_volume_mm3": p.solid_component_volume_mm3,
-                "solid_component_mean_diameter_mm": p.solid_component_mean_diameter_mm,
-                "max_axial_diameter_mm": p.max_axial_diameter_mm, "lung_rads_category": p.lung_rads_category}
+        return {
+            "date": p.date.isoformat(),
+            "volume_mm3": p.volume_mm3,
+            "mean_diameter_mm": p.mean_diameter_mm,
+            "category": p.category,
+            "pre_screening": p.pre_screening,
+            "composition": p.composition,
+            "solid_component_volume_mm3": p.solid_component_volume_mm3,
+            "solid_component_mean_diameter_mm": p.solid_component_mean_diameter_mm,
+            "max_axial_diameter_mm": p.max_axial_diameter_mm,
+            "lung_rads_category": p.lung_rads_category,
+        }
 
     def nodule(n: nl.Nodule) -> dict[str, Any]:
         return {
-            "id": n.id, "composition": n.composition, "volume_mm3": n.volume_mm3, "mean_diameter_mm": n.mean_diameter_mm,
+            "id": n.id,
+            "composition": n.composition,
+            "volume_mm3": n.volume_mm3,
+            "mean_diameter_mm": n.mean_diameter_mm,
             "max_axial_diameter_mm": n.max_axial_diameter_mm,
             "solid_component_volume_mm3": n.solid_component_volume_mm3,
             "solid_component_mean_diameter_mm": n.solid_component_mean_diameter_mm,
-            "upper_lobe": n.upper_lobe, "spiculated": n.spiculated,
-            "benign_calcification": n.benign_calcification, "fat": n.fat, "juxtapleural_typical": n.juxtapleural_typical,
-            "airway": n.airway, "cyst": n.cyst, "cyst_change": n.cyst_change, "cyst_fluid_containing": n.cyst_fluid_containing,
-            "cyst_multiple": n.cyst_multiple, "proven_benign": n.proven_benign,
-            "additional_suspicious_features": n.additional_suspicious_features, "priors": [prior(p) for p in n.priors],
+            "upper_lobe": n.upper_lobe,
+            "spiculated": n.spiculated,
+            "benign_calcification": n.benign_calcification,
+            "fat": n.fat,
+            "juxtapleural_typical": n.juxtapleural_typical,
+            "airway": n.airway,
+            "cyst": n.cyst,
+            "cyst_change": n.cyst_change,
+            "cyst_fluid_containing": n.cyst_fluid_containing,
+            "cyst_multiple": n.cyst_multiple,
+            "proven_benign": n.proven_benign,
+            "additional_suspicious_features": n.additional_suspicious_features,
+            "priors": [prior(p) for p in n.priors],
         }
 
     p, f = case.participant, case.exam_findings
@@ -203,13 +234,22 @@ def case_to_json(case: nl.Case) -> dict[str, Any]:
         "schema": CASE_SCHEMA,
         "exam_date": case.exam_date.isoformat(),
         "screening_round": case.screening_round,
-        "participant": {"age_years": p.age_years, "sex": p.sex, "family_history_lung_cancer": p.family_history_lung_cancer,
-                        "emphysema": p.emphysema},
-        "exam_findings": {"infection_or_inflammation": f.infection_or_inflammation, "suspicious_features": f.suspicious_features,
-                          "actionable_additional_findings": f.actionable_additional_findings,
-                          "nodule_count": f.nodule_count, "infection_follow_up_months": f.infection_follow_up_months,
-                          "prior_ct_being_located": f.prior_ct_being_located, "lungs_not_evaluable": f.lungs_not_evaluable,
-                          "significant_findings": list(f.significant_findings)},
+        "participant": {
+            "age_years": p.age_years,
+            "sex": p.sex,
+            "family_history_lung_cancer": p.family_history_lung_cancer,
+            "emphysema": p.emphysema,
+        },
+        "exam_findings": {
+            "infection_or_inflammation": f.infection_or_inflammation,
+            "suspicious_features": f.suspicious_features,
+            "actionable_additional_findings": f.actionable_additional_findings,
+            "nodule_count": f.nodule_count,
+            "infection_follow_up_months": f.infection_follow_up_months,
+            "prior_ct_being_located": f.prior_ct_being_located,
+            "lungs_not_evaluable": f.lungs_not_evaluable,
+            "significant_findings": list(f.significant_findings),
+        },
         "nodules": [nodule(n) for n in case.nodules],
     }
 
@@ -304,9 +344,13 @@ def assess_case(case: nl.Case, protocol: str) -> ProtocolAssessment:
 def audit_case(case: nl.Case, protocol: str) -> tuple[ProtocolAssessment | None, str | None]:
     """The audit protocol's assessment, or the reason it could not be made (an audit never fails an analysis).
     The case's prior categories belong to the site's protocol, so the audit derives its own (dropped here)."""
-    stripped = replace(case, nodules=tuple(
-        replace(n, priors=tuple(replace(p, category=None, lung_rads_category=None) for p in n.priors)) for n in case.nodules
-    ))
+    stripped = replace(
+        case,
+        nodules=tuple(
+            replace(n, priors=tuple(replace(p, category=None, lung_rads_category=None) for p in n.priors))
+            for n in case.nodules
+        ),
+    )
     try:
         return assess_case(stripped, protocol), None
     except ProtocolError as exc:
@@ -342,8 +386,10 @@ def exam_assessment(
                 category=n.category,
                 rule=n.rule,
                 # a prior category of another protocol (the site switched) is not this protocol's: not reported
-                comparisons=tuple(c if c.prior_category is None or c.prior_category in valid else replace(c, prior_category=None)
-                                  for c in prior_comparisons(f, observations, assessment.exam_date, n)),
+                comparisons=tuple(
+                    c if c.prior_category is None or c.prior_category in valid else replace(c, prior_category=None)
+                    for c in prior_comparisons(f, observations, assessment.exam_date, n)
+                ),
             )
         )
     additional = assessment.s_modifier if isinstance(assessment, LungRadsAssessment) else assessment.additional_findings
@@ -372,5 +418,7 @@ def study_date(ct: Dataset) -> dt.date:
     date = da_to_date(ct.get("StudyDate"))
     if date is None:
         text = str(ct.get("StudyDate") or "")
-        raise AnalysisError(f"study {ct.get('StudyInstanceUID')} has no valid StudyDate ({text!r}); the follow-up due date needs it")
+        raise AnalysisError(
+            f"study {ct.get('StudyInstanceUID')} has no valid StudyDate ({text!r}); the follow-up due date needs it"
+        )
     return date

@@ -16,12 +16,26 @@ from daemon.analysis.errors import AnalysisError
 from daemon.analysis.priors import PriorSeries, PriorStudy
 from dicom_sr.findings import Seed
 
-
 _NOT_PRIMARY_AXIAL = ("COR", "SAG", "MIP", "MPR", "SCOUT", "LOCALI", "TOPO", "SURVIEW", "3D", "VRT", "MINIP", "DOSE")
 _LUNG_WORDS = ("LUNG", "PULM", "POUMON")  # "Lung 1.0", "Pulmo", "Lungenfenster"
 # sharp (lung) reconstruction kernels by vendor: Siemens B50-B80/Br5x-6x/Bl5x-7x/I50-I70,
 # GE LUNG/BONE/BONEPLUS, Philips L/YA/YB/YC, Canon FC5x/FC8x
-_LUNG_KERNEL_PREFIXES = ("B50", "B60", "B70", "B80", "BR5", "BR6", "BL5", "BL6", "BL7", "I50", "I70", "FC5", "FC8", "LUNG")
+_LUNG_KERNEL_PREFIXES = (
+    "B50",
+    "B60",
+    "B70",
+    "B80",
+    "BR5",
+    "BR6",
+    "BL5",
+    "BL6",
+    "BL7",
+    "I50",
+    "I70",
+    "FC5",
+    "FC8",
+    "LUNG",
+)
 _LUNG_KERNELS = {"L", "YA", "YB", "YC", "BONE", "BONEPLUS"}
 
 
@@ -102,9 +116,7 @@ def series_of_seeds(seeds: Sequence[Seed], ct_by_series: dict[str, list[Dataset]
             votes[seed.series_uid] = votes.get(seed.series_uid, 0) + 1
     if votes:
         return max(votes, key=lambda uid: (votes[uid], len(ct_by_series[uid])))
-    axial = [
-        series_from_headers(uid, images) for uid, images in ct_by_series.items() if is_axial(images[0])
-    ]
+    axial = [series_from_headers(uid, images) for uid, images in ct_by_series.items() if is_axial(images[0])]
     best = best_ct_series(PriorStudy("", None, None, ("CT",), "index", tuple(replace(s, modality="CT") for s in axial)))
     if best is None:
         raise AnalysisError("the study has no axial CT series to analyse")

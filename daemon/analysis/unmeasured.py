@@ -39,7 +39,9 @@ def uncategorised(findings: Sequence[NoduleFinding]) -> list[NoduleFinding]:
     return [f for f in findings if f.measurement is None and (f.seed is None or f.seed.reader_diameter_mm is None)]
 
 
-def complete_or_partial(assessment: ExamAssessment, findings: Sequence[NoduleFinding], *, nodules_in_case: int) -> ExamAssessment:
+def complete_or_partial(
+    assessment: ExamAssessment, findings: Sequence[NoduleFinding], *, nodules_in_case: int
+) -> ExamAssessment:
     """The assessment, marked incomplete when a marked nodule could not be measured nor categorised."""
     lacking = uncategorised(findings)
     if not lacking:
@@ -54,7 +56,12 @@ def complete_or_partial(assessment: ExamAssessment, findings: Sequence[NoduleFin
     if nodules_in_case == 0 and assessment.category == "1":
         # the engine saw no nodule and said "No lung nodules": not what the reader's marks say
         assessment = replace(
-            assessment, category="", descriptor=NOT_CATEGORISED, management=MANAGEMENT,
-            follow_up_months=None, due_date=None, decisive_tracking_uid=None,
+            assessment,
+            category="",
+            descriptor=NOT_CATEGORISED,
+            management=MANAGEMENT,
+            follow_up_months=None,
+            due_date=None,
+            decisive_tracking_uid=None,
         )
     return assessment

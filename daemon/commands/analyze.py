@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -12,18 +12,39 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("analyze")
     def analyze_cmd(
-        series_dir: Path = typer.Argument(..., help="Folder with the CT series (DICOM files; subfolders are read too)."),
-        seeds: list[Path] = typer.Option(..., "--seeds", "-s", help="Seed object: TID 1500 SR, GSPS, or JSON of LPS points (repeatable)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for report.dcm, seg.dcm, key_image_NN.dcm, report_pdf.dcm, assessment.json, case.json."),
-        participant: Optional[Path] = typer.Option(
-            None, "--participant", help='JSON: {"age_years": 62, "sex": "F", "family_history_lung_cancer": false, "emphysema": false}'
+        series_dir: Path = typer.Argument(
+            ..., help="Folder with the CT series (DICOM files; subfolders are read too)."
         ),
-        family_history: bool = typer.Option(False, "--family-history", help="Site default when --participant does not say."),
+        seeds: list[Path] = typer.Option(
+            ..., "--seeds", "-s", help="Seed object: TID 1500 SR, GSPS, or JSON of LPS points (repeatable)."
+        ),
+        out: Path = typer.Option(
+            ...,
+            "--out",
+            "-o",
+            help="Folder for report.dcm, seg.dcm, key_image_NN.dcm, report_pdf.dcm, assessment.json, case.json.",
+        ),
+        participant: Path | None = typer.Option(
+            None,
+            "--participant",
+            help='JSON: {"age_years": 62, "sex": "F", "family_history_lung_cancer": false, "emphysema": false}',
+        ),
+        family_history: bool = typer.Option(
+            False, "--family-history", help="Site default when --participant does not say."
+        ),
         emphysema: bool = typer.Option(False, "--emphysema", help="Site default when --participant does not say."),
-        protocol: str = typer.Option("nlcsp", "--protocol", metavar="nlcsp|lung-rads-2022",
-                                     help="The protocol of the report (as [analysis] protocol)."),
-        audit_protocol: str = typer.Option("", "--audit-protocol", metavar="nlcsp|lung-rads-2022",
-                                           help="Also compute this protocol (written to audit.json, not reported)."),
+        protocol: str = typer.Option(
+            "nlcsp",
+            "--protocol",
+            metavar="nlcsp|lung-rads-2022",
+            help="The protocol of the report (as [analysis] protocol).",
+        ),
+        audit_protocol: str = typer.Option(
+            "",
+            "--audit-protocol",
+            metavar="nlcsp|lung-rads-2022",
+            help="Also compute this protocol (written to audit.json, not reported).",
+        ),
     ) -> None:
         """Segment every seeded nodule, assess it with the protocol (NLCSP or Lung-RADS v2022), write the SR, SEG and assessment."""
         from pydicom import dcmread

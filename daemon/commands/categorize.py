@@ -20,8 +20,12 @@ def register(app: typer.Typer) -> None:
         case_file: str = typer.Argument(..., metavar="CASE.json", help="Case JSON (noduled.case/1); '-' reads stdin."),
         explain: bool = typer.Option(False, "--explain", help="Print the reasoning in plain text for each nodule."),
         strict: bool = typer.Option(False, "--strict", help="Reject fields the case schema does not know."),
-        protocol: str = typer.Option("nlcsp", "--protocol", metavar="nlcsp|lung-rads-2022",
-                                     help="The protocol engine: nlcsp (default) or lung-rads-2022."),
+        protocol: str = typer.Option(
+            "nlcsp",
+            "--protocol",
+            metavar="nlcsp|lung-rads-2022",
+            help="The protocol engine: nlcsp (default) or lung-rads-2022.",
+        ),
     ) -> None:
         """Assign the category, management and due date of a protocol (NLCSP or Lung-RADS v2022) to a case."""
         import json
@@ -36,13 +40,13 @@ def register(app: typer.Typer) -> None:
         to_json: Callable[[Any], dict[str, Any]]
         explain_text: Callable[[Any], str]
         if protocol == "nlcsp":
-            from nlcsp.cases import parse_case
             from nlcsp.cases import assessment_to_json as to_json
+            from nlcsp.cases import parse_case
             from nlcsp.categorize import assess
             from nlcsp.categorize import explain as explain_text
         elif protocol == "lung-rads-2022":
-            from lungrads.cases import parse_case
             from lungrads.cases import assessment_to_json as to_json
+            from lungrads.cases import parse_case
             from lungrads.categorize import assess
             from lungrads.categorize import explain as explain_text
         else:

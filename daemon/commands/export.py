@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from daemon.commands.common import ConfigOption, settings_or_exit
 
 
-class Format(str, Enum):
+class Format(str, Enum):  # noqa: UP042 (typer reads str-mixin enums as choices)
     lcsr = "lcsr"
     csv = "csv"
     fhir = "fhir"
@@ -29,12 +28,18 @@ def parse_date(value: str, option: str) -> dt.date:
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        fmt: Format = typer.Option(..., "--format", help="lcsr (pipe-delimited LCSR exam file), csv (exams + nodules), fhir (R4 Bundle)."),
+        fmt: Format = typer.Option(
+            ..., "--format", help="lcsr (pipe-delimited LCSR exam file), csv (exams + nodules), fhir (R4 Bundle)."
+        ),
         date_from: str = typer.Option(..., "--from", help="First exam date (YYYY-MM-DD)."),
         date_to: str = typer.Option(..., "--to", help="Last exam date (YYYY-MM-DD)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (csv: a directory). Default: in the current directory."),
-        identified: bool = typer.Option(False, "--identified", help="Include names, Patient IDs, birth dates and accession numbers."),
-        config: Optional[Path] = ConfigOption,
+        out: Path | None = typer.Option(
+            None, "--out", "-o", help="Output file (csv: a directory). Default: in the current directory."
+        ),
+        identified: bool = typer.Option(
+            False, "--identified", help="Include names, Patient IDs, birth dates and accession numbers."
+        ),
+        config: Path | None = ConfigOption,
     ) -> None:
         """Export the screening exams of a period; participants who opted out are never exported."""
         from daemon.registry.export import csv_files, fhir_json, lcsr_file, lcsr_side_report
@@ -49,8 +54,14 @@ def register(app: typer.Typer) -> None:
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)
         try:
-            exams, excluded = export_records(engine, key=settings.registry.pseudonym_key, period_from=start, period_to=end,
-                                             identified=identified, facility_id=settings.registry.facility_id)
+            exams, excluded = export_records(
+                engine,
+                key=settings.registry.pseudonym_key,
+                period_from=start,
+                period_to=end,
+                identified=identified,
+                facility_id=settings.registry.facility_id,
+            )
         except PseudonymKeyMissing as exc:
             typer.echo(f"noduled: {exc}", err=True)
             raise typer.Exit(code=2) from None
@@ -70,7 +81,9 @@ def register(app: typer.Typer) -> None:
             exam_csv, nodule_csv = csv_files(exams, identified=identified)
             (folder / "exams.csv").write_text(exam_csv)
             (folder / "nodules.csv").write_text(nodule_csv)
-            typer.echo(f"{len(exams)} exams, {sum(len(x.nodules) for x in exams)} nodules -> {folder}/exams.csv, nodules.csv")
+            typer.echo(
+                f"{len(exams)} exams, {sum(len(x.nodules) for x in exams)} nodules -> {folder}/exams.csv, nodules.csv"
+            )
         else:
             path = out or Path(f"noduled_fhir_{stamp}.json")
             path.write_text(fhir_json(exams, identified=identified))

@@ -70,21 +70,30 @@ def load_volume(path: Path):  # type: ignore[no-untyped-def]
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise ValueError(f"{path.name}: not a volume SimpleITK can read ({first})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path.name}: a 3-D single-channel volume is needed, got {image.GetDimension()}-D with "
-                         f"{image.GetNumberOfComponentsPerPixel()} components")
+        raise ValueError(
+            f"{path.name}: a 3-D single-channel volume is needed, got {image.GetDimension()}-D with "
+            f"{image.GetNumberOfComponentsPerPixel()} components"
+        )
     return sitk.Cast(image, sitk.sitkFloat32), f"volume {path.name}"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("measure")
     def measure(
-        source: Path = typer.Argument(..., exists=True, help="folder with one CT series, or a volume file in HU "
-                                      "(NIfTI, NRRD, MHD: anything SimpleITK reads)"),
+        source: Path = typer.Argument(
+            ...,
+            exists=True,
+            help="folder with one CT series, or a volume file in HU (NIfTI, NRRD, MHD: anything SimpleITK reads)",
+        ),
         seed: list[str] = typer.Option(..., "--seed", help="nodule seed X,Y,Z in LPS mm (repeatable)"),
         as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
         solid_threshold_hu: float = typer.Option(-300.0, help="solid component threshold (HU)"),
-        mask_out: Path | None = typer.Option(None, "--mask-out", help="write the binary nodule mask (0/1, every "
-                                             "seed's nodule) on the input grid to this file (.nii.gz, .nrrd, ...)"),
+        mask_out: Path | None = typer.Option(
+            None,
+            "--mask-out",
+            help="write the binary nodule mask (0/1, every "
+            "seed's nodule) on the input grid to this file (.nii.gz, .nrrd, ...)",
+        ),
     ) -> None:
         """Segment and measure the nodule at each seed (volume, axes, HU, solid component)."""
         import numpy as np
@@ -132,8 +141,18 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=title)
-        for col in ("seed (LPS mm)", "volume mm³", "mean Ø mm", "long × short mm", "plane", "max axial mm",
-                    "mean HU", "solid mm³", "composition", "flags / error"):
+        for col in (
+            "seed (LPS mm)",
+            "volume mm³",
+            "mean Ø mm",
+            "long × short mm",
+            "plane",
+            "max axial mm",
+            "mean HU",
+            "solid mm³",
+            "composition",
+            "flags / error",
+        ):
             table.add_column(col)
         for r in rows:
             seed_txt = "{:.1f}, {:.1f}, {:.1f}".format(*r["seed"])

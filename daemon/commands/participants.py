@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from daemon.commands.common import ConfigOption, settings_or_exit
 
-participants_app = typer.Typer(help="Screening participants (smoking history, family history, consent ...).", no_args_is_help=True)
+participants_app = typer.Typer(
+    help="Screening participants (smoking history, family history, consent ...).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +19,10 @@ def register(app: typer.Typer) -> None:
 
 @participants_app.command("import")
 def import_participants(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file (columns: see the README)."),
-    config: Optional[Path] = ConfigOption,
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="CSV file (columns: see the README)."
+    ),
+    config: Path | None = ConfigOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report what would change; write nothing."),
 ) -> None:
     """Insert or update participants by Patient ID + issuer (idempotent; empty cells keep stored values)."""
@@ -42,5 +45,7 @@ def import_participants(
     finally:
         engine.dispose()
     verb = "would be" if dry_run else "were"
-    typer.echo(f"{s.rows} participants read: {s.inserted} {verb} added, {s.updated} {verb} updated, {s.unchanged} unchanged"
-               + (" (dry run: nothing written)" if dry_run else ""))
+    typer.echo(
+        f"{s.rows} participants read: {s.inserted} {verb} added, {s.updated} {verb} updated, {s.unchanged} unchanged"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )

@@ -42,7 +42,6 @@ def register(app: typer.Typer) -> None:
             sub = out / f"study{study.study_index + 1}_{study.study_date:%Y%m%d}"
             paths = write_study(study, sub)
             written.append((study, sub, paths))
-            typer.echo(f"{sub}: {len(paths['ct'])} CT slices, {len(study.nodules)} nodules, "
-                       f"SR + GSPS + seeds.json")
+            typer.echo(f"{sub}: {len(paths['ct'])} CT slices, {len(study.nodules)} nodules, SR + GSPS + seeds.json")
         truth_path = write_truth(case, seed, size, [(s, sub) for s, sub, _ in written], out / "truth.json")
         typer.echo(f"truth: {truth_path}")

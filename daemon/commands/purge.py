@@ -30,24 +30,39 @@ def register(app: typer.Typer) -> None:
         engine = open_index(settings.database_url)
         try:
             result = retention.purge(
-                engine, settings.archive_dir, settings.data_dir, now=utcnow(), retention_days=st.retention_days,
-                high_water_mark_percent=st.high_water_mark_percent, low_water_mark_percent=st.low_water_mark_percent,
+                engine,
+                settings.archive_dir,
+                settings.data_dir,
+                now=utcnow(),
+                retention_days=st.retention_days,
+                high_water_mark_percent=st.high_water_mark_percent,
+                low_water_mark_percent=st.low_water_mark_percent,
                 dry_run=dry_run,
             )
         finally:
             engine.dispose()
         if as_json:
-            typer.echo(json.dumps({
-                "dry_run": result.dry_run,
-                "disk_used_percent": round(result.disk_used_percent, 2),
-                "files_deleted": result.files_deleted,
-                "bytes_freed": result.bytes_freed,
-                "studies": [
-                    {"study_uid": c.study_uid, "reported_at": c.reported_at.isoformat(), "reason": c.reason,
-                     "files": c.files, "size_bytes": c.size_bytes}
-                    for c in result.studies
-                ],
-            }, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "dry_run": result.dry_run,
+                        "disk_used_percent": round(result.disk_used_percent, 2),
+                        "files_deleted": result.files_deleted,
+                        "bytes_freed": result.bytes_freed,
+                        "studies": [
+                            {
+                                "study_uid": c.study_uid,
+                                "reported_at": c.reported_at.isoformat(),
+                                "reason": c.reason,
+                                "files": c.files,
+                                "size_bytes": c.size_bytes,
+                            }
+                            for c in result.studies
+                        ],
+                    },
+                    indent=2,
+                )
+            )
             return
         verb = "would purge" if dry_run else "purged"
         typer.echo(

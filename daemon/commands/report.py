@@ -58,8 +58,20 @@ def _print_noduled(console: Any, contents: Any) -> None:
     for note in a.notes:
         console.print(f"  note: {note}")
     table = Table(title="Nodules")
-    for column in ("", "nodule", "vol mm³", "mean Ø mm", "long×short mm", "composition", "status",
-                   "Δvol %", "VDT d", "vs study", "PanCan %", "cat"):
+    for column in (
+        "",
+        "nodule",
+        "vol mm³",
+        "mean Ø mm",
+        "long×short mm",
+        "composition",
+        "status",
+        "Δvol %",
+        "VDT d",
+        "vs study",
+        "PanCan %",
+        "cat",
+    ):
         table.add_column(column)
     for f in a.findings:
         m = f.measurement
@@ -86,8 +98,16 @@ def _print_groups(console: Any, contents: Any) -> None:
     from rich.table import Table
 
     table = Table(title="Measurement groups")
-    for column in ("tracking id", "template", "finding", "volume mm³", "diameter mm",
-                   "long×short mm", "length mm", "other"):
+    for column in (
+        "tracking id",
+        "template",
+        "finding",
+        "volume mm³",
+        "diameter mm",
+        "long×short mm",
+        "length mm",
+        "other",
+    ):
         table.add_column(column)
     for g in contents.groups:
         named = {"Volume", "Diameter", "Long axis", "Short axis", "Long Axis", "Short Axis", "Length"}

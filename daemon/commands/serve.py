@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,12 +12,12 @@ from daemon.commands.common import ConfigOption, settings_or_exit
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
-    def serve(config: Optional[Path] = ConfigOption) -> None:
+    def serve(config: Path | None = ConfigOption) -> None:
         """Run the DICOM node (Storage SCP) in the foreground; Ctrl-C stops it cleanly."""
         import logging
 
-        from daemon.ops.logsetup import configure_logging
         from daemon.node import Node
+        from daemon.ops.logsetup import configure_logging
 
         settings = settings_or_exit(config)
         configure_logging(settings.logging.level)

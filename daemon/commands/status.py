@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,18 +13,17 @@ from daemon.commands.common import ConfigOption, settings_or_exit
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
-        config: Optional[Path] = ConfigOption,
+        config: Path | None = ConfigOption,
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Show the studies, series and instance counts in the node's archive."""
         from rich.console import Console
         from rich.table import Table
 
-        from daemon.storage.db import open_index
-        from daemon.workflow.outbox import outbox_summary
         from daemon.ops.status import archive_status, describe_delivery_error
-
+        from daemon.storage.db import open_index
         from daemon.storage.integrity import archive_integrity
+        from daemon.workflow.outbox import outbox_summary
 
         settings = settings_or_exit(config)
         engine = open_index(settings.database_url)

@@ -52,27 +52,38 @@ def register(app: typer.Typer) -> None:
         elapsed = time.monotonic() - t0
         problems = len(result.findings) + len(lost["still_missing"])
         if as_json:
-            typer.echo(json.dumps({
-                "archive": str(settings.archive_dir),
-                "rows": result.rows,
-                "files": result.files,
-                "findings": [f.__dict__ for f in result.findings],
-                "lost_at_start_up_still_missing": lost["still_missing"],
-                "sha256": result.sha256 if hash_files else None,
-                "ok": problems == 0,
-            }, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "archive": str(settings.archive_dir),
+                        "rows": result.rows,
+                        "files": result.files,
+                        "findings": [f.__dict__ for f in result.findings],
+                        "lost_at_start_up_still_missing": lost["still_missing"],
+                        "sha256": result.sha256 if hash_files else None,
+                        "ok": problems == 0,
+                    },
+                    indent=2,
+                )
+            )
         else:
-            typer.echo(f"archive {settings.archive_dir}: {result.rows} index rows, {result.files} files"
-                       f"{', every file read and hashed' if hash_files else ''} ({elapsed:.1f} s)")
+            typer.echo(
+                f"archive {settings.archive_dir}: {result.rows} index rows, {result.files} files"
+                f"{', every file read and hashed' if hash_files else ''} ({elapsed:.1f} s)"
+            )
             for f in result.findings:
                 uid = f" (SOP Instance UID {f.sop_instance_uid})" if f.sop_instance_uid else ""
                 typer.echo(f"  {_KIND_TEXT.get(f.kind, f.kind)}: {f.path}{uid}: {f.detail}")
             for e in lost["still_missing"]:
-                typer.echo(f"  acknowledged, found missing at start-up {e.get('found_at', '')} and not received again: "
-                           f"{e['path']} (SOP Instance UID {e['sop_instance_uid']})")
+                typer.echo(
+                    f"  acknowledged, found missing at start-up {e.get('found_at', '')} and not received again: "
+                    f"{e['path']} (SOP Instance UID {e['sop_instance_uid']})"
+                )
             if problems == 0:
                 typer.echo("OK: every index row has its file and every file its row")
             else:
-                typer.echo(f"{problems} problems; instances that are missing are restored by sending them again from the PACS")
+                typer.echo(
+                    f"{problems} problems; instances that are missing are restored by sending them again from the PACS"
+                )
         if problems:
             raise typer.Exit(code=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,15 +12,15 @@ from daemon.commands.common import ConfigOption, settings_or_exit
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
-        config: Optional[Path] = ConfigOption,
+        config: Path | None = ConfigOption,
         # help texts are rich markup: "[queue]" unescaped would be read as a style tag and vanish
-        workers: Optional[int] = typer.Option(None, "--workers", "-w", help=r"Worker threads (default: \[queue] workers)."),
+        workers: int | None = typer.Option(
+            None, "--workers", "-w", help=r"Worker threads (default: \[queue] workers)."
+        ),
     ) -> None:
         """Run analysis workers in the foreground (no DICOM listener); Ctrl-C stops them."""
+        from daemon.node import Node, StartupError
         from daemon.ops.logsetup import configure_logging
-        from daemon.node import Node
-
-        from daemon.node import StartupError
         from daemon.settings import ConfigError
         from daemon.workflow.jobs import QueueUnreachable
 

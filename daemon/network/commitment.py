@@ -65,7 +65,9 @@ def parse_report(info: Dataset) -> CommitmentReport:
     if not uid:
         raise ValueError("storage commitment report without a Transaction UID")
     committed = tuple(
-        str(item.ReferencedSOPInstanceUID) for item in info.get("ReferencedSOPSequence", []) if "ReferencedSOPInstanceUID" in item
+        str(item.ReferencedSOPInstanceUID)
+        for item in info.get("ReferencedSOPSequence", [])
+        if "ReferencedSOPInstanceUID" in item
     )
     failed = tuple(
         (str(item.ReferencedSOPInstanceUID), int(item.get("FailureReason", 0x0110) or 0x0110))

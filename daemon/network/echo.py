@@ -12,7 +12,9 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from daemon.network.store_scu import _association_failure
 
 
-def echo(*, calling_ae: str, destination: str, ae_title: str, host: str, port: int, timeout_s: float = 5.0) -> str | None:
+def echo(
+    *, calling_ae: str, destination: str, ae_title: str, host: str, port: int, timeout_s: float = 5.0
+) -> str | None:
     """C-ECHO ``ae_title`` at ``host:port``: None when it answered with success, else why not, in words."""
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = timeout_s

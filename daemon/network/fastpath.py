@@ -87,8 +87,22 @@ _FIRST_ALLOC = 1 << 20  # a PDU's buffer starts at this (or its length) and doub
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux
 _SUPPORTED = pynetdicom.__version__.startswith("3.0.")
-_ASSOC_ATTRS = ("_kill", "_is_paused", "_reactor_checkpoint", "dimse", "dul", "acse", "_serve_request",
-                "is_established", "is_released", "is_aborted", "kill", "release", "abort", "network_timeout_response")
+_ASSOC_ATTRS = (
+    "_kill",
+    "_is_paused",
+    "_reactor_checkpoint",
+    "dimse",
+    "dul",
+    "acse",
+    "_serve_request",
+    "is_established",
+    "is_released",
+    "is_aborted",
+    "kill",
+    "release",
+    "abort",
+    "network_timeout_response",
+)
 _SOCKET_ATTRS = ("socket", "_is_connected", "event_queue", "assoc")
 _warned = False
 
@@ -132,8 +146,15 @@ def _close_fds(fds: tuple[int, ...]) -> None:
 
 
 MAX_CONTROL_PDU_BYTES = 1 << 20  # any PDU but P-DATA-TF (A-ASSOCIATE-RQ with user identity is well below)
-_PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x04: "P-DATA-TF",
-              0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
+_PDU_NAMES = {
+    0x01: "A-ASSOCIATE-RQ",
+    0x02: "A-ASSOCIATE-AC",
+    0x03: "A-ASSOCIATE-RJ",
+    0x04: "P-DATA-TF",
+    0x05: "A-RELEASE-RQ",
+    0x06: "A-RELEASE-RP",
+    0x07: "A-ABORT",
+}
 
 
 QUIET = threading.local()  # .on in a DUL thread whose connection was refused: its pynetdicom log lines are dropped
@@ -264,7 +285,10 @@ class BoundedSocket(AssociationSocket):
         if pdu_type == 0x04:
             limit = self._noduled_max_pdu
             if limit and length > limit:
-                return "pdu_too_large", f"P-DATA-TF PDU of {length} bytes, more than the {limit} announced (scp.max_pdu_bytes)"
+                return (
+                    "pdu_too_large",
+                    f"P-DATA-TF PDU of {length} bytes, more than the {limit} announced (scp.max_pdu_bytes)",
+                )
         elif length > MAX_CONTROL_PDU_BYTES:
             return "pdu_too_large", f"{name} PDU of {length} bytes, more than {MAX_CONTROL_PDU_BYTES}"
         return None
@@ -357,14 +381,16 @@ def encode_store_success_rsp(primitive: Any) -> bytes | None:
         return None
     if primitive.ErrorComment is not None or primitive.OffendingElement is not None:
         return None
-    body = b"".join((
-        _cmd_element(0x0002, _uid_bytes(sop_class)),
-        _cmd_element(0x0100, struct.pack("<H", 0x8001)),  # C-STORE-RSP
-        _cmd_element(0x0120, struct.pack("<H", msg_id)),
-        _cmd_element(0x0800, struct.pack("<H", 0x0101)),  # no data set
-        _cmd_element(0x0900, struct.pack("<H", 0x0000)),
-        _cmd_element(0x1000, _uid_bytes(sop_instance)),
-    ))
+    body = b"".join(
+        (
+            _cmd_element(0x0002, _uid_bytes(sop_class)),
+            _cmd_element(0x0100, struct.pack("<H", 0x8001)),  # C-STORE-RSP
+            _cmd_element(0x0120, struct.pack("<H", msg_id)),
+            _cmd_element(0x0800, struct.pack("<H", 0x0101)),  # no data set
+            _cmd_element(0x0900, struct.pack("<H", 0x0000)),
+            _cmd_element(0x1000, _uid_bytes(sop_instance)),
+        )
+    )
     return _cmd_element(0x0000, struct.pack("<I", len(body))) + body
 
 
@@ -462,7 +488,9 @@ def supported(assoc: Any) -> bool:
         return False
     if not isinstance(getattr(assoc.dul, "to_provider_queue", None), queue.Queue):
         return False
-    if not all(hasattr(assoc.dimse, name) for name in ("send_msg", "maximum_pdu_size")) or not hasattr(assoc, "get_handlers"):
+    if not all(hasattr(assoc.dimse, name) for name in ("send_msg", "maximum_pdu_size")) or not hasattr(
+        assoc, "get_handlers"
+    ):
         return False
     if not hasattr(assoc.dul, "send_pdu"):
         return False
@@ -480,7 +508,10 @@ def install(assoc: Any) -> bool:
     if not supported(assoc):
         if not _warned:
             _warned = True
-            log.warning("pynetdicom %s internals not as expected: receive fast path off (stock behaviour)", pynetdicom.__version__)
+            log.warning(
+                "pynetdicom %s internals not as expected: receive fast path off (stock behaviour)",
+                pynetdicom.__version__,
+            )
         return False
     sock = assoc.dul.socket
     waker = _Waker()

@@ -51,8 +51,24 @@ from daemon.ops import metrics
 log = logging.getLogger(__name__)
 
 # logger filters are not inherited: each pynetdicom module's logger gets it
-for _name in ("", "acse", "association", "dimse", "dimse_messages", "dul", "events", "fsm", "pdu", "pdu_items",
-              "pdu_primitives", "presentation", "transport", "utils", "_handlers", "dsutils"):
+for _name in (
+    "",
+    "acse",
+    "association",
+    "dimse",
+    "dimse_messages",
+    "dul",
+    "events",
+    "fsm",
+    "pdu",
+    "pdu_items",
+    "pdu_primitives",
+    "presentation",
+    "transport",
+    "utils",
+    "_handlers",
+    "dsutils",
+):
     logging.getLogger(f"pynetdicom.{_name}" if _name else "pynetdicom").addFilter(QuietAfterRefusal())
 
 SWEEP_INTERVAL_S = 0.1  # how often the listener looks at pending connections' deadlines (at most)
@@ -208,8 +224,11 @@ class Guard:
     def admit(self, assoc: Any) -> bool:
         """Count ``assoc`` against ``max_associations``; False when the limit is reached."""
         with self._lock:
-            self._admitted = [a for a in self._admitted if a.is_alive() and not getattr(a, "is_released", False)
-                              and not getattr(a, "is_aborted", False)]
+            self._admitted = [
+                a
+                for a in self._admitted
+                if a.is_alive() and not getattr(a, "is_released", False) and not getattr(a, "is_aborted", False)
+            ]
             if len(self._admitted) >= self.max_associations:
                 return False
             self._admitted.append(assoc)
@@ -332,4 +351,9 @@ class GuardedServer(ThreadedAssociationServer):
         import sys
 
         exc = sys.exc_info()[1]
-        log.warning("connection from %s: unexpected error while setting it up: %s: %s", client_address[0], type(exc).__name__, exc)
+        log.warning(
+            "connection from %s: unexpected error while setting it up: %s: %s",
+            client_address[0],
+            type(exc).__name__,
+            exc,
+        )

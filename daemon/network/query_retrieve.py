@@ -37,14 +37,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
+
+from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window, may_hold_priors
-from daemon.network.fastpath import hide_identifiers_in_logs
 from daemon.analysis.sop_classes import STORAGE_CLASSES
+from daemon.network.fastpath import hide_identifiers_in_logs
 from daemon.network.scp import TRANSFER_SYNTAXES
 from daemon.network.status import status_text
-from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
-from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.settings import PACSSettings
+from daemon.storage.archive import STATUS_CANNOT_UNDERSTAND, RejectedInstance
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,11 @@ def _modalities(ds: Dataset) -> tuple[str, ...]:
     value = ds.get("ModalitiesInStudy")
     if value in (None, ""):
         return ()
-    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value).split("\\")
+    values = (
+        list(value)
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+        else str(value).split("\\")
+    )
     return tuple(sorted({str(v).strip().upper() for v in values if str(v).strip()}))
 
 
@@ -211,7 +216,11 @@ def query_pacs(
     found.sort(key=lambda s: (s.study_date or dt.date.min, s.study_uid), reverse=True)
     log.info(
         "PACS %s holds %d prior studies in %s..%s: %s",
-        pacs.ae_title, len(found), first, last, ", ".join(s.study_uid for s in found) or "none",
+        pacs.ae_title,
+        len(found),
+        first,
+        last,
+        ", ".join(s.study_uid for s in found) or "none",
     )
     return found
 
@@ -332,7 +341,9 @@ def retrieve(
 
         handlers.append((evt.EVT_C_STORE, on_store))
 
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles or None, evt_handlers=handlers or None)
+    assoc = ae.associate(
+        pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles or None, evt_handlers=handlers or None
+    )
     if not assoc.is_established:
         raise PriorsUnavailable(_why_not_established(pacs, assoc))
     completed = failed = warning = 0
@@ -347,7 +358,9 @@ def retrieve(
             for status, _ in responses:
                 if not status:
                     elapsed_s = time.monotonic() - started
-                    raise PriorsUnavailable(_no_answer(pacs, assoc, f"the {method.upper()} of study {study_uid}", elapsed_s))
+                    raise PriorsUnavailable(
+                        _no_answer(pacs, assoc, f"the {method.upper()} of study {study_uid}", elapsed_s)
+                    )
                 started = time.monotonic()
                 code = int(status.Status)
                 if code in (0xFF00, 0xFF01):
@@ -383,7 +396,9 @@ def retrieve(
         if assoc.is_established:
             assoc.release()
     what = f"study {study_uid}" + (f" ({len(series_uids)} series)" if series_uids else "")
-    message = f"{method.upper()} of {what} from {pacs.ae_title}: {completed} completed, {failed} failed, {warning} warnings"
+    message = (
+        f"{method.upper()} of {what} from {pacs.ae_title}: {completed} completed, {failed} failed, {warning} warnings"
+    )
     if refusals:
         message += f"; this node refused {len(refusals)} instances: {refusals[-1]}"
     (log.warning if failed else log.info)("%s", message)

@@ -19,10 +19,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from daemon.analysis.sop_classes import STORAGE_CLASSES
-from daemon.network.admission import Admission
 from daemon.network import commitment, fastpath
+from daemon.network.admission import Admission
+from daemon.network.filemeta import file_meta_bytes
 from daemon.network.guard import POLL_INTERVAL_S, Guard, GuardedServer, refuse
 from daemon.ops import metrics
+from daemon.settings import SCPSettings
 from daemon.storage.archive import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_INDEX_OUT_OF_RESOURCES,
@@ -30,8 +32,6 @@ from daemon.storage.archive import (
     Archive,
     RejectedInstance,
 )
-from daemon.network.filemeta import file_meta_bytes
-from daemon.settings import SCPSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ class StorageSCP:
     """
 
     def __init__(
-        self, settings: SCPSettings, archive: Archive,
+        self,
+        settings: SCPSettings,
+        archive: Archive,
         on_commitment: Callable[[commitment.CommitmentReport], object] | None = None,
     ) -> None:
         self.settings = settings
@@ -118,7 +120,9 @@ class StorageSCP:
                 guard=self.guard,
             )
         except socket.gaierror as exc:
-            raise OSError(f"cannot listen on scp.host {address[0]!r} (port {address[1]}): {exc.strerror or exc}") from None
+            raise OSError(
+                f"cannot listen on scp.host {address[0]!r} (port {address[1]}): {exc.strerror or exc}"
+            ) from None
         except OSError as exc:
             raise OSError(
                 f"cannot listen on {address[0]}:{address[1]} (scp.host, scp.port): {exc.strerror or exc}"
@@ -176,13 +180,19 @@ class StorageSCP:
             self._reject(assoc, "not_allowed", f"{calling}@{address}", reason, (0x01, 0x01, 0x03))
         elif called != self.settings.ae_title:
             self._reject(
-                assoc, "called_ae", f"{calling}@{address}",
-                f"called AE title {called!r} is not this node's {self.settings.ae_title!r} (scp.ae_title)", (0x01, 0x01, 0x07),
+                assoc,
+                "called_ae",
+                f"{calling}@{address}",
+                f"called AE title {called!r} is not this node's {self.settings.ae_title!r} (scp.ae_title)",
+                (0x01, 0x01, 0x07),
             )
         elif not self.guard.admit(assoc):
             self._reject(
-                assoc, "max_associations", f"{calling}@{address}",
-                f"{self.settings.max_associations} associations are open already (scp.max_associations)", (0x02, 0x03, 0x02),
+                assoc,
+                "max_associations",
+                f"{calling}@{address}",
+                f"{self.settings.max_associations} associations are open already (scp.max_associations)",
+                (0x02, 0x03, 0x02),
             )
 
     @staticmethod
@@ -227,7 +237,11 @@ class StorageSCP:
         calling = event.assoc.requestor.ae_title.strip()
         request = cast(C_STORE, event.request)
         try:
-            meta = file_meta_bytes(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax))
+            meta = file_meta_bytes(
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+            )
             result = self.archive.store(
                 meta + request.DataSet.getvalue(),  # type: ignore[union-attr]  # pynetdicom: set for a received C-STORE
                 calling_ae=calling,
@@ -243,7 +257,12 @@ class StorageSCP:
         counts[key] += 1
         self._assoc_studies.setdefault(id(event.assoc), set()).add(result.study_uid)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
-        log.debug("stored %s (study %s)%s", result.sop_instance_uid, result.study_uid, " duplicate" if result.duplicate else "")
+        log.debug(
+            "stored %s (study %s)%s",
+            result.sop_instance_uid,
+            result.study_uid,
+            " duplicate" if result.duplicate else "",
+        )
         return 0x0000
 
     def _on_commitment_report(self, event: evt.Event) -> object:
@@ -257,7 +276,10 @@ class StorageSCP:
             return 0x0110, None  # Processing failure
         log.info(
             "storage commitment report from %s, transaction %s: %d committed, %d failed",
-            peer, report.transaction_uid, len(report.committed), len(report.failed),
+            peer,
+            report.transaction_uid,
+            len(report.committed),
+            len(report.failed),
         )
         if self.on_commitment is not None:
             try:
@@ -283,7 +305,9 @@ class StorageSCP:
                 event.assoc.requestor.address,
                 status,
                 message,
-                " (further ones on this association are refused the same way, logged at DEBUG)" if level == logging.WARNING else "",
+                " (further ones on this association are refused the same way, logged at DEBUG)"
+                if level == logging.WARNING
+                else "",
             )
         else:
             log.warning(

@@ -47,8 +47,15 @@ class StoreOutcome:
 
 
 def store_files(
-    files: Sequence[StoreFile], *, calling_ae: str, destination: str, ae_title: str, host: str, port: int,
-    timeout_s: float, commitment: Commitment = "off",
+    files: Sequence[StoreFile],
+    *,
+    calling_ae: str,
+    destination: str,
+    ae_title: str,
+    host: str,
+    port: int,
+    timeout_s: float,
+    commitment: Commitment = "off",
     on_stored: Callable[[Sequence[int], str], None] | None = None,
     on_report: Callable[[CommitmentReport], object] | None = None,
 ) -> list[StoreOutcome]:
@@ -98,7 +105,9 @@ def store_files(
     try:
         for f in files:
             if not assoc.is_established:
-                outcomes.append(StoreOutcome(f.key, False, f"association with {destination} ended before this object was sent"))
+                outcomes.append(
+                    StoreOutcome(f.key, False, f"association with {destination} ended before this object was sent")
+                )
                 continue
             try:
                 rsp = assoc.send_c_store(f.path)
@@ -113,12 +122,16 @@ def store_files(
                 )
                 continue
             except Exception as exc:
-                outcomes.append(StoreOutcome(f.key, False, f"sending to {destination} failed: {type(exc).__name__}: {exc}"))
+                outcomes.append(
+                    StoreOutcome(f.key, False, f"sending to {destination} failed: {type(exc).__name__}: {exc}")
+                )
                 continue
             status = rsp.get("Status") if rsp is not None else None
             if status is None:
                 outcomes.append(
-                    StoreOutcome(f.key, False, f"no C-STORE response from {destination} (association aborted or timed out)")
+                    StoreOutcome(
+                        f.key, False, f"no C-STORE response from {destination} (association aborted or timed out)"
+                    )
                 )
             elif is_store_success(int(status)):
                 outcomes.append(StoreOutcome(f.key, True))
@@ -148,7 +161,9 @@ def _report_handler(on_report: Callable[[CommitmentReport], object], destination
         try:
             on_report(sc.parse_report(event.event_information))
         except Exception as exc:
-            log.warning("storage commitment report from %s could not be read: %s: %s", destination, type(exc).__name__, exc)
+            log.warning(
+                "storage commitment report from %s could not be read: %s: %s", destination, type(exc).__name__, exc
+            )
             return 0x0110, None
         return 0x0000, None
 
@@ -156,7 +171,11 @@ def _report_handler(on_report: Callable[[CommitmentReport], object], destination
 
 
 def _request_commitment(
-    assoc: Any, files: Sequence[StoreFile], outcomes: list[StoreOutcome], mode: Commitment, destination: str,
+    assoc: Any,
+    files: Sequence[StoreFile],
+    outcomes: list[StoreOutcome],
+    mode: Commitment,
+    destination: str,
     on_stored: Callable[[Sequence[int], str], None] | None,
 ) -> list[StoreOutcome]:
     """Ask ``destination`` to commit the stored files (one N-ACTION); their outcomes say what it answered."""
@@ -168,7 +187,9 @@ def _request_commitment(
     if not accepted:
         if mode == "auto":
             return outcomes  # the destination does not offer storage commitment: a success status delivers
-        error = f"{destination} stored the object but does not accept Storage Commitment (Push Model), which is required"
+        error = (
+            f"{destination} stored the object but does not accept Storage Commitment (Push Model), which is required"
+        )
         return [StoreOutcome(o.key, False, error) if o.ok else o for o in outcomes]
     if not assoc.is_established:
         error = f"association with {destination} ended before storage commitment was requested"
@@ -189,9 +210,14 @@ def _request_commitment(
         error = f"storage commitment request to {destination} failed: {type(exc).__name__}: {exc}"
     else:
         code = int(status.Status) if status is not None and "Status" in status else None
-        error = None if code == 0x0000 else (
-            f"no answer from {destination} to the storage commitment request" if code is None
-            else f"storage commitment request refused by {destination}: status 0x{code:04X}"
+        error = (
+            None
+            if code == 0x0000
+            else (
+                f"no answer from {destination} to the storage commitment request"
+                if code is None
+                else f"storage commitment request refused by {destination}: status 0x{code:04X}"
+            )
         )
     if error is not None:
         return [StoreOutcome(o.key, False, error) if o.ok else o for o in outcomes]

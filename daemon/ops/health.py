@@ -81,7 +81,7 @@ def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, dict[str, A
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     server_version = "noduled"
     sys_version = ""
 
@@ -158,7 +158,9 @@ class HealthServer:
         server.degrading = self.degrading
         server.gauge_registry = self.gauge_registry
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="health-http", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="health-http", daemon=True
+        )
         self._thread.start()
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
 

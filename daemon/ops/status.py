@@ -39,7 +39,9 @@ def archive_status(engine: Engine) -> dict[str, Any]:
             func.coalesce(counts.c.bytes, 0).label("bytes"),
             func.coalesce(counts.c.purged, 0).label("purged"),
         )
-        .select_from(studies.join(series, series.c.study_pk == studies.c.id).outerjoin(counts, counts.c.series_pk == series.c.id))
+        .select_from(
+            studies.join(series, series.c.study_pk == studies.c.id).outerjoin(counts, counts.c.series_pk == series.c.id)
+        )
         .order_by(studies.c.id.desc(), series.c.series_number, series.c.series_uid)
     )
     result: dict[str, dict[str, Any]] = {}
@@ -152,8 +154,12 @@ def analysis_status(engine: Engine) -> dict[str, dict[str, Any]]:
                 "reason": row.reason,
                 "report_sop_uid": row.report_sop_uid,
                 "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-                "category": (row.category + (("S" if row.protocol == "lung-rads-2022" else "A")
-                                             if row.additional_findings else "")) if row.category else None,
+                "category": (
+                    row.category
+                    + (("S" if row.protocol == "lung-rads-2022" else "A") if row.additional_findings else "")
+                )
+                if row.category
+                else None,
                 "protocol": row.protocol if row.category else None,
                 "protocol_version": row.protocol_version if row.category else None,
                 "follow_up_months": row.follow_up_months,
@@ -170,7 +176,9 @@ def describe_delivery_error(err: dict[str, Any]) -> str:
     state = err.get("state") or "?"
     when = ""
     if err.get("next_attempt_at"):
-        when = ", next try " + str(err["next_attempt_at"]).replace("T", " ").split(".")[0].removesuffix("+00:00") + " UTC"
+        when = (
+            ", next try " + str(err["next_attempt_at"]).replace("T", " ").split(".")[0].removesuffix("+00:00") + " UTC"
+        )
     attempts = int(err.get("attempts") or 0)
     return (
         f"{err.get('destination', '?')}, study {err.get('study_uid', '?')}: {err.get('last_error') or 'no error recorded'}"

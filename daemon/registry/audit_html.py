@@ -33,10 +33,20 @@ def _fmt(value: Any, digits: int = 1, suffix: str = "") -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]], *, left: int = 1) -> str:
-    out = ["<table><tr>" + "".join(f"<th{' class=l' if i < left else ''}>{html.escape(h)}</th>" for i, h in enumerate(head)) + "</tr>"]
+    out = [
+        "<table><tr>"
+        + "".join(f"<th{' class=l' if i < left else ''}>{html.escape(h)}</th>" for i, h in enumerate(head))
+        + "</tr>"
+    ]
     for r in rows:
-        out.append("<tr>" + "".join(f"<td{' class=l' if i < left else ''}>{c if isinstance(c, str) else _fmt(c)}</td>"
-                                    for i, c in enumerate(r)) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f"<td{' class=l' if i < left else ''}>{c if isinstance(c, str) else _fmt(c)}</td>"
+                for i, c in enumerate(r)
+            )
+            + "</tr>"
+        )
     return "".join(out) + "</table>"
 
 
@@ -61,8 +71,12 @@ def _categories_figure(a: dict[str, Any]) -> str:
         ax = fig.add_subplot()
         width = 0.8 / max(1, len(rounds))
         for i, r in enumerate(rounds):
-            ax.bar([j + i * width for j in range(len(cats))], [r["category_pct"][c] or 0 for c in cats], width,
-                   label=f"round {r['round']} (n={r['exams']})")
+            ax.bar(
+                [j + i * width for j in range(len(cats))],
+                [r["category_pct"][c] or 0 for c in cats],
+                width,
+                label=f"round {r['round']} (n={r['exams']})",
+            )
         for j, c in enumerate(cats):
             band = a["category_distribution"][c]["expected_pct"]
             if band:
@@ -114,7 +128,9 @@ def _radiologist_figure(rows: list[dict[str, Any]]) -> str:
     return _png(draw, height_in=max(2.0, 0.4 * len(rows) + 1))
 
 
-def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False, generated_at: dt.datetime | None = None) -> str:
+def render_audit(
+    a: dict[str, Any], *, site: str = "", identified: bool = False, generated_at: dt.datetime | None = None
+) -> str:
     """The audit page."""
     p = a["period"]
     when = (generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -128,7 +144,9 @@ def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False,
         f"Generated {when} by noduled. Participants who opted out are excluded. "
         f"{'Participants are identified by Patient ID.' if identified else 'Participants appear by pseudonymous key.'}</p>",
         f"<h2>Exams and participants</h2><p>{a['exams']} exams of {a['participants']} participants.</p>",
-        _table(["round", "exams", "participants"], [[r["round"], r["exams"], r["participants"]] for r in a["per_round"]]),
+        _table(
+            ["round", "exams", "participants"], [[r["round"], r["exams"], r["participants"]] for r in a["per_round"]]
+        ),
     ]
     if a["exams"] == 0:
         parts.append("<p class=warn>No exams in this period.</p></body></html>")
@@ -136,15 +154,41 @@ def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False,
     cats = list(a["category_distribution"])
     parts += [
         "<h2>Category distribution</h2>",
-        _table(["", *[f"Cat {c}" for c in cats]],
-               [[f"round {r['round']}", *[f"{r['categories'][c]} ({_fmt(r['category_pct'][c])}%)" for c in cats]] for r in a["per_round"]]
-               + [["all", *[f"{a['category_distribution'][c]['exams']} ({_fmt(a['category_distribution'][c]['pct'])}%)" for c in cats]]]
-               + [["expected", *[(f"{b[0]:g}&ndash;{b[1]:g}%" if (b := a["category_distribution"][c]["expected_pct"]) else "&ndash;")
-                                 for c in cats]]]),
+        _table(
+            ["", *[f"Cat {c}" for c in cats]],
+            [
+                [f"round {r['round']}", *[f"{r['categories'][c]} ({_fmt(r['category_pct'][c])}%)" for c in cats]]
+                for r in a["per_round"]
+            ]
+            + [
+                [
+                    "all",
+                    *[
+                        f"{a['category_distribution'][c]['exams']} ({_fmt(a['category_distribution'][c]['pct'])}%)"
+                        for c in cats
+                    ],
+                ]
+            ]
+            + [
+                [
+                    "expected",
+                    *[
+                        (
+                            f"{b[0]:g}&ndash;{b[1]:g}%"
+                            if (b := a["category_distribution"][c]["expected_pct"])
+                            else "&ndash;"
+                        )
+                        for c in cats
+                    ],
+                ]
+            ],
+        ),
     ]
     if not any(v["expected_pct"] for v in a["category_distribution"].values()):
-        parts.append("<p class=note>No expected bands configured ([registry] expected_category_pct): the protocol "
-                     "publishes none, so the distribution is shown without them.</p>")
+        parts.append(
+            "<p class=note>No expected bands configured ([registry] expected_category_pct): the protocol "
+            "publishes none, so the distribution is shown without them.</p>"
+        )
     parts += [
         _categories_figure(a),
         "<h2>Positive rate</h2>",
@@ -162,31 +206,58 @@ def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False,
     ]
     if ad["overdue_list"]:
         shown = ad["overdue_list"][:200]
-        parts.append(_table(["participant", "exam date", "category", "due date", "days overdue"],
-                            [[html.escape(o["participant"]), _fmt(o["exam_date"]), _fmt(o["category"]), _fmt(o["due_date"]),
-                              o["days_overdue"]] for o in shown], left=3))
+        parts.append(
+            _table(
+                ["participant", "exam date", "category", "due date", "days overdue"],
+                [
+                    [
+                        html.escape(o["participant"]),
+                        _fmt(o["exam_date"]),
+                        _fmt(o["category"]),
+                        _fmt(o["due_date"]),
+                        o["days_overdue"],
+                    ]
+                    for o in shown
+                ],
+                left=3,
+            )
+        )
         if len(ad["overdue_list"]) > len(shown):
-            parts.append(f"<p class=note>{len(ad['overdue_list']) - len(shown)} more overdue follow-ups not shown "
-                         f"(noduled export lists them all).</p>")
+            parts.append(
+                f"<p class=note>{len(ad['overdue_list']) - len(shown)} more overdue follow-ups not shown "
+                f"(noduled export lists them all).</p>"
+            )
     o = a["outcomes"]
     parts.append("<h2>Outcomes: PPV, cancer detection rate, interval cancers</h2>")
     if o["recorded"] == 0:
-        parts.append("<p class=warn><b>No outcomes recorded</b> for these participants: PPV, cancer detection rate and "
-                     "interval cancers cannot be given. Record follow-up with <code>noduled outcomes import</code>.</p>")
+        parts.append(
+            "<p class=warn><b>No outcomes recorded</b> for these participants: PPV, cancer detection rate and "
+            "interval cancers cannot be given. Record follow-up with <code>noduled outcomes import</code>.</p>"
+        )
     else:
-        parts.append(_table(["measure", "value"], [
-            ["outcomes recorded", o["recorded"]],
-            ["lung cancers recorded", o["lung_cancers"]],
-            ["screen-detected cancers (within 12 months of a positive screen)", o["screen_detected"]],
-            ["PPV of a positive screen", _fmt(o["ppv_pct"], 1, "%")],
-            ["cancer detection rate per 1,000 exams", _fmt(o["detection_rate_per_1000"], 2)],
-            ["interval cancers (within 12 months of a negative screen)", o["interval_cancers"]],
-            ["interval cancers per 1,000 negative screens", _fmt(o["interval_cancer_rate_per_1000_negative"], 2)],
-            ["cancers after other categories", o["cancers_after_other_categories"]],
-        ]))
+        parts.append(
+            _table(
+                ["measure", "value"],
+                [
+                    ["outcomes recorded", o["recorded"]],
+                    ["lung cancers recorded", o["lung_cancers"]],
+                    ["screen-detected cancers (within 12 months of a positive screen)", o["screen_detected"]],
+                    ["PPV of a positive screen", _fmt(o["ppv_pct"], 1, "%")],
+                    ["cancer detection rate per 1,000 exams", _fmt(o["detection_rate_per_1000"], 2)],
+                    ["interval cancers (within 12 months of a negative screen)", o["interval_cancers"]],
+                    [
+                        "interval cancers per 1,000 negative screens",
+                        _fmt(o["interval_cancer_rate_per_1000_negative"], 2),
+                    ],
+                    ["cancers after other categories", o["cancers_after_other_categories"]],
+                ],
+            )
+        )
         if o["exams_with_incomplete_follow_up"]:
-            parts.append(f"<p class=note>{o['exams_with_incomplete_follow_up']} exams have less than 12 months of follow-up "
-                         "by the as-of date; their cancers may not be recorded yet.</p>")
+            parts.append(
+                f"<p class=note>{o['exams_with_incomplete_follow_up']} exams have less than 12 months of follow-up "
+                "by the as-of date; their cancers may not be recorded yet.</p>"
+            )
     d = a["dose"]
     parts += [
         "<h2>Radiation dose</h2>",
@@ -199,41 +270,85 @@ def render_audit(a: dict[str, Any], *, site: str = "", identified: bool = False,
         parts.append(_dose_figure(d))
     if d["outliers_by_scanner_protocol"]:
         parts.append("<p>Exams above the target, by scanner and protocol:</p>")
-        parts.append(_table(["scanner", "protocol", "exams over target"],
-                            [[html.escape(r["scanner"]), html.escape(r["protocol"]), r["exams_over_target"]]
-                             for r in d["outliers_by_scanner_protocol"]], left=2))
+        parts.append(
+            _table(
+                ["scanner", "protocol", "exams over target"],
+                [
+                    [html.escape(r["scanner"]), html.escape(r["protocol"]), r["exams_over_target"]]
+                    for r in d["outliers_by_scanner_protocol"]
+                ],
+                left=2,
+            )
+        )
     t = a["turnaround_min"]
     parts += [
         "<h2>Turnaround</h2>",
-        _table(["stage", "exams", "p50 (min)", "p95 (min)"],
-               [[k.replace("_", " "), v["n"], v["p50"], v["p95"]] for k, v in t.items()]),
+        _table(
+            ["stage", "exams", "p50 (min)", "p95 (min)"],
+            [[k.replace("_", " "), v["n"], v["p50"], v["p95"]] for k, v in t.items()],
+        ),
     ]
     if any(v["n"] for v in t.values()):
         parts.append(_turnaround_figure(t))
     q = a["ai_quality"]
     parts += [
         "<h2>AI quality</h2>",
-        _table(["measure", "count", "rate"], [
-            ["seeds that found no nodule", q["seeds_without_nodule"], _fmt(q["seeds_without_nodule_pct"], 1, "% of seeds")],
-            ["volumetry unreliable (mean diameter used)", q["volumetry_unreliable"], _fmt(q["volumetry_unreliable_pct"], 1, "% of nodules")],
-            ["composition set by the reader (over the algorithm)", q["reader_composition"],
-             _fmt(q["reader_composition_pct"], 1, "% of nodules")],
-        ]),
+        _table(
+            ["measure", "count", "rate"],
+            [
+                [
+                    "seeds that found no nodule",
+                    q["seeds_without_nodule"],
+                    _fmt(q["seeds_without_nodule_pct"], 1, "% of seeds"),
+                ],
+                [
+                    "volumetry unreliable (mean diameter used)",
+                    q["volumetry_unreliable"],
+                    _fmt(q["volumetry_unreliable_pct"], 1, "% of nodules"),
+                ],
+                [
+                    "composition set by the reader (over the algorithm)",
+                    q["reader_composition"],
+                    _fmt(q["reader_composition_pct"], 1, "% of nodules"),
+                ],
+            ],
+        ),
     ]
     s = a["smoking"]
-    parts.append(f"<h2>Participants</h2><p>Current smokers: {s['current']} of {s['known']} with known smoking status "
-                 f"({_fmt(s['current_pct'])}%); by status: "
-                 + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(s["by_status"].items())) + ".</p>")
-    for title, key, rows in (("reading radiologist", "radiologist", a["by_radiologist"]), ("scanner", "scanner", a["by_scanner"])):
+    parts.append(
+        f"<h2>Participants</h2><p>Current smokers: {s['current']} of {s['known']} with known smoking status "
+        f"({_fmt(s['current_pct'])}%); by status: "
+        + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(s["by_status"].items()))
+        + ".</p>"
+    )
+    for title, key, rows in (
+        ("reading radiologist", "radiologist", a["by_radiologist"]),
+        ("scanner", "scanner", a["by_scanner"]),
+    ):
         parts.append(f"<h2>By {title}</h2>")
-        parts.append(_table([title, "exams", "positive", "positive %", "mean CTDIvol (mGy)", "CTDIvol over target"],
-                            [[html.escape(r[key]), r["exams"], r["positive"], r["positive_pct"], _fmt(r["ctdivol_mean_mgy"], 2),
-                              r["ctdivol_over_target"]] for r in rows]))
+        parts.append(
+            _table(
+                [title, "exams", "positive", "positive %", "mean CTDIvol (mGy)", "CTDIvol over target"],
+                [
+                    [
+                        html.escape(r[key]),
+                        r["exams"],
+                        r["positive"],
+                        r["positive_pct"],
+                        _fmt(r["ctdivol_mean_mgy"], 2),
+                        r["ctdivol_over_target"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
         if key == "radiologist" and rows:
             parts.append(_radiologist_figure(rows))
-    parts.append("<h2>Definitions</h2><p class=note>Negative screen = Category 1, positive = Categories 5 and 6 (NLCSP "
-                 "Practice Audit Definitions, note 4). Adherent = next exam on or before the recommended date plus the "
-                 "tolerance. Lung cancer = invasive lung cancer, minimally invasive adenocarcinoma, adenocarcinoma in situ "
-                 "or carcinoid, diagnosed within 12 months after the exam. Round = the participant's nth exam.</p>")
+    parts.append(
+        "<h2>Definitions</h2><p class=note>Negative screen = Category 1, positive = Categories 5 and 6 (NLCSP "
+        "Practice Audit Definitions, note 4). Adherent = next exam on or before the recommended date plus the "
+        "tolerance. Lung cancer = invasive lung cancer, minimally invasive adenocarcinoma, adenocarcinoma in situ "
+        "or carcinoid, diagnosed within 12 months after the exam. Round = the participant's nth exam.</p>"
+    )
     parts.append("</body></html>")
     return "".join(parts)

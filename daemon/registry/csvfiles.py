@@ -74,7 +74,9 @@ TISSUE_DIAGNOSES = (
     "non-diagnostic",
     "none",
 )
-LUNG_CANCER = frozenset({"invasive-lung-cancer", "minimally-invasive-adenocarcinoma", "adenocarcinoma-in-situ", "carcinoid"})
+LUNG_CANCER = frozenset(
+    {"invasive-lung-cancer", "minimally-invasive-adenocarcinoma", "adenocarcinoma-in-situ", "carcinoid"}
+)
 STAGES = ("0", "IA1", "IA2", "IA3", "IB", "IIA", "IIB", "IIIA", "IIIB", "IIIC", "IV", "IVA", "IVB")
 TNM_EDITIONS = ("7", "8", "other")
 
@@ -191,7 +193,9 @@ def _parse(text: str, columns: dict[str, Parser], required: tuple[str, ...]) -> 
         raise CSVFileError(["row 1: the file is empty (a header row naming the columns is required)"]) from None
     names = [h.strip().lower() for h in header]
     known = {"patient_id", "issuer", *columns}
-    errors = [f"row 1, column {n!r}: unknown column (known: {', '.join(sorted(known))})" for n in names if n not in known]
+    errors = [
+        f"row 1, column {n!r}: unknown column (known: {', '.join(sorted(known))})" for n in names if n not in known
+    ]
     errors += [f"row 1: column {n!r} appears twice" for n in sorted({n for n in names if names.count(n) > 1})]
     errors += [f"row 1: required column {n!r} is missing" for n in ("patient_id", *required) if n not in names]
     if errors:
@@ -269,14 +273,21 @@ def parse_outcomes(text: str) -> list[Row]:
     return rows
 
 
-def eligible_nlcsp(age_years: int | None, smoking_status: str | None, pack_years: float | None,
-                   years_since_quit: float | None, asymptomatic: int | None) -> bool | None:
+def eligible_nlcsp(
+    age_years: int | None,
+    smoking_status: str | None,
+    pack_years: float | None,
+    years_since_quit: float | None,
+    asymptomatic: int | None,
+) -> bool | None:
     """NLCSP eligibility: 50-70 years, >= 30 pack-years, current or quit < 10 years, asymptomatic.
     None when a criterion is unknown and the others do not already exclude."""
     checks: list[bool | None] = [
         None if age_years is None else 50 <= age_years <= 70,
         None if pack_years is None else pack_years >= 30,
-        None if smoking_status in (None, "unknown") else (
+        None
+        if smoking_status in (None, "unknown")
+        else (
             smoking_status == "current"
             or (smoking_status == "former" and (None if years_since_quit is None else years_since_quit < 10))
         ),

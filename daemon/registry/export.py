@@ -44,8 +44,12 @@ def _yn(value: int | bool | None) -> str:
 
 
 def _smoking(value: str | None) -> str:
-    return {"current": "Current smoker", "former": "Former smoker", "never": "Never smoker",
-            "unknown": "Unknown if ever smoked"}.get(value or "", "")
+    return {
+        "current": "Current smoker",
+        "former": "Former smoker",
+        "never": "Never smoker",
+        "unknown": "Unknown if ever smoked",
+    }.get(value or "", "")
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,18 @@ LCSR_ELEMENTS: tuple[Element, ...] = (
     _e("Facility_ID", lambda x: x.facility_id, "[registry] facility_id is not configured"),
     Element("Patient_ID", lambda x, ident: (x.patient_id or "") if ident else x.participant_key, "no Patient ID"),
     _e("Patient_ID_Issuer", lambda x: x.issuer, "pseudonymised export (use --identified)", identifying=True),
-    _e("Patient_Last_Name", lambda x: (x.patient_name or "").split("^")[0], "pseudonymised export (use --identified)", identifying=True),
-    _e("Patient_First_Name", lambda x: ((x.patient_name or "").split("^") + [""])[1], "pseudonymised export (use --identified)",
-       identifying=True),
+    _e(
+        "Patient_Last_Name",
+        lambda x: (x.patient_name or "").split("^")[0],
+        "pseudonymised export (use --identified)",
+        identifying=True,
+    ),
+    _e(
+        "Patient_First_Name",
+        lambda x: ((x.patient_name or "").split("^") + [""])[1],
+        "pseudonymised export (use --identified)",
+        identifying=True,
+    ),
     _e("Patient_DOB", lambda x: _fmt(x.birth_date), "pseudonymised export (use --identified)", identifying=True),
     _e("Patient_Age", lambda x: _fmt(x.age_years), "no birth date or Patient's Age"),
     _e("Patient_Sex", lambda x: x.sex, NOT_RECORDED),
@@ -83,7 +96,11 @@ LCSR_ELEMENTS: tuple[Element, ...] = (
     _e("Emphysema", lambda x: _yn(x.emphysema), NOT_RECORDED),
     _e("Patient_Height_m", lambda x: _fmt(x.height_m, 2), NOT_RECORDED),
     _e("Patient_Weight_kg", lambda x: _fmt(x.weight_kg, 1), NOT_RECORDED),
-    _e("Eligibility_Criteria_Met", lambda x: _yn(x.eligible), "a criterion (age, pack-years, years since quit, symptoms) is unknown"),
+    _e(
+        "Eligibility_Criteria_Met",
+        lambda x: _yn(x.eligible),
+        "a criterion (age, pack-years, years since quit, symptoms) is unknown",
+    ),
     _e("CT_Scanner_Manufacturer", lambda x: x.scanner_manufacturer, "not in the CT headers"),
     _e("CT_Scanner_Model", lambda x: x.scanner_model, "not in the CT headers"),
     _e("Tube_Voltage_kVp", lambda x: _fmt(x.kvp), "not in the CT headers or dose SR"),
@@ -96,14 +113,27 @@ LCSR_ELEMENTS: tuple[Element, ...] = (
     _e("Prior_Exam_Date", lambda x: _fmt(x.prior_exam_date), "no prior exam"),
     _e("Comparison_To_Prior", lambda x: _yn(x.comparison_made), "unknown"),
     # from a Lung-RADS assessment: the reported one, or the audit protocol's computed alongside ([analysis] audit_protocol)
-    _e("CT_Exam_Result_Lung_RADS", lambda x: x.lung_rads_category or "",
-       "no Lung-RADS assessment of the exam (reported with NLCSP, no Lung-RADS audit protocol; see NLCSP_Category)"),
+    _e(
+        "CT_Exam_Result_Lung_RADS",
+        lambda x: x.lung_rads_category or "",
+        "no Lung-RADS assessment of the exam (reported with NLCSP, no Lung-RADS audit protocol; see NLCSP_Category)",
+    ),
     _e("Lung_RADS_Version", lambda x: "2022" if x.lung_rads_category else "", "no Lung-RADS assessment of the exam"),
-    _e("CT_Exam_Result_Modifier_S", lambda x: _yn(x.additional_findings) if x.protocol == "lung-rads-2022" else "",
-       "reported with NLCSP: noduled records the S modifier of a reported Lung-RADS assessment only (NLCSP A: Other_Findings_A)"),
-    _e("Other_Findings_A", lambda x: _yn(x.additional_findings) if x.protocol == "nlcsp" else "",
-       "reported with Lung-RADS: the S modifier is CT_Exam_Result_Modifier_S"),
-    _e("NLCSP_Category", lambda x: x.nlcsp_category or "", "no NLCSP assessment of the exam (reported with Lung-RADS, no NLCSP audit)"),
+    _e(
+        "CT_Exam_Result_Modifier_S",
+        lambda x: _yn(x.additional_findings) if x.protocol == "lung-rads-2022" else "",
+        "reported with NLCSP: noduled records the S modifier of a reported Lung-RADS assessment only (NLCSP A: Other_Findings_A)",
+    ),
+    _e(
+        "Other_Findings_A",
+        lambda x: _yn(x.additional_findings) if x.protocol == "nlcsp" else "",
+        "reported with Lung-RADS: the S modifier is CT_Exam_Result_Modifier_S",
+    ),
+    _e(
+        "NLCSP_Category",
+        lambda x: x.nlcsp_category or "",
+        "no NLCSP assessment of the exam (reported with Lung-RADS, no NLCSP audit)",
+    ),
     _e("Recommended_Interval_Months", lambda x: _fmt(x.follow_up_months), "no interval recommended (e.g. referral)"),
     _e("Follow_Up_Due_Date", lambda x: _fmt(x.due_date), "no interval recommended (e.g. referral)"),
 )
@@ -142,13 +172,20 @@ def lcsr_file(exams: Sequence[ExportExam], *, identified: bool = False) -> LCSRF
 
 def lcsr_side_report(f: LCSRFile, *, identified: bool, excluded_opted_out: int) -> str:
     """What the LCSR file leaves empty, element by element, and why."""
-    out = [f"LCSR-style exam file ({LCSR_VERSION}): {f.records} records, {len(LCSR_ELEMENTS)} elements per record",
-           "pseudonymised: Patient_ID is the keyed participant key" if not identified else "identified export (--identified)",
-           f"participants who opted out: {excluded_opted_out} exams not exported", "",
-           "Elements left empty (noduled cannot know them, or they are not recorded):"]
+    out = [
+        f"LCSR-style exam file ({LCSR_VERSION}): {f.records} records, {len(LCSR_ELEMENTS)} elements per record",
+        "pseudonymised: Patient_ID is the keyed participant key"
+        if not identified
+        else "identified export (--identified)",
+        f"participants who opted out: {excluded_opted_out} exams not exported",
+        "",
+        "Elements left empty (noduled cannot know them, or they are not recorded):",
+    ]
     for el in LCSR_ELEMENTS:
         if f.empty.get(el.name):
-            reason = "pseudonymised export (use --identified)" if el.identifying and not identified else el.unknown_reason
+            reason = (
+                "pseudonymised export (use --identified)" if el.identifying and not identified else el.unknown_reason
+            )
             out.append(f"  {el.name}: empty in {f.empty[el.name]} of {f.records} records -- {reason}")
     if f.replaced:
         out.append("")
@@ -159,15 +196,55 @@ def lcsr_side_report(f: LCSRFile, *, identified: bool, excluded_opted_out: int) 
 
 # ------------------------------------------------------------------ CSV
 EXAM_COLUMNS = (
-    "participant_key", "study_uid", "exam_date", "facility_id", "indication", "sex", "age_years", "smoking_status",
-    "pack_years", "years_since_quit", "family_history_lung_cancer", "emphysema", "eligible", "scanner_manufacturer",
-    "scanner_model", "kvp", "exposure_mas", "pitch_factor", "slice_width_mm", "scan_length_mm", "ctdivol_mgy",
-    "dlp_total_mgycm", "dose_source", "prior_exam_date", "comparison_made", "protocol", "protocol_version", "category",
-    "additional_findings", "follow_up_months", "due_date", "radiologist", "lung_rads_category", "nlcsp_category",
+    "participant_key",
+    "study_uid",
+    "exam_date",
+    "facility_id",
+    "indication",
+    "sex",
+    "age_years",
+    "smoking_status",
+    "pack_years",
+    "years_since_quit",
+    "family_history_lung_cancer",
+    "emphysema",
+    "eligible",
+    "scanner_manufacturer",
+    "scanner_model",
+    "kvp",
+    "exposure_mas",
+    "pitch_factor",
+    "slice_width_mm",
+    "scan_length_mm",
+    "ctdivol_mgy",
+    "dlp_total_mgycm",
+    "dose_source",
+    "prior_exam_date",
+    "comparison_made",
+    "protocol",
+    "protocol_version",
+    "category",
+    "additional_findings",
+    "follow_up_months",
+    "due_date",
+    "radiologist",
+    "lung_rads_category",
+    "nlcsp_category",
 )
 IDENTIFYING_COLUMNS = ("patient_id", "issuer", "patient_name", "birth_date", "accession_number")
-NODULE_COLUMNS = ("participant_key", "study_uid", "exam_date", "tracking_id", "tracking_uid", "volume_mm3",
-                  "mean_diameter_mm", "composition", "status", "category", "error")
+NODULE_COLUMNS = (
+    "participant_key",
+    "study_uid",
+    "exam_date",
+    "tracking_id",
+    "tracking_uid",
+    "volume_mm3",
+    "mean_diameter_mm",
+    "composition",
+    "status",
+    "category",
+    "error",
+)
 
 
 def _csv_value(value: Any) -> Any:
@@ -188,9 +265,24 @@ def csv_files(exams: Sequence[ExportExam], *, identified: bool = False) -> tuple
     for x in exams:
         wa.writerow([_csv_value(getattr(x, c)) for c in cols])
         for n in x.nodules:
-            wb.writerow([_csv_value(v) for v in (x.participant_key, x.study_uid, x.exam_date, n.tracking_id, n.tracking_uid,
-                                                   n.volume_mm3, n.mean_diameter_mm, n.composition, n.status, n.category,
-                                                   n.error)])
+            wb.writerow(
+                [
+                    _csv_value(v)
+                    for v in (
+                        x.participant_key,
+                        x.study_uid,
+                        x.exam_date,
+                        n.tracking_id,
+                        n.tracking_uid,
+                        n.volume_mm3,
+                        n.mean_diameter_mm,
+                        n.composition,
+                        n.status,
+                        n.category,
+                        n.error,
+                    )
+                ]
+            )
     return a.getvalue(), b.getvalue()
 
 
@@ -204,7 +296,9 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": round(value, 3), "unit": unit, "system": UCUM, "code": unit}
 
 
-def fhir_bundle(exams: Sequence[ExportExam], *, identified: bool = False, system: str = "urn:noduled:participant") -> dict[str, Any]:
+def fhir_bundle(
+    exams: Sequence[ExportExam], *, identified: bool = False, system: str = "urn:noduled:participant"
+) -> dict[str, Any]:
     """A FHIR R4 ``collection`` Bundle: per exam an ImagingStudy, an Observation per nodule and for CTDIvol
     and DLP, and a DiagnosticReport with the category; one Patient per participant (pseudonymous unless
     ``identified``)."""
@@ -214,8 +308,11 @@ def fhir_bundle(exams: Sequence[ExportExam], *, identified: bool = False, system
         pid = f"patient-{x.participant_key}"
         if x.participant_key not in patients:
             patients.add(x.participant_key)
-            patient: dict[str, Any] = {"resourceType": "Patient", "id": pid,
-                                       "identifier": [{"system": system, "value": x.participant_key}]}
+            patient: dict[str, Any] = {
+                "resourceType": "Patient",
+                "id": pid,
+                "identifier": [{"system": system, "value": x.participant_key}],
+            }
             if identified and x.patient_id:
                 patient["identifier"].append({"system": f"urn:dicom:issuer:{x.issuer or ''}", "value": x.patient_id})
                 if x.patient_name:
@@ -228,34 +325,60 @@ def fhir_bundle(exams: Sequence[ExportExam], *, identified: bool = False, system
             entries.append({"fullUrl": f"urn:uuid:{pid}", "resource": patient})
         subject = {"reference": f"urn:uuid:{pid}"}
         sid = f"study-{x.exam_id}"
-        study = {"resourceType": "ImagingStudy", "id": sid, "status": "available", "subject": subject,
-                 "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{x.study_uid}"}],
-                 "started": x.exam_date.isoformat(), "modality": [{"system": DCM, "code": "CT"}]}
+        study = {
+            "resourceType": "ImagingStudy",
+            "id": sid,
+            "status": "available",
+            "subject": subject,
+            "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{x.study_uid}"}],
+            "started": x.exam_date.isoformat(),
+            "modality": [{"system": DCM, "code": "CT"}],
+        }
         entries.append({"fullUrl": f"urn:uuid:{sid}", "resource": study})
         results = []
-        for code, name, value, unit in (("113830", "Mean CTDIvol", x.ctdivol_mgy, "mGy"),
-                                        ("113813", "CT Dose Length Product Total", x.dlp_total_mgycm, "mGy.cm")):
+        for code, name, value, unit in (
+            ("113830", "Mean CTDIvol", x.ctdivol_mgy, "mGy"),
+            ("113813", "CT Dose Length Product Total", x.dlp_total_mgycm, "mGy.cm"),
+        ):
             if value is None:
                 continue
             oid = f"obs-{x.exam_id}-{code}"
-            entries.append({"fullUrl": f"urn:uuid:{oid}", "resource": {
-                "resourceType": "Observation", "id": oid, "status": "final", "subject": subject,
-                "code": {"coding": [{"system": DCM, "code": code, "display": name}]},
-                "effectiveDateTime": x.exam_date.isoformat(), "partOf": [{"reference": f"urn:uuid:{sid}"}],
-                "valueQuantity": _quantity(value, unit)}})
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:{oid}",
+                    "resource": {
+                        "resourceType": "Observation",
+                        "id": oid,
+                        "status": "final",
+                        "subject": subject,
+                        "code": {"coding": [{"system": DCM, "code": code, "display": name}]},
+                        "effectiveDateTime": x.exam_date.isoformat(),
+                        "partOf": [{"reference": f"urn:uuid:{sid}"}],
+                        "valueQuantity": _quantity(value, unit),
+                    },
+                }
+            )
             results.append({"reference": f"urn:uuid:{oid}"})
         scale = "NLCSP" if x.protocol == "nlcsp" else "Lung-RADS"
         for i, n in enumerate(x.nodules):
             oid = f"obs-{x.exam_id}-nodule-{i + 1}"
-            components = [{"code": {"coding": [{"system": SCT, "code": code, "display": disp}]}, "valueQuantity": _quantity(v, u)}
-                          for code, disp, v, u in (("118565006", "Volume", n.volume_mm3, "mm3"),
-                                                   ("81827009", "Diameter", n.mean_diameter_mm, "mm")) if v is not None]
+            components = [
+                {"code": {"coding": [{"system": SCT, "code": code, "display": disp}]}, "valueQuantity": _quantity(v, u)}
+                for code, disp, v, u in (
+                    ("118565006", "Volume", n.volume_mm3, "mm3"),
+                    ("81827009", "Diameter", n.mean_diameter_mm, "mm"),
+                )
+                if v is not None
+            ]
             resource: dict[str, Any] = {
-                "resourceType": "Observation", "id": oid, "status": "final", "subject": subject,
-                "code": {"coding": [{"system": SCT, "code": "27925004", "display": "Nodule"}],
-                         "text": n.tracking_id},
+                "resourceType": "Observation",
+                "id": oid,
+                "status": "final",
+                "subject": subject,
+                "code": {"coding": [{"system": SCT, "code": "27925004", "display": "Nodule"}], "text": n.tracking_id},
                 "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{n.tracking_uid}"}],
-                "effectiveDateTime": x.exam_date.isoformat(), "partOf": [{"reference": f"urn:uuid:{sid}"}],
+                "effectiveDateTime": x.exam_date.isoformat(),
+                "partOf": [{"reference": f"urn:uuid:{sid}"}],
                 "component": components,
             }
             if n.category is not None:
@@ -267,11 +390,22 @@ def fhir_bundle(exams: Sequence[ExportExam], *, identified: bool = False, system
         conclusion = f"{scale} category {x.category}{flag}"
         if x.follow_up_months is not None:
             conclusion += f"; next scan in {x.follow_up_months} months"
-        entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": {
-            "resourceType": "DiagnosticReport", "id": rid, "status": "final", "subject": subject,
-            "code": {"text": "Low-dose CT lung cancer screening: nodule assessment (noduled)"},
-            "effectiveDateTime": x.exam_date.isoformat(), "imagingStudy": [{"reference": f"urn:uuid:{sid}"}],
-            "result": results, "conclusion": conclusion}})
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{rid}",
+                "resource": {
+                    "resourceType": "DiagnosticReport",
+                    "id": rid,
+                    "status": "final",
+                    "subject": subject,
+                    "code": {"text": "Low-dose CT lung cancer screening: nodule assessment (noduled)"},
+                    "effectiveDateTime": x.exam_date.isoformat(),
+                    "imagingStudy": [{"reference": f"urn:uuid:{sid}"}],
+                    "result": results,
+                    "conclusion": conclusion,
+                },
+            }
+        )
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 

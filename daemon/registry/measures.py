@@ -159,19 +159,23 @@ def _group(exams: Sequence[ExamRecord], key: str, o: AuditOptions) -> list[dict[
     rows = []
     for name, items in sorted(groups.items()):
         dose = [e.ctdivol_mgy for e in items if e.ctdivol_mgy is not None]
-        rows.append({
-            key: name,
-            "exams": len(items),
-            "positive": sum(1 for e in items if e.category in positive),
-            "positive_pct": _pct(sum(1 for e in items if e.category in positive), len(items)),
-            "categories": dict(Counter(e.category for e in items if e.category is not None)),
-            "ctdivol_mean_mgy": float(np.mean(dose)) if dose else None,
-            "ctdivol_over_target": sum(1 for d in dose if d > o.ctdivol_target_mgy),
-        })
+        rows.append(
+            {
+                key: name,
+                "exams": len(items),
+                "positive": sum(1 for e in items if e.category in positive),
+                "positive_pct": _pct(sum(1 for e in items if e.category in positive), len(items)),
+                "categories": dict(Counter(e.category for e in items if e.category is not None)),
+                "ctdivol_mean_mgy": float(np.mean(dose)) if dose else None,
+                "ctdivol_over_target": sum(1 for d in dose if d > o.ctdivol_target_mgy),
+            }
+        )
     return rows
 
 
-def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRecord], o: AuditOptions) -> dict[str, Any]:
+def compute_audit(
+    all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRecord], o: AuditOptions
+) -> dict[str, Any]:
     """Every audit figure for the exams dated within the period.
 
     ``all_exams``: every exam of the participants up to the as-of date (earlier ones give the rounds,
@@ -179,7 +183,9 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
     """
     positive, negative, categories = POSITIVE[o.protocol], NEGATIVE[o.protocol], CATEGORIES[o.protocol]
     round_of = rounds(all_exams)
-    exams = sorted((e for e in all_exams if o.period_from <= e.exam_date <= o.period_to), key=lambda e: (e.exam_date, e.exam_id))
+    exams = sorted(
+        (e for e in all_exams if o.period_from <= e.exam_date <= o.period_to), key=lambda e: (e.exam_date, e.exam_id)
+    )
     n = len(exams)
 
     # -- exams and participants by round; category distribution per round
@@ -190,13 +196,15 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
     for r in sorted(by_round):
         items = by_round[r]
         counts = Counter(e.category for e in items)
-        per_round.append({
-            "round": r,
-            "exams": len(items),
-            "participants": len({e.participant_key for e in items}),
-            "categories": {c: counts.get(c, 0) for c in categories},
-            "category_pct": {c: _pct(counts.get(c, 0), len(items)) for c in categories},
-        })
+        per_round.append(
+            {
+                "round": r,
+                "exams": len(items),
+                "participants": len({e.participant_key for e in items}),
+                "categories": {c: counts.get(c, 0) for c in categories},
+                "category_pct": {c: _pct(counts.get(c, 0), len(items)) for c in categories},
+            }
+        )
     totals = Counter(e.category for e in exams)
     distribution = {
         c: {"exams": totals.get(c, 0), "pct": _pct(totals.get(c, 0), n), "expected_pct": o.expected_category_pct.get(c)}
@@ -220,8 +228,13 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
             adherent += 1
             early += follow.exam_date < e.due_date - tol
             continue
-        entry = {"participant": e.participant_key, "exam_date": e.exam_date, "category": e.category,
-                 "due_date": e.due_date, "days_overdue": ((follow.exam_date if follow else o.as_of) - e.due_date).days}
+        entry = {
+            "participant": e.participant_key,
+            "exam_date": e.exam_date,
+            "category": e.category,
+            "due_date": e.due_date,
+            "days_overdue": ((follow.exam_date if follow else o.as_of) - e.due_date).days,
+        }
         if follow is None:
             overdue.append(entry)
         else:
@@ -254,7 +267,9 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
     dlp = [e.dlp_total_mgycm for e in exams if e.dlp_total_mgycm is not None]
     at_target = sum(1 for d in dose if d <= o.ctdivol_target_mgy)
     outliers: Counter[tuple[str, str]] = Counter(
-        (e.scanner or "(unknown)", e.protocol or "(unknown)") for e in exams if e.ctdivol_mgy is not None and e.ctdivol_mgy > o.ctdivol_target_mgy
+        (e.scanner or "(unknown)", e.protocol or "(unknown)")
+        for e in exams
+        if e.ctdivol_mgy is not None and e.ctdivol_mgy > o.ctdivol_target_mgy
     )
     dose_figures = {
         "exams_with_ctdivol": len(dose),
@@ -267,7 +282,8 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
         "target_mgy": o.ctdivol_target_mgy,
         "dlp_mean_mgycm": float(np.mean(dlp)) if dlp else None,
         "outliers_by_scanner_protocol": [
-            {"scanner": s, "protocol": p, "exams_over_target": c} for (s, p), c in sorted(outliers.items(), key=lambda x: (-x[1], x[0]))
+            {"scanner": s, "protocol": p, "exams_over_target": c}
+            for (s, p), c in sorted(outliers.items(), key=lambda x: (-x[1], x[0]))
         ],
         "values_mgy": dose,
     }
@@ -327,8 +343,12 @@ def compute_audit(all_exams: Sequence[ExamRecord], outcomes: Sequence[OutcomeRec
             "received_to_delivered": _quantiles_min(received_delivered),
         },
         "ai_quality": ai,
-        "smoking": {"current": smoking.get("current", 0), "known": known,
-                    "current_pct": _pct(smoking.get("current", 0), known), "by_status": dict(smoking)},
+        "smoking": {
+            "current": smoking.get("current", 0),
+            "known": known,
+            "current_pct": _pct(smoking.get("current", 0), known),
+            "by_status": dict(smoking),
+        },
         "by_radiologist": _group(exams, "radiologist", o),
         "by_scanner": _group(exams, "scanner", o),
     }

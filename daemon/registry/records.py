@@ -60,7 +60,9 @@ class ExportExam:
     dose_source: str | None = None  # "ct-dose-sr" | "ct-image"
     prior_exam_date: dt.date | None = None
     comparison_made: bool | None = None
-    protocol: str = "nlcsp"  # the protocol the exam was reported with: "nlcsp" or "lung-rads-2022" (assessments.protocol)
+    protocol: str = (
+        "nlcsp"  # the protocol the exam was reported with: "nlcsp" or "lung-rads-2022" (assessments.protocol)
+    )
     protocol_version: str = ""  # of ``protocol`` ("v2022" for Lung-RADS)
     category: str | None = None  # in ``protocol``
     lung_rads_category: str | None = None  # reported, or computed alongside by the audit protocol (LCSR)

@@ -177,7 +177,9 @@ def parse_header(data: bytes) -> Dataset:
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {exc}") from None
     except Exception as exc:  # pydicom raises a wide range on garbage input
-        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {type(exc).__name__}: {exc}") from None
+        raise RejectedInstance(
+            STATUS_CANNOT_UNDERSTAND, f"dataset does not parse: {type(exc).__name__}: {exc}"
+        ) from None
     for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
         raw = ds.get(keyword)
         if raw in (None, ""):
@@ -230,8 +232,17 @@ class Archive:
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi_operational: type[Exception] = getattr(engine.dialect.dbapi, "OperationalError", OperationalError)
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        columns = ("sop_instance_uid", "series_pk", "sop_class_uid", "instance_number", "transfer_syntax_uid",
-                   "path", "size_bytes", "calling_ae", "received_at")
+        columns = (
+            "sop_instance_uid",
+            "series_pk",
+            "sop_class_uid",
+            "instance_number",
+            "transfer_syntax_uid",
+            "path",
+            "size_bytes",
+            "calling_ae",
+            "received_at",
+        )
         self._insert_sql = f"INSERT INTO instances ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
     # ------------------------------------------------------------------ paths
@@ -281,7 +292,11 @@ class Archive:
             final = self.path_of(relative)
             if part is None and final.exists():
                 existing = self._existing(sop_uid)
-                if existing is not None and self._same_place(existing, study_uid, series_uid) and self._intact(existing):
+                if (
+                    existing is not None
+                    and self._same_place(existing, study_uid, series_uid)
+                    and self._intact(existing)
+                ):
                     return StoreResult(sop_uid, study_uid, series_uid, final, duplicate=True)
             # (with the part already written a second copy is told by the unique index below)
             if part is None:
@@ -326,12 +341,15 @@ class Archive:
                 raise
         except OSError as exc:
             self._discard(part, synced)
-            raise RejectedInstance(STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {exc.strerror or exc}") from None
+            raise RejectedInstance(
+                STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {exc.strerror or exc}"
+            ) from None
         except (OperationalError, self._dbapi_operational) as exc:  # "database or disk is full", unreachable server
             self._discard(part, synced)
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise RejectedInstance(
-                STATUS_INDEX_OUT_OF_RESOURCES, f"index database cannot take the instance: {detail[0] if detail else type(exc).__name__}"
+                STATUS_INDEX_OUT_OF_RESOURCES,
+                f"index database cannot take the instance: {detail[0] if detail else type(exc).__name__}",
             ) from None
         except BaseException:  # refused (RejectedInstance) or unexpected: nothing is left behind
             self._discard(part, synced)
@@ -343,10 +361,18 @@ class Archive:
         """The index row of ``sop_uid`` with its study and series UIDs, or None."""
         q = (
             select(
-                instances.c.id, instances.c.path, instances.c.size_bytes, instances.c.purged_at,
-                series.c.series_uid, studies.c.study_uid,
+                instances.c.id,
+                instances.c.path,
+                instances.c.size_bytes,
+                instances.c.purged_at,
+                series.c.series_uid,
+                studies.c.study_uid,
             )
-            .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+            .select_from(
+                instances.join(series, series.c.id == instances.c.series_pk).join(
+                    studies, studies.c.id == series.c.study_pk
+                )
+            )
             .where(instances.c.sop_instance_uid == sop_uid)
         )
         with self.engine.connect() as conn:
@@ -372,7 +398,7 @@ class Archive:
         )
 
     def _replace_row(self, row_id: int, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(instances)
@@ -381,7 +407,9 @@ class Archive:
                     path=relative,
                     size_bytes=size,
                     sop_class_uid=str(ds.SOPClassUID),
-                    transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+                    transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", ""))
+                    if hasattr(ds, "file_meta")
+                    else "",
                     calling_ae=(calling_ae or "")[:16] or None,
                     received_at=now,
                     purged_at=None,  # a purged instance received again has its file back
@@ -488,14 +516,16 @@ class Archive:
 
     def _has_row(self, sop_uid: str) -> bool:
         with self.engine.connect() as conn:
-            return conn.execute(select(instances.c.id).where(instances.c.sop_instance_uid == sop_uid)).first() is not None
+            return (
+                conn.execute(select(instances.c.id).where(instances.c.sop_instance_uid == sop_uid)).first() is not None
+            )
 
     def _delete_row(self, sop_uid: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(instances).where(instances.c.sop_instance_uid == sop_uid))
 
     def _insert_rows(self, ds: Dataset, relative: str, size: int, calling_ae: str | None) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         series_uid = str(ds.SeriesInstanceUID)
         study_uid = str(ds.StudyInstanceUID)
         known = self._series_pk.get(series_uid)
@@ -562,7 +592,10 @@ class Archive:
         patient_pk = self._get_or_create(
             conn,
             patients,
-            {"patient_id": str(ds.get("PatientID", "") or "")[:64], "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64]},
+            {
+                "patient_id": str(ds.get("PatientID", "") or "")[:64],
+                "issuer": str(ds.get("IssuerOfPatientID", "") or "")[:64],
+            },
             {
                 "name": str(ds.get("PatientName", "") or "")[:324] or None,
                 "birth_date": da_to_date(ds.get("PatientBirthDate")),
@@ -600,7 +633,9 @@ class Archive:
             },
         )
         owner = conn.execute(
-            select(studies.c.study_uid).select_from(series.join(studies, studies.c.id == series.c.study_pk)).where(series.c.id == series_pk)
+            select(studies.c.study_uid)
+            .select_from(series.join(studies, studies.c.id == series.c.study_pk))
+            .where(series.c.id == series_pk)
         ).scalar_one()
         return series_pk, str(owner)
 
@@ -662,4 +697,6 @@ class Archive:
         try:
             self._insert_rows(ds, relative, size, None)
         except IntegrityError:
-            raise RejectedInstance(STATUS_UID_CONFLICT, f"SOP Instance UID {ds.SOPInstanceUID} is indexed already") from None
+            raise RejectedInstance(
+                STATUS_UID_CONFLICT, f"SOP Instance UID {ds.SOPInstanceUID} is indexed already"
+            ) from None

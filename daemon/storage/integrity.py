@@ -90,9 +90,16 @@ def _archive_files(root: Path) -> dict[str, int]:
 
 def _rows(archive: Archive) -> list[Any]:
     q = select(
-        instances.c.id, instances.c.sop_instance_uid, instances.c.path, instances.c.size_bytes, instances.c.received_at,
-        series.c.series_uid, studies.c.study_uid,
-    ).select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        instances.c.id,
+        instances.c.sop_instance_uid,
+        instances.c.path,
+        instances.c.size_bytes,
+        instances.c.received_at,
+        series.c.series_uid,
+        studies.c.study_uid,
+    ).select_from(
+        instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk)
+    )
     q = q.where(instances.c.purged_at.is_(None))  # a purged instance (retention) has no file by design
     with archive.engine.connect() as conn:
         return list(conn.execute(q))
@@ -121,12 +128,19 @@ def scan(archive: Archive, *, read_files: bool = False) -> ScanResult:
     indexed: set[str] = set()
     for row in rows:
         indexed.add(row.path)
-        where = {"path": row.path, "sop_instance_uid": row.sop_instance_uid, "study_uid": row.study_uid, "series_uid": row.series_uid}
+        where = {
+            "path": row.path,
+            "sop_instance_uid": row.sop_instance_uid,
+            "study_uid": row.study_uid,
+            "series_uid": row.series_uid,
+        }
         size = files.get(row.path)
         if size is None:
             result.findings.append(Finding("missing", detail="indexed, but the file is not there", **where))
         elif size != row.size_bytes:
-            result.findings.append(Finding("size", detail=f"file is {size} bytes, the index says {row.size_bytes}", **where))
+            result.findings.append(
+                Finding("size", detail=f"file is {size} bytes, the index says {row.size_bytes}", **where)
+            )
         elif read_files:
             try:
                 problem, digest = _read_check(archive, archive.path_of(row.path), row.sop_instance_uid)
@@ -206,7 +220,9 @@ def reconcile(archive: Archive) -> dict[str, int]:
             else:
                 moved = _quarantine(archive, f.path, stamp)
                 counts["quarantined"] += 1
-                log.warning("archive file %s has no index row and cannot be indexed (%s): moved to %s", f.path, problem, moved)
+                log.warning(
+                    "archive file %s has no index row and cannot be indexed (%s): moved to %s", f.path, problem, moved
+                )
     if lost or counts["quarantined"] or (archive.root / REPORT_NAME).exists():
         previous = _read_report(archive.root)
         still = [e for e in previous.get("lost", []) if not _restored(archive, e)]
@@ -234,7 +250,9 @@ def _write_report(root: Path, data: dict[str, Any]) -> None:
 def _restored(archive: Archive, entry: dict[str, Any]) -> bool:
     with archive.engine.connect() as conn:
         row = conn.execute(
-            select(instances.c.path, instances.c.size_bytes).where(instances.c.sop_instance_uid == entry["sop_instance_uid"])
+            select(instances.c.path, instances.c.size_bytes).where(
+                instances.c.sop_instance_uid == entry["sop_instance_uid"]
+            )
         ).first()
     if row is None:
         return False

@@ -19,14 +19,21 @@ from daemon.storage.schema import assessments, nodule_observations, studies
 from dicom_sr.findings import ExamAssessment
 
 
-def record_assessment(engine: Engine, study_uid: str, result: AnalysisResult, *, conn: Connection | None = None) -> None:
+def record_assessment(
+    engine: Engine, study_uid: str, result: AnalysisResult, *, conn: Connection | None = None
+) -> None:
     """The assessment and every nodule, into the index (idempotent per SR); inside ``conn``'s
     transaction when given (the one that also creates the outbox rows and marks the study done)."""
 
     def write(c: Connection) -> None:
         write_assessment(
-            c, study_uid, result.assessment, result.assessment_json, str(result.report.SOPInstanceUID),
-            str(result.seg.SOPInstanceUID) if result.seg is not None else None, audit=result.audit,
+            c,
+            study_uid,
+            result.assessment,
+            result.assessment_json,
+            str(result.report.SOPInstanceUID),
+            str(result.seg.SOPInstanceUID) if result.seg is not None else None,
+            audit=result.audit,
         )
 
     if conn is None:
@@ -113,7 +120,8 @@ def _record_prior_time_points(conn, finding, patient_pk, sr_uid: str) -> None:  
     for c in finding.comparisons:
         known = conn.execute(
             select(nodule_observations.c.id).where(
-                nodule_observations.c.tracking_uid == finding.tracking_uid, nodule_observations.c.study_uid == c.prior_study_uid
+                nodule_observations.c.tracking_uid == finding.tracking_uid,
+                nodule_observations.c.study_uid == c.prior_study_uid,
             )
         ).first()
         if known is not None or c.prior_measurement is None:
@@ -121,11 +129,23 @@ def _record_prior_time_points(conn, finding, patient_pk, sr_uid: str) -> None:  
         pm = c.prior_measurement
         conn.execute(
             insert(nodule_observations).values(
-                report_sop_uid=sr_uid, study_uid=c.prior_study_uid, patient_pk=patient_pk,
-                tracking_uid=finding.tracking_uid, tracking_id=finding.tracking_id, exam_date=c.prior_study_date,
-                volume_mm3=pm.volume_mm3, mean_diameter_mm=pm.mean_diameter_mm, max_axial_diameter_mm=pm.max_axial_diameter_mm,
-                solid_volume_mm3=pm.solid_volume_mm3, composition=None, status=None, category=c.prior_category,
-                centroid_x_mm=pm.centroid_lps_mm[0], centroid_y_mm=pm.centroid_lps_mm[1], centroid_z_mm=pm.centroid_lps_mm[2],
-                derived=1, error=None,
+                report_sop_uid=sr_uid,
+                study_uid=c.prior_study_uid,
+                patient_pk=patient_pk,
+                tracking_uid=finding.tracking_uid,
+                tracking_id=finding.tracking_id,
+                exam_date=c.prior_study_date,
+                volume_mm3=pm.volume_mm3,
+                mean_diameter_mm=pm.mean_diameter_mm,
+                max_axial_diameter_mm=pm.max_axial_diameter_mm,
+                solid_volume_mm3=pm.solid_volume_mm3,
+                composition=None,
+                status=None,
+                category=c.prior_category,
+                centroid_x_mm=pm.centroid_lps_mm[0],
+                centroid_y_mm=pm.centroid_lps_mm[1],
+                centroid_z_mm=pm.centroid_lps_mm[2],
+                derived=1,
+                error=None,
             )
         )

@@ -39,7 +39,11 @@ def study_files(engine: Engine, archive: Archive, study_uid: str) -> StudyFiles:
     """The study's CT images and candidate seed objects, from the index."""
     q = (
         select(instances.c.path, instances.c.sop_class_uid, instances.c.sop_instance_uid, series.c.manufacturer)
-        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .select_from(
+            instances.join(series, series.c.id == instances.c.series_pk).join(
+                studies, studies.c.id == series.c.study_pk
+            )
+        )
         .where(studies.c.study_uid == study_uid, instances.c.purged_at.is_(None))  # purged: no file (retention)
         .order_by(instances.c.path)
     )
@@ -69,7 +73,11 @@ def study_patient(engine: Engine, study_uid: str) -> StudyPatient | None:
     with engine.connect() as conn:
         row = conn.execute(
             select(patients.c.patient_id, patients.c.issuer, studies.c.study_date, analyses.c.queued_at)
-            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk).outerjoin(analyses, analyses.c.study_uid == studies.c.study_uid))
+            .select_from(
+                studies.join(patients, patients.c.id == studies.c.patient_pk).outerjoin(
+                    analyses, analyses.c.study_uid == studies.c.study_uid
+                )
+            )
             .where(studies.c.study_uid == study_uid)
         ).first()
     if row is None:
@@ -100,7 +108,9 @@ def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> li
         first, last = lookback_window(current.study_date, lookback_years)
         rows = conn.execute(
             select(studies.c.study_uid, studies.c.study_date, studies.c.description)
-            .where(studies.c.patient_pk == current.patient_pk, studies.c.study_date <= last, studies.c.study_date >= first)
+            .where(
+                studies.c.patient_pk == current.patient_pk, studies.c.study_date <= last, studies.c.study_date >= first
+            )
             .order_by(studies.c.study_date)
         ).all()
     return [EarlierStudy(r.study_uid, r.study_date, r.description) for r in rows]
@@ -109,24 +119,49 @@ def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> li
 def best_ct_series_paths(engine: Engine, archive: Archive, study_uid: str) -> list[Path]:
     """The images of a study's CT series best suited for comparison (:func:`daemon.analysis.series.best_ct_series`)."""
     q = (
-        select(series.c.series_uid, series.c.description, series.c.slice_thickness_mm, series.c.image_orientation,
-               series.c.convolution_kernel, series.c.manufacturer, instances.c.path)
-        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-        .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid == CT_IMAGE_STORAGE, instances.c.purged_at.is_(None))
+        select(
+            series.c.series_uid,
+            series.c.description,
+            series.c.slice_thickness_mm,
+            series.c.image_orientation,
+            series.c.convolution_kernel,
+            series.c.manufacturer,
+            instances.c.path,
+        )
+        .select_from(
+            instances.join(series, series.c.id == instances.c.series_pk).join(
+                studies, studies.c.id == series.c.study_pk
+            )
+        )
+        .where(
+            studies.c.study_uid == study_uid,
+            instances.c.sop_class_uid == CT_IMAGE_STORAGE,
+            instances.c.purged_at.is_(None),
+        )
     )
     headers: dict[str, PriorSeries] = {}
     paths: dict[str, list[Path]] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
             if row.series_uid not in headers:
-                iop = tuple(v for v in (to_float(t) for t in (row.image_orientation or "").split("\\")) if v is not None)
+                iop = tuple(
+                    v for v in (to_float(t) for t in (row.image_orientation or "").split("\\")) if v is not None
+                )
                 headers[row.series_uid] = PriorSeries(
-                    row.series_uid, "CT", row.description, row.slice_thickness_mm, None, row.manufacturer,
-                    row.convolution_kernel, iop or None,
+                    row.series_uid,
+                    "CT",
+                    row.description,
+                    row.slice_thickness_mm,
+                    None,
+                    row.manufacturer,
+                    row.convolution_kernel,
+                    iop or None,
                 )
             paths.setdefault(row.series_uid, []).append(archive.path_of(row.path))
     candidates = tuple(
-        replace(s, n_instances=len(paths[uid])) for uid, s in headers.items() if orientation_is_axial(s.image_orientation) is not False
+        replace(s, n_instances=len(paths[uid]))
+        for uid, s in headers.items()
+        if orientation_is_axial(s.image_orientation) is not False
     )
     best = best_ct_series(PriorStudy(study_uid, None, None, ("CT",), "index", candidates))
     return paths[best.series_uid] if best is not None else []
@@ -147,7 +182,10 @@ def reported_nodules(engine: Engine, archive: Archive, study_uid: str) -> tuple[
     """The nodules of noduled's newest report of a study."""
     with engine.connect() as conn:
         sr = conn.execute(
-            select(assessments.c.report_sop_uid).where(assessments.c.study_uid == study_uid).order_by(assessments.c.id.desc()).limit(1)
+            select(assessments.c.report_sop_uid)
+            .where(assessments.c.study_uid == study_uid)
+            .order_by(assessments.c.id.desc())
+            .limit(1)
         ).scalar_one_or_none()
         if sr is None:
             return _reported_in_archived_sr(engine, archive, study_uid)
@@ -159,7 +197,9 @@ def reported_nodules(engine: Engine, archive: Archive, study_uid: str) -> tuple[
             volume_mm3=r.volume_mm3,
             mean_diameter_mm=r.mean_diameter_mm,
             category=r.category,
-            centroid_lps_mm=(r.centroid_x_mm, r.centroid_y_mm, r.centroid_z_mm) if r.centroid_x_mm is not None else None,
+            centroid_lps_mm=(r.centroid_x_mm, r.centroid_y_mm, r.centroid_z_mm)
+            if r.centroid_x_mm is not None
+            else None,
         )
         for r in rows
         if r.error is None
@@ -173,7 +213,11 @@ def _reported_in_archived_sr(engine: Engine, archive: Archive, study_uid: str) -
 
     q = (
         select(instances.c.path)
-        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .select_from(
+            instances.join(series, series.c.id == instances.c.series_pk).join(
+                studies, studies.c.id == series.c.study_pk
+            )
+        )
         .where(
             studies.c.study_uid == study_uid,
             func.lower(func.trim(series.c.manufacturer)) == OUR_MANUFACTURER,  # is_noduled_object, in SQL

@@ -80,7 +80,9 @@ def purge_candidates(engine: Engine) -> list[PurgeCandidate]:
     delivered = exists().where(and_(outbox.c.study_uid == studies.c.study_uid, outbox.c.state == _DELIVERED))
     q = (
         select(studies.c.study_uid, analyses.c.finished_at, ct.c.files, ct.c.size)
-        .select_from(studies.join(analyses, analyses.c.study_uid == studies.c.study_uid).join(ct, ct.c.study_pk == studies.c.id))
+        .select_from(
+            studies.join(analyses, analyses.c.study_uid == studies.c.study_uid).join(ct, ct.c.study_pk == studies.c.id)
+        )
         .where(analyses.c.state == _DONE, analyses.c.finished_at.is_not(None), delivered, ~undelivered)
         .order_by(analyses.c.finished_at, studies.c.study_uid)
     )
@@ -94,8 +96,14 @@ def disk_used_percent(path: Path, disk_usage: Callable[[Path], shutil._ntuple_di
 
 
 def plan_purge(
-    engine: Engine, data_dir: Path, *, now: dt.datetime, retention_days: float, high_water_mark_percent: float,
-    low_water_mark_percent: float, disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage,
+    engine: Engine,
+    data_dir: Path,
+    *,
+    now: dt.datetime,
+    retention_days: float,
+    high_water_mark_percent: float,
+    low_water_mark_percent: float,
+    disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage,
 ) -> tuple[list[PurgeCandidate], float]:
     """What a purge at ``now`` deletes, and the filesystem's use in percent now."""
     candidates = purge_candidates(engine)
@@ -122,14 +130,26 @@ def plan_purge(
 
 
 def purge(
-    engine: Engine, archive_root: Path, data_dir: Path, *, now: dt.datetime, retention_days: float,
-    high_water_mark_percent: float, low_water_mark_percent: float, dry_run: bool = False,
+    engine: Engine,
+    archive_root: Path,
+    data_dir: Path,
+    *,
+    now: dt.datetime,
+    retention_days: float,
+    high_water_mark_percent: float,
+    low_water_mark_percent: float,
+    dry_run: bool = False,
     disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage,
 ) -> PurgeResult:
     """Plan (:func:`plan_purge`) and, unless ``dry_run``, delete the CT files of the chosen studies."""
     chosen, percent = plan_purge(
-        engine, data_dir, now=now, retention_days=retention_days, high_water_mark_percent=high_water_mark_percent,
-        low_water_mark_percent=low_water_mark_percent, disk_usage=disk_usage,
+        engine,
+        data_dir,
+        now=now,
+        retention_days=retention_days,
+        high_water_mark_percent=high_water_mark_percent,
+        low_water_mark_percent=low_water_mark_percent,
+        disk_usage=disk_usage,
     )
     result = PurgeResult(studies=chosen, dry_run=dry_run, disk_used_percent=percent)
     if dry_run:
@@ -139,7 +159,11 @@ def purge(
         result.files_deleted += files
         result.bytes_freed += freed
         log.info(
-            "study %s: %d CT files purged (%.1f MB, %s; reported %s)", c.study_uid, files, freed / 1e6, c.reason,
+            "study %s: %d CT files purged (%.1f MB, %s; reported %s)",
+            c.study_uid,
+            files,
+            freed / 1e6,
+            c.reason,
             c.reported_at.date().isoformat(),
         )
     return result
@@ -150,8 +174,16 @@ def purge_study(engine: Engine, archive_root: Path, study_uid: str, *, now: dt.d
     with engine.begin() as conn:
         q = (
             select(instances.c.id, instances.c.path, instances.c.size_bytes)
-            .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
-            .where(studies.c.study_uid == study_uid, instances.c.sop_class_uid.in_(PURGED_CLASSES), instances.c.purged_at.is_(None))
+            .select_from(
+                instances.join(series, series.c.id == instances.c.series_pk).join(
+                    studies, studies.c.id == series.c.study_pk
+                )
+            )
+            .where(
+                studies.c.study_uid == study_uid,
+                instances.c.sop_class_uid.in_(PURGED_CLASSES),
+                instances.c.purged_at.is_(None),
+            )
         )
         rows = conn.execute(q).all()
         if rows:
@@ -179,5 +211,7 @@ def archive_bytes(engine: Engine) -> int:
     """Bytes of the instance files the index says are on disk (the ``noduled_archive_bytes`` gauge)."""
     with engine.connect() as conn:
         return int(
-            conn.execute(select(func.coalesce(func.sum(instances.c.size_bytes), 0)).where(instances.c.purged_at.is_(None))).scalar_one()
+            conn.execute(
+                select(func.coalesce(func.sum(instances.c.size_bytes), 0)).where(instances.c.purged_at.is_(None))
+            ).scalar_one()
         )

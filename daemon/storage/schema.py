@@ -307,7 +307,9 @@ outcomes = Table(
     Column("tnm_edition", String(8)),
     Column("source", String(16), nullable=False),  # "outcome-file" | "cli"
     Column("created_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("participant_pk", "outcome_date", "outcome_type", name="uq_outcomes_participant_pk_outcome_date_outcome_type"),
+    UniqueConstraint(
+        "participant_pk", "outcome_date", "outcome_type", name="uq_outcomes_participant_pk_outcome_date_outcome_type"
+    ),
 )
 
 # The configuration ``noduled serve`` publishes for its workers (daemon/workflow/shared_config.py):

@@ -48,18 +48,45 @@ _PIXEL_TAGS = (PIXEL_DATA, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Da
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
-_VRS = _LONG_VRS | {vr.encode() for vr in ["AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"]}
+_VRS = _LONG_VRS | {
+    vr.encode()
+    for vr in [
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FD",
+        "FL",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "SL",
+        "SS",
+        "ST",
+        "TM",
+        "UI",
+        "UL",
+        "US",
+    ]
+}
 # binary VRs whose value is a whole number of fixed-size numbers (a length that is not is corrupt)
 _UNIT = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8, b"SV": 8, b"UV": 8}
 _MAX_DEPTH = 64  # nested sequences; deeper is refused rather than recursed into
 
 # SOP classes whose data sets must carry pixel data (a data set cut short before it is refused)
-IMAGE_SOP_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
-    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
-})
+IMAGE_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+        "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+    }
+)
 
 
 class DatasetProblem(ValueError):
@@ -137,12 +164,22 @@ class _Walker:
 
     def _head(self, pos: int, end: int) -> tuple[int, int]:
         if end - pos < 8:
-            raise DatasetProblem(f"data set is cut short: {end - pos} bytes left at offset {pos}, an element header needs 8")
+            raise DatasetProblem(
+                f"data set is cut short: {end - pos} bytes left at offset {pos}, an element header needs 8"
+            )
         group, element = struct.unpack_from(self.e + "HH", self.buf, pos)
         return (group << 16) | element, group
 
-    def elements(self, pos: int, end: int, depth: int, *, explicit: bool | None = None,
-                 until_item_end: bool = False, top: bool = False) -> int:
+    def elements(
+        self,
+        pos: int,
+        end: int,
+        depth: int,
+        *,
+        explicit: bool | None = None,
+        until_item_end: bool = False,
+        top: bool = False,
+    ) -> int:
         """Walk elements in [pos, end); with ``until_item_end`` stop after an Item Delimitation Item."""
         explicit = self.explicit if explicit is None else explicit
         if depth > _MAX_DEPTH:
@@ -183,7 +220,9 @@ class _Walker:
                 elif vr == b"UN":  # UN of undefined length: a sequence in implicit VR little endian (PS3.5 6.2.2)
                     pos = self._items(pos, end, depth, undefined=True, explicit=False)
                 else:
-                    raise DatasetProblem(f"element {_tag_text(tag)} ({vr.decode(errors='replace')}) has undefined length")
+                    raise DatasetProblem(
+                        f"element {_tag_text(tag)} ({vr.decode(errors='replace')}) has undefined length"
+                    )
                 continue
             if length > end - pos:
                 raise DatasetProblem(
@@ -192,7 +231,9 @@ class _Walker:
             if vr == b"SQ" and length:
                 self._items(pos, pos + length, depth, undefined=False, explicit=explicit)
             elif length % _UNIT.get(vr, 1):
-                raise DatasetProblem(f"element {_tag_text(tag)} ({vr.decode()}) is {length} bytes, not a whole number of values")
+                raise DatasetProblem(
+                    f"element {_tag_text(tag)} ({vr.decode()}) is {length} bytes, not a whole number of values"
+                )
             if top and group == 0x0028 and tag in _PIXEL_ATTRS:
                 self._keep(tag, buf[pos : pos + length])
             if top and tag in _PIXEL_TAGS:
@@ -237,7 +278,9 @@ class _Walker:
                 self.pixel_tag, self.pixel_length, self.fragments = tag, None, items - 1
                 return pos
             if item != _ITEM or length == _UNDEFINED:
-                raise DatasetProblem(f"encapsulated pixel data holds {_tag_text(item)} at offset {pos - 8}, not a fragment item")
+                raise DatasetProblem(
+                    f"encapsulated pixel data holds {_tag_text(item)} at offset {pos - 8}, not a fragment item"
+                )
             if length > end - pos:
                 raise DatasetProblem(f"pixel data fragment declares {length} bytes but {end - pos} remain (cut short)")
             if items == 0 and length % 4:
@@ -311,10 +354,24 @@ _PIXEL_MODULE = (
 )
 
 
-_PHOTOMETRIC = frozenset({
-    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422",
-    "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "HSV", "ARGB", "CMYK", "XYB",
-})
+_PHOTOMETRIC = frozenset(
+    {
+        "MONOCHROME1",
+        "MONOCHROME2",
+        "PALETTE COLOR",
+        "RGB",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_PARTIAL_422",
+        "YBR_PARTIAL_420",
+        "YBR_ICT",
+        "YBR_RCT",
+        "HSV",
+        "ARGB",
+        "CMYK",
+        "XYB",
+    }
+)
 
 
 def _check_image_pixel_module(get: Any) -> None:
@@ -334,7 +391,9 @@ def _check_image_pixel_module(get: Any) -> None:
     if not photometric:
         raise DatasetProblem("data set has Pixel Data but no Photometric Interpretation (0028,0004)")
     if photometric not in _PHOTOMETRIC:
-        raise DatasetProblem(f"Photometric Interpretation {photometric[:20]!r} is not a defined term (PS3.3 C.7.6.3.1.2)")
+        raise DatasetProblem(
+            f"Photometric Interpretation {photometric[:20]!r} is not a defined term (PS3.3 C.7.6.3.1.2)"
+        )
     if values["Rows"] <= 0 or values["Columns"] <= 0:
         raise DatasetProblem(f"Rows {values['Rows']} x Columns {values['Columns']} is not an image")
     if values["SamplesPerPixel"] not in (1, 3, 4):

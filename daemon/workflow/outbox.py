@@ -80,20 +80,25 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
 # where a file names the objects it depends on (read without the SR content tree or the pixels)
 _REFERENCE_SEQUENCES = [
-    "CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence", "PredecessorDocumentsSequence",
-    "SourceImageSequence", "ReferencedImageSequence", "ReferencedSeriesSequence",
+    "CurrentRequestedProcedureEvidenceSequence",
+    "PertinentOtherEvidenceSequence",
+    "PredecessorDocumentsSequence",
+    "SourceImageSequence",
+    "ReferencedImageSequence",
+    "ReferencedSeriesSequence",
 ]
+
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the outbox's default clock)."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """``value`` as aware UTC; naive values (SQLite returns those) are taken as UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def destination_key(dest: Destination) -> str:
@@ -185,7 +190,9 @@ class Outbox:
         self._wake = threading.Event()
 
     # ---------------------------------------------------------------- enqueue
-    def enqueue(self, sop_instance_uid: str, study_uid: str, relative_path: str, *, conn: Connection | None = None) -> int:
+    def enqueue(
+        self, sop_instance_uid: str, study_uid: str, relative_path: str, *, conn: Connection | None = None
+    ) -> int:
         """Queue one archived object for every configured destination.
 
         Idempotent: a (SOP Instance UID, destination) pair already in the
@@ -218,8 +225,10 @@ class Outbox:
                 from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
             with self.engine.begin() if conn is None else nullcontext(conn) as tx:
                 for row in rows:
-                    stmt = dialect_insert(outbox).values(**row).on_conflict_do_nothing(
-                        index_elements=["sop_instance_uid", "destination"]
+                    stmt = (
+                        dialect_insert(outbox)
+                        .values(**row)
+                        .on_conflict_do_nothing(index_elements=["sop_instance_uid", "destination"])
                     )
                     created += tx.execute(stmt).rowcount
         else:
@@ -266,8 +275,16 @@ class Outbox:
                 .limit(limit)
             ).all()
         rows = [
-            _Row(r.id, r.sop_instance_uid, r.study_uid, r.path, r.destination, int(r.attempts or 0), _utc(r.created_at),
-                 r.commitment_uid)
+            _Row(
+                r.id,
+                r.sop_instance_uid,
+                r.study_uid,
+                r.path,
+                r.destination,
+                int(r.attempts or 0),
+                _utc(r.created_at),
+                r.commitment_uid,
+            )
             for r in due
         ]
         ready = self._not_waiting(rows)
@@ -284,7 +301,10 @@ class Outbox:
                 outcomes = self._send(destination, claimed, now)
             except Exception as exc:  # never lose the claim's bookkeeping to an unexpected error
                 log.exception("unexpected error while delivering to %s", destination)
-                outcomes = [_Outcome(row, False, f"internal error while sending: {type(exc).__name__}: {exc}") for row in claimed]
+                outcomes = [
+                    _Outcome(row, False, f"internal error while sending: {type(exc).__name__}: {exc}")
+                    for row in claimed
+                ]
             for key, n in self._record(outcomes, now).items():
                 counts[key] += n
                 if key == "delivered":
@@ -312,7 +332,11 @@ class Outbox:
         for row in rows:
             others = waiting_for.get((row.study_uid, row.destination), set()) - {row.sop_instance_uid}
             if others and self._referenced_uids(row) & others:
-                log.debug("%s waits for the objects it references to be delivered to %s", row.sop_instance_uid, row.destination)
+                log.debug(
+                    "%s waits for the objects it references to be delivered to %s",
+                    row.sop_instance_uid,
+                    row.destination,
+                )
                 continue
             ready.append(row)
         return ready
@@ -373,7 +397,9 @@ class Outbox:
         for row in rows:
             path = self.archive_dir / row.path
             if not path.is_file():
-                outcomes.append(_Outcome(row, False, f"file {row.path} is missing from the archive {self.archive_dir}", True))
+                outcomes.append(
+                    _Outcome(row, False, f"file {row.path} is missing from the archive {self.archive_dir}", True)
+                )
                 continue
             try:
                 meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
@@ -381,7 +407,9 @@ class Outbox:
                 syntax = UID(str(meta.file_meta.TransferSyntaxUID))
             except Exception as exc:  # not DICOM, no file meta, truncated...
                 outcomes.append(
-                    _Outcome(row, False, f"file {row.path} is not a readable DICOM file: {type(exc).__name__}: {exc}", True)
+                    _Outcome(
+                        row, False, f"file {row.path} is not a readable DICOM file: {type(exc).__name__}: {exc}", True
+                    )
                 )
                 continue
             sendable.append((row, StoreFile(row.id, path, sop_class, syntax, row.sop_instance_uid)))
@@ -394,9 +422,16 @@ class Outbox:
             return outcomes + [_Outcome(row, False, str(exc)) for row, _ in sendable]
         by_key = {f.key: row for row, f in sendable}
         sent = store_files(
-            [f for _, f in sendable], calling_ae=self.calling_ae, destination=destination, ae_title=ae_title, host=host,
-            port=port, timeout_s=self.timeout_s, commitment=self._commitment.get(destination, "off"),
-            on_stored=lambda keys, uid: self._await_commitment(keys, uid, now), on_report=self.record_commitment,
+            [f for _, f in sendable],
+            calling_ae=self.calling_ae,
+            destination=destination,
+            ae_title=ae_title,
+            host=host,
+            port=port,
+            timeout_s=self.timeout_s,
+            commitment=self._commitment.get(destination, "off"),
+            on_stored=lambda keys, uid: self._await_commitment(keys, uid, now),
+            on_report=self.record_commitment,
         )
         return outcomes + [_Outcome(by_key[o.key], o.ok, o.error, commitment_uid=o.commitment_uid) for o in sent]
 
@@ -408,7 +443,10 @@ class Outbox:
                 update(outbox)
                 .where(outbox.c.id.in_(list(row_ids)), outbox.c.state == PENDING)
                 .values(
-                    commitment_uid=transaction_uid, stored_at=now, next_attempt_at=deadline, claimed_until=None,
+                    commitment_uid=transaction_uid,
+                    stored_at=now,
+                    next_attempt_at=deadline,
+                    claimed_until=None,
                     attempts=outbox.c.attempts + 1,
                 )
             )
@@ -509,16 +547,30 @@ class Outbox:
                     key = "delivered"
                 elif o.permanent or now - row.created_at >= max_age:
                     age_days = (now - row.created_at).total_seconds() / 86400
-                    reason = o.error if o.permanent else f"undelivered after {attempts} attempts over {age_days:.1f} days; last error: {o.error}"
-                    values = {"state": EXPIRED, "attempts": attempts, "last_error": reason, "claimed_until": None,
-                              "commitment_uid": None}
+                    reason = (
+                        o.error
+                        if o.permanent
+                        else f"undelivered after {attempts} attempts over {age_days:.1f} days; last error: {o.error}"
+                    )
+                    values = {
+                        "state": EXPIRED,
+                        "attempts": attempts,
+                        "last_error": reason,
+                        "claimed_until": None,
+                        "commitment_uid": None,
+                    }
                     key = "expired"
                 else:
                     delay = dt.timedelta(seconds=self.policy.delay_s(attempts))
                     # the last try falls due exactly at max_age, not up to max_s later
                     next_at = min(now + delay, max(row.created_at + max_age, now))
-                    values = {"attempts": attempts, "next_attempt_at": next_at, "last_error": o.error, "claimed_until": None,
-                              "commitment_uid": None}
+                    values = {
+                        "attempts": attempts,
+                        "next_attempt_at": next_at,
+                        "last_error": o.error,
+                        "claimed_until": None,
+                        "commitment_uid": None,
+                    }
                     key = "retry"
                 if conn.execute(update(outbox).where(mine).values(**values)).rowcount == 1:
                     counts[key] += 1
@@ -534,7 +586,13 @@ class Outbox:
                             o.error,
                         )
         for study_uid, destination, attempts, reason in warnings:
-            log.warning("gave up delivering an object of study %s to %s (%d attempts): %s", study_uid, destination, attempts, reason)
+            log.warning(
+                "gave up delivering an object of study %s to %s (%d attempts): %s",
+                study_uid,
+                destination,
+                attempts,
+                reason,
+            )
         return counts
 
     # -------------------------------------------------------------------- loop
@@ -561,7 +619,9 @@ class Outbox:
     def pending_count(self) -> int:
         """Rows waiting to be delivered (the ``noduled_outbox_pending`` gauge)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state == PENDING)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state == PENDING)).scalar_one()
+            )
 
     def summary(self, *, recent_errors: int = 10) -> dict[str, Any]:
         """What the outbox holds, for ``noduled status`` and ``/healthz`` (no patient data)."""
@@ -587,7 +647,9 @@ def outbox_summary(engine: Engine, *, recent_errors: int = 10) -> dict[str, Any]
             per[state] = per.get(state, 0) + int(n)
         result["awaiting_commitment"] = int(
             conn.execute(
-                select(func.count()).select_from(outbox).where(outbox.c.state == PENDING, outbox.c.commitment_uid.is_not(None))
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.state == PENDING, outbox.c.commitment_uid.is_not(None))
             ).scalar_one()
         )
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.state == PENDING)).scalar()

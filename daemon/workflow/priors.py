@@ -51,16 +51,33 @@ def fetch_missing_priors(
     """
     if not patient_id.strip():
         return []
-    remote = query_pacs(pacs, calling_ae=calling_ae, patient_id=patient_id, issuer=issuer or None, before=before, lookback_years=lookback_years)
+    remote = query_pacs(
+        pacs,
+        calling_ae=calling_ae,
+        patient_id=patient_id,
+        issuer=issuer or None,
+        before=before,
+        lookback_years=lookback_years,
+    )
     remote = select_priors(remote[::-1], max_studies)[::-1]  # query_pacs answers newest first
-    local = {s.study_uid: s for s in priors_in_index(engine, patient_id=patient_id, issuer=issuer, before=before, lookback_years=lookback_years)}
+    local = {
+        s.study_uid: s
+        for s in priors_in_index(
+            engine, patient_id=patient_id, issuer=issuer, before=before, lookback_years=lookback_years
+        )
+    }
     fetched = []
     for study in remote:
         wanted = series_to_fetch(study, local.get(study.study_uid))
         if not wanted:
             continue
         result = retrieve(
-            pacs, calling_ae=calling_ae, study_uid=study.study_uid, series_uids=wanted, method=pacs.retrieve, store=store,
+            pacs,
+            calling_ae=calling_ae,
+            study_uid=study.study_uid,
+            series_uids=wanted,
+            method=pacs.retrieve,
+            store=store,
         )
         if not result.complete:
             raise PriorsUnavailable(f"prior study {study.study_uid} came back incomplete: {result.message}")
@@ -70,8 +87,15 @@ def fetch_missing_priors(
 
 
 def fetch_or_wait(
-    engine: Engine, archive: Archive, pacs: PACSSettings | None, study_uid: str, *, calling_ae: str,
-    lookback_years: float, max_priors: int, now: dt.datetime | None = None,
+    engine: Engine,
+    archive: Archive,
+    pacs: PACSSettings | None,
+    study_uid: str,
+    *,
+    calling_ae: str,
+    lookback_years: float,
+    max_priors: int,
+    now: dt.datetime | None = None,
 ) -> list[str]:
     """Retrieve the patient's priors the PACS holds and the archive does not; notes for the report.
 
@@ -86,9 +110,15 @@ def fetch_or_wait(
         return []
     try:
         fetch_missing_priors(
-            pacs, engine=engine, calling_ae=calling_ae, patient_id=who.patient_id, issuer=who.issuer,
-            before=who.study_date, store=lambda data: archive.store(data, calling_ae=pacs.ae_title),
-            lookback_years=lookback_years, max_studies=max_priors,
+            pacs,
+            engine=engine,
+            calling_ae=calling_ae,
+            patient_id=who.patient_id,
+            issuer=who.issuer,
+            before=who.study_date,
+            store=lambda data: archive.store(data, calling_ae=pacs.ae_title),
+            lookback_years=lookback_years,
+            max_studies=max_priors,
         )
     except PriorsUnavailable as exc:
         now = now or state.utcnow()
@@ -97,8 +127,10 @@ def fetch_or_wait(
         if limit and waited_min >= limit:
             why = str(exc).removeprefix("waiting for prior study from PACS: ")
             log.warning("study %s: reporting without priors after %.1f min: %s", study_uid, waited_min, why)
-            return [f"Reported without prior comparison: the PACS did not give the prior studies within the site's limit"
-                    f" of {limit:g} min (waited {waited_min:.1f} min; {why})"]
+            return [
+                f"Reported without prior comparison: the PACS did not give the prior studies within the site's limit"
+                f" of {limit:g} min (waited {waited_min:.1f} min; {why})"
+            ]
         state.waiting_for_priors(engine, study_uid, str(exc))
         raise WaitingForPriors(str(exc)) from None
     return []

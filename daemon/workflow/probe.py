@@ -64,7 +64,9 @@ class DestinationProbe:
 
     def _destinations(self) -> list[str]:
         with self.engine.connect() as conn:
-            waiting = conn.execute(select(outbox.c.destination).where(outbox.c.state == PENDING).distinct()).scalars().all()
+            waiting = (
+                conn.execute(select(outbox.c.destination).where(outbox.c.state == PENDING).distinct()).scalars().all()
+            )
         return list(dict.fromkeys([*self.configured, *waiting]))
 
     def probe_once(self) -> dict[str, DestinationState]:
@@ -75,8 +77,14 @@ class DestinationProbe:
             except ValueError as exc:
                 error: str | None = str(exc)
             else:
-                error = self.echo(calling_ae=self.calling_ae, destination=key, ae_title=ae, host=host, port=port,
-                                  timeout_s=self.timeout_s)
+                error = self.echo(
+                    calling_ae=self.calling_ae,
+                    destination=key,
+                    ae_title=ae,
+                    host=host,
+                    port=port,
+                    timeout_s=self.timeout_s,
+                )
             now = self.clock()
             with self._lock:
                 state = self.states.setdefault(key, DestinationState())

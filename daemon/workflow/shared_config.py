@@ -55,9 +55,9 @@ def section_value(settings: Settings, name: str) -> Any:
 
 
 def _default_value(name: str) -> Any:
-    return section_value(Settings.model_construct(
-        destinations=(), pacs=None, site=SiteSettings(), analysis=AnalysisSettings()
-    ), name)
+    return section_value(
+        Settings.model_construct(destinations=(), pacs=None, site=SiteSettings(), analysis=AnalysisSettings()), name
+    )
 
 
 def publish(engine: Engine, settings: Settings, *, now: dt.datetime | None = None) -> None:
@@ -66,17 +66,22 @@ def publish(engine: Engine, settings: Settings, *, now: dt.datetime | None = Non
     with engine.begin() as conn:
         conn.execute(delete(shared_config).where(shared_config.c.name.in_(SHARED)))
         for name in SHARED:
-            conn.execute(insert(shared_config).values(
-                name=name, value_json=json.dumps(section_value(settings, name), sort_keys=True), updated_at=now
-            ))
+            conn.execute(
+                insert(shared_config).values(
+                    name=name, value_json=json.dumps(section_value(settings, name), sort_keys=True), updated_at=now
+                )
+            )
 
 
 def published(engine: Engine) -> dict[str, Any]:
     """The sections serve published, by name ({} when none)."""
     with engine.connect() as conn:
-        return {name: json.loads(value) for name, value in conn.execute(
-            select(shared_config.c.name, shared_config.c.value_json).where(shared_config.c.name.in_(SHARED))
-        )}
+        return {
+            name: json.loads(value)
+            for name, value in conn.execute(
+                select(shared_config.c.name, shared_config.c.value_json).where(shared_config.c.name.in_(SHARED))
+            )
+        }
 
 
 def adopt(engine: Engine, settings: Settings) -> Settings:

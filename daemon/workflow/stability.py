@@ -43,7 +43,11 @@ class StudySnapshot:
 def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
     q = (
         select(instances.c.sop_class_uid, instances.c.sop_instance_uid, instances.c.received_at, series.c.manufacturer)
-        .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+        .select_from(
+            instances.join(series, series.c.id == instances.c.series_pk).join(
+                studies, studies.c.id == series.c.study_pk
+            )
+        )
         .where(studies.c.study_uid == study_uid)
     )
     ct = 0
@@ -54,7 +58,7 @@ def snapshot(engine: Engine, study_uid: str) -> StudySnapshot | None:
         for row in conn.execute(q):
             if is_noduled_object(row.manufacturer):
                 continue  # our own reports do not make a study unstable
-            received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=dt.timezone.utc)
+            received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=dt.UTC)
             last = received if last is None or received > last else last
             if row.sop_class_uid == CT_IMAGE_STORAGE:
                 ct += 1
@@ -75,7 +79,12 @@ class StabilityMonitor:
     """Finds studies that became ready and hands them to ``enqueue(study_uid)``; sweeps for lost jobs."""
 
     def __init__(
-        self, engine: Engine, enqueue: Callable[[str], None], *, stable_age_s: float, require_seeds: bool = True,
+        self,
+        engine: Engine,
+        enqueue: Callable[[str], None],
+        *,
+        stable_age_s: float,
+        require_seeds: bool = True,
         release_quiet_s: float = 2.0,
     ) -> None:
         self.engine = engine
@@ -112,7 +121,9 @@ class StabilityMonitor:
                 self._queue_down_logged = now
                 log.warning(
                     "job queue unreachable (%s: %s); study %s stays queued in the index and is queued again when it is back",
-                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", study_uid,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                    study_uid,
                 )
             return False
         return True
@@ -171,7 +182,11 @@ class StabilityMonitor:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(studies.c.study_uid, func.max(instances.c.id))
-                .select_from(instances.join(series, series.c.id == instances.c.series_pk).join(studies, studies.c.id == series.c.study_pk))
+                .select_from(
+                    instances.join(series, series.c.id == instances.c.series_pk).join(
+                        studies, studies.c.id == series.c.study_pk
+                    )
+                )
                 .where(instances.c.id > self._cursor)
                 .group_by(studies.c.study_uid)
             ).all()
@@ -202,8 +217,12 @@ class StabilityMonitor:
             return False  # seeds or reports without images: nothing to analyse
         fingerprint = state.study_fingerprint(snap.candidate_uids, snap.ct_uids)
         if not state.consider(
-            self.engine, snap.study_uid, fingerprint, has_candidates=bool(snap.candidate_uids),
-            require_seeds=self.require_seeds, now=now,
+            self.engine,
+            snap.study_uid,
+            fingerprint,
+            has_candidates=bool(snap.candidate_uids),
+            require_seeds=self.require_seeds,
+            now=now,
         ):
             return False
         self.enqueue(snap.study_uid)

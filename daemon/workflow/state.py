@@ -54,7 +54,7 @@ class StudyBusy(Exception):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 Clock = Callable[[], dt.datetime]
@@ -119,7 +119,12 @@ def interrupted(engine: Engine, *, all_running: bool, now: dt.datetime | None = 
 
 # ------------------------------------------------------------ transitions
 def consider(
-    engine: Engine, study_uid: str, fingerprint: str, *, has_candidates: bool, require_seeds: bool,
+    engine: Engine,
+    study_uid: str,
+    fingerprint: str,
+    *,
+    has_candidates: bool,
+    require_seeds: bool,
     now: dt.datetime | None = None,
 ) -> bool:
     """A stable study with CT: queue it (True) unless analysed or on its way already, or without seeds."""
@@ -127,7 +132,9 @@ def consider(
     with engine.begin() as conn:
         row = conn.execute(select(analyses).where(analyses.c.study_uid == study_uid)).first()
         if row is None:
-            conn.execute(insert(analyses).values(study_uid=study_uid, state=AnalysisState.NEW, attempts=0, updated_at=now))
+            conn.execute(
+                insert(analyses).values(study_uid=study_uid, state=AnalysisState.NEW, attempts=0, updated_at=now)
+            )
         elif row.analysed_fingerprint == fingerprint and row.state in (AnalysisState.DONE, AnalysisState.FAILED):
             return False  # nothing new since the last analysis
         elif row.state in (AnalysisState.QUEUED, AnalysisState.RUNNING) and row.seeds_fingerprint == fingerprint:
@@ -135,20 +142,28 @@ def consider(
         elif row.state == AnalysisState.RUNNING and (row.lease_until or now) > now:
             # new data while a worker analyses the older set: it finishes, then :func:`done` queues the study again
             conn.execute(
-                update(analyses).where(analyses.c.study_uid == study_uid).values(seeds_fingerprint=fingerprint, updated_at=now)
+                update(analyses)
+                .where(analyses.c.study_uid == study_uid)
+                .values(seeds_fingerprint=fingerprint, updated_at=now)
             )
             return True
         if not has_candidates and require_seeds:
             conn.execute(
                 update(analyses)
                 .where(analyses.c.study_uid == study_uid)
-                .values(state=AnalysisState.AWAITING_SEEDS, reason="CT received, no seed object (SR or GSPS) yet", updated_at=now)
+                .values(
+                    state=AnalysisState.AWAITING_SEEDS,
+                    reason="CT received, no seed object (SR or GSPS) yet",
+                    updated_at=now,
+                )
             )
             return False
         conn.execute(
             update(analyses)
             .where(analyses.c.study_uid == study_uid)
-            .values(state=AnalysisState.QUEUED, seeds_fingerprint=fingerprint, queued_at=now, reason=None, updated_at=now)
+            .values(
+                state=AnalysisState.QUEUED, seeds_fingerprint=fingerprint, queued_at=now, reason=None, updated_at=now
+            )
         )
     return True
 
@@ -179,7 +194,9 @@ def requeue_waiting_for_priors(engine: Engine, *, now: dt.datetime | None = None
     return rows
 
 
-def awaiting_seeds(engine: Engine, study_uid: str, fingerprint: str, reason: str, *, now: dt.datetime | None = None) -> None:
+def awaiting_seeds(
+    engine: Engine, study_uid: str, fingerprint: str, reason: str, *, now: dt.datetime | None = None
+) -> None:
     """The study has no seed object to analyse yet."""
     _set(engine, study_uid, now, state=AnalysisState.AWAITING_SEEDS, seeds_fingerprint=fingerprint, reason=reason)
 
@@ -205,15 +222,30 @@ def claim(engine: Engine, study_uid: str, fingerprint: str, *, now: dt.datetime 
         taken = conn.execute(
             update(analyses)
             .where(analyses.c.study_uid == study_uid, free)
-            .values(state=AnalysisState.RUNNING, started_at=now, lease_until=now + LEASE, seeds_fingerprint=fingerprint,
-                    attempts=analyses.c.attempts + 1, reason=None, updated_at=now)
+            .values(
+                state=AnalysisState.RUNNING,
+                started_at=now,
+                lease_until=now + LEASE,
+                seeds_fingerprint=fingerprint,
+                attempts=analyses.c.attempts + 1,
+                reason=None,
+                updated_at=now,
+            )
         ).rowcount
         if not taken:
             exists = conn.execute(select(analyses.c.id).where(analyses.c.study_uid == study_uid)).first()
             if exists is None:
-                conn.execute(insert(analyses).values(study_uid=study_uid, state=AnalysisState.RUNNING, started_at=now,
-                                                     lease_until=now + LEASE, seeds_fingerprint=fingerprint, attempts=1,
-                                                     updated_at=now))
+                conn.execute(
+                    insert(analyses).values(
+                        study_uid=study_uid,
+                        state=AnalysisState.RUNNING,
+                        started_at=now,
+                        lease_until=now + LEASE,
+                        seeds_fingerprint=fingerprint,
+                        attempts=1,
+                        updated_at=now,
+                    )
+                )
                 return
             row = conn.execute(select(analyses).where(analyses.c.study_uid == study_uid)).first()
             if row is not None and row.state == AnalysisState.DONE and row.analysed_fingerprint == fingerprint:
@@ -240,7 +272,12 @@ def waiting_for_priors(engine: Engine, study_uid: str, reason: str, *, now: dt.d
 
 
 def done(
-    engine: Engine, study_uid: str, fingerprint: str, *, report_sop_uid: str, seg_sop_uid: str | None,
+    engine: Engine,
+    study_uid: str,
+    fingerprint: str,
+    *,
+    report_sop_uid: str,
+    seg_sop_uid: str | None,
     now: dt.datetime | None = None,
 ) -> None:
     """The study is reported (SR and SEG stored, recorded and queued for delivery).
@@ -254,7 +291,13 @@ def done(
 
 
 def done_now(  # type: ignore[no-untyped-def]
-    conn, study_uid: str, fingerprint: str, *, report_sop_uid: str, seg_sop_uid: str | None, now: dt.datetime,
+    conn,
+    study_uid: str,
+    fingerprint: str,
+    *,
+    report_sop_uid: str,
+    seg_sop_uid: str | None,
+    now: dt.datetime,
     note: str | None = None,
 ) -> None:
     """:func:`done` inside the caller's transaction (the one that records the assessment and its outbox rows)."""
@@ -263,19 +306,36 @@ def done_now(  # type: ignore[no-untyped-def]
     conn.execute(
         update(analyses)
         .where(analyses.c.study_uid == study_uid)
-        .values(state=AnalysisState.QUEUED if newer else AnalysisState.DONE, finished_at=now, lease_until=None,
-                analysed_fingerprint=fingerprint, report_sop_uid=report_sop_uid, seg_sop_uid=seg_sop_uid,
-                reason="new data arrived during the analysis; analysing again" if newer else note, updated_at=now)
+        .values(
+            state=AnalysisState.QUEUED if newer else AnalysisState.DONE,
+            finished_at=now,
+            lease_until=None,
+            analysed_fingerprint=fingerprint,
+            report_sop_uid=report_sop_uid,
+            seg_sop_uid=seg_sop_uid,
+            reason="new data arrived during the analysis; analysing again" if newer else note,
+            updated_at=now,
+        )
     )
 
 
 def failed(engine: Engine, study_uid: str, reason: str, *, now: dt.datetime | None = None) -> None:
     """The study cannot be analysed as it is: it stays failed until its seed candidates change."""
     now = now or utcnow()
-    _set(engine, study_uid, now, state=AnalysisState.FAILED, reason=reason, finished_at=now, lease_until=None,
-         analysed_fingerprint=analyses.c.seeds_fingerprint)
+    _set(
+        engine,
+        study_uid,
+        now,
+        state=AnalysisState.FAILED,
+        reason=reason,
+        finished_at=now,
+        lease_until=None,
+        analysed_fingerprint=analyses.c.seeds_fingerprint,
+    )
 
 
 def _set(engine: Engine, study_uid: str, now: dt.datetime | None, **values) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
-        conn.execute(update(analyses).where(analyses.c.study_uid == study_uid).values(updated_at=now or utcnow(), **values))
+        conn.execute(
+            update(analyses).where(analyses.c.study_uid == study_uid).values(updated_at=now or utcnow(), **values)
+        )

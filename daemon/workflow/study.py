@@ -33,8 +33,15 @@ from daemon.ops import metrics
 from daemon.settings import PACSSettings
 from daemon.storage.archive import Archive
 from daemon.storage.longitudinal import record_assessment
+from daemon.storage.queries import (
+    StudyFiles,
+    best_ct_series_paths,
+    earlier_studies,
+    predecessor_report,
+    reported_nodules,
+    study_files,
+)
 from daemon.storage.registry import record_analysed_exam, study_participant_overrides
-from daemon.storage.queries import StudyFiles, best_ct_series_paths, earlier_studies, predecessor_report, reported_nodules, study_files
 from daemon.workflow import state
 from daemon.workflow.priors import fetch_or_wait
 
@@ -138,8 +145,12 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     if not seeds:
         if require_seeds:
             state.awaiting_seeds(
-                ctx.engine, study_uid, fingerprint,
-                f"no seed object among {len(files.seed_paths)} SR/GSPS objects" if files.seed_paths else "no seed object yet",
+                ctx.engine,
+                study_uid,
+                fingerprint,
+                f"no seed object among {len(files.seed_paths)} SR/GSPS objects"
+                if files.seed_paths
+                else "no seed object yet",
             )
             return None
         raise PermanentError(
@@ -192,8 +203,13 @@ def _analyse_claimed(
     try:
         t_fetch = time.perf_counter()
         notes = fetch_or_wait(
-            ctx.engine, ctx.archive, ctx.pacs, study_uid, calling_ae=ctx.ae_title,
-            lookback_years=ctx.lookback_years, max_priors=ctx.max_priors,
+            ctx.engine,
+            ctx.archive,
+            ctx.pacs,
+            study_uid,
+            calling_ae=ctx.ae_title,
+            lookback_years=ctx.lookback_years,
+            max_priors=ctx.max_priors,
         )
         metrics.STAGE_SECONDS.labels("fetch_priors").observe(time.perf_counter() - t_fetch)
         datasets = [dcmread(p) for p in files.ct_paths]
@@ -231,7 +247,9 @@ def _analyse_claimed(
             for sop_uid, path in key_paths:
                 ctx.enqueue_delivery(sop_uid, study_uid, path, conn)
         state.done_now(
-            conn, study_uid, fingerprint,
+            conn,
+            study_uid,
+            fingerprint,
             report_sop_uid=str(result.report.SOPInstanceUID),
             seg_sop_uid=str(result.seg.SOPInstanceUID) if result.seg is not None else None,
             now=state.utcnow(),
@@ -239,7 +257,9 @@ def _analyse_claimed(
             note=next((n for n in result.assessment.notes if n.startswith("incomplete:")), None),
         )
     try:
-        record_analysed_exam(ctx.engine, ctx.archive.root, study_uid, result.assessment, str(result.report.SOPInstanceUID), datasets)
+        record_analysed_exam(
+            ctx.engine, ctx.archive.root, study_uid, result.assessment, str(result.report.SOPInstanceUID), datasets
+        )
     except Exception as exc:  # the report goes out regardless; the registry record is retried by a re-analysis
         log.error("study %s: the registry exam record was not written: %s", study_uid, exc)
     log.info(
@@ -251,4 +271,3 @@ def _analyse_claimed(
         sum(result.timings_s.values()),
     )
     return result
-

@@ -66,9 +66,12 @@ def test_delivered_only_after_orthanc_commits_and_the_sr_only_after_its_seg(orth
         archive = Archive(tmp_path / "archive", engine)
         clock = Clock()
         box = Outbox(
-            engine, archive.root,
+            engine,
+            archive.root,
             [Destination(ae_title=pacs.aet, host="127.0.0.1", port=pacs.dicom_port, storage_commitment=True)],
-            calling_ae="NODULED", clock=clock, commitment_timeout_s=60,
+            calling_ae="NODULED",
+            clock=clock,
+            commitment_timeout_s=60,
         )
         ct = make_ct_series()
         assessment = make_assessment(ct)

@@ -10,16 +10,16 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select, update
 
+from daemon.settings import Destination
 from daemon.storage.archive import Archive
 from daemon.storage.db import open_index
-from daemon.workflow.outbox import Outbox, RetryPolicy
 from daemon.storage.schema import outbox
-from daemon.settings import Destination
+from daemon.workflow.outbox import Outbox, RetryPolicy
 from tests.support.ct_series import write_ct_series
 
 pytestmark = pytest.mark.integration
 
-T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
 
 
 class Clock:

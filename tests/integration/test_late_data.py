@@ -27,13 +27,22 @@ def test_late_ct_slices_make_a_new_report_referencing_the_first(noduled_server, 
     held_back = ct[-8:]  # the last slices, forwarded after a pause (the nodule is in the middle)
     node = noduled_server(node_config(None, release_quiet_s=0.5, stable_age_s=30.0))
     assert storescu(node.port, [*ct[:-8], Path(paths["sr"])]).wait(timeout=120) == 0
-    first = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") in ("done", "failed") and a,
-                     60, "the analysis of the partial series")
+    first = wait_for(
+        lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") in ("done", "failed") and a,
+        60,
+        "the analysis of the partial series",
+    )
     assert first["state"] == "done", first
     assert storescu(node.port, held_back).wait(timeout=60) == 0
     second = wait_for(
-        lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done"
-        and a["report_sop_uid"] != first["report_sop_uid"] and a, 60, "the re-analysis on the whole series",
+        lambda: (
+            (a := analysis_state(node, study.study_uid))
+            and a.get("state") == "done"
+            and a["report_sop_uid"] != first["report_sop_uid"]
+            and a
+        ),
+        60,
+        "the re-analysis on the whole series",
     )
     archive = node.data_dir / "archive" / study.study_uid
     srs = {}
@@ -48,6 +57,10 @@ def test_late_ct_slices_make_a_new_report_referencing_the_first(noduled_server, 
     assert {f.tracking_uid for f in read_report(newer).assessment.findings} == {
         f.tracking_uid for f in read_report(older).assessment.findings
     }
-    images = {str(r.ReferencedSOPInstanceUID) for item in newer.CurrentRequestedProcedureEvidenceSequence
-              for s in item.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
+    images = {
+        str(r.ReferencedSOPInstanceUID)
+        for item in newer.CurrentRequestedProcedureEvidenceSequence
+        for s in item.ReferencedSeriesSequence
+        for r in s.ReferencedSOPSequence
+    }
     assert {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in held_back} <= images

@@ -87,12 +87,24 @@ def expected_statuses(study, round_: str) -> dict[str, str]:  # type: ignore[no-
             for p in n["growth"]["priors"]
             if p.get("present") and p.get("prior_volume_mm3")
         ]
-        nodules.append({"id": n["id"], "composition": n["composition"], "volume_mm3": n["volume_mm3"],
-                        "mean_diameter_mm": n["mean_diameter_mm"], "max_axial_diameter_mm": n["max_axial_diameter_mm"],
-                        "solid_component_volume_mm3": n.get("solid_volume_mm3") if n["composition"] == "part-solid" else None,
-                        "priors": priors})
-    case = {"schema": "noduled.case/1", "exam_date": study.study_date.isoformat(), "screening_round": round_,
-            "participant": {"age_years": study.patient["age_years"], "sex": study.patient["sex"]}, "nodules": nodules}
+        nodules.append(
+            {
+                "id": n["id"],
+                "composition": n["composition"],
+                "volume_mm3": n["volume_mm3"],
+                "mean_diameter_mm": n["mean_diameter_mm"],
+                "max_axial_diameter_mm": n["max_axial_diameter_mm"],
+                "solid_component_volume_mm3": n.get("solid_volume_mm3") if n["composition"] == "part-solid" else None,
+                "priors": priors,
+            }
+        )
+    case = {
+        "schema": "noduled.case/1",
+        "exam_date": study.study_date.isoformat(),
+        "screening_round": round_,
+        "participant": {"age_years": study.patient["age_years"], "sex": study.patient["sex"]},
+        "nodules": nodules,
+    }
     return {n["id"]: n["status"] for n in assessment_to_json(assess(parse_case(case)))["nodules"]}
 
 
@@ -149,7 +161,11 @@ def node_config(pacs_port: int | None, *, key_images: bool = True, **analysis) -
 
 def _check_report(pacs: OrthancServer, case: dict, tmp: Path) -> None:
     study_uid = case["truth"]["study_uid"]
-    objects = wait_for(lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r, 60, "SR and SEG in Orthanc")
+    objects = wait_for(
+        lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r,
+        60,
+        "SR and SEG in Orthanc",
+    )
     assert len(objects[SR_CLASS]) == 1 and len(objects[SEG_CLASS]) == 1
     sr_path, seg_path = tmp / f"{study_uid}-sr.dcm", tmp / f"{study_uid}-seg.dcm"
     sr_path.write_bytes(pacs.rest("GET", f"/instances/{objects[SR_CLASS][0]}/file"))  # type: ignore[arg-type]
@@ -167,7 +183,10 @@ def _check_report(pacs: OrthancServer, case: dict, tmp: Path) -> None:
         c = finding.measurement.centroid_lps_mm
         return min(truth_nodules, key=lambda n: sum((a - b) ** 2 for a, b in zip(n["centroid_lps_mm"], c)))
 
-    reported_lobe = {truth_of(f)["id"]: bool(f.characterization.upper_lobe and f.characterization.upper_lobe.value) for f in got.findings}
+    reported_lobe = {
+        truth_of(f)["id"]: bool(f.characterization.upper_lobe and f.characterization.upper_lobe.value)
+        for f in got.findings
+    }
     want = expected_assessment(case, reported_lobe)
     assert got.category == want["category"]
     for finding in got.findings:
@@ -175,10 +194,18 @@ def _check_report(pacs: OrthancServer, case: dict, tmp: Path) -> None:
         assert m is not None, finding.error
         true = truth_of(finding)
         if true["mean_diameter_mm"] < 4.0:  # below the volumetry range of the accuracy targets: size by diameter
-            assert abs(m.mean_diameter_mm - true["mean_diameter_mm"]) <= 1.5, (finding.tracking_id, m.mean_diameter_mm, true["mean_diameter_mm"])
+            assert abs(m.mean_diameter_mm - true["mean_diameter_mm"]) <= 1.5, (
+                finding.tracking_id,
+                m.mean_diameter_mm,
+                true["mean_diameter_mm"],
+            )
         else:
             tolerance = 0.15 if true["mean_diameter_mm"] < 5 else 0.06
-            assert abs(m.volume_mm3 - true["volume_mm3"]) <= tolerance * true["volume_mm3"], (finding.tracking_id, m.volume_mm3, true["volume_mm3"])
+            assert abs(m.volume_mm3 - true["volume_mm3"]) <= tolerance * true["volume_mm3"], (
+                finding.tracking_id,
+                m.volume_mm3,
+                true["volume_mm3"],
+            )
         want_cat = next(n["category"] for n in want["nodules"] if n["id"] == true["id"])
         assert abs(int(finding.category) - int(want_cat)) <= 1, (finding.tracking_id, finding.category, want_cat)
 
@@ -186,7 +213,9 @@ def _check_report(pacs: OrthancServer, case: dict, tmp: Path) -> None:
 def test_orthanc_forwards_studies_and_gets_sr_and_seg_back(noduled_server, orthanc, phantoms, tmp_path) -> None:  # type: ignore[no-untyped-def]
     pacs_port = free_port()
     node = noduled_server(node_config(pacs_port))
-    pacs = OrthancServer(tmp_path / "pacs", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port).start()
+    pacs = OrthancServer(
+        tmp_path / "pacs", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port
+    ).start()
     try:
         for key, seeds in (("sr", "sr"), ("gsps", "gsps")):
             case = phantoms[key]
@@ -196,12 +225,14 @@ def test_orthanc_forwards_studies_and_gets_sr_and_seg_back(noduled_server, ortha
             _check_report(pacs, phantoms[key], tmp_path)
         for key in ("sr", "gsps"):
             assert analysis_state(node, phantoms[key]["truth"]["study_uid"])["state"] == "done"
+
         # SR + SEG per study, and ([report] key_images, pdf: on by default) the key-image series
         # (one Secondary Capture per measured nodule plus a summary) and the PDF report, per study
         def find(sop_class: str) -> list:
             found = pacs.rest("POST", "/tools/find", {"Level": "Instance", "Query": {"SOPClassUID": sop_class}})
             assert isinstance(found, list)
             return found
+
         key_images, pdfs = find("1.2.840.10008.5.1.4.1.1.7"), find("1.2.840.10008.5.1.4.1.1.104.1")
         assert len(key_images) >= 2 * 2 and len(pdfs) == 2
         assert node.status()["outbox"]["delivered"] == 4 + len(key_images) + len(pdfs)
@@ -213,22 +244,34 @@ def test_orthanc_forwards_studies_and_gets_sr_and_seg_back(noduled_server, ortha
 
 
 def storescu(port: int, files: list[Path]) -> subprocess.Popen:
-    return subprocess.Popen(["storescu", "-aec", "NODULED", "127.0.0.1", str(port), *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        ["storescu", "-aec", "NODULED", "127.0.0.1", str(port), *map(str, files)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
-def test_destination_down_during_analysis_is_delivered_when_it_comes_back(noduled_server, phantoms, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
+def test_destination_down_during_analysis_is_delivered_when_it_comes_back(
+    noduled_server, phantoms, tmp_path, dcmtk
+) -> None:  # type: ignore[no-untyped-def]
     case = phantoms["sr"]
     pacs_port = free_port()
     node = noduled_server(node_config(pacs_port, key_images=False))  # counts SR + SEG only
     assert storescu(node.port, ct_and(case["paths"], "sr")).wait(timeout=120) == 0
     study_uid = case["truth"]["study_uid"]
     wait_for(lambda: analysis_state(node, study_uid).get("state") == "done", 60, "the analysis")
-    outbox = wait_for(lambda: (o := node.status()["outbox"]) and o["recent_errors"] and o, 20, "a failed delivery attempt")
+    outbox = wait_for(
+        lambda: (o := node.status()["outbox"]) and o["recent_errors"] and o, 20, "a failed delivery attempt"
+    )
     assert outbox["pending"] == 2 and outbox["delivered"] == 0
     assert "127.0.0.1" in json.dumps(outbox["recent_errors"])
     pacs = OrthancServer(tmp_path / "late-pacs", dicom_port=pacs_port).start()
     try:
-        objects = wait_for(lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r, 30, "delivery after the PACS came back")
+        objects = wait_for(
+            lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r,
+            30,
+            "delivery after the PACS came back",
+        )
         assert len(objects[SR_CLASS]) == 1
         assert wait_for(lambda: node.status()["outbox"]["delivered"] == 2, 10, "the outbox to record the delivery")
     finally:
@@ -241,12 +284,18 @@ def test_sigkill_mid_analysis_analyses_once_more_and_delivers_once(noduled_serve
     pacs = orthanc()
     node = noduled_server(node_config(pacs.dicom_port, key_images=False))  # counts SR + SEG only
     assert storescu(node.port, ct_and(case["paths"], "gsps")).wait(timeout=120) == 0
-    wait_for(lambda: analysis_state(node, study_uid).get("state") == "running", 30, "the analysis to start", interval_s=0.05)
+    wait_for(
+        lambda: analysis_state(node, study_uid).get("state") == "running", 30, "the analysis to start", interval_s=0.05
+    )
     node.kill()
     assert analysis_state(node, study_uid).get("state") == "running"
     node.start()
     wait_for(lambda: analysis_state(node, study_uid).get("state") == "done", 60, "the analysis after the restart")
-    objects = wait_for(lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r, 30, "SR and SEG in Orthanc")
+    objects = wait_for(
+        lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r,
+        30,
+        "SR and SEG in Orthanc",
+    )
     assert len(objects[SR_CLASS]) == 1 and len(objects[SEG_CLASS]) == 1
     log = node.log()
     assert len(re.findall(rf"study {re.escape(study_uid)} analysed", log)) == 1
@@ -266,7 +315,11 @@ def test_unusable_ct_fails_with_its_reason_and_others_continue(noduled_server, p
     good = storescu(node.port, ct_and(phantoms["gsps"]["paths"], "gsps"))
     assert bad.wait(timeout=120) == 0 and good.wait(timeout=120) == 0
     bad_uid, good_uid = phantoms["sr"]["truth"]["study_uid"], phantoms["gsps"]["truth"]["study_uid"]
-    failed = wait_for(lambda: (a := analysis_state(node, bad_uid)) and a.get("state") == "failed" and a, 60, "the broken study to fail")
+    failed = wait_for(
+        lambda: (a := analysis_state(node, bad_uid)) and a.get("state") == "failed" and a,
+        60,
+        "the broken study to fail",
+    )
     assert "slice" in failed["reason"] and "spacing" in failed["reason"], failed["reason"]
     assert wait_for(lambda: analysis_state(node, good_uid).get("state") == "done", 60, "the good study")
     assert f"study {bad_uid}: analysis failed:" in node.log()
@@ -280,8 +333,13 @@ def test_two_studies_interleaved_on_concurrent_associations(noduled_server, phan
     assert [s.wait(timeout=120) for s in senders] == [0, 0]
     for case in (a, b):
         uid = case["truth"]["study_uid"]
-        state = wait_for(lambda: (s := analysis_state(node, uid)) and s.get("state") == "done" and s, 90, f"analysis of {uid}")
-        assert state["category"] in ("4", "5")  # the 28 mm nodule of solid-sizes (exact categories: the forwarding test)
+        state = wait_for(
+            lambda: (s := analysis_state(node, uid)) and s.get("state") == "done" and s, 90, f"analysis of {uid}"
+        )
+        assert state["category"] in (
+            "4",
+            "5",
+        )  # the 28 mm nodule of solid-sizes (exact categories: the forwarding test)
         assert len([n for n in node.status()["studies"] if n["study_uid"] == uid]) == 1
 
 
@@ -295,15 +353,30 @@ def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_s
     assert storescu(node.port, [Path(p) for p in case["paths"]["ct"]]).wait(timeout=120) == 0
     assert wait_for(lambda: analysis_state(node, uid).get("state") == "awaiting-seeds", 20, "awaiting seeds")
     assert storescu(node.port, [Path(case["paths"]["sr"])]).wait(timeout=60) == 0
-    first = wait_for(lambda: (a := analysis_state(node, uid)) and a.get("state") == "done" and a, 60, "the analysis once seeds arrived")
+    first = wait_for(
+        lambda: (a := analysis_state(node, uid)) and a.get("state") == "done" and a,
+        60,
+        "the analysis once seeds arrived",
+    )
 
     # the reader adds a presentation state: re-analysis, a new SR replacing the first
     assert storescu(node.port, [Path(case["paths"]["gsps"])]).wait(timeout=60) == 0
     second = wait_for(
-        lambda: (a := analysis_state(node, uid)) and a.get("state") == "done" and a["report_sop_uid"] != first["report_sop_uid"] and a,
-        60, "the re-analysis",
+        lambda: (
+            (a := analysis_state(node, uid))
+            and a.get("state") == "done"
+            and a["report_sop_uid"] != first["report_sop_uid"]
+            and a
+        ),
+        60,
+        "the re-analysis",
     )
-    srs = {dcmread(p).SOPInstanceUID: dcmread(p) for p in (node.data_dir / "archive" / uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).Modality == "SR" and dcmread(p, stop_before_pixels=True).Manufacturer == "noduled"}
+    srs = {
+        dcmread(p).SOPInstanceUID: dcmread(p)
+        for p in (node.data_dir / "archive" / uid).rglob("*.dcm")
+        if dcmread(p, stop_before_pixels=True).Modality == "SR"
+        and dcmread(p, stop_before_pixels=True).Manufacturer == "noduled"
+    }
     assert set(srs) == {first["report_sop_uid"], second["report_sop_uid"]}
     newer, older = srs[second["report_sop_uid"]], srs[first["report_sop_uid"]]
     ref = newer.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
@@ -332,8 +405,14 @@ def test_rounds_are_compared_with_the_priors_in_the_archive(noduled_server, tmp_
     reports = []
     for study, paths in zip(studies, written):
         assert storescu(node.port, ct_and(paths, "sr")).wait(timeout=120) == 0
-        state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the analysis")
-        sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+        state = wait_for(
+            lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the analysis"
+        )
+        sr_path = next(
+            p
+            for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm")
+            if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"]
+        )
         reports.append(read_report(dcmread(sr_path)).assessment)
     assert [r.screening_round for r in reports] == ["baseline"] + ["follow-up"] * (len(studies) - 1)
 
@@ -346,7 +425,15 @@ def test_rounds_are_compared_with_the_priors_in_the_archive(noduled_server, tmp_
         expected = expected_statuses(study, round_="follow-up" if k else "baseline")
         for f in report.findings:
             truth = truth_of(f, study)
-            assert f.status == expected[truth["id"]], (case, study.study_date, truth["id"], f.status, expected[truth["id"]])
-            assert uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid  # stable across all rounds
+            assert f.status == expected[truth["id"]], (
+                case,
+                study.study_date,
+                truth["id"],
+                f.status,
+                expected[truth["id"]],
+            )
+            assert (
+                uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid
+            )  # stable across all rounds
     if studies[-1].truth.get("resolved_nodules"):
         assert any("(resolved)" in note for note in reports[-1].notes)

@@ -13,13 +13,13 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from daemon.storage.archive import Archive, RejectedInstance
-from daemon.storage.db import open_index
 from daemon.analysis.priors import series_to_fetch
 from daemon.analysis.series import best_ct_series
 from daemon.network.query_retrieve import PriorsUnavailable, query_pacs, retrieve
-from daemon.storage.queries import priors_in_index
 from daemon.settings import PACSSettings
+from daemon.storage.archive import Archive, RejectedInstance
+from daemon.storage.db import open_index
+from daemon.storage.queries import priors_in_index
 from tests.support.ct_series import ct_slice
 
 pytestmark = pytest.mark.integration
@@ -41,15 +41,28 @@ def _encode(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def make_study(patient_id: str, study_date: str, ct_series: list[tuple[str, float, int]], *, seed: int,
-               sr_manufacturer: str | None = None, issuer: str = "HOSP-A") -> Study:
+def make_study(
+    patient_id: str,
+    study_date: str,
+    ct_series: list[tuple[str, float, int]],
+    *,
+    seed: int,
+    sr_manufacturer: str | None = None,
+    issuer: str = "HOSP-A",
+) -> Study:
     """A small study: CT series given as (description, thickness mm, n slices), optionally one SR."""
     study = Study(generate_uid())
     rng = np.random.default_rng(seed)
     for number, (description, thickness_mm, n) in enumerate(ct_series, start=2):
         series_uid = generate_uid()
         for i in range(n):
-            ds = ct_slice(study.uid, series_uid, i, rng.integers(-1000, 400, size=(16, 16)).astype(np.int16), thickness_mm=thickness_mm)
+            ds = ct_slice(
+                study.uid,
+                series_uid,
+                i,
+                rng.integers(-1000, 400, size=(16, 16)).astype(np.int16),
+                thickness_mm=thickness_mm,
+            )
             ds.PatientID = patient_id
             ds.IssuerOfPatientID = issuer
             ds.StudyDate = study_date
@@ -125,7 +138,9 @@ def test_query_pacs_finds_the_earlier_ct_studies_and_our_reports_with_their_seri
     assert all(s.source == "pacs" for s in found)
     report_only, second, first = found
 
-    assert report_only.modalities == ("SR",) and [s.series_uid for s in report_only.our_reports] == list(h.report_only.series)
+    assert report_only.modalities == ("SR",) and [s.series_uid for s in report_only.our_reports] == list(
+        h.report_only.series
+    )
     assert second.modalities == ("CT", "SR") and len(second.our_reports) == 1
 
     # series described: modality, description, instance count, thickness, manufacturer
@@ -160,10 +175,21 @@ def test_retrieve_c_get_stores_every_instance_in_the_archive(orthanc, tmp_path: 
     cfg = settings_of(pacs)
 
     # query, choose, fetch: only the best series of the prior (the 1 mm one)
-    prior = next(s for s in query_pacs(cfg, calling_ae=SCU, patient_id="PRI-1", issuer="HOSP-A", before=CURRENT) if s.study_uid == h.first.uid)
+    prior = next(
+        s
+        for s in query_pacs(cfg, calling_ae=SCU, patient_id="PRI-1", issuer="HOSP-A", before=CURRENT)
+        if s.study_uid == h.first.uid
+    )
     thin_uid = list(h.first.series)[0]
     assert series_to_fetch(prior) == (thin_uid,)
-    result = retrieve(cfg, calling_ae=SCU, study_uid=h.first.uid, series_uids=series_to_fetch(prior), method="c-get", store=archive.store)
+    result = retrieve(
+        cfg,
+        calling_ae=SCU,
+        study_uid=h.first.uid,
+        series_uids=series_to_fetch(prior),
+        method="c-get",
+        store=archive.store,
+    )
     assert (result.completed, result.failed, result.warning) == (4, 0, 0) and result.complete
     (local,) = priors_in_index(archive.engine, patient_id="PRI-1", issuer="HOSP-A", before=CURRENT)
     assert [s.series_uid for s in local.series] == [thin_uid] and series_to_fetch(prior, local) == ()
@@ -207,12 +233,16 @@ def test_retrieve_c_move_lands_every_instance_in_a_running_noduled(orthanc, nodu
     h = fill_pacs(pacs)
     cfg = settings_of(pacs, "c-move")
 
-    result = retrieve(cfg, calling_ae=node.ae_title, study_uid=h.first.uid, method="c-move", move_destination=node.ae_title)
+    result = retrieve(
+        cfg, calling_ae=node.ae_title, study_uid=h.first.uid, method="c-move", move_destination=node.ae_title
+    )
     assert (result.completed, result.failed, result.warning) == (6, 0, 0)
 
     (study,) = node.status()["studies"]
     assert study["study_uid"] == h.first.uid and study["instances"] == 6
-    assert {s["series_uid"]: s["instances"] for s in study["series"]} == {uid: len(v) for uid, v in h.first.series.items()}
+    assert {s["series_uid"]: s["instances"] for s in study["series"]} == {
+        uid: len(v) for uid, v in h.first.series.items()
+    }
     for series_uid, sop_uids in h.first.series.items():
         for sop_uid in sop_uids:
             got = dcmread(node.data_dir / "archive" / h.first.uid / series_uid / f"{sop_uid}.dcm")
@@ -236,7 +266,10 @@ def test_pacs_down_or_unknown_caller_raises_priors_unavailable(orthanc, tmp_path
         retrieve(cfg, calling_ae="STRANGER", study_uid="1.2.3", method="c-get", store=archive.store, timeout_s=10)
 
     pacs.stop()
-    with pytest.raises(PriorsUnavailable, match=r"^waiting for prior study from PACS: cannot connect to ORTHANC at 127\.0\.0\.1:\d+ \(Connection refused\)"):
+    with pytest.raises(
+        PriorsUnavailable,
+        match=r"^waiting for prior study from PACS: cannot connect to ORTHANC at 127\.0\.0\.1:\d+ \(Connection refused\)",
+    ):
         query_pacs(cfg, calling_ae=SCU, patient_id="PRI-1", issuer=None, before=CURRENT, timeout_s=5)
     for method in ("c-get", "c-move"):
         with pytest.raises(PriorsUnavailable, match="cannot connect to ORTHANC"):

@@ -44,7 +44,8 @@ def _node(noduled_server, name: str, pacs_port: int, retrieve: str, ae_title: st
 
 
 @pytest.mark.parametrize(
-    ("case", "retrieve"), [("growth", "c-move"), ("growth", "c-get"), ("slow-growth", "c-move"), ("ggn-growth", "c-get")]
+    ("case", "retrieve"),
+    [("growth", "c-move"), ("growth", "c-get"), ("slow-growth", "c-move"), ("ggn-growth", "c-get")],
 )
 def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path, case, retrieve, dcmtk) -> None:  # type: ignore[no-untyped-def]
     """Each round on a freshly installed node holding nothing: the priors (CT and noduled's earlier
@@ -54,9 +55,12 @@ def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path
     data = _write(case, tmp_path / "phantom")
     studies, written = data["studies"], data["written"]
     pacs_port = free_port()
-    nodes = [_node(noduled_server, f"round{k}", pacs_port, retrieve, ae_title=f"NODULED{k}") for k in range(len(studies))]
+    nodes = [
+        _node(noduled_server, f"round{k}", pacs_port, retrieve, ae_title=f"NODULED{k}") for k in range(len(studies))
+    ]
     pacs = OrthancServer(
-        tmp_path / "pacs", dicom_port=pacs_port,
+        tmp_path / "pacs",
+        dicom_port=pacs_port,
         modalities={f"round{k}": [f"NODULED{k}", "127.0.0.1", node.port] for k, node in enumerate(nodes)},
     ).start()
     reports = []
@@ -65,9 +69,17 @@ def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path
             node.start()
             up = pacs.upload(ct_and(paths, "sr"))
             pacs.rest("POST", f"/modalities/round{k}/store", up[0]["ParentStudy"].encode())
-            state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, f"round {k}")
+            state = wait_for(
+                lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a,
+                120,
+                f"round {k}",
+            )
             wait_for(lambda: SR_CLASS in reports_in(pacs, study.study_uid), 60, f"the SR of round {k} in the PACS")
-            sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+            sr_path = next(
+                p
+                for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm")
+                if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"]
+            )
             reports.append(read_report(dcmread(sr_path)).assessment)
             if k:
                 fetched = {s["study_uid"] for s in node.status()["studies"]}
@@ -92,8 +104,17 @@ def test_fresh_nodes_fetch_priors_and_reports_from_pacs(noduled_server, tmp_path
             assert uid_of.setdefault(truth["tracking_uid"], f.tracking_uid) == f.tracking_uid  # identity across rounds
             true_change = {str(p["study_date"]): p.get("volume_change_pct") for p in truth["growth"]["priors"]}
             for c in f.comparisons:  # the issue: within 5 percentage points for solid nodules >= 5 mm
-                if truth["kind"] == "solid" and truth["mean_diameter_mm"] >= 5 and true_change.get(c.prior_study_date.isoformat()) is not None:
-                    assert c.volume_change_pct == pytest.approx(true_change[c.prior_study_date.isoformat()], abs=5.0), (case, k, truth["id"], c.prior_study_date)
+                if (
+                    truth["kind"] == "solid"
+                    and truth["mean_diameter_mm"] >= 5
+                    and true_change.get(c.prior_study_date.isoformat()) is not None
+                ):
+                    assert c.volume_change_pct == pytest.approx(true_change[c.prior_study_date.isoformat()], abs=5.0), (
+                        case,
+                        k,
+                        truth["id"],
+                        c.prior_study_date,
+                    )
                     checked += 1
     assert checked or case == "ggn-growth"  # every solid case had changes to check
 
@@ -103,8 +124,20 @@ def test_pacs_down_makes_the_study_wait_with_the_reason(noduled_server, growth, 
 
     node = _node(noduled_server, "lonely", free_port(), "c-get").start()
     files = ct_and(growth["written"][1], "sr")
-    assert subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)], capture_output=True).returncode == 0
-    state = wait_for(lambda: (a := analysis_state(node, growth["studies"][1].study_uid)) and a.get("state") == "waiting-priors" and a, 60, "waiting for priors")
+    assert (
+        subprocess.run(
+            ["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    state = wait_for(
+        lambda: (
+            (a := analysis_state(node, growth["studies"][1].study_uid)) and a.get("state") == "waiting-priors" and a
+        ),
+        60,
+        "waiting for priors",
+    )
     assert state["reason"].startswith("waiting for prior study from PACS:") and "Connection refused" in state["reason"]
 
 
@@ -113,14 +146,36 @@ def test_site_may_report_without_priors_after_a_wait(noduled_server, growth, dcm
     passed the report goes out without them, and the SR says why."""
     import subprocess
 
-    node = _node(noduled_server, "impatient", free_port(), "c-move", report_without_priors_after_min=0.05).start()  # 3 s
+    node = _node(
+        noduled_server, "impatient", free_port(), "c-move", report_without_priors_after_min=0.05
+    ).start()  # 3 s
     study = growth["studies"][1]
     files = ct_and(growth["written"][1], "sr")
-    assert subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)], capture_output=True).returncode == 0
-    wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "waiting-priors", 60, "waiting for priors first")
-    state = wait_for(lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a, 120, "the report without priors")
-    sr_path = next(p for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm") if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"])
+    assert (
+        subprocess.run(
+            ["storescu", "-aet", "ORTHANC", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, files)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    wait_for(
+        lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "waiting-priors",
+        60,
+        "waiting for priors first",
+    )
+    state = wait_for(
+        lambda: (a := analysis_state(node, study.study_uid)) and a.get("state") == "done" and a,
+        120,
+        "the report without priors",
+    )
+    sr_path = next(
+        p
+        for p in (node.data_dir / "archive" / study.study_uid).rglob("*.dcm")
+        if dcmread(p, stop_before_pixels=True).SOPInstanceUID == state["report_sop_uid"]
+    )
     report = read_report(dcmread(sr_path)).assessment
-    said = [n for n in report.notes if n.startswith("Reported without prior comparison: the PACS did not give the prior")]
+    said = [
+        n for n in report.notes if n.startswith("Reported without prior comparison: the PACS did not give the prior")
+    ]
     assert said and "limit of 0.05 min" in said[0] and "cannot connect to ORTHANC" in said[0], report.notes
     assert all(not f.comparisons for f in report.findings)

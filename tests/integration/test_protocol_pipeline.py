@@ -37,8 +37,11 @@ def test_a_lung_rads_site_reports_lung_rads_in_sr_status_and_record(noduled_serv
     assert state["category"].rstrip("S") in LUNG_RADS
     # the longitudinal record
     db = sqlite3.connect(node.data_dir / "index.sqlite")
-    row = db.execute("select category, protocol, protocol_version, audit_protocol, audit_category, assessment_json,"
-                     " audit_assessment_json, report_sop_uid from assessments where study_uid = ?", (uid,)).fetchone()
+    row = db.execute(
+        "select category, protocol, protocol_version, audit_protocol, audit_category, assessment_json,"
+        " audit_assessment_json, report_sop_uid from assessments where study_uid = ?",
+        (uid,),
+    ).fetchone()
     category, protocol, version, audit_protocol, audit_category, doc, audit_doc, sr_uid = row
     assert (protocol, version, audit_protocol) == ("lung-rads-2022", "v2022", "nlcsp")
     assert category == state["category"].rstrip("S") and json.loads(doc)["protocol"] == "lung-rads-2022"
@@ -49,8 +52,11 @@ def test_a_lung_rads_site_reports_lung_rads_in_sr_status_and_record(noduled_serv
     reports = [p for p in Path(node.data_dir).rglob("*") if p.is_file() and _is_sr(p, sr_uid)]
     assert reports, "the SR is in the node's archive"
     back = read_report(dcmread(reports[0])).assessment
-    assert back is not None and (back.protocol, back.protocol_version, back.category) == ("lung-rads-2022", "v2022",
-                                                                                           category)
+    assert back is not None and (back.protocol, back.protocol_version, back.category) == (
+        "lung-rads-2022",
+        "v2022",
+        category,
+    )
     assert sorted(f.category for f in back.findings if f.category) == sorted(c for c in nodules if c)
     db.close()
 

@@ -26,13 +26,27 @@ def series_300(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return write_ct_series(tmp_path_factory.mktemp("ct300"), 300, seed=1)
 
 
-def storescu(port: int, files: list[Path], *, aet: str = "STORESCU", aec: str = "NODULED", verbose: bool = False, **popen) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    args = ["storescu", "-aet", aet, "-aec", aec, *(["-v"] if verbose else []), "127.0.0.1", str(port), *map(str, files)]
+def storescu(
+    port: int, files: list[Path], *, aet: str = "STORESCU", aec: str = "NODULED", verbose: bool = False, **popen
+) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    args = [
+        "storescu",
+        "-aet",
+        aet,
+        "-aec",
+        aec,
+        *(["-v"] if verbose else []),
+        "127.0.0.1",
+        str(port),
+        *map(str, files),
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, **popen)
 
 
 def echoscu(port: int, *, aet: str = "ECHOSCU", aec: str = "NODULED") -> subprocess.CompletedProcess:
-    return subprocess.run(["echoscu", "-aet", aet, "-aec", aec, "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["echoscu", "-aet", aet, "-aec", aec, "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60
+    )
 
 
 def archived_files(data_dir: Path) -> list[Path]:
@@ -67,13 +81,22 @@ def test_orthanc_forwards_a_study(noduled_server, orthanc, tmp_path, dcmtk) -> N
     pacs.rest("POST", "/modalities/noduled/store", study_id.encode())
     status = node.status()
     assert status["totals"]["instances"] == 24
-    assert {dcmread(p).SOPInstanceUID for p in archived_files(node.data_dir)} == {dcmread(p).SOPInstanceUID for p in files}
+    assert {dcmread(p).SOPInstanceUID for p in archived_files(node.data_dir)} == {
+        dcmread(p).SOPInstanceUID for p in files
+    }
     assert "association from ORTHANC@127.0.0.1 accepted" in node.log()
 
 
 def test_peers_not_on_the_allow_list_are_rejected(noduled_server, dcmtk) -> None:  # type: ignore[no-untyped-def]
     node = noduled_server(
-        {"scp": {"allowed_peers": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}, {"ae_title": "REMOTE", "host": "10.9.9.9"}]}}
+        {
+            "scp": {
+                "allowed_peers": [
+                    {"ae_title": "ORTHANC", "host": "127.0.0.1"},
+                    {"ae_title": "REMOTE", "host": "10.9.9.9"},
+                ]
+            }
+        }
     )
     assert echoscu(node.port, aet="ORTHANC").returncode == 0
     evil = echoscu(node.port, aet="EVIL")
@@ -82,9 +105,16 @@ def test_peers_not_on_the_allow_list_are_rejected(noduled_server, dcmtk) -> None
     wrong_host = echoscu(node.port, aet="REMOTE")
     assert wrong_host.returncode != 0
     wrong_called = echoscu(node.port, aet="ORTHANC", aec="OTHERNODE")
-    assert wrong_called.returncode != 0 and "Called AE Title Not Recognized" in wrong_called.stdout + wrong_called.stderr
+    assert (
+        wrong_called.returncode != 0 and "Called AE Title Not Recognized" in wrong_called.stdout + wrong_called.stderr
+    )
     log = node.log()
-    assert log.count("connection from EVIL@127.0.0.1 refused (not_allowed): calling AE title 'EVIL' is not in scp.allowed_peers") == 1
+    assert (
+        log.count(
+            "connection from EVIL@127.0.0.1 refused (not_allowed): calling AE title 'EVIL' is not in scp.allowed_peers"
+        )
+        == 1
+    )
     assert log.count("'REMOTE' is allowed only from 10.9.9.9, not 127.0.0.1") == 1
     assert log.count("refused (called_ae): called AE title 'OTHERNODE' is not this node's 'NODULED'") == 1
     assert echoscu(node.port, aet="ORTHANC").returncode == 0  # still serving
@@ -107,7 +137,9 @@ def test_sigkill_mid_transfer_loses_nothing_acknowledged(noduled_server, series_
     node = noduled_server()
     sender = subprocess.Popen(
         ["storescu", "-v", "-aec", "NODULED", "127.0.0.1", str(node.port), *map(str, series_300)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while len(archived_files(node.data_dir)) < 60 and time.monotonic() < deadline:
@@ -159,7 +191,9 @@ def _scu_store(port: int, dataset_or_path) -> Dataset:  # type: ignore[no-untype
         assoc.release()
 
 
-def test_malformed_datasets_get_a_specific_failure_and_the_server_keeps_serving(noduled_server, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_datasets_get_a_specific_failure_and_the_server_keeps_serving(
+    noduled_server, tmp_path, dcmtk
+) -> None:  # type: ignore[no-untyped-def]
     node = noduled_server()
     good = write_ct_series(tmp_path / "ct", 2, rows=16, cols=16, seed=3)
 
@@ -205,7 +239,9 @@ def test_embedded_defaults_without_configuration(tmp_path: Path, dcmtk) -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODULED_")}
-    proc = subprocess.Popen([NODULED, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [NODULED, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         wait_for_port(11112, proc=proc)
         assert echoscu(11112, aec="NODULED").returncode == 0
@@ -220,7 +256,9 @@ def test_embedded_defaults_without_configuration(tmp_path: Path, dcmtk) -> None:
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
-def test_log_lines_cannot_be_forged_and_pydicom_warnings_appear_once_in_the_log_format(noduled_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_log_lines_cannot_be_forged_and_pydicom_warnings_appear_once_in_the_log_format(
+    noduled_server, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     node = noduled_server()
     forged = "2026-01-01T00:00:00.000Z INFO x: ok"  # (a request UID is at most 64 characters)
     ds = dcmread(write_ct_series(tmp_path / "ct", 1, rows=8, cols=8, seed=4)[0])
@@ -231,7 +269,9 @@ def test_log_lines_cannot_be_forged_and_pydicom_warnings_appear_once_in_the_log_
     assert _scu_store(node.port, bad_value).Status == 0x0000
     node.stop()
     lines = node.log().splitlines()
-    assert lines and all(_TIMESTAMP.match(line) for line in lines), [line for line in lines if not _TIMESTAMP.match(line)][:3]
+    assert lines and all(_TIMESTAMP.match(line) for line in lines), [
+        line for line in lines if not _TIMESTAMP.match(line)
+    ][:3]
     assert not any(line.startswith(forged) for line in lines)
     assert sum("1.2.3\\n2026-01-01" in line and "refused" in line for line in lines) == 1  # escaped, on its own line
     warned = [line for line in lines if "Invalid value for VR UI" in line]
@@ -244,24 +284,39 @@ def test_start_up_errors_name_the_setting_and_the_address(noduled_server) -> Non
     first = noduled_server()
     clash = noduled_server({"scp": {"port": first.port}}, name="clash", start=False)
     clash.port = first.port
-    done = subprocess.run([NODULED, "serve", "--config", str(clash.config_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [NODULED, "serve", "--config", str(clash.config_path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{first.port} (scp.host, scp.port): Address already in use" in done.stderr
     unknown = noduled_server({"scp": {"host": "no-such-host.invalid"}}, name="unknown", start=False)
-    done = subprocess.run([NODULED, "serve", "--config", str(unknown.config_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [NODULED, "serve", "--config", str(unknown.config_path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1 and "cannot listen on scp.host 'no-such-host.invalid'" in done.stderr
     bad = noduled_server({"scp": {"network_timeout_s": 0}}, name="bad", start=False)
-    done = subprocess.run([NODULED, "serve", "--config", str(bad.config_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [NODULED, "serve", "--config", str(bad.config_path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "scp.network_timeout_s must be more than 0, got 0" in done.stderr
 
 
 def test_the_readme_send_example_sends_a_phantom_study(noduled_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     study = tmp_path / "multi"
-    subprocess.run([NODULED, "phantom", "multi", "--out", str(study), "--size", "small"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [NODULED, "phantom", "multi", "--out", str(study), "--size", "small"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     node = noduled_server()
     # README, "Send a study, see what arrived", with the port of this test's node
-    done = subprocess.run(["/usr/bin/storescu", "-aec", "NODULED", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", str(node.port), str(study)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["/usr/bin/storescu", "-aec", "NODULED", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", str(node.port), str(study)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     sent = list(study.rglob("*.dcm"))
     assert len(sent) > 10 and node.status()["totals"]["instances"] == len(sent)

@@ -30,7 +30,9 @@ ECHOSCU = "/usr/bin/echoscu"
 
 def _echo(port: int, *tls: str) -> tuple[int, float]:
     t0 = time.monotonic()
-    done = subprocess.run([ECHOSCU, *tls, "-aec", "NODULED", "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [ECHOSCU, *tls, "-aec", "NODULED", "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60
+    )
     return done.returncode, time.monotonic() - t0
 
 
@@ -45,7 +47,10 @@ def _rejected(http_port: int) -> dict[str, float]:
     wait_for_port(http_port)
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as rsp:
         text = rsp.read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r'noduled_associations_rejected_total\{reason="(\w+)"\} (\S+)', text)}
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'noduled_associations_rejected_total\{reason="(\w+)"\} (\S+)', text)
+    }
 
 
 def _wait_log(node, needle: str, count: int, timeout_s: float = 20) -> int:  # type: ignore[no-untyped-def]
@@ -81,8 +86,12 @@ def _associate_rq_bytes(called: str = "NODULED", calling: str = "ATTACKER") -> b
 
 def test_half_open_and_trickling_connections_do_not_lock_out_a_real_peer(noduled_server) -> None:  # type: ignore[no-untyped-def]
     http_port = free_port()
-    node = noduled_server({"scp": {"association_request_timeout_s": 3, "max_associations": 4},
-                           "http": {"enabled": True, "port": http_port}})
+    node = noduled_server(
+        {
+            "scp": {"association_request_timeout_s": 3, "max_associations": 4},
+            "http": {"enabled": True, "port": http_port},
+        }
+    )
     rq = _associate_rq_bytes()
     stop = threading.Event()
     trickling: list[socket.socket] = []
@@ -124,7 +133,9 @@ def test_half_open_and_trickling_connections_do_not_lock_out_a_real_peer(noduled
         counts = _rejected(http_port)
         assert counts.get("pending_limit", 0) + counts.get("request_timeout", 0) == 67
         assert counts.get("request_timeout", 0) >= 1
-        assert "no complete association request within 3 s of connecting (scp.association_request_timeout_s)" in node.log()
+        assert (
+            "no complete association request within 3 s of connecting (scp.association_request_timeout_s)" in node.log()
+        )
     finally:
         stop.set()
         for s in trickling + half_open:
@@ -142,7 +153,10 @@ def test_only_admitted_associations_count_against_max_associations(noduled_serve
         assert all(a.is_established for a in held)
         code, _ = _echo(node.port)  # the third admitted association is one too many
         assert code != 0
-        assert _wait_log(node, "refused (max_associations): 2 associations are open already (scp.max_associations)", 1) == 1
+        assert (
+            _wait_log(node, "refused (max_associations): 2 associations are open already (scp.max_associations)", 1)
+            == 1
+        )
         held[0].release()
         time.sleep(0.3)
         assert _echo(node.port)[0] == 0
@@ -180,7 +194,10 @@ def test_a_4_gib_pdu_header_does_not_take_memory(noduled_server, max_pdu: int) -
     log = node.log()
     assert log.count("refused (pdu_too_large): A-ASSOCIATE-RQ PDU of 4294967295 bytes") == 1
     if max_pdu:
-        assert log.count("refused (pdu_too_large): P-DATA-TF PDU of 4294967295 bytes, more than the 4194304 announced") == 8
+        assert (
+            log.count("refused (pdu_too_large): P-DATA-TF PDU of 4294967295 bytes, more than the 4194304 announced")
+            == 8
+        )
 
 
 def test_malformed_first_pdus_are_refused_once_each(noduled_server) -> None:  # type: ignore[no-untyped-def]
@@ -208,9 +225,24 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "node.pem", tmp_path / "node.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -218,11 +250,21 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_an_idle_connection_does_not_freeze_a_tls_node(noduled_server, tls_files) -> None:  # type: ignore[no-untyped-def]
     cert, key = tls_files
     http_port = free_port()
-    node = noduled_server({
-        "scp": {"association_request_timeout_s": 3,
-                "tls": {"enabled": True, "cert": str(cert), "key": str(key), "ca": str(cert), "require_client_cert": True}},
-        "http": {"enabled": True, "port": http_port},
-    })
+    node = noduled_server(
+        {
+            "scp": {
+                "association_request_timeout_s": 3,
+                "tls": {
+                    "enabled": True,
+                    "cert": str(cert),
+                    "key": str(key),
+                    "ca": str(cert),
+                    "require_client_cert": True,
+                },
+            },
+            "http": {"enabled": True, "port": http_port},
+        }
+    )
     tls_args = ("+tls", str(key), str(cert), "+cf", str(cert))  # mutual TLS (one self-signed pair for both ends)
     idle = socket.create_connection(("127.0.0.1", node.port))  # connects, sends nothing, no certificate
     try:

@@ -28,8 +28,12 @@ STORESCU = "/usr/bin/storescu"
 
 
 def _storescu(port: int, files: list[Path]) -> subprocess.CompletedProcess:
-    return subprocess.run([STORESCU, "-v", "-aec", "NODULED", "127.0.0.1", str(port), *map(str, files)],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [STORESCU, "-v", "-aec", "NODULED", "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _responses(output: str) -> dict[str, str]:
@@ -57,7 +61,9 @@ def _healthz(port: int) -> tuple[int, dict]:
 
 
 def _verify(node: NodedServer, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([NODULED, "verify", "--config", str(node.config_path), *extra], capture_output=True, text=True)
+    return subprocess.run(
+        [NODULED, "verify", "--config", str(node.config_path), *extra], capture_output=True, text=True
+    )
 
 
 @pytest.fixture
@@ -76,18 +82,24 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_full_disk_loses_no_acknowledged_instance_and_a_resend_completes_the_archive(tmp_path: Path, small_volume: Path) -> None:
+def test_full_disk_loses_no_acknowledged_instance_and_a_resend_completes_the_archive(
+    tmp_path: Path, small_volume: Path
+) -> None:
     files = write_ct_series(tmp_path / "ct", 48, seed=11)  # 48 x 525 KB = 25 MB > 20 MiB
     http_port = free_port()
-    node = NodedServer(tmp_path / "node", extra={"storage": {"data_dir": str(small_volume / "var")},
-                                                "http": {"enabled": True, "port": http_port}}).start()
+    node = NodedServer(
+        tmp_path / "node",
+        extra={"storage": {"data_dir": str(small_volume / "var")}, "http": {"enabled": True, "port": http_port}},
+    ).start()
     try:
         first = _storescu(node.port, files)
         told = _responses(first.stdout + first.stderr)
         acked = [f for f, status in told.items() if status == "Success"]
         refused = {f: s for f, s in told.items() if s != "Success"}
         assert 10 <= len(acked) < 48 and refused, "the disk did not fill mid-series"
-        assert all("OutOfResources" in s or "Out of Resources" in s or "0xa7" in s.lower() for s in refused.values()), refused
+        assert all("OutOfResources" in s or "Out of Resources" in s or "0xa7" in s.lower() for s in refused.values()), (
+            refused
+        )
         log = node.log()
         assert "Traceback" not in log
         assert log.count("refused (0xA70") == 1  # one WARNING line for the association, not one per instance

@@ -40,8 +40,12 @@ def _rss_bytes(pid: int) -> int:
 
 
 def _encoded(i: int, rng: random.Random) -> bytes:
-    ds = ct_slice("1.2.826.0.1.3680043.8.498.17", "1.2.826.0.1.3680043.8.498.17.1", i,
-                  np.asarray(rng.sample(range(-1000, 1000), 16 * 16), dtype=np.int16).reshape(16, 16))
+    ds = ct_slice(
+        "1.2.826.0.1.3680043.8.498.17",
+        "1.2.826.0.1.3680043.8.498.17.1",
+        i,
+        np.asarray(rng.sample(range(-1000, 1000), 16 * 16), dtype=np.int16).reshape(16, 16),
+    )
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -79,20 +83,30 @@ def _pdu_cases(rng: random.Random) -> list[bytes]:
         if kind == 0:
             cases.append(rng.randbytes(rng.randint(1, 200)))
         elif kind == 1:  # a known type with a random declared length and a short body
-            cases.append(struct.pack(">BBL", rng.randint(1, 7), 0, rng.randrange(1 << 32)) + rng.randbytes(rng.randint(0, 64)))
+            cases.append(
+                struct.pack(">BBL", rng.randint(1, 7), 0, rng.randrange(1 << 32)) + rng.randbytes(rng.randint(0, 64))
+            )
         elif kind == 2:  # an A-ASSOCIATE-RQ header and garbage of the declared length
             n = rng.randint(0, 300)
             cases.append(struct.pack(">BBL", 1, 0, n) + rng.randbytes(n))
         else:  # a plausible A-ASSOCIATE-RQ with some bytes flipped
-            body = bytearray(b"\x00\x01\x00\x00" + b"NODULED".ljust(16) + b"FUZZER".ljust(16) + bytes(32)
-                             + b"\x10\x00\x00\x15" + b"1.2.840.10008.3.1.1.1")
+            body = bytearray(
+                b"\x00\x01\x00\x00"
+                + b"NODULED".ljust(16)
+                + b"FUZZER".ljust(16)
+                + bytes(32)
+                + b"\x10\x00\x00\x15"
+                + b"1.2.840.10008.3.1.1.1"
+            )
             for _ in range(rng.randint(1, 6)):
                 body[rng.randrange(len(body))] = rng.randrange(256)
             cases.append(struct.pack(">BBL", 1, 0, len(body)) + bytes(body))
     return cases
 
 
-def test_mutated_data_sets_and_pdus_leave_the_node_serving_and_every_acknowledged_instance_readable(noduled_server) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_data_sets_and_pdus_leave_the_node_serving_and_every_acknowledged_instance_readable(
+    noduled_server,
+) -> None:  # type: ignore[no-untyped-def]
     node = noduled_server({"scp": {"association_request_timeout_s": 2}})
     assert node.proc is not None
     rng = random.Random(SEED)
@@ -138,10 +152,17 @@ def test_mutated_data_sets_and_pdus_leave_the_node_serving_and_every_acknowledge
                 pass
 
     assert time.monotonic() - t0 < 120
-    assert subprocess.run(["/usr/bin/echoscu", "-aec", "NODULED", "127.0.0.1", str(node.port)], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            ["/usr/bin/echoscu", "-aec", "NODULED", "127.0.0.1", str(node.port)], capture_output=True
+        ).returncode
+        == 0
+    )
     assert 0 < len(acked) < DATASETS and statuses.get(0xC000, 0) > DATASETS // 3, statuses  # both outcomes exercised
 
-    archived = {p.stem: p for p in (node.data_dir / "archive").rglob("*.dcm") if not any(x.startswith(".") for x in p.parts)}
+    archived = {
+        p.stem: p for p in (node.data_dir / "archive").rglob("*.dcm") if not any(x.startswith(".") for x in p.parts)
+    }
     unreadable = []
     for uid in acked:
         path = archived.get(uid)

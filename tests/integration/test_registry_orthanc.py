@@ -33,18 +33,27 @@ def test_dose_sr_forwarded_with_the_study_reaches_the_exam_record_and_the_export
     config["registry"] = {"pseudonym_key": "e2e-key", "facility_id": "SITE-E2E"}
     node = noduled_server(config, start=False)
     participants_csv = tmp_path / "participants.csv"
-    participants_csv.write_text("patient_id,smoking_status,pack_years,family_history_lung_cancer,consent\n"
-                                f"{study.patient['id']},current,45,yes,consented\n")
-    run = subprocess.run([NODULED, "participants", "import", str(participants_csv), "-c", str(node.config_path)],
-                         capture_output=True, text=True)
+    participants_csv.write_text(
+        "patient_id,smoking_status,pack_years,family_history_lung_cancer,consent\n"
+        f"{study.patient['id']},current,45,yes,consented\n"
+    )
+    run = subprocess.run(
+        [NODULED, "participants", "import", str(participants_csv), "-c", str(node.config_path)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     node.start()
-    pacs = OrthancServer(tmp_path / "pacs", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port).start()
+    pacs = OrthancServer(
+        tmp_path / "pacs", modalities={"noduled": [node.ae_title, "127.0.0.1", node.port]}, dicom_port=pacs_port
+    ).start()
     try:
         uploaded = pacs.upload([*ct_and(paths, "sr"), dose_path])
         pacs.rest("POST", "/modalities/noduled/store", uploaded[0]["ParentStudy"].encode())
         wait_for(lambda: analysis_state(node, study.study_uid).get("state") == "done", 120, "the analysis")
-        objects = wait_for(lambda: (r := reports_in(pacs, study.study_uid)) and SR_CLASS in r and r, 60, "the SR in Orthanc")
+        objects = wait_for(
+            lambda: (r := reports_in(pacs, study.study_uid)) and SR_CLASS in r and r, 60, "the SR in Orthanc"
+        )
         sr_path = tmp_path / "sr.dcm"
         sr_path.write_bytes(pacs.rest("GET", f"/instances/{objects[SR_CLASS][0]}/file"))  # type: ignore[arg-type]
     finally:
@@ -54,7 +63,9 @@ def test_dose_sr_forwarded_with_the_study_reaches_the_exam_record_and_the_export
     engine = open_index(f"sqlite:///{node.data_dir / 'index.sqlite'}")
     with engine.connect() as conn:
         exam = conn.execute(select(exams).where(exams.c.study_uid == study.study_uid)).one()
-        events = conn.execute(select(dose_events).where(dose_events.c.study_uid == study.study_uid).order_by(dose_events.c.id)).all()
+        events = conn.execute(
+            select(dose_events).where(dose_events.c.study_uid == study.study_uid).order_by(dose_events.c.id)
+        ).all()
     engine.dispose()
     assert exam.dose_source == "ct-dose-sr"
     assert exam.ctdivol_mgy == pytest.approx(1.9)
@@ -68,16 +79,38 @@ def test_dose_sr_forwarded_with_the_study_reaches_the_exam_record_and_the_export
     assert '"emphysema": "site-config"' in exam.participant_sources_json
     contents = read_report(__import__("pydicom").dcmread(sr_path))
     assert contents.assessment is not None and contents.assessment.participant is not None
-    assert contents.assessment.participant.family_history_lung_cancer is True  # the participant's own answer reached PanCan
+    assert (
+        contents.assessment.participant.family_history_lung_cancer is True
+    )  # the participant's own answer reached PanCan
 
     out = tmp_path / "lcsr_exam.txt"
-    run = subprocess.run([NODULED, "export", "--format", "lcsr", "--from", "2000-01-01", "--to", "2100-01-01", "--out", str(out),
-                          "-c", str(node.config_path)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            NODULED,
+            "export",
+            "--format",
+            "lcsr",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--out",
+            str(out),
+            "-c",
+            str(node.config_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     header, record = out.read_bytes().decode().split("\r\n")[:2]
     row = dict(zip(header.split("|"), record.split("|")))
     assert row["CTDIvol_mGy"] == "1.90" and row["DLP_mGy_cm"] == f"{exam.dlp_total_mgycm:.2f}"
-    assert row["Facility_ID"] == "SITE-E2E" and row["Smoking_Status"] == "Current smoker" and row["Family_History_Lung_Cancer"] == "Y"
+    assert (
+        row["Facility_ID"] == "SITE-E2E"
+        and row["Smoking_Status"] == "Current smoker"
+        and row["Family_History_Lung_Cancer"] == "Y"
+    )
     assert row["Patient_ID"].startswith("P") and study.patient["id"] not in out.read_text()
     side = out.with_name("lcsr_exam.missing.txt").read_text()
     assert "CT_Exam_Result_Lung_RADS: empty in 1 of 1 records" in side

@@ -27,7 +27,9 @@ def scaleout_servers(tmp_path: Path):  # type: ignore[no-untyped-def]
     pg.stop()
 
 
-def test_worker_process_analyses_from_redis_queue_into_postgresql(noduled_server, scaleout_servers, tmp_path, dcmtk) -> None:  # type: ignore[no-untyped-def]
+def test_worker_process_analyses_from_redis_queue_into_postgresql(
+    noduled_server, scaleout_servers, tmp_path, dcmtk
+) -> None:  # type: ignore[no-untyped-def]
     from test_images import render_single_nodule, write_study
 
     pg, redis = scaleout_servers
@@ -50,11 +52,15 @@ def test_worker_process_analyses_from_redis_queue_into_postgresql(noduled_server
     assert "analysed" not in node.log()  # the node itself ran no analysis
     engine = create_engine(pg.url)
     with engine.connect() as conn:
-        assert conn.execute(select(assessments.c.category).where(assessments.c.study_uid == study.study_uid)).scalar_one()
+        assert conn.execute(
+            select(assessments.c.category).where(assessments.c.study_uid == study.study_uid)
+        ).scalar_one()
         n_instances = len(conn.execute(select(instances.c.id)).all())
     assert n_instances == len(paths["ct"]) + 1 + 2  # CT + seed SR + our SR and SEG
     engine.dispose()
-    status = subprocess.run([node.proc.args[0], "status", "--json", "--config", str(node.config_path)], capture_output=True, text=True)
+    status = subprocess.run(
+        [node.proc.args[0], "status", "--json", "--config", str(node.config_path)], capture_output=True, text=True
+    )
     assert status.returncode == 0
 
 
@@ -70,15 +76,20 @@ def _delivered_once(engine, pacs, study_uid: str) -> None:  # type: ignore[no-un
     from daemon.storage.schema import outbox
     from tests.integration.test_pipeline_orthanc import SEG_CLASS, SR_CLASS, reports_in
 
-    objects = wait_for(lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r, 60,
-                       f"SR and SEG of {study_uid} in Orthanc")
+    objects = wait_for(
+        lambda: (r := reports_in(pacs, study_uid)) and SR_CLASS in r and SEG_CLASS in r and r,
+        60,
+        f"SR and SEG of {study_uid} in Orthanc",
+    )
     assert len(objects[SR_CLASS]) == 1 and len(objects[SEG_CLASS]) == 1
 
     def rows() -> list[str]:
         with engine.connect() as conn:
             return sorted(conn.execute(select(outbox.c.state).where(outbox.c.study_uid == study_uid)).scalars().all())
 
-    wait_for(lambda: rows() == ["delivered", "delivered"], 20, "the outbox rows marked delivered")  # SR + SEG, one row each
+    wait_for(
+        lambda: rows() == ["delivered", "delivered"], 20, "the outbox rows marked delivered"
+    )  # SR + SEG, one row each
     with engine.connect() as conn:
         assert len(conn.execute(select(assessments.c.id).where(assessments.c.study_uid == study_uid)).all()) == 1
 
@@ -93,18 +104,25 @@ def test_no_report_lost_worker_without_destinations_killed_worker_and_redis_rest
 
     pg, redis = scaleout_servers
     pacs = orthanc()
-    node = noduled_server({
-        "database": {"url": pg.url},
-        "queue": {"redis_url": redis.url, "workers": 0},  # serve only receives (and delivers)
-        "analysis": {"stable_age_s": 1.0},
-        "destinations": [{"ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}],
-        "delivery": {"retry_initial_s": 0.5, "retry_max_s": 1.0},
-    })
+    node = noduled_server(
+        {
+            "database": {"url": pg.url},
+            "queue": {"redis_url": redis.url, "workers": 0},  # serve only receives (and delivers)
+            "analysis": {"stable_age_s": 1.0},
+            "destinations": [{"ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}],
+            "delivery": {"retry_initial_s": 0.5, "retry_max_s": 1.0},
+        }
+    )
     # the workers' configuration has no [[destinations]]: they use the ones serve published in the index
-    worker_config = write_toml(tmp_path / "worker.toml", {
-        "storage": {"data_dir": str(node.data_dir), "min_free_disk_mb": 0},
-        "database": {"url": pg.url}, "queue": {"redis_url": redis.url}, "http": {"enabled": False},
-    })
+    worker_config = write_toml(
+        tmp_path / "worker.toml",
+        {
+            "storage": {"data_dir": str(node.data_dir), "min_free_disk_mb": 0},
+            "database": {"url": pg.url},
+            "queue": {"redis_url": redis.url},
+            "http": {"enabled": False},
+        },
+    )
     engine = create_engine(pg.url)
     studies = [render_single_nodule("solid", 8.0, seed=s) for s in (21, 22, 23)]
     paths = [write_study(st, tmp_path / f"study{k}") for k, st in enumerate(studies)]

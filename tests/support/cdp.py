@@ -20,8 +20,16 @@ from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--remote-debugging-pipe",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
 )
 
 
@@ -37,7 +45,10 @@ class Browser:
 
         self.proc = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=fds,
+            pass_fds=(3, 4),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -70,7 +81,9 @@ class Browser:
             raise TimeoutError("no reply from Chromium")
         chunk = os.read(self._from_child, 1 << 20)
         if not chunk:
-            raise RuntimeError(f"Chromium exited: {self.proc.stderr.read().decode(errors='replace')[-2000:] if self.proc.stderr else ''}")
+            raise RuntimeError(
+                f"Chromium exited: {self.proc.stderr.read().decode(errors='replace')[-2000:] if self.proc.stderr else ''}"
+            )
         self._buf += chunk
         *messages, self._buf = self._buf.split(b"\0")
         return [json.loads(m) for m in messages if m]
@@ -111,8 +124,14 @@ def open_page(path: Path, screenshot: Path, expressions: dict[str, str]) -> dict
             values[name] = r.get("result", {}).get("value")
         metrics = b.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        shot = b.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                  "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+        shot = b.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            },
+        )
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         errors = []
         for e in b.events:

@@ -78,8 +78,13 @@ def dicomweb_orthanc(workdir: Path) -> OrthancServer:
         raise RuntimeError(f"{DICOMWEB_PLUGIN} is missing: install the Debian package orthanc-dicomweb")
     server = OrthancServer(workdir)
     server.config["Plugins"] = [str(DICOMWEB_PLUGIN)]
-    server.config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "StudiesMetadata": "Full",
-                                 "SeriesMetadata": "Full"}
+    server.config["DicomWeb"] = {
+        "Enable": True,
+        "Root": "/dicom-web/",
+        "EnableWado": True,
+        "StudiesMetadata": "Full",
+        "SeriesMetadata": "Full",
+    }
     return server
 
 

@@ -93,11 +93,15 @@ class NodedServer:
         self.log_path = self.workdir / "noduled.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "NodedServer":
+    def start(self) -> NodedServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NODULED_")}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [NODULED, "serve", "--config", str(self.config_path)], stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+            [NODULED, "serve", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.workdir,
         )
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -130,7 +134,9 @@ class NodedServer:
 class OrthancServer:
     """A real Orthanc PACS (Debian package) with its own storage and ports."""
 
-    def __init__(self, workdir: Path, *, aet: str = "ORTHANC", modalities: dict | None = None, dicom_port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, aet: str = "ORTHANC", modalities: dict | None = None, dicom_port: int | None = None
+    ) -> None:
         if shutil.which("Orthanc") is None:
             raise RuntimeError("Orthanc is not installed (make test installs the Debian package 'orthanc')")
         self.workdir = Path(workdir)
@@ -159,11 +165,13 @@ class OrthancServer:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "OrthancServer":
+    def start(self) -> OrthancServer:
         cfg = self.workdir / "orthanc.json"
         cfg.write_text(json.dumps(self.config, indent=1))
         self._log = open(self.workdir / "orthanc.log", "ab")
-        self.proc = subprocess.Popen(["Orthanc", str(cfg)], stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(cfg)], stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
         wait_for_port(self.http_port, timeout_s=30, proc=self.proc)
         wait_for_port(self.dicom_port, timeout_s=30, proc=self.proc)
         return self
@@ -201,7 +209,7 @@ class StoreSCP:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "StoreSCP":
+    def start(self) -> StoreSCP:
         env = dict(os.environ, TCP_NODELAY="1")
         self.proc = subprocess.Popen(
             ["storescp", "--aetitle", "STORESCP", "--output-directory", str(self.out_dir), str(self.port)],
@@ -246,17 +254,34 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql+psycopg://noduled@127.0.0.1:{self.port}/noduled"
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         subprocess.run(
-            _as_postgres_user([postgres_bin("initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "noduled", "--no-sync"]),
-            check=True, capture_output=True,
+            _as_postgres_user(
+                [postgres_bin("initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "noduled", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
         )
         self._log = open(self.workdir / "postgres.log", "ab")
         self.proc = subprocess.Popen(
-            _as_postgres_user([postgres_bin("postgres"), "-D", str(self.datadir), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.workdir), "-F"]),
-            stdout=self._log, stderr=subprocess.STDOUT,
+            _as_postgres_user(
+                [
+                    postgres_bin("postgres"),
+                    "-D",
+                    str(self.datadir),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.workdir),
+                    "-F",
+                ]
+            ),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port, timeout_s=30, proc=self.proc)
         import psycopg
@@ -264,7 +289,9 @@ class PostgresServer:
         deadline = time.monotonic() + 20
         while True:
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=noduled dbname=postgres", autocommit=True) as conn:
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=noduled dbname=postgres", autocommit=True
+                ) as conn:
                     conn.execute("CREATE DATABASE noduled")
                 break
             except psycopg.OperationalError:
@@ -294,11 +321,24 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -318,12 +358,15 @@ class NodedWorker:
         self.log_path = server.workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "NodedWorker":
+    def start(self) -> NodedWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NODULED_")}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [NODULED, "worker", "--config", str(self.config_path), "--workers", "1"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.server.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.server.workdir,
         )
         return self
 

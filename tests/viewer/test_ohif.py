@@ -57,8 +57,14 @@ def viewer(tmp_path_factory) -> dict:
         if ARTIFACTS.exists():
             shutil.rmtree(ARTIFACTS)
         ARTIFACTS.mkdir(parents=True)
-        proc = subprocess.run(["node", str(HERE / "ohif_check.mjs"), server.url, truth["study_uid"], str(ARTIFACTS)],
-                              check=False, cwd=HERE, capture_output=True, text=True, timeout=420)
+        proc = subprocess.run(
+            ["node", str(HERE / "ohif_check.mjs"), server.url, truth["study_uid"], str(ARTIFACTS)],
+            check=False,
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=420,
+        )
     finally:
         if server is not None:
             server.stop()

@@ -12,7 +12,9 @@ if connection is None:  # pragma: no cover - alembic CLI use
 
     url = context.config.get_main_option("sqlalchemy.url")
     if url is None:
-        raise SystemExit("set sqlalchemy.url in the Alembic configuration (or run migrations through daemon.storage.db)")
+        raise SystemExit(
+            "set sqlalchemy.url in the Alembic configuration (or run migrations through daemon.storage.db)"
+        )
     connection = create_engine(url).connect()
 
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
