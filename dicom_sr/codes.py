@@ -247,6 +247,7 @@ QUALITY_FLAGS: dict[str, CodedConcept] = {
     "vessel_detachment_applied": _nlcsp("Q-VESSEL", "Vessel detachment applied"),
     "possible_leak": _nlcsp("Q-LEAK", "Possible leak"),
     "too_small_for_volumetry": _nlcsp("Q-TOO-SMALL", "Too small for volumetry (partial volume)"),
+    "seed_dependent": _nlcsp("Q-SEED-DEPENDENT", "Volume depends on the seed (re-segmentation disagrees)"),
     "volumetry_unreliable": _nlcsp("Q-UNRELIABLE", "Volumetry unreliable, use mean diameter"),
 }
 QUALITY_REASON = _nlcsp("Q-REASON", "Measurement quality reason")
