@@ -30,15 +30,29 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
-from daemon.settings import AnalysisSettings, ConfigError, Destination, PACSSettings, Settings, SiteSettings
+from daemon.settings import (
+    AnalysisSettings,
+    ConfigError,
+    Destination,
+    PACSSettings,
+    ReportSettings,
+    Settings,
+    SiteSettings,
+)
 from daemon.storage.schema import shared_config
 
 log = logging.getLogger(__name__)
 
-SHARED = ("destinations", "pacs", "site", "analysis")
+SHARED = ("destinations", "pacs", "site", "analysis", "report")
 # [analysis] keys that only the receiving node uses (when a study is complete), not shared
 SERVE_ONLY_ANALYSIS_KEYS = frozenset({"stable_age_s", "release_quiet_s"})
-_KEY_NAMES = {"destinations": "[[destinations]]", "pacs": "[pacs]", "site": "[site]", "analysis": "[analysis]"}
+_KEY_NAMES = {
+    "destinations": "[[destinations]]",
+    "pacs": "[pacs]",
+    "site": "[site]",
+    "analysis": "[analysis]",
+    "report": "[report]",
+}
 
 
 def section_value(settings: Settings, name: str) -> Any:
@@ -51,12 +65,17 @@ def section_value(settings: Settings, name: str) -> Any:
         return settings.site.model_dump(mode="json")
     if name == "analysis":
         return {k: v for k, v in settings.analysis.model_dump(mode="json").items() if k not in SERVE_ONLY_ANALYSIS_KEYS}
+    if name == "report":  # which objects a worker sends: the key images and PDF too, or not
+        return settings.report.model_dump(mode="json")
     raise KeyError(name)
 
 
 def _default_value(name: str) -> Any:
     return section_value(
-        Settings.model_construct(destinations=(), pacs=None, site=SiteSettings(), analysis=AnalysisSettings()), name
+        Settings.model_construct(
+            destinations=(), pacs=None, site=SiteSettings(), analysis=AnalysisSettings(), report=ReportSettings()
+        ),
+        name,
     )
 
 
@@ -90,7 +109,7 @@ def adopt(engine: Engine, settings: Settings) -> Settings:
     if set(shared) != set(SHARED):
         raise ConfigError(
             "no configuration published in the index database ([database] url) yet: start noduled serve "
-            "(it publishes [[destinations]], [pacs], [site] and [analysis] for its workers) before noduled worker"
+            "(it publishes [[destinations]], [pacs], [site], [analysis] and [report] for its workers) before noduled worker"
         )
     update: dict[str, Any] = {}
     adopted = []
@@ -111,6 +130,8 @@ def adopt(engine: Engine, settings: Settings) -> Settings:
             update[name] = PACSSettings(**value) if value is not None else None
         elif name == "site":
             update[name] = SiteSettings(**value)
+        elif name == "report":
+            update[name] = ReportSettings(**value)
         else:
             update[name] = settings.analysis.model_copy(update=value)
     if adopted:

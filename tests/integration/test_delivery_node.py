@@ -56,6 +56,7 @@ def test_down_pacs_is_named_in_healthz_then_gets_the_committed_report_within_sec
                 "destination_down_alert_s": 3.0,
             },
             "http": {"enabled": True, "port": http_port},
+            "report": {"key_images": False, "pdf": False},  # the SR and its SEG only
         }
     )
     destination = f"ORTHANC@127.0.0.1:{pacs_port}"

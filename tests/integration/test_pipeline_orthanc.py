@@ -299,7 +299,7 @@ def test_sigkill_mid_analysis_analyses_once_more_and_delivers_once(noduled_serve
     assert len(objects[SR_CLASS]) == 1 and len(objects[SEG_CLASS]) == 1
     log = node.log()
     assert len(re.findall(rf"study {re.escape(study_uid)} analysed", log)) == 1
-    assert "analysis interrupted by a restart, queued again" in log
+    assert f"study {study_uid}: analysis interrupted (restart or dead worker), queued again" in log
     time.sleep(2)  # nothing is analysed or sent again afterwards
     assert len(re.findall(rf"study {re.escape(study_uid)} analysed", node.log())) == 1
     assert node.status()["outbox"]["delivered"] == 2

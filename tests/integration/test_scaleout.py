@@ -40,6 +40,8 @@ def test_worker_process_analyses_from_redis_queue_into_postgresql(
             "database": {"url": pg.url},
             "queue": {"redis_url": redis.url, "workers": 0},  # the node only receives; the worker analyses
             "analysis": {"stable_age_s": 1.0},
+            # no key images / PDF: the worker adopts this [report] from the index (it sets none of its own)
+            "report": {"key_images": False, "pdf": False},
         }
     )
     worker = NodedWorker(node).start()
@@ -111,6 +113,7 @@ def test_no_report_lost_worker_without_destinations_killed_worker_and_redis_rest
             "analysis": {"stable_age_s": 1.0},
             "destinations": [{"ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}],
             "delivery": {"retry_initial_s": 0.5, "retry_max_s": 1.0},
+            "report": {"key_images": False, "pdf": False},  # SR + SEG only; the workers adopt it from the index
         }
     )
     # the workers' configuration has no [[destinations]]: they use the ones serve published in the index
