@@ -418,9 +418,14 @@ def find_in_prior(
     size-aware: every structure found in the neighbourhood is scored by its
     centroid distance plus ``VOLUME_MISMATCH_MM_PER_DOUBLING`` per doubling of
     volume difference, so that a vessel fragment next to the mapped point does
-    not win over the nodule a few mm away.  None when there is no nodule within
+    not win over the nodule a few mm away.  A seed-dependent volume (re-segmented
+    from its centre it changed by more than ``RESEED_DISAGREEMENT``) is scored at
+    the far end of that uncertainty: its mismatch counts ``log2(1 + RESEED_DISAGREEMENT)``
+    doublings more, so a vessel fragment whose re-segmentation grew it towards the
+    expected size does not win on that growth.  None when there is no nodule within
     ``search_radius_mm``.
     """
+    from segmentation.nodule import RESEED_DISAGREEMENT
     from segmentation.production import measure_at_seed
 
     seed = np.asarray([float(v) for v in mapped_seed_lps_mm])
@@ -429,7 +434,10 @@ def find_in_prior(
         d = float(np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed))
         if expected_volume_mm3 is None or expected_volume_mm3 <= 0 or m.volume_mm3 <= 0:
             return d
-        return float(d + VOLUME_MISMATCH_MM_PER_DOUBLING * abs(np.log2(m.volume_mm3 / expected_volume_mm3)))
+        doublings = abs(float(np.log2(m.volume_mm3 / expected_volume_mm3)))
+        if m.quality.seed_dependent:
+            doublings += float(np.log2(1.0 + RESEED_DISAGREEMENT))
+        return d + VOLUME_MISMATCH_MM_PER_DOUBLING * doublings
 
     found: list[NoduleMeasurement] = []
 
