@@ -520,8 +520,8 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
         return NoduleResult(
             n.id,
             None,
-            plain,
-            "Lung-RADS v2022: thin-walled unilocular cyst, not classified as"  # type: ignore[arg-type]
+            plain,  # type: ignore[arg-type]
+            "Lung-RADS v2022: thin-walled unilocular cyst, not classified as"
             " suspicious (INTERPRETATION Y1)",
             reasons=tuple(reasons),
         )
@@ -529,8 +529,8 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
         return NoduleResult(
             n.id,
             None,
-            plain,
-            "fluid-containing or multiple cysts: not classified unless other"  # type: ignore[arg-type]
+            plain,  # type: ignore[arg-type]
+            "fluid-containing or multiple cysts: not classified unless other"
             " concerning features are identified (INTERPRETATION Y1)",
             reasons=tuple(reasons),
         )
@@ -595,8 +595,8 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
     return NoduleResult(
         id=n.id,
         category=category,
-        status=status,
-        rule=rule,  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        rule=rule,
         diameter_change_mm=growth.change_mm if growth is not None else None,
         comparison_date=growth.comparison if growth is not None else None,
         previous_category=prev,
