@@ -521,8 +521,7 @@ def assess_nodule(n: Nodule, case: Case) -> NoduleResult:
             n.id,
             None,
             plain,  # type: ignore[arg-type]
-            "Lung-RADS v2022: thin-walled unilocular cyst, not classified as"
-            " suspicious (INTERPRETATION Y1)",
+            "Lung-RADS v2022: thin-walled unilocular cyst, not classified as suspicious (INTERPRETATION Y1)",
             reasons=tuple(reasons),
         )
     if n.cyst is not None and (n.cyst_fluid_containing or n.cyst_multiple) and n.cyst_change is None:
