@@ -285,24 +285,14 @@ SEXES: dict[str, CodedConcept] = {  # CID 7455
     "M": _sct("248153007", "Male"),
 }
 
-# Shown by viewers that label a measurement with its numeric items only (OHIF 3.13 draws
-# "<code meaning>: <value> <unit code>" for the first five NUMs of a nodule): the category as a
-# number, next to the coded NLCSP category (the authoritative value; see dicom_sr.report).
-CATEGORY_UNIT = _ucum("{category}", "category")
-NODULE_CATEGORY_NUMBER = _nlcsp("NODULE-CAT-NUM", "NLCSP category")
-EXAM_CATEGORY_NUMBER = _nlcsp("EXAM-CAT-NUM", "NLCSP exam category")
-LUNG_RADS_NODULE_CATEGORY_NUMBER = _nlcsp("NODULE-LR-NUM", "Lung-RADS category")
-LUNG_RADS_EXAM_CATEGORY_NUMBER = _nlcsp("EXAM-LR-NUM", "Lung-RADS exam category")
-
-
-def category_number(protocol: str, category: str, *, exam: bool) -> tuple[CodedConcept, float, CodedConcept]:
-    """(name, value, unit) of the numeric copy of a category that OHIF 3.13 shows on a ruler's label.
-
-    NLCSP categories are numbers ("NLCSP category: 4.00 {category}"); a Lung-RADS category such as
-    4A is not, so its number is the leading digit and the unit is the UCUM annotation of the whole
-    category ("Lung-RADS category: 4.00 {4A}"); the coded category stays the authoritative value.
-    """
-    if protocol == "lung-rads-2022":
-        name = LUNG_RADS_EXAM_CATEGORY_NUMBER if exam else LUNG_RADS_NODULE_CATEGORY_NUMBER
-        return name, float(int(category[0])), _ucum("{" + category + "}", "Lung-RADS " + category)
-    return (EXAM_CATEGORY_NUMBER if exam else NODULE_CATEGORY_NUMBER), float(int(category)), CATEGORY_UNIT
+# --- what viewers show of a nodule (OHIF 3.13 cornerstone-dicom-sr; see dicom_sr.report) ----
+# DCM 121106 "Comment": the TEXT concept cornerstone3D / OHIF write for an annotation's label and
+# the one OHIF's SR viewport shows as a label line of a measurement (its COMMENT_CODE).
+COMMENT = _dcm("121106", "Comment")
+# noduled's container of a nodule's 3D geometry (centre, long and short axis end points in LPS,
+# full precision), nested so that viewers looking for a group's top-level SCOORD/SCOORD3D do not
+# mistake it for the drawable region.
+GEOMETRY = _nlcsp("GEOMETRY", "Nodule geometry")
+# the long axis drawn on the key axial image when it was measured in a coronal or sagittal plane:
+# the measured long axis' length, along its projection onto that image, centred on the nodule
+AXIAL_RULER = _nlcsp("AXIAL-RULER", "Long axis drawn on the key axial image")

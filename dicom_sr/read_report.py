@@ -397,8 +397,15 @@ def _seed(container: Dataset) -> Seed | None:
 def _finding(
     tracking_id: str, tracking_uid: str, groups: list[Dataset], library: dict[str, ImagePlane]
 ) -> NoduleFinding:
-    main = next((g for g in groups if tree.first(g, K(codes.GEOMETRIC_PURPOSE)) is None), groups[0])
+    # The nodule's groups share its tracking UID.  Current layout (dicom_sr.report): a TID 1501 group
+    # of the ruler NUMs (long / short axis, each INFERRED FROM its line on the key image), then the
+    # TID 1411 group with everything else, the 3D centre and axes in its "Nodule geometry" container.
+    # Earlier layout: TID 1410 axis groups (geometric purpose Long / Short axis, SCOORD or SCOORD3D
+    # region) around the volumetric group, which held the centre as a top-level SCOORD3D.
+    plain = [g for g in groups if tree.first(g, K(codes.GEOMETRIC_PURPOSE)) is None]
+    main = plain[-1] if plain else groups[0]
     axes: dict[str, list[Any]] = {}
+    centroid = None
     for g in groups:
         purpose = tree.first(g, K(codes.GEOMETRIC_PURPOSE), "CODE")
         if purpose is not None:
@@ -406,7 +413,23 @@ def _finding(
             which = {K(codes.LONG_AXIS): "long", K(codes.SHORT_AXIS): "short"}.get(cast(Any, tree.code_value(purpose)))
             if which and points is not None and len(points) >= 2:
                 axes[which] = points[:2]
+    geometry = tree.first(main, K(codes.GEOMETRY), "CONTAINER")
+    for item in tree.children(geometry) if geometry is not None else []:
+        if tree.value_type(item) != "SCOORD3D":
+            continue
+        xyz = tree.floats(item.get("GraphicData")).reshape(-1, 3)
+        points3 = [(float(p[0]), float(p[1]), float(p[2])) for p in xyz]
+        if tree.concept(item) == K(codes.CENTER) and points3:
+            centroid = points3[0]
+        elif tree.concept(item) == K(codes.LONG_AXIS) and len(points3) >= 2:
+            axes["long"] = points3[:2]
+        elif tree.concept(item) == K(codes.SHORT_AXIS) and len(points3) >= 2:
+            axes["short"] = points3[:2]
     nums = _nums(main)
+    for g in groups:  # the axis lengths are in the rulers' group
+        if g is not main:
+            for k, v in _nums(g).items():
+                nums.setdefault(k, v)
     ch: dict[str, Characteristic] = {}
     status = category = None
     plane = "axial"
@@ -415,7 +438,6 @@ def _finding(
     comparisons = []
     rule = error = None
     seed = None
-    centroid = None
     no_nodule = False
     for item in tree.children(main):
         c, vt = tree.concept(item), tree.value_type(item)
@@ -450,7 +472,7 @@ def _finding(
             error = tree.text(item)
         elif c == K(codes.NO_NODULE_AT_SEED):
             no_nodule = True
-        elif c == K(codes.CENTER) and vt == "SCOORD3D":
+        elif c == K(codes.CENTER) and vt == "SCOORD3D" and centroid is None:  # earlier layout
             xyz = tree.floats(item.get("GraphicData"))[:3]
             centroid = (float(xyz[0]), float(xyz[1]), float(xyz[2]))
         elif c == K(codes.SEED_POINT) and vt == "CONTAINER":

@@ -8,38 +8,48 @@ goes where.  Structure of the document (codes in :mod:`dicom_sr.codes`):
   person: the reader named in the seed object, when known), procedure
   reported (CT of chest, LDCT screening) and an Image Library (TID 1600) of
   the key images;
-* per nodule a TID 1411 volumetric group (tracking identifier "Nodule N" and
-  tracking UID, finding "Nodule", finding site lung or lobe, referencing its
-  SEG segment) with volume, mean diameter, long/short axis, maximum axial
-  diameter, mean attenuation, solid component, percent volume change, VDT
-  and diameter change against the comparison study, PanCan risk, and the
-  qualitative evaluations (composition and the other characteristics, each
-  with an "Observer Type" Person/Device child saying whether the reader or
-  the algorithm assigned it; growth status; NLCSP nodule category).  The
-  template is extensible; noduled adds the nodule centre (SCOORD3D), the
-  protocol rule, the reader's seed and one "Prior comparison" container per
-  prior study (study UID and date, whether it is the comparison study, the
-  prior measurement and the changes) so that the next round can read them;
-* per nodule TID 1410 planar groups (same tracking identifier "Nodule N" and
-  tracking UID as the volumetric group), written *before and after* it in this
-  order: the long axis as an SCOORD POLYLINE "Image Region" on the key image
-  (geometric purpose Long axis, CID 219) -- or, when the axes were measured in
-  a coronal or sagittal plane, first the long axis projected onto the axial
-  image nearest the centre (the "axial ruler") and then the true long axis as
-  SCOORD3D --, then the volumetric group, then the short axis.  Why: OHIF 3.13
-  (cornerstone-dicom-sr ``_getMeasurements``) merges every group of one
-  Tracking UID, draws only the first SCOORD/SCOORD3D of the merged content in
-  its stack viewport and labels it with the first five NUMs; so the ruler
-  comes first, the planar groups carry no NUM of their own, and the
-  volumetric NUMs start with volume, mean diameter, the NLCSP category as a
-  number ({category}), % volume change and VDT.  The tracking UID remains the
-  longitudinal identity across screening rounds (one UID per nodule, every
-  group of the nodule carries it), so the prior comparison is unaffected;
+* per nodule **one** measurement group: TID 1411 volumetric (tracking
+  identifier "Nodule N" and tracking UID, finding "Nodule", finding site lung
+  or lobe, referencing its SEG segment; TID 1501 when there is no segment)
+  with, in this order, the long and short axis NUMs, each INFERRED FROM its
+  line (SCOORD POLYLINE) on the key axial image -- the CT image through the
+  nodule's centre; a long axis that does not lie in it (measured in a coronal
+  or sagittal plane or on another slice) is preceded by an "axial ruler" NUM,
+  its length drawn along its projection on that image --, volume, mean
+  diameter, maximum axial diameter, mean attenuation, solid component,
+  percent volume change, VDT and diameter change against the comparison
+  study, PanCan risk; the qualitative evaluations (composition and the other
+  characteristics, each with an "Observer Type" Person/Device child saying
+  whether the reader or the algorithm assigned it; growth status; NLCSP
+  nodule category); the label a viewer shows, as DCM 121106 Comment TEXTs
+  (:func:`label_lines`).  The template is extensible; noduled adds a "Nodule
+  geometry" container (centre and both axes as SCOORD3D at full precision),
+  the protocol rule, the reader's seed and one "Prior comparison" container
+  per prior study (study UID and date, whether it is the comparison study,
+  the prior measurement and the changes) so that the next round can read
+  them.
+
+  Why one group of this shape (OHIF 3.13, cornerstone-dicom-sr
+  ``_getMeasurements``): OHIF merges every group of one Tracking UID; if the
+  merged content has a top-level SCOORD/SCOORD3D it draws only that first
+  graphic and labels it with the first five NUMs as "meaning: 3.00 unit" --
+  no text, so no "Nodule N", no category or composition.  Without a top-level
+  SCOORD it reads the group the way cornerstone3D writes its own annotations
+  (TID 1501/300: NUM INFERRED FROM SCOORD, label in a Comment): it draws
+  every NUM's line (so both axes) and labels them, Comments first.  So no
+  nodule group has a top-level SCOORD or SCOORD3D (centre and 3D axes are
+  nested in the geometry container) and the lines hang under their NUMs.
+  The tracking UID is unchanged: one UID per nodule, stable across screening
+  rounds -- the longitudinal identity the prior comparison reads (see
+  dicom_sr/README.md).  SRs of earlier versions (TID 1410 axis groups around
+  the volumetric group, the centre as a top-level SCOORD3D) are still read by
+  :mod:`dicom_sr.read_report`;
 * an "Exam" group (own tracking UID, derived from the study): an image POINT
-  at the decisive nodule's centre with the exam category and follow-up
-  interval as NUMs -- what OHIF shows of the exam result, and an image POINT
-  (111030 POINT, cornerstone3D's Probe adapter type) is what makes OHIF call
-  the SR restorable instead of "not compatible with this application";
+  at the decisive nodule's centre with the coded exam category -- the
+  measurement OHIF can restore (a Probe), which keeps OHIF from calling the SR
+  "not compatible with this application"; it has no NUM, so OHIF draws it as a
+  bare arrow on the decisive nodule, whose label ends with the exam result
+  (:func:`_exam_group` says why there);
 * a document-level "Qualitative Evaluations" container (TID 1500 row 12):
   NLCSP exam category, A flag, descriptor, management, follow-up interval and
   due date, decisive nodule, screening round, reasons and notes.
@@ -202,65 +212,191 @@ def assessment_digest(assessment: ExamAssessment) -> str:
 
 # --------------------------------------------------------------------------- key image
 class _KeyImages:
-    """Chooses the CT image on which a pair of axis end points lies."""
+    """The CT images a nodule is drawn on (and which of them go into the Image Library)."""
 
     def __init__(self, ct_datasets: Sequence[Dataset]):
         self.datasets = list(ct_datasets)
         self.planes = [plane_of(ds) for ds in self.datasets]
         self.used: dict[str, Dataset] = {}
-
-    def find(self, points: Sequence[Vec3]) -> tuple[Dataset, ImagePlane] | None:
-        """The image whose plane contains all points (within half a slice), if any."""
-        mid = np.mean(np.asarray(points, float), axis=0)
-        dists = [abs(p.from_lps(tuple(mid))[2]) for p in self.planes]
-        k = int(np.argmin(dists))
-        plane = self.planes[k]
-        thickness = float(self.datasets[k].get("SliceThickness") or 0) or 1.0
+        thickness = float(self.datasets[0].get("SliceThickness") or 0) or 1.0 if self.datasets else 1.0
         if len(self.planes) > 1:
             gaps = [
                 abs(self.planes[i].from_lps(self.planes[i + 1].position_lps_mm)[2]) for i in range(len(self.planes) - 1)
             ]
             thickness = min(thickness, float(np.median(gaps)) or thickness)
-        if all(abs(plane.from_lps(cast(Vec3, tuple(p)))[2]) <= thickness / 2 + 1e-3 for p in points):
-            self.used[plane.sop_instance_uid] = self.datasets[k]
-            return self.datasets[k], plane
-        return None
+        self.half_slice_mm = thickness / 2 + 1e-3
+
+    def nearest(self, point: Vec3) -> tuple[Dataset, ImagePlane]:
+        """The image nearest ``point`` (the key axial image of a nodule: the one through its centre)."""
+        k = int(np.argmin([abs(p.from_lps(point)[2]) for p in self.planes]))
+        self.used[self.planes[k].sop_instance_uid] = self.datasets[k]
+        return self.datasets[k], self.planes[k]
+
+    def on(self, plane: ImagePlane, points: Sequence[Vec3]) -> bool:
+        """True when every point lies in ``plane``'s slice (within half a slice)."""
+        return all(abs(plane.from_lps(cast(Vec3, tuple(p)))[2]) <= self.half_slice_mm for p in points)
 
 
-def _axis_group(
-    finding: NoduleFinding,
-    purpose: CodedConcept,
-    endpoints: tuple[Vec3, Vec3],
-    keys: _KeyImages,
-    frame_of_reference_uid: str,
-    algorithm: hd.sr.AlgorithmIdentification,
-    time_point: hd.sr.TimePointContext,
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    found = keys.find(endpoints)
-    region: hd.sr.ImageRegion | hd.sr.ImageRegion3D
-    if found is not None:
-        ds, plane = found
-        data = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in endpoints], dtype=np.float32)
-        region = hd.sr.ImageRegion(
-            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=data,
-            source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
-        )
-    else:  # measured in a plane that is not one of the CT images
-        region = hd.sr.ImageRegion3D(
-            graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
-            graphic_data=np.asarray(endpoints, dtype=np.float64),
-            frame_of_reference_uid=frame_of_reference_uid,
-        )
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id),
-        referenced_region=region,
-        finding_type=codes.NODULE,
-        finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
-        geometric_purpose=purpose,
-        algorithm_id=algorithm,
-        time_point_context=time_point,
+def _line_on_image(
+    name: CodedConcept, value: float, ds: Dataset, columns_rows: np.ndarray
+) -> hd.sr.Measurement:
+    """A length NUM inferred from a 2D line on one CT image (TID 300 row INFERRED FROM TID 320).
+
+    The line is an SCOORD POLYLINE with its source image (SELECTED FROM), the way cornerstone3D
+    writes a Length; it is what OHIF 3.13 draws for a measurement group that has no top-level
+    SCOORD (cornerstone-dicom-sr ``_processNonGeometricallyDefinedMeasurement``).  TID 1410/1411
+    do not allow coordinates under their NUMs, so these NUMs go into a TID 1501 group.
+    """
+    line = hd.sr.CoordinatesForMeasurement(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=np.asarray(columns_rows, dtype=np.float32),
+        source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
     )
+    return hd.sr.Measurement(
+        name=name, value=_round(value, "length_mm"), unit=codes.MM, referenced_coordinates=[line]
+    )
+
+
+def _rulers(m: NoduleMeasurement, keys: _KeyImages) -> list[hd.sr.Measurement]:
+    """The long and short axis NUMs, each with the line OHIF draws on the key axial image.
+
+    The key image is the CT image through the nodule's centre.  An axis that lies in it is drawn
+    as measured.  A long axis that does not (measured in a coronal or sagittal plane, or on another
+    axial slice) gets, first, an AXIAL_RULER NUM: its measured length along its projection onto the
+    key image, centred on the projection of its middle (across the image, along the rows, when it
+    runs along the slice normal); the measured long axis follows as a NUM without a line (its true
+    end points are in the nodule geometry container).  A short axis off the key image is not drawn.
+    """
+    out: list[hd.sr.Measurement] = []
+    long_ends = m.long_axis_endpoints_lps_mm
+    short_ends = m.short_axis_endpoints_lps_mm
+    if not np.isfinite(np.asarray([m.centroid_lps_mm, *long_ends, *short_ends], float)).all():
+        return [  # no geometry (e.g. re-written from values read back): the lengths only
+            _measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM),
+            _measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM),
+        ]
+    ds, plane = keys.nearest(m.centroid_lps_mm)
+    if keys.on(plane, long_ends):
+        data = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in long_ends], float)
+        out.append(_line_on_image(codes.LONG_AXIS, m.long_axis_mm, ds, data))
+    else:
+        ends = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in long_ends], float)
+        mid = ends.mean(axis=0)
+        spacing = np.array([plane.column_spacing_mm, plane.row_spacing_mm], float)  # mm per column, per row
+        direction_mm = (ends[1] - ends[0]) * spacing
+        if float(np.linalg.norm(direction_mm)) < 0.5:  # along the slice normal: draw it along the rows
+            direction_mm = np.array([1.0, 0.0])
+        half_px = direction_mm / float(np.linalg.norm(direction_mm)) * (m.long_axis_mm / 2.0) / spacing
+        out.append(_line_on_image(codes.AXIAL_RULER, m.long_axis_mm, ds, np.array([mid - half_px, mid + half_px])))
+        out.append(_measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM))
+    if keys.on(plane, short_ends):
+        data = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in short_ends], float)
+        out.append(_line_on_image(codes.SHORT_AXIS, m.short_axis_mm, ds, data))
+    else:
+        out.append(_measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM))
+    return out
+
+
+def _geometry(m: NoduleMeasurement, frame_of_reference_uid: str) -> ContainerContentItem | None:
+    """Centre and axis end points in LPS at full precision (noduled's extension; read back by read_report)."""
+    items = [
+        Scoord3DContentItem(
+            name,
+            graphic_type,
+            np.asarray(points, float),
+            frame_of_reference_uid,
+            relationship_type=CONTAINS,
+        )
+        for name, graphic_type, points in (
+            (codes.CENTER, hd.sr.GraphicTypeValues3D.POINT, [m.centroid_lps_mm]),
+            (codes.LONG_AXIS, hd.sr.GraphicTypeValues3D.POLYLINE, m.long_axis_endpoints_lps_mm),
+            (codes.SHORT_AXIS, hd.sr.GraphicTypeValues3D.POLYLINE, m.short_axis_endpoints_lps_mm),
+        )
+        if np.isfinite(np.asarray(points, float)).all()
+    ]
+    if not items:
+        return None
+    container = ContainerContentItem(codes.GEOMETRY, relationship_type=CONTAINS)
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    return container
+
+
+# --------------------------------------------------------------------------- what a viewer shows
+def category_text(protocol: str, category: str | None, *, additional_findings: bool = False) -> str:
+    """A category as a radiologist writes it: "NLCSP category 3", "NLCSP category 2 A", "Lung-RADS category 4X".
+
+    The A flag of NLCSP (actionable additional findings) and the S modifier of Lung-RADS are
+    written after the category, as on the key images and the PDF.
+    """
+    name = codes.PROTOCOL_SHORT_NAMES.get(protocol, protocol)
+    if not category:
+        return f"no {name} category"
+    suffix = (" S" if protocol == "lung-rads-2022" else " A") if additional_findings else ""
+    return f"{name} category {category}{suffix}"
+
+
+_STATUS_TEXT = {
+    "new": "New nodule",
+    "growing": "Growing",
+    "slowly-growing": "Slowly growing",
+    "stable": "Stable",
+    "decreased": "Decreased",
+}
+
+
+def label_lines(finding: NoduleFinding, assessment: ExamAssessment) -> list[str]:
+    """The label a viewer shows with a nodule's ruler: written as DCM 121106 Comment TEXT items.
+
+    OHIF 3.13's SR viewport (cornerstone-dicom-sr) labels a measurement group without a top-level
+    SCOORD with its Comment TEXTs first (each line "<text>:"), then "<meaning>: <value> <unit>" of its
+    NUMs, five lines at most; NUMs with a NUM-level child other than their line are not shown.  So
+    the Comments carry, in the words and rounding of the report: the nodule, composition and
+    category; volume and mean diameter; growth against the comparison study (change and VDT) when
+    there is a prior; on the decisive nodule the exam result (category, management, due date).  The
+    ruler's own "Long axis: ... mm" line follows.  The coded items of the group stay the record;
+    these lines say the same in text.
+    """
+    m = finding.measurement
+    first = [finding.tracking_id]
+    composition = finding.characterization.composition
+    if composition is not None and composition.value is not None:
+        first.append(str(composition.value))
+    first.append(category_text(assessment.protocol, finding.category))
+    lines = [", ".join(first)]
+    if m is not None:
+        lines.append(
+            f"Volume {_round(m.volume_mm3, 'volume_mm3'):.0f} mm3, mean diameter {_round(m.mean_diameter_mm, 'length_mm'):.1f} mm"
+        )
+    comparison = next((c for c in finding.comparisons if c.is_comparison_study), None)
+    growth = []
+    if finding.status is not None and finding.status != "baseline":
+        growth.append(_STATUS_TEXT.get(str(finding.status), str(finding.status)))
+    if comparison is not None:
+        if comparison.volume_change_pct is not None:
+            growth.append(
+                f"volume {_round(comparison.volume_change_pct, 'percent'):+.1f} % since {comparison.prior_study_date.isoformat()}"
+            )
+        if comparison.vdt_days is not None:
+            growth.append(f"VDT {_round(comparison.vdt_days, 'vdt_days'):.0f} d")
+    if growth:
+        lines.append(", ".join(growth))
+    if finding.tracking_uid == assessment.decisive_tracking_uid and assessment.category:
+        exam = [
+            "Exam "
+            + category_text(
+                assessment.protocol, assessment.category, additional_findings=assessment.additional_findings
+            )
+        ]
+        if assessment.management:
+            exam.append(assessment.management)
+        if assessment.due_date is not None:
+            exam.append(f"due {assessment.due_date.isoformat()}")
+        lines.append(", ".join(exam))
+    return lines
+
+
+def _comments(lines: Sequence[str]) -> list[TextContentItem]:
+    return [TextContentItem(codes.COMMENT, line, relationship_type=CONTAINS) for line in lines]
 
 
 # --------------------------------------------------------------------------- nodule groups
@@ -374,16 +510,7 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: s
     """noduled's additions to the (extensible) TID 1411 / 1501 group."""
     items: list[Any] = []
     m = finding.measurement
-    if m is not None:
-        items.append(
-            Scoord3DContentItem(
-                codes.CENTER,
-                hd.sr.GraphicTypeValues3D.POINT,
-                np.asarray([m.centroid_lps_mm], float),
-                frame_of_reference_uid,
-                relationship_type=CONTAINS,
-            )
-        )
+    if m is not None:  # the centre is in the nodule geometry container (_geometry)
         for reason in m.quality.reasons:
             items.append(TextContentItem(codes.QUALITY_REASON, reason[:1024], relationship_type=CONTAINS))
     if finding.rule:
@@ -427,6 +554,7 @@ def _extensions(finding: NoduleFinding, frame_of_reference_uid: str, protocol: s
 def _nodule_groups(
     finding: NoduleFinding,
     *,
+    assessment: ExamAssessment,
     seg: Dataset | None,
     seg_numbers: dict[str, int],
     keys: _KeyImages,
@@ -434,8 +562,9 @@ def _nodule_groups(
     ct_series_uid: str,
     algorithm: hd.sr.AlgorithmIdentification,
     time_point: hd.sr.TimePointContext,
-    protocol: str = "nlcsp",
 ) -> list[Any]:
+    """A nodule's groups: its rulers (TID 1501) and its measurements (TID 1411; see the module docstring)."""
+    protocol = assessment.protocol
     tracking = hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id)
     lobe = _lobe_code(finding.characterization.lobe.value) if finding.characterization.lobe else None
     site = [hd.sr.FindingSite(lobe or codes.LUNG)]
@@ -446,17 +575,16 @@ def _nodule_groups(
         _, nodule_concept, _, values = codes.category_concepts(protocol)
         evaluations.append(_qe(nodule_concept, values[finding.category]))
     m = finding.measurement
-    measurements = []
+    measurements: list[Any] = []
+    rulers: list[hd.sr.Measurement] = []
     if m is not None:
-        # order matters to OHIF 3.13, which labels a ruler with the first five NUMs of its nodule:
-        # volume, mean diameter, NLCSP category, % volume change, VDT come first
-        own = _measurements(m, finding, algorithm)
-        measurements += own[:2]
-        if finding.category is not None:
-            name, value, unit = codes.category_number(protocol, finding.category, exam=False)
-            measurements.append(hd.sr.Measurement(name=name, value=value, unit=unit))
+        rulers = _rulers(m, keys)
+        measurements += [
+            x
+            for x in _measurements(m, finding, algorithm)
+            if not any(codes.same(x[0].ConceptNameCodeSequence[0], c) for c in (codes.LONG_AXIS, codes.SHORT_AXIS))
+        ]
         measurements += _comparison_measurements(finding)
-        measurements += own[2:]
         evaluations.append(_qe(codes.MEASUREMENT_PLANE, codes.PLANES[m.measurement_plane]))
         for flag, concept in codes.QUALITY_FLAGS.items():
             if getattr(m.quality, flag):
@@ -478,28 +606,9 @@ def _nodule_groups(
         measurements=measurements or None,
         qualitative_evaluations=evaluations or None,
     )
-    groups: list[Any] = []
-    if m is not None:
-        # OHIF 3.13 merges the groups of one tracking UID and draws only the first SCOORD of the
-        # merged group: the axial ruler goes first (see _ruler_group).
-        long_axis = _axis_group(
-            finding, codes.LONG_AXIS, m.long_axis_endpoints_lps_mm, keys, frame_of_reference_uid, algorithm, time_point
-        )
-        short_axis = _axis_group(
-            finding,
-            codes.SHORT_AXIS,
-            m.short_axis_endpoints_lps_mm,
-            keys,
-            frame_of_reference_uid,
-            algorithm,
-            time_point,
-        )
-        if not _has_image_region(long_axis):
-            groups.append(_ruler_group(finding, m, keys, algorithm, time_point))
-        groups.append(long_axis)
-    volumetric: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
+    group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
     if m is not None and seg is not None and finding.tracking_uid in seg_numbers:
-        volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=str(seg.SOPClassUID),
                 sop_instance_uid=str(seg.SOPInstanceUID),
@@ -508,80 +617,49 @@ def _nodule_groups(
             ),
             **common,
         )
-    elif m is not None:
-        volumetric = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            referenced_volume_surface=hd.sr.VolumeSurface(
-                graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-                graphic_data=np.asarray([m.centroid_lps_mm], float),
-                frame_of_reference_uid=frame_of_reference_uid,
-                source_series=hd.sr.SourceSeriesForSegmentation(ct_series_uid),
-            ),
-            **common,
-        )
     else:
-        volumetric = hd.sr.MeasurementsAndQualitativeEvaluations(**{k: v for k, v in common.items()})
-    volumetric[0].ContentSequence.extend(_extensions(finding, frame_of_reference_uid, protocol))
-    groups.append(volumetric)
+        # no segment to reference (no SEG, or no nodule at the seed): TID 1501; a TID 1411 group
+        # would need a top-level SCOORD3D region, which OHIF would take for the group's drawing
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(**common)
+    content = group[0].ContentSequence
+    content.extend(_comments(label_lines(finding, assessment)))
     if m is not None:
-        groups.append(short_axis)
-    return groups
-
-
-def _has_image_region(group: Any) -> bool:
-    return any(getattr(item, "ValueType", "") == "SCOORD" for item in group[0].ContentSequence)
-
-
-def _key_image(centre: Vec3, keys: _KeyImages) -> tuple[Dataset, ImagePlane]:
-    """The CT image nearest the nodule centre (the key axial image)."""
-    k = int(np.argmin([abs(p.from_lps(centre)[2]) for p in keys.planes]))
-    keys.used[keys.planes[k].sop_instance_uid] = keys.datasets[k]
-    return keys.datasets[k], keys.planes[k]
-
-
-def _ruler_group(
-    finding: NoduleFinding, m: NoduleMeasurement, keys: _KeyImages, algorithm: Any, time_point: Any
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    """The long axis, projected onto the key axial image through the centre, as an image POLYLINE.
-
-    Written when the long axis was measured in a coronal or sagittal plane (its true end points
-    stay in the SCOORD3D long-axis group that follows): OHIF's stack viewport draws image
-    SCOORDs only.  Geometric purpose "Center" would not say what the line is; the line is the
-    long axis as seen on that image, so it carries purpose Long axis and no length of its own
-    (the measured long axis is a NUM of the volumetric group).  Readers that want the true end
-    points take the last long-axis group (dicom_sr.read_report does).
-    """
-    ds, plane = _key_image(m.centroid_lps_mm, keys)
-    centre = np.asarray(plane.from_lps(m.centroid_lps_mm)[:2], float)
-    ends = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in m.long_axis_endpoints_lps_mm], float)
-    half = (ends[1] - ends[0]) / 2.0
-    if float(np.linalg.norm(half)) < 0.5:  # measured along the slice normal: draw it across, same length
-        half = np.array([m.long_axis_mm / 2.0 / max(plane.column_spacing_mm, 1e-6), 0.0])
-    data = np.array([centre - half, centre + half], dtype=np.float32)
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=finding.tracking_uid, identifier=finding.tracking_id),
-        referenced_region=hd.sr.ImageRegion(
-            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=data,
-            source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
-        ),
+        geometry = _geometry(m, frame_of_reference_uid)
+        if geometry is not None:
+            content.append(geometry)
+    content.extend(_extensions(finding, frame_of_reference_uid, protocol))
+    if not rulers:
+        return [group]
+    # the rulers' group first: OHIF draws the first line of the merged groups, and labels it with
+    # the Comments and then the NUMs in order ("Long axis: ... mm", "Short axis: ... mm")
+    ruler_group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
         finding_type=codes.NODULE,
         finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
-        geometric_purpose=codes.LONG_AXIS,
+        finding_sites=site,
         algorithm_id=algorithm,
         time_point_context=time_point,
+        measurements=rulers,
     )
+    return [ruler_group, group]
 
 
 def _exam_group(
     assessment: ExamAssessment, keys: _KeyImages, time_point: Any, algorithm: Any
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
-    """The exam result as a measurement OHIF can list: a point on the decisive nodule's key image.
+    """The exam result as a measurement OHIF lists: an image POINT at the decisive nodule's centre.
 
     Tracking identifier "Exam" (read_report skips it; the document-level container stays the
-    authoritative record), its own tracking UID (derived from the study), NUMs: the NLCSP exam
-    category and the follow-up interval.  Its image POINT (111030, DCM) is also what OHIF 3.13's
-    SR reader recognises as a tool it can restore (cornerstone3D's Probe adapter registers
-    DCM:111030-POINT-1), so the SR is not flagged "not compatible with this application".
+    authoritative record), its own tracking UID (derived from the study), the coded exam category.
+    Its image POINT (111030, DCM) is what OHIF 3.13's SR reader recognises as a tool it can restore
+    (cornerstone3D's Probe adapter registers DCM:111030-POINT-1), so the SR is not flagged "not
+    compatible with this application".
+
+    It carries no NUM, so OHIF draws it as a bare arrow on the decisive nodule: OHIF places a
+    measurement's text box at the right of its graphic, and an exam label next to the arrow lay
+    over the decisive nodule's own label (same point).  The exam category, management and due date
+    are instead the last Comment line of the decisive nodule's label (:func:`label_lines`): read
+    together with the nodule that decided them, and no label hides another.
     """
     if not assessment.category:  # not categorised (incomplete): no exam result to show
         return None
@@ -597,13 +675,11 @@ def _exam_group(
         decisive = next((f for f in assessment.findings if f.measurement is not None), None)
     if decisive is None or decisive.measurement is None:
         return None
-    ds, plane = _key_image(decisive.measurement.centroid_lps_mm, keys)
+    if not np.isfinite(np.asarray(decisive.measurement.centroid_lps_mm, float)).all():
+        return None
+    ds, plane = keys.nearest(decisive.measurement.centroid_lps_mm)
     column, row, _ = plane.from_lps(decisive.measurement.centroid_lps_mm)
     exam_concept, _, _, values = codes.category_concepts(assessment.protocol)
-    name, value, unit = codes.category_number(assessment.protocol, assessment.category, exam=True)
-    measurements = [hd.sr.Measurement(name=name, value=value, unit=unit)]
-    if assessment.follow_up_months is not None:
-        measurements.append(_measurement(codes.FOLLOW_UP_INTERVAL, assessment.follow_up_months, "months", codes.MONTHS))
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(entropy_srcs=["noduled-exam", assessment.study_uid]), identifier="Exam"
@@ -618,7 +694,6 @@ def _exam_group(
         geometric_purpose=codes.CENTER,
         time_point_context=time_point,
         algorithm_id=algorithm,
-        measurements=measurements,
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(exam_concept, values[assessment.category])],
     )
 
@@ -772,6 +847,7 @@ def build_report(
     for finding in assessment.findings:
         groups += _nodule_groups(
             finding,
+            assessment=assessment,
             seg=seg,
             seg_numbers=seg_numbers,
             keys=keys,
@@ -779,7 +855,6 @@ def build_report(
             ct_series_uid=str(ct0.SeriesInstanceUID),
             algorithm=algorithm,
             time_point=time_point,
-            protocol=assessment.protocol,
         )
     exam = _exam_group(assessment, keys, time_point, algorithm)
     if exam is not None:

@@ -62,7 +62,7 @@ def test_highdicom_parses_it(case, tmp_path):
     volumetric = report.get_volumetric_roi_measurement_groups()
     planar = report.get_planar_roi_measurement_groups()
     assert [g.tracking_identifier for g in volumetric] == ["Nodule 1", "Nodule 2"]
-    assert [g.tracking_identifier for g in planar] == ["Nodule 1"] * 2 + ["Nodule 2"] * 2 + ["Exam"]
+    assert [g.tracking_identifier for g in planar] == ["Exam"]  # the nodules' rulers are TID 1501 NUM lines
     volume = next(m for m in volumetric[0].get_measurements() if m.name.value == "118565006")
     assert volume.unit.value == "mm3"
     assert volume.value == round(case[1].findings[0].measurement.volume_mm3)
@@ -107,18 +107,35 @@ def test_ohif_pitfalls(case):
     groups = _groups(sr)
     for g in groups:
         assert len(_items(g, "112039")) == 1 and len(_items(g, "112040")) == 1
-    # per nodule: a volumetric group on its SEG segment, and a POLYLINE pair on a library image
+    # per nodule: a volumetric group on its SEG segment, and its two axis lines on a library image
     for finding in assessment.findings:
         mine = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid]
         assert all(_items(g, "112039")[0].TextValue == finding.tracking_id for g in mine)
         segment = [i for g in mine for i in _items(g, "121191")]
         assert len(segment) == 1 and segment[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
-        regions = [i for g in mine for i in _items(g, "111030")]
-        assert [r.GraphicType for r in regions] == ["POLYLINE", "POLYLINE"]
-        for r in regions:
-            assert r.ValueType == "SCOORD"
-            image_uid = r.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-            assert image_uid in library_uids
+        # no top-level graphic: OHIF would draw only that (see dicom_sr.report)
+        assert not [i for g in mine for i in g.ContentSequence if i.ValueType in ("SCOORD", "SCOORD3D")]
+        lines = [c for g in mine for i in g.ContentSequence if i.ValueType == "NUM" for c in i.get("ContentSequence", [])]
+        lines = [c for c in lines if c.ValueType == "SCOORD"]
+        assert [(c.RelationshipType, c.GraphicType) for c in lines] == [("INFERRED FROM", "POLYLINE")] * 2
+        for c in lines:
+            assert c.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
+
+
+def _lines(group):
+    """(NUM concept, line end points (column, row), its image UID) of the NUMs drawn as lines."""
+    out = []
+    for i in group.ContentSequence:
+        for c in i.get("ContentSequence", []) if i.ValueType == "NUM" else []:
+            if c.ValueType == "SCOORD":
+                image = c.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                out.append((i.ConceptNameCodeSequence[0].CodeValue, np.asarray(c.GraphicData, float).reshape(-1, 2), image))
+    return out
+
+
+def _geometry(group):
+    container = next(i for i in group.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "GEOMETRY")
+    return {i.ConceptNameCodeSequence[0].CodeValue: np.asarray(i.GraphicData, float).reshape(-1, 3) for i in container.ContentSequence}
 
 
 def test_rulers_are_drawn_where_the_axes_are(case):
@@ -127,25 +144,24 @@ def test_rulers_are_drawn_where_the_axes_are(case):
     groups = _groups(sr)
     for finding in assessment.findings:
         m = finding.measurement
-        mine = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid and _items(g, "111030")]
-        for g, endpoints, _length in zip(
-            mine, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm), (m.long_axis_mm, m.short_axis_mm)
-        ):
-            region = _items(g, "111030")[0]
-            header = by_uid[region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
-            points = np.asarray(region.GraphicData, float).reshape(-1, 2)
+        rulers, main = [g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid]
+        drawn = _lines(rulers)
+        assert [d[0] for d in drawn] == ["103339001", "103340004"]  # long axis, short axis
+        for (_, points, image), endpoints in zip(drawn, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm)):
+            header = by_uid[image]
+            assert abs(float(header.ImagePositionPatient[2]) - m.centroid_lps_mm[2]) <= 1.25  # the slice through the centre
             for (c, r), expected in zip(points, endpoints):
                 assert np.linalg.norm(expected_lps(header, c, r) - np.asarray(expected)) < 0.01
-        # the lengths are NUMs of the nodule's volumetric group (OHIF labels a ruler with them)
-        volumetric = next(
-            g for g in groups if _items(g, "112040")[0].UID == finding.tracking_uid and not _items(g, "111030")
-        )
         nums = {
             i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
-            for i in volumetric.ContentSequence
+            for i in rulers.ContentSequence
             if i.ValueType == "NUM"
         }
         assert nums["103339001"] == round(m.long_axis_mm, 1) and nums["103340004"] == round(m.short_axis_mm, 1)
+        geometry = _geometry(main)
+        assert np.allclose(geometry["111010"][0], m.centroid_lps_mm, atol=1e-4)
+        assert np.allclose(geometry["103339001"], m.long_axis_endpoints_lps_mm, atol=1e-4)
+        assert np.allclose(geometry["103340004"], m.short_axis_endpoints_lps_mm, atol=1e-4)
 
 
 def test_document_level_evaluations(case):
@@ -205,13 +221,20 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
         replace(a, findings=(replace(f, measurement=coronal),)), ct, seg=build_segmentation(a.findings[:1], ct)
     )
     assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
-    regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    # the axial ruler (long axis projected on the key image), the true 3D long axis, the short axis
-    # (still on an axial image), the exam's point
-    assert [r.ValueType for r in regions] == ["SCOORD", "SCOORD3D", "SCOORD", "SCOORD"]
-    assert np.allclose(
-        np.asarray(regions[1].GraphicData, float).reshape(2, 3), coronal.long_axis_endpoints_lps_mm, atol=1e-4
-    )
+    rulers, main, _exam = _groups(sr)
+    # the axial ruler (long axis drawn on the key image) first, then the long axis without a line,
+    # the short axis (still on an axial image) with its line; the true 3D long axis in the geometry
+    assert [i.ConceptNameCodeSequence[0].CodeValue for i in rulers.ContentSequence if i.ValueType == "NUM"] == [
+        "AXIAL-RULER",
+        "103339001",
+        "103340004",
+    ]
+    assert [d[0] for d in _lines(rulers)] == ["AXIAL-RULER", "103340004"]
+    assert np.allclose(_geometry(main)["103339001"], coronal.long_axis_endpoints_lps_mm, atol=1e-4)
+    from dicom_sr.read_report import read_report
+
+    back = read_report(sr).assessment.findings[0].measurement
+    assert np.allclose(back.long_axis_endpoints_lps_mm, coronal.long_axis_endpoints_lps_mm, atol=1e-4)
 
 
 def test_study_mismatch_and_uncoded_values_are_refused(case):
@@ -258,17 +281,10 @@ def test_axes_off_the_ct_images_get_an_axial_ruler_first(tmp_path):
         replace(a, findings=(replace(f, measurement=sag),)), ct, seg=build_segmentation(a.findings[:1], ct)
     )
     assert dciodvfy_errors(write(sr, tmp_path / "sag.dcm")) == []
-    regions = [i for g in _groups(sr) for i in _items(g, "111030")]
-    assert [(r.ValueType, r.GraphicType) for r in regions] == [
-        ("SCOORD", "POLYLINE"),
-        ("SCOORD3D", "POLYLINE"),
-        ("SCOORD3D", "POLYLINE"),
-        ("SCOORD", "POINT"),
-    ]
-    header = {str(d.SOPInstanceUID): d for d in ct}[
-        regions[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-    ]
-    ends = np.asarray(regions[0].GraphicData, float).reshape(2, 2)
+    rulers, main, _exam = _groups(sr)
+    (name, ends, image), = _lines(rulers)  # the short axis is off the key image: not drawn
+    assert name == "AXIAL-RULER"
+    header = {str(d.SOPInstanceUID): d for d in ct}[image]
     middle = expected_lps(header, *ends.mean(axis=0))
     assert np.linalg.norm(middle - c) < 0.7  # centred on the nodule, on the nearest slice
     # measured along the slice normal: drawn across the image with the long axis' length
@@ -277,9 +293,11 @@ def test_axes_off_the_ct_images_get_an_axial_ruler_first(tmp_path):
 
 
 def test_what_ohif_does_with_it(case):
-    """Mirror of OHIF's SR loading (cornerstone-dicom-sr): merge groups by tracking UID, draw the
-    first top-level 2D SCOORD, label it with every top-level NUM, find its image in the first
-    Image Library Group (126200)."""
+    """Mirror of OHIF 3.13's SR loading (cornerstone-dicom-sr ``_getMeasurements``): merge groups by
+    tracking UID; with no top-level SCOORD the merged group is read as cornerstone3D writes its own
+    (``_processNonGeometricallyDefinedMeasurement``): Comment TEXTs become the first label lines, then
+    each NUM without children or with a line; the lines are drawn; five label lines are shown.  The
+    real check is the browser test (tests/viewer)."""
     _, assessment, _, sr = case
     library = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028")
     first_group = next(i for i in library.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126200")
@@ -291,16 +309,39 @@ def test_what_ohif_does_with_it(case):
         merged.setdefault(uid, []).extend(items)
     exam_uid = list(merged)[-1]
     assert list(merged)[:-1] == [f.tracking_uid for f in assessment.findings]
-    assert next(i for i in merged.pop(exam_uid) if i.ValueType == "SCOORD").GraphicType == "POINT"
-    for uid, items in merged.items():
+    exam = merged.pop(exam_uid)
+    assert next(i for i in exam if i.ValueType == "SCOORD").GraphicType == "POINT"
+    assert not [i for i in exam if i.ValueType == "NUM"]  # a bare arrow: no label over the nodule's
+    for finding, (uid, items) in zip(assessment.findings, merged.items()):
         assert next(i for i in items if i.ValueType == "UIDREF").UID == uid  # OHIF takes the first UIDREF
-        graphic = next(i for i in items if i.ValueType == "SCOORD")
-        assert graphic.RelationshipType == "CONTAINS"
-        assert graphic.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
-        assert graphic.GraphicType == "POLYLINE"
-        labels = [i.ConceptNameCodeSequence[0].CodeMeaning for i in items if i.ValueType == "NUM"]
-        assert labels[:3] == ["Volume", "Diameter", "NLCSP category"]  # OHIF shows the first five
-        assert {"Long axis", "Short axis"} <= set(labels)
+        assert not [i for i in items if i.ValueType in ("SCOORD", "SCOORD3D")]
+        labels = [i.TextValue + ": " for i in items if i.ConceptNameCodeSequence[0].CodeValue == "121106"]
+        coords = []
+        for i in items:
+            if i.ValueType != "NUM":
+                continue
+            children = list(i.get("ContentSequence", []))
+            if children:
+                line = next((c for c in children if c.ValueType in ("SCOORD", "SCOORD3D")), None)
+                if line is None:
+                    continue  # OHIF skips it
+                coords.append(line)
+            value = i.MeasuredValueSequence[0]
+            labels.append(
+                f"{i.ConceptNameCodeSequence[0].CodeMeaning}: {float(value.NumericValue):.2f} "
+                f"{value.MeasurementUnitsCodeSequence[0].CodeValue}"
+            )
+        assert coords and coords[0].ValueType == "SCOORD" and coords[0].GraphicType == "POLYLINE"
+        assert coords[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID in library_uids
+        shown = "\n".join(labels[:5])
+        assert shown.startswith(f"{finding.tracking_id}, "), shown
+        assert f"NLCSP category {finding.category}" in shown and "mm3" in shown and "mean diameter" in shown, shown
+        comparison = next((c for c in finding.comparisons if c.is_comparison_study), None)
+        if comparison is not None and comparison.vdt_days is not None:
+            assert f"VDT {comparison.vdt_days:.0f} d" in shown and f"{comparison.volume_change_pct:+.1f} %" in shown
+        assert "Long axis: " in shown
+        if finding.tracking_uid == assessment.decisive_tracking_uid:
+            assert f"Exam NLCSP category {assessment.category} A, {assessment.management}" in shown, shown
 
 
 LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
