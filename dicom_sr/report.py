@@ -376,7 +376,7 @@ def label_lines(finding: NoduleFinding, assessment: ExamAssessment) -> list[str]
             growth.append(
                 f"volume {_round(comparison.volume_change_pct, 'percent'):+.1f} % since {comparison.prior_study_date.isoformat()}"
             )
-        if comparison.vdt_days is not None:
+        if comparison.vdt_days is not None and comparison.vdt_days > 0:  # a shrinking nodule has no doubling time
             growth.append(f"VDT {_round(comparison.vdt_days, 'vdt_days'):.0f} d")
     if growth:
         lines.append(", ".join(growth))
