@@ -352,8 +352,9 @@ def label_lines(finding: NoduleFinding, assessment: ExamAssessment) -> list[str]
     NUMs, five lines at most; NUMs with a NUM-level child other than their line are not shown.  So
     the Comments carry, in the words and rounding of the report: the nodule, composition and
     category; volume and mean diameter; growth against the comparison study (change and VDT) when
-    there is a prior; on the decisive nodule the exam result (category, management, due date).  The
-    ruler's own "Long axis: ... mm" line follows.  The coded items of the group stay the record;
+    there is a prior; on the decisive nodule the exam result (category and due date, then the
+    management).  The ruler's own "Long axis: ... mm" line follows while there is room (on the
+    decisive nodule of a follow-up round the exam's lines take it; the line is drawn all the same).  The coded items of the group stay the record;
     these lines say the same in text.
     """
     m = finding.measurement
@@ -381,17 +382,14 @@ def label_lines(finding: NoduleFinding, assessment: ExamAssessment) -> list[str]
     if growth:
         lines.append(", ".join(growth))
     if finding.tracking_uid == assessment.decisive_tracking_uid and assessment.category:
-        exam = [
-            "Exam "
-            + category_text(
-                assessment.protocol, assessment.category, additional_findings=assessment.additional_findings
-            )
-        ]
-        if assessment.management:
-            exam.append(assessment.management)
+        exam = "Exam " + category_text(
+            assessment.protocol, assessment.category, additional_findings=assessment.additional_findings
+        )
         if assessment.due_date is not None:
-            exam.append(f"due {assessment.due_date.isoformat()}")
-        lines.append(", ".join(exam))
+            exam += f", due {assessment.due_date.isoformat()}"
+        lines.append(exam)
+        if assessment.management:  # its own line: OHIF does not wrap, and a management text can be long
+            lines.append(assessment.management)
     return lines
 
 

@@ -339,9 +339,10 @@ def test_what_ohif_does_with_it(case):
         comparison = next((c for c in finding.comparisons if c.is_comparison_study), None)
         if comparison is not None and comparison.vdt_days is not None:
             assert f"VDT {comparison.vdt_days:.0f} d" in shown and f"{comparison.volume_change_pct:+.1f} %" in shown
-        assert "Long axis: " in shown
+        assert "Long axis: " in shown or shown.count("\n") == 4 and "Exam " in shown
         if finding.tracking_uid == assessment.decisive_tracking_uid:
-            assert f"Exam NLCSP category {assessment.category} A, {assessment.management}" in shown, shown
+            assert f"Exam NLCSP category {assessment.category} A, due {assessment.due_date.isoformat()}" in shown
+            assert f"\n{assessment.management}: " in shown, shown
 
 
 LIDC = Path("/work/shared/realdata/LIDC-IDRI-0001")
@@ -386,3 +387,38 @@ def test_sr_and_seg_on_a_real_ct_series(tmp_path):
     back = read_report(tmp_path / "sr.dcm").findings[0].measurement
     assert back.volume_mm3 == 6900
     assert np.allclose(back.long_axis_endpoints_lps_mm, long_axis, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "category", "flag", "text"),
+    [("nlcsp", str(n), False, f"NLCSP category {n}") for n in range(7)]
+    + [
+        ("nlcsp", "2", True, "NLCSP category 2 A"),
+        ("nlcsp", "", False, "no NLCSP category"),
+        ("lung-rads-2022", "4A", False, "Lung-RADS category 4A"),
+        ("lung-rads-2022", "4B", False, "Lung-RADS category 4B"),
+        ("lung-rads-2022", "4X", True, "Lung-RADS category 4X S"),
+        ("lung-rads-2022", "0", False, "Lung-RADS category 0"),
+    ],
+)
+def test_categories_read_as_a_radiologist_writes_them(protocol, category, flag, text):
+    """No "3.00 {category}": OHIF shows a category the way the report writes it (a Comment line)."""
+    from dicom_sr.report import category_text
+
+    assert category_text(protocol, category, additional_findings=flag) == text
+
+
+def test_a_lung_rads_label(case):
+    from dicom_sr.report import label_lines
+
+    _, assessment, _, _ = case
+    lr = replace(
+        assessment,
+        protocol="lung-rads-2022",
+        category="4X",
+        findings=tuple(replace(f, category=c) for f, c in zip(assessment.findings, ("4X", "4B"))),
+    )
+    decisive = next(f for f in lr.findings if f.tracking_uid == lr.decisive_tracking_uid)
+    lines = label_lines(decisive, lr)
+    assert lines[0].endswith(f"Lung-RADS category {decisive.category}")
+    assert lines[-2].startswith("Exam Lung-RADS category 4X S") and lines[-1] == lr.management

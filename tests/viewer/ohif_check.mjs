@@ -83,11 +83,9 @@ async function checkStudy(page, study, name, withSeg) {
         toWorld(+l.getAttribute('x1'), +l.getAttribute('y1')), toWorld(+l.getAttribute('x2'), +l.getAttribute('y2'))]);
       // the label as drawn: one <tspan> per line
       const tspans = [...new Set(nodes.flatMap(n => [...n.querySelectorAll('tspan')]))].map(t => t.textContent);
-      const boxes = [...svg.querySelectorAll('g[data-annotation-uid] rect, rect')].map(b => b.getBoundingClientRect())
-        .filter(b => b.width > 0).map(b => [b.left, b.top, b.width, b.height]);
       return { index, currentImageId: vp.getCurrentImageId(), nLines: lines.length, nExpected: expected.length,
                worldPoints: linePoints,
-               labelLines: tspans, allLines: svg.querySelectorAll('line').length, boxes };
+               labelLines: tspans };
     }, { m });
     r.measurements.push({ ...m, ...drawn });
     await page.screenshot({ path: join(out, `${name}-sr-${String(k + 1).padStart(2, '0')}-${m.trackingId.replace(/\W+/g, '_')}.png`) });
@@ -143,8 +141,9 @@ try {
   page.on('pageerror', e => errors.push('pageerror: ' + e.message));
   for (const spec of specs) {
     const [study, name, seg] = spec.split(':');
+    const t0 = Date.now();
     try {
-      result.studies[name] = { study, ...(await checkStudy(page, study, name, seg === 'seg')) };
+      result.studies[name] = { study, ...(await checkStudy(page, study, name, seg === 'seg')), seconds: (Date.now() - t0) / 1000 };
     } catch (e) {
       result.studies[name] = { study, fatal: String(e && e.stack || e), errors };
     }
