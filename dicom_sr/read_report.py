@@ -428,8 +428,8 @@ def _finding(
     nums = _nums(main)
     for g in groups:  # the axis lengths are in the rulers' group
         if g is not main:
-            for k, v in _nums(g).items():
-                nums.setdefault(k, v)
+            for key, number in _nums(g).items():
+                nums.setdefault(key, number)
     ch: dict[str, Characteristic] = {}
     status = category = None
     plane = "axial"

@@ -237,9 +237,7 @@ class _KeyImages:
         return all(abs(plane.from_lps(cast(Vec3, tuple(p)))[2]) <= self.half_slice_mm for p in points)
 
 
-def _line_on_image(
-    name: CodedConcept, value: float, ds: Dataset, columns_rows: np.ndarray
-) -> hd.sr.Measurement:
+def _line_on_image(name: CodedConcept, value: float, ds: Dataset, columns_rows: np.ndarray) -> hd.sr.Measurement:
     """A length NUM inferred from a 2D line on one CT image (TID 300 row INFERRED FROM TID 320).
 
     The line is an SCOORD POLYLINE with its source image (SELECTED FROM), the way cornerstone3D
@@ -252,9 +250,7 @@ def _line_on_image(
         graphic_data=np.asarray(columns_rows, dtype=np.float32),
         source_image=hd.sr.SourceImageForRegion(str(ds.SOPClassUID), str(ds.SOPInstanceUID)),
     )
-    return hd.sr.Measurement(
-        name=name, value=_round(value, "length_mm"), unit=codes.MM, referenced_coordinates=[line]
-    )
+    return hd.sr.Measurement(name=name, value=_round(value, "length_mm"), unit=codes.MM, referenced_coordinates=[line])
 
 
 def _rulers(m: NoduleMeasurement, keys: _KeyImages) -> list[hd.sr.Measurement]:

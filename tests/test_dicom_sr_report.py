@@ -115,7 +115,9 @@ def test_ohif_pitfalls(case):
         assert len(segment) == 1 and segment[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
         # no top-level graphic: OHIF would draw only that (see dicom_sr.report)
         assert not [i for g in mine for i in g.ContentSequence if i.ValueType in ("SCOORD", "SCOORD3D")]
-        lines = [c for g in mine for i in g.ContentSequence if i.ValueType == "NUM" for c in i.get("ContentSequence", [])]
+        lines = [
+            c for g in mine for i in g.ContentSequence if i.ValueType == "NUM" for c in i.get("ContentSequence", [])
+        ]
         lines = [c for c in lines if c.ValueType == "SCOORD"]
         assert [(c.RelationshipType, c.GraphicType) for c in lines] == [("INFERRED FROM", "POLYLINE")] * 2
         for c in lines:
@@ -129,13 +131,18 @@ def _lines(group):
         for c in i.get("ContentSequence", []) if i.ValueType == "NUM" else []:
             if c.ValueType == "SCOORD":
                 image = c.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-                out.append((i.ConceptNameCodeSequence[0].CodeValue, np.asarray(c.GraphicData, float).reshape(-1, 2), image))
+                out.append(
+                    (i.ConceptNameCodeSequence[0].CodeValue, np.asarray(c.GraphicData, float).reshape(-1, 2), image)
+                )
     return out
 
 
 def _geometry(group):
     container = next(i for i in group.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "GEOMETRY")
-    return {i.ConceptNameCodeSequence[0].CodeValue: np.asarray(i.GraphicData, float).reshape(-1, 3) for i in container.ContentSequence}
+    return {
+        i.ConceptNameCodeSequence[0].CodeValue: np.asarray(i.GraphicData, float).reshape(-1, 3)
+        for i in container.ContentSequence
+    }
 
 
 def test_rulers_are_drawn_where_the_axes_are(case):
@@ -149,7 +156,9 @@ def test_rulers_are_drawn_where_the_axes_are(case):
         assert [d[0] for d in drawn] == ["103339001", "103340004"]  # long axis, short axis
         for (_, points, image), endpoints in zip(drawn, (m.long_axis_endpoints_lps_mm, m.short_axis_endpoints_lps_mm)):
             header = by_uid[image]
-            assert abs(float(header.ImagePositionPatient[2]) - m.centroid_lps_mm[2]) <= 1.25  # the slice through the centre
+            assert (
+                abs(float(header.ImagePositionPatient[2]) - m.centroid_lps_mm[2]) <= 1.25
+            )  # the slice through the centre
             for (c, r), expected in zip(points, endpoints):
                 assert np.linalg.norm(expected_lps(header, c, r) - np.asarray(expected)) < 0.01
         nums = {
@@ -282,7 +291,7 @@ def test_axes_off_the_ct_images_get_an_axial_ruler_first(tmp_path):
     )
     assert dciodvfy_errors(write(sr, tmp_path / "sag.dcm")) == []
     rulers, main, _exam = _groups(sr)
-    (name, ends, image), = _lines(rulers)  # the short axis is off the key image: not drawn
+    ((name, ends, image),) = _lines(rulers)  # the short axis is off the key image: not drawn
     assert name == "AXIAL-RULER"
     header = {str(d.SOPInstanceUID): d for d in ct}[image]
     middle = expected_lps(header, *ends.mean(axis=0))
