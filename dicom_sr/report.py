@@ -253,21 +253,23 @@ def _line_on_image(name: CodedConcept, value: float, ds: Dataset, columns_rows: 
     return hd.sr.Measurement(name=name, value=_round(value, "length_mm"), unit=codes.MM, referenced_coordinates=[line])
 
 
-def _rulers(m: NoduleMeasurement, keys: _KeyImages) -> list[hd.sr.Measurement]:
+def _rulers(m: NoduleMeasurement, keys: _KeyImages) -> tuple[list[hd.sr.Measurement], list[hd.sr.Measurement]]:
     """The long and short axis NUMs, each with the line OHIF draws on the key axial image.
 
     The key image is the CT image through the nodule's centre.  An axis that lies in it is drawn
     as measured.  A long axis that does not (measured in a coronal or sagittal plane, or on another
     axial slice) gets, first, an AXIAL_RULER NUM: its measured length along its projection onto the
     key image, centred on the projection of its middle (across the image, along the rows, when it
-    runs along the slice normal); the measured long axis follows as a NUM without a line (its true
-    end points are in the nodule geometry container).  A short axis off the key image is not drawn.
+    runs along the slice normal); the measured long axis is then a NUM without a line in the
+    nodule's TID 1411 group (its true end points are in the nodule geometry container).  A short
+    axis off the key image is not drawn either.  Returns (NUMs with a line, the others).
     """
     out: list[hd.sr.Measurement] = []
+    plain: list[hd.sr.Measurement] = []
     long_ends = m.long_axis_endpoints_lps_mm
     short_ends = m.short_axis_endpoints_lps_mm
     if not np.isfinite(np.asarray([m.centroid_lps_mm, *long_ends, *short_ends], float)).all():
-        return [  # no geometry (e.g. re-written from values read back): the lengths only
+        return [], [  # no geometry (e.g. re-written from values read back): the lengths only
             _measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM),
             _measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM),
         ]
@@ -284,13 +286,13 @@ def _rulers(m: NoduleMeasurement, keys: _KeyImages) -> list[hd.sr.Measurement]:
             direction_mm = np.array([1.0, 0.0])
         half_px = direction_mm / float(np.linalg.norm(direction_mm)) * (m.long_axis_mm / 2.0) / spacing
         out.append(_line_on_image(codes.AXIAL_RULER, m.long_axis_mm, ds, np.array([mid - half_px, mid + half_px])))
-        out.append(_measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM))
+        plain.append(_measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM))
     if keys.on(plane, short_ends):
         data = np.array([plane.from_lps(cast(Vec3, tuple(p)))[:2] for p in short_ends], float)
         out.append(_line_on_image(codes.SHORT_AXIS, m.short_axis_mm, ds, data))
     else:
-        out.append(_measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM))
-    return out
+        plain.append(_measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM))
+    return out, plain
 
 
 def _geometry(m: NoduleMeasurement, frame_of_reference_uid: str) -> ContainerContentItem | None:
@@ -572,7 +574,8 @@ def _nodule_groups(
     measurements: list[Any] = []
     rulers: list[hd.sr.Measurement] = []
     if m is not None:
-        rulers = _rulers(m, keys)
+        rulers, plain = _rulers(m, keys)
+        measurements += plain
         measurements += [
             x
             for x in _measurements(m, finding, algorithm)

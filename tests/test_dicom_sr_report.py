@@ -231,13 +231,14 @@ def test_coronal_axes_are_written_in_3d(tmp_path):
     )
     assert dciodvfy_errors(write(sr, tmp_path / "coronal.dcm")) == []
     rulers, main, _exam = _groups(sr)
-    # the axial ruler (long axis drawn on the key image) first, then the long axis without a line,
-    # the short axis (still on an axial image) with its line; the true 3D long axis in the geometry
+    # the axial ruler (long axis drawn on the key image) first, then the short axis (still on an axial
+    # image) with its line; the long axis NUM without a line in the TID 1411 group, its true 3D end
+    # points in the geometry
     assert [i.ConceptNameCodeSequence[0].CodeValue for i in rulers.ContentSequence if i.ValueType == "NUM"] == [
         "AXIAL-RULER",
-        "103339001",
         "103340004",
     ]
+    assert [i for i in main.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "103339001"]
     assert [d[0] for d in _lines(rulers)] == ["AXIAL-RULER", "103340004"]
     assert np.allclose(_geometry(main)["103339001"], coronal.long_axis_endpoints_lps_mm, atol=1e-4)
     from dicom_sr.read_report import read_report
