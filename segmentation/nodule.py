@@ -119,6 +119,12 @@ GLASS_RIM_PER_SLICE = 0.5
 LEAK_EXTENT_RATIO = 3.0
 #: a ground-glass component must extend at least this far (mm, median) beyond the solid part
 MIN_GLASS_RIM_MM = 1.5
+#: ... and at most this far: a thicker "ring" is a leak into the surroundings (even half: the four
+#: switches with a median rim over 6 mm were 1.6-26 times the readers' volume)
+MAX_GLASS_RIM_MM = 6.0
+#: the accepted ground-glass ring: within GLASS_ZONE_RIMS x its median thickness + GLASS_ZONE_MM of the core
+GLASS_ZONE_RIMS = 1.5
+GLASS_ZONE_MM = 1.0
 
 
 @dataclass
@@ -315,14 +321,20 @@ def segment_roi(
         closed_lung = np.ones(smoothed.shape, dtype=bool)  # isolated in the lung: no wall to cut off
     else:
         closed_lung = close_lung(lung_side, spacing_zyx, CLOSING_RADIUS_MM)
+    # two-component model: once a ground-glass component around a solid core is accepted, it may grow only
+    # within a compact ring around that core (``glass_zone``), never along vessels or the wall beyond it
+    glass_zone: np.ndarray | None = None
     for _ in range(5):  # threshold refinement: nodule level of the outer layer, or a ground-glass halo
-        mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
+        domain = closed_lung if glass_zone is None else closed_lung & glass_zone
+        mask = grow_region(smoothed, threshold, start, spacing_zyx, domain, flags)
         level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
         halo = halo_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
         new_threshold = lung_hu + 0.5 * (level - lung_hu)
         halo_seen = halo is not None and halo < threshold and halo - lung_hu >= max(70.0, 0.1 * (level - lung_hu))
         mixed = SOLID_HU < level < MIXED_LEVEL_HU  # seed at a solid core's edge: core and glass averaged
-        if halo_seen or mixed:
+        # a calcified core's "halo" is its own blur, never ground glass
+        calcified = level >= SMALL_CALCIFIED_LEVEL_HU - 1e-6
+        if (halo_seen or mixed) and glass_zone is None and not calcified:
             # a ground-glass component?  accept it only if the grown region's outer layer is a real plateau
             trial_threshold = (
                 lung_hu + 0.5 * (cast(float, halo) - lung_hu)
@@ -335,14 +347,17 @@ def segment_roi(
             rim = glass_rim_mm(mask, trial, spacing_zyx)  # a blurred solid edge alone is ~1 mm wide
             # a real ground-glass component is thicker than the blur plus the slice's partial volume
             rim_needed = MIN_GLASS_RIM_MM + GLASS_RIM_PER_SLICE * float(spacing_zyx[0])
-            if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau and rim >= rim_needed:
+            compact = rim <= MAX_GLASS_RIM_MM
+            if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau and rim_needed <= rim and compact:
                 new_threshold = lung_hu + 0.5 * (trial_level - lung_hu)
+                glass_zone = _distance_outside(mask, spacing_zyx) <= GLASS_ZONE_RIMS * rim + GLASS_ZONE_MM
                 vox = float(np.prod(spacing_zyx))
                 flags["glass_switch"] = {
                     "kind": "halo" if halo_seen else "mixed",
                     "level": level,
                     "trial_level": trial_level,
                     "rim_mm": rim,
+                    "rim_p90_mm": glass_rim_mm(mask, trial, spacing_zyx, 90.0),
                     "core_mm3": float(mask.sum() * vox),
                     "trial_mm3": float(trial.sum() * vox),
                     "core_extent": _extent_ratio(mask, start, spacing_zyx),
@@ -361,7 +376,13 @@ def segment_roi(
             raise
         mask = cut
         flags["vessel_detachment_applied"] = True
-        _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+        try:
+            _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
+        except NoNoduleAtSeed:
+            # a blob clearly thicker than its vessels, the thicker vessel stems still attached: keep the blob
+            # (within twice its inscribed radius of its centre) and say the volume is unreliable
+            mask = _blob_at(mask, start, spacing_zyx)
+            flags["possible_leak_forced"] = True
     inscribed = inscribed_radius(_depth(mask, spacing_zyx), _nearest_true(mask, start) or start, spacing_zyx)
     ball_mm3 = 4.0 / 3.0 * np.pi * max(inscribed, float(spacing_zyx.min())) ** 3
     flags["possible_leak"] = bool(mask.sum() * np.prod(spacing_zyx) > LEAK_VOLUME_RATIO * ball_mm3)
@@ -370,7 +391,7 @@ def segment_roi(
     centre = np.array(_nearest_true(mask, start) or start)
     reach = np.sqrt((((np.argwhere(mask) - centre) * spacing_zyx) ** 2).sum(axis=1))
     flags["extent_ratio"] = float(np.percentile(reach, 95)) / max(inscribed, float(spacing_zyx.min()))
-    flags["possible_leak"] |= flags["extent_ratio"] > LEAK_EXTENT_RATIO
+    flags["possible_leak"] |= flags["extent_ratio"] > LEAK_EXTENT_RATIO or bool(flags.get("possible_leak_forced"))
     lung_local = shell_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
     if lung_local is not None:
         lung_hu = lung_local
@@ -513,12 +534,13 @@ def _quadratic_design(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- intensities
 
 
-def glass_rim_mm(inner: np.ndarray, outer: np.ndarray, spacing_zyx: np.ndarray) -> float:
-    """Median distance (mm) from the boundary of ``outer`` to ``inner``: the thickness of a ground-glass rim."""
+def glass_rim_mm(inner: np.ndarray, outer: np.ndarray, spacing_zyx: np.ndarray, percentile: float = 50.0) -> float:
+    """Median (or ``percentile``) distance (mm) from the boundary of ``outer`` to ``inner``: the thickness
+    of a ground-glass rim."""
     boundary = outer & ~ndimage.binary_erosion(outer)
     if not boundary.any():
         return 0.0
-    return float(np.median(_distance_outside(inner, spacing_zyx)[boundary]))
+    return float(np.percentile(_distance_outside(inner, spacing_zyx)[boundary], percentile))
 
 
 def parenchyma_level(smoothed: np.ndarray) -> float | None:
@@ -864,7 +886,10 @@ def cut_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray)
     far = mask.ravel() & (grid_d > radius + 2.0)
     if far.sum() < 5:
         return None
-    tube_r = float(np.percentile(depth.ravel()[far], 90))
+    # the tubes' radius is their centre-line depth (the ridge of the distance map), not a percentile of
+    # every voxel's depth (a tube's voxels lie at all depths from 0 to its radius)
+    ridge = far & (depth.ravel() >= ndimage.maximum_filter(depth, size=3).ravel() - 1e-6) & (depth.ravel() > 0)
+    tube_r = float(np.median(depth.ravel()[ridge])) if ridge.sum() >= 3 else float(np.percentile(depth.ravel()[far], 90))
     if radius < TUBE_BLOB_RATIO * tube_r:
         return None
     open_r = 1.05 * tube_r + 1e-6
@@ -874,6 +899,20 @@ def cut_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray)
     core = cast(np.ndarray, connected_at(core, tuple(int(v) for v in centre)))  # centre is in core
     opened = (_distance_outside(core, spacing_zyx) <= open_r) & mask
     return connected_at(opened, tuple(int(v) for v in centre))
+
+
+def _blob_at(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray:
+    """The part of ``mask`` within twice its inscribed radius of its deepest voxel near ``start``."""
+    inside = _nearest_true(mask, start)
+    if inside is None:
+        return mask
+    depth = _depth(mask, spacing_zyx)
+    radius = inscribed_radius(depth, inside, spacing_zyx)
+    near_centre = np.argwhere(depth >= radius - 1e-6)
+    centre = near_centre[int(np.argmin((((near_centre - np.array(inside)) * spacing_zyx) ** 2).sum(axis=1)))]
+    grid_d = np.sqrt((((np.indices(mask.shape) - centre[:, None, None, None]) * spacing_zyx[:, None, None, None]) ** 2).sum(axis=0))
+    blob = connected_at(mask & (grid_d <= 2.0 * radius), tuple(int(v) for v in centre))
+    return mask if blob is None else blob
 
 
 def _extent_ratio(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> float:
