@@ -11,9 +11,14 @@ function on a region-of-interest array:
 2. **Local intensities**: the parenchyma level is the lower mode of the
    lightly smoothed ROI histogram; the nodule level is the robust core
    intensity at the seed.  The growing threshold is their midpoint.
-   A ground-glass halo around a solid core (part-solid nodule) is detected
-   from the shell outside the first segmentation and lowers the threshold
-   to the midpoint between halo and lung.
+   A part-solid nodule is two components: the solid core at the solid
+   threshold, and a ground-glass ring (detected in the shell outside the
+   core) accepted only around a non-calcified core, as a compact ring
+   (median thickness >= blur + half a slice and <= 6 mm, 90th percentile
+   <= 2.5 x median); the ring then grows at the midpoint between ring and
+   lung, but only within 1.5 x its thickness + 1 mm of the core -- never
+   along vessels or the wall beyond it.  When the refinement returns to a
+   solid threshold, the "ring" was the solid edge's blur and is dropped.
 3. **Chest-wall separation**: the lung side (air-like components that are
    lung -- never the air outside the body -- plus the lung mask when given)
    is closed with a ball as large as the ROI, which
@@ -25,7 +30,10 @@ function on a region-of-interest array:
    radius adapts to the nodule's inscribed radius; the parts the opening
    removed are given back unless they reach far from the nodule (vessels),
    i.e. an opening constrained by reconstruction.
-6. **Partial-volume correction**: voxels in a band around the boundary count
+6. **Two volumes**: the radiologists' outline (the SR's ``volume_mm3``): the
+   iso-contour at ``READERS_CONTRAST_FRACTION`` of the local contrast, at
+   least one slice beyond the 50 % mask (:func:`readers_outline`); and
+   the **partial-volume** volume (``partial_volume_mm3``): voxels in a band around the boundary count
    ``(I - mu_lung) / (mu_nodule - mu_lung)`` clipped to [0, 1]; dense
    voxels of other structures (vessels, chest wall) in the band count 0.
 
@@ -369,7 +377,9 @@ def segment_roi(
             rim = glass_rim_mm(mask, trial, spacing_zyx)  # a blurred solid edge alone is ~1 mm wide
             # a real ground-glass component is thicker than the blur plus the slice's partial volume
             rim_needed = MIN_GLASS_RIM_MM + GLASS_RIM_PER_SLICE * float(spacing_zyx[0])
-            compact = rim <= MAX_GLASS_RIM_MM and glass_rim_mm(mask, trial, spacing_zyx, 90.0) <= MAX_GLASS_RIM_SPREAD * rim
+            compact = (
+                rim <= MAX_GLASS_RIM_MM and glass_rim_mm(mask, trial, spacing_zyx, 90.0) <= MAX_GLASS_RIM_SPREAD * rim
+            )
             if trial_level - lung_hu >= MIN_GROUND_GLASS_CONTRAST_HU and plateau and rim_needed <= rim and compact:
                 new_threshold = lung_hu + 0.5 * (trial_level - lung_hu)
                 glass_zone = _distance_outside(mask, spacing_zyx) <= GLASS_ZONE_RIMS * rim + GLASS_ZONE_MM
@@ -916,7 +926,9 @@ def cut_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray)
     # the tubes' radius is their centre-line depth (the ridge of the distance map), not a percentile of
     # every voxel's depth (a tube's voxels lie at all depths from 0 to its radius)
     ridge = far & (depth.ravel() >= ndimage.maximum_filter(depth, size=3).ravel() - 1e-6) & (depth.ravel() > 0)
-    tube_r = float(np.median(depth.ravel()[ridge])) if ridge.sum() >= 3 else float(np.percentile(depth.ravel()[far], 90))
+    tube_r = (
+        float(np.median(depth.ravel()[ridge])) if ridge.sum() >= 3 else float(np.percentile(depth.ravel()[far], 90))
+    )
     if radius < TUBE_BLOB_RATIO * tube_r:
         return None
     open_r = 1.05 * tube_r + 1e-6
@@ -937,7 +949,9 @@ def _blob_at(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) 
     radius = inscribed_radius(depth, inside, spacing_zyx)
     near_centre = np.argwhere(depth >= radius - 1e-6)
     centre = near_centre[int(np.argmin((((near_centre - np.array(inside)) * spacing_zyx) ** 2).sum(axis=1)))]
-    grid_d = np.sqrt((((np.indices(mask.shape) - centre[:, None, None, None]) * spacing_zyx[:, None, None, None]) ** 2).sum(axis=0))
+    grid_d = np.sqrt(
+        (((np.indices(mask.shape) - centre[:, None, None, None]) * spacing_zyx[:, None, None, None]) ** 2).sum(axis=0)
+    )
     blob = connected_at(mask & (grid_d <= 2.0 * radius), tuple(int(v) for v in centre))
     return mask if blob is None else blob
 

@@ -24,7 +24,9 @@ class NoduleMask:
     ``mask`` is a boolean array (z, y, x) whose voxel ``[0, 0, 0]`` is voxel
     ``origin_index_zyx`` of the series volume.  ``fraction`` optionally holds
     the partial-volume weight (0..1) of each voxel (same shape), so that
-    ``volume_mm3 == fraction.sum() * voxel_volume_mm3``.
+    ``partial_volume_mm3 == fraction.sum() * voxel_volume_mm3``; ``readers_mask``
+    is the outline in the radiologists' convention, whose volume the SR reports
+    (``volume_mm3``).
     """
 
     origin_index_zyx: tuple[int, int, int]
