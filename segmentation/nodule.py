@@ -354,9 +354,18 @@ def segment_roi(
     # two-component model: once a ground-glass component around a solid core is accepted, it may grow only
     # within a compact ring around that core (``glass_zone``), never along vessels or the wall beyond it
     glass_zone: np.ndarray | None = None
+    previous: tuple[float, np.ndarray] | None = None
     for _ in range(5):  # threshold refinement: nodule level of the outer layer, or a ground-glass halo
         domain = closed_lung if glass_zone is None else closed_lung & glass_zone
-        mask = grow_region(smoothed, threshold, start, spacing_zyx, domain, flags)
+        try:
+            mask = grow_region(smoothed, threshold, start, spacing_zyx, domain, flags)
+        except NoNoduleAtSeed:
+            if previous is None:
+                raise
+            # a refined threshold above the small nodule's blurred peak: keep the last region that held it
+            threshold, mask = previous
+            break
+        previous = (threshold, mask)
         level = nodule_level(roi_hu, smoothed, mask, spacing_zyx, threshold)
         halo = halo_level(smoothed, mask, smoothed > threshold, closed_lung, spacing_zyx)
         new_threshold = lung_hu + 0.5 * (level - lung_hu)
