@@ -139,7 +139,8 @@ def compare_with_priors(
                     prior_image,
                     mapped,
                     prior_lungs=prior_lungs,
-                    expected_volume_mm3=m_current.volume_mm3,  # type: ignore[union-attr]
+                    # the physical volume: find_in_prior compares the candidates' partial volumes with it
+                    expected_volume_mm3=m_current.partial_volume_mm3 or m_current.volume_mm3,  # type: ignore[union-attr]
                 )
             reported_here = matched_reported.get(i)
             if measurement is not None or reported_here is not None:
