@@ -89,8 +89,9 @@ def main() -> None:
 
     planimetric = planimetric_volume_mm3(mask, image.GetSpacing()[::-1])
     print(
-        f"\nnoduled: partial-volume volume {m.volume_mm3:.0f} mm3 (reported), mask {ours.sum() * voxel_mm3:.0f} mm3, "
-        f"in the readers' convention {planimetric:.0f} mm3; readers' range {references[0]:.0f}-{references[-1]:.0f} mm3"
+        f"\nnoduled: reported volume (readers' outline convention) {m.volume_mm3:.0f} mm3, partial-volume volume "
+        f"{m.partial_volume_mm3 or 0.0:.0f} mm3, mask {ours.sum() * voxel_mm3:.0f} mm3, mask + half its outline ring "
+        f"{planimetric:.0f} mm3; readers' range {references[0]:.0f}-{references[-1]:.0f} mm3"
     )
     print("\nslice  noduled  readers (pixels)")
     for k in np.flatnonzero(ours.any(axis=(1, 2)) | np.any([r[0].any(axis=(1, 2)) for r in readers], axis=0)):

@@ -73,7 +73,10 @@ def characterize(
 
 def composition(m: NoduleMeasurement) -> Characteristic:
     """Solid / part-solid / non-solid from the solid share of the volume."""
-    share = (m.solid_volume_mm3 or 0.0) / m.volume_mm3 if m.volume_mm3 > 0 else 0.0
+    # the solid core's volume is a partial-volume volume: its share of the nodule's partial-volume volume
+    # when known (a solid nodule's solid component is reported as the nodule's volume: share >= 1)
+    total = m.partial_volume_mm3 if m.partial_volume_mm3 else m.volume_mm3
+    share = (m.solid_volume_mm3 or 0.0) / total if total > 0 else 0.0
     if share >= 0.6:
         value, margin = "solid", share - 0.6
     elif share >= 0.02:

@@ -414,7 +414,7 @@ def find_in_prior(
     density maxima on a ~2 mm grid, nearest first) are tried, and the result
     whose centroid is closest to the mapped point is returned.
 
-    ``expected_volume_mm3`` (the nodule's current volume) makes the choice
+    ``expected_volume_mm3`` (the nodule's current partial-volume volume) makes the choice
     size-aware: every structure found in the neighbourhood is scored by its
     centroid distance plus ``VOLUME_MISMATCH_MM_PER_DOUBLING`` per doubling of
     volume difference, so that a vessel fragment next to the mapped point does
@@ -432,9 +432,11 @@ def find_in_prior(
 
     def score(m: NoduleMeasurement) -> float:
         d = float(np.linalg.norm(np.asarray(m.centroid_lps_mm) - seed))
-        if expected_volume_mm3 is None or expected_volume_mm3 <= 0 or m.volume_mm3 <= 0:
+        # physical (partial-volume) sizes: the reported volume's blurred-edge shell would favour small fragments
+        volume = m.partial_volume_mm3 if m.partial_volume_mm3 else m.volume_mm3
+        if expected_volume_mm3 is None or expected_volume_mm3 <= 0 or volume <= 0:
             return d
-        doublings = abs(float(np.log2(m.volume_mm3 / expected_volume_mm3)))
+        doublings = abs(float(np.log2(volume / expected_volume_mm3)))
         if m.quality.seed_dependent:
             doublings += float(np.log2(1.0 + RESEED_DISAGREEMENT))
         return d + VOLUME_MISMATCH_MM_PER_DOUBLING * doublings

@@ -79,30 +79,32 @@ def test_real_nodules_get_a_result(rows):
 
 
 def test_volume_agrees_with_the_readers(rows):
-    """In the readers' outline convention: median deviation from the readers' median, share in their range.
+    """The SR's volume (the readers' outline convention): median deviation from the readers' median, share
+    in their range.
 
-    The issue's targets are 15 % and 80 % (not met: 22.5 % / 67 % on the even half, 35 % on this subset);
-    asserted here is the level reached, so that a regression fails."""
+    The issue's targets are 15 % and 80 % (not met: 16.4 % / 79 % on the even half, 18.6 % / 71 % on the
+    odd half, 22.5 % / 71 % on this subset); asserted here is the level reached, so that a regression fails."""
     ok = [r for r in rows if r["error"] is None]
-    dev = np.median([r["rc_dev_pct"] for r in ok])
-    inside = np.mean([r["rc_in_range"] for r in ok])
-    assert dev <= 40.0, dev
-    assert inside >= 0.55, inside
+    dev = np.median([r["dev_pct"] for r in ok])
+    inside = np.mean([r["in_range"] for r in ok])
+    assert dev <= 26.0, dev
+    assert inside >= 0.65, inside
 
 
 def test_overlap_with_the_readers_union(rows):
-    """Dice >= 0.85 and HD95 <= 1.5 mm are the issue's targets (not met: asserted is the level reached)."""
+    """Dice >= 0.85 and HD95 <= 1.5 mm are the issue's targets (not met: 0.782 and 2.1 mm on this subset,
+    0.807 / 1.25 mm and 0.810 / 1.41 mm on the even / odd halves): asserted is the level reached."""
     ok = [r for r in rows if r["error"] is None]
-    assert np.median([r["dice"] for r in ok]) >= 0.70
-    assert np.median([r["hd95_mm"] for r in ok]) <= 3.0  # the issue's target is 1.5 mm: not met yet
+    assert np.median([r["dice"] for r in ok]) >= 0.76
+    assert np.median([r["hd95_mm"] for r in ok]) <= 2.5  # the issue's target is 1.5 mm: not met on this subset
     glass = [r["dice"] for r in ok if r["cls"] == "ground glass"]
-    assert np.median(glass) >= 0.60  # target 0.80: not met
+    assert np.median(glass) >= 0.68  # target 0.80: not met (0.72 here)
 
 
 def test_grossly_wrong_masks_are_flagged(rows):
     """Most masks with Dice < 0.6 against the readers say their volume is unreliable (target 90 %: not met)."""
     bad = [r for r in rows if r["error"] is None and r["dice"] < 0.6]
-    assert bad and np.mean([r["flagged"] for r in bad]) >= 0.5, [(r["voi"], r["dice"], r["flagged"]) for r in bad]
+    assert bad and np.mean([r["flagged"] for r in bad]) >= 0.6, [(r["voi"], r["dice"], r["flagged"]) for r in bad]
 
 
 def test_seed_jitter_does_not_change_the_volume():
@@ -197,3 +199,28 @@ def test_noduled_measure_rejects_an_unreadable_file(tmp_path):
     result = CliRunner().invoke(app, ["measure", str(bad), "--seed", "0,0,0"])
     assert result.exit_code == 1
     assert "scan.nii.gz" in result.output and "SimpleITK" in result.output
+
+
+@pytest.mark.parametrize(
+    "voi",
+    [
+        "LIDC-IDRI-0912_R_5",  # solid 11 mm: its soft margin read as a ground-glass "halo" (was 2.8x the readers)
+        "LIDC-IDRI-0056_R_2",  # solid 4 mm: the "halo" grew into the neighbourhood (was 26x)
+        "LIDC-IDRI-0118_R_3",  # calcified 5 mm: the calcium's blur read as ground glass (was 3.5x)
+    ],
+)
+def test_a_halo_does_not_regrow_the_whole_nodule_as_ground_glass(voi):
+    """Two-component model: a ground-glass ring is accepted only as a compact ring around a non-calcified
+    core; a soft solid margin, a calcium blur or a leak into the surroundings never lowers the threshold
+    of the whole neighbourhood."""
+    import SimpleITK as sitk
+
+    from segmentation.production import measure_at_seed
+
+    n = _nodule(voi)
+    image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
+    m = measure_at_seed(image, n.seed_lps_mm)
+    assert min(n.reader_volumes_mm3) / 1.3 <= m.volume_mm3 <= max(n.reader_volumes_mm3) * 1.3, (
+        m.volume_mm3,
+        n.reader_volumes_mm3,
+    )

@@ -139,7 +139,8 @@ def compare_with_priors(
                     prior_image,
                     mapped,
                     prior_lungs=prior_lungs,
-                    expected_volume_mm3=m_current.volume_mm3,  # type: ignore[union-attr]
+                    # the physical volume: find_in_prior compares the candidates' partial volumes with it
+                    expected_volume_mm3=m_current.partial_volume_mm3 or m_current.volume_mm3,  # type: ignore[union-attr]
                 )
             reported_here = matched_reported.get(i)
             if measurement is not None or reported_here is not None:
@@ -203,6 +204,12 @@ def prior_comparisons(
             category, derived = derived_categories[o.exam.exam_date], True
         days = (exam_date - o.exam.exam_date).days
         v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
+        if v1 and v2 and m is not None and o.measurement is not None and o.measurement.partial_volume_mm3:
+            # both time points segmented here: the change of the physical (partial-volume) volumes -- the
+            # reported volumes, in the radiologists' outline convention, include a blurred-edge shell of
+            # about constant thickness that damps the relative change of a small nodule
+            if m.partial_volume_mm3:
+                v1, v2 = o.measurement.partial_volume_mm3, m.partial_volume_mm3
         change = percent_volume_change(v1, v2) if v1 and v2 else None
         vdt = volume_doubling_time_days(v1, v2, days) if v1 and v2 and days > 0 and v1 != v2 else None
         d1 = o.mean_diameter_mm

@@ -26,7 +26,8 @@ def measurement_to_json(m: Any) -> dict[str, Any]:
     """The DESIGN §3 NoduleMeasurement fields as JSON (the mask as its bounding box only)."""
     q = m.quality
     return {
-        "volume_mm3": m.volume_mm3,
+        "volume_mm3": m.volume_mm3,  # the SR's volume: radiologists' outline convention
+        "partial_volume_mm3": m.partial_volume_mm3,  # the physical (partial-volume) estimate
         "mean_diameter_mm": m.mean_diameter_mm,
         "long_axis_mm": m.long_axis_mm,
         "short_axis_mm": m.short_axis_mm,
