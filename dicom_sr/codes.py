@@ -263,6 +263,9 @@ SEG_CATEGORY = MORPHOLOGICALLY_ABNORMAL_STRUCTURE
 SEG_TYPE = NODULE
 
 ALGORITHM_NAME = "noduled"
+# TID 4019 Algorithm Parameters (111002, DCM) of a volume NUM: "volume convention: <segmentation.types convention>"
+ALGORITHM_PARAMETERS = _dcm("111002", "Algorithm Parameters")
+VOLUME_CONVENTION_PARAMETER = "volume convention: "
 # CID 7162 Surface Processing Algorithm Families: seeded region growing + morphology
 ALGORITHM_FAMILY = _dcm("123104", "Morphological Operations")
 

@@ -21,6 +21,7 @@ scheme), so real-world quirks do not stop it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from dicom_sr.findings import ExamAssessment, NoduleFinding, Participant, PriorC
 from dicom_sr.geometry import ImagePlane
 from dicom_sr.labels import LabelConflict, parse_labels
 from segmentation.types import (
+    PARTIAL_VOLUME,
     Characteristic,
     Characterization,
     MeasurementQuality,
@@ -290,6 +292,18 @@ def _nums(group: Dataset) -> dict[tuple[str, str, tuple[str, str] | None], float
     return out
 
 
+def _volume_convention(group: Dataset) -> str:
+    """The boundary convention of the group's volume NUM, from its TID 4019 Algorithm Parameters
+    (:func:`dicom_sr.report.volume_algorithm`); none named: the partial-volume convention of earlier SRs."""
+    for item in tree.children(group):
+        if tree.value_type(item) == "NUM" and tree.concept(item) == K(codes.VOLUME):
+            for x in tree.children(item):
+                text = tree.text(x) if tree.concept(x) == K(codes.ALGORITHM_PARAMETERS) else ""
+                if text.startswith(codes.VOLUME_CONVENTION_PARAMETER):
+                    return text[len(codes.VOLUME_CONVENTION_PARAMETER) :].strip()
+    return PARTIAL_VOLUME
+
+
 def _get(nums: dict[Any, float], concept: Any, derivation: Any = None) -> float | None:
     return nums.get((*K(concept), K(derivation) if derivation is not None else None))
 
@@ -480,6 +494,14 @@ def _finding(
         elif c == K(codes.PRIOR_COMPARISON) and vt == "CONTAINER":
             comparisons.append(_prior(item))
     measurement = None
+    # the prior time points of a comparison were measured by the same version as this one
+    convention = _volume_convention(main)
+    comparisons = [
+        dataclasses.replace(c, prior_measurement=dataclasses.replace(c.prior_measurement, volume_convention=convention))
+        if c.prior_measurement is not None
+        else c
+        for c in comparisons
+    ]
     volume = _get(nums, codes.VOLUME)
     if volume is not None and not no_nodule:
         nan3 = (float("nan"),) * 3
@@ -497,6 +519,7 @@ def _finding(
             solid_volume_mm3=_get(nums, codes.SOLID_COMPONENT_VOLUME),
             solid_mean_diameter_mm=_get(nums, codes.SOLID_COMPONENT_DIAMETER),
             quality=MeasurementQuality(**quality, reasons=tuple(reasons)),
+            volume_convention=convention,
         )
     return NoduleFinding(
         tracking_id=tracking_id,

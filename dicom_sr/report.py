@@ -396,9 +396,27 @@ def _comments(lines: Sequence[str]) -> list[TextContentItem]:
 
 
 # --------------------------------------------------------------------------- nodule groups
+def volume_algorithm(algorithm: hd.sr.AlgorithmIdentification, convention: str) -> hd.sr.AlgorithmIdentification:
+    """The algorithm of a volume NUM, with the volume's boundary convention as its Algorithm Parameters
+    (TID 4019): "volume convention: radiologists-outline" (segmentation.types).  Volumes of two conventions
+    differ by a blurred-edge shell, so a reader (ours: :func:`dicom_sr.read_report.read_report`) must know
+    which one a volume is in before it computes growth from it; an SR without the parameter is of the
+    partial-volume convention (noduled before 2026-12-02)."""
+    name, version = (str(item.TextValue) for item in list(algorithm)[:2])
+    return hd.sr.AlgorithmIdentification(
+        name=name, version=version, parameters=[f"{codes.VOLUME_CONVENTION_PARAMETER}{convention}"]
+    )
+
+
 def _measurements(m: NoduleMeasurement, finding: NoduleFinding, algorithm: Any) -> list[hd.sr.Measurement]:
     out = [
-        _measurement(codes.VOLUME, m.volume_mm3, "volume_mm3", codes.MM3, algorithm=algorithm),
+        _measurement(
+            codes.VOLUME,
+            m.volume_mm3,
+            "volume_mm3",
+            codes.MM3,
+            algorithm=volume_algorithm(algorithm, m.volume_convention),
+        ),
         _measurement(codes.DIAMETER, m.mean_diameter_mm, "length_mm", codes.MM, derivation=codes.MEAN),
         _measurement(codes.LONG_AXIS, m.long_axis_mm, "length_mm", codes.MM),
         _measurement(codes.SHORT_AXIS, m.short_axis_mm, "length_mm", codes.MM),

@@ -58,7 +58,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from segmentation.types import MeasurementQuality, NoduleMask, NoduleMeasurement, NoNoduleAtSeed
+from segmentation.types import (
+    PARTIAL_VOLUME,
+    RADIOLOGISTS_OUTLINE,
+    MeasurementQuality,
+    NoduleMask,
+    NoduleMeasurement,
+    NoNoduleAtSeed,
+)
 
 #: ROI half-sizes (mm) tried in turn
 ROI_HALF_SIZES_MM = (12.0, 16.0, 20.0, 26.0, 32.0, 40.0, 48.0)
@@ -232,12 +239,17 @@ def reported_in_readers_convention(measured: NoduleMeasurement, readers_mm3: flo
     """
     pv = measured.volume_mm3
     if readers_mm3 is None or readers_mm3 <= 0:
-        return replace(measured, partial_volume_mm3=pv)
+        return replace(measured, partial_volume_mm3=pv, volume_convention=PARTIAL_VOLUME)
     solid = measured.solid_volume_mm3
     if solid is not None and pv > 0 and solid >= pv * (1.0 - 1e-9):
         solid = readers_mm3
     return replace(
-        measured, volume_mm3=readers_mm3, readers_volume_mm3=readers_mm3, partial_volume_mm3=pv, solid_volume_mm3=solid
+        measured,
+        volume_mm3=readers_mm3,
+        readers_volume_mm3=readers_mm3,
+        partial_volume_mm3=pv,
+        solid_volume_mm3=solid,
+        volume_convention=RADIOLOGISTS_OUTLINE,
     )
 
 

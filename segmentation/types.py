@@ -54,6 +54,12 @@ class MeasurementQuality:
     reasons: tuple[str, ...] = ()
 
 
+#: ``NoduleMeasurement.volume_convention``: what the reported ``volume_mm3`` counts.  Volumes of two
+#: conventions differ by a blurred-edge shell (20-35 % on real nodules) and are never compared for growth.
+RADIOLOGISTS_OUTLINE = "radiologists-outline"  # the outline LIDC readers draw: first pixel outside included
+PARTIAL_VOLUME = "partial-volume"  # boundary voxels by their share of the contrast (noduled before 2026-12-02)
+
+
 @dataclass(frozen=True)
 class NoduleMeasurement:
     """Everything measured on one nodule at one time point."""
@@ -82,6 +88,10 @@ class NoduleMeasurement:
     # partial-volume volume (mm3): boundary voxels counted by their share of the lung-to-nodule contrast, the
     # physical estimate (bias <= 3 % on solid phantoms 5-30 mm); None when read back from an SR
     partial_volume_mm3: float | None = None
+    # the convention ``volume_mm3`` is in: RADIOLOGISTS_OUTLINE once segmentation.nodule reports the
+    # readers' outline (every production measurement); PARTIAL_VOLUME for a bare partial-volume measurement
+    # and for volumes read back from an SR of a version before that switch (its volume NUM names no convention)
+    volume_convention: str = PARTIAL_VOLUME
 
 
 Origin = Literal["reader", "algorithm"]

@@ -176,3 +176,38 @@ def test_every_quality_flag_round_trips(tmp_path):
     seg = build_segmentation(assessment.findings, ct)
     got = read_report(write(build_report(assessment, ct, seg=seg), tmp_path / "sr.dcm")).findings[0]
     assert got.measurement.quality == quality
+
+
+def test_volume_convention_round_trips_and_an_earlier_sr_reads_as_partial_volume(tmp_path):
+    """The volume NUM names its boundary convention (TID 4019 Algorithm Parameters); an SR of a version
+    before the switch to the radiologists' outline names none and reads as partial-volume, so a later round
+    does not take the blurred-edge shell between the two for growth."""
+    from segmentation.types import PARTIAL_VOLUME, RADIOLOGISTS_OUTLINE
+
+    ct = make_ct_series(seed="convention")
+    assessment = make_assessment(ct)
+    first = assessment.findings[0]
+    outlined = replace(first.measurement, volume_convention=RADIOLOGISTS_OUTLINE)
+    assessment = replace(assessment, findings=(replace(first, measurement=outlined), *assessment.findings[1:]))
+    seg = build_segmentation(assessment.findings, ct)
+    sr = build_report(assessment, ct, seg=seg)
+    got = read_report(write(sr, tmp_path / "sr.dcm")).findings[0]
+    assert got.measurement.volume_convention == RADIOLOGISTS_OUTLINE
+    measured = [c.prior_measurement for c in got.comparisons if c.prior_measurement is not None]
+    assert measured and all(p.volume_convention == RADIOLOGISTS_OUTLINE for p in measured)
+    # the same SR with the parameter taken out, as an earlier version wrote it
+    from pydicom.sequence import Sequence as DcmSequence
+
+    from dicom_sr import tree
+
+    removed = 0
+    for item in tree.walk(sr):
+        kids = item.get("ContentSequence")
+        if kids:
+            keep = [x for x in kids if not tree.text(x).startswith("volume convention: ")]
+            removed += len(kids) - len(keep)
+            item.ContentSequence = DcmSequence(keep)
+    assert removed >= 1
+    old = read_report(write(sr, tmp_path / "old.dcm")).findings[0]
+    assert old.measurement.volume_convention == PARTIAL_VOLUME
+    assert old.measurement.volume_mm3 == got.measurement.volume_mm3

@@ -27,7 +27,10 @@ from daemon.analysis.identity import assign_identities
 from dicom_sr.findings import NoduleFinding, PriorComparison
 from lungrads.types import NoduleResult
 from nlcsp import types as nl
-from segmentation.types import NoduleMeasurement
+from segmentation.types import RADIOLOGISTS_OUTLINE, NoduleMeasurement
+
+#: the volume convention this version reports (segmentation.nodule.reported_in_readers_convention)
+REPORTED_CONVENTION = RADIOLOGISTS_OUTLINE
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ class PriorNodule:
     mean_diameter_mm: float | None
     category: str | None
     centroid_lps_mm: tuple[float, float, float] | None
+    # the convention of volume_mm3 (segmentation.types); an index row or SR of a version before the switch
+    # to the radiologists' outline says PARTIAL_VOLUME, and its volume is then not compared (diameter only)
+    volume_convention: str = RADIOLOGISTS_OUTLINE
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,16 @@ class PriorObservation:
 
     @property
     def volume_mm3(self) -> float | None:
-        if self.measurement is not None and not self.measurement.quality.volumetry_unreliable:
-            return self.measurement.volume_mm3
-        return self.reported.volume_mm3 if self.reported is not None and self.measurement is None else None
+        """The prior volume growth is computed from: in the convention this version reports, or None.
+
+        A volume of the other convention differs by a blurred-edge shell (20-35 % on real nodules), which
+        would read as growth or shrinkage: such a prior is compared by its mean diameter only."""
+        if self.measurement is not None:
+            m = self.measurement
+            reliable = not m.quality.volumetry_unreliable and m.volume_convention == REPORTED_CONVENTION
+            return m.volume_mm3 if reliable else None
+        r = self.reported
+        return r.volume_mm3 if r is not None and r.volume_convention == REPORTED_CONVENTION else None
 
     @property
     def mean_diameter_mm(self) -> float | None:
@@ -203,13 +216,12 @@ def prior_comparisons(
             # never reported by noduled: the protocol engine derived this time point's category (C2)
             category, derived = derived_categories[o.exam.exam_date], True
         days = (exam_date - o.exam.exam_date).days
-        v1, v2 = o.volume_mm3, (m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None)
-        if v1 and v2 and m is not None and o.measurement is not None and o.measurement.partial_volume_mm3:
-            # both time points segmented here: the change of the physical (partial-volume) volumes -- the
-            # reported volumes, in the radiologists' outline convention, include a blurred-edge shell of
-            # about constant thickness that damps the relative change of a small nodule
-            if m.partial_volume_mm3:
-                v1, v2 = o.measurement.partial_volume_mm3, m.partial_volume_mm3
+        # the reported volumes of both time points, as the protocol engine's growth uses them (case_priors):
+        # one change per nodule, on the radiologist's screen and in the category
+        v1 = o.volume_mm3
+        v2 = m.volume_mm3 if m is not None and not m.quality.volumetry_unreliable else None
+        if m is not None and m.volume_convention != REPORTED_CONVENTION:
+            v2 = None
         change = percent_volume_change(v1, v2) if v1 and v2 else None
         vdt = volume_doubling_time_days(v1, v2, days) if v1 and v2 and days > 0 and v1 != v2 else None
         d1 = o.mean_diameter_mm

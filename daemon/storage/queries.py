@@ -23,6 +23,7 @@ from daemon.analysis.series import best_ct_series, orientation_is_axial
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE, OUR_MANUFACTURER, SEED_CLASSES, is_seed_candidate
 from daemon.storage.archive import Archive
 from daemon.storage.schema import analyses, assessments, instances, nodule_observations, patients, series, studies
+from segmentation.types import PARTIAL_VOLUME
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def reported_nodules(engine: Engine, archive: Archive, study_uid: str) -> tuple[
             tracking_uid=r.tracking_uid,
             tracking_id=r.tracking_id,
             volume_mm3=r.volume_mm3,
+            volume_convention=r.volume_convention or PARTIAL_VOLUME,
             mean_diameter_mm=r.mean_diameter_mm,
             category=r.category,
             centroid_lps_mm=(r.centroid_x_mm, r.centroid_y_mm, r.centroid_z_mm)
@@ -235,6 +237,7 @@ def _reported_in_archived_sr(engine: Engine, archive: Archive, study_uid: str) -
             tracking_uid=f.tracking_uid,
             tracking_id=f.tracking_id,
             volume_mm3=f.measurement.volume_mm3,
+            volume_convention=f.measurement.volume_convention,
             mean_diameter_mm=f.measurement.mean_diameter_mm,
             category=f.category,
             centroid_lps_mm=f.measurement.centroid_lps_mm,

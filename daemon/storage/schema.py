@@ -160,6 +160,7 @@ nodule_observations = Table(
     Column("tracking_id", String(64), nullable=False),
     Column("exam_date", Date),
     Column("volume_mm3", Float),
+    Column("volume_convention", String(24)),  # segmentation.types: "radiologists-outline" | "partial-volume"
     Column("mean_diameter_mm", Float),
     Column("max_axial_diameter_mm", Float),
     Column("solid_volume_mm3", Float),
