@@ -8,10 +8,16 @@ production numbers.  Pure computation, no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import SimpleITK as sitk
 
-from segmentation.types import NoduleMeasurement
+from segmentation.types import NoduleMeasurement, NoNoduleAtSeed
+
+if TYPE_CHECKING:
+    from segmentation.nodule import RoiResult
 
 #: an image narrower than this (mm, in-plane) cannot hold a chest: it is a crop without lung context
 MIN_CHEST_WIDTH_MM = 150.0
@@ -43,7 +49,87 @@ def measure_at_seed(
 
     ``lung_mask``: the whole-series lung mask from :func:`series_lung_mask`, or None on a crop
     without chest context.  Raises :class:`~segmentation.types.NoNoduleAtSeed`.
-    """
-    from segmentation.nodule import segment_nodule
 
-    return segment_nodule(image, seed_lps_mm, lung_mask=lung_mask, solid_threshold_hu=solid_threshold_hu)
+    Two passes: the seed's segmentation finds the nodule's centre (its deepest voxel), the
+    centre's segmentation is the result -- so where the reader clicked does not change it -- and a
+    large disagreement between the two flags the volume seed-dependent.
+    """
+    from segmentation import nodule as nod
+
+    seed = tuple(float(v) for v in seed_lps_mm)
+    hu = sitk.GetArrayViewFromImage(image)
+    lung = sitk.GetArrayViewFromImage(lung_mask) if lung_mask is not None else None
+    spacing_zyx = np.array(image.GetSpacing()[::-1], dtype=float)
+    seed_zyx = np.array(image.TransformPhysicalPointToContinuousIndex(seed)[::-1])
+    if np.any(seed_zyx < -0.5) or np.any(seed_zyx > np.array(hu.shape) - 0.5):
+        raise NoNoduleAtSeed(f"{nod._where(seed)}: the seed lies outside the image volume")
+    result, box = segment_in_growing_roi(hu, lung, seed_zyx, spacing_zyx, seed)
+    centre = nod._deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
+    reseed_change = 0.0
+    if np.linalg.norm((centre - seed_zyx) * spacing_zyx) > 0.5 * float(spacing_zyx.min()):
+        try:
+            second, box2 = segment_in_growing_roi(hu, lung, centre.astype(float), spacing_zyx, seed)
+        except NoNoduleAtSeed:
+            second = None
+        if second is not None:
+            v1, v2 = float(result.fraction.sum()), float(second.fraction.sum())
+            reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6))))
+            result, box = second, box2
+    return nod.finish_measurement(image, result, box, seed, reseed_change, solid_threshold_hu=solid_threshold_hu)
+
+
+def segment_in_growing_roi(
+    hu: Any, lung: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed: Any
+) -> tuple[RoiResult, tuple[slice, slice, slice]]:
+    """:func:`~segmentation.nodule.segment_roi` in ROIs of growing size around ``seed_zyx`` until the
+    nodule and its shell fit.
+
+    The ROI grows only while the mask comes near a face of the box that can move: a face that is
+    the image's own face (a crop that ends at the nodule, or the top slice) does not move when the
+    ROI grows, and growing the other faces for it only repeats the work (on the LIDC crops the ROI
+    went through every size up to the whole crop, 2.2 segmentations per pass).
+    """
+    from segmentation import nodule as nod
+
+    result = None
+    box = None
+    shape = np.array(hu.shape)
+    first = nod.first_roi_half_size(hu, seed_zyx, spacing_zyx)
+    sizes = [h for h in nod.ROI_HALF_SIZES_MM if h >= first] or [nod.ROI_HALF_SIZES_MM[-1]]
+    for half_mm in sizes:
+        box = nod.roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
+        roi = np.asarray(hu[box], dtype=np.float32)
+        roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
+        local_seed = seed_zyx - np.array([s.start for s in box])
+        try:
+            result = nod.segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
+        except NoNoduleAtSeed as exc:
+            if (
+                half_mm == nod.ROI_HALF_SIZES_MM[-1]
+                or nod._box_is_whole_image(box, hu.shape)
+                or not getattr(exc, "retry_larger", False)
+            ):
+                raise NoNoduleAtSeed(f"{nod._where(seed)}: {exc}") from None
+            continue
+        if result.needs_larger_roi and not _near_movable_face(result.mask, box, shape, spacing_zyx):
+            result = replace(result, needs_larger_roi=False)
+        if not result.needs_larger_roi or nod._box_is_whole_image(box, hu.shape):
+            break
+    assert result is not None and box is not None
+    return result, box
+
+
+def _near_movable_face(mask: np.ndarray, box: Any, shape: np.ndarray, spacing_zyx: np.ndarray) -> bool:
+    """The mask comes within the shell (``SHELL_MM[1]``) of a face of ``box`` that is not an image face."""
+    from segmentation import nodule as nod
+
+    pts = np.argwhere(mask)
+    if pts.size == 0:
+        return False
+    m = np.ceil(nod.SHELL_MM[1] / spacing_zyx).astype(int)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    starts = np.array([s.start for s in box])
+    stops = np.array([s.stop for s in box])
+    near_lo = (lo <= m) & (starts > 0)
+    near_hi = (hi >= np.array(mask.shape) - 1 - m) & (stops < shape)
+    return bool(np.any(near_lo | near_hi))
