@@ -8,17 +8,20 @@ production numbers.  Pure computation, no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from segmentation import quality
 from segmentation.types import NoduleMeasurement, NoNoduleAtSeed
 
 if TYPE_CHECKING:
     from segmentation.nodule import RoiResult
 
+#: segmentations from the mask's centre (its deepest voxel) at most, until the centre stays put
+MAX_CENTRE_PASSES = 3
 #: an image narrower than this (mm, in-plane) cannot hold a chest: it is a crop without lung context
 MIN_CHEST_WIDTH_MM = 150.0
 
@@ -50,9 +53,12 @@ def measure_at_seed(
     ``lung_mask``: the whole-series lung mask from :func:`series_lung_mask`, or None on a crop
     without chest context.  Raises :class:`~segmentation.types.NoNoduleAtSeed`.
 
-    Two passes: the seed's segmentation finds the nodule's centre (its deepest voxel), the
-    centre's segmentation is the result -- so where the reader clicked does not change it -- and a
-    large disagreement between the two flags the volume seed-dependent.
+    The seed's segmentation finds the nodule's centre (its deepest voxel); the centre's
+    segmentation is the result, so where the reader clicked does not change it.  When that mask's
+    own centre lies elsewhere (a seed that first found a neighbouring structure, or a mask that
+    changed with its ROI) it is segmented again from there, up to ``MAX_CENTRE_PASSES`` times.  A
+    large disagreement between the seed's and the final segmentation flags the volume
+    seed-dependent (:mod:`segmentation.quality`).
     """
     from segmentation import nodule as nod
 
@@ -64,18 +70,35 @@ def measure_at_seed(
     if np.any(seed_zyx < -0.5) or np.any(seed_zyx > np.array(hu.shape) - 0.5):
         raise NoNoduleAtSeed(f"{nod._where(seed)}: the seed lies outside the image volume")
     result, box = segment_in_growing_roi(hu, lung, seed_zyx, spacing_zyx, seed)
-    centre = nod._deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
-    reseed_change = 0.0
-    if np.linalg.norm((centre - seed_zyx) * spacing_zyx) > 0.5 * float(spacing_zyx.min()):
+    v1 = float(result.fraction.sum())
+    first: tuple[np.ndarray, Any] | None = None
+    here = seed_zyx
+    for _ in range(MAX_CENTRE_PASSES):
+        centre = nod._deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
+        if np.linalg.norm((centre - here) * spacing_zyx) <= 0.5 * float(spacing_zyx.min()):
+            break  # segmented from its own centre: converged
         try:
             second, box2 = segment_in_growing_roi(hu, lung, centre.astype(float), spacing_zyx, seed)
         except NoNoduleAtSeed:
-            second = None
-        if second is not None:
-            v1, v2 = float(result.fraction.sum()), float(second.fraction.sum())
-            reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6))))
-            result, box = second, box2
-    return nod.finish_measurement(image, result, box, seed, reseed_change, solid_threshold_hu=solid_threshold_hu)
+            break
+        if first is None:
+            first = (result.mask, box)
+        result, box, here = second, box2, centre
+    v2 = float(result.fraction.sum())
+    reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6)))) if first is not None else 0.0
+    measured = nod.finish_measurement(image, result, box, seed, reseed_change, solid_threshold_hu=solid_threshold_hu)
+    evidence = quality.gather(
+        result.mask,
+        result.smoothed,
+        result.threshold_hu,
+        box,
+        first_mask=None if first is None else first[0],
+        first_box=None if first is None else first[1],
+    )
+    diagnostics = getattr(nod._diagnostics, "last", None)
+    if isinstance(diagnostics, dict):
+        diagnostics.update(asdict(evidence))
+    return replace(measured, quality=quality.assess(measured.quality, evidence))
 
 
 def segment_in_growing_roi(
