@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from segmentation.nodule import RoiResult
 
 #: segmentations from the mask's centre (its deepest voxel) at most, until the centre stays put
-MAX_CENTRE_PASSES = 3
+MAX_CENTRE_PASSES = 2
+#: after the first re-segmentation, a centre that moves less than this share of the mask's depth stays put
+CENTRE_TOLERANCE_OF_DEPTH = 0.25
 #: an image narrower than this (mm, in-plane) cannot hold a chest: it is a crop without lung context
 MIN_CHEST_WIDTH_MM = 150.0
 
@@ -73,12 +75,19 @@ def measure_at_seed(
     v1 = float(result.fraction.sum())
     first: tuple[np.ndarray, Any] | None = None
     here = seed_zyx
-    for _ in range(MAX_CENTRE_PASSES):
+    for k in range(MAX_CENTRE_PASSES):
         centre = nod._deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
-        if np.linalg.norm((centre - here) * spacing_zyx) <= 0.5 * float(spacing_zyx.min()):
+        tolerance = 0.5 * float(spacing_zyx.min())
+        if k > 0:
+            # a large nodule's deepest voxels form a plateau: a move within it is no new centre
+            tolerance = max(tolerance, CENTRE_TOLERANCE_OF_DEPTH * float(nod._depth(result.mask, spacing_zyx).max()))
+        if np.linalg.norm((centre - here) * spacing_zyx) <= tolerance:
             break  # segmented from its own centre: converged
+        start_mm = _roi_holding(result.mask, box, centre, spacing_zyx, hu.shape)
         try:
-            second, box2 = segment_in_growing_roi(hu, lung, centre.astype(float), spacing_zyx, seed)
+            second, box2 = segment_in_growing_roi(
+                hu, lung, centre.astype(float), spacing_zyx, seed, at_least_mm=start_mm
+            )
         except NoNoduleAtSeed:
             break
         if first is None:
@@ -102,7 +111,7 @@ def measure_at_seed(
 
 
 def segment_in_growing_roi(
-    hu: Any, lung: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed: Any
+    hu: Any, lung: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed: Any, *, at_least_mm: float = 0.0
 ) -> tuple[RoiResult, tuple[slice, slice, slice]]:
     """:func:`~segmentation.nodule.segment_roi` in ROIs of growing size around ``seed_zyx`` until the
     nodule and its shell fit.
@@ -110,14 +119,15 @@ def segment_in_growing_roi(
     The ROI grows only while the mask comes near a face of the box that can move: a face that is
     the image's own face (a crop that ends at the nodule, or the top slice) does not move when the
     ROI grows, and growing the other faces for it only repeats the work (on the LIDC crops the ROI
-    went through every size up to the whole crop, 2.2 segmentations per pass).
+    went through every size up to the whole crop, 2.2 segmentations per pass).  ``at_least_mm``:
+    start at this half-size at least (the previous pass's mask needed it).
     """
     from segmentation import nodule as nod
 
     result = None
     box = None
     shape = np.array(hu.shape)
-    first = nod.first_roi_half_size(hu, seed_zyx, spacing_zyx)
+    first = max(nod.first_roi_half_size(hu, seed_zyx, spacing_zyx), at_least_mm)
     sizes = [h for h in nod.ROI_HALF_SIZES_MM if h >= first] or [nod.ROI_HALF_SIZES_MM[-1]]
     for half_mm in sizes:
         box = nod.roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
@@ -140,6 +150,26 @@ def segment_in_growing_roi(
             break
     assert result is not None and box is not None
     return result, box
+
+
+def _roi_holding(mask: np.ndarray, box: Any, centre: np.ndarray, spacing_zyx: np.ndarray, shape: Any) -> float:
+    """The largest ROI half-size (mm) around ``centre`` whose box does not hold ``mask`` (in ``box``)
+    with its shell: a re-segmentation of the same nodule from ``centre`` would only grow past it."""
+    from segmentation import nodule as nod
+
+    pts = np.argwhere(mask) + np.array([s.start for s in box])
+    below = 0.0
+    for half_mm in nod.ROI_HALF_SIZES_MM:
+        b = nod.roi_box(centre.astype(float), half_mm, spacing_zyx, shape)
+        inside = np.all((pts >= [s.start for s in b]) & (pts < [s.stop for s in b]), axis=1)
+        if inside.all():
+            local_pts = pts - np.array([s.start for s in b])
+            sub = np.zeros([s.stop - s.start for s in b], dtype=bool)
+            sub[tuple(local_pts.T)] = True
+            if not _near_movable_face(sub, b, np.array(shape), spacing_zyx):
+                return below
+        below = half_mm
+    return below
 
 
 def _near_movable_face(mask: np.ndarray, box: Any, shape: np.ndarray, spacing_zyx: np.ndarray) -> bool:
