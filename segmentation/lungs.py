@@ -113,4 +113,5 @@ def _fill_holes_2d(binary: np.ndarray) -> np.ndarray:
     for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         outside[edge] = True
     outside[0] = False
-    return binary | ~outside[labels]
+    filled: np.ndarray = binary | ~outside[labels]
+    return filled
