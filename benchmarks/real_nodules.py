@@ -24,8 +24,9 @@ moved 2.5 mm along +-x, +-y, +-z.  Per nodule (JSON) and per class (table):
   the union eroded by one in-plane pixel (the "interior");
 - seed-jitter repeatability: the CV (SD / mean, %) of the volumes of the seven seeds;
 - "flagged": the centre measurement says volumetry unreliable; the share of the nodules with
-  Dice < 0.6 that are flagged; "flgNF": the same without the flag "cut by the field of view" (these
-  crops often end at the nodule, which a whole series does not);
+  Dice < 0.6 that are flagged and, as false alarms, of those with Dice >= 0.8; "flgNF": the same
+  without the flag "cut by the field of view" (these crops often end at the nodule, which a whole
+  series does not);
 - the SR's volume follows the radiologists' outline convention because the readers' volumes, and the
   volume cut-offs of the protocols, are measured that way: on these nodules the partial-volume volume
   is 20-35 % below the readers' median (it excludes the blurred edge the readers include);
@@ -359,6 +360,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ranged = [r for r in ok if "dev_pct" in r and not r["ambiguous"]]
     base = [b for r in rows for b in r["reader_baseline"]]
     low = [r for r in ok if r["dice"] < 0.6]
+    good = [r for r in ok if r["dice"] >= 0.8]  # a flag on these is a false alarm
     cvs = [r["jitter_cv_pct"] for r in ok if r.get("jitter_cv_pct") is not None]
     secs = [r["seconds"] for r in rows]
     return {
@@ -391,6 +393,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "flagged_low_dice_pct": 100.0 * np.mean([r["flagged"] for r in low]) if low else None,
         "flagged_not_fov_pct": 100.0 * np.mean([r["flagged_not_fov"] for r in ok]) if ok else None,
         "flagged_not_fov_low_dice_pct": 100.0 * np.mean([r["flagged_not_fov"] for r in low]) if low else None,
+        "flagged_good_dice_pct": 100.0 * np.mean([r["flagged"] for r in good]) if good else None,
+        "flagged_not_fov_good_dice_pct": 100.0 * np.mean([r["flagged_not_fov"] for r in good]) if good else None,
         "median_s": _pct(secs, 50),
         "p95_s": _pct(secs, 95),
     }
@@ -425,6 +429,8 @@ def print_table(summary: dict[str, dict[str, Any]]) -> None:
         ("flg D<.6%", "flagged_low_dice_pct", ".0f"),
         ("flgNF%", "flagged_not_fov_pct", ".0f"),
         ("flgNF D<.6", "flagged_not_fov_low_dice_pct", ".0f"),
+        ("flg D>=.8", "flagged_good_dice_pct", ".0f"),
+        ("flgNF D>=.8", "flagged_not_fov_good_dice_pct", ".0f"),
         ("s med", "median_s", ".2f"),
         ("s p95", "p95_s", ".2f"),
     ]

@@ -172,8 +172,6 @@ def segment_nodule(
 
     Raises :class:`NoNoduleAtSeed` when the seed is not in or next to a nodule.
     """
-    from segmentation.measure import measure_nodule
-
     seed = tuple(float(v) for v in seed_lps_mm)
     hu = sitk.GetArrayViewFromImage(image)
     lung = sitk.GetArrayViewFromImage(lung_mask) if lung_mask is not None else None
@@ -195,6 +193,26 @@ def segment_nodule(
             v1, v2 = float(result.fraction.sum()), float(second.fraction.sum())
             reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6))))
             result, box = second, box2
+    return finish_measurement(image, result, box, seed, reseed_change, solid_threshold_hu=solid_threshold_hu)
+
+
+def finish_measurement(
+    image: sitk.Image,
+    result: RoiResult,
+    box: tuple[slice, slice, slice],
+    seed: Any,
+    reseed_change: float,
+    *,
+    solid_threshold_hu: float = -300.0,
+) -> NoduleMeasurement:
+    """The measurement of the segmentation ``result`` in ROI ``box``: quality flags, crop, sizes.
+
+    ``reseed_change``: |log| of the volume change between the seed's and the centre's segmentation.
+    """
+    from segmentation.measure import measure_nodule
+
+    hu = sitk.GetArrayViewFromImage(image)
+    spacing_zyx = np.array(image.GetSpacing()[::-1], dtype=float)
     flags = dict(result.flags)
     flags["seed_dependent"] = bool(reseed_change > np.log(1.0 + RESEED_DISAGREEMENT))
     if result.needs_larger_roi and not _box_is_whole_image(box, hu.shape):

@@ -164,7 +164,7 @@ def test_noduled_measure_on_a_nifti_crop(tmp_path):
     import SimpleITK as sitk
     from typer.testing import CliRunner
 
-    from benchmarks.real_nodules import dice
+    from benchmarks.real_nodules import dice, in_plane_erosion
     from daemon.cli import app
     from segmentation.production import measure_at_seed
 
@@ -186,7 +186,9 @@ def test_noduled_measure_on_a_nifti_crop(tmp_path):
     assert mask.sum() * np.prod(image.GetSpacing()) == pytest.approx(
         direct.mask.mask.sum() * np.prod(image.GetSpacing())
     )
-    assert dice(mask, union) > 0.5
+    # the written mask is the 50 % mask: compared, as the benchmark does, with the union's interior (the
+    # union includes the readers' outline ring, one pixel outside the nodule)
+    assert dice(mask, in_plane_erosion(union)) > 0.5
 
 
 def test_noduled_measure_rejects_an_unreadable_file(tmp_path):
