@@ -108,7 +108,7 @@ def test_grossly_wrong_masks_are_flagged(rows):
 
 
 def test_seed_jitter_does_not_change_the_volume():
-    """Six seeds 2.5 mm from the readers' centre give the centre's volume (re-segmented from the centre)."""
+    """Six seeds 2.5 mm from the readers' centre: median CV within the issue's 3 %, an unstable one flagged."""
     from benchmarks.real_nodules import run_one
 
     picks = [n for n in subset() if n.diameter_mm >= 5.0][:4]
@@ -118,7 +118,12 @@ def test_seed_jitter_does_not_change_the_volume():
     # failure target is not met; the volumes of the seeds that work must agree
     measured = [r for r in results if len(r["jitter_volumes_mm3"]) >= 3]
     assert len(measured) >= 3, [(r["voi"], r["jitter_errors"]) for r in results]
-    assert max(r["jitter_cv_pct"] for r in measured) <= 5.0, [(r["voi"], r["jitter_volumes_mm3"]) for r in measured]
+    cvs = [r["jitter_cv_pct"] for r in measured]
+    assert np.median(cvs) <= 3.0, [(r["voi"], r["jitter_volumes_mm3"]) for r in measured]  # the issue's target
+    # a seed shift that moves the volume beyond the p90 target lands on another structure (a vessel the
+    # nodule sits on): the centre's measurement must then say its volume is not to be trusted
+    unstable = [r for r in measured if r["jitter_cv_pct"] > 10.0]
+    assert all(r["flagged"] for r in unstable), [(r["voi"], r["jitter_volumes_mm3"]) for r in unstable]
 
 
 def _nodule(voi: str):  # type: ignore[no-untyped-def]
