@@ -144,7 +144,7 @@ def main() -> None:
     for stage, seconds in critical.items():
         print(f"{'analysis: ' + stage:<32} {seconds:>8.2f}")
     print(f"{'study-complete wait':<32} {wait:>8.2f}   (release + release_quiet_s)")
-    print(f"{'queue + store + deliver':<32} {max(0.0, total - analysed - wait):>8.2f}   (the rest)")
+    print(f"{'queue + deliver':<32} {max(0.0, total - analysed - wait):>8.2f}   (the rest)")
     print(f"{'total, last image -> SR':<32} {total:>8.2f}   target <= {10 if args.with_prior else 5} s")
     for stage, seconds in after.items():
         print(f"{'after the SR: ' + stage:<32} {seconds:>8.2f}   (key images + PDF, not on the path)")

@@ -141,6 +141,12 @@ class Node:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------- analysis
+    def warm_up(self) -> None:
+        """Imports and highdicom's tables in the background, so the first study is not slower (workers only)."""
+        from daemon.workflow.warmup import warm_up_in_background
+
+        warm_up_in_background()
+
     def _released(self, study_uids: set[str]) -> None:
         if self.context.preloader is not None:
             self.context.preloader.released(study_uids)
@@ -215,6 +221,8 @@ class Node:
         if self.settings.queue.redis_url:
             self.queue.wait_reachable(self.settings.queue.redis_url)
         self.queue.start_workers(self.settings.queue.workers)
+        if self.settings.queue.workers > 0:
+            self.warm_up()
         self.monitor.resume(all_running=self.queue.single_process)
         if self.scp is not None:
             self.scp.start()

@@ -210,6 +210,10 @@ class StabilityMonitor:
                 self._released.pop(study_uid, None)
             if self._consider(snap, now):
                 enqueued.append(study_uid)
+        with self._lock:  # a release of a study with nothing new to look at (duplicates only) is forgotten
+            for study_uid, at in list(self._released.items()):
+                if study_uid not in self._waiting and now - at > self.stable_age:
+                    del self._released[study_uid]
         return enqueued
 
     def _consider(self, snap: StudySnapshot, now: dt.datetime) -> bool:
@@ -229,5 +233,12 @@ class StabilityMonitor:
         return True
 
     def next_tick_s(self, default_s: float) -> float:
-        """How long the tick loop may sleep: shorter while a released study waits out its quiet time."""
-        return min(default_s, max(0.05, self.release_quiet.total_seconds() / 4)) if self._released else default_s
+        """How long the tick loop may sleep: until the first released study's quiet time is over."""
+        with self._lock:
+            first = min(self._released.values(), default=None)
+        if first is None:
+            return default_s
+        due_s = (first + self.release_quiet - utcnow()).total_seconds()
+        if due_s < 0:  # overdue (its instances not seen yet, or more came): look again soon
+            return min(default_s, max(0.05, self.release_quiet.total_seconds() / 4))
+        return min(default_s, max(0.01, due_s + 0.005))

@@ -254,6 +254,7 @@ def _analyse_claimed(
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
         log.debug("study %s: stage %s took %.3f s", study_uid, stage, seconds)
 
+    t_store = time.perf_counter()
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
     # one transaction: the assessment and the SR's and SEG's outbox rows, recorded together or not at all;
@@ -267,6 +268,7 @@ def _analyse_claimed(
             ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path, conn)
     if ctx.wake_delivery is not None:
         ctx.wake_delivery()  # the SEG, then the SR, go now
+    metrics.STAGE_SECONDS.labels("store").observe(time.perf_counter() - t_store)
     try:
         t_extras = time.perf_counter()
         extras = build_extras(
