@@ -50,7 +50,7 @@ class _Entry:
 
 
 class Preloader:
-    """Stages 1-3 of released studies, computed ahead in one background thread."""
+    """Stages 1-3 of released studies, computed ahead in background threads (one per held result)."""
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class Preloader:
         self.max_age_s = max_age_s
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preload")
+        self._pool = ThreadPoolExecutor(max_workers=self.max_entries, thread_name_prefix="preload")
 
     def released(self, study_uids: Iterable[str]) -> None:
         """The SCP's release hook: preload each study (in the background; returns at once)."""
