@@ -136,6 +136,8 @@ class Node:
         )
         if self.scp is not None:
             self.scp.on_released = self._released  # study complete on association release
+            if self.context.preloader is not None:
+                self.scp.on_stored = self.context.preloader.stored  # CT parsed while the rest arrives
         self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

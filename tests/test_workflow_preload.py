@@ -17,6 +17,7 @@ from sqlalchemy import select
 import daemon.analysis.chain as chain
 from daemon.analysis.chain import AnalysisInputs, prepare
 from daemon.settings import Settings
+from daemon.storage.queries import study_files
 from daemon.storage.schema import outbox
 from daemon.workflow import state
 from daemon.workflow.parallel import process_map
@@ -155,4 +156,32 @@ def test_sr_and_seg_are_queued_before_the_key_images_and_a_crash_between_deliver
     assert sr_and_seg <= set(uids)
     assert str(result.report.SOPInstanceUID) in sr_and_seg  # the same SR, not a second one
     assert state.current(node.engine, uid).state == state.AnalysisState.DONE
+    node.engine.dispose()
+
+
+def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def,type-arg]
+    import daemon.workflow.preload as preload
+
+    node = _node(tmp_path, processes=1)
+    uid = ""
+    for p in multi["ct"] + [multi["sr"]]:  # what the SCP does: archive, then hand the bytes to the hook
+        data = Path(p).read_bytes()
+        stored = node.archive.store(data, calling_ae=None)
+        uid = stored.study_uid
+        node.context.preloader.stored(
+            uid, str(dcmread(p, stop_before_pixels=True).SOPClassUID), stored.sop_instance_uid, data
+        )
+    read: list[str] = []
+    real = preload.dcmread
+
+    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(preload, "dcmread", counting)
+    node.context.preloader.released({uid})
+    files = study_files(node.engine, node.archive, uid)
+    got = node.context.preloader.take(uid, files.ct_paths + files.seed_paths)
+    assert got is not None and len(got.datasets) == len(multi["ct"])
+    assert [p for p in read if isinstance(p, str) and p.endswith(".dcm")] == [str(files.seed_paths[0])]  # the SR only
     node.engine.dispose()
