@@ -123,6 +123,7 @@ class Node:
             stable_age_s=settings.analysis.stable_age_s,
             require_seeds=settings.analysis.require_seeds,
             release_quiet_s=settings.analysis.release_quiet_s,
+            queue_depth=self.queue.depth,
         )
         from daemon.workflow.outbox import destination_key
         from daemon.workflow.probe import DestinationProbe

@@ -86,8 +86,11 @@ class StabilityMonitor:
         stable_age_s: float,
         require_seeds: bool = True,
         release_quiet_s: float = 2.0,
+        queue_depth: Callable[[], int] | None = None,
     ) -> None:
         self.engine = engine
+        # jobs waiting in the queue: while there are any, a study queued for long is behind them, not lost
+        self._queue_depth = queue_depth
         self._enqueue = enqueue
         self.stable_age = dt.timedelta(seconds=stable_age_s)
         self.release_quiet = dt.timedelta(seconds=min(release_quiet_s, stable_age_s))
@@ -135,7 +138,18 @@ class StabilityMonitor:
         again = []
         for study_uid in self.resume(all_running=False, now=now):
             again.append(study_uid)
-        for study_uid in state.stale_queued(self.engine, LOST_JOB_AFTER, now=now):
+        stale = state.stale_queued(self.engine, LOST_JOB_AFTER, now=now)
+        if stale and self._queue_depth is not None:
+            try:
+                waiting = self._queue_depth()
+            except Exception:  # unreachable: enqueueing would fail too; the next sweep looks again
+                return again
+            if waiting > 0:
+                # a burst: the workers are busy and the studies wait their turn; a job queued again now
+                # would only be a duplicate (a restarted queue without persistence, or one unreachable at
+                # enqueue time, holds no job for them: depth 0, and they are queued again below)
+                return again
+        for study_uid in stale:
             last = self._swept.get(study_uid)
             if last is not None and now - last < LOST_JOB_AFTER:
                 continue
