@@ -1,6 +1,6 @@
 """Burst throughput: full-size studies per hour with 2 analysis workers (issue 18, target >= 120/h).
 
-    python -m benchmarks.burst [--studies 6] [--workers 2] [--size full] [--json out.json]
+    python -m benchmarks.burst [--studies 10] [--workers 2] [--size full] [--json out.json] [--cache-dir DIR]
 
 One full-size ``multi`` phantom (512x512, ~300 slices, 7 nodules) is generated once and sent
 ``--studies`` times, each copy a different patient and study (new Patient ID, Study, Series and
@@ -67,21 +67,23 @@ def _copies(paths: dict, n: int, out: Path) -> list[tuple[str, list[Path]]]:  # 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--studies", type=int, default=6)
+    parser.add_argument("--studies", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--case", default="multi")
     parser.add_argument("--size", default="full", choices=("full", "small"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path, help="where the generated phantom is kept for the next run")
     args = parser.parse_args()
     reexec_in_private_network()
-    from test_images import generate_case, write_study
+    from benchmarks.latency import _studies
 
     with tempfile.TemporaryDirectory(prefix="noduled-burst-") as tmp:
         tmpdir = Path(tmp)
-        study = generate_case(args.case, size=args.size, seed=0)[0]
-        studies = _copies(write_study(study, tmpdir / "study"), args.studies, tmpdir / "copies")
+        study, paths = _studies(args, args.cache_dir or tmpdir / "generated")[0]
+        studies = _copies(paths, args.studies, tmpdir / "copies")
         print(
-            f"{args.studies} copies of {args.case}/{args.size}: {study.hu.shape[0]} slices, {len(study.nodules)} nodules each"
+            f"{args.studies} copies of {args.case}/{args.size}: {len(paths['ct'])} slices, {len(study['nodules'])} nodules each"
         )
         harness = Harness.start(tmpdir / "servers", stable_age_s=10.0, workers=args.workers)
         last_image: dict[str, float] = {}

@@ -17,6 +17,8 @@ from daemon.storage.archive import Archive
 from daemon.storage.db import open_index
 from daemon.workflow import shared_config, state
 from daemon.workflow.jobs import RETRIES, RETRY_DELAY_S, JobQueue, make_huey
+from daemon.workflow.parallel import default_processes, process_map
+from daemon.workflow.preload import Preloader
 from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
@@ -106,7 +108,14 @@ class Node:
             ae_title=settings.scp.ae_title,
             protocol=settings.analysis.protocol,
             audit_protocol=settings.analysis.audit_protocol,
+            measure_map=process_map(settings.analysis.processes or default_processes()),
+            wake_delivery=self.outbox.wake,
         )
+        # stages 1-3 during the study-complete wait: where the SCP and the workers share a process
+        if self.scp is not None and settings.queue.workers > 0 and settings.analysis.preload:
+            self.context.preloader = Preloader(
+                self.engine, self.archive, measure_map=self.context.measure_map, max_entries=settings.queue.workers
+            )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
             self.engine,
@@ -114,6 +123,7 @@ class Node:
             stable_age_s=settings.analysis.stable_age_s,
             require_seeds=settings.analysis.require_seeds,
             release_quiet_s=settings.analysis.release_quiet_s,
+            queue_depth=self.queue.depth,
         )
         from daemon.workflow.outbox import destination_key
         from daemon.workflow.probe import DestinationProbe
@@ -126,12 +136,25 @@ class Node:
             down_alert_s=d.destination_down_alert_s,
         )
         if self.scp is not None:
-            self.scp.on_released = self.monitor.released  # study complete on association release
+            self.scp.on_released = self._released  # study complete on association release
+            if self.context.preloader is not None:
+                self.scp.on_stored = self.context.preloader.stored  # CT parsed while the rest arrives
         self.health: HealthServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------- analysis
+    def warm_up(self) -> None:
+        """Imports and highdicom's tables in the background, so the first study is not slower (workers only)."""
+        from daemon.workflow.warmup import warm_up_in_background
+
+        warm_up_in_background()
+
+    def _released(self, study_uids: set[str]) -> None:
+        if self.context.preloader is not None:
+            self.context.preloader.released(study_uids)
+        self.monitor.released(study_uids)
+
     def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str, conn: Connection) -> None:
         self.outbox.enqueue(sop_uid, study_uid, relative_path, conn=conn)
 
@@ -201,6 +224,8 @@ class Node:
         if self.settings.queue.redis_url:
             self.queue.wait_reachable(self.settings.queue.redis_url)
         self.queue.start_workers(self.settings.queue.workers)
+        if self.settings.queue.workers > 0:
+            self.warm_up()
         self.monitor.resume(all_running=self.queue.single_process)
         if self.scp is not None:
             self.scp.start()
@@ -284,6 +309,8 @@ class Node:
         self.monitor.wakeup.set()
         self.outbox.wake()
         self.queue.stop_workers()
+        if self.context.preloader is not None:
+            self.context.preloader.close()
         if self.health is not None:
             self.health.stop()
         for t in self._threads:

@@ -165,6 +165,10 @@ class AnalysisSettings(_Section):
     stable_age_s: Annotated[float, _bounded(0, unit=" seconds")] = 10.0  # upper bound: no instance for this long
     # a study is complete this long after the association that carried it was released (if nothing else came)
     release_quiet_s: Annotated[float, _bounded(0, unit=" seconds")] = 2.0
+    # on the release, load the CT and segment the seeds while the quiet time runs (serve with workers only)
+    preload: bool = True
+    # processes measuring a study's seeds in parallel (0 = one per core of the machine, 1 = in the worker)
+    processes: Annotated[int, _bounded(0, high=64)] = 0
     require_seeds: bool = True
     lookback_years: Annotated[float, _bounded(0, above=True)] = (
         10.0  # prior CT of the patient compared within this many years

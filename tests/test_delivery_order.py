@@ -124,6 +124,15 @@ def test_sr_goes_after_the_seg_it_references_even_when_queued_first(engine, arch
     assert server.received == [seg_uid, sr_uid]
 
 
+def test_seg_and_its_sr_go_on_one_association_seg_first(engine, archive_dir, pacs, report_pair) -> None:  # type: ignore[no-untyped-def]
+    server = pacs()
+    box = Outbox(engine, archive_dir, [dest(server.port)], clock=Clock())
+    seg_uid, sr_uid = _enqueue_sr_first(box, archive_dir, report_pair)
+    assert box.deliver_due() == {"delivered": 2, "retry": 0, "expired": 0}
+    assert server.received == [seg_uid, sr_uid]
+    assert server.associations == 1  # not one association per dependency level
+
+
 def test_sr_is_not_sent_while_its_seg_is_held_by_a_process_that_died(engine, archive_dir, pacs, report_pair) -> None:  # type: ignore[no-untyped-def]
     server = pacs()
     clock = Clock()

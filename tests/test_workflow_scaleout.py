@@ -85,6 +85,16 @@ def test_a_queued_study_whose_job_was_lost_is_queued_again_by_the_sweeper(engine
     assert monitor.sweep(T0 + 31 * S + LOST_JOB_AFTER + 5 * S) == []  # not every sweep: once per LOST_JOB_AFTER
 
 
+def test_a_study_waiting_behind_other_jobs_is_not_queued_twice(engine: Engine) -> None:
+    jobs: list[str] = []
+    monitor = StabilityMonitor(engine, jobs.append, stable_age_s=30, queue_depth=lambda: len(jobs))
+    uid = _queued(engine, monitor)
+    later = T0 + 31 * S + 3 * LOST_JOB_AFTER  # a burst: the workers are busy for minutes
+    assert monitor.sweep(later) == [] and jobs == [uid]  # its job is still in the queue: no duplicate
+    jobs.clear()  # the queue restarted without persistence: nothing waits, the study is lost
+    assert monitor.sweep(later + S) == [uid] and jobs == [uid]
+
+
 def test_a_queue_unreachable_when_the_study_became_ready_is_caught_up_by_the_sweeper(engine: Engine) -> None:
     jobs: list[str] = []
     down = True

@@ -48,7 +48,18 @@ from daemon.analysis.unmeasured import complete_or_partial, mark_unmeasured
 from dicom_sr.findings import ExamAssessment, NoduleFinding
 from nlcsp.types import ScreeningRound
 
-__all__ = ["AnalysisError", "AnalysisInputs", "AnalysisResult", "SiteDefaults", "analyze", "seeds_fingerprint"]
+__all__ = [
+    "AnalysisError",
+    "AnalysisInputs",
+    "AnalysisResult",
+    "PreparedSeries",
+    "SiteDefaults",
+    "analyze",
+    "build_extras",
+    "prepare",
+    "prepare_key",
+    "seeds_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,7 @@ class AnalysisResult:
     audit: ProtocolAssessment | None = None  # the audit protocol's assessment (recorded, not reported)
     # for workstations that cannot show TID 1500: SC key images (dicom_sr.key_images), PDF (dicom_sr.pdf_report)
     extra_objects: tuple[Dataset, ...] = ()
+    ct_datasets: tuple[Dataset, ...] = ()  # the analysed series' CT images (volume slice k = ct_datasets[k])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -163,16 +175,56 @@ def _check_same_patient(
 
 
 # --------------------------------------------------------------------------- the chain
-def analyze(inputs: AnalysisInputs) -> AnalysisResult:
-    """Run stages 1-6 on one exam."""
+@dataclass(frozen=True)
+class PreparedSeries:
+    """Stages 1-3 (seeds, load, segment) of one exam, computed ahead of :func:`analyze`.
+
+    The workflow computes it while the study-complete wait runs (the association was released,
+    the quiet time has not passed yet: :mod:`daemon.workflow.preload`); :func:`analyze` uses it
+    when ``key`` equals :func:`prepare_key` of its own inputs (the same seed objects, CT images
+    and predecessor) and computes the stages itself otherwise.  Pure data: no file, no connection.
+    """
+
+    key: str
+    study_uid: str
+    ct_images: tuple[Dataset, ...]
+    series_uid: str
+    loaded: Any  # segmentation.io.LoadedSeries
+    lungs: Any  # the series lung mask (SimpleITK image)
+    seeds: tuple[Any, ...]  # dicom_sr.findings.Seed
+    flags: Any  # dicom_sr.findings.ReaderAttributes
+    acquisition_note: str | None
+    findings: tuple[NoduleFinding, ...]  # segmented and characterised, before the prior comparison
+    timings_s: dict[str, float]
+
+
+def _images_hash(ct_images: Sequence[Dataset]) -> str:
+    return hashlib.sha256("\n".join(sorted(str(ds.SOPInstanceUID) for ds in ct_images)).encode()).hexdigest()[:32]
+
+
+def _ct_images(study_datasets: Sequence[Dataset]) -> list[Dataset]:
+    return [ds for ds in study_datasets if str(ds.get("SOPClassUID", "")) == CT_IMAGE_STORAGE]
+
+
+def prepare_key(inputs: AnalysisInputs) -> str:
+    """What stages 1-3 depend on: the seed objects, the CT images and the predecessor report."""
+    predecessor = str(inputs.predecessor.get("SOPInstanceUID", "")) if inputs.predecessor is not None else ""
+    return "/".join(
+        (seeds_fingerprint(inputs.seed_objects), _images_hash(_ct_images(inputs.study_datasets)), predecessor)
+    )
+
+
+def prepare(inputs: AnalysisInputs, *, measure_map: Any = None) -> PreparedSeries:
+    """Stages 1-3 of :func:`analyze`: read the seeds, load the CT series, segment every seed.
+
+    ``measure_map``: how the seeds are measured (:func:`daemon.analysis.findings.segment_seeds`;
+    None: one after the other in this process)."""
     from dicom_sr.read_report import read_report
-    from dicom_sr.report import build_report
     from dicom_sr.seeds import image_headers
-    from dicom_sr.seg import build_segmentation
     from segmentation.io import load_series
 
     timer = _Timer()
-    ct_images = [ds for ds in inputs.study_datasets if str(ds.get("SOPClassUID", "")) == CT_IMAGE_STORAGE]
+    ct_images = _ct_images(inputs.study_datasets)
     if not ct_images:
         raise AnalysisError("the study has no CT images")
     study_uid = str(ct_images[0].StudyInstanceUID)
@@ -189,7 +241,6 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         series_uid = series_of_seeds(seeds, ct_by_series)
         series_images, acquisition_note = one_acquisition(ct_by_series[series_uid], seeds)
         loaded = load_series(series_images)
-    ct0 = loaded.datasets[0]
     previous: list[NoduleFinding] = []
     if inputs.predecessor is not None:
         contents = read_report(inputs.predecessor)
@@ -202,8 +253,45 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
 
         check_slices(sitk.GetArrayViewFromImage(loaded.image), list(loaded.datasets))
         lungs = series_lung_mask(loaded.image)
-        findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs)
+        findings = segment_seeds(loaded.image, seeds, study_uid, previous, lungs=lungs, measure_map=measure_map)
         check_findings(findings)
+    return PreparedSeries(
+        key=prepare_key(inputs),
+        study_uid=study_uid,
+        ct_images=tuple(ct_images),
+        series_uid=series_uid,
+        loaded=loaded,
+        lungs=lungs,
+        seeds=tuple(seeds),
+        flags=flags,
+        acquisition_note=acquisition_note,
+        findings=tuple(findings),
+        timings_s=timer.timings_s,
+    )
+
+
+def analyze(
+    inputs: AnalysisInputs, *, prepared: PreparedSeries | None = None, measure_map: Any = None
+) -> AnalysisResult:
+    """Run stages 1-6 on one exam.
+
+    ``prepared``: stages 1-3 computed ahead (:func:`prepare`); used when they were computed from the
+    same seed objects, CT images and predecessor, else ignored.  Its stage timings are not in
+    ``AnalysisResult.timings_s`` (they ran before this call; the caller records them as it sees fit).
+    """
+    from dicom_sr.report import build_report
+    from dicom_sr.seg import build_segmentation
+
+    timer = _Timer()
+    if prepared is None or prepared.key != prepare_key(inputs):
+        prepared = prepare(inputs, measure_map=measure_map)
+        timer.timings_s.update(prepared.timings_s)
+    else:  # computed without the priors: they must be of this patient too
+        _check_same_patient((), prepared.ct_images[0], (), inputs.priors)
+    ct_images = list(prepared.ct_images)
+    study_uid, series_uid, loaded, lungs = prepared.study_uid, prepared.series_uid, prepared.loaded, prepared.lungs
+    flags, acquisition_note, findings = prepared.flags, prepared.acquisition_note, list(prepared.findings)
+    ct0 = loaded.datasets[0]
     comparison = None
     if inputs.priors:
         with timer.stage("priors"):
@@ -253,7 +341,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         assessment = replace(assessment, notes=assessment.notes + pancan + acquisition + tuple(inputs.notes))
     fingerprint = seeds_fingerprint(inputs.seed_objects)
     # the CT images analysed, too: late slices make a new SR (referencing its predecessor), not the same one again
-    images = hashlib.sha256("\n".join(sorted(str(ds.SOPInstanceUID) for ds in ct_images)).encode()).hexdigest()[:32]
+    images = _images_hash(ct_images)
     with timer.stage("report"):
         report_series_uid = generate_uid(entropy_srcs=[study_uid, "noduled-report-series"])
         seg = None
@@ -272,15 +360,7 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
             series_uid=report_series_uid,
             instance_uid=generate_uid(entropy_srcs=[study_uid, "noduled-sr", fingerprint, images]),
         )
-        extra: list[Dataset] = []
-        if inputs.key_images:
-            from dicom_sr.key_images import build_key_images
-
-            extra += build_key_images(assessment, loaded.datasets)[0]
-        if inputs.pdf_report:
-            from dicom_sr.pdf_report import build_pdf_report
-
-            extra.append(build_pdf_report(assessment, ct0))
+        extra = build_extras(assessment, loaded.datasets, key_images=inputs.key_images, pdf_report=inputs.pdf_report)
     return AnalysisResult(
         assessment=assessment,
         case_json=case_json,
@@ -290,5 +370,26 @@ def analyze(inputs: AnalysisInputs) -> AnalysisResult:
         seeds_fingerprint=fingerprint,
         timings_s=timer.timings_s,
         audit=audit,
-        extra_objects=tuple(extra),
+        extra_objects=extra,
+        ct_datasets=tuple(loaded.datasets),
     )
+
+
+def build_extras(
+    assessment: ExamAssessment, ct_datasets: Sequence[Dataset], *, key_images: bool = True, pdf_report: bool = True
+) -> tuple[Dataset, ...]:
+    """The objects for workstations that cannot show TID 1500: the SC key images and the PDF report.
+
+    The SR does not reference them, so the workflow may render and deliver them after the SR
+    (``AnalysisInputs(key_images=False, pdf_report=False)``, then this on ``AnalysisResult.ct_datasets``).
+    """
+    extra: list[Dataset] = []
+    if key_images:
+        from dicom_sr.key_images import build_key_images
+
+        extra += build_key_images(assessment, ct_datasets)[0]
+    if pdf_report:
+        from dicom_sr.pdf_report import build_pdf_report
+
+        extra.append(build_pdf_report(assessment, ct_datasets[0]))
+    return tuple(extra)

@@ -50,19 +50,46 @@ def read_all_seeds(
     return seeds, flags
 
 
+def measure_seed(image: Any, position: Sequence[float], lungs: Any) -> tuple[Any, str | None, Any]:
+    """One seed measured and characterised: (measurement or None, why not, algorithm characterization)."""
+    from segmentation.characterize import characterize
+    from segmentation.production import measure_at_seed
+    from segmentation.types import Characterization, NoNoduleAtSeed
+
+    try:
+        m = measure_at_seed(image, position, lung_mask=lungs)
+    except NoNoduleAtSeed as exc:
+        return None, str(exc), Characterization()
+    return m, None, characterize(image, m, lung_mask=lungs)
+
+
+# measure_map(image, lungs, positions) -> [measure_seed(image, p, lungs) for p in positions], in any way
+MeasureMap = Callable[[Any, Any, Sequence[Sequence[float]]], Sequence[tuple[Any, str | None, Any]]]
+
+
 def segment_seeds(
-    image: Any, seeds: Sequence[Seed], study_uid: str, previous: Sequence[NoduleFinding] = (), lungs: Any = None
+    image: Any,
+    seeds: Sequence[Seed],
+    study_uid: str,
+    previous: Sequence[NoduleFinding] = (),
+    lungs: Any = None,
+    measure_map: MeasureMap | None = None,
 ) -> list[NoduleFinding]:
     """Stage 3: one finding per nodule; seeds on an already-found nodule are merged into it.
 
     Tracking identity (:mod:`daemon.analysis.identity`): a nodule of the report this one
     replaces keeps its tracking UID and identifier; new nodules get the next "Nodule N".
+    ``measure_map``: measures every seed up front (e.g. in parallel processes; the nodules are
+    independent); the findings are the same as measured one by one (None), a seed merged into a
+    nodule found before it is then measured for nothing.
     """
-    from segmentation.characterize import characterize, merge_reader_attributes
-    from segmentation.production import measure_at_seed, series_lung_mask
-    from segmentation.types import Characterization, NoNoduleAtSeed
+    from segmentation.characterize import merge_reader_attributes
+    from segmentation.production import series_lung_mask
 
     lungs = series_lung_mask(image) if lungs is None else lungs
+    measured: dict[int, tuple[Any, str | None, Any]] = {}
+    if measure_map is not None and len(seeds) > 1:
+        measured = dict(enumerate(measure_map(image, lungs, [s.position_lps_mm for s in seeds])))
 
     def volume_index(position: Sequence[float]) -> tuple[int, int, int]:
         i, j, k = image.TransformPhysicalPointToIndex(tuple(float(v) for v in position))
@@ -70,19 +97,13 @@ def segment_seeds(
 
     findings: list[NoduleFinding] = []
     carried: dict[int, tuple[str, str]] = {}  # finding index -> identity of the replaced report's nodule
-    for seed in seeds:
+    for n, seed in enumerate(seeds):
         same = next((k for k, f in enumerate(findings) if _inside(f, seed.position_lps_mm, volume_index)), None)
         if same is not None:
             merged = merge_reader_attributes(findings[same].characterization, seed.attributes)
             findings[same] = replace(findings[same], characterization=merged)
             continue
-        error: str | None
-        try:
-            m = measure_at_seed(image, seed.position_lps_mm, lung_mask=lungs)
-        except NoNoduleAtSeed as exc:
-            m, error = None, str(exc)
-        else:
-            error = None
+        m, error, algorithm = measured[n] if n in measured else measure_seed(image, seed.position_lps_mm, lungs)
         if m is not None:
             twin = next(
                 (
@@ -103,7 +124,6 @@ def segment_seeds(
         if match is not None:
             carried[len(findings)] = (match.tracking_id, match.tracking_uid)
         tracking_id, tracking_uid = "", new_tracking_uid(study_uid, seed, centroid)  # numbered below
-        algorithm = characterize(image, m, lung_mask=lungs) if m is not None else Characterization()
         characterization = merge_reader_attributes(algorithm, seed.attributes)
         findings.append(
             NoduleFinding(

@@ -33,4 +33,5 @@ def register(app: typer.Typer) -> None:
         except (StartupError, QueueUnreachable, ConfigError) as exc:
             typer.echo(f"noduled: {exc}", err=True)
             raise typer.Exit(code=2) from None
+        node.warm_up()
         node.queue.run_forever(workers if workers is not None else max(1, settings.queue.workers))

@@ -79,6 +79,8 @@ class StorageSCP:
         self._assoc_studies: dict[int, set[str]] = {}  # the studies each association carried
         # called with those studies when the association is released (the workflow's "study complete" signal)
         self.on_released: Callable[[set[str]], None] | None = None
+        # (study UID, SOP class UID, SOP Instance UID, the Part 10 bytes archived): each new instance, once stored
+        self.on_stored: Callable[[str, str, str, bytes], None] | None = None
         self._server: GuardedServer | None = None
         self.ae = self._make_ae()
 
@@ -242,8 +244,9 @@ class StorageSCP:
                 str(request.AffectedSOPInstanceUID),
                 str(event.context.transfer_syntax),
             )
+            data = meta + request.DataSet.getvalue()  # type: ignore[union-attr]  # pynetdicom: set for a received C-STORE
             result = self.archive.store(
-                meta + request.DataSet.getvalue(),  # type: ignore[union-attr]  # pynetdicom: set for a received C-STORE
+                data,
                 calling_ae=calling,
                 expected_sop_uid=request.AffectedSOPInstanceUID,
                 expected_sop_class=request.AffectedSOPClassUID,
@@ -257,6 +260,11 @@ class StorageSCP:
         counts[key] += 1
         self._assoc_studies.setdefault(id(event.assoc), set()).add(result.study_uid)
         metrics.INSTANCES_RECEIVED.labels("duplicate" if result.duplicate else "stored").inc()
+        if self.on_stored is not None and not result.duplicate:
+            try:
+                self.on_stored(result.study_uid, str(request.AffectedSOPClassUID), result.sop_instance_uid, data)
+            except Exception:  # acknowledged and archived: a hook never fails the store
+                log.exception("instance stored hook failed")
         log.debug(
             "stored %s (study %s)%s",
             result.sop_instance_uid,

@@ -35,6 +35,7 @@ class StoreFile:
     sop_class: UID
     transfer_syntax: UID
     sop_instance_uid: str = ""  # named in a storage commitment request ("" = read from the file)
+    after: frozenset[int] = frozenset()  # keys of files sent before it that it references: not sent if one failed
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class StoreOutcome:
     error: str | None = None
     # set when the destination was asked to commit the object: it is delivered only when its report says so
     commitment_uid: str | None = None
+    held: bool = False  # not sent: an object it references (``StoreFile.after``) was not stored
 
 
 def store_files(
@@ -104,6 +106,12 @@ def store_files(
     outcomes: list[StoreOutcome] = []
     try:
         for f in files:
+            failed = [o.key for o in outcomes if not o.ok and o.key in f.after]
+            if failed or not f.after <= {o.key for o in outcomes}:
+                outcomes.append(
+                    StoreOutcome(f.key, False, "not sent: an object it references was not stored", held=True)
+                )
+                continue
             if not assoc.is_established:
                 outcomes.append(
                     StoreOutcome(f.key, False, f"association with {destination} ended before this object was sent")

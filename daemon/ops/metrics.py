@@ -32,7 +32,9 @@ STUDIES_ANALYSED = Counter(
 )
 STAGE_SECONDS = Histogram(
     "noduled_stage_duration_seconds",
-    "Duration of each analysis stage (seeds, load, segment, priors, assess, report, record).",
+    "Duration of each analysis stage (fetch_priors, read, seeds, load, segment, priors, assess, report, store, "
+    "extras: key images + PDF, after the SR; preload_*: the same stages computed during the study-complete wait, "
+    "preload_wait: the analysis waiting for them).",
     ["stage"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
     registry=REGISTRY,
@@ -41,6 +43,14 @@ DELIVERIES = Counter(
     "noduled_deliveries",
     "C-STORE deliveries to destinations, by outcome (delivered, retry, expired).",
     ["outcome"],
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "noduled_delivery_seconds",
+    "From an object queued in the outbox to its delivery (C-STORE answered, or committed), by SOP class "
+    "(sr, seg, other).",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
     registry=REGISTRY,
 )
 STUDIES_PURGED = Counter(

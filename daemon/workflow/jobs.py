@@ -117,5 +117,5 @@ class JobQueue:
             periodic=False,
             initial_delay=0.05,
             backoff=1.5,
-            max_delay=0.25,  # an idle worker looks for new jobs at least 4 times a second
+            max_delay=0.1,  # an idle worker looks for new jobs 10 times a second (one indexed read)
         )

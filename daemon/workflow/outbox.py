@@ -89,6 +89,12 @@ _REFERENCE_SEQUENCES = [
 ]
 
 
+def _kind(sop_class: str) -> str:
+    if sop_class.startswith("1.2.840.10008.5.1.4.1.1.88."):
+        return "sr"
+    return "seg" if sop_class == "1.2.840.10008.5.1.4.1.1.66.4" else "other"
+
+
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the outbox's default clock)."""
     return dt.datetime.now(dt.UTC)
@@ -156,6 +162,7 @@ class _Outcome:
     ok: bool
     error: str | None = None
     permanent: bool = False  # retrying cannot help (file missing or unreadable)
+    held: bool = False  # not sent because what it references was not stored: due again at once, no attempt counted
     commitment_uid: str | None = None  # stored; delivered when the destination's report says committed
 
 
@@ -187,6 +194,8 @@ class Outbox:
         # rows of destinations no longer configured are delivered without commitment
         self._commitment: dict[str, Commitment] = {destination_key(d): d.commitment_mode for d in self.destinations}
         self._references: dict[int, frozenset[str]] = {}  # row id -> SOP Instance UIDs its file references
+        self._kinds: dict[int, str] = {}  # row id -> "sr" | "seg" | "other" (the delivery-time metric)
+        self._after: dict[int, frozenset[int]] = {}  # this pass: row id -> rows it is sent after (same association)
         self._wake = threading.Event()
 
     # ---------------------------------------------------------------- enqueue
@@ -288,10 +297,12 @@ class Outbox:
             for r in due
         ]
         ready = self._not_waiting(rows)
-        held = len(rows) - len(ready)
+        after = self._after_in_batch([r for r in rows if r not in ready], ready)
+        held = len(rows) - len(ready) - len(after)
         by_destination: dict[str, list[_Row]] = defaultdict(list)
-        for row in ready:
+        for row in ready + list(after):  # what is referenced first: an SR after its SEG, on one association
             by_destination[row.destination].append(row)
+        self._after = {row.id: refs for row, refs in after.items()}
         delivered = 0
         for destination, dest_rows in by_destination.items():
             claimed = self._claim(dest_rows, now)
@@ -340,6 +351,31 @@ class Outbox:
                 continue
             ready.append(row)
         return ready
+
+    def _after_in_batch(self, waiting: list[_Row], ready: list[_Row]) -> dict[_Row, frozenset[int]]:
+        """Of the ``waiting`` rows, those whose every pending reference is in ``ready`` for the same destination
+        and that destination does not commit (a commitment report, not the C-STORE, delivers): they are sent on
+        the same association, after what they reference, and only if that was stored.  -> row: the row ids."""
+        if not waiting:
+            return {}
+        ready_ids = {(r.destination, r.sop_instance_uid): r.id for r in ready}
+        with self.engine.connect() as conn:
+            pending = {
+                (r.destination, r.sop_instance_uid)
+                for r in conn.execute(
+                    select(outbox.c.destination, outbox.c.sop_instance_uid).where(
+                        outbox.c.state == PENDING, outbox.c.study_uid.in_({r.study_uid for r in waiting})
+                    )
+                )
+            }
+        out: dict[_Row, frozenset[int]] = {}
+        for row in waiting:
+            if self._commitment.get(row.destination, "off") != "off":
+                continue
+            refs = {(row.destination, uid) for uid in self._referenced_uids(row)} & pending
+            if refs and refs <= ready_ids.keys():
+                out[row] = frozenset(ready_ids[k] for k in refs)
+        return out
 
     def _referenced_uids(self, row: _Row) -> frozenset[str]:
         """The SOP Instance UIDs the row's file references: an SR lists every object of its content tree in its
@@ -412,7 +448,17 @@ class Outbox:
                     )
                 )
                 continue
-            sendable.append((row, StoreFile(row.id, path, sop_class, syntax, row.sop_instance_uid)))
+            sendable.append(
+                (
+                    row,
+                    StoreFile(
+                        row.id, path, sop_class, syntax, row.sop_instance_uid, self._after.get(row.id, frozenset())
+                    ),
+                )
+            )
+            if len(self._kinds) > 10_000:
+                self._kinds.clear()
+            self._kinds[row.id] = _kind(sop_class)
         if not sendable:
             return outcomes
 
@@ -433,7 +479,9 @@ class Outbox:
             on_stored=lambda keys, uid: self._await_commitment(keys, uid, now),
             on_report=self.record_commitment,
         )
-        return outcomes + [_Outcome(by_key[o.key], o.ok, o.error, commitment_uid=o.commitment_uid) for o in sent]
+        return outcomes + [
+            _Outcome(by_key[o.key], o.ok, o.error, commitment_uid=o.commitment_uid, held=o.held) for o in sent
+        ]
 
     def _await_commitment(self, row_ids: Iterable[int], transaction_uid: str, now: dt.datetime) -> None:
         """Before the commitment request goes out: the rows wait for its report (until the deadline)."""
@@ -478,6 +526,7 @@ class Outbox:
                     .values(state=DELIVERED, delivered_at=now, last_error=None, commitment_uid=None)
                 )
                 counts["delivered"] += 1
+                self._observe_delivery(int(r.id), _utc(r.created_at))
             for sop_uid, reason in report.failed:
                 r = rows.get(sop_uid)
                 if r is None:
@@ -501,6 +550,10 @@ class Outbox:
         if counts["delivered"]:
             self.wake()  # what waited for these objects (an SR for its SEG) may go now
         return counts
+
+    def _observe_delivery(self, row_id: int, created_at: dt.datetime) -> None:
+        seconds = (_utc(self.clock()) - created_at).total_seconds()
+        metrics.DELIVERY_SECONDS.labels(self._kinds.pop(row_id, "other")).observe(max(0.0, seconds))
 
     def retry_now(self, destination: str, *, now: dt.datetime | None = None) -> int:
         """Make ``destination``'s rows that wait out a backoff due now (it is back); returns how many."""
@@ -535,6 +588,9 @@ class Outbox:
                 mine = and_(outbox.c.id == row.id, outbox.c.state == PENDING)
                 if o.ok and o.commitment_uid is not None:
                     continue  # stored and counted (_await_commitment); the report, maybe already in, decides
+                if o.held:  # what it references failed (and is retried): it waits for that again, unclaimed
+                    conn.execute(update(outbox).where(mine).values(next_attempt_at=now, claimed_until=None))
+                    continue
                 if o.ok:
                     values: dict[str, Any] = {
                         "state": DELIVERED,
@@ -574,6 +630,8 @@ class Outbox:
                     key = "retry"
                 if conn.execute(update(outbox).where(mine).values(**values)).rowcount == 1:
                     counts[key] += 1
+                    if key == "delivered":
+                        self._observe_delivery(row.id, row.created_at)
                     if key == "expired":
                         warnings.append((row.study_uid, row.destination, attempts, values["last_error"]))
                     elif key == "retry":

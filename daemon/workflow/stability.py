@@ -86,8 +86,11 @@ class StabilityMonitor:
         stable_age_s: float,
         require_seeds: bool = True,
         release_quiet_s: float = 2.0,
+        queue_depth: Callable[[], int] | None = None,
     ) -> None:
         self.engine = engine
+        # jobs waiting in the queue: while there are any, a study queued for long is behind them, not lost
+        self._queue_depth = queue_depth
         self._enqueue = enqueue
         self.stable_age = dt.timedelta(seconds=stable_age_s)
         self.release_quiet = dt.timedelta(seconds=min(release_quiet_s, stable_age_s))
@@ -135,7 +138,18 @@ class StabilityMonitor:
         again = []
         for study_uid in self.resume(all_running=False, now=now):
             again.append(study_uid)
-        for study_uid in state.stale_queued(self.engine, LOST_JOB_AFTER, now=now):
+        stale = state.stale_queued(self.engine, LOST_JOB_AFTER, now=now)
+        if stale and self._queue_depth is not None:
+            try:
+                waiting = self._queue_depth()
+            except Exception:  # unreachable: enqueueing would fail too; the next sweep looks again
+                return again
+            if waiting > 0:
+                # a burst: the workers are busy and the studies wait their turn; a job queued again now
+                # would only be a duplicate (a restarted queue without persistence, or one unreachable at
+                # enqueue time, holds no job for them: depth 0, and they are queued again below)
+                return again
+        for study_uid in stale:
             last = self._swept.get(study_uid)
             if last is not None and now - last < LOST_JOB_AFTER:
                 continue
@@ -210,6 +224,10 @@ class StabilityMonitor:
                 self._released.pop(study_uid, None)
             if self._consider(snap, now):
                 enqueued.append(study_uid)
+        with self._lock:  # a release of a study with nothing new to look at (duplicates only) is forgotten
+            for study_uid, at in list(self._released.items()):
+                if study_uid not in self._waiting and now - at > self.stable_age:
+                    del self._released[study_uid]
         return enqueued
 
     def _consider(self, snap: StudySnapshot, now: dt.datetime) -> bool:
@@ -229,5 +247,12 @@ class StabilityMonitor:
         return True
 
     def next_tick_s(self, default_s: float) -> float:
-        """How long the tick loop may sleep: shorter while a released study waits out its quiet time."""
-        return min(default_s, max(0.05, self.release_quiet.total_seconds() / 4)) if self._released else default_s
+        """How long the tick loop may sleep: until the first released study's quiet time is over."""
+        with self._lock:
+            first = min(self._released.values(), default=None)
+        if first is None:
+            return default_s
+        due_s = (first + self.release_quiet - utcnow()).total_seconds()
+        if due_s < 0:  # overdue (its instances not seen yet, or more came): look again soon
+            return min(default_s, max(0.05, self.release_quiet.total_seconds() / 4))
+        return min(default_s, max(0.01, due_s + 0.005))

@@ -19,15 +19,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine
 
-from daemon.analysis.chain import AnalysisInputs, AnalysisResult, SiteDefaults, analyze
+from daemon.analysis.chain import AnalysisInputs, AnalysisResult, SiteDefaults, analyze, build_extras
 from daemon.analysis.comparison import PriorExam
+from daemon.analysis.findings import MeasureMap
 from daemon.analysis.priors import select_priors
 from daemon.ops import metrics
 from daemon.settings import PACSSettings
@@ -43,6 +44,7 @@ from daemon.storage.queries import (
 )
 from daemon.storage.registry import record_analysed_exam, study_participant_overrides
 from daemon.workflow import state
+from daemon.workflow.preload import Preloader
 from daemon.workflow.priors import fetch_or_wait
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class NodeContext:
     audit_protocol: str = ""  # [analysis] audit_protocol: computed alongside, recorded, not reported
     key_images: bool = True  # [report] key_images: send a Secondary Capture key-image series too
     pdf_report: bool = True  # [report] pdf: and an Encapsulated PDF of the report
+    preloader: Preloader | None = None  # stages 1-3 computed during the study-complete wait ([analysis] preload)
+    measure_map: MeasureMap | None = None  # how the seeds are measured ([analysis] processes)
+    wake_delivery: Callable[[], None] | None = None  # the outbox sends at once (its rows are committed)
 
 
 def seed_objects(paths: list[Path]) -> list[Dataset]:
@@ -134,6 +139,14 @@ def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = Tru
     Raises :class:`PermanentError` (with the reason in words) for a study that
     cannot be analysed; other exceptions are transient (the job is retried).
     """
+    try:
+        return _analyze_study(ctx, study_uid, require_seeds=require_seeds)
+    finally:  # taken by the analysis, or not needed: not held any longer
+        if ctx.preloader is not None:
+            ctx.preloader.discard(study_uid)
+
+
+def _analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool) -> AnalysisResult | None:
     files = study_files(ctx.engine, ctx.archive, study_uid)
     if not files.ct_paths:
         raise PermanentError("the study has no CT images")
@@ -212,7 +225,12 @@ def _analyse_claimed(
             max_priors=ctx.max_priors,
         )
         metrics.STAGE_SECONDS.labels("fetch_priors").observe(time.perf_counter() - t_fetch)
-        datasets = [dcmread(p) for p in files.ct_paths]
+        t_read = time.perf_counter()
+        preloaded = ctx.preloader.take(study_uid, files.ct_paths + files.seed_paths) if ctx.preloader else None
+        datasets = preloaded.datasets if preloaded is not None else [dcmread(p) for p in files.ct_paths]
+        metrics.STAGE_SECONDS.labels("read" if preloaded is None else "preload_wait").observe(
+            time.perf_counter() - t_read
+        )
         result = analyze(
             AnalysisInputs(
                 study_datasets=datasets,
@@ -224,9 +242,11 @@ def _analyse_claimed(
                 protocol=ctx.protocol,
                 audit_protocol=ctx.audit_protocol,
                 participant_overrides=study_participant_overrides(ctx.engine, study_uid),  # PanCan: their own answers
-                key_images=ctx.key_images,
-                pdf_report=ctx.pdf_report,
-            )
+                key_images=False,  # rendered after the SR is on its way (the SR does not reference them)
+                pdf_report=False,
+            ),
+            prepared=preloaded.prepared if preloaded is not None else None,
+            measure_map=ctx.measure_map,
         )
     except (AnalysisError, SeriesError, SeedError, ReportError, SegmentationError) as exc:
         raise PermanentError(str(exc)) from None
@@ -234,16 +254,34 @@ def _analyse_claimed(
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
         log.debug("study %s: stage %s took %.3f s", study_uid, stage, seconds)
 
+    t_store = time.perf_counter()
     seg_path = _store(ctx, result.seg) if result.seg is not None else None
     sr_path = _store(ctx, result.report)
-    key_paths = [(str(ds.SOPInstanceUID), _store(ctx, ds)) for ds in result.extra_objects]
-    # one transaction: the assessment, its outbox rows and "done" are recorded together or not at all
+    # one transaction: the assessment and the SR's and SEG's outbox rows, recorded together or not at all;
+    # the study stays "running" (its lease held) until the key images and PDF are queued too, so a crash in
+    # between analyses it again: the same UIDs, the rows already there, nothing sent twice
     with ctx.engine.begin() as conn:
         record_assessment(ctx.engine, study_uid, result, conn=conn)
         if ctx.enqueue_delivery is not None:
             if result.seg is not None and seg_path is not None:
                 ctx.enqueue_delivery(str(result.seg.SOPInstanceUID), study_uid, seg_path, conn)
             ctx.enqueue_delivery(str(result.report.SOPInstanceUID), study_uid, sr_path, conn)
+    if ctx.wake_delivery is not None:
+        ctx.wake_delivery()  # the SEG, then the SR, go now
+    metrics.STAGE_SECONDS.labels("store").observe(time.perf_counter() - t_store)
+    try:
+        t_extras = time.perf_counter()
+        extras = build_extras(
+            result.assessment, result.ct_datasets, key_images=ctx.key_images, pdf_report=ctx.pdf_report
+        )
+        metrics.STAGE_SECONDS.labels("extras").observe(time.perf_counter() - t_extras)
+    except Exception as exc:  # pictures of the report: the report itself is in the SR
+        log.error("study %s: key images / PDF not rendered: %s: %s", study_uid, type(exc).__name__, exc)
+        extras = ()
+    result = replace(result, extra_objects=extras)
+    key_paths = [(str(ds.SOPInstanceUID), _store(ctx, ds)) for ds in result.extra_objects]
+    with ctx.engine.begin() as conn:
+        if ctx.enqueue_delivery is not None:
             for sop_uid, path in key_paths:
                 ctx.enqueue_delivery(sop_uid, study_uid, path, conn)
         state.done_now(

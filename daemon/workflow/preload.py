@@ -1,0 +1,200 @@
+"""Load and segment a study while its study-complete wait runs (``[analysis] preload``).
+
+When the association that carried a study is released, the study is not ready yet: it becomes
+ready ``release_quiet_s`` later if nothing else arrives (:mod:`daemon.workflow.stability`).  The
+:class:`Preloader` uses that time: it reads the study's CT images and seed objects from the
+archive and runs stages 1-3 of the chain (:func:`daemon.analysis.chain.prepare`: seeds, load,
+segment) in a background thread of the node.  The analysis job
+(:func:`daemon.workflow.study.analyze_study`) takes the result when it was computed from the
+same seed objects, CT images and predecessor report it analyses (the chain checks the key) and
+waits for it when it is still being computed; anything else (more instances came, another
+seed object, a failed preload) and the job computes the stages itself, as without preload.
+
+Nothing is written: the preload reads the archive and the index and holds its result in
+memory only, so a crash loses nothing but the head start.  In-process only: ``noduled worker``
+processes elsewhere (``[queue] redis_url``) analyse as before.  At most ``max_entries`` results
+are held (one per worker); a result not taken within ``max_age_s`` is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine
+
+from daemon.analysis.chain import AnalysisInputs, PreparedSeries, prepare
+from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
+from daemon.ops import metrics
+from daemon.storage.archive import Archive
+from daemon.storage.queries import predecessor_report, study_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preloaded:
+    files: tuple[str, ...]  # the CT and seed files it was computed from (the job compares its own list)
+    datasets: list[Dataset]  # the CT images read (with pixel data)
+    prepared: PreparedSeries
+
+
+@dataclass
+class _Entry:
+    future: Future[Preloaded | None]
+    started: float
+
+
+class Preloader:
+    """Stages 1-3 of released studies, computed ahead in background threads (one per held result)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        archive: Archive,
+        *,
+        measure_map: Callable | None = None,  # type: ignore[type-arg]
+        max_entries: int = 2,
+        max_age_s: float = 120.0,
+        max_parsed: int = 2000,  # CT instances held parsed (about 0.5 MB each at 512 x 512)
+    ) -> None:
+        self.engine, self.archive = engine, archive
+        self.measure_map = measure_map
+        self.max_entries = max(1, max_entries)
+        self.max_age_s = max_age_s
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        # CT instances parsed as they arrive: study -> SOP Instance UID -> dataset (what the preload reads first)
+        self._parsed: dict[str, dict[str, Dataset]] = {}
+        self._touched: dict[str, float] = {}
+        self._parsed_count = 0
+        self.max_parsed = max_parsed
+        # (study, SOP Instance UID, bytes) to parse, an Event to set once everything before it is parsed, None: stop
+        self._arrivals: queue.SimpleQueue[tuple[str, str, bytes] | threading.Event | None] = queue.SimpleQueue()
+        self._parser = threading.Thread(target=self._parse_arrivals, name="preload-parse", daemon=True)
+        self._parser.start()
+        self._pool = ThreadPoolExecutor(max_workers=self.max_entries, thread_name_prefix="preload")
+
+    def stored(self, study_uid: str, sop_class_uid: str, sop_instance_uid: str, data: bytes) -> None:
+        """The SCP's hook for each new instance: a CT image is parsed in the background while the rest arrive."""
+        if sop_class_uid == CT_IMAGE_STORAGE:
+            self._arrivals.put((study_uid, sop_instance_uid, data))
+
+    def _parse_arrivals(self) -> None:
+        while (item := self._arrivals.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            study_uid, sop_uid, data = item
+            try:
+                ds = dcmread(io.BytesIO(data))
+            except Exception:  # the preload reads the archived file (and the analysis reports what is wrong)
+                continue
+            now = time.monotonic()
+            with self._lock:
+                for uid, at in list(self._touched.items()):  # studies nobody preloaded (no seeds yet ...)
+                    if now - at > self.max_age_s:
+                        self._parsed_count -= len(self._parsed.pop(uid, {}))
+                        del self._touched[uid]
+                if self._parsed_count >= self.max_parsed:
+                    continue  # a burst larger than memory should hold: read from the archive later
+                self._parsed.setdefault(study_uid, {})[sop_uid] = ds
+                self._parsed_count += 1
+                self._touched[study_uid] = now
+
+    def _take_parsed(self, study_uid: str) -> dict[str, Dataset]:
+        with self._lock:
+            parsed = self._parsed.pop(study_uid, {})
+            self._touched.pop(study_uid, None)
+            self._parsed_count -= len(parsed)
+        return parsed
+
+    def released(self, study_uids: Iterable[str]) -> None:
+        """The SCP's release hook: preload each study (in the background; returns at once)."""
+        now = time.monotonic()
+        with self._lock:
+            for uid, entry in list(self._entries.items()):
+                if now - entry.started > self.max_age_s:
+                    del self._entries[uid]
+            for study_uid in study_uids:
+                if study_uid not in self._entries and len(self._entries) >= self.max_entries:
+                    continue  # the workers are behind: this study is loaded by its analysis
+                self._entries[study_uid] = _Entry(self._pool.submit(self._run, study_uid), now)
+
+    def _run(self, study_uid: str) -> Preloaded | None:
+        t0 = time.perf_counter()
+        files = study_files(self.engine, self.archive, study_uid)
+        if not files.ct_paths or not files.seed_paths:
+            return None
+        seeds = _seed_objects(files.seed_paths)
+        if not seeds:
+            return None
+        predecessor = predecessor_report(self.engine, self.archive, study_uid)
+        self._wait_parsed()
+        parsed = self._take_parsed(study_uid)
+        datasets = [parsed.get(uid) or dcmread(p) for uid, p in zip(files.ct_uids, files.ct_paths, strict=True)]
+        metrics.STAGE_SECONDS.labels("preload_read").observe(time.perf_counter() - t0)
+        inputs = AnalysisInputs(study_datasets=datasets, seed_objects=seeds, predecessor=predecessor)
+        prepared = prepare(inputs, measure_map=self.measure_map)
+        for stage, seconds in prepared.timings_s.items():
+            metrics.STAGE_SECONDS.labels(f"preload_{stage}").observe(seconds)
+        log.debug("study %s: preloaded in %.1f s", study_uid, time.perf_counter() - t0)
+        return Preloaded(tuple(str(p) for p in files.ct_paths + files.seed_paths), datasets, prepared)
+
+    def take(self, study_uid: str, paths: Iterable[str | Path]) -> Preloaded | None:
+        """The preloaded stages of ``study_uid`` if they were computed from exactly these files (waiting
+        for them when they are still being computed); else None (the job computes them itself)."""
+        with self._lock:
+            entry = self._entries.pop(study_uid, None)
+        if entry is None:
+            return None
+        try:
+            preloaded = entry.future.result(timeout=self.max_age_s)
+        except Exception as exc:  # the analysis computes (and reports) it itself
+            log.debug("study %s: preload failed (%s: %s)", study_uid, type(exc).__name__, exc)
+            return None
+        if preloaded is None or preloaded.files != tuple(str(p) for p in paths):
+            return None
+        return preloaded
+
+    def discard(self, study_uid: str) -> None:
+        """Drop what was preloaded for ``study_uid`` (its job did not need it)."""
+        with self._lock:
+            self._entries.pop(study_uid, None)
+
+    def _wait_parsed(self, timeout_s: float = 10.0) -> None:
+        """Until the instances that arrived before the release are parsed (the queue is short by then)."""
+        marker = threading.Event()
+        self._arrivals.put(marker)
+        marker.wait(timeout_s)
+
+    def close(self) -> None:
+        self._arrivals.put(None)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._entries.clear()
+            self._parsed.clear()
+            self._parsed_count = 0
+
+
+def _seed_objects(paths: list) -> list[Dataset]:  # type: ignore[type-arg]
+    from dicom_sr.seeds import is_seed_object
+
+    out: list[Dataset] = []
+    for path in paths:
+        ds = dcmread(path)
+        if is_seed_object(ds):
+            out.append(ds)
+    return out
+
+
+__all__ = ["Preloaded", "Preloader"]

@@ -1,0 +1,187 @@
+"""Issue 18's latency work in the workflow: the preload during the study-complete wait, seeds measured in
+parallel processes, key images and PDF after the SR — each must give the report the plain path gives.
+
+On the small ``multi`` phantom (96 slices, 7 nodules), archived in a real node's archive and index
+(no network: the node is not started; the outbox has a destination it never reaches).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from sqlalchemy import select
+
+import daemon.analysis.chain as chain
+from daemon.analysis.chain import AnalysisInputs, prepare
+from daemon.settings import Settings
+from daemon.storage.queries import study_files
+from daemon.storage.schema import outbox
+from daemon.workflow import state
+from daemon.workflow.parallel import process_map
+from daemon.workflow.study import analyze_study
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    from test_images import generate_case, write_study
+
+    study = generate_case("multi", size="small", seed=0)[0]
+    return write_study(study, tmp_path_factory.mktemp("multi"))
+
+
+def _node(tmp_path: Path, **analysis):  # type: ignore[no-untyped-def]
+    from daemon.node import Node
+
+    settings = Settings(
+        storage={"data_dir": str(tmp_path / "data")},
+        http={"enabled": False},
+        scp={"port": 11198},
+        analysis=analysis,
+        destinations=[{"ae_title": "PACS", "host": "127.0.0.1", "port": 1}],
+    )
+    return Node(settings)
+
+
+def _archive(node, paths: list[str]) -> str:  # type: ignore[no-untyped-def]
+    study_uid = ""
+    for p in paths:
+        study_uid = node.archive.store(Path(p).read_bytes(), calling_ae=None).study_uid
+    return study_uid
+
+
+def _findings(result) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+    return [
+        (f.tracking_uid, f.tracking_id, f.error, f.characterization, f.measurement and f.measurement.volume_mm3)
+        for f in result.assessment.findings
+    ]
+
+
+def test_seeds_measured_in_processes_give_the_findings_measured_one_by_one(multi: dict) -> None:  # type: ignore[type-arg]
+    inputs = AnalysisInputs(study_datasets=[dcmread(p) for p in multi["ct"]], seed_objects=[dcmread(multi["sr"])])
+    one_by_one, parallel = prepare(inputs), prepare(inputs, measure_map=process_map(2))
+    assert len(one_by_one.findings) == 7
+    for a, b in zip(one_by_one.findings, parallel.findings, strict=True):
+        assert (a.tracking_uid, a.tracking_id, a.characterization, a.error) == (
+            b.tracking_uid,
+            b.tracking_id,
+            b.characterization,
+            b.error,
+        )
+        assert (a.measurement is None) == (b.measurement is None)
+        if a.measurement is not None and b.measurement is not None:
+            assert a.measurement.volume_mm3 == b.measurement.volume_mm3
+            assert np.array_equal(a.measurement.mask.mask, b.measurement.mask.mask)
+
+
+def test_the_preloaded_stages_are_used_and_give_the_same_report(multi: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def,type-arg]
+    calls = []
+    real = chain.prepare
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "prepare", counting)
+    monkeypatch.setattr("daemon.workflow.preload.prepare", counting)
+    plain_node = _node(tmp_path / "plain", preload=False, processes=1)
+    assert plain_node.context.preloader is None
+    uid = _archive(plain_node, multi["ct"] + [multi["sr"]])
+    plain = analyze_study(plain_node.context, uid)
+    assert plain is not None and len(calls) == 1
+
+    node = _node(tmp_path / "preload", processes=1)
+    assert node.context.preloader is not None
+    _archive(node, multi["ct"] + [multi["sr"]])
+    node.context.preloader.released({uid})  # the association release
+    result = analyze_study(node.context, uid)
+    assert result is not None
+    assert len(calls) == 2  # the preload's; the analysis used it instead of computing the stages again
+    assert str(result.report.SOPInstanceUID) == str(plain.report.SOPInstanceUID)
+    assert _findings(result) == _findings(plain)
+    assert result.assessment.category == plain.assessment.category
+    for n in (plain_node, node):
+        n.engine.dispose()
+
+
+def test_a_slice_that_arrives_after_the_preload_is_analysed(multi: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    node = _node(tmp_path, processes=1)
+    uid = _archive(node, multi["ct"][1:] + [multi["sr"]])  # one slice missing at the release
+    node.context.preloader.released({uid})
+    _archive(node, multi["ct"][:1])  # late: before the analysis starts
+    result = analyze_study(node.context, uid)
+    assert result is not None
+    assert len(result.ct_datasets) == len(multi["ct"])  # all 96, not the 95 preloaded
+    node.engine.dispose()
+
+
+def test_sr_and_seg_are_queued_before_the_key_images_and_a_crash_between_delivers_each_once(
+    multi: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    node = _node(tmp_path, preload=False, processes=1)
+    uid = _archive(node, multi["ct"] + [multi["sr"]])
+    queued_before: list[set[str]] = []
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with node.engine.connect() as conn:
+            queued_before.append({r.sop_instance_uid for r in conn.execute(select(outbox.c.sop_instance_uid))})
+        raise Crash  # the process dies while rendering the key images
+
+    monkeypatch.setattr("daemon.workflow.study.build_extras", crash)
+    with pytest.raises(Crash):
+        analyze_study(node.context, uid)
+    (sr_and_seg,) = queued_before
+    assert len(sr_and_seg) == 2  # the SR and its SEG were on their way before the key images were rendered
+    assert (
+        state.current(node.engine, uid).state == state.AnalysisState.RUNNING
+    )  # not done: its lease runs out and it is analysed again
+    monkeypatch.undo()
+
+    # after the lease: analysed again, the same SR and SEG (rows not doubled), the key images and PDF added
+    rows = state.interrupted(node.engine, all_running=True)
+    assert rows == [uid]
+    state.requeue(node.engine, rows)
+    result = analyze_study(node.context, uid)
+    assert result is not None and result.extra_objects
+    with node.engine.connect() as conn:
+        uids = [r.sop_instance_uid for r in conn.execute(select(outbox.c.sop_instance_uid))]
+    assert len(uids) == len(set(uids)) == 2 + len(result.extra_objects)
+    assert sr_and_seg <= set(uids)
+    assert str(result.report.SOPInstanceUID) in sr_and_seg  # the same SR, not a second one
+    assert state.current(node.engine, uid).state == state.AnalysisState.DONE
+    node.engine.dispose()
+
+
+def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def,type-arg]
+    import daemon.workflow.preload as preload
+
+    node = _node(tmp_path, processes=1)
+    uid = ""
+    for p in multi["ct"] + [multi["sr"]]:  # what the SCP does: archive, then hand the bytes to the hook
+        data = Path(p).read_bytes()
+        stored = node.archive.store(data, calling_ae=None)
+        uid = stored.study_uid
+        node.context.preloader.stored(
+            uid, str(dcmread(p, stop_before_pixels=True).SOPClassUID), stored.sop_instance_uid, data
+        )
+    read: list[str] = []
+    real = preload.dcmread
+
+    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(preload, "dcmread", counting)
+    node.context.preloader.released({uid})
+    files = study_files(node.engine, node.archive, uid)
+    got = node.context.preloader.take(uid, files.ct_paths + files.seed_paths)
+    assert got is not None and len(got.datasets) == len(multi["ct"])
+    assert [p for p in read if isinstance(p, str) and p.endswith(".dcm")] == [str(files.seed_paths[0])]  # the SR only
+    node.engine.dispose()
