@@ -21,10 +21,35 @@ REPO = Path(__file__).resolve().parents[2]
 NODULED = str(Path(sys.executable).with_name("noduled"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _worker_slot() -> tuple[int, int]:
+    """(this pytest-xdist worker's index, the number of workers); (0, 1) without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return 0, 1
+    return int(worker[2:]) % count, count
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, never handed out before in this process.
+
+    Under pytest-xdist the workers share one loopback (one network namespace): each worker
+    takes only its share of the ports (``(port // 2) % workers == its index``), so two
+    workers never pick the same port between a free_port() and the server's bind.  (Pairs of
+    ports, not parity: Linux gives bind(0) one parity and connect()'s source ports the other.)
+    """
+    index, count = _worker_slot()
+    for _ in range(10_000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if (port // 2) % count == index and port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port for worker {index} of {count}")
 
 
 def wait_for_port(port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:
