@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.servers import NodedServer, OrthancServer
 
-
 # The slowest test modules, slowest first (seconds of a serial run, 2026-12-02, under load).  The
 # suite runs on pytest-xdist workers a module at a time in collection order (Makefile: --dist loadscope
 # --no-loadscope-reorder): starting the longest modules first lets the workers finish together
