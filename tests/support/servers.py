@@ -52,7 +52,9 @@ def free_port() -> int:
     raise RuntimeError(f"no free port for worker {index} of {count}")
 
 
-def wait_for_port(port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something listens on ``port``; a ``proc`` that exits first fails at once.  The generous
+    timeout is for a loaded machine (a server's start is not what the tests measure)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -197,8 +199,8 @@ class OrthancServer:
         self.proc = subprocess.Popen(
             ["Orthanc", str(cfg)], stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
-        wait_for_port(self.http_port, timeout_s=30, proc=self.proc)
-        wait_for_port(self.dicom_port, timeout_s=30, proc=self.proc)
+        wait_for_port(self.http_port, timeout_s=60, proc=self.proc)
+        wait_for_port(self.dicom_port, timeout_s=60, proc=self.proc)
         return self
 
     def stop(self) -> None:
@@ -308,7 +310,7 @@ class PostgresServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_for_port(self.port, timeout_s=30, proc=self.proc)
+        wait_for_port(self.port, timeout_s=60, proc=self.proc)
         import psycopg
 
         deadline = time.monotonic() + 20
