@@ -137,7 +137,7 @@ class NodedServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=60)  # then SIGKILL (-9): a stop that hangs still fails the tests that check it
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
