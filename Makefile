@@ -30,8 +30,14 @@ test-deps:
 # The suite runs in a private network namespace when the machine allows it:
 # every server the tests start (noduled, Orthanc, storescp) is then reachable
 # on that namespace's loopback only.
+# It runs on PYTEST_WORKERS pytest-xdist workers (default: one per core), a test module
+# on one worker (--dist loadscope: a module's fixtures are made once), the slowest modules
+# first (tests/conftest.py SLOW_MODULES_FIRST, kept in that order); the workers share
+# the namespace's loopback and tests/support/servers.free_port() splits the ports between
+# them.  PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP) test-deps lint
-	@bash tests/setup/run_tests.sh $(BIN)/pytest $(PYTEST_ARGS)
+	@bash tests/setup/run_tests.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # the guards (pyproject.toml): ruff lint + format check, mypy (strict on nlcsp, lungrads, daemon.analysis),
 # import-linter contracts for DESIGN's floors

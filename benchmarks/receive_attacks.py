@@ -35,7 +35,8 @@ from benchmarks.netns import reexec_in_private_network
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import NodedServer  # noqa: E402 (after the sys.path line above)
+from tests.support.peers import rss_bytes, self_signed_cert, trickle  # noqa: E402 (after the sys.path line above)
+from tests.support.servers import NodedServer  # noqa: E402
 
 ECHOSCU = "/usr/bin/echoscu"
 
@@ -51,13 +52,6 @@ def echo_s(port: int, *extra: str) -> float:
         if done.returncode != 0:
             raise SystemExit(f"echoscu failed: {done.stdout} {done.stderr}")
     return statistics.median(times)
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 def main() -> None:
@@ -77,18 +71,9 @@ def main() -> None:
             stop = threading.Event()
             rq = b"\x01\x00\x00\x00\x00\xcd" + b"\x00" * 205
 
-            def trickle(sock: socket.socket) -> None:
-                for byte in rq:
-                    if stop.wait(1.0):
-                        return
-                    try:
-                        sock.send(bytes([byte]))
-                    except OSError:
-                        return
-
             trickling = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(17)]
             for s in trickling:
-                threading.Thread(target=trickle, args=(s,), daemon=True).start()
+                threading.Thread(target=trickle, args=(s, rq, stop), daemon=True).start()
             half_open = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(50)]
             time.sleep(0.5)
             rows["half_open_and_trickling_s"] = echo_s(node.port)
@@ -110,27 +95,7 @@ def main() -> None:
         finally:
             node.stop()
 
-        cert, key = tmpdir / "node.pem", tmpdir / "node.key"
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        cert, key = self_signed_cert(tmpdir)
         tls = {"enabled": True, "cert": str(cert), "key": str(key), "ca": str(cert), "require_client_cert": True}
         node = NodedServer(tmpdir / "tls", extra={"scp": {"tls": tls}, "logging": {"level": "WARNING"}}).start()
         try:

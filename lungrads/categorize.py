@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from lungrads import PROTOCOL_NAME, PROTOCOL_VERSION
 from lungrads.growth import Growth, MissingMeasurement, Point, assess_growth
 from lungrads.management import DESCRIPTORS, management_for
 from lungrads.types import RANK, LungRadsAssessment, NoduleResult
 from nlcsp.cases import CaseError
-from nlcsp.common import Size, doubled_within_a_year, round_mm
+from nlcsp.common import Size, below, doubled_within_a_year, first_row, round_mm, solid_below
 from nlcsp.types import Case, ExamFindings, Nodule, Prior, ScreeningRound
 
 # sizes: mean diameter (mm) with the sphere-equivalent volume (mm3) in brackets (INTERPRETATION S1)
@@ -62,6 +63,10 @@ def solid_component_size(n: Nodule) -> Size | None:
 class Facts:
     """Everything a row looks at, for one nodule."""
 
+    # the case fields that give a size, in the order of nodule_size / solid_component_size
+    SIZE_FIELDS: ClassVar[tuple[str, ...]] = ("mean_diameter_mm", "volume_mm3", "max_axial_diameter_mm")
+    SOLID_FIELDS: ClassVar[tuple[str, ...]] = ("solid_component_mean_diameter_mm", "solid_component_volume_mm3")
+
     nodule: Nodule
     status: str  # baseline | new | growing | slowly-growing | stable | decreased
     kind: str  # solid | part-solid | non-solid | juxtapleural | airway-subsegmental | airway-segmental | cyst
@@ -70,39 +75,8 @@ class Facts:
     previous_category: str | None = None
     cyst_grew: bool = False  # the cyst's mean diameter grew > 1.5 mm (no cyst_change given)
 
-    @property
-    def path(self) -> str:
-        return f"nodules[{self.nodule.index}]"
-
 
 # ----------------------------------------------------------------------------- predicates
-
-
-def _need_size(f: Facts) -> Size:
-    if f.size is None:
-        raise CaseError(
-            f"{f.path}.mean_diameter_mm",
-            f"nodule {f.nodule.id!r} needs a size (mean_diameter_mm, volume_mm3 or max_axial_diameter_mm)",
-        )
-    return f.size
-
-
-def _need_solid(f: Facts) -> Size:
-    if f.solid is None:
-        raise CaseError(
-            f"{f.path}.solid_component_mean_diameter_mm",
-            f"part-solid nodule {f.nodule.id!r} ({f.status}): its solid component decides the category;"
-            " give solid_component_mean_diameter_mm or solid_component_volume_mm3",
-        )
-    return f.solid
-
-
-def below(f: Facts, t: tuple[float, float]) -> bool:
-    return _need_size(f).below(t)
-
-
-def solid_below(f: Facts, t: tuple[float, float]) -> bool:
-    return _need_solid(f).below(t)
 
 
 def status_in(f: Facts, *statuses: str) -> bool:
@@ -338,10 +312,7 @@ CATEGORY_TABLE: tuple[Row, ...] = (
 
 def category_row(f: Facts) -> Row | None:
     """The category table: the first row that applies."""
-    for row in CATEGORY_TABLE:
-        if row.applies(f):
-            return row
-    return None
+    return first_row(CATEGORY_TABLE, f)
 
 
 def category_4x(category: str, n: Nodule, exam_date: dt.date, previous: str | None, row: Row) -> str | None:

@@ -22,12 +22,12 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import ClassVar, cast
 
 from nlcsp import growth as growth_mod
 from nlcsp import pancan
 from nlcsp.cases import CaseError
-from nlcsp.common import Size, doubled_within_a_year, more_than
+from nlcsp.common import Size, below, doubled_within_a_year, first_row, more_than, solid_below
 from nlcsp.dates import months_between
 from nlcsp.management import DESCRIPTORS, FOLLOW_UP_MONTHS, management_for
 from nlcsp.types import Assessment, Case, ExamFindings, GrowthStatus, Nodule, NoduleAssessment, Prior, ScreeningRound
@@ -66,6 +66,10 @@ def solid_component_size(n: Nodule) -> Size | None:
 class Facts:
     """Everything a table row looks at, for one nodule."""
 
+    # the case fields that give a size, in the order of nodule_size / solid_component_size
+    SIZE_FIELDS: ClassVar[tuple[str, ...]] = ("volume_mm3", "mean_diameter_mm", "max_axial_diameter_mm")
+    SOLID_FIELDS: ClassVar[tuple[str, ...]] = ("solid_component_volume_mm3", "solid_component_mean_diameter_mm")
+
     nodule: Nodule
     screening_round: str
     status: str  # baseline | new | growing | slowly-growing | stable | decreased
@@ -87,33 +91,6 @@ class Facts:
 
 
 # ----------------------------------------------------------------------------- predicates
-
-
-def _size(f: Facts) -> Size:
-    if f.size is None:
-        raise CaseError(
-            f"{f.path}.volume_mm3",
-            f"nodule {f.nodule.id!r} needs a size (volume_mm3, mean_diameter_mm or max_axial_diameter_mm)",
-        )
-    return f.size
-
-
-def _solid(f: Facts) -> Size:
-    if f.solid is None:
-        raise CaseError(
-            f"{f.path}.solid_component_volume_mm3",
-            f"part-solid nodule {f.nodule.id!r} is {f.status}: its solid component decides the category;"
-            " give solid_component_volume_mm3 or solid_component_mean_diameter_mm",
-        )
-    return f.solid
-
-
-def below(f: Facts, t: tuple[float, float]) -> bool:
-    return _size(f).below(t)
-
-
-def solid_below(f: Facts, t: tuple[float, float]) -> bool:
-    return _solid(f).below(t)
 
 
 def is_new(f: Facts) -> bool:
@@ -484,14 +461,6 @@ PREVIOUS_5_6 = Row(
     " radiologically reassuring",
     lambda f: prev(f, "5", "6"),
 )
-
-
-def first_row(table: Iterable[Row], f: Facts) -> Row | None:
-    """The first row of ``table`` that applies to ``f``."""
-    for row in table:
-        if row.applies(f):
-            return row
-    return None
 
 
 def baseline_category(f: Facts) -> Row | None:

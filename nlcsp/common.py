@@ -9,7 +9,11 @@ lives here once so that a fix reaches both engines (``nlcsp`` and ``lungrads``):
 * the boundary conventions: half-open thresholds ("< 6 mm" / ">= 6 mm"), "more than
   1.5 mm" strict, and one float tolerance for measurements given to 0.1 mm / 1 mm3
   (7.3 - 5.8 mm is 1.5 mm, not 1.4999999999999996);
-* :class:`Size`, a size compared with the protocols' "mm3 (mm)" thresholds.
+* :class:`Size`, a size compared with the protocols' "mm3 (mm)" thresholds;
+* the scaffolding of the category tables: the size comparisons of the rows (:func:`below`,
+  :func:`solid_below`: a :class:`~nlcsp.cases.CaseError` naming the case fields when the size
+  is missing) and the first row that applies (:func:`first_row`).  Each protocol keeps its own
+  ``Facts`` and ``Row`` and its tables in its own ``categorize`` module.
 
 Calendar arithmetic (months between dates, date + N months) is :mod:`nlcsp.dates`.
 """
@@ -18,9 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from nlcsp.cases import CaseError
+from nlcsp.types import Nodule
 
 EPS = 1e-9  # measurements are given to 0.1 mm / 1 mm3: guards 7.3 - 5.8 = 1.4999999999999996
 DIAMETER_LIMIT_MM = 1.5  # NLCSP note 6 / 11f and Lung-RADS growth: "more than 1.5 mm"
@@ -118,3 +126,79 @@ class Size:
 
     def __str__(self) -> str:
         return f"{self.value:g} {self.unit} ({self.field})"
+
+
+# ----------------------------------------------------------------------------- the tables' scaffolding
+
+
+class NoduleFacts(Protocol):
+    """What the table scaffolding reads from a protocol's per-nodule ``Facts``; ``SIZE_FIELDS`` and
+    ``SOLID_FIELDS`` are the case fields that give a size / a solid component, in the protocol's order."""
+
+    SIZE_FIELDS: ClassVar[tuple[str, ...]]
+    SOLID_FIELDS: ClassVar[tuple[str, ...]]
+
+    @property
+    def nodule(self) -> Nodule: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def size(self) -> Size | None: ...
+    @property
+    def solid(self) -> Size | None: ...
+
+
+def _either(fields: tuple[str, ...]) -> str:
+    return fields[0] if len(fields) == 1 else f"{', '.join(fields[:-1])} or {fields[-1]}"
+
+
+def required_size(f: NoduleFacts) -> Size:
+    """The nodule's size for a row that compares it, else a :class:`CaseError` at the protocol's first choice."""
+    if f.size is None:
+        raise CaseError(
+            f"nodules[{f.nodule.index}].{f.SIZE_FIELDS[0]}",
+            f"nodule {f.nodule.id!r} needs a size ({_either(f.SIZE_FIELDS)})",
+        )
+    return f.size
+
+
+def required_solid(f: NoduleFacts) -> Size:
+    """The part-solid nodule's solid component for a row that compares it, else a :class:`CaseError`."""
+    if f.solid is None:
+        raise CaseError(
+            f"nodules[{f.nodule.index}].{f.SOLID_FIELDS[0]}",
+            f"part-solid nodule {f.nodule.id!r} ({f.status}): its solid component decides the category;"
+            f" give {_either(f.SOLID_FIELDS)}",
+        )
+    return f.solid
+
+
+def below(f: NoduleFacts, t: tuple[float, float]) -> bool:
+    """The nodule's size is below threshold ``t`` (mm3, mm): "< 6 mm"."""
+    return required_size(f).below(t)
+
+
+def solid_below(f: NoduleFacts, t: tuple[float, float]) -> bool:
+    """The solid component is below threshold ``t`` (mm3, mm)."""
+    return required_solid(f).below(t)
+
+
+FactsT_contra = TypeVar("FactsT_contra", contravariant=True)
+
+
+class TableRow(Protocol[FactsT_contra]):
+    """A row of a protocol's table: it applies to a nodule's facts or not."""
+
+    @property
+    def applies(self) -> Callable[[FactsT_contra], bool]: ...
+
+
+RowT = TypeVar("RowT", bound=TableRow[Any])
+
+
+def first_row(table: Iterable[RowT], f: object) -> RowT | None:
+    """The first row of ``table`` that applies to ``f`` (the rows are in ascending category: the lowest one)."""
+    for row in table:
+        if row.applies(f):
+            return row
+    return None

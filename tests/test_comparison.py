@@ -17,10 +17,11 @@ from daemon.analysis.comparison import PriorExam, PriorNodule
 
 @pytest.fixture(scope="module")
 def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from test_images import generate_case, write_study
+    from test_images import write_study
+    from tests.support.phantoms import generated_case
 
     root = tmp_path_factory.mktemp("growth")
-    studies = generate_case("growth", size="small", seed=0)
+    studies = generated_case("growth", size="small", seed=0)
     written = [write_study(s, root / f"t{i}") for i, s in enumerate(studies)]
     baseline = analyze(
         AnalysisInputs(study_datasets=[dcmread(p) for p in written[0]["ct"]], seed_objects=[dcmread(written[0]["sr"])])

@@ -9,6 +9,7 @@ import pytest
 
 from test_images import generate_case
 from test_images.motion import Motion
+from tests.support.phantoms import generated_case
 
 
 def _motion(truth) -> Motion:
@@ -18,7 +19,7 @@ def _motion(truth) -> Motion:
 
 @pytest.fixture(scope="module")
 def growth():
-    return generate_case("growth", "small", seed=0)
+    return generated_case("growth", "small", seed=0)  # rendered once per process (tests/support/phantoms.py)
 
 
 def test_same_patient_different_dates(growth):

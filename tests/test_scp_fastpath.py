@@ -23,6 +23,7 @@ from daemon.settings import SCPSettings
 from daemon.storage.archive import Archive
 from daemon.storage.db import open_index
 from tests.support.ct_series import ct_slice
+from tests.support.peers import self_signed_cert
 from tests.support.servers import free_port
 
 
@@ -199,33 +200,12 @@ def test_other_responses_are_left_to_pynetdicom() -> None:
 def test_tls_associations_use_the_fast_path_too(tmp_path: Path) -> None:
     import shutil
     import ssl
-    import subprocess
 
     from daemon.settings import TLSSettings
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     archive = Archive(tmp_path / "archive", open_index(f"sqlite:///{tmp_path / 'index.sqlite'}"))
     tls = TLSSettings(enabled=True, cert=str(cert), key=str(key), require_client_cert=False)
     server = StorageSCP(SCPSettings(ae_title="NODULED", port=free_port(), host="127.0.0.1", tls=tls), archive)

@@ -397,9 +397,10 @@ def test_ct_without_seeds_awaits_them_and_new_seeds_replace_the_report(noduled_s
 def test_rounds_are_compared_with_the_priors_in_the_archive(noduled_server, tmp_path, dcmtk, case) -> None:  # type: ignore[no-untyped-def]
     """Longitudinal phantoms, one round at a time on one node: every follow-up round is assessed as
     such, each nodule keeps its tracking UID across all rounds and gets the growth status truth.json states."""
-    from test_images import generate_case, write_study
+    from test_images import write_study
+    from tests.support.phantoms import generated_case
 
-    studies = generate_case(case, size="small", seed=0)
+    studies = generated_case(case, size="small", seed=0)  # rendered once per process (test_priors_pipeline too)
     written = [write_study(s, tmp_path / f"t{i}") for i, s in enumerate(studies)]
     node = noduled_server(node_config(None))
     reports = []

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def _write(case: str, root: Path) -> dict:
-    from test_images import generate_case, write_study
+    from test_images import write_study
+    from tests.support.phantoms import generated_case
 
-    studies = generate_case(case, size="small", seed=0)
+    studies = generated_case(case, size="small", seed=0)  # rendered once per process
     return {"studies": studies, "written": [write_study(s, root / f"t{i}") for i, s in enumerate(studies)]}
 
 

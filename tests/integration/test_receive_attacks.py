@@ -21,6 +21,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from tests.support.peers import rss_bytes, self_signed_cert, trickle
 from tests.support.servers import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -34,13 +35,6 @@ def _echo(port: int, *tls: str) -> tuple[int, float]:
         [ECHOSCU, *tls, "-aec", "NODULED", "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60
     )
     return done.returncode, time.monotonic() - t0
-
-
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def _rejected(http_port: int) -> dict[str, float]:
@@ -96,20 +90,12 @@ def test_half_open_and_trickling_connections_do_not_lock_out_a_real_peer(noduled
     stop = threading.Event()
     trickling: list[socket.socket] = []
 
-    def trickle(sock: socket.socket) -> None:  # one byte a second of a real request, never complete in time
-        for byte in rq:
-            if stop.wait(1.0):
-                return
-            try:
-                sock.send(bytes([byte]))
-            except OSError:
-                return
-
     threads = []
     for _ in range(17):
         s = socket.create_connection(("127.0.0.1", node.port))
         trickling.append(s)
-        t = threading.Thread(target=trickle, args=(s,), daemon=True)
+        # one byte a second of a real request, never complete in time
+        t = threading.Thread(target=trickle, args=(s, rq, stop), daemon=True)
         t.start()
         threads.append(t)
     half_open = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(50)]
@@ -173,7 +159,7 @@ def test_only_admitted_associations_count_against_max_associations(noduled_serve
 def test_a_4_gib_pdu_header_does_not_take_memory(noduled_server, max_pdu: int) -> None:  # type: ignore[no-untyped-def]
     node = noduled_server({"scp": {"max_pdu_bytes": max_pdu}})
     assert node.proc is not None
-    before = _rss_bytes(node.proc.pid)
+    before = rss_bytes(node.proc.pid)
     # before association: a first PDU declaring 4 GiB
     raw = socket.create_connection(("127.0.0.1", node.port))
     raw.sendall(b"\x01\x00\xff\xff\xff\xff" + b"\x00" * 64)
@@ -185,7 +171,7 @@ def test_a_4_gib_pdu_header_does_not_take_memory(noduled_server, max_pdu: int) -
     for a in assocs:
         a.dul.socket.socket.sendall(b"\x04\x00\xff\xff\xff\xff" + b"\x00" * 1024)
     time.sleep(3)
-    grown = _rss_bytes(node.proc.pid) - before
+    grown = rss_bytes(node.proc.pid) - before
     assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MB"
     raw.close()
     for a in assocs:
@@ -223,28 +209,7 @@ def test_malformed_first_pdus_are_refused_once_each(noduled_server) -> None:  # 
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_cert(tmp_path)
 
 
 def test_an_idle_connection_does_not_freeze_a_tls_node(noduled_server, tls_files) -> None:  # type: ignore[no-untyped-def]

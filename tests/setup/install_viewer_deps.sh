@@ -17,7 +17,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
+  # one 'apt-get update' serves both install scripts (make test-deps runs them one after the other)
+  stamp="${TMPDIR:-/tmp}/noduled-apt-update.stamp"
+  if [ -z "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then
+    $SUDO apt-get update -qq
+    touch "$stamp"
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if command -v service >/dev/null 2>&1; then $SUDO service orthanc stop >/dev/null 2>&1 || true; fi
 fi

@@ -21,13 +21,40 @@ REPO = Path(__file__).resolve().parents[2]
 NODULED = str(Path(sys.executable).with_name("noduled"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _worker_slot() -> tuple[int, int]:
+    """(this pytest-xdist worker's index, the number of workers); (0, 1) without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return 0, 1
+    return int(worker[2:]) % count, count
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, never handed out before in this process.
+
+    Under pytest-xdist the workers share one loopback (one network namespace): each worker
+    takes only its share of the ports (``(port // 2) % workers == its index``), so two
+    workers never pick the same port between a free_port() and the server's bind.  (Pairs of
+    ports, not parity: Linux gives bind(0) one parity and connect()'s source ports the other.)
+    """
+    index, count = _worker_slot()
+    for _ in range(10_000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if (port // 2) % count == index and port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port for worker {index} of {count}")
 
 
-def wait_for_port(port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something listens on ``port``; a ``proc`` that exits first fails at once.  The generous
+    timeout is for a loaded machine (a server's start is not what the tests measure)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -110,7 +137,7 @@ class NodedServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=60)  # then SIGKILL (-9): a stop that hangs still fails the tests that check it
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -172,8 +199,8 @@ class OrthancServer:
         self.proc = subprocess.Popen(
             ["Orthanc", str(cfg)], stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
-        wait_for_port(self.http_port, timeout_s=30, proc=self.proc)
-        wait_for_port(self.dicom_port, timeout_s=30, proc=self.proc)
+        wait_for_port(self.http_port, timeout_s=60, proc=self.proc)
+        wait_for_port(self.dicom_port, timeout_s=60, proc=self.proc)
         return self
 
     def stop(self) -> None:
@@ -283,7 +310,7 @@ class PostgresServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_for_port(self.port, timeout_s=30, proc=self.proc)
+        wait_for_port(self.port, timeout_s=60, proc=self.proc)
         import psycopg
 
         deadline = time.monotonic() + 20
