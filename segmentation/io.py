@@ -243,11 +243,16 @@ def _hu_into(ds: Dataset, series_uid: str, out: np.ndarray) -> None:
         pixels = _decoded_pixels(ds, series_uid)
     slope = np.float32(float(ds.get("RescaleSlope", 1) or 1))
     intercept = np.float32(float(ds.get("RescaleIntercept", 0) or 0))
-    out[...] = pixels  # integer (or float) pixels to float32: exact for 16-bit integers
-    if slope != 1:  # x * 1 and x + 0 are x in float32 (the pixels are never -0.0): skip those passes
-        out *= slope
-    if intercept != 0:
-        out += intercept
+    # one pass per operation, each in the float32 loop (16-bit integers convert to float32 exactly);
+    # x * 1 and x + 0 are x in float32 (integer pixels are never -0.0), so those passes are skipped
+    if slope != 1:
+        np.multiply(pixels, slope, out=out, dtype=np.float32)
+        if intercept != 0:
+            out += intercept
+    elif intercept != 0:
+        np.add(pixels, intercept, out=out, dtype=np.float32)
+    else:
+        out[...] = pixels
 
 
 def _decoded_pixels(ds: Dataset, series_uid: str) -> np.ndarray:
