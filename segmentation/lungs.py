@@ -96,8 +96,11 @@ def _fill_slices(mask: np.ndarray, spacing_mm_xyz: tuple[float, float, float]) -
         y0, y1 = max(box[1].start - radius_px - 1, 0), min(box[1].stop + radius_px + 1, mask.shape[1])
         x0, x1 = max(box[2].start - radius_px - 1, 0), min(box[2].stop + radius_px + 1, mask.shape[2])
         crop = labels[z, y0:y1, x0:x1] == index
-        if crop.sum() < 4 * disk_size:
-            out[z, y0:y1, x0:x1] |= _fill_holes_2d(crop)
+        area = int(crop.sum())
+        if area < 4 * disk_size:
+            # a hole needs its 4 neighbours plus 3 corners joining them in one 4-connected component:
+            # fewer than 7 pixels enclose none, nothing to fill
+            out[z, y0:y1, x0:x1] |= crop if area < 7 else _fill_holes_2d(crop)
             continue
         padded = np.pad(crop, radius_px + 1)
         closed = _binary_closing_disk(padded, radius_px)
@@ -125,21 +128,33 @@ def _binary_closing_disk(binary: np.ndarray, radius_px: int) -> np.ndarray:
 def _rows_combine(binary: np.ndarray, half: np.ndarray, filter1d, combine) -> np.ndarray:  # type: ignore[no-untyped-def]
     radius = len(half) // 2
     image = binary.view(np.uint8)
-    by_width = {int(w): filter1d(image, 2 * int(w) + 1, axis=1, mode="constant", cval=0) for w in set(half)}
-    result = by_width[int(half[radius])].astype(bool)  # dy = 0: the widest row
+    # running max/min along x of a 0/1 image is 0/1: viewed as bool without a copy
+    by_width = {
+        int(w): filter1d(image, 2 * int(w) + 1, axis=1, mode="constant", cval=0).view(bool) if w else binary
+        for w in set(half)
+    }
+    result = by_width[int(half[radius])].copy()  # dy = 0: the widest row
     rows = binary.shape[0]
+    dilate = combine is np.logical_or
     for k, w in enumerate(half):
         dy = k - radius
         if dy == 0:
             continue
-        shifted = np.zeros_like(result)  # outside the array is background (border value 0)
-        src = by_width[int(w)].astype(bool)
-        if dy > 0:  # structure row dy: dilation reads p - dy, erosion p + dy; the disk is symmetric
-            if dy < rows:
-                shifted[dy:] = src[: rows - dy]
-        elif -dy < rows:
-            shifted[:dy] = src[-dy:]
-        combine(result, shifted, out=result)
+        src = by_width[int(w)]
+        # structure row dy: the image shifted by dy (dilation reads p - dy, erosion p + dy; the disk is
+        # symmetric); outside the array is background: a no-op for the union, empties rows for the intersection
+        if abs(dy) >= rows:
+            if not dilate:
+                result[:] = False
+            continue
+        if dy > 0:
+            combine(result[dy:], src[: rows - dy], out=result[dy:])
+            if not dilate:
+                result[:dy] = False
+        else:
+            combine(result[:dy], src[-dy:], out=result[:dy])
+            if not dilate:
+                result[dy:] = False
     return result
 
 
