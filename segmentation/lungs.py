@@ -54,7 +54,9 @@ def lung_mask_array(
     low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, float, float], hu_zyx: np.ndarray | None = None
 ) -> np.ndarray:
     """Lung mask (bool, z, y, x) from a boolean array of air-density voxels (and their HU, when known)."""
-    labels, count = ndimage.label(low_density_zyx)
+    # labels as intp: np.bincount and the keep[labels] lookup then use them without a conversion copy
+    labels = np.empty(low_density_zyx.shape, dtype=np.intp)
+    count = int(ndimage.label(low_density_zyx, output=labels))
     if count == 0:
         return np.zeros_like(low_density_zyx, dtype=bool)
     border = np.unique(
