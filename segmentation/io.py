@@ -268,4 +268,3 @@ def _decoded_pixels(ds: Dataset, series_uid: str) -> np.ndarray:
             f"(pixel array shape {pixels.shape})"
         )
     return pixels
-

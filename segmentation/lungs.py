@@ -22,6 +22,8 @@ Algorithm (fast: works on a 2x in-plane subsampled grid, < 2 s on a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -127,7 +129,9 @@ def _binary_closing_disk(binary: np.ndarray, radius_px: int) -> np.ndarray:
     return _rows_combine(dilated, half, ndimage.minimum_filter1d, np.logical_and)
 
 
-def _rows_combine(binary: np.ndarray, half: np.ndarray, filter1d, combine) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _rows_combine(
+    binary: np.ndarray, half: np.ndarray, filter1d: Callable[..., np.ndarray], combine: np.ufunc
+) -> np.ndarray:
     radius = len(half) // 2
     image = binary.view(np.uint8)
     # running max/min along x of a 0/1 image is 0/1: viewed as bool without a copy
