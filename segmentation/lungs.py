@@ -22,6 +22,8 @@ Algorithm (fast: works on a 2x in-plane subsampled grid, < 2 s on a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -54,7 +56,9 @@ def lung_mask_array(
     low_density_zyx: np.ndarray, spacing_mm_xyz: tuple[float, float, float], hu_zyx: np.ndarray | None = None
 ) -> np.ndarray:
     """Lung mask (bool, z, y, x) from a boolean array of air-density voxels (and their HU, when known)."""
-    labels, count = ndimage.label(low_density_zyx)
+    # labels as intp: np.bincount and the keep[labels] lookup then use them without a conversion copy
+    labels = np.empty(low_density_zyx.shape, dtype=np.intp)
+    count = int(ndimage.label(low_density_zyx, output=labels))
     if count == 0:
         return np.zeros_like(low_density_zyx, dtype=bool)
     border = np.unique(
@@ -80,27 +84,84 @@ def lung_mask_array(
 
 
 def _fill_slices(mask: np.ndarray, spacing_mm_xyz: tuple[float, float, float]) -> np.ndarray:
-    """Per-slice closing (pleural indentations) then hole filling, only on slices with lung."""
+    """Per-slice closing (pleural indentations) then hole filling, each 2-D component alone."""
     radius_px = max(1, int(round(INDENTATION_CLOSING_MM / spacing_mm_xyz[0])))
-    yy, xx = np.mgrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
-    disk = (yy**2 + xx**2) <= radius_px**2
+    disk_size = int(np.sum(_disk_half_widths(radius_px) * 2 + 1))
     out = np.zeros_like(mask)
-    zs = np.flatnonzero(mask.any(axis=(1, 2)))
-    for z in zs:
-        labels, count = ndimage.label(mask[z])
-        for index, box in enumerate(ndimage.find_objects(labels), start=1):
-            # each component (left lung, right lung) alone, so the mediastinum between them is never filled
-            y0, y1 = max(box[0].start - radius_px - 1, 0), min(box[0].stop + radius_px + 1, mask.shape[1])
-            x0, x1 = max(box[1].start - radius_px - 1, 0), min(box[1].stop + radius_px + 1, mask.shape[2])
-            crop = labels[y0:y1, x0:x1] == index
-            if crop.sum() < 4 * disk.sum():
-                out[z, y0:y1, x0:x1] |= _fill_holes_2d(crop)
-                continue
-            padded = np.pad(crop, radius_px + 1)
-            closed = ndimage.binary_closing(padded, structure=disk)
-            closed = closed[radius_px + 1 : -radius_px - 1, radius_px + 1 : -radius_px - 1]
-            out[z, y0:y1, x0:x1] |= _fill_holes_2d(closed | crop)
+    # the 4-connected components of every axial slice, in one labelling (a structure confined to the plane)
+    planar = np.zeros((3, 3, 3), dtype=bool)
+    planar[1] = ndimage.generate_binary_structure(2, 1)
+    labels, _ = ndimage.label(mask, structure=planar)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        # each component (left lung, right lung) alone, so the mediastinum between them is never filled
+        z = box[0].start
+        y0, y1 = max(box[1].start - radius_px - 1, 0), min(box[1].stop + radius_px + 1, mask.shape[1])
+        x0, x1 = max(box[2].start - radius_px - 1, 0), min(box[2].stop + radius_px + 1, mask.shape[2])
+        crop = labels[z, y0:y1, x0:x1] == index
+        area = int(crop.sum())
+        if area < 4 * disk_size:
+            # a hole needs its 4 neighbours plus 3 corners joining them in one 4-connected component:
+            # fewer than 7 pixels enclose none, nothing to fill
+            out[z, y0:y1, x0:x1] |= crop if area < 7 else _fill_holes_2d(crop)
+            continue
+        padded = np.pad(crop, radius_px + 1)
+        closed = _binary_closing_disk(padded, radius_px)
+        closed = closed[radius_px + 1 : -radius_px - 1, radius_px + 1 : -radius_px - 1]
+        out[z, y0:y1, x0:x1] |= _fill_holes_2d(closed | crop)
     return out
+
+
+def _disk_half_widths(radius_px: int) -> np.ndarray:
+    """Half-width of each row (dy = -r..r) of the digital disk ``dy**2 + dx**2 <= r**2``."""
+    dy = np.arange(-radius_px, radius_px + 1)
+    return np.floor(np.sqrt(radius_px**2 - dy**2) + 1e-9).astype(int)
+
+
+def _binary_closing_disk(binary: np.ndarray, radius_px: int) -> np.ndarray:
+    """``ndimage.binary_closing(binary, structure=disk)`` (outside the array is background), exactly,
+    with the disk decomposed into its rows: a dilation by the disk is the union over the rows dy of the
+    image shifted by dy and dilated along x by that row's segment (a running maximum, O(1) per pixel),
+    the erosion the intersection of running minima.  ~5x faster than the generic 2-D structure."""
+    half = _disk_half_widths(radius_px)
+    dilated = _rows_combine(binary, half, ndimage.maximum_filter1d, np.logical_or)
+    return _rows_combine(dilated, half, ndimage.minimum_filter1d, np.logical_and)
+
+
+def _rows_combine(
+    binary: np.ndarray, half: np.ndarray, filter1d: Callable[..., np.ndarray], combine: np.ufunc
+) -> np.ndarray:
+    radius = len(half) // 2
+    image = binary.view(np.uint8)
+    # running max/min along x of a 0/1 image is 0/1: viewed as bool without a copy
+    by_width = {
+        int(w): filter1d(image, 2 * int(w) + 1, axis=1, mode="constant", cval=0).view(bool) if w else binary
+        for w in set(half)
+    }
+    result = by_width[int(half[radius])].copy()  # dy = 0: the widest row
+    rows = binary.shape[0]
+    dilate = combine is np.logical_or
+    for k, w in enumerate(half):
+        dy = k - radius
+        if dy == 0:
+            continue
+        src = by_width[int(w)]
+        # structure row dy: the image shifted by dy (dilation reads p - dy, erosion p + dy; the disk is
+        # symmetric); outside the array is background: a no-op for the union, empties rows for the intersection
+        if abs(dy) >= rows:
+            if not dilate:
+                result[:] = False
+            continue
+        if dy > 0:
+            combine(result[dy:], src[: rows - dy], out=result[dy:])
+            if not dilate:
+                result[:dy] = False
+        else:
+            combine(result[:dy], src[-dy:], out=result[:dy])
+            if not dilate:
+                result[dy:] = False
+    return result
 
 
 def _fill_holes_2d(binary: np.ndarray) -> np.ndarray:

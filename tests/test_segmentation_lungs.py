@@ -52,3 +52,44 @@ def test_lung_cut_by_a_tight_field_of_view_is_still_lung():
         c = characterize(image, segment_nodule(image, n["seed_lps_mm"], lung_mask=lungs), lung_mask=lungs)
         assert c.lobe is not None and c.lobe.value[0] == n["lobe"][0], (n["id"], c.lobe, n["lobe"])
         assert not c.juxtapleural.value or n["attachment"] != "free", n["id"]
+
+
+def test_decomposed_disk_closing_equals_ndimage_closing():
+    """The row-decomposed closing used per slice is ndimage.binary_closing with the digital disk, exactly
+    (borders included: outside the array is background), for every radius the mask can use."""
+    from scipy import ndimage
+
+    from segmentation.lungs import _binary_closing_disk
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        radius = int(rng.integers(1, 10))
+        shape = tuple(int(v) for v in rng.integers(1, 70, size=2))
+        binary = rng.random(shape) < rng.random()
+        if trial % 2:  # blobs with indentations, like a lung's outline
+            binary = ndimage.binary_opening(binary, iterations=int(rng.integers(1, 3)))
+        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+        disk = yy**2 + xx**2 <= radius**2
+        expected = ndimage.binary_closing(binary, structure=disk)
+        assert np.array_equal(_binary_closing_disk(binary, radius), expected), (trial, radius, shape)
+
+
+def test_small_components_are_filled_like_ndimage():
+    """Per-slice filling of small components (the shortcut for those under 7 pixels included) equals
+    ndimage.binary_fill_holes of each component: a one-pixel hole closed by 7 pixels is filled."""
+    from scipy import ndimage
+
+    from segmentation.lungs import _fill_slices
+
+    mask = np.zeros((2, 12, 12), dtype=bool)
+    mask[0, 1, 2:4] = mask[0, 2, 2] = mask[0, 2, 4] = mask[0, 3, 2:5] = True  # 7 pixels round a hole
+    mask[1, 5, 5:8] = mask[1, 6, 5] = mask[1, 6, 7] = True  # 5 pixels, open: nothing to fill
+    mask[1, 9:11, 1] = True
+    out = _fill_slices(mask, (1.0, 1.0, 1.0))
+    assert out[0, 2, 3]
+    for z in range(2):
+        labels, count = ndimage.label(mask[z])
+        expected = np.zeros_like(mask[z])
+        for index in range(1, count + 1):
+            expected |= ndimage.binary_fill_holes(labels == index)
+        assert np.array_equal(out[z], expected)
