@@ -84,9 +84,7 @@ def _store_three(extra_handlers: list[Any]) -> list[Any]:
     scp = AE("SCP")
     scp.add_supported_context(CTImageStorage, ImplicitVRLittleEndian)
     port = free_port()
-    server = scp.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)]
-    )
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
     try:
         sender = AE("MODALITY")
         sender.dimse_timeout = 3
