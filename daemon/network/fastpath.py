@@ -51,6 +51,11 @@ class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
    Dataset, which costs ~0.4 ms per image.  Any other message, or any
    ``EVT_DIMSE_SENT`` handler bound, goes through the stock ``send_msg``.
 
+Requestors (noduled's own C-STORE/C-ECHO/C-FIND/C-GET/C-MOVE associations) get only
+the reactor of 3., through :func:`guard_requestor` bound as an ``EVT_ESTABLISHED``
+handler: its pause point closes a window of pynetdicom's in which the reactor takes a
+``send_*()``'s response off the queue (the sender then waits for the DIMSE timeout).
+
 If pynetdicom's internals are not as expected (another major version, a
 renamed attribute), :func:`install` changes nothing and returns ``False``:
 the association then runs on stock pynetdicom, slower but correct.
