@@ -266,6 +266,7 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
     from pynetdicom import AE
     from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+    from daemon.network import fastpath
     from daemon.network.scp import StorageSCP
     from daemon.settings import SCPSettings
 
@@ -295,7 +296,11 @@ def test_a_week_on_a_small_filesystem_keeps_receiving_and_every_report(small_fs,
             for k in range(3):
                 src = tmp_path / f"d{day}s{k}"
                 paths = write_ct_series(src, 10, rows=180, cols=180, seed=day * 10 + k)  # ~0.65 MB a study
-                assoc = sender.associate("127.0.0.1", scp.settings.port, ae_title="NODULED")
+                # the guard: stock pynetdicom's requestor reactor can take a C-STORE-RSP off the
+                # queue under load (tests/test_reactor_race.py), a 30 s hang of this sender
+                assoc = sender.associate(
+                    "127.0.0.1", scp.settings.port, ae_title="NODULED", evt_handlers=list(fastpath.REQUESTOR_HANDLERS)
+                )
                 assert assoc.is_established
                 statuses += [int(assoc.send_c_store(p).Status) for p in paths]
                 assoc.release()

@@ -43,7 +43,9 @@ def _associate(server: StorageSCP):  # type: ignore[no-untyped-def]
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(CTImageStorage)
     ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0)
+    # the sender's reactor guarded too: stock pynetdicom's can take a response (tests/test_reactor_race.py)
+    handlers = list(fastpath.REQUESTOR_HANDLERS)
+    assoc = ae.associate("127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0, evt_handlers=handlers)
     assert assoc.is_established
     return assoc
 
@@ -218,7 +220,12 @@ def test_tls_associations_use_the_fast_path_too(tmp_path: Path) -> None:
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(CTImageStorage)
         assoc = ae.associate(
-            "127.0.0.1", server.settings.port, ae_title="NODULED", max_pdu=0, tls_args=(client_ctx, None)
+            "127.0.0.1",
+            server.settings.port,
+            ae_title="NODULED",
+            max_pdu=0,
+            tls_args=(client_ctx, None),
+            evt_handlers=list(fastpath.REQUESTOR_HANDLERS),
         )
         assert assoc.is_established
         big = ct_slice("1.2.3.4", "1.2.3.4.9", 0, np.arange(512 * 512, dtype=np.int16).reshape(512, 512))

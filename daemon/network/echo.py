@@ -9,6 +9,7 @@ from __future__ import annotations
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from daemon.network.fastpath import REQUESTOR_HANDLERS
 from daemon.network.store_scu import _association_failure
 
 
@@ -22,7 +23,7 @@ def echo(
     ae.dimse_timeout = timeout_s
     ae.network_timeout = timeout_s
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=ae_title)
+    assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=list(REQUESTOR_HANDLERS))
     if not assoc.is_established:
         primitive = getattr(assoc.acceptor, "primitive", None)
         if assoc.is_aborted and primitive is not None and getattr(primitive, "result", None) == 0x00:

@@ -51,6 +51,11 @@ class becomes :class:`_FastSocket`, a subclass of ``AssociationSocket``):
    Dataset, which costs ~0.4 ms per image.  Any other message, or any
    ``EVT_DIMSE_SENT`` handler bound, goes through the stock ``send_msg``.
 
+Requestors (noduled's own C-STORE/C-ECHO/C-FIND/C-GET/C-MOVE associations) get only
+the reactor of 3., through :func:`guard_requestor` bound as an ``EVT_ESTABLISHED``
+handler: its pause point closes a window of pynetdicom's in which the reactor takes a
+``send_*()``'s response off the queue (the sender then waits for the DIMSE timeout).
+
 If pynetdicom's internals are not as expected (another major version, a
 renamed attribute), :func:`install` changes nothing and returns ``False``:
 the association then runs on stock pynetdicom, slower but correct.
@@ -418,8 +423,9 @@ def _next_msg(dimse: Any, timeout: float) -> tuple[Any, Any]:
 def _run_reactor(self: Any) -> None:
     """pynetdicom 3.0's ``Association._run_reactor`` with a queue wait instead of ``time.sleep(0.001)``.
 
-    Step for step the stock acceptor loop (pynetdicom/association.py); only the
-    first statement of each turn differs.
+    Step for step the stock loop (pynetdicom/association.py, the same for acceptors and
+    requestors); the first statement of each turn differs, and after the pause point
+    the checkpoint is looked at again (:func:`guard_requestor`).
     """
     self._is_paused = False
     while not self._kill:
@@ -427,6 +433,11 @@ def _run_reactor(self: Any) -> None:
         self._is_paused = True
         self._reactor_checkpoint.wait()
         self._is_paused = False
+        if not self._reactor_checkpoint.is_set():
+            # a send_*() paused the reactor again after wait() was woken and before this thread
+            # ran (it saw _is_paused still True and went ahead): its response is not ours to take.
+            # Stock pynetdicom goes on to get_msg() here and eats it (sender: DIMSE timeout).
+            continue
 
         # stock: time.sleep(0.001) then get_msg(block=False); here: wait up to 1 ms for a message
         context_id, msg = _next_msg(self.dimse, REACTOR_WAIT_S)
@@ -469,6 +480,34 @@ def _run_reactor(self: Any) -> None:
                 self.abort()
             self.kill()
             return
+
+
+def guard_requestor(event_or_assoc: Any) -> bool:
+    """``EVT_ESTABLISHED`` handler for a requestor: run its reactor with the pause handshake closed.
+
+    pynetdicom 3.0's ``send_*()`` pauses the reactor with ``_reactor_checkpoint.clear()``
+    and waits for ``_is_paused``.  If the reactor thread was woken by the previous send's
+    ``set()`` but has not run yet, ``_is_paused`` is still True: the next send goes ahead
+    and the reactor, once it runs, takes that send's response off the DIMSE queue
+    ("Received unexpected C-STORE service message"); the sender waits for the DIMSE
+    timeout, gets an empty Dataset and the association is aborted (under CPU load, one
+    C-STORE in a few hundred; pynetdicom #875 is the same with C-FIND).  :func:`_run_reactor`
+    looks at the checkpoint again after ``_is_paused = False`` and pauses instead.
+
+    Bound as an ``EVT_ESTABLISHED`` handler of ``associate()`` (it runs in the association's
+    thread before the reactor starts); ``False`` and stock behaviour when the internals
+    are not pynetdicom 3.0's.  Nothing else of the association is changed.
+    """
+    assoc = getattr(event_or_assoc, "assoc", event_or_assoc)
+    if not _SUPPORTED or getattr(assoc, "is_acceptor", True):
+        return False
+    if not all(hasattr(assoc, name) for name in _ASSOC_ATTRS) or not hasattr(assoc.dimse, "msg_queue"):
+        return False
+    assoc._run_reactor = types.MethodType(_run_reactor, assoc)
+    return True
+
+
+REQUESTOR_HANDLERS = ((evt.EVT_ESTABLISHED, guard_requestor),)  # for associate(evt_handlers=...)
 
 
 def _is_tcp(sock: Any) -> bool:

@@ -41,7 +41,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from daemon.analysis.dicomvalues import da_to_date, to_float, to_int
 from daemon.analysis.priors import PriorSeries, PriorStudy, keep_study, lookback_window, may_hold_priors
 from daemon.analysis.sop_classes import STORAGE_CLASSES
-from daemon.network.fastpath import hide_identifiers_in_logs
+from daemon.network.fastpath import REQUESTOR_HANDLERS, hide_identifiers_in_logs
 from daemon.network.scp import TRANSFER_SYNTAXES
 from daemon.network.status import status_text
 from daemon.settings import PACSSettings
@@ -183,7 +183,7 @@ def query_pacs(
 
     ae = _ae(calling_ae, timeout_s)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title)
+    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=list(REQUESTOR_HANDLERS))
     if not assoc.is_established:
         raise PriorsUnavailable(_why_not_established(pacs, assoc))
     try:
@@ -342,7 +342,11 @@ def retrieve(
         handlers.append((evt.EVT_C_STORE, on_store))
 
     assoc = ae.associate(
-        pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles or None, evt_handlers=handlers or None
+        pacs.host,
+        pacs.port,
+        ae_title=pacs.ae_title,
+        ext_neg=roles or None,
+        evt_handlers=[*REQUESTOR_HANDLERS, *handlers],
     )
     if not assoc.is_established:
         raise PriorsUnavailable(_why_not_established(pacs, assoc))

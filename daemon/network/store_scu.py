@@ -17,6 +17,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from pynetdicom import AE, evt
 
 from daemon.network import commitment as sc
+from daemon.network import fastpath
 from daemon.network.commitment import CommitmentReport
 from daemon.network.status import is_store_success, status_text
 
@@ -93,7 +94,7 @@ def store_files(
     limit = _MAX_CONTEXTS - (1 if commitment != "off" else 0)
     for (sop_class, _), syntaxes in list(contexts.items())[:limit]:
         ae.add_requested_context(sop_class, syntaxes)
-    handlers: list[Any] = []
+    handlers: list[Any] = list(fastpath.REQUESTOR_HANDLERS)  # pynetdicom's reactor can eat a response
     if commitment != "off":
         ae.add_requested_context(_PUSH_MODEL, list(_UNCOMPRESSED[:2]))
         if on_report is not None:
