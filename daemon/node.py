@@ -145,10 +145,14 @@ class Node:
 
     # ------------------------------------------------------------- analysis
     def warm_up(self) -> None:
-        """Imports and highdicom's tables in the background, so the first study is not slower (workers only)."""
-        from daemon.workflow.warmup import warm_up_in_background
+        """Imports and highdicom's tables, so the first study is not slower (workers only).
 
-        warm_up_in_background()
+        Before the SCP listens, not beside it: the node's memory when it starts accepting is then its
+        working set, and what it grows by afterwards is what the senders make it hold (the receive
+        attack and fuzz checks measure exactly that)."""
+        from daemon.workflow.warmup import warm_up
+
+        warm_up()
 
     def _released(self, study_uids: set[str]) -> None:
         if self.context.preloader is not None:

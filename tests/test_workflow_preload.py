@@ -185,3 +185,31 @@ def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_
     assert got is not None and len(got.datasets) == len(multi["ct"])
     assert [p for p in read if isinstance(p, str) and p.endswith(".dcm")] == [str(files.seed_paths[0])]  # the SR only
     node.engine.dispose()
+
+
+def test_received_bytes_waiting_to_be_parsed_are_bounded(multi: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """A sender faster than the parser cannot pile its instances up in memory: beyond the bound an
+    instance is not parsed ahead (the analysis reads it from the archive), and the bound frees again."""
+    import threading
+
+    node = _node(tmp_path, processes=1)
+    preloader = node.context.preloader
+    preloader._arrivals.put(None)  # the parser stops: a parser far behind a fast sender
+    preloader._parser.join(5)
+    assert not preloader._parser.is_alive()
+    paths = multi["ct"][:3]
+    data = [Path(p).read_bytes() for p in paths]
+    preloader.max_pending_bytes = len(data[0]) + len(data[1]) // 2  # room for the first only
+    uids = []
+    for p, d in zip(paths, data):
+        ds = dcmread(p, stop_before_pixels=True)
+        uids.append(str(ds.SOPInstanceUID))
+        preloader.stored(str(ds.StudyInstanceUID), str(ds.SOPClassUID), uids[-1], d)
+    assert preloader._pending_bytes == len(data[0])  # the second and third were not queued
+    preloader._parser = threading.Thread(target=preloader._parse_arrivals, daemon=True)
+    preloader._parser.start()
+    preloader._wait_parsed()
+    assert preloader._pending_bytes == 0
+    parsed = preloader._take_parsed(str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID))
+    assert list(parsed) == uids[:1]
+    node.engine.dispose()

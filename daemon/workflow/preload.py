@@ -65,7 +65,8 @@ class Preloader:
         measure_map: Callable | None = None,  # type: ignore[type-arg]
         max_entries: int = 2,
         max_age_s: float = 120.0,
-        max_parsed: int = 2000,  # CT instances held parsed (about 0.5 MB each at 512 x 512)
+        max_parsed: int = 1000,  # CT instances held parsed (about 0.5 MB each at 512 x 512: ~3 full studies)
+        max_pending_bytes: int = 256 * 1024 * 1024,  # instances received and not yet parsed
     ) -> None:
         self.engine, self.archive = engine, archive
         self.measure_map = measure_map
@@ -78,6 +79,10 @@ class Preloader:
         self._touched: dict[str, float] = {}
         self._parsed_count = 0
         self.max_parsed = max_parsed
+        # a sender faster than the parser (or one that never stops) must not pile received bytes up in memory:
+        # beyond max_pending_bytes an instance is not parsed ahead (its analysis reads it from the archive)
+        self.max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0
         # (study, SOP Instance UID, bytes) to parse, an Event to set once everything before it is parsed, None: stop
         self._arrivals: queue.SimpleQueue[tuple[str, str, bytes] | threading.Event | None] = queue.SimpleQueue()
         self._parser = threading.Thread(target=self._parse_arrivals, name="preload-parse", daemon=True)
@@ -86,8 +91,13 @@ class Preloader:
 
     def stored(self, study_uid: str, sop_class_uid: str, sop_instance_uid: str, data: bytes) -> None:
         """The SCP's hook for each new instance: a CT image is parsed in the background while the rest arrive."""
-        if sop_class_uid == CT_IMAGE_STORAGE:
-            self._arrivals.put((study_uid, sop_instance_uid, data))
+        if sop_class_uid != CT_IMAGE_STORAGE:
+            return
+        with self._lock:
+            if self._pending_bytes + len(data) > self.max_pending_bytes:
+                return
+            self._pending_bytes += len(data)
+        self._arrivals.put((study_uid, sop_instance_uid, data))
 
     def _parse_arrivals(self) -> None:
         while (item := self._arrivals.get()) is not None:
@@ -95,6 +105,8 @@ class Preloader:
                 item.set()
                 continue
             study_uid, sop_uid, data = item
+            with self._lock:
+                self._pending_bytes -= len(data)
             try:
                 ds = dcmread(io.BytesIO(data))
             except Exception:  # the preload reads the archived file (and the analysis reports what is wrong)

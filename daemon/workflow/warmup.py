@@ -3,7 +3,7 @@
 The analysis imports SimpleITK, SciPy, highdicom and the report builders lazily, and highdicom
 reads its IOD/module tables (JSON, several MB) the first time it builds a SEG or an SR: about a
 second on this machine, paid by the first study after every start.  :func:`warm_up` does that at
-start-up, in a background thread (``noduled serve`` with workers, ``noduled worker``), so the
+start-up, before the node accepts work (``noduled serve`` with workers, ``noduled worker``), so the
 first study is as fast as the next ones.  Failures are ignored: the analysis imports what it
 needs itself.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,3 @@ def warm_up() -> float:
     seconds = time.perf_counter() - t0
     log.debug("warm-up took %.1f s", seconds)
     return seconds
-
-
-def warm_up_in_background() -> threading.Thread:
-    t = threading.Thread(target=warm_up, name="warm-up", daemon=True)
-    t.start()
-    return t
