@@ -170,30 +170,15 @@ def segment_nodule(
 ) -> NoduleMeasurement:
     """Segment and measure the nodule at ``seed_lps_mm`` (LPS mm) in ``image`` (HU).
 
+    The production call itself (:func:`segmentation.production.measure_at_seed`: its passes from the
+    seed and the mask's centre and its quality checks), so that nothing here measures differently.
     Raises :class:`NoNoduleAtSeed` when the seed is not in or next to a nodule.
     """
-    seed = tuple(float(v) for v in seed_lps_mm)
-    hu = sitk.GetArrayViewFromImage(image)
-    lung = sitk.GetArrayViewFromImage(lung_mask) if lung_mask is not None else None
-    spacing_zyx = np.array(image.GetSpacing()[::-1], dtype=float)
-    seed_zyx = np.array(image.TransformPhysicalPointToContinuousIndex(seed)[::-1])
-    if np.any(seed_zyx < -0.5) or np.any(seed_zyx > np.array(hu.shape) - 0.5):
-        raise NoNoduleAtSeed(f"{_where(seed)}: the seed lies outside the image volume")
-    result, box = _segment_from(hu, lung, seed_zyx, spacing_zyx, seed)
-    # repeatability: segment again from the nodule's centre (its deepest voxel) so that where the reader
-    # clicked does not set the threshold; a large disagreement between the two is a gross error
-    centre = _deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
-    reseed_change = 0.0
-    if np.linalg.norm((centre - seed_zyx) * spacing_zyx) > 0.5 * float(spacing_zyx.min()):
-        try:
-            second, box2 = _segment_from(hu, lung, centre.astype(float), spacing_zyx, seed)
-        except NoNoduleAtSeed:
-            second = None
-        if second is not None:
-            v1, v2 = float(result.fraction.sum()), float(second.fraction.sum())
-            reseed_change = abs(float(np.log(max(v2, 1e-6) / max(v1, 1e-6))))
-            result, box = second, box2
-    return finish_measurement(image, result, box, seed, reseed_change, solid_threshold_hu=solid_threshold_hu)
+    from segmentation.production import measure_at_seed
+
+    return measure_at_seed(
+        image, tuple(float(v) for v in seed_lps_mm), lung_mask=lung_mask, solid_threshold_hu=solid_threshold_hu
+    )
 
 
 def finish_measurement(
@@ -277,34 +262,6 @@ _diagnostics = threading.local()
 def last_diagnostics() -> dict[str, Any]:
     """Levels of this thread's last :func:`segment_nodule` (threshold, lung and nodule HU, extent ratio)."""
     return dict(getattr(_diagnostics, "last", {}))
-
-
-def _segment_from(
-    hu: Any, lung: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, seed: Any
-) -> tuple[RoiResult, tuple[slice, slice, slice]]:
-    """:func:`segment_roi` in ROIs of growing size around ``seed_zyx`` until the nodule fits."""
-    result = None
-    box = None
-    first = first_roi_half_size(hu, seed_zyx, spacing_zyx)
-    for half_mm in [h for h in ROI_HALF_SIZES_MM if h >= first] or [ROI_HALF_SIZES_MM[-1]]:
-        box = roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)
-        roi = np.asarray(hu[box], dtype=np.float32)
-        roi_lung = np.asarray(lung[box], dtype=bool) if lung is not None else None
-        local_seed = seed_zyx - np.array([s.start for s in box])
-        try:
-            result = segment_roi(roi, local_seed, spacing_zyx, lung_roi=roi_lung, roi_half_mm=half_mm)
-        except NoNoduleAtSeed as exc:
-            if (
-                half_mm == ROI_HALF_SIZES_MM[-1]
-                or _box_is_whole_image(box, hu.shape)
-                or not getattr(exc, "retry_larger", False)
-            ):
-                raise NoNoduleAtSeed(f"{_where(seed)}: {exc}") from None
-            continue
-        if not result.needs_larger_roi or _box_is_whole_image(box, hu.shape):
-            break
-    assert result is not None and box is not None
-    return result, box
 
 
 def _deepest_voxel(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
