@@ -213,3 +213,21 @@ def test_received_bytes_waiting_to_be_parsed_are_bounded(multi: dict, tmp_path: 
     parsed = preloader._take_parsed(str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID))
     assert list(parsed) == uids[:1]
     node.engine.dispose()
+
+
+def _never_returns(position):  # type: ignore[no-untyped-def]
+    import time
+
+    time.sleep(3600)  # a child stuck on a lock another thread held at the fork
+
+
+def test_measuring_processes_that_never_return_do_not_hold_the_study(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import daemon.analysis.findings as findings
+    import daemon.workflow.parallel as parallel
+
+    monkeypatch.setattr(parallel, "_measure", _never_returns)
+    monkeypatch.setattr(parallel, "CHILDREN_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(parallel, "CHILDREN_TIMEOUT_PER_SEED_S", 0.0)
+    monkeypatch.setattr(findings, "measure_seed", lambda image, p, lungs: ("measured here", None, tuple(p)))
+    positions = [(0.0, 0.0, 0.0), (1.0, 2.0, 3.0)]
+    assert parallel.process_map(2)(None, None, positions) == [("measured here", None, p) for p in positions]

@@ -20,6 +20,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: the children's results are waited for this long (plus per seed) at most, then the seeds are measured here
+CHILDREN_TIMEOUT_S = 120.0
+CHILDREN_TIMEOUT_PER_SEED_S = 30.0
+
 _inherited: tuple[Any, Any] | None = None  # (image, lungs), set just before the fork
 _fork_lock = threading.Lock()  # one fork at a time: each takes the (image, lungs) of its own study
 
@@ -73,8 +77,17 @@ def process_map(processes: int):  # type: ignore[no-untyped-def]
                 return [measure_seed(image, p, lungs) for p in positions]
             finally:
                 _inherited = None  # the children have their copy; this process keeps no reference
+        timeout_s = CHILDREN_TIMEOUT_S + CHILDREN_TIMEOUT_PER_SEED_S * len(positions)
         try:
-            results = pool.map(_measure, [tuple(float(v) for v in p) for p in positions], chunksize=1)
+            results = pool.map_async(_measure, [tuple(float(v) for v in p) for p in positions], chunksize=1).get(
+                timeout_s
+            )
+        except multiprocessing.TimeoutError:
+            # a child forked while another thread held a lock it then needs never returns: the study must not
+            # wait for it (its lease is kept alive by this process's heartbeat) -- measure here instead
+            pool.terminate()
+            log.warning("measuring processes gave no result in %.0f s; measuring in this process", timeout_s)
+            return [measure_seed(image, p, lungs) for p in positions]
         except BaseException:
             pool.terminate()
             raise
