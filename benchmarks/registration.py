@@ -76,6 +76,7 @@ def evaluate_pair(
         "metric": reg.metric_value,
         "lung_overlap": reg.lung_overlap,
         "stages": list(reg.stages),
+        "stage_seconds": dict(reg.stage_seconds),
     }
     if linear:
         lin = register(cur_img, pri_img, deformable=False)
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate_pair("growth", 0, "full", studies, 1, 0, linear=args.linear, find=False)
         rows.append(r)
         show(r)
+        print("  full-size split (wall s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_seconds"].items()))
         del studies
     errors = [e for r in rows for e in r["error_mm"]]
     small = [r["register_wall_s"] for r in rows if r["size"] == "small"]
