@@ -200,12 +200,15 @@ def _check_report(pacs: OrthancServer, case: dict, tmp: Path) -> None:
                 true["mean_diameter_mm"],
             )
         else:
+            # the SR's volume is in the radiologists' outline convention: the physical (phantom truth) volume
+            # plus the blurred-edge shell the outline encloses (+7 % at 30 mm to +25 % at 5 mm on the phantoms,
+            # segmentation.nodule.reported_in_readers_convention), so: at least the truth, at most the truth
+            # with a 0.35 mm shell, each within the accuracy tolerance
             tolerance = 0.15 if true["mean_diameter_mm"] < 5 else 0.06
-            assert abs(m.volume_mm3 - true["volume_mm3"]) <= tolerance * true["volume_mm3"], (
-                finding.tracking_id,
-                m.volume_mm3,
-                true["volume_mm3"],
-            )
+            d = true["mean_diameter_mm"]
+            shell = ((d + 2 * 0.35) / d) ** 3
+            low, high = (1 - tolerance) * true["volume_mm3"], (1 + tolerance) * shell * true["volume_mm3"]
+            assert low <= m.volume_mm3 <= high, (finding.tracking_id, m.volume_mm3, true["volume_mm3"], low, high)
         want_cat = next(n["category"] for n in want["nodules"] if n["id"] == true["id"])
         assert abs(int(finding.category) - int(want_cat)) <= 1, (finding.tracking_id, finding.category, want_cat)
 
