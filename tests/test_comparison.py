@@ -26,17 +26,7 @@ def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
     baseline = analyze(
         AnalysisInputs(study_datasets=[dcmread(p) for p in written[0]["ct"]], seed_objects=[dcmread(written[0]["sr"])])
     )
-    reported = tuple(
-        PriorNodule(
-            f.tracking_uid,
-            f.tracking_id,
-            f.measurement.volume_mm3,
-            f.measurement.mean_diameter_mm,
-            f.category,
-            f.measurement.centroid_lps_mm,
-        )
-        for f in baseline.assessment.findings
-    )
+    reported = tuple(PriorNodule.of_finding(f) for f in baseline.assessment.findings)
     prior = PriorExam(
         study_uid=studies[0].study_uid,
         exam_date=studies[0].study_date,

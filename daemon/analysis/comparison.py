@@ -49,6 +49,22 @@ class PriorNodule:
     # to the radiologists' outline says PARTIAL_VOLUME, and its volume is then not compared (diameter only)
     volume_convention: str = RADIOLOGISTS_OUTLINE
 
+    @classmethod
+    def of_finding(cls, f: NoduleFinding) -> PriorNodule:
+        """The nodule as a later round knows it from noduled's report (a finding with a measurement)."""
+        m = f.measurement
+        if m is None:
+            raise ValueError(f"{f.tracking_id} has no measurement")
+        return cls(
+            tracking_uid=f.tracking_uid,
+            tracking_id=f.tracking_id,
+            volume_mm3=m.volume_mm3,
+            mean_diameter_mm=m.mean_diameter_mm,
+            category=f.category,
+            centroid_lps_mm=m.centroid_lps_mm,
+            volume_convention=m.volume_convention,
+        )
+
 
 @dataclass(frozen=True)
 class PriorExam:

@@ -233,15 +233,7 @@ def _reported_in_archived_sr(engine: Engine, archive: Archive, study_uid: str) -
         return ()
     newest = max(reports, key=lambda c: (c.content_date or dt.date.min, c.sop_instance_uid))
     return tuple(
-        PriorNodule(
-            tracking_uid=f.tracking_uid,
-            tracking_id=f.tracking_id,
-            volume_mm3=f.measurement.volume_mm3,
-            volume_convention=f.measurement.volume_convention,
-            mean_diameter_mm=f.measurement.mean_diameter_mm,
-            category=f.category,
-            centroid_lps_mm=f.measurement.centroid_lps_mm,
-        )
+        PriorNodule.of_finding(f)
         for f in newest.assessment.findings  # type: ignore[union-attr]
         if f.measurement is not None
     )

@@ -56,18 +56,7 @@ def _follow_up_case(root: Path) -> dict:
         study_uid=studies[0].study_uid,
         exam_date=studies[0].study_date,
         ct_datasets=tuple(baseline_ct),
-        reported=tuple(
-            PriorNodule(
-                f.tracking_uid,
-                f.tracking_id,
-                f.measurement.volume_mm3,
-                f.measurement.mean_diameter_mm,
-                f.category,
-                f.measurement.centroid_lps_mm,
-            )
-            for f in back.findings
-            if f.measurement is not None
-        ),
+        reported=tuple(PriorNodule.of_finding(f) for f in back.findings if f.measurement is not None),
     )
     result = analyze(
         AnalysisInputs(
