@@ -206,41 +206,10 @@ def _slice_spacing(positions: np.ndarray, normal: np.ndarray, images: list[Datas
     return float((positions[-1] - positions[0]) @ normal / (len(positions) - 1))
 
 
-#: uncompressed little-endian transfer syntaxes whose 16-bit pixels :func:`_raw_pixels` reads directly
-_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-
-
-def _raw_pixels(ds: Dataset) -> np.ndarray | None:
-    """The pixels of a native little-endian 16-bit single-frame image, read straight from the Pixel Data
-    bytes (what ``ds.pixel_array`` returns for such an image, without its decoder's copies); None for any
-    other encoding (compressed, big endian, 8/32 bits, BitsStored < 16, multi-frame, colour), which the
-    caller decodes with pydicom."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if syntax not in _NATIVE_LITTLE_ENDIAN:
-        return None
-    if (
-        int(ds.get("BitsAllocated", 0) or 0) != 16
-        or int(ds.get("BitsStored", 0) or 0) != 16
-        or int(ds.get("SamplesPerPixel", 1) or 1) != 1
-        or int(ds.get("NumberOfFrames", 1) or 1) != 1
-        or int(ds.get("PixelRepresentation", -1)) not in (0, 1)
-    ):
-        return None
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    data = ds.PixelData
-    if not isinstance(data, (bytes, bytearray)) or len(data) not in (2 * rows * columns, 2 * rows * columns + 1):
-        return None  # truncated or oddly padded: let pydicom decide (and raise its error)
-    dtype = "<i2" if int(ds.PixelRepresentation) == 1 else "<u2"
-    return np.frombuffer(data, dtype=dtype, count=rows * columns).reshape(rows, columns)
-
-
 def _hu_into(ds: Dataset, series_uid: str, out: np.ndarray) -> None:
     """Write the HU of one slice into ``out`` (float32, the slice's shape), in place: bit for bit
     ``pixel_array.astype(float32) * float32(slope) + float32(intercept)``, without the temporaries."""
-    pixels = _raw_pixels(ds)
-    if pixels is None:
-        pixels = _decoded_pixels(ds, series_uid)
+    pixels = _decoded_pixels(ds, series_uid)
     slope = np.float32(float(ds.get("RescaleSlope", 1) or 1))
     intercept = np.float32(float(ds.get("RescaleIntercept", 0) or 0))
     # one pass per operation, each in the float32 loop (16-bit integers convert to float32 exactly);
