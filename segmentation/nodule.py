@@ -42,6 +42,10 @@ A nodule thinner than the blur whose level is below solid attenuation (a
 flagged ``too_small_for_volumetry``: its volume is unreliable and the
 protocol falls back to the mean diameter.
 
+A seed on a vessel that runs through a ground-glass nodule is measured as that nodule: the ground
+glass around the vessel, grown at a ground-glass threshold, the vessel beyond it cut off
+(:func:`_ground_glass_around`), when it is a compact blob clearly thicker than the vessel.
+
 A seed in plain lung, in a vessel, in the chest wall, or on a structure
 that never closes inside the largest ROI raises
 :class:`~segmentation.types.NoNoduleAtSeed` ("no nodule at seed (x, y, z): why").
@@ -144,6 +148,9 @@ GLASS_ZONE_MM = 1.0
 #: a vessel or the wall has a long tail; even half: the switches with a larger spread were 1.4-3.5x the
 #: readers' volume, none of those within the readers' range)
 MAX_GLASS_RIM_SPREAD = 2.5
+#: a ground-glass nodule around a vessel at the seed: its inscribed radius (mm) at least this (a 2.5-3 mm
+#: vessel's is 1.25-1.5 mm)
+MIN_GLASS_BLOB_MM = 2.0
 
 
 @dataclass
@@ -406,7 +413,12 @@ def segment_roi(
         # a nodule on a vessel the opening did not cut: open with the vessel's own radius, then re-check
         cut = cut_tubes(mask, start, spacing_zyx)
         if cut is None:
-            raise
+            # a vessel running through a ground-glass nodule: the seed's dense part is the vessel, the
+            # nodule is the ground glass around it
+            glass = _ground_glass_around(roi_hu, smoothed, lung_hu, start, spacing_zyx, closed_lung, flags)
+            if glass is None:
+                raise
+            cut, threshold = glass
         mask = cut
         flags["vessel_detachment_applied"] = True
         try:
@@ -934,6 +946,49 @@ def cut_tubes(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray)
     core = cast(np.ndarray, connected_at(core, tuple(int(v) for v in centre)))  # centre is in core
     opened = (_distance_outside(core, spacing_zyx) <= open_r) & mask
     return connected_at(opened, tuple(int(v) for v in centre))
+
+
+def _ground_glass_around(
+    roi_hu: np.ndarray,
+    smoothed: np.ndarray,
+    lung_hu: float,
+    start: tuple[int, ...],
+    spacing_zyx: np.ndarray,
+    closed_lung: np.ndarray,
+    flags: dict[str, Any],
+) -> tuple[np.ndarray, float] | None:
+    """The ground-glass nodule around a vessel at the seed, with its threshold; None when there is none.
+
+    Grown at a ground-glass threshold (the midpoint between the lung and the least ground-glass
+    contrast, then the midpoint between the lung and the region's own level), it must be a compact blob
+    clearly thicker than the vessel (inscribed radius >= ``MIN_GLASS_BLOB_MM``), the vessel running on
+    beyond it cut off (:func:`cut_tubes`), no tube itself and within the leak extent: a vessel alone in
+    the lung grows only into a thicker tube.
+    """
+    threshold = lung_hu + 0.5 * MIN_GROUND_GLASS_CONTRAST_HU
+    trial_flags = dict(flags)
+    try:
+        region = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, trial_flags)
+        level = nodule_level(roi_hu, smoothed, region, spacing_zyx, threshold)
+        if level - lung_hu < MIN_GROUND_GLASS_CONTRAST_HU or level >= SOLID_HU:
+            return None
+        threshold = lung_hu + 0.5 * (level - lung_hu)
+        region = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, trial_flags)
+        if _touches_edge(region, spacing_zyx, 0.0):  # the vessel runs on through the ground glass: cut it
+            region = cut_tubes(region, start, spacing_zyx)
+            if region is None:
+                return None
+        inside = _nearest_true(region, start) or start
+        if inscribed_radius(_depth(region, spacing_zyx), inside, spacing_zyx) < MIN_GLASS_BLOB_MM:
+            return None
+        if _extent_ratio(region, start, spacing_zyx) > LEAK_EXTENT_RATIO:
+            return None
+        _reject_tubes(region, start, spacing_zyx, 0.0)
+    except NoNoduleAtSeed:
+        return None
+    flags.update(trial_flags)
+    flags["glass_switch"] = {"kind": "around a vessel", "level": level, "threshold": threshold}
+    return region, threshold
 
 
 def _blob_at(mask: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray:
