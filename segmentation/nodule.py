@@ -975,9 +975,10 @@ def _ground_glass_around(
         threshold = lung_hu + 0.5 * (level - lung_hu)
         region = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, trial_flags)
         if _touches_edge(region, spacing_zyx, 0.0):  # the vessel runs on through the ground glass: cut it
-            region = cut_tubes(region, start, spacing_zyx)
-            if region is None:
+            cut = cut_tubes(region, start, spacing_zyx)
+            if cut is None:
                 return None
+            region = cut
         inside = _nearest_true(region, start) or start
         if inscribed_radius(_depth(region, spacing_zyx), inside, spacing_zyx) < MIN_GLASS_BLOB_MM:
             return None
