@@ -132,15 +132,20 @@ def _nodule(voi: str):  # type: ignore[no-untyped-def]
     return next(n for n in load_nodules(DATA) if n.voi == voi)
 
 
-def test_large_ground_glass_nodule_is_measured():
-    """A 17 mm ground-glass nodule that fills its crop: the lung level is the parenchyma, not the GGN."""
+def _measured(voi: str):  # type: ignore[no-untyped-def]
+    """The development nodule ``voi`` and the production measurement at its readers' centre."""
     import SimpleITK as sitk
 
     from segmentation.production import measure_at_seed
 
-    n = _nodule("LIDC-IDRI-0464_R_3")
+    n = _nodule(voi)
     image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
-    m = measure_at_seed(image, n.seed_lps_mm)
+    return n, measure_at_seed(image, n.seed_lps_mm)
+
+
+def test_large_ground_glass_nodule_is_measured():
+    """A 17 mm ground-glass nodule that fills its crop: the lung level is the parenchyma, not the GGN."""
+    n, m = _measured("LIDC-IDRI-0464_R_3")
     assert m.readers_volume_mm3 is not None
     assert min(n.reader_volumes_mm3) / 1.5 <= m.readers_volume_mm3 <= max(n.reader_volumes_mm3) * 1.5
 
@@ -220,13 +225,7 @@ def test_a_halo_does_not_regrow_the_whole_nodule_as_ground_glass(voi):
     """Two-component model: a ground-glass ring is accepted only as a compact ring around a non-calcified
     core; a soft solid margin, a calcium blur or a leak into the surroundings never lowers the threshold
     of the whole neighbourhood."""
-    import SimpleITK as sitk
-
-    from segmentation.production import measure_at_seed
-
-    n = _nodule(voi)
-    image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
-    m = measure_at_seed(image, n.seed_lps_mm)
+    n, m = _measured(voi)
     assert min(n.reader_volumes_mm3) / 1.3 <= m.volume_mm3 <= max(n.reader_volumes_mm3) * 1.3, (
         m.volume_mm3,
         n.reader_volumes_mm3,
@@ -243,13 +242,7 @@ def test_a_halo_does_not_regrow_the_whole_nodule_as_ground_glass(voi):
 def test_a_ground_glass_nodule_around_a_vessel_is_measured(voi):
     """The seed's dense part is the vessel; the nodule is the ground glass around it, measured within the
     readers' range (+-10 %), not refused as "a tubular structure"."""
-    import SimpleITK as sitk
-
-    from segmentation.production import measure_at_seed
-
-    n = _nodule(voi)
-    image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
-    m = measure_at_seed(image, n.seed_lps_mm)
+    n, m = _measured(voi)
     assert min(n.reader_volumes_mm3) / 1.1 <= m.volume_mm3 <= max(n.reader_volumes_mm3) * 1.1, (
         m.volume_mm3,
         n.reader_volumes_mm3,
