@@ -85,11 +85,11 @@ def load_series(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     if len(shapes) > 1:
         raise SeriesError(f"series {series_uid} mixes image sizes {sorted(shapes)}")
     rows, columns = shapes.pop()
-    volume = np.empty((len(images), rows, columns), dtype=np.float32)  # filled slice by slice, no stacking
+    image, volume = _new_volume(len(images), rows, columns)  # filled slice by slice: no stacking, no copy
     for index, ds in enumerate(images):
         _hu_into(ds, series_uid, volume[index])
+    del volume  # the view must not outlive the image that owns its memory
     pixel_spacing = [float(v) for v in images[0].PixelSpacing]  # (row spacing = y, column spacing = x)
-    image = sitk.GetImageFromArray(volume)  # the one copy into SimpleITK's buffer
     image.SetOrigin(tuple(float(v) for v in positions[0]))
     image.SetSpacing((pixel_spacing[1], pixel_spacing[0], spacing_z))
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, normal]).ravel()))
@@ -101,6 +101,22 @@ def load_series(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _new_volume(slices: int, rows: int, columns: int) -> tuple[sitk.Image, np.ndarray]:
+    """A float32 SimpleITK image (x = columns, y = rows, z = slices) and a writable (z, y, x) NumPy view of
+    its own pixel buffer, which the caller fills and drops before the image is used.
+
+    SimpleITK offers a read-only view (``GetArrayViewFromImage``) or a copy (``GetImageFromArray``); the
+    copy costs a second 300 MB buffer and its page faults, 0.3-0.9 s of a full-size series' 1.6 s load on
+    a 2-core machine.  The view here is over the same memory ``GetArrayViewFromImage`` exposes (the
+    image's buffer, unique to this new image), only without the read-only flag."""
+    import ctypes
+
+    image = sitk.Image([columns, rows, slices], sitk.sitkFloat32)
+    readonly = np.asarray(sitk._SimpleITK._GetMemoryViewFromImage(image))
+    buffer = (ctypes.c_char * readonly.nbytes).from_address(readonly.ctypes.data)
+    return image, np.frombuffer(buffer, dtype=np.float32).reshape(slices, rows, columns)
 
 
 def _given_datasets(sources: Any) -> bool:
