@@ -114,9 +114,9 @@ def _new_volume(slices: int, rows: int, columns: int) -> tuple[sitk.Image, np.nd
     import ctypes
 
     image = sitk.Image([columns, rows, slices], sitk.sitkFloat32)
-    readonly = np.asarray(sitk._SimpleITK._GetMemoryViewFromImage(image))
-    buffer = (ctypes.c_char * readonly.nbytes).from_address(readonly.ctypes.data)
-    return image, np.frombuffer(buffer, dtype=np.float32).reshape(slices, rows, columns)
+    readonly = sitk.GetArrayViewFromImage(image)  # (z, y, x) over the image's own buffer
+    buffer = (ctypes.c_float * readonly.size).from_address(readonly.ctypes.data)
+    return image, np.ctypeslib.as_array(buffer).reshape(slices, rows, columns)
 
 
 def _given_datasets(sources: Any) -> bool:
