@@ -76,7 +76,9 @@ def measure_at_seed(
     first: tuple[np.ndarray, Any] | None = None
     here = seed_zyx
     for k in range(MAX_CENTRE_PASSES):
-        centre = nod._deepest_voxel(result.mask, spacing_zyx) + np.array([s.start for s in box])
+        # a cavitary nodule's centre is its cavity's: the seed there finds the same cavity and wall again
+        core = result.mask if result.cavity is None else result.cavity
+        centre = nod._deepest_voxel(core, spacing_zyx) + np.array([s.start for s in box])
         tolerance = 0.5 * float(spacing_zyx.min())
         if k > 0:
             # a large nodule's deepest voxels form a plateau: a move within it is no new centre

@@ -209,3 +209,46 @@ def test_a_nodule_thinner_than_the_blur_is_flagged_not_trusted():
             image, truth = _phantom(kind, diameter, seed)
             m = segment_nodule(image, truth["seed_lps_mm"])
             assert not m.quality.volumetry_unreliable, (kind, diameter, seed, m.quality.reasons)
+
+
+def _air_pocket_in_a_ball(outer_mm: float, inner_mm: float, *, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A +40 HU ball in -850 HU lung around a concentric -1000 HU air pocket (supersampled, blurred, noise)."""
+    rng = np.random.default_rng(seed)
+    shape = (40, 56, 56)
+    sub = 3
+    zz, yy, xx = np.meshgrid(*[(np.arange(n * sub) + 0.5) / sub - 0.5 for n in shape], indexing="ij")
+    centre = (np.array(shape) - 1) / 2
+    r = np.sqrt(
+        ((zz - centre[0]) * SPACING[2]) ** 2
+        + ((yy - centre[1]) * SPACING[1]) ** 2
+        + ((xx - centre[2]) * SPACING[0]) ** 2
+    )
+
+    def share(inside):  # type: ignore[no-untyped-def]
+        return inside.reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+
+    outer, inner = share(r <= outer_mm / 2), share(r <= inner_mm / 2)
+    img = -850.0 * (1 - outer) + 40.0 * (outer - inner) - 1000.0 * inner
+    img = ndimage.gaussian_filter(img, 0.6) + rng.normal(0, 20, shape)
+    image = image_from_array(img.astype(np.float32), (0.0, 0.0, 0.0), SPACING)
+    centre_lps = tuple(float(c * s) for c, s in zip(centre[::-1], SPACING))
+    return image, centre_lps
+
+
+def test_a_cavitary_nodule_seeded_in_its_cavity():
+    """A 20 mm nodule with a 4 mm wall around a 12 mm air cavity, seeded in the air: measured as the whole
+    nodule, cavity included (the partial-volume volume within 5 % of the 20 mm ball's), solid from its wall."""
+    from segmentation.characterize import composition
+
+    image, centre = _air_pocket_in_a_ball(20.0, 12.0)
+    m = segment_nodule(image, centre)
+    ball_mm3 = np.pi / 6 * 20.0**3
+    assert m.partial_volume_mm3 == pytest.approx(ball_mm3, rel=0.05)
+    assert composition(m).value == "solid"
+
+
+def test_a_thin_walled_air_pocket_is_no_nodule():
+    """A bulla: a 20 mm air pocket behind a 0.6 mm septum is not measured as a nodule."""
+    image, centre = _air_pocket_in_a_ball(20.0, 18.8)
+    with pytest.raises(NoNoduleAtSeed, match="no nodule at seed"):
+        segment_nodule(image, centre)

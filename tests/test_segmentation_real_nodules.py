@@ -252,3 +252,26 @@ def test_a_ground_glass_nodule_around_a_vessel_is_measured(voi):
         m.volume_mm3,
         n.reader_volumes_mm3,
     )
+
+
+def test_a_cavitary_nodule_seeded_in_its_cavity_is_measured():
+    """A 22 mm nodule around a 16 mm air cavity, the readers' centre in the air (-1005 HU, no denser voxel
+    within 3 mm): measured with its cavity, as the readers outline it (within their range +-10 %), the same
+    from seeds 2.5 mm away in the cavity, and its composition from the wall (never "non-solid" because of
+    the air inside)."""
+    import SimpleITK as sitk
+
+    from benchmarks.real_nodules import jitter_seeds
+    from segmentation.characterize import composition
+    from segmentation.production import measure_at_seed
+
+    n, m = _measured("LIDC-IDRI-1011_R_1")
+    assert min(n.reader_volumes_mm3) / 1.1 <= m.volume_mm3 <= max(n.reader_volumes_mm3) * 1.1, (
+        m.volume_mm3,
+        n.reader_volumes_mm3,
+    )
+    assert composition(m).value != "non-solid"
+    image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
+    in_plane = [s for s in jitter_seeds(n.seed_lps_mm) if s[2] == n.seed_lps_mm[2]]
+    for seed in in_plane:
+        assert measure_at_seed(image, seed).volume_mm3 == pytest.approx(m.volume_mm3, rel=0.05)
