@@ -102,6 +102,22 @@ def display_colour(index: int) -> hd.color.CIELabColor:
     return hd.color.CIELabColor.from_rgb(*DISPLAY_COLOURS_RGB[index % len(DISPLAY_COLOURS_RGB)])
 
 
+def _label_map(masks: list, index: dict[int, int], rows: int, cols: int) -> np.ndarray | None:  # type: ignore[type-arg]
+    """The masks as one (frames, rows, columns) array of segment numbers 1..n (highdicom's label-map input,
+    a seventh of the one-plane-per-segment array and no overlap test over it); None when two overlap."""
+    pixels = np.zeros((len(index), rows, cols), dtype=np.uint8 if len(masks) < 256 else np.uint16)
+    for s, (_, _, m) in enumerate(masks):
+        z0, y0, x0 = m.origin_index_zyx
+        for k in range(m.mask.shape[0]):
+            if z0 + k not in index:
+                continue
+            frame = pixels[index[z0 + k], y0 : y0 + m.mask.shape[1], x0 : x0 + m.mask.shape[2]]
+            if np.any(frame[m.mask[k]]):
+                return None
+            frame[m.mask[k]] = s + 1
+    return pixels
+
+
 def build_segmentation(
     findings: Sequence[NoduleFinding],
     ct_datasets: list[Dataset],
@@ -143,12 +159,14 @@ def build_segmentation(
     if not slices:
         raise SegmentationError("all masks are empty")
     index = {k: i for i, k in enumerate(slices)}
-    pixels = np.zeros((len(slices), rows, cols, len(masks)), dtype=bool)
-    for s, (_, _, m) in enumerate(masks):
-        z0, y0, x0 = m.origin_index_zyx
-        for k in range(m.mask.shape[0]):
-            if z0 + k in index:
-                pixels[index[z0 + k], y0 : y0 + m.mask.shape[1], x0 : x0 + m.mask.shape[2], s] |= m.mask[k]
+    pixels = _label_map(masks, index, rows, cols)
+    if pixels is None:  # two masks share voxels: one binary plane per segment
+        pixels = np.zeros((len(slices), rows, cols, len(masks)), dtype=bool)
+        for s, (_, _, m) in enumerate(masks):
+            z0, y0, x0 = m.origin_index_zyx
+            for k in range(m.mask.shape[0]):
+                if z0 + k in index:
+                    pixels[index[z0 + k], y0 : y0 + m.mask.shape[1], x0 : x0 + m.mask.shape[2], s] |= m.mask[k]
     algorithm = hd.AlgorithmIdentificationSequence(
         name=codes.ALGORITHM_NAME,
         family=codes.ALGORITHM_FAMILY,

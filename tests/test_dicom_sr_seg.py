@@ -90,3 +90,25 @@ def test_each_segment_has_its_own_recommended_display_colour(case):
     assert [tuple(round(v) for v in c) for c in rgb] == [DISPLAY_COLOURS_RGB[0], DISPLAY_COLOURS_RGB[1]]
     twelve = {display_colour(i).value for i in range(12)}
     assert len(twelve) == 12
+
+
+def test_overlapping_masks_keep_every_voxel_of_each_segment(case, tmp_path):
+    """Two nodules whose masks share voxels: each segment still holds all of its own (SegmentsOverlap YES)."""
+    ct, assessment, _ = case
+    first, second = assessment.findings[:2]
+    m = first.measurement.mask
+    shifted = NoduleMask((m.origin_index_zyx[0], m.origin_index_zyx[1] + 1, m.origin_index_zyx[2] + 1), m.mask.copy())
+    overlapping = [first, replace(second, measurement=replace(second.measurement, mask=shifted))]
+    seg = build_segmentation(overlapping, ct)
+    assert seg.SegmentsOverlap == "YES"
+    back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
+    uids = [str(d.SOPInstanceUID) for d in ct]
+    for number, mask in ((1, m), (2, shifted)):
+        expected = np.zeros((len(ct), 64, 64), bool)
+        z0, y0, x0 = mask.origin_index_zyx
+        dz, dy, dx = mask.mask.shape
+        expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = mask.mask
+        got = back.get_pixels_by_source_instance(
+            uids, segment_numbers=[number], skip_overlap_checks=True, assert_missing_frames_are_empty=True
+        )[..., 0]
+        assert np.array_equal(got.astype(bool), expected), number
