@@ -49,7 +49,9 @@ glass around the vessel, grown at a ground-glass threshold, the vessel beyond it
 A seed in the air cavity of a cavitary nodule (no denser voxel within 3 mm, the air enclosed, walled by
 tissue near soft-tissue attenuation) is measured as the nodule with its cavity, as readers outline it:
 the cavity and its blurred inner surface take the wall's level, so that wall and cavity grow as one body
-and the composition follows the wall, not the air (:func:`air_cavity_at`).
+and the composition follows the wall, not the air (:func:`air_cavity_at`); a seed on the wall finds the
+cavity the grown wall surrounds (:func:`cavity_beside`).  An air pocket behind a septum thinner than the
+blur (a bulla) is no nodule, and a nodule beside one is measured without it.
 
 A seed in plain lung, in a vessel, in the chest wall, or on a structure
 that never closes inside the largest ROI raises
@@ -174,6 +176,9 @@ MIN_CAVITY_AIR_CONTRAST_HU = 60.0
 #: the pocket: a 4 mm wall reads +15 HU, 1.5 mm -340 HU, a 22 mm LIDC cavitary nodule's on 2.5 mm slices -320 HU;
 #: a bulla's 0.6 mm septum -650 HU and a 1 mm wall -500 HU are blurred away below it)
 MIN_CAVITY_WALL_CONTRAST = 0.5
+#: a seed on the wall: the grown wall must surround the cavity on this share of the ring around it (a nodule
+#: beside a bulla touches it on one side only)
+CAVITY_SURROUNDED_SHARE = 0.8
 
 
 @dataclass
@@ -367,12 +372,9 @@ def segment_roi(
         # a cavitary nodule: segmented as the nodule it is, its cavity (and the cavity's blurred inner surface)
         # given the wall's level, so that the wall and the cavity are one compact body (as readers outline it)
         cavity, start = found
-        wall_hu = core_level(smoothed, start, spacing_zyx)
-        filled = cavity | (_distance_outside(cavity, spacing_zyx) <= 1.01 * float(spacing_zyx.max()))
-        smoothed = smoothed.copy()
-        smoothed[filled] = np.maximum(smoothed[filled], wall_hu)
-        roi_hu = np.array(roi_hu, dtype=np.float32)
-        roi_hu[filled] = np.maximum(roi_hu[filled], wall_hu)
+        smoothed, roi_hu = with_wall_level(
+            smoothed, roi_hu, cavity, core_level(smoothed, start, spacing_zyx), spacing_zyx
+        )
     core_hu = core_level(smoothed, start, spacing_zyx)
     threshold = lung_hu + 0.5 * (core_hu - lung_hu)
     flags: dict[str, Any] = {}
@@ -446,9 +448,19 @@ def segment_roi(
         # component -- the nodule is the solid one, grown as without it
         flags.pop("glass_switch", None)
         mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
+    if cavity is None:  # a seed on the wall of a cavitary nodule: the cavity beside the grown wall
+        beside = cavity_beside(mask, smoothed, lung_hu, spacing_zyx)
+        if beside is not None:
+            cavity = beside
+            smoothed, roi_hu = with_wall_level(
+                smoothed, roi_hu, cavity, core_level(smoothed, start, spacing_zyx), spacing_zyx
+            )
+            flags.pop("glass_switch", None)
+            threshold = lung_hu + 0.5 * (core_level(smoothed, start, spacing_zyx) - lung_hu)
+            mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
     try:
         _reject_tubes(mask, start, spacing_zyx, roi_half_mm)
-    except NoNoduleAtSeed:
+    except NoNoduleAtSeed as exc:
         # a nodule on a vessel the opening did not cut: open with the vessel's own radius, then re-check
         cut = cut_tubes(mask, start, spacing_zyx)
         if cut is None:
@@ -456,6 +468,9 @@ def segment_roi(
             # nodule is the ground glass around it
             glass = _ground_glass_around(roi_hu, smoothed, lung_hu, start, spacing_zyx, closed_lung, flags)
             if glass is None:
+                if cavity is None and _air_cut_by_roi(mask, smoothed, lung_hu, spacing_zyx):
+                    # the wall of a cavitary nodule whose cavity this ROI cuts: a larger one holds it
+                    exc.retry_larger = True  # type: ignore[attr-defined]
                 raise
             cut, threshold = glass
         mask = cut
@@ -725,6 +740,68 @@ def air_cavity_at(
     wall_voxels = np.argwhere(near & (smoothed >= wall_hu))
     nearest = wall_voxels[np.argmin((((wall_voxels - seed_zyx) * spacing_zyx) ** 2).sum(axis=1))]
     return pocket, tuple(int(v) for v in nearest)
+
+
+def cavity_beside(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spacing_zyx: np.ndarray) -> np.ndarray | None:
+    """The air cavity (:func:`air_cavity_at`) of the nodule whose wall ``mask`` is: an air pocket inside the
+    mask's bounding box that the mask surrounds (``CAVITY_SURROUNDED_SHARE`` of the ring around
+    it lies within the inner surface's blur of the mask); None otherwise."""
+    pts = np.argwhere(mask)
+    if pts.size == 0:
+        return None
+    # a cavity the wall surrounds lies inside the wall's bounding box: its non-dense components there that
+    # reach no face of the box (cheap, nodule-sized) are the candidates
+    lo, hi = np.maximum(pts.min(axis=0) - 1, 0), np.minimum(pts.max(axis=0) + 2, mask.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    labels, count = ndimage.label(smoothed[box] - lung_hu < 0.5 * MIN_CONTRAST_HU)
+    if count == 0:
+        return None
+    faces = set(np.unique(np.concatenate([np.moveaxis(labels, a, 0)[[0, -1]].ravel() for a in range(3)])))
+    sizes = np.bincount(labels.ravel())
+    min_voxels = np.pi / 6.0 * 3.0**3 / float(np.prod(spacing_zyx))
+    outside = None
+    for lab in range(1, count + 1):
+        if lab in faces or sizes[lab] < min_voxels:
+            continue
+        inner = labels == lab
+        if float(np.median(smoothed[box][inner])) > lung_hu - MIN_CAVITY_AIR_CONTRAST_HU:
+            continue
+        at = np.argwhere(inner)[0] + lo
+        found = air_cavity_at(smoothed, at.astype(float), spacing_zyx, lung_hu)
+        if found is None:
+            continue
+        if outside is None:
+            outside = _distance_outside(mask, spacing_zyx)
+        reach = outside <= 1.01 * float(spacing_zyx.max()) + MIN_GLASS_RIM_MM
+        ring = ndimage.binary_dilation(found[0]) & ~found[0]
+        if float(np.mean(reach[ring])) >= CAVITY_SURROUNDED_SHARE:
+            return found[0]
+    return None
+
+
+def _air_cut_by_roi(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spacing_zyx: np.ndarray) -> bool:
+    """Air (``MIN_CAVITY_AIR_CONTRAST_HU`` below the lung) beside ``mask`` reaching a face of the ROI that the
+    mask reaches too: a cavity the ROI may cut (checked only where the tube rule refused the mask)."""
+    if not _touches_edge(mask, spacing_zyx, 0.0):
+        return False
+    air = smoothed <= lung_hu - MIN_CAVITY_AIR_CONTRAST_HU
+    beside = air & (_distance_outside(mask, spacing_zyx) <= 3.0)
+    if beside.sum() * np.prod(spacing_zyx) < np.pi / 6.0 * 3.0**3:
+        return False
+    return _touches_edge(beside, spacing_zyx, 0.0)
+
+
+def with_wall_level(
+    smoothed: np.ndarray, roi_hu: np.ndarray, cavity: np.ndarray, wall_hu: float, spacing_zyx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the smoothed and raw ROI with the cavity and its blurred inner surface (one slice/pixel
+    around it) at least at the wall's level: wall and cavity then grow as one compact body."""
+    filled = cavity | (_distance_outside(cavity, spacing_zyx) <= 1.01 * float(spacing_zyx.max()))
+    smoothed = smoothed.copy()
+    smoothed[filled] = np.maximum(smoothed[filled], wall_hu)
+    raw = np.array(roi_hu, dtype=np.float32)
+    raw[filled] = np.maximum(raw[filled], wall_hu)
+    return smoothed, raw
 
 
 def core_level(smoothed: np.ndarray, start: tuple[int, ...], spacing_zyx: np.ndarray, radius_mm: float = 1.0) -> float:

@@ -211,28 +211,31 @@ def test_a_nodule_thinner_than_the_blur_is_flagged_not_trusted():
             assert not m.quality.volumetry_unreliable, (kind, diameter, seed, m.quality.reasons)
 
 
-def _air_pocket_in_a_ball(outer_mm: float, inner_mm: float, *, seed: int = 0):  # type: ignore[no-untyped-def]
-    """A +40 HU ball in -850 HU lung around a concentric -1000 HU air pocket (supersampled, blurred, noise)."""
+def _balls(*balls, seed: int = 0):  # type: ignore[no-untyped-def]
+    """-850 HU lung with balls (x offset from the centre mm, diameter mm, HU) painted in turn (supersampled,
+    blurred, noise); returns (image, the centre in LPS)."""
     rng = np.random.default_rng(seed)
     shape = (40, 56, 56)
     sub = 3
     zz, yy, xx = np.meshgrid(*[(np.arange(n * sub) + 0.5) / sub - 0.5 for n in shape], indexing="ij")
     centre = (np.array(shape) - 1) / 2
-    r = np.sqrt(
-        ((zz - centre[0]) * SPACING[2]) ** 2
-        + ((yy - centre[1]) * SPACING[1]) ** 2
-        + ((xx - centre[2]) * SPACING[0]) ** 2
-    )
-
-    def share(inside):  # type: ignore[no-untyped-def]
-        return inside.reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
-
-    outer, inner = share(r <= outer_mm / 2), share(r <= inner_mm / 2)
-    img = -850.0 * (1 - outer) + 40.0 * (outer - inner) - 1000.0 * inner
+    img = np.full(shape, -850.0)
+    for dx_mm, diameter_mm, hu in balls:
+        r = np.sqrt(
+            ((zz - centre[0]) * SPACING[2]) ** 2
+            + ((yy - centre[1]) * SPACING[1]) ** 2
+            + ((xx - centre[2]) * SPACING[0] - dx_mm) ** 2
+        )
+        share = (r <= diameter_mm / 2).reshape(shape[0], sub, shape[1], sub, shape[2], sub).mean(axis=(1, 3, 5))
+        img = img * (1 - share) + hu * share
     img = ndimage.gaussian_filter(img, 0.6) + rng.normal(0, 20, shape)
     image = image_from_array(img.astype(np.float32), (0.0, 0.0, 0.0), SPACING)
-    centre_lps = tuple(float(c * s) for c, s in zip(centre[::-1], SPACING))
-    return image, centre_lps
+    return image, tuple(float(c * s) for c, s in zip(centre[::-1], SPACING))
+
+
+def _air_pocket_in_a_ball(outer_mm: float, inner_mm: float):  # type: ignore[no-untyped-def]
+    """A +40 HU ball around a concentric -1000 HU air pocket."""
+    return _balls((0.0, outer_mm, 40.0), (0.0, inner_mm, -1000.0))
 
 
 def test_a_cavitary_nodule_seeded_in_its_cavity():
@@ -245,6 +248,20 @@ def test_a_cavitary_nodule_seeded_in_its_cavity():
     ball_mm3 = np.pi / 6 * 20.0**3
     assert m.partial_volume_mm3 == pytest.approx(ball_mm3, rel=0.05)
     assert composition(m).value == "solid"
+
+
+def test_a_cavitary_nodule_seeded_on_its_wall():
+    """The same nodule seeded in its wall, 8 mm from the centre: measured with its cavity too."""
+    image, centre = _air_pocket_in_a_ball(20.0, 12.0)
+    m = segment_nodule(image, (centre[0] + 8.0, centre[1], centre[2]))
+    assert m.partial_volume_mm3 == pytest.approx(np.pi / 6 * 20.0**3, rel=0.05)
+
+
+def test_a_nodule_beside_a_bulla_is_measured_without_it():
+    """A 10 mm solid nodule touching a 16 mm bulla (a 0.6 mm septum around air): the bulla is not its cavity."""
+    image, centre = _balls((-9.0, 16.0, 40.0), (-9.0, 14.8, -1000.0), (3.0, 10.0, 40.0))
+    m = segment_nodule(image, (centre[0] + 3.0, centre[1], centre[2]))
+    assert m.partial_volume_mm3 == pytest.approx(np.pi / 6 * 10.0**3, rel=0.15)
 
 
 def test_a_thin_walled_air_pocket_is_no_nodule():

@@ -257,7 +257,7 @@ def test_a_ground_glass_nodule_around_a_vessel_is_measured(voi):
 def test_a_cavitary_nodule_seeded_in_its_cavity_is_measured():
     """A 22 mm nodule around a 16 mm air cavity, the readers' centre in the air (-1005 HU, no denser voxel
     within 3 mm): measured with its cavity, as the readers outline it (within their range +-10 %), the same
-    from seeds 2.5 mm away in the cavity, and its composition from the wall (never "non-solid" because of
+    from seeds 2.5 mm away in the cavity or on its wall, and its composition from the wall (never "non-solid" because of
     the air inside)."""
     import SimpleITK as sitk
 
@@ -272,6 +272,5 @@ def test_a_cavitary_nodule_seeded_in_its_cavity_is_measured():
     )
     assert composition(m).value != "non-solid"
     image = sitk.ReadImage(str(DATA / "image" / f"{n.voi}.nii.gz"))
-    in_plane = [s for s in jitter_seeds(n.seed_lps_mm) if s[2] == n.seed_lps_mm[2]]
-    for seed in in_plane:
-        assert measure_at_seed(image, seed).volume_mm3 == pytest.approx(m.volume_mm3, rel=0.05)
+    for seed in jitter_seeds(n.seed_lps_mm):  # in the cavity, and one slice up on its wall
+        assert measure_at_seed(image, seed).volume_mm3 == pytest.approx(m.volume_mm3, rel=0.05), seed
