@@ -49,7 +49,7 @@ glass around the vessel, grown at a ground-glass threshold, the vessel beyond it
 A seed in the air cavity of a cavitary nodule (no denser voxel within 3 mm, the air enclosed, walled by
 tissue near soft-tissue attenuation) is measured as the nodule with its cavity, as readers outline it:
 the cavity and its blurred inner surface take the wall's level, so that wall and cavity grow as one body
-and the composition follows the wall, not the air (:func:`air_cavity_at`); a seed on the wall finds the
+and the nodule's level is the wall's, not the air's (:func:`air_cavity_at`); a seed on the wall finds the
 cavity the grown wall surrounds (:func:`cavity_beside`).  An air pocket behind a septum thinner than the
 blur (a bulla) is no nodule, and a nodule beside one is measured without it.
 
@@ -780,8 +780,9 @@ def cavity_beside(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spacin
 
 
 def _air_cut_by_roi(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spacing_zyx: np.ndarray) -> bool:
-    """Air (``MIN_CAVITY_AIR_CONTRAST_HU`` below the lung) beside ``mask`` reaching a face of the ROI that the
-    mask reaches too: a cavity the ROI may cut (checked only where the tube rule refused the mask)."""
+    """Air (``MIN_CAVITY_AIR_CONTRAST_HU`` below the lung, a 3 mm ball's worth) within 3 mm of ``mask`` that
+    reaches a face of the ROI, as the mask does: a cavity the ROI may cut (checked only where the tube rule
+    refused the mask)."""
     if not _touches_edge(mask, spacing_zyx, 0.0):
         return False
     air = smoothed <= lung_hu - MIN_CAVITY_AIR_CONTRAST_HU
