@@ -132,7 +132,8 @@ RESEED_DISAGREEMENT = 1.0
 #: readers' median (no solid edge whose blur readers include), thin-slice solid nodules 5-12 % above and
 #: thick-slice ones 2 % below (readers outline each slice, on thick slices the dim partial-volume end
 #: slices too).  Knots chosen on the even half (fractions 0.27 / 0.30 / 0.33 / 0.36 for each group); on
-#: the odd half they move the median deviation 17.8 -> 16.1 %, in the readers' range 75 -> 78 %.
+#: the odd half (benchmarks.real_nodules) they move the median deviation 17.5 -> 15.9 %, in the readers'
+#: range 76 -> 79 %.
 READERS_SOLID_SHARE_KNOTS = (0.05, 0.15, 0.6, 0.8)
 READERS_FRACTION_THIN = (0.36, 0.30, 0.30, 0.33)  # slices up to READERS_THIN_SLICE_MM
 READERS_FRACTION_THICK = (0.36, 0.27, 0.27, 0.27)
