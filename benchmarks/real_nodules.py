@@ -20,7 +20,7 @@ moved 2.5 mm along +-x, +-y, +-z.  Per nodule (JSON) and per class (table):
 - Dice and HD95 (mm, symmetric, surface voxels) against the union of the readers' outlines in the
   readers' convention: LIDC readers drew the first pixel outside the nodule, so the mask compared
   with the union is our outline in that convention (``NoduleMask.readers_mask``: the iso-contour at
-  30 % of the local contrast; without it, our 50 % mask plus its one-pixel in-plane ring).  Also reported: our bare mask against
+  27-36 % of the local contrast, see ``readers_contrast_fraction``; without it, our 50 % mask plus its one-pixel in-plane ring).  Also reported: our bare mask against
   the union eroded by one in-plane pixel (the "interior");
 - seed-jitter repeatability: the CV (SD / mean, %) of the volumes of the seven seeds;
 - "flagged": the centre measurement says volumetry unreliable; the share of the nodules with
