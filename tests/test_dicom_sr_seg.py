@@ -40,21 +40,26 @@ def test_one_labelled_segment_per_nodule(case):
         assert s.SegmentAlgorithmName == "noduled"
 
 
+def _segment_matches(back, ct, number: int, mask: NoduleMask) -> bool:  # type: ignore[no-untyped-def]
+    """Segment ``number`` of the SEG read back holds exactly ``mask``'s voxels on the CT (64 x 64 slices)."""
+    expected = np.zeros((len(ct), 64, 64), bool)
+    z0, y0, x0 = mask.origin_index_zyx
+    dz, dy, dx = mask.mask.shape
+    expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = mask.mask
+    got = back.get_pixels_by_source_instance(
+        [str(d.SOPInstanceUID) for d in ct],
+        segment_numbers=[number],
+        skip_overlap_checks=True,
+        assert_missing_frames_are_empty=True,
+    )[..., 0]
+    return bool(np.array_equal(got.astype(bool), expected))
+
+
 def test_masks_land_on_the_right_voxels(case, tmp_path):
     ct, assessment, seg = case
-    path = write(seg, tmp_path / "seg.dcm")
-    back = hd.seg.segread(path)
-    uids = [str(d.SOPInstanceUID) for d in ct]
+    back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
     for number, finding in enumerate(assessment.findings, start=1):
-        m = finding.measurement.mask
-        expected = np.zeros((len(ct), 64, 64), bool)
-        z0, y0, x0 = m.origin_index_zyx
-        dz, dy, dx = m.mask.shape
-        expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = m.mask
-        got = back.get_pixels_by_source_instance(
-            uids, segment_numbers=[number], skip_overlap_checks=True, assert_missing_frames_are_empty=True
-        )[..., 0]
-        assert np.array_equal(got.astype(bool), expected), finding.tracking_id
+        assert _segment_matches(back, ct, number, finding.measurement.mask), finding.tracking_id
 
 
 def test_deterministic(case):
@@ -102,13 +107,5 @@ def test_overlapping_masks_keep_every_voxel_of_each_segment(case, tmp_path):
     seg = build_segmentation(overlapping, ct)
     assert seg.SegmentsOverlap == "YES"
     back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
-    uids = [str(d.SOPInstanceUID) for d in ct]
     for number, mask in ((1, m), (2, shifted)):
-        expected = np.zeros((len(ct), 64, 64), bool)
-        z0, y0, x0 = mask.origin_index_zyx
-        dz, dy, dx = mask.mask.shape
-        expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = mask.mask
-        got = back.get_pixels_by_source_instance(
-            uids, segment_numbers=[number], skip_overlap_checks=True, assert_missing_frames_are_empty=True
-        )[..., 0]
-        assert np.array_equal(got.astype(bool), expected), number
+        assert _segment_matches(back, ct, number, mask), number
