@@ -16,7 +16,7 @@ boolean (z, y, x) box whose voxel ``[0, 0, 0]`` is voxel
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 import highdicom as hd
@@ -102,19 +102,25 @@ def display_colour(index: int) -> hd.color.CIELabColor:
     return hd.color.CIELabColor.from_rgb(*DISPLAY_COLOURS_RGB[index % len(DISPLAY_COLOURS_RGB)])
 
 
+def _mask_frames(masks: list, index: dict[int, int]) -> Iterator[tuple[int, int, tuple[slice, slice], np.ndarray]]:  # type: ignore[type-arg]
+    """(segment position, frame, the (rows, columns) box, the mask's slice there) of every mask slice on a frame."""
+    for s, (_, _, m) in enumerate(masks):
+        z0, y0, x0 = m.origin_index_zyx
+        box = (slice(y0, y0 + m.mask.shape[1]), slice(x0, x0 + m.mask.shape[2]))
+        for k in range(m.mask.shape[0]):
+            if z0 + k in index:
+                yield s, index[z0 + k], box, m.mask[k]
+
+
 def _label_map(masks: list, index: dict[int, int], rows: int, cols: int) -> np.ndarray | None:  # type: ignore[type-arg]
     """The masks as one (frames, rows, columns) array of segment numbers 1..n (highdicom's label-map input,
     a seventh of the one-plane-per-segment array and no overlap test over it); None when two overlap."""
     pixels = np.zeros((len(index), rows, cols), dtype=np.uint8 if len(masks) < 256 else np.uint16)
-    for s, (_, _, m) in enumerate(masks):
-        z0, y0, x0 = m.origin_index_zyx
-        for k in range(m.mask.shape[0]):
-            if z0 + k not in index:
-                continue
-            frame = pixels[index[z0 + k], y0 : y0 + m.mask.shape[1], x0 : x0 + m.mask.shape[2]]
-            if np.any(frame[m.mask[k]]):
-                return None
-            frame[m.mask[k]] = s + 1
+    for s, frame, box, plane in _mask_frames(masks, index):
+        region = pixels[frame][box]
+        if np.any(region[plane]):
+            return None
+        region[plane] = s + 1
     return pixels
 
 
@@ -162,11 +168,8 @@ def build_segmentation(
     pixels = _label_map(masks, index, rows, cols)
     if pixels is None:  # two masks share voxels: one binary plane per segment
         pixels = np.zeros((len(slices), rows, cols, len(masks)), dtype=bool)
-        for s, (_, _, m) in enumerate(masks):
-            z0, y0, x0 = m.origin_index_zyx
-            for k in range(m.mask.shape[0]):
-                if z0 + k in index:
-                    pixels[index[z0 + k], y0 : y0 + m.mask.shape[1], x0 : x0 + m.mask.shape[2], s] |= m.mask[k]
+        for s, frame, box, plane in _mask_frames(masks, index):
+            pixels[frame][box][..., s] |= plane
     algorithm = hd.AlgorithmIdentificationSequence(
         name=codes.ALGORITHM_NAME,
         family=codes.ALGORITHM_FAMILY,

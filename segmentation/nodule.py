@@ -180,6 +180,8 @@ MIN_CAVITY_WALL_CONTRAST = 0.5
 #: a seed on the wall: the grown wall must surround the cavity on this share of the ring around it (a nodule
 #: beside a bulla touches it on one side only)
 CAVITY_SURROUNDED_SHARE = 0.8
+#: ... within one voxel (slice) plus this (mm) of the wall: the cavity's blurred inner surface lies between them
+CAVITY_INNER_BLUR_MM = 1.5
 
 
 @dataclass
@@ -373,9 +375,7 @@ def segment_roi(
         # a cavitary nodule: segmented as the nodule it is, its cavity (and the cavity's blurred inner surface)
         # given the wall's level, so that the wall and the cavity are one compact body (as readers outline it)
         cavity, start = found
-        smoothed, roi_hu = with_wall_level(
-            smoothed, roi_hu, cavity, core_level(smoothed, start, spacing_zyx), spacing_zyx
-        )
+        smoothed, roi_hu = with_wall_level(smoothed, roi_hu, cavity, start, spacing_zyx)
     core_hu = core_level(smoothed, start, spacing_zyx)
     threshold = lung_hu + 0.5 * (core_hu - lung_hu)
     flags: dict[str, Any] = {}
@@ -453,9 +453,7 @@ def segment_roi(
         beside = cavity_beside(mask, smoothed, lung_hu, spacing_zyx)
         if beside is not None:
             cavity = beside
-            smoothed, roi_hu = with_wall_level(
-                smoothed, roi_hu, cavity, core_level(smoothed, start, spacing_zyx), spacing_zyx
-            )
+            smoothed, roi_hu = with_wall_level(smoothed, roi_hu, cavity, start, spacing_zyx)
             flags.pop("glass_switch", None)
             threshold = lung_hu + 0.5 * (core_level(smoothed, start, spacing_zyx) - lung_hu)
             mask = grow_region(smoothed, threshold, start, spacing_zyx, closed_lung, flags)
@@ -547,8 +545,9 @@ def readers_outline(
     for small and thick-slice nodules."""
     if not mask.any():
         return mask
-    peak = min(float(np.percentile(smoothed[mask], 95)), max(nodule_hu, float(smoothed[mask].min())))
-    level = lung_hu + readers_contrast_fraction(smoothed[mask], float(spacing_zyx[0])) * (peak - lung_hu)
+    inside = smoothed[mask]
+    peak = min(float(np.percentile(inside, 95)), max(nodule_hu, float(inside.min())))
+    level = lung_hu + readers_contrast_fraction(inside, float(spacing_zyx[0])) * (peak - lung_hu)
     near = _distance_outside(mask, spacing_zyx) <= max(READERS_REACH_MM, READERS_REACH_SLICES * float(spacing_zyx[0]))
     labels, _ = ndimage.label((smoothed > level) & near & ~other & closed_lung | mask)
     keep = np.unique(labels[mask])
@@ -717,22 +716,28 @@ def air_cavity_at(
     the seed), or None.
 
     The cavity is the non-dense component at the seed when it is enclosed (it reaches no face of the ROI:
-    lung parenchyma and airways run on), no larger than ``MAX_CAVITY_MM``, holds air (its median at least
-    ``MIN_CAVITY_AIR_CONTRAST_HU`` below the lung), and is walled by tissue that reaches
-    ``MIN_CAVITY_WALL_CONTRAST`` of soft tissue's contrast (a bulla's septa are thinner than the blur).
+    lung parenchyma and airways run on) and :func:`walled_cavity` accepts it.
     """
     idx = tuple(int(v) for v in np.clip(np.round(seed_zyx), 0, np.array(smoothed.shape) - 1))
-    dense = smoothed - lung_hu >= 0.5 * MIN_CONTRAST_HU
-    pocket = connected_at(~dense, idx)
+    pocket = connected_at(smoothed - lung_hu < 0.5 * MIN_CONTRAST_HU, idx)
     if pocket is None or _touches_edge(pocket, spacing_zyx, 0.0):
         return None
+    return walled_cavity(smoothed, pocket, seed_zyx, spacing_zyx, lung_hu)
+
+
+def walled_cavity(
+    smoothed: np.ndarray, pocket: np.ndarray, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_hu: float
+) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """(``pocket``, the voxel of its wall's denser quarter nearest ``seed_zyx``) when the enclosed non-dense
+    ``pocket`` is a cavity: no larger than ``MAX_CAVITY_MM``, air (its median at least
+    ``MIN_CAVITY_AIR_CONTRAST_HU`` below the lung), walled by tissue that reaches ``MIN_CAVITY_WALL_CONTRAST``
+    of soft tissue's contrast (a bulla's septa are thinner than the blur); else None."""
     if pocket.sum() * np.prod(spacing_zyx) > np.pi / 6.0 * MAX_CAVITY_MM**3:
         return None
     if float(np.median(smoothed[pocket])) > lung_hu - MIN_CAVITY_AIR_CONTRAST_HU:
         return None
-    outside = _distance_outside(pocket, spacing_zyx)
     # the wall's own tissue, not its blurred inner surface: the denser quarter of the wall within 3 mm
-    near = ~pocket & (outside <= 3.0) & dense
+    near = ~pocket & (_distance_outside(pocket, spacing_zyx) <= 3.0) & (smoothed - lung_hu >= 0.5 * MIN_CONTRAST_HU)
     if not near.any():
         return None
     wall_hu = float(np.percentile(smoothed[near], 75))
@@ -760,23 +765,17 @@ def cavity_beside(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spacin
     faces = set(np.unique(np.concatenate([np.moveaxis(labels, a, 0)[[0, -1]].ravel() for a in range(3)])))
     sizes = np.bincount(labels.ravel())
     min_voxels = np.pi / 6.0 * 3.0**3 / float(np.prod(spacing_zyx))
-    outside = None
     for lab in range(1, count + 1):
         if lab in faces or sizes[lab] < min_voxels:
             continue
-        inner = labels == lab
-        if float(np.median(smoothed[box][inner])) > lung_hu - MIN_CAVITY_AIR_CONTRAST_HU:
+        pocket = np.zeros(mask.shape, dtype=bool)  # a component inside the box that reaches none of its faces
+        pocket[box] = labels == lab  # is the whole component of the ROI
+        if walled_cavity(smoothed, pocket, np.argwhere(pocket)[0].astype(float), spacing_zyx, lung_hu) is None:
             continue
-        at = np.argwhere(inner)[0] + lo
-        found = air_cavity_at(smoothed, at.astype(float), spacing_zyx, lung_hu)
-        if found is None:
-            continue
-        if outside is None:
-            outside = _distance_outside(mask, spacing_zyx)
-        reach = outside <= 1.01 * float(spacing_zyx.max()) + MIN_GLASS_RIM_MM
-        ring = ndimage.binary_dilation(found[0]) & ~found[0]
+        reach = _distance_outside(mask, spacing_zyx) <= 1.01 * float(spacing_zyx.max()) + CAVITY_INNER_BLUR_MM
+        ring = ndimage.binary_dilation(pocket) & ~pocket
         if float(np.mean(reach[ring])) >= CAVITY_SURROUNDED_SHARE:
-            return found[0]
+            return pocket
     return None
 
 
@@ -794,10 +793,12 @@ def _air_cut_by_roi(mask: np.ndarray, smoothed: np.ndarray, lung_hu: float, spac
 
 
 def with_wall_level(
-    smoothed: np.ndarray, roi_hu: np.ndarray, cavity: np.ndarray, wall_hu: float, spacing_zyx: np.ndarray
+    smoothed: np.ndarray, roi_hu: np.ndarray, cavity: np.ndarray, wall: tuple[int, ...], spacing_zyx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copies of the smoothed and raw ROI with the cavity and its blurred inner surface (one slice/pixel
-    around it) at least at the wall's level: wall and cavity then grow as one compact body."""
+    around it) at least at the level of the wall at voxel ``wall``: wall and cavity then grow as one
+    compact body."""
+    wall_hu = core_level(smoothed, wall, spacing_zyx)
     filled = cavity | (_distance_outside(cavity, spacing_zyx) <= 1.01 * float(spacing_zyx.max()))
     smoothed = smoothed.copy()
     smoothed[filled] = np.maximum(smoothed[filled], wall_hu)
