@@ -102,6 +102,9 @@ CLOSING_GRID_MM = 1.4
 CLOSING_SLACK = 0.5
 #: the quadratic pleura fit is used only when its RMS residual (mm) is below this
 PLEURA_FIT_RMS_MM = 0.8
+#: the pleura is fitted within this distance (mm) of the nodule: the surface next to it, whatever the ROI's size
+#: (fitted over a whole 64 mm ROI, the chest wall's curvature moved a 6 mm nodule's cut by 20 % in volume)
+PLEURA_FIT_REACH_MM = 15.0
 #: largest opening radius (mm): vessels next to nodules are thinner than twice this
 MAX_OPENING_MM = 3.0
 #: nodules thinner than 6 mm whose centre is denser than this (calcium) use it as their level
@@ -311,12 +314,15 @@ def _deepest_voxel(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
     return cast(np.ndarray, deep[int(np.argmin((((deep - centroid) * spacing_zyx) ** 2).sum(axis=1)))])
 
 
-def first_roi_half_size(hu: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) -> float:
+def first_roi_half_size(hu: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray, lung_mask: Any = None) -> float:
     """Smallest ROI half-size (mm) likely to hold the nodule: from the inscribed radius at the seed.
 
     A quick look in the smallest ROI: the dense blob at the seed (above the
     midpoint of the lung and seed levels) and the largest ball inside it near
     the seed.  The ROI must hold the nodule plus the shell for the lung level.
+    ``lung_mask``: the whole-series lung mask; a seed inside it looks only at the
+    blob's part inside it (a juxtapleural nodule's blob is otherwise the chest wall,
+    whose inscribed ball asks for the largest ROIs).
     """
     box = roi_box(seed_zyx, ROI_HALF_SIZES_MM[0], spacing_zyx, hu.shape)
     roi = ndimage.gaussian_filter(np.asarray(hu[box], dtype=np.float32), SMOOTHING_SIGMA_MM / spacing_zyx)
@@ -324,7 +330,12 @@ def first_roi_half_size(hu: Any, seed_zyx: np.ndarray, spacing_zyx: np.ndarray) 
     start = tuple(int(v) for v in np.clip(np.round(seed_zyx - [b.start for b in box]), 0, np.array(roi.shape) - 1))
     if lung is None or roi[start] - lung < MIN_CONTRAST_HU:
         return ROI_HALF_SIZES_MM[0]
-    blob = connected_at(roi > lung + 0.5 * (roi[start] - lung), start)
+    dense = roi > lung + 0.5 * (roi[start] - lung)
+    if lung_mask is not None:
+        inside = np.asarray(lung_mask[box], dtype=bool)
+        if inside[start]:
+            dense &= inside
+    blob = connected_at(dense, start)
     depth = ndimage.distance_transform_edt(blob, sampling=spacing_zyx)
     radius = inscribed_radius(depth, start, spacing_zyx)
     return 1.3 * radius + SHELL_MM[1]
@@ -611,9 +622,12 @@ def refine_pleural_cut(
     wall = dense & ~closed_lung
     if not wall.any():
         return None
-    # pleura: dense voxels next to air, near the deep wall, away from the nodule
+    # pleura: dense voxels next to the lung's air, near the deep wall, away from the nodule but next to it
+    # (never the skin, where the wall meets the air outside the body)
     wall_zone = dense & (_distance_outside(wall, spacing_zyx) <= 2.5)
-    boundary = wall_zone & ndimage.binary_dilation(air_like) & (_distance_outside(mask, spacing_zyx) > 1.0)
+    from_mask = _distance_outside(mask, spacing_zyx)
+    lung_air = ndimage.binary_dilation(air_like & closed_lung)
+    boundary = wall_zone & lung_air & (from_mask > 1.0) & (from_mask <= PLEURA_FIT_REACH_MM)
     pts = np.argwhere(boundary) * spacing_zyx
     if len(pts) < 40:
         return None

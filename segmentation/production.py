@@ -129,7 +129,7 @@ def segment_in_growing_roi(
     result = None
     box = None
     shape = np.array(hu.shape)
-    first = max(nod.first_roi_half_size(hu, seed_zyx, spacing_zyx), at_least_mm)
+    first = max(nod.first_roi_half_size(hu, seed_zyx, spacing_zyx, lung), at_least_mm)
     sizes = [h for h in nod.ROI_HALF_SIZES_MM if h >= first] or [nod.ROI_HALF_SIZES_MM[-1]]
     for half_mm in sizes:
         box = nod.roi_box(seed_zyx, half_mm, spacing_zyx, hu.shape)

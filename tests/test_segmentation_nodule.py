@@ -269,3 +269,58 @@ def test_a_thin_walled_air_pocket_is_no_nodule():
     image, centre = _air_pocket_in_a_ball(20.0, 18.8)
     with pytest.raises(NoNoduleAtSeed, match="no nodule at seed"):
         segment_nodule(image, centre)
+
+
+def curved_wall_chest(wall_radius_mm: float, diameter_mm: float = 6.5, *, noise: float = 20.0):
+    """An axial cylinder of -850 HU lung (radius ``wall_radius_mm``) in a 15 mm +40 HU chest wall, air outside the
+    body, and a solid sphere touching the wall from inside (1 mm of it in the wall).  Returns (image, seed LPS,
+    the sphere's volume on the lung side of the pleura)."""
+    spacing_zyx = np.array([1.0, 0.7, 0.7])
+    shape = (36, 260, 260)
+    zz, yy, xx = np.indices(shape, dtype=np.float32) * spacing_zyx[:, None, None, None]
+    mid = (np.array(shape) - 1) / 2 * spacing_zyx
+    radial = np.hypot(yy - mid[1], xx - mid[2])
+    img = np.where(radial <= wall_radius_mm, -850.0, 40.0)
+    img[radial > wall_radius_mm + 15.0] = -1000.0
+    centre = np.array([mid[0], mid[1], mid[2] + wall_radius_mm - diameter_mm / 2 + 1.0])
+    # the sphere supersampled in its own box, and its share on the lung side of the pleura
+    sub = 4
+    box = tuple(slice(int((c - diameter_mm) / s), int((c + diameter_mm) / s) + 1) for c, s in zip(centre, spacing_zyx))
+    grid = [(np.arange(b.start * sub, b.stop * sub) + 0.5) / sub - 0.5 for b in box]
+    pz, py, px = np.meshgrid(*[g * s for g, s in zip(grid, spacing_zyx)], indexing="ij")
+    ball = (pz - centre[0]) ** 2 + (py - centre[1]) ** 2 + (px - centre[2]) ** 2 <= (diameter_mm / 2) ** 2
+    lung_side = ball & (np.hypot(py - mid[1], px - mid[2]) <= wall_radius_mm)
+    share = ball.reshape(ball.shape[0] // sub, sub, ball.shape[1] // sub, sub, -1, sub).mean(axis=(1, 3, 5))
+    img[box] = np.maximum(img[box], -850.0 + share * 890.0)
+    img = ndimage.gaussian_filter(img, 0.4 / spacing_zyx) + np.random.default_rng(0).normal(0, noise, shape)
+    image = image_from_array(img.astype(np.float32), (0.0, 0.0, 0.0), tuple(spacing_zyx[::-1]))
+    seed_lps = (float(centre[2] - 1.0), float(centre[1]), float(centre[0]))
+    return image, seed_lps, float(lung_side.sum() * np.prod(spacing_zyx) / sub**3)
+
+
+@pytest.mark.parametrize("wall_radius_mm", [50.0, 75.0])
+def test_a_juxtapleural_nodule_on_a_curved_wall_does_not_depend_on_the_roi(wall_radius_mm):
+    """The pleura is fitted next to the nodule: the cut, hence the volume, is the same in every ROI size the
+    growing ROI may use (fitted over a whole 64 mm ROI, the curvature of a full-size phantom's chest wall and
+    its skin moved a 6.5 mm nodule's volume by 10-25 %), and the whole-series lung mask keeps the first ROI
+    small (the chest wall's blob asked for the 32 mm one)."""
+    import SimpleITK as sitk
+
+    from segmentation.lungs import lung_mask
+    from segmentation.production import measure_at_seed, segment_in_growing_roi
+
+    image, seed, lung_side_mm3 = curved_wall_chest(wall_radius_mm)
+    lungs = lung_mask(image)
+    hu, lung = sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(lungs)
+    seed_zyx = np.array(image.TransformPhysicalPointToContinuousIndex(seed)[::-1])
+    spacing_zyx = np.array(image.GetSpacing()[::-1])
+    volumes, first_sizes = [], []
+    for at_least_mm in (0.0, 20.0, 32.0):
+        result, box = segment_in_growing_roi(hu, lung, seed_zyx, spacing_zyx, seed, at_least_mm=at_least_mm)
+        volumes.append(float(result.fraction.sum() * np.prod(spacing_zyx)))
+        first_sizes.append(box[1].stop - box[1].start)
+    assert max(volumes) / min(volumes) < 1.03, volumes
+    assert first_sizes[0] * spacing_zyx[1] < 2 * 20.0  # the first ROI is not the largest one
+    m = measure_at_seed(image, seed, lung_mask=lungs)
+    assert m.quality.juxtapleural_cut_applied
+    assert m.partial_volume_mm3 == pytest.approx(lung_side_mm3, rel=0.06)
