@@ -114,7 +114,11 @@ class Node:
         # stages 1-3 during the study-complete wait: where the SCP and the workers share a process
         if self.scp is not None and settings.queue.workers > 0 and settings.analysis.preload:
             self.context.preloader = Preloader(
-                self.engine, self.archive, measure_map=self.context.measure_map, max_entries=settings.queue.workers
+                self.engine,
+                self.archive,
+                measure_map=self.context.measure_map,
+                prefetch=self._prefetch_priors if settings.pacs is not None else None,
+                max_entries=settings.queue.workers,
             )
         self.queue = JobQueue(make_huey(settings.data_dir, settings.queue.redis_url), self.run_analysis)
         self.monitor = StabilityMonitor(
@@ -158,6 +162,22 @@ class Node:
         if self.context.preloader is not None:
             self.context.preloader.released(study_uids)
         self.monitor.released(study_uids)
+
+    def _prefetch_priors(self, study_uid: str) -> None:
+        from daemon.workflow.priors import prefetch_priors
+
+        ctx = self.context
+        if ctx.pacs is None:
+            return
+        prefetch_priors(
+            ctx.engine,
+            ctx.archive,
+            ctx.pacs,
+            study_uid,
+            calling_ae=ctx.ae_title,
+            lookback_years=ctx.lookback_years,
+            max_priors=ctx.max_priors,
+        )
 
     def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str, conn: Connection) -> None:
         self.outbox.enqueue(sop_uid, study_uid, relative_path, conn=conn)

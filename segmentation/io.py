@@ -45,6 +45,34 @@ class LoadedSeries:
     series_uid: str
 
 
+#: the attributes :func:`load_series` reads from every image (besides the pixel data)
+_READ_PER_IMAGE = (
+    "SeriesInstanceUID",
+    "ImageType",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "GantryDetectorTilt",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "RescaleSlope",
+    "RescaleIntercept",
+)
+
+
+def decode_ahead(ds: Dataset) -> None:
+    """Decode ``ds``'s pixel data and the attributes :func:`load_series` reads, now: pydicom keeps both
+    on the dataset, so a later :func:`load_series` of such datasets only copies (for images parsed while
+    the rest of their study arrives).  What cannot be decoded is left for :func:`load_series` to report."""
+    try:
+        for keyword in _READ_PER_IMAGE:
+            ds.get(keyword)
+        if "PixelData" in ds:
+            ds.pixel_array  # noqa: B018 (kept by pydicom until the pixel data changes)
+    except Exception:
+        return
+
+
 def image_from_array(
     hu_zyx: np.ndarray,
     origin_lps_mm: Sequence[float],

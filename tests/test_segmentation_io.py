@@ -7,7 +7,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from segmentation.io import image_from_array, load_series
+from segmentation.io import decode_ahead, image_from_array, load_series
 from segmentation.types import SeriesError
 
 SERIES = "1.2.826.0.1.3680043.10.1"
@@ -117,6 +117,36 @@ def test_given_datasets_keep_their_pixels():
     slices = [ct_slice(z) for z in (0.0, 1.0, 2.0)]
     load_series(iter(slices))
     assert all("PixelData" in ds for ds in slices)
+
+
+def test_slices_decoded_ahead_load_without_decoding_again_and_to_the_same_volume(monkeypatch):
+    """What the preload does as instances arrive: decoded then, the load at the release only copies."""
+    import pydicom.dataset
+    import SimpleITK as sitk
+
+    def slices() -> list[Dataset]:
+        return [ct_slice(z, value=10 * k) for k, z in enumerate((2.0, 0.0, 1.0))]
+
+    expected = sitk.GetArrayFromImage(load_series(slices()).image)
+    ahead = slices()
+    for ds in ahead:
+        decode_ahead(ds)
+    decoded = []
+    real = pydicom.dataset.pixel_array  # the decoder a dataset's pixel_array calls
+    monkeypatch.setattr(pydicom.dataset, "pixel_array", lambda ds, **opts: decoded.append(ds) or real(ds, **opts))
+    got = sitk.GetArrayFromImage(load_series(ahead).image)
+    assert decoded == []
+    load_series(slices())
+    assert len(decoded) == 3  # the check sees a decode when there is one
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_a_slice_that_cannot_be_decoded_ahead_is_reported_by_the_load():
+    bad = ct_slice(1.0)
+    bad.PixelData = bad.PixelData[:-5]  # truncated
+    decode_ahead(bad)  # nothing raised: the load says what is wrong
+    with pytest.raises(SeriesError, match="cannot be decoded"):
+        load_series([ct_slice(0.0), bad, ct_slice(2.0)])
 
 
 def _straightforward(slices):

@@ -231,3 +231,49 @@ def test_measuring_processes_that_never_return_do_not_hold_the_study(monkeypatch
     monkeypatch.setattr(findings, "measure_seed", lambda image, p, lungs: ("measured here", None, tuple(p)))
     positions = [(0.0, 0.0, 0.0), (1.0, 2.0, 3.0)]
     assert parallel.process_map(2)(None, None, positions) == [("measured here", None, p) for p in positions]
+
+
+def test_priors_retrieved_at_the_release_are_waited_for_before_the_analysis_asks_the_pacs(
+    multi: dict,
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[type-arg]
+) -> None:
+    """With a [pacs], the release starts the retrieval of the patient's priors beside the preload; the
+    analysis asks the PACS only once that retrieval has ended (it then finds the priors in the archive)."""
+    import threading
+    import time
+
+    import daemon.workflow.study as study
+
+    node = _node(tmp_path, processes=1)
+    preloader = node.context.preloader
+    uid = _archive(node, multi["ct"] + [multi["sr"]])
+    started, ended = threading.Event(), threading.Event()
+    asked: list[tuple[str, bool]] = []
+
+    def prefetch(study_uid: str) -> None:
+        started.set()
+        time.sleep(0.5)  # a retrieval that takes its time
+        ended.set()
+
+    def fetch_or_wait(engine, archive, pacs, study_uid, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append((study_uid, ended.is_set()))
+        return []
+
+    preloader.prefetch = prefetch
+    monkeypatch.setattr(study, "fetch_or_wait", fetch_or_wait)
+    preloader.released({uid})
+    assert started.wait(5)
+    result = analyze_study(node.context, uid)
+    assert result is not None
+    assert asked == [(uid, True)]
+
+    # a failed retrieval does not fail the study: the analysis asks the PACS itself
+    def failing(study_uid: str) -> None:
+        raise ConnectionError("PACS away")
+
+    preloader.prefetch = failing
+    preloader.released({"1.2.3"})
+    preloader.wait_prefetch("1.2.3")
+    preloader.wait_prefetch("1.2.3.4")  # none asked for: returns at once
+    node.engine.dispose()

@@ -10,8 +10,13 @@ same seed objects, CT images and predecessor report it analyses (the chain check
 waits for it when it is still being computed; anything else (more instances came, another
 seed object, a failed preload) and the job computes the stages itself, as without preload.
 
-Nothing is written: the preload reads the archive and the index and holds its result in
-memory only, so a crash loses nothing but the head start.  In-process only: ``noduled worker``
+With a ``[pacs]`` to ask, the patient's priors are retrieved at the release too, beside stages
+1-3 (``prefetch``: :func:`daemon.workflow.priors.prefetch_priors`); the analysis waits for that
+retrieval to end before it asks the PACS itself, and then finds the priors in the archive.
+
+Apart from the prefetched priors (stored as any retrieved instance is), nothing is written: the
+preload reads the archive and the index and holds its result in memory only, so a crash loses
+nothing but the head start.  In-process only: ``noduled worker``
 processes elsewhere (``[queue] redis_url``) analyse as before.  At most ``max_entries`` results
 are held (one per worker); a result not taken within ``max_age_s`` is dropped.
 """
@@ -37,6 +42,7 @@ from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from daemon.ops import metrics
 from daemon.storage.archive import Archive
 from daemon.storage.queries import predecessor_report, study_files
+from segmentation.io import decode_ahead
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +69,10 @@ class Preloader:
         archive: Archive,
         *,
         measure_map: Callable | None = None,  # type: ignore[type-arg]
+        prefetch: Callable[[str], object] | None = None,  # retrieves a study's priors into the archive
         max_entries: int = 2,
         max_age_s: float = 120.0,
-        max_parsed: int = 1000,  # CT instances held parsed (about 0.5 MB each at 512 x 512: ~3 full studies)
+        max_parsed: int = 1000,  # CT instances held parsed and decoded (about 1 MB each at 512 x 512: ~3 full studies)
         max_pending_bytes: int = 256 * 1024 * 1024,  # instances received and not yet parsed
     ) -> None:
         self.engine, self.archive = engine, archive
@@ -88,6 +95,9 @@ class Preloader:
         self._parser = threading.Thread(target=self._parse_arrivals, name="preload-parse", daemon=True)
         self._parser.start()
         self._pool = ThreadPoolExecutor(max_workers=self.max_entries, thread_name_prefix="preload")
+        self.prefetch = prefetch
+        self._prefetches: dict[str, _Entry] = {}
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")  # one retrieval at a time
 
     def stored(self, study_uid: str, sop_class_uid: str, sop_instance_uid: str, data: bytes) -> None:
         """The SCP's hook for each new instance: a CT image is parsed in the background while the rest arrive."""
@@ -111,6 +121,7 @@ class Preloader:
                 ds = dcmread(io.BytesIO(data))
             except Exception:  # the preload reads the archived file (and the analysis reports what is wrong)
                 continue
+            decode_ahead(ds)  # the load at the release then only copies
             now = time.monotonic()
             with self._lock:
                 for uid, at in list(self._touched.items()):  # studies nobody preloaded (no seeds yet ...)
@@ -134,13 +145,33 @@ class Preloader:
         """The SCP's release hook: preload each study (in the background; returns at once)."""
         now = time.monotonic()
         with self._lock:
-            for uid, entry in list(self._entries.items()):
-                if now - entry.started > self.max_age_s:
-                    del self._entries[uid]
+            for held in (self._entries, self._prefetches):
+                for uid, entry in list(held.items()):
+                    if now - entry.started > self.max_age_s:
+                        del held[uid]
             for study_uid in study_uids:
+                if self.prefetch is not None and study_uid not in self._prefetches:
+                    self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), now)
                 if study_uid not in self._entries and len(self._entries) >= self.max_entries:
                     continue  # the workers are behind: this study is loaded by its analysis
                 self._entries[study_uid] = _Entry(self._pool.submit(self._run, study_uid), now)
+
+    def _fetch(self, study_uid: str) -> None:
+        t0 = time.perf_counter()
+        self.prefetch(study_uid)  # type: ignore[misc]
+        metrics.STAGE_SECONDS.labels("preload_fetch_priors").observe(time.perf_counter() - t0)
+
+    def wait_prefetch(self, study_uid: str) -> None:
+        """Until the priors of ``study_uid`` retrieved at its release are in the archive (at once when none
+        were asked for); a retrieval that failed is only logged: the analysis asks the PACS itself."""
+        with self._lock:
+            entry = self._prefetches.pop(study_uid, None)
+        if entry is None:
+            return
+        try:
+            entry.future.result(timeout=self.max_age_s)
+        except Exception as exc:
+            log.debug("study %s: priors not prefetched (%s: %s)", study_uid, type(exc).__name__, exc)
 
     def _run(self, study_uid: str) -> Preloaded | None:
         t0 = time.perf_counter()
@@ -182,6 +213,7 @@ class Preloader:
         """Drop what was preloaded for ``study_uid`` (its job did not need it)."""
         with self._lock:
             self._entries.pop(study_uid, None)
+            self._prefetches.pop(study_uid, None)
 
     def _wait_parsed(self, timeout_s: float = 10.0) -> None:
         """Until the instances that arrived before the release are parsed (the queue is short by then)."""
@@ -192,8 +224,10 @@ class Preloader:
     def close(self) -> None:
         self._arrivals.put(None)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._fetcher.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             self._entries.clear()
+            self._prefetches.clear()
             self._parsed.clear()
             self._parsed_count = 0
 

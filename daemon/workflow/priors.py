@@ -19,7 +19,7 @@ from daemon.analysis.priors import select_priors, series_to_fetch
 from daemon.network.query_retrieve import PriorsUnavailable, query_pacs, retrieve
 from daemon.settings import PACSSettings
 from daemon.storage.archive import Archive
-from daemon.storage.queries import priors_in_index, study_patient
+from daemon.storage.queries import StudyPatient, priors_in_index, study_patient
 from daemon.workflow import state
 
 log = logging.getLogger(__name__)
@@ -109,16 +109,8 @@ def fetch_or_wait(
     if who is None or who.study_date is None:
         return []
     try:
-        fetch_missing_priors(
-            pacs,
-            engine=engine,
-            calling_ae=calling_ae,
-            patient_id=who.patient_id,
-            issuer=who.issuer,
-            before=who.study_date,
-            store=lambda data: archive.store(data, calling_ae=pacs.ae_title),
-            lookback_years=lookback_years,
-            max_studies=max_priors,
+        _fetch_for(
+            who, who.study_date, engine, archive, pacs, calling_ae, lookback_years=lookback_years, max_priors=max_priors
         )
     except PriorsUnavailable as exc:
         now = now or state.utcnow()
@@ -134,3 +126,54 @@ def fetch_or_wait(
         state.waiting_for_priors(engine, study_uid, str(exc))
         raise WaitingForPriors(str(exc)) from None
     return []
+
+
+def prefetch_priors(
+    engine: Engine,
+    archive: Archive,
+    pacs: PACSSettings,
+    study_uid: str,
+    *,
+    calling_ae: str,
+    lookback_years: float,
+    max_priors: int,
+) -> list[str]:
+    """What :func:`fetch_or_wait` retrieves, fetched ahead (during the study-complete wait).
+
+    Nothing is decided here: when the PACS cannot give the priors, the analysis asks again and
+    applies the wait-or-report policy itself.  Returns the study UIDs fetched.
+    """
+    who = study_patient(engine, study_uid)
+    if who is None or who.study_date is None:
+        return []
+    try:
+        return _fetch_for(
+            who, who.study_date, engine, archive, pacs, calling_ae, lookback_years=lookback_years, max_priors=max_priors
+        )
+    except PriorsUnavailable as exc:
+        log.debug("study %s: priors not prefetched (%s)", study_uid, exc)
+        return []
+
+
+def _fetch_for(
+    who: StudyPatient,
+    before: dt.date,
+    engine: Engine,
+    archive: Archive,
+    pacs: PACSSettings,
+    calling_ae: str,
+    *,
+    lookback_years: float,
+    max_priors: int,
+) -> list[str]:
+    return fetch_missing_priors(
+        pacs,
+        engine=engine,
+        calling_ae=calling_ae,
+        patient_id=who.patient_id,
+        issuer=who.issuer,
+        before=before,
+        store=lambda data: archive.store(data, calling_ae=pacs.ae_title),
+        lookback_years=lookback_years,
+        max_studies=max_priors,
+    )

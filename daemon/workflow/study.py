@@ -215,6 +215,8 @@ def _analyse_claimed(
 
     try:
         t_fetch = time.perf_counter()
+        if ctx.preloader is not None:
+            ctx.preloader.wait_prefetch(study_uid)  # retrieved during the wait: not asked for twice
         notes = fetch_or_wait(
             ctx.engine,
             ctx.archive,
