@@ -268,12 +268,34 @@ def test_priors_retrieved_at_the_release_are_waited_for_before_the_analysis_asks
     assert result is not None
     assert asked == [(uid, True)]
 
-    # a failed retrieval does not fail the study: the analysis asks the PACS itself
+    # a failed retrieval is only logged: the wait returns, the analysis asks the PACS itself
+    failed = threading.Event()
+
     def failing(study_uid: str) -> None:
+        failed.set()
         raise ConnectionError("PACS away")
 
     preloader.prefetch = failing
-    preloader.released({"1.2.3"})
-    preloader.wait_prefetch("1.2.3")
+    preloader.released({uid})
+    preloader.wait_prefetch(uid)
+    assert failed.is_set()
     preloader.wait_prefetch("1.2.3.4")  # none asked for: returns at once
+    node.engine.dispose()
+
+
+def test_a_study_without_seeds_does_not_retrieve_priors_at_its_release(multi: dict, tmp_path: Path) -> None:
+    """A study that will not be analysed now (CT without seeds, e.g. a prior that was itself retrieved)
+    does not send the PACS looking for its own priors."""
+    node = _node(tmp_path, processes=1)
+    preloader = node.context.preloader
+    uid = _archive(node, multi["ct"])
+    asked: list[str] = []
+    preloader.prefetch = asked.append
+    preloader.released({uid})
+    preloader.wait_prefetch(uid)
+    assert asked == []
+    _archive(node, [multi["sr"]])  # the seeds arrive: the next release retrieves the priors
+    preloader.released({uid})
+    preloader.wait_prefetch(uid)
+    assert asked == [uid]
     node.engine.dispose()

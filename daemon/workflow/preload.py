@@ -158,6 +158,9 @@ class Preloader:
 
     def _fetch(self, study_uid: str) -> None:
         t0 = time.perf_counter()
+        files = study_files(self.engine, self.archive, study_uid)
+        if not files.ct_paths or not _seed_objects(files.seed_paths):
+            return  # not analysed now (no seeds yet, or a prior that was retrieved): its priors are not needed
         self.prefetch(study_uid)  # type: ignore[misc]
         metrics.STAGE_SECONDS.labels("preload_fetch_priors").observe(time.perf_counter() - t0)
 
