@@ -53,6 +53,33 @@ def test_the_same_nodule_seeded_twice_is_one_finding(single: dict) -> None:
     assert len(result.assessment.findings) == 1
 
 
+def test_a_point_marked_in_the_sr_and_the_gsps_is_measured_once(single: dict) -> None:
+    from daemon.analysis.findings import measure_seed
+
+    asked: list[int] = []
+
+    def measure_map(image, lungs, positions):  # type: ignore[no-untyped-def]
+        asked.append(len(positions))
+        return [measure_seed(image, p, lungs) for p in positions]
+
+    result = analyze(_inputs(single, "sr", "gsps"), measure_map=measure_map)
+    assert asked == [1] and len(result.assessment.findings) == 1
+
+
+def test_the_same_mark_that_finds_no_nodule_forwarded_twice_is_one_unmeasured_finding(single: dict) -> None:
+    """An SR and a GSPS of one read both carry a mark where nothing can be measured: one finding
+    "not measurable" (the report used to fail on the two findings' shared tracking UID)."""
+    seeds = json.loads(Path(single["paths"]["seeds_json"]).read_text())
+    x, y, z = seeds["seeds"][0]["position_lps_mm"]
+    mark = {"seeds": [{"position_lps_mm": [x + 30.0, y, z]}]}
+    moved = {"seeds": [{"position_lps_mm": [x + 30.5, y, z]}]}  # the GSPS's pixel, half a millimetre away
+    cts = [dcmread(p) for p in single["paths"]["ct"]]
+    result = analyze(AnalysisInputs(study_datasets=cts, seed_objects=[mark, moved, mark]))
+    (finding,) = result.assessment.findings
+    assert finding.measurement is None and "not measurable" in finding.error
+    assert result.report is not None
+
+
 def test_rerun_gives_the_same_objects(single: dict) -> None:
     a, b = analyze(_inputs(single, "sr")), analyze(_inputs(single, "sr"))
     assert a.report.SOPInstanceUID == b.report.SOPInstanceUID

@@ -34,6 +34,13 @@ def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Cal
     return 0 <= dz < shape[0] and 0 <= dy < shape[1] and 0 <= dx < shape[2] and bool(m.mask.mask[dz, dy, dx])
 
 
+def _same_unmeasured_mark(finding: NoduleFinding, seed: Seed) -> bool:
+    """``finding`` found no nodule at a mark within SAME_NODULE_MM of ``seed``'s."""
+    return (
+        finding.measurement is None and distance_mm(finding.seed.position_lps_mm, seed.position_lps_mm) < SAME_NODULE_MM
+    )
+
+
 def read_all_seeds(
     seed_objects: Sequence[Dataset | dict[str, Any]], images: dict[str, Dataset]
 ) -> tuple[list[Seed], ReaderAttributes]:
@@ -89,7 +96,10 @@ def segment_seeds(
     lungs = series_lung_mask(image) if lungs is None else lungs
     measured: dict[int, tuple[Any, str | None, Any]] = {}
     if measure_map is not None and len(seeds) > 1:
-        measured = dict(enumerate(measure_map(image, lungs, [s.position_lps_mm for s in seeds])))
+        # one measurement per distinct position (an SR and a GSPS of one read mark the same points)
+        positions = {tuple(float(v) for v in s.position_lps_mm): None for s in seeds}
+        results = dict(zip(positions, measure_map(image, lungs, list(positions)), strict=True))
+        measured = {n: results[tuple(float(v) for v in s.position_lps_mm)] for n, s in enumerate(seeds)}
 
     def volume_index(position: Sequence[float]) -> tuple[int, int, int]:
         i, j, k = image.TransformPhysicalPointToIndex(tuple(float(v) for v in position))
@@ -104,6 +114,12 @@ def segment_seeds(
             findings[same] = replace(findings[same], characterization=merged)
             continue
         m, error, algorithm = measured[n] if n in measured else measure_seed(image, seed.position_lps_mm, lungs)
+        if m is None:  # the same mark in another seed object (SR and GSPS of one read): one unmeasured finding
+            same = next((k for k, f in enumerate(findings) if _same_unmeasured_mark(f, seed)), None)
+            if same is not None:
+                merged = merge_reader_attributes(findings[same].characterization, seed.attributes)
+                findings[same] = replace(findings[same], characterization=merged)
+                continue
         if m is not None:
             twin = next(
                 (
