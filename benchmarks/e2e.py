@@ -105,6 +105,15 @@ class Harness:
             out[m.group(1)] = float(m.group(2))
         return out
 
+    def delivery_seconds(self) -> dict[str, float]:
+        """Sum, by kind (sr, seg, other), of each object's time from its outbox row to its delivery."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as rsp:
+            text = rsp.read().decode()
+        return {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^noduled_delivery_seconds_sum\{kind="(\w+)"\} ([0-9.e+-]+)$', text, re.M)
+        }
+
     def health(self) -> dict:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=10) as rsp:

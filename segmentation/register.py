@@ -54,6 +54,10 @@ MAX_METRIC_SAMPLES = 50_000
 #: phantom pairs (benchmarks.registration) these keep the mapped centroids within 0.4 mm (target 2 mm) at a
 #: third of the time of 50 000 samples per linear stage and 12 500 for the B-spline
 STAGE_SAMPLES = {"translation": 5_000, "rigid": 10_000, "affine": 15_000, "bspline": 6_000}
+#: Gaussian smoothing (sigma, voxels of the working grid) of the coarse level of the linear stages; for the
+#: translation starts the smoothed images are computed once (SimpleITK's per-level smoothing is the same
+#: recursive Gaussian, filtering both images again for every start)
+COARSE_SIGMA_VOXELS = 2.0
 #: L-BFGS-B iterations of the B-spline stage (twice as many metric evaluations at most)
 BSPLINE_ITERATIONS = 8
 #: the stages whose metric filters whole gradient images per level (smoothed: the B-spline's fine steps need it;
@@ -184,17 +188,18 @@ def register(
     moving_lungs = _working_lungs(moving, prior, prior_lungs, "prior")
     fixed_mask = _dilate(fixed_lungs, MASK_MARGIN_MM)
     moving_mask = _dilate(moving_lungs, MASK_MARGIN_MM)
+    images = _Images.of(fixed, moving, fixed_mask, moving_mask)
     lap("working images")
 
-    rigid = _initial_rigid(fixed, moving, fixed_mask, moving_mask, fixed_lungs, moving_lungs)
+    rigid = _initial_rigid(images, fixed_lungs, moving_lungs)
     lap("translation")
     stages = ["rigid"]
-    rigid, _ = _run(fixed, moving, fixed_mask, moving_mask, rigid, None, kind="rigid")
+    rigid, _ = _run(images, rigid, None, kind="rigid")
     lap("rigid")
 
     affine = sitk.AffineTransform(3)
     affine.SetCenter(rigid.GetCenter())
-    affine, metric = _run(fixed, moving, fixed_mask, moving_mask, affine, rigid, kind="affine")
+    affine, metric = _run(images, affine, rigid, kind="affine")
     stages.append("affine")
     linear = sitk.CompositeTransform([rigid, affine])  # affine applied first, then rigid
     lap("affine")
@@ -203,7 +208,7 @@ def register(
     if deformable:
         mesh = [max(1, int(round(sz * sp / BSPLINE_GRID_MM))) for sz, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
         bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
-        bspline, metric = _run(fixed, moving, fixed_mask, moving_mask, bspline, linear, kind="bspline")
+        bspline, metric = _run(images, bspline, linear, kind="bspline")
         transforms.append(bspline)
         stages.append("bspline")
         lap("bspline")
@@ -278,20 +283,14 @@ def _field_centre(image: sitk.Image) -> np.ndarray:
     return np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
 
 
-def _initial_rigid(
-    fixed: sitk.Image,
-    moving: sitk.Image,
-    fixed_mask: sitk.Image,
-    moving_mask: sitk.Image,
-    fixed_lungs: sitk.Image,
-    moving_lungs: sitk.Image,
-) -> sitk.Euler3DTransform:
+def _initial_rigid(images: _Images, fixed_lungs: sitk.Image, moving_lungs: sitk.Image) -> sitk.Euler3DTransform:
     """Euler3D centred on the current lungs, translated by the best of a few candidate offsets.
 
     Candidates: no offset (same scanner frame), field-of-view centres, lung
     centres of mass.  Each is scored by the metric after a short
     translation-only registration at the coarsest level.
     """
+    fixed, moving = images.fixed, images.moving
     centre = _centre_of_mass(fixed_lungs)
     offsets = [np.zeros(3), _field_centre(moving) - _field_centre(fixed), _centre_of_mass(moving_lungs) - centre]
     best = None
@@ -304,7 +303,7 @@ def _initial_rigid(
             continue  # this start leaves (almost) no common field of view
         tr = sitk.TranslationTransform(3, tuple(float(v) for v in offset))
         try:
-            tr, value = _run(fixed, moving, fixed_mask, moving_mask, tr, None, kind="translation")
+            tr, value = _run(images, tr, None, kind="translation")
         except RegistrationError:
             continue
         if best is None or value < best[1]:
@@ -340,17 +339,51 @@ def _box_overlap(fixed: sitk.Image, moving: sitk.Image, offset: np.ndarray) -> f
     return float(np.prod(inter) / max(np.prod(f_hi - f_lo), 1e-9))
 
 
-def _run(
-    fixed: sitk.Image,
-    moving: sitk.Image,
-    fixed_mask: sitk.Image,
-    moving_mask: sitk.Image,
-    transform: Any,
-    moving_initial: Any,
-    *,
-    kind: str,
-) -> tuple[Any, float]:
+@dataclass(frozen=True)
+class _Images:
+    """The working images of one registration, and their smoothed copies for the coarse level."""
+
+    fixed: sitk.Image
+    moving: sitk.Image
+    fixed_mask: sitk.Image
+    moving_mask: sitk.Image
+    fixed_coarse: sitk.Image
+    moving_coarse: sitk.Image
+
+    @classmethod
+    def of(cls, fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image, moving_mask: sitk.Image) -> _Images:
+        def smoothed(image: sitk.Image) -> sitk.Image:
+            sigma_mm = [COARSE_SIGMA_VOXELS * sp for sp in image.GetSpacing()]
+            return cast(sitk.Image, sitk.SmoothingRecursiveGaussian(image, sigma_mm))
+
+        return cls(fixed, moving, fixed_mask, moving_mask, smoothed(fixed), smoothed(moving))
+
+
+def _run(images: _Images, transform: Any, moving_initial: Any, *, kind: str) -> tuple[Any, float]:
     """One multi-resolution registration stage; returns (optimized transform, final metric)."""
+    reg = _method(images.fixed_mask, images.moving_mask, kind)
+    if moving_initial is not None:
+        reg.SetMovingInitialTransform(moving_initial)
+    reg.SetInitialTransform(transform, inPlace=True)
+    # the translation starts run on the images smoothed once (what ITK's level smoothing computes, every time)
+    fixed, moving = (
+        (images.fixed_coarse, images.moving_coarse) if kind == "translation" else (images.fixed, images.moving)
+    )
+    try:
+        reg.Execute(fixed, moving)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "outside" in text or "samples" in text.lower():
+            raise RegistrationError(
+                f"{kind} registration failed: too few points of the current lung map into the prior image "
+                "(the studies do not overlap)"
+            ) from None
+        raise RegistrationError(f"{kind} registration failed: {text.strip().splitlines()[-1]}") from None
+    return transform, reg.GetMetricValue()
+
+
+def _method(fixed_mask: sitk.Image, moving_mask: sitk.Image, kind: str) -> sitk.ImageRegistrationMethod:
+    """The registration method of one stage."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
     reg.SetMetricFixedMask(fixed_mask)
@@ -366,16 +399,16 @@ def _run(
     if kind not in GRADIENT_FILTER_STAGES:  # the image gradients at the samples only, not gradient images per level
         reg.MetricUseFixedImageGradientFilterOff()
         reg.MetricUseMovingImageGradientFilterOff()
-    if kind == "translation":
+    if kind == "translation":  # one coarse level, on the images smoothed by COARSE_SIGMA_VOXELS
         reg.SetShrinkFactorsPerLevel([2])
-        reg.SetSmoothingSigmasPerLevel([2.0])
+        reg.SetSmoothingSigmasPerLevel([0.0])
         reg.SetOptimizerAsRegularStepGradientDescent(
             learningRate=4.0, minStep=0.5, numberOfIterations=40, gradientMagnitudeTolerance=1e-6
         )
         reg.SetOptimizerScalesFromPhysicalShift()
     elif kind in ("rigid", "affine"):
         reg.SetShrinkFactorsPerLevel([2, 1])
-        reg.SetSmoothingSigmasPerLevel([2.0, 0.0])
+        reg.SetSmoothingSigmasPerLevel([COARSE_SIGMA_VOXELS, 0.0])
         reg.SetOptimizerAsRegularStepGradientDescent(
             learningRate=2.0,
             minStep=0.02,
@@ -396,20 +429,7 @@ def _run(
             maximumNumberOfFunctionEvaluations=2 * BSPLINE_ITERATIONS,
         )
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    if moving_initial is not None:
-        reg.SetMovingInitialTransform(moving_initial)
-    reg.SetInitialTransform(transform, inPlace=True)
-    try:
-        reg.Execute(fixed, moving)
-    except RuntimeError as exc:
-        text = str(exc)
-        if "outside" in text or "samples" in text.lower():
-            raise RegistrationError(
-                f"{kind} registration failed: too few points of the current lung map into the prior image "
-                "(the studies do not overlap)"
-            ) from None
-        raise RegistrationError(f"{kind} registration failed: {text.strip().splitlines()[-1]}") from None
-    return transform, reg.GetMetricValue()
+    return reg
 
 
 def _lung_overlap(fixed_lungs: sitk.Image, moving_lungs: sitk.Image, transform: sitk.Transform) -> float:
