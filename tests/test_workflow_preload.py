@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 import daemon.analysis.chain as chain
 from daemon.analysis.chain import AnalysisInputs, prepare
+from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from daemon.settings import Settings
 from daemon.storage.queries import study_files
 from daemon.storage.schema import outbox
@@ -184,6 +185,41 @@ def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_
     got = node.context.preloader.take(uid, files.ct_paths + files.seed_paths)
     assert got is not None and len(got.datasets) == len(multi["ct"])
     assert [p for p in read if isinstance(p, str) and p.endswith(".dcm")] == [str(files.seed_paths[0])]  # the SR only
+    node.engine.dispose()
+
+
+def test_a_retrieved_prior_is_taken_from_what_was_parsed_as_it_arrived(
+    multi: dict, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A prior's CT arriving by C-MOVE is parsed (and decoded) as it arrives; the comparison takes those
+    datasets instead of reading the 300 files again, and reads what was not parsed."""
+    import daemon.workflow.preload as preload
+    from daemon.storage.queries import best_ct_series_paths
+
+    node = _node(tmp_path, processes=1)
+    uid = ""
+    for p in multi["ct"][1:]:  # the first instance was not parsed ahead (e.g. over the memory bound)
+        data = Path(p).read_bytes()
+        stored = node.archive.store(data, calling_ae="ORTHANC")
+        uid = stored.study_uid
+        node.context.preloader.stored(uid, CT_IMAGE_STORAGE, stored.sop_instance_uid, data)
+    node.archive.store(Path(multi["ct"][0]).read_bytes(), calling_ae="ORTHANC")
+    read: list[str] = []
+    real = preload.dcmread
+
+    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(preload, "dcmread", counting)
+    paths = best_ct_series_paths(node.engine, node.archive, uid)
+    datasets = node.context.preloader.read_study(uid, paths)
+    assert [ds.SOPInstanceUID for ds in datasets] == [Path(p).stem for p in paths]
+    first = dcmread(multi["ct"][0]).SOPInstanceUID
+    assert [Path(p).stem for p in read] == [first]  # only the one not parsed is read from the archive
+    some = datasets[len(datasets) // 2]
+    assert (some.pixel_array == real(paths[len(datasets) // 2]).pixel_array).all()
+    assert node.context.preloader.read_study(uid, paths[:1]) and len(read) == 2  # taken once: then read again
     node.engine.dispose()
 
 

@@ -134,6 +134,13 @@ class Preloader:
                 self._parsed_count += 1
                 self._touched[study_uid] = now
 
+    def read_study(self, study_uid: str, paths: Iterable[Path]) -> list[Dataset]:
+        """The CT instances of ``study_uid`` at ``paths`` (archive files, named by SOP Instance UID): those
+        parsed as they arrived (a prior just retrieved) are taken from memory, decoded; the others read."""
+        self._wait_parsed()  # the last instances of a retrieval may still be in the parser's queue
+        parsed = self._take_parsed(study_uid)
+        return [parsed.get(Path(p).stem) or dcmread(p) for p in paths]
+
     def _take_parsed(self, study_uid: str) -> dict[str, Dataset]:
         with self._lock:
             parsed = self._parsed.pop(study_uid, {})

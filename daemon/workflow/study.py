@@ -125,7 +125,9 @@ def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
             PriorExam(
                 study_uid=row.study_uid,
                 exam_date=row.study_date,
-                ct_datasets=tuple(dcmread(p) for p in paths),
+                ct_datasets=tuple(
+                    ctx.preloader.read_study(row.study_uid, paths) if ctx.preloader else map(dcmread, paths)
+                ),
                 reported=reported,
                 pre_screening=not screening.search(row.description or ""),
             )
@@ -233,13 +235,16 @@ def _analyse_claimed(
         metrics.STAGE_SECONDS.labels("read" if preloaded is None else "preload_wait").observe(
             time.perf_counter() - t_read
         )
+        t_priors = time.perf_counter()
+        priors = prior_exams(ctx, study_uid)
+        metrics.STAGE_SECONDS.labels("read_priors").observe(time.perf_counter() - t_priors)
         result = analyze(
             AnalysisInputs(
                 study_datasets=datasets,
                 seed_objects=seeds,
                 site=ctx.site,
                 predecessor=predecessor_report(ctx.engine, ctx.archive, study_uid),
-                priors=prior_exams(ctx, study_uid),
+                priors=priors,
                 notes=notes,
                 protocol=ctx.protocol,
                 audit_protocol=ctx.audit_protocol,
