@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from huey.exceptions import RetryTask
@@ -22,7 +23,7 @@ from daemon.workflow.preload import Preloader
 from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
-from daemon.workflow.study import NodeContext, PermanentError, analyze_study
+from daemon.workflow.study import LoadedPriors, NodeContext, PermanentError, analyze_study, load_priors_ahead
 
 if TYPE_CHECKING:
     from daemon.ops.health import HealthServer
@@ -163,12 +164,13 @@ class Node:
             self.context.preloader.released(study_uids)
         self.monitor.released(study_uids)
 
-    def _prefetch_priors(self, study_uid: str) -> None:
+    def _prefetch_priors(self, study_uid: str) -> LoadedPriors:
+        """The study's priors retrieved from the PACS, then loaded ahead when its seeds are in already."""
         from daemon.workflow.priors import prefetch_priors
 
         ctx = self.context
         if ctx.pacs is None:
-            return
+            return {}
         prefetch_priors(
             ctx.engine,
             ctx.archive,
@@ -178,6 +180,11 @@ class Node:
             lookback_years=ctx.lookback_years,
             max_priors=ctx.max_priors,
         )
+        t0 = time.perf_counter()
+        loaded = load_priors_ahead(ctx, study_uid)
+        if loaded:
+            metrics.STAGE_SECONDS.labels("preload_priors").observe(time.perf_counter() - t0)
+        return loaded
 
     def _enqueue_delivery(self, sop_uid: str, study_uid: str, relative_path: str, conn: Connection) -> None:
         self.outbox.enqueue(sop_uid, study_uid, relative_path, conn=conn)

@@ -40,7 +40,7 @@ def growth(tmp_path_factory: pytest.TempPathFactory) -> dict:
             priors=[prior],
         )
     )
-    return {"studies": studies, "baseline": baseline, "follow_up": follow_up}
+    return {"studies": studies, "baseline": baseline, "follow_up": follow_up, "prior": prior, "written": written}
 
 
 def _truth_of(finding, study):  # type: ignore[no-untyped-def]
@@ -225,3 +225,32 @@ def test_a_reported_prior_volume_of_the_other_convention_is_not_compared() -> No
     older = PriorObservation(exam, None, reported(PARTIAL_VOLUME))
     assert same.volume_mm3 == 120.0
     assert older.volume_mm3 is None and older.mean_diameter_mm == 6.1
+
+
+def test_a_prior_loaded_ahead_gives_the_same_report_without_loading_it_again(growth: dict, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The node loads and lung-masks a retrieved prior while the study is still being segmented
+    (load_prior); the comparison then uses it as it is, with exactly the same result."""
+    import segmentation.io
+    from daemon.analysis.comparison import load_prior
+
+    loaded = load_prior(growth["prior"])
+    assert loaded.image is not None and loaded.lungs is not None and loaded == growth["prior"]
+    calls: list[int] = []
+    real = segmentation.io.load_series
+
+    def counting(datasets, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(datasets))
+        return real(datasets, *args, **kwargs)
+
+    monkeypatch.setattr(segmentation.io, "load_series", counting)
+    written = growth["written"]
+    again = analyze(
+        AnalysisInputs(
+            study_datasets=[dcmread(p) for p in written[1]["ct"]],
+            seed_objects=[dcmread(written[1]["sr"])],
+            priors=[loaded],
+        )
+    )
+    assert len(calls) == 1  # the current series only
+    assert again.assessment_json == growth["follow_up"].assessment_json
+    assert again.report.SOPInstanceUID == growth["follow_up"].report.SOPInstanceUID

@@ -7,6 +7,8 @@ On the small ``multi`` phantom (96 slices, 7 nodules), archived in a real node's
 
 from __future__ import annotations
 
+import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -319,19 +321,94 @@ def test_priors_retrieved_at_the_release_are_waited_for_before_the_analysis_asks
     node.engine.dispose()
 
 
-def test_a_study_without_seeds_does_not_retrieve_priors_at_its_release(multi: dict, tmp_path: Path) -> None:
-    """A study that will not be analysed now (CT without seeds, e.g. a prior that was itself retrieved)
+def test_priors_are_retrieved_from_the_first_ct_image_and_a_retrieved_prior_retrieves_none(
+    multi: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The retrieval starts with the study's first CT image (the prior arrives while the rest of the study
+    does), once per study; an earlier study of the patient arriving then (the prior itself, by C-MOVE)
     does not send the PACS looking for its own priors."""
+    import datetime as dt
+
+    import daemon.workflow.priors as priors
+    from daemon.settings import PACSSettings
+
     node = _node(tmp_path, processes=1)
     preloader = node.context.preloader
-    uid = _archive(node, multi["ct"])
     asked: list[str] = []
-    preloader.prefetch = asked.append
+    started = threading.Event()
+
+    def prefetch(study_uid: str) -> None:
+        asked.append(study_uid)
+        started.set()
+
+    preloader.prefetch = prefetch
+    data = [Path(p).read_bytes() for p in multi["ct"][:2]]
+    first = node.archive.store(data[0], calling_ae="PACS")
+    uid = first.study_uid
+    preloader.stored(uid, CT_IMAGE_STORAGE, first.sop_instance_uid, data[0])
+    assert started.wait(5) and asked == [uid]  # before the release, before the seeds
+    second = node.archive.store(data[1], calling_ae="PACS")
+    preloader.stored(uid, CT_IMAGE_STORAGE, second.sop_instance_uid, data[1])
     preloader.released({uid})
     preloader.wait_prefetch(uid)
-    assert asked == []
-    _archive(node, [multi["sr"]])  # the seeds arrive: the next release retrieves the priors
-    preloader.released({uid})
-    preloader.wait_prefetch(uid)
-    assert asked == [uid]
+    assert asked == [uid]  # once: the retrieval that started is the one the analysis waits for
+
+    # the prior arrives: older than a study of the patient in the index, it retrieves nothing itself
+    prior = dcmread(multi["ct"][0])
+    prior.StudyInstanceUID, prior.SeriesInstanceUID, prior.SOPInstanceUID = "1.2.3.1", "1.2.3.1.1", "1.2.3.1.1.1"
+    prior.StudyDate = (dt.date.fromisoformat(str(node_study_date(node, uid))) - dt.timedelta(days=365)).strftime(
+        "%Y%m%d"
+    )
+    buffer = io.BytesIO()
+    prior.save_as(buffer, enforce_file_format=True)
+    node.archive.store(buffer.getvalue(), calling_ae="PACS")
+    pacs = PACSSettings(ae_title="PACS", host="127.0.0.1", port=1)
+    queried: list[str] = []
+    monkeypatch.setattr(priors, "query_pacs", lambda *a, **kw: queried.append(kw["patient_id"]) or [])
+    for study_uid in ("1.2.3.1", uid):
+        priors.prefetch_priors(
+            node.engine, node.archive, pacs, study_uid, calling_ae="NODULED", lookback_years=10, max_priors=2
+        )
+    assert queried == [str(prior.PatientID)]  # the current study's priors only
+    node.engine.dispose()
+
+
+def node_study_date(node, study_uid: str):  # type: ignore[no-untyped-def]
+    from daemon.storage.queries import study_patient
+
+    return study_patient(node.engine, study_uid).study_date
+
+
+def test_a_retrieved_prior_is_loaded_ahead_and_the_analysis_uses_it(multi: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """Once the priors are retrieved (while the study is being segmented) they are loaded and lung-masked
+    there and then; the analysis's priors are those very exams.  Not before the seeds are in."""
+    import datetime as dt
+
+    from daemon.storage.queries import study_patient
+    from daemon.workflow.study import load_priors_ahead, prior_exams
+
+    node = _node(tmp_path, processes=1)
+    ctx = node.context
+    uid = _archive(node, multi["ct"])
+    date = study_patient(node.engine, uid).study_date
+    for p in multi["ct"]:  # the same patient's exam of a year before
+        ds = dcmread(p)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.1", "1.2.3.1.1"
+        ds.SOPInstanceUID = f"1.2.3.1.1.{ds.InstanceNumber}"
+        ds.StudyDate = ds.SeriesDate = (date - dt.timedelta(days=365)).strftime("%Y%m%d")
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        node.archive.store(buffer.getvalue(), calling_ae="PACS")
+    assert load_priors_ahead(ctx, uid) == {}  # no seeds yet: not analysed now
+    _archive(node, [multi["sr"]])
+    loaded = load_priors_ahead(ctx, uid)
+    assert list(loaded) == ["1.2.3.1"]
+    _, exam = loaded["1.2.3.1"]
+    assert exam.image is not None and exam.lungs is not None and len(exam.ct_datasets) == len(multi["ct"])
+    (used,) = prior_exams(ctx, uid, loaded)
+    assert used.image is exam.image and used.lungs is exam.lungs
+    (fresh,) = prior_exams(ctx, uid)
+    assert fresh.image is None and fresh == used  # the same exam, loaded by the comparison itself
     node.engine.dispose()

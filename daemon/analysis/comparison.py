@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -75,6 +75,26 @@ class PriorExam:
     ct_datasets: tuple[Dataset, ...] = ()  # its CT series; empty: only reported values can be used
     reported: tuple[PriorNodule, ...] = ()  # what noduled reported on it, if it did
     pre_screening: bool = False  # a CT before the screening programme (note 7)
+    # its CT series loaded and its lung mask, when computed ahead (:func:`load_prior`); else from ct_datasets
+    image: Any = field(default=None, compare=False, repr=False)
+    lungs: Any = field(default=None, compare=False, repr=False)
+
+
+def load_prior(exam: PriorExam) -> PriorExam:
+    """``exam`` with its CT series loaded and lung-masked (what the comparison does first), e.g. while
+    the current study is still being segmented; unchanged when its series cannot be loaded (the
+    comparison then says why)."""
+    from segmentation.io import load_series
+    from segmentation.lungs import lung_mask
+    from segmentation.types import SeriesError
+
+    if not exam.ct_datasets or exam.image is not None:
+        return exam
+    try:
+        image = load_series(list(exam.ct_datasets)).image
+    except SeriesError:
+        return exam
+    return replace(exam, image=image, lungs=lung_mask(image))
 
 
 @dataclass(frozen=True)
@@ -134,9 +154,11 @@ def compare_with_priors(
         registration = prior_image = prior_lungs = None
         if exam.ct_datasets:
             try:
-                loaded = load_series(list(exam.ct_datasets))
-                prior_image = loaded.image
-                prior_lungs = lung_mask(prior_image)
+                if exam.image is not None:
+                    prior_image, prior_lungs = exam.image, exam.lungs
+                else:
+                    prior_image = load_series(list(exam.ct_datasets)).image
+                    prior_lungs = lung_mask(prior_image)
                 registration = register(image, prior_image, current_lungs=lungs, prior_lungs=prior_lungs)
             except (SeriesError, RegistrationError) as exc:
                 notes.append(f"prior CT of {when} (study {exam.study_uid}) could not be compared: {exc}")

@@ -36,8 +36,11 @@ def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Cal
 
 def _same_unmeasured_mark(finding: NoduleFinding, seed: Seed) -> bool:
     """``finding`` found no nodule at a mark within SAME_NODULE_MM of ``seed``'s."""
+    mark = finding.seed
     return (
-        finding.measurement is None and distance_mm(finding.seed.position_lps_mm, seed.position_lps_mm) < SAME_NODULE_MM
+        finding.measurement is None
+        and mark is not None
+        and distance_mm(mark.position_lps_mm, seed.position_lps_mm) < SAME_NODULE_MM
     )
 
 

@@ -117,6 +117,24 @@ def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> li
     return [EarlierStudy(r.study_uid, r.study_date, r.description) for r in rows]
 
 
+def has_later_study(engine: Engine, study_uid: str) -> bool:
+    """The index holds a study of the same patient (Patient ID and issuer) dated after ``study_uid``."""
+    with engine.connect() as conn:
+        current = conn.execute(
+            select(studies.c.patient_pk, studies.c.study_date, patients.c.patient_id)
+            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk))
+            .where(studies.c.study_uid == study_uid)
+        ).first()
+        if current is None or current.study_date is None or not (current.patient_id or "").strip():
+            return False
+        later = conn.execute(
+            select(studies.c.id)
+            .where(studies.c.patient_pk == current.patient_pk, studies.c.study_date > current.study_date)
+            .limit(1)
+        ).first()
+    return later is not None
+
+
 def best_ct_series_paths(engine: Engine, archive: Archive, study_uid: str) -> list[Path]:
     """The images of a study's CT series best suited for comparison (:func:`daemon.analysis.series.best_ct_series`)."""
     q = (

@@ -10,9 +10,11 @@ same seed objects, CT images and predecessor report it analyses (the chain check
 waits for it when it is still being computed; anything else (more instances came, another
 seed object, a failed preload) and the job computes the stages itself, as without preload.
 
-With a ``[pacs]`` to ask, the patient's priors are retrieved at the release too, beside stages
-1-3 (``prefetch``: :func:`daemon.workflow.priors.prefetch_priors`); the analysis waits for that
-retrieval to end before it asks the PACS itself, and then finds the priors in the archive.
+With a ``[pacs]`` to ask, the patient's priors are retrieved from the study's first CT image on,
+while the rest of it arrives (``prefetch``: :func:`daemon.workflow.priors.prefetch_priors`, which
+leaves out a study older than another of the patient's: a prior arriving by that retrieval); the
+analysis waits for that retrieval to end before it asks the PACS itself, and then finds the
+priors in the archive (and takes their images as the parser read them: :meth:`Preloader.read_study`).
 
 Apart from the prefetched priors (stored as any retrieved instance is), nothing is written: the
 preload reads the archive and the index and holds its result in memory only, so a crash loses
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -56,7 +59,7 @@ class Preloaded:
 
 @dataclass
 class _Entry:
-    future: Future[Preloaded | None]
+    future: Future[Any]  # Preloaded | None, or what the prefetch returned
     started: float
 
 
@@ -69,7 +72,7 @@ class Preloader:
         archive: Archive,
         *,
         measure_map: Callable | None = None,  # type: ignore[type-arg]
-        prefetch: Callable[[str], object] | None = None,  # retrieves a study's priors into the archive
+        prefetch: Callable[[str], object] | None = None,  # retrieves a study's priors into the archive (and loads them)
         max_entries: int = 2,
         max_age_s: float = 120.0,
         max_parsed: int = 1000,  # CT instances held parsed and decoded (about 1 MB each at 512 x 512: ~3 full studies)
@@ -104,6 +107,9 @@ class Preloader:
         if sop_class_uid != CT_IMAGE_STORAGE:
             return
         with self._lock:
+            if self.prefetch is not None and study_uid not in self._prefetches:
+                # the study's first CT image: its priors are retrieved while the rest arrives
+                self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), time.monotonic())
             if self._pending_bytes + len(data) > self.max_pending_bytes:
                 return
             self._pending_bytes += len(data)
@@ -163,25 +169,25 @@ class Preloader:
                     continue  # the workers are behind: this study is loaded by its analysis
                 self._entries[study_uid] = _Entry(self._pool.submit(self._run, study_uid), now)
 
-    def _fetch(self, study_uid: str) -> None:
+    def _fetch(self, study_uid: str) -> object:
         t0 = time.perf_counter()
-        files = study_files(self.engine, self.archive, study_uid)
-        if not files.ct_paths or not _seed_objects(files.seed_paths):
-            return  # not analysed now (no seeds yet, or a prior that was retrieved): its priors are not needed
-        self.prefetch(study_uid)  # type: ignore[misc]
+        result = self.prefetch(study_uid)  # type: ignore[misc]
         metrics.STAGE_SECONDS.labels("preload_fetch_priors").observe(time.perf_counter() - t0)
+        return result
 
-    def wait_prefetch(self, study_uid: str) -> None:
-        """Until the priors of ``study_uid`` retrieved at its release are in the archive (at once when none
-        were asked for); a retrieval that failed is only logged: the analysis asks the PACS itself."""
+    def wait_prefetch(self, study_uid: str) -> object:
+        """Until the priors of ``study_uid`` retrieved as it arrived are in the archive (at once when none
+        were asked for); what ``prefetch`` returned (the priors loaded ahead), or None.  A retrieval that
+        failed is only logged: the analysis asks the PACS itself."""
         with self._lock:
             entry = self._prefetches.pop(study_uid, None)
         if entry is None:
-            return
+            return None
         try:
-            entry.future.result(timeout=self.max_age_s)
+            return entry.future.result(timeout=self.max_age_s)
         except Exception as exc:
             log.debug("study %s: priors not prefetched (%s: %s)", study_uid, type(exc).__name__, exc)
+            return None
 
     def _run(self, study_uid: str) -> Preloaded | None:
         t0 = time.perf_counter()
@@ -215,7 +221,7 @@ class Preloader:
         except Exception as exc:  # the analysis computes (and reports) it itself
             log.debug("study %s: preload failed (%s: %s)", study_uid, type(exc).__name__, exc)
             return None
-        if preloaded is None or preloaded.files != tuple(str(p) for p in paths):
+        if not isinstance(preloaded, Preloaded) or preloaded.files != tuple(str(p) for p in paths):
             return None
         return preloaded
 

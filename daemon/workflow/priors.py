@@ -19,7 +19,7 @@ from daemon.analysis.priors import select_priors, series_to_fetch
 from daemon.network.query_retrieve import PriorsUnavailable, query_pacs, retrieve
 from daemon.settings import PACSSettings
 from daemon.storage.archive import Archive
-from daemon.storage.queries import StudyPatient, priors_in_index, study_patient
+from daemon.storage.queries import StudyPatient, has_later_study, priors_in_index, study_patient
 from daemon.workflow import state
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,12 @@ def prefetch_priors(
     """What :func:`fetch_or_wait` retrieves, fetched ahead (during the study-complete wait).
 
     Nothing is decided here: when the PACS cannot give the priors, the analysis asks again and
-    applies the wait-or-report policy itself.  Returns the study UIDs fetched.
+    applies the wait-or-report policy itself.  Returns the study UIDs fetched.  Nothing is fetched
+    for a study older than another of the patient's in the index: a prior arriving by this very
+    retrieval (or an old study forwarded again, whose analysis asks the PACS itself).
     """
     who = study_patient(engine, study_uid)
-    if who is None or who.study_date is None:
+    if who is None or who.study_date is None or has_later_study(engine, study_uid):
         return []
     try:
         return _fetch_for(

@@ -106,12 +106,18 @@ def _store(ctx: NodeContext, ds: Dataset) -> str:
     return ctx.archive.relative_path(result.study_uid, result.series_uid, result.sop_instance_uid)
 
 
-def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
+#: prior study -> (the CT files it was loaded from, the exam with its series loaded and lung-masked)
+LoadedPriors = dict[str, tuple[tuple[str, ...], PriorExam]]
+
+
+def prior_exams(ctx: NodeContext, study_uid: str, loaded: LoadedPriors | None = None) -> list[PriorExam]:
     """The patient's earlier CT exams in the archive, with what noduled reported on them.
 
     Same patient = same Patient ID and issuer (never an empty Patient ID);
     within ``lookback_years``; at most ``max_priors`` (the earliest, which
     note 6 compares against, and the most recent ones: :func:`select_priors`).
+    ``loaded``: exams loaded ahead (:func:`load_priors_ahead`), used when they were loaded from
+    the same files.
     """
     rows = select_priors(earlier_studies(ctx.engine, study_uid, ctx.lookback_years), ctx.max_priors)
     screening = re.compile(ctx.screening_description_regex)
@@ -121,17 +127,36 @@ def prior_exams(ctx: NodeContext, study_uid: str) -> list[PriorExam]:
         reported = reported_nodules(ctx.engine, ctx.archive, row.study_uid)
         if not paths and not reported:
             continue
-        out.append(
-            PriorExam(
-                study_uid=row.study_uid,
-                exam_date=row.study_date,
-                ct_datasets=tuple(
-                    ctx.preloader.read_study(row.study_uid, paths) if ctx.preloader else map(dcmread, paths)
-                ),
-                reported=reported,
-                pre_screening=not screening.search(row.description or ""),
-            )
+        exam = PriorExam(
+            study_uid=row.study_uid,
+            exam_date=row.study_date,
+            reported=reported,
+            pre_screening=not screening.search(row.description or ""),
         )
+        ahead = (loaded or {}).get(row.study_uid)
+        if ahead is not None and ahead[0] == tuple(map(str, paths)):
+            _, done = ahead
+            exam = replace(exam, ct_datasets=done.ct_datasets, image=done.image, lungs=done.lungs)
+        else:
+            read = ctx.preloader.read_study(row.study_uid, paths) if ctx.preloader else map(dcmread, paths)
+            exam = replace(exam, ct_datasets=tuple(read))
+        out.append(exam)
+    return out
+
+
+def load_priors_ahead(ctx: NodeContext, study_uid: str) -> LoadedPriors:
+    """The priors :func:`prior_exams` gives the analysis of ``study_uid``, their series loaded and
+    lung-masked now (e.g. as soon as they are retrieved, while the study is being segmented).
+    Nothing for a study without seed objects yet (it is not analysed now)."""
+    from daemon.analysis.comparison import load_prior
+
+    if not study_files(ctx.engine, ctx.archive, study_uid).seed_paths:
+        return {}
+    out: LoadedPriors = {}
+    for exam in prior_exams(ctx, study_uid):
+        if exam.ct_datasets:
+            files = best_ct_series_paths(ctx.engine, ctx.archive, exam.study_uid)
+            out[exam.study_uid] = (tuple(map(str, files)), load_prior(exam))
     return out
 
 
@@ -217,8 +242,8 @@ def _analyse_claimed(
 
     try:
         t_fetch = time.perf_counter()
-        if ctx.preloader is not None:
-            ctx.preloader.wait_prefetch(study_uid)  # retrieved during the wait: not asked for twice
+        # retrieved (and loaded) while the study arrived: not asked for twice
+        loaded = ctx.preloader.wait_prefetch(study_uid) if ctx.preloader is not None else None
         notes = fetch_or_wait(
             ctx.engine,
             ctx.archive,
@@ -236,7 +261,7 @@ def _analyse_claimed(
             time.perf_counter() - t_read
         )
         t_priors = time.perf_counter()
-        priors = prior_exams(ctx, study_uid)
+        priors = prior_exams(ctx, study_uid, loaded if isinstance(loaded, dict) else None)
         metrics.STAGE_SECONDS.labels("read_priors").observe(time.perf_counter() - t_priors)
         result = analyze(
             AnalysisInputs(
