@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -411,4 +412,21 @@ def test_a_retrieved_prior_is_loaded_ahead_and_the_analysis_uses_it(multi: dict,
     assert used.image is exam.image and used.lungs is exam.lungs
     (fresh,) = prior_exams(ctx, uid)
     assert fresh.image is None and fresh == used  # the same exam, loaded by the comparison itself
+    node.engine.dispose()
+
+
+def test_priors_held_loaded_are_bounded_the_oldest_go(tmp_path: Path) -> None:
+    """Priors loaded ahead for studies no analysis here takes (a burst, or workers elsewhere) are not held
+    without bound: beyond ``max_entries`` the oldest go, and their analysis loads them itself."""
+    node = _node(tmp_path, processes=1)
+    preloader = node.context.preloader
+    preloader.max_entries = 2
+    preloader.prefetch = lambda study_uid: {study_uid: "loaded"}
+    for uid in ("1.2.3.1", "1.2.3.2", "1.2.3.3"):
+        preloader.stored(uid, CT_IMAGE_STORAGE, f"{uid}.1", b"not parsed")
+        time.sleep(0.2)  # one after the other, as studies arrive
+    preloader._fetcher.submit(lambda: None).result(5)  # the fetches before it are done
+    assert preloader.wait_prefetch("1.2.3.1") is None  # dropped: the analysis retrieves and loads itself
+    assert preloader.wait_prefetch("1.2.3.2") == {"1.2.3.2": "loaded"}
+    assert preloader.wait_prefetch("1.2.3.3") == {"1.2.3.3": "loaded"}
     node.engine.dispose()

@@ -173,7 +173,21 @@ class Preloader:
         t0 = time.perf_counter()
         result = self.prefetch(study_uid)  # type: ignore[misc]
         metrics.STAGE_SECONDS.labels("preload_fetch_priors").observe(time.perf_counter() - t0)
+        if result:
+            self._bound_loaded_priors()
         return result
+
+    def _bound_loaded_priors(self) -> None:
+        """Room for one more study's priors held loaded: at most ``max_entries`` (the studies of a burst, or
+        of workers elsewhere, that no analysis here took); the oldest go, their analyses load them."""
+        with self._lock:
+            held = sorted(
+                (entry.started, uid)
+                for uid, entry in self._prefetches.items()
+                if entry.future.done() and entry.future.exception() is None and entry.future.result()
+            )
+            for _, uid in held[: max(0, len(held) - self.max_entries + 1)]:
+                del self._prefetches[uid]
 
     def wait_prefetch(self, study_uid: str) -> object:
         """Until the priors of ``study_uid`` retrieved as it arrived are in the archive (at once when none

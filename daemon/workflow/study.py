@@ -119,6 +119,12 @@ def prior_exams(ctx: NodeContext, study_uid: str, loaded: LoadedPriors | None = 
     ``loaded``: exams loaded ahead (:func:`load_priors_ahead`), used when they were loaded from
     the same files.
     """
+    return [exam for exam, _ in _prior_exams_and_files(ctx, study_uid, loaded or {})]
+
+
+def _prior_exams_and_files(
+    ctx: NodeContext, study_uid: str, loaded: LoadedPriors
+) -> list[tuple[PriorExam, tuple[str, ...]]]:
     rows = select_priors(earlier_studies(ctx.engine, study_uid, ctx.lookback_years), ctx.max_priors)
     screening = re.compile(ctx.screening_description_regex)
     out = []
@@ -127,20 +133,21 @@ def prior_exams(ctx: NodeContext, study_uid: str, loaded: LoadedPriors | None = 
         reported = reported_nodules(ctx.engine, ctx.archive, row.study_uid)
         if not paths and not reported:
             continue
+        files = tuple(map(str, paths))
         exam = PriorExam(
             study_uid=row.study_uid,
             exam_date=row.study_date,
             reported=reported,
             pre_screening=not screening.search(row.description or ""),
         )
-        ahead = (loaded or {}).get(row.study_uid)
-        if ahead is not None and ahead[0] == tuple(map(str, paths)):
+        ahead = loaded.get(row.study_uid)
+        if ahead is not None and ahead[0] == files:
             _, done = ahead
             exam = replace(exam, ct_datasets=done.ct_datasets, image=done.image, lungs=done.lungs)
         else:
             read = ctx.preloader.read_study(row.study_uid, paths) if ctx.preloader else map(dcmread, paths)
             exam = replace(exam, ct_datasets=tuple(read))
-        out.append(exam)
+        out.append((exam, files))
     return out
 
 
@@ -152,12 +159,11 @@ def load_priors_ahead(ctx: NodeContext, study_uid: str) -> LoadedPriors:
 
     if not study_files(ctx.engine, ctx.archive, study_uid).seed_paths:
         return {}
-    out: LoadedPriors = {}
-    for exam in prior_exams(ctx, study_uid):
-        if exam.ct_datasets:
-            files = best_ct_series_paths(ctx.engine, ctx.archive, exam.study_uid)
-            out[exam.study_uid] = (tuple(map(str, files)), load_prior(exam))
-    return out
+    return {
+        exam.study_uid: (files, load_prior(exam))
+        for exam, files in _prior_exams_and_files(ctx, study_uid, {})
+        if exam.ct_datasets
+    }
 
 
 def analyze_study(ctx: NodeContext, study_uid: str, *, require_seeds: bool = True) -> AnalysisResult | None:
