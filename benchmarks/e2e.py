@@ -98,21 +98,17 @@ class Harness:
 
     def stage_seconds(self) -> dict[str, float]:
         """Sum of each analysis stage's duration from the node's /metrics."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as rsp:
-            text = rsp.read().decode()
-        out: dict[str, float] = {}
-        for m in re.finditer(r'^noduled_stage_duration_seconds_sum\{stage="(\w+)"\} ([0-9.e+-]+)$', text, re.M):
-            out[m.group(1)] = float(m.group(2))
-        return out
+        return self._metric_sums("noduled_stage_duration_seconds", "stage")
 
     def delivery_seconds(self) -> dict[str, float]:
         """Sum, by kind (sr, seg, other), of each object's time from its outbox row to its delivery."""
+        return self._metric_sums("noduled_delivery_seconds", "kind")
+
+    def _metric_sums(self, histogram: str, label: str) -> dict[str, float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as rsp:
             text = rsp.read().decode()
-        return {
-            m.group(1): float(m.group(2))
-            for m in re.finditer(r'^noduled_delivery_seconds_sum\{kind="(\w+)"\} ([0-9.e+-]+)$', text, re.M)
-        }
+        pattern = rf'^{histogram}_sum\{{{label}="(\w+)"\}} ([0-9.e+-]+)$'
+        return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
 
     def health(self) -> dict:
         try:

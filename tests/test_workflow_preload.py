@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,9 +164,22 @@ def test_sr_and_seg_are_queued_before_the_key_images_and_a_crash_between_deliver
     node.engine.dispose()
 
 
-def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def,type-arg]
+def _counting_reads(monkeypatch) -> tuple[list[str], Callable]:  # type: ignore[no-untyped-def,type-arg]
+    """The paths the preloader reads from the archive from now on, and the real dcmread."""
     import daemon.workflow.preload as preload
 
+    read: list[str] = []
+    real = preload.dcmread
+
+    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(preload, "dcmread", counting)
+    return read, real
+
+
+def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def,type-arg]
     node = _node(tmp_path, processes=1)
     uid = ""
     for p in multi["ct"] + [multi["sr"]]:  # what the SCP does: archive, then hand the bytes to the hook
@@ -175,14 +189,7 @@ def test_ct_instances_parsed_as_they_arrive_are_not_read_again(multi: dict, tmp_
         node.context.preloader.stored(
             uid, str(dcmread(p, stop_before_pixels=True).SOPClassUID), stored.sop_instance_uid, data
         )
-    read: list[str] = []
-    real = preload.dcmread
-
-    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        read.append(str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(preload, "dcmread", counting)
+    read, real = _counting_reads(monkeypatch)
     node.context.preloader.released({uid})
     files = study_files(node.engine, node.archive, uid)
     got = node.context.preloader.take(uid, files.ct_paths + files.seed_paths)
@@ -196,7 +203,6 @@ def test_a_retrieved_prior_is_taken_from_what_was_parsed_as_it_arrived(
 ) -> None:  # type: ignore[no-untyped-def,type-arg]
     """A prior's CT arriving by C-MOVE is parsed (and decoded) as it arrives; the comparison takes those
     datasets instead of reading the 300 files again, and reads what was not parsed."""
-    import daemon.workflow.preload as preload
     from daemon.storage.queries import best_ct_series_paths
 
     node = _node(tmp_path, processes=1)
@@ -207,14 +213,7 @@ def test_a_retrieved_prior_is_taken_from_what_was_parsed_as_it_arrived(
         uid = stored.study_uid
         node.context.preloader.stored(uid, CT_IMAGE_STORAGE, stored.sop_instance_uid, data)
     node.archive.store(Path(multi["ct"][0]).read_bytes(), calling_ae="ORTHANC")
-    read: list[str] = []
-    real = preload.dcmread
-
-    def counting(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        read.append(str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(preload, "dcmread", counting)
+    read, real = _counting_reads(monkeypatch)
     paths = best_ct_series_paths(node.engine, node.archive, uid)
     datasets = node.context.preloader.read_study(uid, paths)
     assert [ds.SOPInstanceUID for ds in datasets] == [Path(p).stem for p in paths]

@@ -100,9 +100,10 @@ def segment_seeds(
     measured: dict[int, tuple[Any, str | None, Any]] = {}
     if measure_map is not None and len(seeds) > 1:
         # one measurement per distinct position (an SR and a GSPS of one read mark the same points)
-        positions = {tuple(float(v) for v in s.position_lps_mm): None for s in seeds}
-        results = dict(zip(positions, measure_map(image, lungs, list(positions)), strict=True))
-        measured = {n: results[tuple(float(v) for v in s.position_lps_mm)] for n, s in enumerate(seeds)}
+        keys = [tuple(float(v) for v in s.position_lps_mm) for s in seeds]
+        positions = list(dict.fromkeys(keys))
+        results = dict(zip(positions, measure_map(image, lungs, positions), strict=True))
+        measured = {n: results[key] for n, key in enumerate(keys)}
 
     def volume_index(position: Sequence[float]) -> tuple[int, int, int]:
         i, j, k = image.TransformPhysicalPointToIndex(tuple(float(v) for v in position))

@@ -11,10 +11,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from daemon.analysis.comparison import PriorNodule
 from daemon.analysis.dicomvalues import to_float
@@ -93,18 +94,26 @@ class EarlierStudy:
     description: str | None
 
 
+def _dated_study_of_a_patient(conn: Connection, study_uid: str) -> Row[Any, Any, Any] | None:
+    """(patient_pk, study_date) of ``study_uid``; None without a StudyDate or a Patient ID (no order, no patient)."""
+    current = conn.execute(
+        select(studies.c.patient_pk, studies.c.study_date, patients.c.patient_id)
+        .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk))
+        .where(studies.c.study_uid == study_uid)
+    ).first()
+    if current is None or current.study_date is None or not (current.patient_id or "").strip():
+        return None
+    return current
+
+
 def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> list[EarlierStudy]:
     """The patient's earlier studies in the index within the look-back window, oldest first.
 
     Same patient = same Patient ID and issuer (never an empty Patient ID).
     """
     with engine.connect() as conn:
-        current = conn.execute(
-            select(studies.c.patient_pk, studies.c.study_date, patients.c.patient_id)
-            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk))
-            .where(studies.c.study_uid == study_uid)
-        ).first()
-        if current is None or current.study_date is None or not (current.patient_id or "").strip():
+        current = _dated_study_of_a_patient(conn, study_uid)
+        if current is None:
             return []
         first, last = lookback_window(current.study_date, lookback_years)
         rows = conn.execute(
@@ -120,12 +129,8 @@ def earlier_studies(engine: Engine, study_uid: str, lookback_years: float) -> li
 def has_later_study(engine: Engine, study_uid: str) -> bool:
     """The index holds a study of the same patient (Patient ID and issuer) dated after ``study_uid``."""
     with engine.connect() as conn:
-        current = conn.execute(
-            select(studies.c.patient_pk, studies.c.study_date, patients.c.patient_id)
-            .select_from(studies.join(patients, patients.c.id == studies.c.patient_pk))
-            .where(studies.c.study_uid == study_uid)
-        ).first()
-        if current is None or current.study_date is None or not (current.patient_id or "").strip():
+        current = _dated_study_of_a_patient(conn, study_uid)
+        if current is None:
             return False
         later = conn.execute(
             select(studies.c.id)

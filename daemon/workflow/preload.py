@@ -107,9 +107,7 @@ class Preloader:
         if sop_class_uid != CT_IMAGE_STORAGE:
             return
         with self._lock:
-            if self.prefetch is not None and study_uid not in self._prefetches:
-                # the study's first CT image: its priors are retrieved while the rest arrives
-                self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), time.monotonic())
+            self._start_prefetch(study_uid, time.monotonic())  # the first CT image: while the rest arrives
             if self._pending_bytes + len(data) > self.max_pending_bytes:
                 return
             self._pending_bytes += len(data)
@@ -143,7 +141,10 @@ class Preloader:
     def read_study(self, study_uid: str, paths: Iterable[Path]) -> list[Dataset]:
         """The CT instances of ``study_uid`` at ``paths`` (archive files, named by SOP Instance UID): those
         parsed as they arrived (a prior just retrieved) are taken from memory, decoded; the others read."""
-        self._wait_parsed()  # the last instances of a retrieval may still be in the parser's queue
+        with self._lock:
+            arriving = study_uid in self._touched
+        if arriving:  # the last instances of a retrieval may still be in the parser's queue
+            self._wait_parsed()
         parsed = self._take_parsed(study_uid)
         return [parsed.get(Path(p).stem) or dcmread(p) for p in paths]
 
@@ -163,11 +164,16 @@ class Preloader:
                     if now - entry.started > self.max_age_s:
                         del held[uid]
             for study_uid in study_uids:
-                if self.prefetch is not None and study_uid not in self._prefetches:
-                    self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), now)
+                # started by its first CT image, unless this association carried none (seeds sent later)
+                self._start_prefetch(study_uid, now)
                 if study_uid not in self._entries and len(self._entries) >= self.max_entries:
                     continue  # the workers are behind: this study is loaded by its analysis
                 self._entries[study_uid] = _Entry(self._pool.submit(self._run, study_uid), now)
+
+    def _start_prefetch(self, study_uid: str, now: float) -> None:
+        """Retrieve (and load) the study's priors in the background, once (the caller holds the lock)."""
+        if self.prefetch is not None and study_uid not in self._prefetches:
+            self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), now)
 
     def _fetch(self, study_uid: str) -> object:
         t0 = time.perf_counter()
