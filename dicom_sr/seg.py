@@ -106,10 +106,11 @@ def _mask_frames(masks: list, index: dict[int, int]) -> Iterator[tuple[int, int,
     """(segment position, frame, the (rows, columns) box, the mask's slice there) of every mask slice on a frame."""
     for s, (_, _, m) in enumerate(masks):
         z0, y0, x0 = m.origin_index_zyx
-        box = (slice(y0, y0 + m.mask.shape[1]), slice(x0, x0 + m.mask.shape[2]))
-        for k in range(m.mask.shape[0]):
+        voxels = m.reported
+        box = (slice(y0, y0 + voxels.shape[1]), slice(x0, x0 + voxels.shape[2]))
+        for k in range(voxels.shape[0]):
             if z0 + k in index:
-                yield s, index[z0 + k], box, m.mask[k]
+                yield s, index[z0 + k], box, voxels[k]
 
 
 def _label_map(masks: list, index: dict[int, int], rows: int, cols: int) -> np.ndarray | None:  # type: ignore[type-arg]
@@ -135,7 +136,8 @@ def build_segmentation(
     manufacturer: str = "noduled",
     series_description: str = "noduled nodule segmentation",
 ) -> Dataset:
-    """A BINARY highdicom Segmentation of every finding that has a mask.
+    """A BINARY highdicom Segmentation of every finding that has a mask: each segment holds the voxels
+    whose volume the SR reports (:attr:`NoduleMask.reported`, the radiologists'-convention outline).
 
     UIDs not given are derived from the CT series and the tracking UIDs, so
     the same inputs give the same object; ``content_datetime`` defaults to
@@ -154,14 +156,14 @@ def build_segmentation(
             continue
         m = cast(NoduleMask, finding.measurement.mask)  # type: ignore[union-attr]
         z0, y0, x0 = m.origin_index_zyx
-        dz, dy, dx = m.mask.shape
+        dz, dy, dx = m.reported.shape
         if z0 < 0 or y0 < 0 or x0 < 0 or z0 + dz > n_slices or y0 + dy > rows or x0 + dx > cols:
             raise SegmentationError(
-                f"mask of {finding.tracking_id} (origin {m.origin_index_zyx}, shape {m.mask.shape}) "
+                f"mask of {finding.tracking_id} (origin {m.origin_index_zyx}, shape {m.reported.shape}) "
                 f"lies outside the CT volume ({n_slices}, {rows}, {cols})"
             )
         masks.append((numbers[finding.tracking_uid], finding, m))
-    slices = sorted({m.origin_index_zyx[0] + k for _, _, m in masks for k in range(m.mask.shape[0]) if m.mask[k].any()})
+    slices = sorted({m.origin_index_zyx[0] + k for _, _, m in masks for k in range(m.reported.shape[0]) if m.reported[k].any()})
     if not slices:
         raise SegmentationError("all masks are empty")
     index = {k: i for i, k in enumerate(slices)}

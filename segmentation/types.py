@@ -38,6 +38,13 @@ class NoduleMask:
     def shape_zyx(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.mask.shape)  # type: ignore[return-value]
 
+    @property
+    def reported(self) -> np.ndarray:
+        """The voxels whose volume is the reported ``volume_mm3``: the radiologists'-convention outline
+        when known, else the mask.  What the SEG shows and ``noduled measure --mask-out`` writes, so
+        that the outline on the radiologist's screen and the SR's volume are one object."""
+        return self.readers_mask if self.readers_mask is not None else self.mask
+
 
 @dataclass(frozen=True)
 class MeasurementQuality:

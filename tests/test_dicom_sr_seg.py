@@ -41,11 +41,11 @@ def test_one_labelled_segment_per_nodule(case):
 
 
 def _segment_matches(back, ct, number: int, mask: NoduleMask) -> bool:  # type: ignore[no-untyped-def]
-    """Segment ``number`` of the SEG read back holds exactly ``mask``'s voxels on the CT (64 x 64 slices)."""
+    """Segment ``number`` of the SEG read back holds exactly ``mask``'s reported voxels on the CT (64 x 64 slices)."""
     expected = np.zeros((len(ct), 64, 64), bool)
     z0, y0, x0 = mask.origin_index_zyx
-    dz, dy, dx = mask.mask.shape
-    expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = mask.mask
+    dz, dy, dx = mask.reported.shape
+    expected[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = mask.reported
     got = back.get_pixels_by_source_instance(
         [str(d.SOPInstanceUID) for d in ct],
         segment_numbers=[number],
@@ -60,6 +60,30 @@ def test_masks_land_on_the_right_voxels(case, tmp_path):
     back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
     for number, finding in enumerate(assessment.findings, start=1):
         assert _segment_matches(back, ct, number, finding.measurement.mask), finding.tracking_id
+
+
+def test_the_segment_is_the_outline_whose_volume_the_sr_reports(case, tmp_path):
+    """The SR's volume is the radiologists'-convention outline (one pixel outside the 50 % mask): the SEG
+    shows that outline, so a viewer's volume of the segment is the SR's number, not the inner mask's."""
+    from scipy import ndimage
+
+    ct, assessment, _ = case
+    f = assessment.findings[0]
+    inner = f.measurement.mask
+    padded = np.pad(inner.mask, 1)
+    outline = ndimage.binary_dilation(padded, np.ones((1, 3, 3), bool))
+    z0, y0, x0 = inner.origin_index_zyx
+    m = NoduleMask((z0 - 1, y0 - 1, x0 - 1), padded, readers_mask=outline)
+    voxel_mm3 = float(np.prod([float(ct[0].PixelSpacing[0]), float(ct[0].PixelSpacing[1]), float(ct[0].SliceThickness)]))
+    reported = replace(f, measurement=replace(f.measurement, mask=m, volume_mm3=float(outline.sum()) * voxel_mm3))
+    seg = build_segmentation([reported], ct)
+    back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
+    assert _segment_matches(back, ct, 1, m)
+    got = back.get_pixels_by_source_instance(
+        [str(d.SOPInstanceUID) for d in ct], segment_numbers=[1], assert_missing_frames_are_empty=True
+    )
+    assert got.sum() * voxel_mm3 == pytest.approx(reported.measurement.volume_mm3)
+    assert got.sum() > inner.mask.sum()
 
 
 def test_deterministic(case):

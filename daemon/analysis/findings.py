@@ -30,8 +30,9 @@ def _inside(finding: NoduleFinding, position: Sequence[float], volume_index: Cal
     k, j, i = volume_index(position)
     z0, y0, x0 = m.mask.origin_index_zyx
     dz, dy, dx = k - z0, j - y0, i - x0
-    shape = m.mask.mask.shape
-    return 0 <= dz < shape[0] and 0 <= dy < shape[1] and 0 <= dx < shape[2] and bool(m.mask.mask[dz, dy, dx])
+    voxels = m.mask.reported  # the outline the radiologist sees
+    shape = voxels.shape
+    return 0 <= dz < shape[0] and 0 <= dy < shape[1] and 0 <= dx < shape[2] and bool(voxels[dz, dy, dx])
 
 
 def _same_unmeasured_mark(finding: NoduleFinding, seed: Seed) -> bool:

@@ -92,8 +92,14 @@ def register(app: typer.Typer) -> None:
         mask_out: Path | None = typer.Option(
             None,
             "--mask-out",
-            help="write the binary nodule mask (0/1, every "
-            "seed's nodule) on the input grid to this file (.nii.gz, .nrrd, ...)",
+            help="write the binary nodule mask (0/1, every seed's nodule) on the input grid to this file "
+            "(.nii.gz, .nrrd, ...): the outline whose volume is reported (what the SEG shows)",
+        ),
+        half_contrast: bool = typer.Option(
+            False,
+            "--half-contrast-mask",
+            help="with --mask-out: write the 50 %-contrast mask instead (the core of the partial-volume "
+            "estimate partial_volume_mm3, about one pixel inside the reported outline)",
         ),
     ) -> None:
         """Segment and measure the nodule at each seed (volume, axes, HU, solid component)."""
@@ -122,7 +128,7 @@ def register(app: typer.Typer) -> None:
                 row["composition"] = c.composition.value if c.composition else None
                 row["error"] = None
                 if m.mask is not None:
-                    o, mk = m.mask.origin_index_zyx, m.mask.mask
+                    o, mk = m.mask.origin_index_zyx, m.mask.mask if half_contrast else m.mask.reported
                     union[o[0] : o[0] + mk.shape[0], o[1] : o[1] + mk.shape[1], o[2] : o[2] + mk.shape[2]] |= mk
             except NoNoduleAtSeed as exc:
                 row["error"] = str(exc)
