@@ -82,8 +82,8 @@ def test_volume_agrees_with_the_readers(rows):
     """The SR's volume (the readers' outline convention): median deviation from the readers' median, share
     in their range.
 
-    The issue's targets are 15 % and 80 % (15.3 % / 83 % on the even half, 15.9 % / 79 % on the odd half,
-    19.4 % / 76 % on this subset); asserted here is the level reached, so that a regression fails."""
+    The issue's targets are 15 % and 80 % (14.9 % / 84 % on the even half, 15.5 % / 80 % on the odd half,
+    18.7 % / 78 % on this subset); asserted here is the level reached, so that a regression fails."""
     ok = [r for r in rows if r["error"] is None]
     dev = np.median([r["dev_pct"] for r in ok])
     inside = np.mean([r["in_range"] for r in ok])
@@ -92,10 +92,10 @@ def test_volume_agrees_with_the_readers(rows):
 
 
 def test_overlap_with_the_readers_union(rows):
-    """Dice >= 0.85 and HD95 <= 1.5 mm are the issue's targets (not met: 0.796 and 1.9 mm on this subset,
-    0.803 / 1.25 mm and 0.821 / 1.40 mm on the even / odd halves): asserted is the level reached.
+    """Dice >= 0.85 and HD95 <= 1.5 mm are the issue's targets (not met: 0.791 and 1.9 mm on this subset,
+    0.803 / 1.25 mm and 0.820 / 1.38 mm on the even / odd halves; one reader against the others 0.78): asserted is the level reached.
 
-    Ground glass: 0.67 here, 0.747 on the whole set (target 0.80).  The outline of a ground-glass nodule
+    Ground glass: 0.67 here, 0.741 on the whole set (target 0.80; one reader against the others 0.755).  The outline of a ground-glass nodule
     sits at a higher share of its contrast than a solid one's (:func:`segmentation.nodule.readers_contrast_fraction`):
     its volume then agrees with the readers' median (median deviation 22.1 -> 18.4 %, in their range 68 -> 80 %)
     and overlaps less with their union, which is the largest of their outlines (Dice 0.776 -> 0.747)."""
