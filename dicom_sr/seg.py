@@ -163,7 +163,9 @@ def build_segmentation(
                 f"lies outside the CT volume ({n_slices}, {rows}, {cols})"
             )
         masks.append((numbers[finding.tracking_uid], finding, m))
-    slices = sorted({m.origin_index_zyx[0] + k for _, _, m in masks for k in range(m.reported.shape[0]) if m.reported[k].any()})
+    slices = sorted(
+        {m.origin_index_zyx[0] + k for _, _, m in masks for k in range(m.reported.shape[0]) if m.reported[k].any()}
+    )
     if not slices:
         raise SegmentationError("all masks are empty")
     index = {k: i for i, k in enumerate(slices)}

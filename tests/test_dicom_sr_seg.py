@@ -74,7 +74,9 @@ def test_the_segment_is_the_outline_whose_volume_the_sr_reports(case, tmp_path):
     outline = ndimage.binary_dilation(padded, np.ones((1, 3, 3), bool))
     z0, y0, x0 = inner.origin_index_zyx
     m = NoduleMask((z0 - 1, y0 - 1, x0 - 1), padded, readers_mask=outline)
-    voxel_mm3 = float(np.prod([float(ct[0].PixelSpacing[0]), float(ct[0].PixelSpacing[1]), float(ct[0].SliceThickness)]))
+    voxel_mm3 = float(
+        np.prod([float(ct[0].PixelSpacing[0]), float(ct[0].PixelSpacing[1]), float(ct[0].SliceThickness)])
+    )
     reported = replace(f, measurement=replace(f.measurement, mask=m, volume_mm3=float(outline.sum()) * voxel_mm3))
     seg = build_segmentation([reported], ct)
     back = hd.seg.segread(write(seg, tmp_path / "seg.dcm"))
