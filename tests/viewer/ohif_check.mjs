@@ -130,6 +130,38 @@ async function checkStudy(page, study, name, withSeg) {
         color: (s.getSegmentColor ? s.getSegmentColor(vpId, id, seg.segmentIndex) : null) }));
     });
     await page.screenshot({ path: join(out, `${name}-seg.png`) });
+    // each segment on the image through its centre, shown and hidden: the pixels that differ are what the
+    // viewer drew of it; canvasToWorld of the canvas's origin and unit steps maps them to patient mm
+    r.segmentViews = [];
+    for (const { index } of r.segments) {
+      const view = await page.evaluate(async (index) => {
+        const s = window.services;
+        const vpId = s.viewportGridService.getActiveViewportId();
+        const id = s.segmentationService.getSegmentations()[0].segmentationId;
+        s.segmentationService.jumpToSegmentCenter(id, index, vpId, 0.9, false, 0);
+        await new Promise(r => setTimeout(r, 800));
+        const vp = s.cornerstoneViewportService.getCornerstoneViewport(vpId);
+        vp.render();
+        await new Promise(r => setTimeout(r, 300));
+        const b = vp.canvas.getBoundingClientRect();
+        return { index, imageId: vp.getCurrentImageId(), clip: { x: b.left, y: b.top, width: b.width, height: b.height },
+                 origin: vp.canvasToWorld([0, 0]), right: vp.canvasToWorld([1, 0]), down: vp.canvasToWorld([0, 1]) };
+      }, index);
+      const stem = join(out, `${name}-seg-${String(index).padStart(2, '0')}`);
+      await page.screenshot({ path: `${stem}.png`, clip: view.clip });
+      const visible = async (isVisible) => page.evaluate(async ({ index, isVisible }) => {
+        const s = window.services;
+        const vpId = s.viewportGridService.getActiveViewportId();
+        const id = s.segmentationService.getSegmentations()[0].segmentationId;
+        s.segmentationService.setSegmentVisibility(vpId, id, index, isVisible);
+        s.cornerstoneViewportService.getCornerstoneViewport(vpId).render();
+        await new Promise(r => setTimeout(r, 500));
+      }, { index, isVisible });
+      await visible(false);
+      await page.screenshot({ path: `${stem}-hidden.png`, clip: view.clip });
+      await visible(true);
+      r.segmentViews.push({ ...view, shown: `${stem}.png`, hidden: `${stem}-hidden.png` });
+    }
   }
   r.errors = errors;
   return r;

@@ -12,7 +12,8 @@ annotation SVG: the lines at the annotation's place, mapped back to patient coor
 viewport's canvasToWorld, and the label's text lines as drawn).
 Screenshots are written to ``tests/viewer/artifacts/`` (or $NODULED_VIEWER_ARTIFACTS): one per SR
 measurement on its image (multi-sr-NN-Nodule_N.png, multi-sr-08-Exam.png, follow-up-sr-...) and
-multi-seg.png.  Install: tests/setup/install_viewer_deps.sh (make test runs it).
+multi-seg.png, and each segment on the image through its centre, shown and hidden (multi-seg-NN.png,
+multi-seg-NN-hidden.png).  Install: tests/setup/install_viewer_deps.sh (make test runs it).
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def viewer(tmp_path_factory) -> dict:
             "truth": truth,
             "ct": headers(multi_ct),
             "sr": pydicom.dcmread(work / "out" / "report.dcm"),
+            "seg": work / "out" / "seg.dcm",
         },
         "follow-up": {
             "page": page["studies"]["follow-up"],
@@ -315,6 +317,42 @@ def test_the_seg_shows_one_distinctly_coloured_segment_per_nodule(viewer):
     assert len(set(colours)) == 7
     for shown, ours in zip(colours, DISPLAY_COLOURS_RGB):  # OHIF uses the SEG's recommended colours
         assert max(abs(a - b) for a, b in zip(shown, ours)) <= 3, (shown, ours)
+
+
+def test_each_segment_is_drawn_on_its_nodule_with_the_segments_area(viewer):
+    """What OHIF drew of each segment (the pixels that change when only that segment is hidden, on the
+    image through its centre) lies where the SEG's segment is and covers its area there (0.99-1.02x on
+    the multi phantom), so the outline a radiologist sees is the SEG's -- whose voxel volume is the SR's
+    volume (tests/test_dicom_sr_seg.py)."""
+    import highdicom as hd
+    from skimage import io as skio
+
+    case = viewer["multi"]
+    views = case["page"]["segmentViews"]
+    assert [v["index"] for v in views] == list(range(1, 8))
+    seg = hd.seg.segread(case["seg"])
+    for v in views:
+        shown = skio.imread(v["shown"])[..., :3].astype(int)
+        hidden = skio.imread(v["hidden"])[..., :3].astype(int)
+        drawn = np.abs(shown - hidden).max(axis=-1) > 8
+        assert drawn.sum() > 0, f"segment {v['index']} is not drawn"
+        origin, right, down = (np.asarray(v[k], float) for k in ("origin", "right", "down"))
+        ex, ey = right - origin, down - origin  # patient mm per screenshot pixel along x and y
+        sop = re.search(r"/instances/([0-9.]+)", v["imageId"]).group(1)
+        header = case["ct"][sop]
+        ours = seg.get_pixels_by_source_instance([sop], segment_numbers=[v["index"]], skip_overlap_checks=True)
+        ours = ours[0, ..., 0].astype(bool)
+        assert ours.any(), f"segment {v['index']}: the viewer's centre image holds none of it"
+        dr, dc = (float(x) for x in header.PixelSpacing)
+        drawn_mm2 = drawn.sum() * float(np.linalg.norm(ex) * np.linalg.norm(ey))
+        ours_mm2 = ours.sum() * dr * dc
+        assert 0.9 * ours_mm2 <= drawn_mm2 <= 1.1 * ours_mm2, (v["index"], drawn_mm2, ours_mm2)
+        y, x = np.argwhere(drawn).mean(axis=0)
+        drawn_centre = origin + x * ex + y * ey
+        iop = np.asarray(header.ImageOrientationPatient, float)
+        r, c = np.argwhere(ours).mean(axis=0)
+        ours_centre = np.asarray(header.ImagePositionPatient, float) + c * dc * iop[:3] + r * dr * iop[3:]
+        assert np.linalg.norm((drawn_centre - ours_centre)[:2]) <= 1.0, (v["index"], drawn_centre, ours_centre)
 
 
 @pytest.mark.parametrize("name", ["multi", "follow-up"])
