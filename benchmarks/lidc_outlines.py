@@ -76,20 +76,21 @@ def _annotations(db: sqlite3.Connection, series_uid: str) -> dict[int, list[Cont
     return out
 
 
-def _slice_mask(rc: np.ndarray, lo: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """pylidc's convention on one slice: pixel centres inside the closed contour, the contour's pixels out."""
+def _polygon(rc: np.ndarray, lo: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(the pixels whose centres lie inside the closed contour, the contour's own pixels) on one slice."""
     from skimage.draw import polygon
 
     r, c = rc[:, 0] - lo[0], rc[:, 1] - lo[1]
-    m = np.zeros(shape, dtype=bool)
-    rr, cc = polygon(r, c, shape)
-    m[rr, cc] = True
-    m[r, c] = False
-    return m
+    inside, on = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    inside[polygon(r, c, shape)] = True
+    on[r, c] = True
+    return inside, on
 
 
 def _raster(contours: list[Contour], z_index: dict[float, int], n_slices: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask on the crop's slices over the annotation's in-plane box, the box's (row, column) origin in the scan)."""
+    """(mask on the crop's slices over the annotation's in-plane box, the box's (row, column) origin in the scan):
+    pylidc's convention, the pixels inside each inclusion contour but not on it, those inside or on an
+    exclusion contour removed."""
     pts = np.concatenate([rc for _, _, rc in contours])
     lo = pts.min(axis=0) - 1
     shape = (int(pts[:, 0].max() - lo[0] + 2), int(pts[:, 1].max() - lo[1] + 2))
@@ -98,17 +99,12 @@ def _raster(contours: list[Contour], z_index: dict[float, int], n_slices: int) -
         k = z_index.get(z)
         if k is None:
             continue
+        inside, on = _polygon(rc, lo, shape)
         if inclusion:
-            mask[k] |= _slice_mask(rc, lo, shape)
+            mask[k] |= inside & ~on
         else:
-            mask[k] &= ~(_slice_mask(rc, lo, shape) | _on(rc, lo, shape))
+            mask[k] &= ~(inside | on)
     return mask, lo
-
-
-def _on(rc: np.ndarray, lo: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    m = np.zeros(shape, dtype=bool)
-    m[rc[:, 0] - lo[0], rc[:, 1] - lo[1]] = True
-    return m
 
 
 def _place(mask: np.ndarray, lo: np.ndarray, offset: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

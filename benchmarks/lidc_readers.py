@@ -71,8 +71,7 @@ def main() -> None:
 
     m = segment_nodule(image, ref["seed_lps_mm"])
     ours = np.zeros(shape, dtype=bool)
-    o, mask = m.mask.origin_index_zyx, m.mask.mask
-    ours[o[0] : o[0] + mask.shape[0], o[1] : o[1] + mask.shape[1], o[2] : o[2] + mask.shape[2]] = mask
+    ours[m.mask.box] = m.mask.mask
 
     readers = [
         r for r in reader_masks(next(args.data.rglob("*.xml")).read_text(), shape, z_mm) if (r[0] & ours).sum() > 100
@@ -87,7 +86,7 @@ def main() -> None:
     print(f"{'':<8} {'':>8} {'':>9} {'':>8} {', '.join(f'{v:.0f}' for v in references):>10}  (reference.json, sorted)")
     print("sorted means:", ", ".join(f"{v:.0f}" for v in sorted(means)))
 
-    planimetric = planimetric_volume_mm3(mask, image.GetSpacing()[::-1])
+    planimetric = planimetric_volume_mm3(m.mask.mask, image.GetSpacing()[::-1])
     print(
         f"\nnoduled: reported volume (readers' outline convention) {m.volume_mm3:.0f} mm3, partial-volume volume "
         f"{m.partial_volume_mm3 or 0.0:.0f} mm3, mask {ours.sum() * voxel_mm3:.0f} mm3, mask + half its outline ring "

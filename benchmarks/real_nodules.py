@@ -19,7 +19,7 @@ moved 2.5 mm along +-x, +-y, +-z.  Per nodule (JSON) and per class (table):
   range of the OTHER readers of that nodule (nodules with >= 3 readers, ambiguous rows left out);
 - Dice and HD95 (mm, symmetric, surface voxels) of the outline the SEG shows and whose volume the SR
   reports (``NoduleMask.reported``: the iso-contour at 27-36 % of the local contrast, see
-  ``readers_contrast_fraction``; without it, our 50 % mask plus its one-pixel in-plane ring) against
+  ``readers_contrast_fraction``) against
   the union of the readers' outlines.  The convention of that union, checked by rebuilding it
   pixel-exactly from each reader's contours (:mod:`benchmarks.lidc_outlines`, all 524 crops): pylidc's
   ``boolean_mask`` -- pixels inside the drawn contour, the contour's own pixels (the first pixels
@@ -65,7 +65,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -223,9 +223,13 @@ def juxtapleural(hu: np.ndarray, union: np.ndarray, spacing_zyx: np.ndarray) -> 
     return False
 
 
-def _readers_and_others(
-    nodule: Nodule, data: Path, image: Any, union: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray], list[float]] | None:
+class _Readers(NamedTuple):
+    outlines: list[np.ndarray]  # each reader's own mask on the crop's grid
+    others: list[np.ndarray]  # for each reader, the union of the other readers' masks
+    diameters_mm: list[float]  # each reader's greatest axial diameter
+
+
+def _readers_and_others(nodule: Nodule, data: Path, image: Any, union: np.ndarray) -> _Readers | None:
     """Each reader's own outline, the union of the OTHER readers' and each reader's greatest axial
     diameter (nodules with >= 3 readers, not ambiguous, reconstructed pixel-exactly by
     :mod:`benchmarks.lidc_outlines`), else None."""
@@ -239,7 +243,7 @@ def _readers_and_others(
         return None
     outlines = [r.mask for r in readers]
     unions = [np.any([o for j, o in enumerate(outlines) if j != i], axis=0) for i in range(len(outlines))]
-    return outlines, unions, [r.diameter_mm for r in readers]
+    return _Readers(outlines, unions, [r.diameter_mm for r in readers])
 
 
 # ------------------------------------------------------------------ one nodule
@@ -274,7 +278,7 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     }
     others = _readers_and_others(nodule, data, image, union)
     if others is not None:
-        outlines, unions, diameters = others
+        outlines, unions, diameters = others.outlines, others.others, others.diameters_mm
         row["reader_diameters_mm"] = diameters
         row["reader_diameter_baseline_mm"] = [
             d - float(np.median([e for j, e in enumerate(diameters) if j != i])) for i, d in enumerate(diameters)
@@ -300,20 +304,15 @@ def run_one(args: tuple[Nodule, str, bool]) -> dict[str, Any]:
     row["diagnostics"] = last_diagnostics()
     ours = np.zeros(hu.shape, dtype=bool)
     assert m.mask is not None
-    o, mk = m.mask.origin_index_zyx, m.mask.mask
-    ours[o[0] : o[0] + mk.shape[0], o[1] : o[1] + mk.shape[1], o[2] : o[2] + mk.shape[2]] = mk
+    ours[m.mask.box] = m.mask.mask
     from segmentation.measure import planimetric_volume_mm3
 
-    readers_convention = np.zeros(hu.shape, dtype=bool)
-    if m.mask.readers_mask is not None:
-        rk = m.mask.readers_mask
-        readers_convention[o[0] : o[0] + rk.shape[0], o[1] : o[1] + rk.shape[1], o[2] : o[2] + rk.shape[2]] = rk
-    else:
-        readers_convention = ours | in_plane_ring(ours)
+    readers_convention = np.zeros(hu.shape, dtype=bool)  # the SEG's outline, whose volume the SR reports
+    readers_convention[m.mask.box] = m.mask.reported
     interior = in_plane_erosion(union)
     if others is not None:
-        row["dice_vs_others"] = float(np.mean([dice(readers_convention, u) for u in others[1]]))
-        row["diameter_diff_mm"] = m.max_axial_diameter_mm - float(np.median(others[2]))
+        row["dice_vs_others"] = float(np.mean([dice(readers_convention, u) for u in others.others]))
+        row["diameter_diff_mm"] = m.max_axial_diameter_mm - float(np.median(others.diameters_mm))
     row.update(
         volume_mm3=m.volume_mm3,
         max_axial_diameter_mm=m.max_axial_diameter_mm,

@@ -39,6 +39,12 @@ class NoduleMask:
         return tuple(int(s) for s in self.mask.shape)  # type: ignore[return-value]
 
     @property
+    def box(self) -> tuple[slice, slice, slice]:
+        """Where the mask lies in the series volume: ``volume[box]`` has the mask's shape."""
+        z, y, x = (slice(o, o + n) for o, n in zip(self.origin_index_zyx, self.mask.shape))
+        return z, y, x
+
+    @property
     def reported(self) -> np.ndarray:
         """The voxels whose volume is the reported ``volume_mm3``: the radiologists'-convention outline
         when known, else the mask.  What the SEG shows and ``noduled measure --mask-out`` writes, so

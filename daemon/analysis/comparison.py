@@ -84,17 +84,26 @@ def load_prior(exam: PriorExam) -> PriorExam:
     """``exam`` with its CT series loaded and lung-masked (what the comparison does first), e.g. while
     the current study is still being segmented; unchanged when its series cannot be loaded (the
     comparison then says why)."""
-    from segmentation.io import load_series
-    from segmentation.lungs import lung_mask
     from segmentation.types import SeriesError
 
     if not exam.ct_datasets or exam.image is not None:
         return exam
     try:
-        image = load_series(list(exam.ct_datasets)).image
+        image, lungs = _image_and_lungs(exam)
     except SeriesError:
         return exam
-    return replace(exam, image=image, lungs=lung_mask(image))
+    return replace(exam, image=image, lungs=lungs)
+
+
+def _image_and_lungs(exam: PriorExam) -> tuple[Any, Any]:
+    """``exam``'s CT series as a volume and its lung mask: as loaded ahead, else loaded now (SeriesError)."""
+    from segmentation.io import load_series
+    from segmentation.lungs import lung_mask
+
+    if exam.image is not None:
+        return exam.image, exam.lungs
+    image = load_series(list(exam.ct_datasets)).image
+    return image, lung_mask(image)
 
 
 @dataclass(frozen=True)
@@ -138,8 +147,6 @@ def compare_with_priors(
     image: Any, lungs: Any, findings: Sequence[NoduleFinding], priors: Sequence[PriorExam]
 ) -> ComparisonResult:
     """Every current finding on every prior exam, and identities carried over from earlier reports."""
-    from segmentation.io import load_series
-    from segmentation.lungs import lung_mask
     from segmentation.register import RegistrationError, find_in_prior, match_nodules, register
     from segmentation.types import SeriesError
 
@@ -154,11 +161,7 @@ def compare_with_priors(
         registration = prior_image = prior_lungs = None
         if exam.ct_datasets:
             try:
-                if exam.image is not None:
-                    prior_image, prior_lungs = exam.image, exam.lungs
-                else:
-                    prior_image = load_series(list(exam.ct_datasets)).image
-                    prior_lungs = lung_mask(prior_image)
+                prior_image, prior_lungs = _image_and_lungs(exam)
                 registration = register(image, prior_image, current_lungs=lungs, prior_lungs=prior_lungs)
             except (SeriesError, RegistrationError) as exc:
                 notes.append(f"prior CT of {when} (study {exam.study_uid}) could not be compared: {exc}")

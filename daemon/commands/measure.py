@@ -128,8 +128,7 @@ def register(app: typer.Typer) -> None:
                 row["composition"] = c.composition.value if c.composition else None
                 row["error"] = None
                 if m.mask is not None:
-                    o, mk = m.mask.origin_index_zyx, m.mask.mask if half_contrast else m.mask.reported
-                    union[o[0] : o[0] + mk.shape[0], o[1] : o[1] + mk.shape[1], o[2] : o[2] + mk.shape[2]] |= mk
+                    union[m.mask.box] |= m.mask.mask if half_contrast else m.mask.reported
             except NoNoduleAtSeed as exc:
                 row["error"] = str(exc)
             rows.append(row)
