@@ -19,11 +19,11 @@ from daemon.storage.db import open_index
 from daemon.workflow import shared_config, state
 from daemon.workflow.jobs import RETRIES, RETRY_DELAY_S, JobQueue, make_huey
 from daemon.workflow.parallel import default_processes, process_map
-from daemon.workflow.preload import Preloader
+from daemon.workflow.preload import LoadedPriors, Preloader
 from daemon.workflow.priors import WaitingForPriors
 from daemon.workflow.stability import StabilityMonitor
 from daemon.workflow.state import StudyBusy
-from daemon.workflow.study import LoadedPriors, NodeContext, PermanentError, analyze_study, load_priors_ahead
+from daemon.workflow.study import NodeContext, PermanentError, analyze_study, load_priors_ahead
 
 if TYPE_CHECKING:
     from daemon.ops.health import HealthServer

@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine
 
 from daemon.analysis.chain import AnalysisInputs, PreparedSeries, prepare
+from daemon.analysis.comparison import PriorExam
 from daemon.analysis.sop_classes import CT_IMAGE_STORAGE
 from daemon.ops import metrics
 from daemon.storage.archive import Archive
@@ -57,10 +58,23 @@ class Preloaded:
     prepared: PreparedSeries
 
 
+#: what the prefetch returns: prior study -> (the CT files it was loaded from, the exam with its series loaded
+#: and lung-masked); empty or None when nothing was loaded ahead
+LoadedPriors = dict[str, tuple[tuple[str, ...], PriorExam]]
+
+_T = TypeVar("_T")
+
+
 @dataclass
-class _Entry:
-    future: Future[Any]  # Preloaded | None, or what the prefetch returned
+class _Entry(Generic[_T]):
+    future: Future[_T]
     started: float
+
+
+def _drop_older(held: dict[str, _Entry[_T]], started_before: float) -> None:
+    for uid, entry in list(held.items()):
+        if entry.started < started_before:
+            del held[uid]
 
 
 class Preloader:
@@ -72,7 +86,7 @@ class Preloader:
         archive: Archive,
         *,
         measure_map: Callable | None = None,  # type: ignore[type-arg]
-        prefetch: Callable[[str], object] | None = None,  # retrieves a study's priors into the archive (and loads them)
+        prefetch: Callable[[str], LoadedPriors | None] | None = None,  # retrieves a study's priors (and loads them)
         max_entries: int = 2,
         max_age_s: float = 120.0,
         max_parsed: int = 1000,  # CT instances held parsed and decoded (about 1 MB each at 512 x 512: ~3 full studies)
@@ -82,7 +96,7 @@ class Preloader:
         self.measure_map = measure_map
         self.max_entries = max(1, max_entries)
         self.max_age_s = max_age_s
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Entry[Preloaded | None]] = {}
         self._lock = threading.Lock()
         # CT instances parsed as they arrive: study -> SOP Instance UID -> dataset (what the preload reads first)
         self._parsed: dict[str, dict[str, Dataset]] = {}
@@ -99,7 +113,7 @@ class Preloader:
         self._parser.start()
         self._pool = ThreadPoolExecutor(max_workers=self.max_entries, thread_name_prefix="preload")
         self.prefetch = prefetch
-        self._prefetches: dict[str, _Entry] = {}
+        self._prefetches: dict[str, _Entry[LoadedPriors | None]] = {}
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")  # one retrieval at a time
 
     def stored(self, study_uid: str, sop_class_uid: str, sop_instance_uid: str, data: bytes) -> None:
@@ -159,10 +173,8 @@ class Preloader:
         """The SCP's release hook: preload each study (in the background; returns at once)."""
         now = time.monotonic()
         with self._lock:
-            for held in (self._entries, self._prefetches):
-                for uid, entry in list(held.items()):
-                    if now - entry.started > self.max_age_s:
-                        del held[uid]
+            _drop_older(self._entries, now - self.max_age_s)
+            _drop_older(self._prefetches, now - self.max_age_s)
             for study_uid in study_uids:
                 # started by its first CT image, unless this association carried none (seeds sent later)
                 self._start_prefetch(study_uid, now)
@@ -175,7 +187,7 @@ class Preloader:
         if self.prefetch is not None and study_uid not in self._prefetches:
             self._prefetches[study_uid] = _Entry(self._fetcher.submit(self._fetch, study_uid), now)
 
-    def _fetch(self, study_uid: str) -> object:
+    def _fetch(self, study_uid: str) -> LoadedPriors | None:
         t0 = time.perf_counter()
         result = self.prefetch(study_uid)  # type: ignore[misc]
         metrics.STAGE_SECONDS.labels("preload_fetch_priors").observe(time.perf_counter() - t0)
@@ -195,7 +207,7 @@ class Preloader:
             for _, uid in held[: max(0, len(held) - self.max_entries + 1)]:
                 del self._prefetches[uid]
 
-    def wait_prefetch(self, study_uid: str) -> object:
+    def wait_prefetch(self, study_uid: str) -> LoadedPriors | None:
         """Until the priors of ``study_uid`` retrieved as it arrived are in the archive (at once when none
         were asked for); what ``prefetch`` returned (the priors loaded ahead), or None.  A retrieval that
         failed is only logged: the analysis asks the PACS itself."""
@@ -241,7 +253,7 @@ class Preloader:
         except Exception as exc:  # the analysis computes (and reports) it itself
             log.debug("study %s: preload failed (%s: %s)", study_uid, type(exc).__name__, exc)
             return None
-        if not isinstance(preloaded, Preloaded) or preloaded.files != tuple(str(p) for p in paths):
+        if preloaded is None or preloaded.files != tuple(str(p) for p in paths):
             return None
         return preloaded
 

@@ -44,7 +44,7 @@ from daemon.storage.queries import (
 )
 from daemon.storage.registry import record_analysed_exam, study_participant_overrides
 from daemon.workflow import state
-from daemon.workflow.preload import Preloader
+from daemon.workflow.preload import LoadedPriors, Preloader
 from daemon.workflow.priors import fetch_or_wait
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,6 @@ def _store(ctx: NodeContext, ds: Dataset) -> str:
     ds.save_as(buf, enforce_file_format=True)
     result = ctx.archive.store(buf.getvalue(), calling_ae=None)
     return ctx.archive.relative_path(result.study_uid, result.series_uid, result.sop_instance_uid)
-
-
-#: prior study -> (the CT files it was loaded from, the exam with its series loaded and lung-masked)
-LoadedPriors = dict[str, tuple[tuple[str, ...], PriorExam]]
 
 
 def prior_exams(ctx: NodeContext, study_uid: str, loaded: LoadedPriors | None = None) -> list[PriorExam]:
@@ -267,7 +263,7 @@ def _analyse_claimed(
             time.perf_counter() - t_read
         )
         t_priors = time.perf_counter()
-        priors = prior_exams(ctx, study_uid, loaded if isinstance(loaded, dict) else None)
+        priors = prior_exams(ctx, study_uid, loaded)
         metrics.STAGE_SECONDS.labels("read_priors").observe(time.perf_counter() - t_priors)
         result = analyze(
             AnalysisInputs(
